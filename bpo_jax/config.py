@@ -1,0 +1,176 @@
+"""Run configuration: one frozen dataclass, every field documented.
+
+Fields split in two kinds, by how JAX sees them:
+
+* **structural** fields (sizes, network shape, algorithm switches) are Python values baked
+  into the compiled program;
+* **sweepable** floats (learning rate, eps, lambda, gamma, ...) are collected by
+  :meth:`Config.hparams` into an :class:`HParams` pytree whose leaves are traced, so
+  ``jax.vmap(train)(keys, batched_hparams)`` trains a grid of configurations as one program.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from bpo_jax.losses import LOSS_TYPES
+
+ALGOS = ("bpo", "ppo")
+ACTIVATIONS = ("tanh", "relu", "elu")
+
+
+class ConfigError(ValueError):
+    """An invalid or inconsistent configuration; the message says what to change."""
+
+
+def _arg(default: Any, help: str, sweep: bool = False):
+    return field(default=default, metadata={"help": help, "sweep": sweep})
+
+
+@struct.dataclass
+class HParams:
+    """The traced (sweepable) hyperparameters; see :class:`Config` for their meaning."""
+
+    lr: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+    eps_low: jax.Array
+    eps_high: jax.Array
+    bpo_lambda: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    u_coef: jax.Array
+    max_grad_norm: jax.Array
+    adam_eps: jax.Array
+    reward_scale: jax.Array
+
+    @classmethod
+    def stack(cls, hparams: list["HParams"]) -> "HParams":
+        """Batch several HParams along a new leading axis, for ``vmap`` over configurations."""
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run.  Defaults: BPO on gymnax CartPole-v1 with
+    PureJaxRL's PPO settings (4 envs x 128 steps, 4 epochs x 4 minibatches, tanh 64x64)."""
+
+    # --- run ---
+    env: str = _arg("gymnax/CartPole-v1", "environment id, 'suite/name' (see `bpo-jax envs`)")
+    algo: str = _arg("bpo", "algorithm: bpo (Bounded Policy Optimization) or ppo (clipped surrogate)")
+    seed: int = _arg(0, "base PRNG seed; seed i of a multi-seed run uses fold(seed, i)")
+    total_steps: int = _arg(500_000, "environment steps per seed (rounded down to whole updates)")
+    num_envs: int = _arg(4, "parallel environments per seed")
+    num_steps: int = _arg(128, "rollout length T per environment and update")
+    num_epochs: int = _arg(4, "passes over each rollout")
+    num_minibatches: int = _arg(4, "minibatches per epoch; num_envs*num_steps must divide evenly")
+    # --- network ---
+    hidden_sizes: tuple[int, ...] = _arg((64, 64), "hidden layer widths of the actor and critic MLPs")
+    activation: str = _arg("tanh", "hidden activation: tanh, relu or elu")
+    median_hidden_sizes: Optional[tuple[int, ...]] = _arg(
+        None, "hidden widths of the median head on the critic trunk (default: hidden_sizes, as the reference)")
+    init_std: float = _arg(1.0, "initial policy std for continuous actions")
+    min_std: float = _arg(1e-3, "floor of the policy std (std = min_std + softplus(param), never 0 or NaN)")
+    # --- optimisation (sweepable) ---
+    lr: float = _arg(2.5e-4, "Adam learning rate", sweep=True)
+    anneal_lr: bool = _arg(True, "anneal the learning rate linearly to 0 over the run")
+    adam_eps: float = _arg(1e-5, "Adam epsilon (1e-5 as SB3 and PureJaxRL)", sweep=True)
+    max_grad_norm: float = _arg(0.5, "global gradient-norm clip over all parameters", sweep=True)
+    gamma: float = _arg(0.99, "discount factor", sweep=True)
+    gae_lambda: float = _arg(0.95, "GAE trace parameter", sweep=True)
+    reward_scale: float = _arg(1.0, "multiply rewards by this before learning (episode statistics stay raw)", sweep=True)
+    ent_coef: float = _arg(0.01, "entropy bonus coefficient", sweep=True)
+    vf_coef: float = _arg(0.5, "value loss coefficient (value loss is a plain MSE)", sweep=True)
+    # --- trust region, shared by PPO and BPO ---
+    eps: float = _arg(0.2, "ratio bound: c_l = 1-eps, c_h = 1+eps (PPO clip range)", sweep=True)
+    eps_low: Optional[float] = _arg(None, "asymmetric lower bound, c_l = 1-eps_low (default: eps)", sweep=True)
+    eps_high: Optional[float] = _arg(None, "asymmetric upper bound, c_h = 1+eps_high (default: eps)", sweep=True)
+    # --- PPO ---
+    normalize_advantages: bool = _arg(True, "PPO: normalise advantages per minibatch")
+    value_clip: Optional[float] = _arg(None, "PPO: clip the value update around V_old to this range (off by default)")
+    # --- BPO ---
+    bpo_lambda: float = _arg(1.0, "BPO temperature lambda of the target sigmoid, on the raw return scale", sweep=True)
+    u_coef: float = _arg(0.5, "BPO median-head loss coefficient (0.5 as the reference's sb3 code)", sweep=True)
+    use_median: bool = _arg(True, "BPO: target from Q_hat - u(s) (median head); false: from Q_hat - V(s) (ablation)")
+    loss_type: str = _arg("adv_TV", "BPO divergence: adv_TV (paper), TV, log_TV, MSE, RKL, FKL")
+    online_adv: bool = _arg(True, "BPO weight |Q_hat - V_current|; false: |GAE advantage| normalised over the batch")
+    logit_clamp: Optional[float] = _arg(None, "BPO: clamp (Q_hat - u)/lambda to +-this (rsl_rl uses 10; off by default)")
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(eps_low, eps_high) with the symmetric default filled in."""
+        low = self.eps if self.eps_low is None else self.eps_low
+        high = self.eps if self.eps_high is None else self.eps_high
+        return low, high
+
+    def hparams(self) -> HParams:
+        """The sweepable floats as a pytree of float32 scalars."""
+        low, high = self.bounds
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(HParams)}
+        values.update(eps_low=low, eps_high=high)
+        return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    # ------------------------------------------------------------- validation
+    def validate(self) -> "Config":
+        """Raise :class:`ConfigError` with a one-line, actionable message if anything is off."""
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.algo in ALGOS, f"unknown algo {self.algo!r}; valid: {', '.join(ALGOS)}")
+        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
+            need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
+        need(self.batch_size % self.num_minibatches == 0,
+             f"num_envs*num_steps = {self.batch_size} is not divisible into num_minibatches = "
+             f"{self.num_minibatches}; change one of them")
+        need(self.total_steps >= self.batch_size,
+             f"total_steps = {self.total_steps} is less than one update's batch "
+             f"num_envs*num_steps = {self.batch_size}")
+        need(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+             f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        if self.median_hidden_sizes is not None:
+            need(all(h > 0 for h in self.median_hidden_sizes),
+                 f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
+        need(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        need(self.loss_type in LOSS_TYPES, f"unknown loss_type {self.loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
+        need(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        low, high = self.bounds
+        need(0.0 < low <= 1.0, f"eps_low must be in (0, 1] so that c_l = 1-eps_low >= 0, got {low}")
+        need(high > 0.0, f"eps_high must be > 0, got {high}")
+        need(self.bpo_lambda > 0, f"bpo_lambda must be > 0, got {self.bpo_lambda}")
+        need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        need(self.init_std > self.min_std >= 0, f"need init_std > min_std >= 0, got {self.init_std}, {self.min_std}")
+        for name in ("ent_coef", "vf_coef", "u_coef", "adam_eps"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
+        if self.value_clip is not None:
+            need(self.value_clip > 0, f"value_clip must be > 0, got {self.value_clip}")
+        if self.logit_clamp is not None:
+            need(self.logit_clamp > 0, f"logit_clamp must be > 0, got {self.logit_clamp}")
+        return self

@@ -1,0 +1,246 @@
+"""make_train: a whole BPO/PPO training run as one pure, jittable, vmappable function.
+
+    train = make_train(config)                       # static set-up
+    state, metrics = jax.jit(train)(key)             # one run, one program
+    jax.jit(jax.vmap(train))(keys)                   # N seeds, one program
+    jax.jit(jax.vmap(train))(keys, HParams.stack(hs)) # N configurations, one program
+
+The loop reads like the algorithm: collect T steps with the current policy, compute GAE
+targets, then epochs x minibatches of gradient steps.  Each level is one ``lax.scan``.
+Metrics are reduced to one small row of scalars per update, so memory does not grow with
+the run beyond ``num_updates`` rows.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from bpo_jax import losses
+from bpo_jax.config import Config, HParams
+from bpo_jax.envs import Env, EnvState, make as make_env
+from bpo_jax.networks import action_to_env, make_network
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries from one update to the next (one seed)."""
+
+    params: Any
+    opt_state: Any
+    env_state: EnvState
+    key: jax.Array
+    update: jax.Array  # int32, updates done so far
+
+
+@struct.dataclass
+class Transition:
+    """One rollout step for B environments; stacked by the rollout scan to [T, B, ...]."""
+
+    obs: jax.Array  # [B, *O] observation acted on
+    action: jax.Array  # [B] or [B, A] sampled action (unclipped)
+    log_prob: jax.Array  # [B] log pi_old(a|s)
+    reward: jax.Array  # [B]
+    terminated: jax.Array  # [B] bool
+    truncated: jax.Array  # [B] bool
+    final_obs: jax.Array  # [B, *O] observation reached, before auto-reset
+    done_return: jax.Array  # [B] return of an episode that ended here (0 otherwise)
+    done_length: jax.Array  # [B] its length
+    done: jax.Array  # [B] bool
+
+
+@struct.dataclass
+class Batch:
+    """Flat training samples, [N, ...] with N = num_envs * num_steps."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array  # V_old(s)
+    advantage: jax.Array  # GAE advantage
+    q_hat: jax.Array  # GAE return A + V_old, the value and BPO targets
+
+
+class Trainer(NamedTuple):
+    """The pieces of a run.  ``train`` is ``init`` followed by ``num_updates`` ``update`` calls;
+    a chunked driver calls ``update_chunk`` (K updates per compiled call) instead."""
+
+    init: Callable[[jax.Array, HParams], TrainState]
+    update: Callable[[TrainState, HParams], tuple[TrainState, dict]]
+    update_chunk: Callable[[TrainState, HParams, int], tuple[TrainState, dict]]
+    train: Callable[..., tuple[TrainState, dict]]
+    num_updates: int
+    config: Config
+    env: Env
+
+
+def make_trainer(config: Config, env: Env | None = None) -> Trainer:
+    config.validate()
+    env = env if env is not None else make_env(config.env, num_envs=config.num_envs)
+    if env.num_envs != config.num_envs:
+        raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {config.num_envs}")
+    network = make_network(config, env.action_space)
+    num_updates = config.num_updates
+    grad_steps_per_update = config.num_epochs * config.num_minibatches
+    low, high = config.bounds
+    # The median head's quantile level is structural: it follows from the configured
+    # bounds, p = 1/2 when symmetric.
+    quantile = float(losses.quantile_level(low, high))
+
+    def make_optimizer(hp: HParams):
+        if config.anneal_lr:
+            lr = lambda count: hp.lr * (1.0 - (count // grad_steps_per_update) / num_updates)
+        else:
+            lr = hp.lr
+        return optax.chain(
+            optax.clip_by_global_norm(hp.max_grad_norm),
+            optax.adam(lr, eps=hp.adam_eps),
+        )
+
+    # ------------------------------------------------------------------ INIT
+    def init(key: jax.Array, hp: HParams) -> TrainState:
+        key, net_key, env_key = jax.random.split(key, 3)
+        env_state = env.reset(env_key)
+        params = network.init(net_key, env_state.obs)
+        opt_state = make_optimizer(hp).init(params)
+        return TrainState(params, opt_state, env_state, key, jnp.zeros((), jnp.int32))
+
+    # ------------------------------------------------------------------ LOSS
+    def loss_fn(params, mb: Batch, hp: HParams):
+        dist = network.apply(params, mb.obs, method="policy")
+        value, u = network.apply(params, mb.obs, method="values")
+        log_ratio = dist.log_prob(mb.action) - mb.log_prob
+        ratio = jnp.exp(log_ratio)
+        entropy = dist.entropy().mean()
+        v_loss = losses.value_loss(value, mb.value, mb.q_hat, config.value_clip).mean()
+        metrics = {
+            "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
+            "clip_fraction": jnp.mean((ratio < 1.0 - hp.eps_low) | (ratio > 1.0 + hp.eps_high)),
+            "entropy": entropy,
+            "value_loss": v_loss,
+        }
+        if config.algo == "ppo":
+            adv = mb.advantage
+            if config.normalize_advantages:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            pi_loss = losses.ppo_policy_loss(log_ratio, adv, hp.eps_low, hp.eps_high).mean()
+            total = pi_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
+        else:
+            baseline = u if config.use_median else value
+            target = losses.bpo_target_ratio(
+                mb.q_hat, jax.lax.stop_gradient(baseline), hp.eps_low, hp.eps_high,
+                hp.bpo_lambda, config.logit_clamp,
+            )
+            # Weight |Q_hat - V|: V is detached so the policy loss never trains the critic.
+            weight = jax.lax.stop_gradient(mb.q_hat - value) if config.online_adv else mb.advantage
+            pi_loss = losses.bpo_divergence(log_ratio, target, weight, config.loss_type).mean()
+            u_loss = losses.median_loss(mb.q_hat, u, quantile).mean() if config.use_median else 0.0
+            total = pi_loss + hp.vf_coef * v_loss + hp.u_coef * u_loss - hp.ent_coef * entropy
+            metrics.update(
+                median_loss=jnp.asarray(u_loss, jnp.float32),
+                target_up_fraction=jnp.mean(target > 1.0),
+                ratio_target_gap=jnp.mean(jnp.abs(ratio - target)),
+            )
+        metrics["policy_loss"] = pi_loss
+        metrics["loss"] = total
+        return total, metrics
+
+    # ---------------------------------------------------------------- UPDATE
+    def update(state: TrainState, hp: HParams) -> tuple[TrainState, dict]:
+        optimizer = make_optimizer(hp)
+
+        # COLLECT TRAJECTORIES
+        def env_step(carry, _):
+            env_state, key = carry
+            key, act_key = jax.random.split(key)
+            dist = network.apply(state.params, env_state.obs, method="policy")
+            action = dist.sample(act_key)
+            next_state = env.step(env_state, action_to_env(env.action_space, action))
+            transition = Transition(
+                obs=env_state.obs, action=action, log_prob=dist.log_prob(action),
+                reward=next_state.reward, terminated=next_state.terminated,
+                truncated=next_state.truncated, final_obs=next_state.final_obs,
+                done_return=next_state.done_return, done_length=next_state.done_length,
+                done=next_state.done,
+            )
+            return (next_state, key), transition
+
+        (env_state, key), traj = jax.lax.scan(
+            env_step, (state.env_state, state.key), None, length=config.num_steps
+        )
+
+        # CALCULATE ADVANTAGES (critic batched over the whole rollout, once)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        unflat = lambda x: x.reshape(traj.reward.shape)
+        critic = lambda obs: unflat(network.apply(state.params, flat(obs), method="values")[0])
+        values, next_values = critic(traj.obs), critic(traj.final_obs)
+        advantages, q_hat = losses.gae(
+            traj.reward * hp.reward_scale, values, next_values, traj.terminated, traj.truncated,
+            hp.gamma, hp.gae_lambda,
+        )
+        if config.algo == "bpo" and not config.online_adv:
+            # rsl_rl's offline weight: GAE advantages normalised over the whole batch.
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        batch = Batch(
+            obs=flat(traj.obs), action=flat(traj.action), log_prob=flat(traj.log_prob),
+            value=flat(values), advantage=flat(advantages), q_hat=flat(q_hat),
+        )
+
+        # UPDATE NETWORK: epochs x minibatches
+        def minibatch_step(carry, mb):
+            params, opt_state = carry
+            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, hp)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            metrics["grad_norm"] = optax.global_norm(grads)
+            return (optax.apply_updates(params, updates), opt_state), metrics
+
+        def epoch(carry, epoch_key):
+            perm = jax.random.permutation(epoch_key, config.batch_size)
+            shuffled = jax.tree.map(
+                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch
+            )
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        key, *epoch_keys = jax.random.split(key, config.num_epochs + 1)
+        (params, opt_state), loss_metrics = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jnp.stack(epoch_keys)
+        )
+
+        # METRICS: one small row per update
+        episodes = traj.done.sum()
+        metrics = jax.tree.map(jnp.mean, loss_metrics)
+        metrics.update(
+            episodes=episodes,
+            episode_return_mean=_masked_mean(traj.done_return, traj.done, episodes),
+            episode_length_mean=_masked_mean(traj.done_length.astype(jnp.float32), traj.done, episodes),
+            value_mean=values.mean(),
+            nonfinite=~jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]
+                                         + [jnp.isfinite(metrics["loss"]), jnp.isfinite(metrics["grad_norm"])])),
+        )
+        new_state = TrainState(params, opt_state, env_state, key, state.update + 1)
+        return new_state, metrics
+
+    def update_chunk(state: TrainState, hp: HParams, num: int) -> tuple[TrainState, dict]:
+        """``num`` updates in one scan; metrics stacked to [num]."""
+        return jax.lax.scan(lambda s, _: update(s, hp), state, None, length=num)
+
+    # ----------------------------------------------------------------- TRAIN
+    def train(key: jax.Array, hp: HParams | None = None) -> tuple[TrainState, dict]:
+        """The whole run: returns the final state and metrics of shape [num_updates]."""
+        hp = config.hparams() if hp is None else hp
+        return update_chunk(init(key, hp), hp, num_updates)
+
+    return Trainer(init, update, update_chunk, train, num_updates, config, env)
+
+
+def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:
+    """``train(key, hparams=None) -> (final TrainState, metrics [num_updates])``, pure and jittable."""
+    return make_trainer(config, env).train
+
+
+def _masked_mean(x: jax.Array, mask: jax.Array, count: jax.Array) -> jax.Array:
+    """Mean of x where mask, NaN when nothing is masked in (no episode ended)."""
+    return jnp.where(count > 0, jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(count, 1), jnp.nan)

@@ -1,0 +1,175 @@
+"""The environment protocol shared by every suite.
+
+An environment is a batch of ``num_envs`` copies of one task, driven functionally::
+
+    state = env.reset(key)            # every leaf has a leading [num_envs] axis
+    state = env.step(state, action)   # action: [num_envs] (discrete) or [num_envs, A]
+
+Both calls are pure and jittable for accelerator-resident suites (gymnax, brax, mjx),
+so a whole rollout is one ``lax.scan``.  Suites driven by an external simulator
+(IsaacLab, which lives in torch) set ``jittable = False``: the trainer then drives the
+same compiled policy from the host, step by step.
+
+Every state carries what correct on-policy learning needs, so no trainer has to know
+a suite's quirks:
+
+* ``terminated`` and ``truncated`` separately: a time-limit cut is not a terminal
+  state, and the value target must bootstrap through it;
+* ``final_obs``: the observation *before* auto-reset.  On a step that ended an episode
+  ``obs`` is already the first observation of the next one, so bootstrapping from it
+  would be wrong; on every other step ``final_obs == obs``;
+* episode statistics of the episodes that ended on this step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Union
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@dataclass(frozen=True)
+class Discrete:
+    """A categorical action space with ``n`` choices, actions are int32 in [0, n)."""
+
+    n: int
+
+
+@dataclass(frozen=True)
+class Box:
+    """A continuous action space: float32 actions of ``shape`` within [low, high]."""
+
+    low: Any
+    high: Any
+    shape: tuple[int, ...]
+
+
+ActionSpace = Union[Discrete, Box]
+
+
+@dataclass(frozen=True)
+class ObsSpec:
+    """Shape and dtype of one environment's observation (no batch axis)."""
+
+    shape: tuple[int, ...]
+    dtype: Any = jnp.float32
+
+
+@struct.dataclass
+class EnvState:
+    """Batched state of ``num_envs`` environments after a reset or a step.
+
+    Shapes below use B = num_envs and O = the observation shape.
+    """
+
+    obs: jax.Array  # [B, *O] observation to act on (first obs of a new episode after a reset)
+    reward: jax.Array  # [B] reward of the last transition
+    terminated: jax.Array  # [B] bool, the last transition entered a terminal state
+    truncated: jax.Array  # [B] bool, the episode was cut (time limit) and not terminated
+    final_obs: jax.Array  # [B, *O] observation reached by the last transition, before auto-reset
+    episode_return: jax.Array  # [B] running undiscounted return of the current episode
+    episode_length: jax.Array  # [B] int32 running length of the current episode
+    done_return: jax.Array  # [B] return of the episode that ended on this step (0 if none)
+    done_length: jax.Array  # [B] int32 length of the episode that ended on this step (0 if none)
+    inner: Any  # suite-specific simulator state
+    key: jax.Array  # [B] per-environment PRNG keys for stochastic steps and resets
+
+    @property
+    def done(self) -> jax.Array:
+        """[B] bool, an episode ended on the last step (terminated or truncated)."""
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+class Env(Protocol):
+    """What the trainer needs from an environment of any suite."""
+
+    name: str
+    num_envs: int
+    obs_spec: ObsSpec
+    action_space: ActionSpace
+    jittable: bool
+
+    def reset(self, key: jax.Array) -> EnvState: ...
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState: ...
+
+
+class FunctionalEnv:
+    """Base for suites whose single-environment dynamics are pure JAX functions.
+
+    Subclasses implement one copy of the task without auto-reset:
+
+    * ``_reset_one(key) -> (inner, obs)``
+    * ``_step_one(key, inner, action) -> (inner, obs, reward, terminated, truncated)``
+
+    and this class batches them with ``vmap``, resets finished episodes to a fresh random
+    initial state, and keeps episode statistics.
+    """
+
+    jittable = True
+
+    def __init__(self, name: str, num_envs: int, obs_spec: ObsSpec, action_space: ActionSpace):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.name = name
+        self.num_envs = num_envs
+        self.obs_spec = obs_spec
+        self.action_space = action_space
+
+    def _reset_one(self, key):
+        raise NotImplementedError
+
+    def _step_one(self, key, inner, action):
+        raise NotImplementedError
+
+    def reset(self, key: jax.Array) -> EnvState:
+        keys = jax.random.split(key, self.num_envs)
+        step_keys, reset_keys = _split_each(keys)
+        inner, obs = jax.vmap(self._reset_one)(reset_keys)
+        zeros = jnp.zeros(self.num_envs)
+        izeros = jnp.zeros(self.num_envs, jnp.int32)
+        false = jnp.zeros(self.num_envs, bool)
+        return EnvState(
+            obs=obs, reward=zeros, terminated=false, truncated=false, final_obs=obs,
+            episode_return=zeros, episode_length=izeros, done_return=zeros, done_length=izeros,
+            inner=inner, key=step_keys,
+        )
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        return jax.vmap(self._step_and_autoreset)(state, action)
+
+    def _step_and_autoreset(self, state: EnvState, action: jax.Array) -> EnvState:
+        """One environment (no batch axis): step, record statistics, reset if done."""
+        key, step_key, reset_key = jax.random.split(state.key, 3)
+        inner, obs, reward, terminated, truncated = self._step_one(step_key, state.inner, action)
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated, bool)
+        # A transition that is both terminal and at the time limit is terminal: nothing to bootstrap.
+        truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
+        done = jnp.logical_or(terminated, truncated)
+
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        reset_inner, reset_obs = self._reset_one(reset_key)
+        pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(done, x, y), a, b)
+        return EnvState(
+            obs=pick(reset_obs, obs),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=obs,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            done_return=jnp.where(done, episode_return, 0.0),
+            done_length=jnp.where(done, episode_length, 0),
+            inner=pick(reset_inner, inner),
+            key=key,
+        )
+
+
+def _split_each(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """[B] keys -> two independent [B] key batches."""
+    pairs = jax.vmap(jax.random.split)(keys)
+    return pairs[:, 0], pairs[:, 1]

@@ -1,0 +1,51 @@
+"""gymnax suite: ``gymnax/<id>`` for every id in ``gymnax.registered_envs``.
+
+gymnax (>= 1.0) separates ``step_env`` (one transition, no auto-reset) from the time
+limit (``is_truncated``), which is exactly what the protocol needs: the base class does
+the auto-reset, so ``final_obs`` is the real last observation of a truncated episode.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from bpo_jax.envs.base import Box, Discrete, FunctionalEnv, ObsSpec
+
+
+def names() -> list[str]:
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
+class GymnaxEnv(FunctionalEnv):
+    def __init__(self, env_id: str, num_envs: int, **env_kwargs):
+        import gymnax
+        from gymnax.environments import spaces
+
+        self._env, self._params = gymnax.make(env_id, **env_kwargs)
+        obs_space = self._env.observation_space(self._params)
+        act_space = self._env.action_space(self._params)
+        if isinstance(act_space, spaces.Discrete):
+            action_space = Discrete(int(act_space.n))
+        elif isinstance(act_space, spaces.Box):
+            shape = tuple(act_space.shape) or (1,)
+            action_space = Box(
+                low=jnp.broadcast_to(jnp.asarray(act_space.low, jnp.float32), shape),
+                high=jnp.broadcast_to(jnp.asarray(act_space.high, jnp.float32), shape),
+                shape=shape,
+            )
+        else:
+            raise ValueError(f"gymnax/{env_id}: unsupported action space {type(act_space).__name__}")
+        self._scalar_action = isinstance(action_space, Box) and tuple(act_space.shape) == ()
+        super().__init__(f"gymnax/{env_id}", num_envs, ObsSpec(tuple(obs_space.shape), jnp.float32), action_space)
+
+    def _reset_one(self, key):
+        obs, inner = self._env.reset_env(key, self._params)
+        return inner, jnp.asarray(obs, jnp.float32)
+
+    def _step_one(self, key, inner, action):
+        if self._scalar_action:
+            action = action[0]
+        obs, inner, reward, terminated, _ = self._env.step_env(key, inner, action, self._params)
+        truncated = self._env.is_truncated(inner, self._params)
+        return inner, jnp.asarray(obs, jnp.float32), reward, terminated, truncated
