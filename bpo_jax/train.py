@@ -194,7 +194,7 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
             params, opt_state = carry
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, hp)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            metrics["grad_norm"] = optax.global_norm(grads)
+            metrics["grad_norm"] = optax.tree.norm(grads)
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         def epoch(carry, epoch_key):

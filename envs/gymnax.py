@@ -18,11 +18,17 @@ def names() -> list[str]:
 
 
 class GymnaxEnv(FunctionalEnv):
-    def __init__(self, env_id: str, num_envs: int, **env_kwargs):
+    def __init__(self, env_id: str, num_envs: int, **params):
+        """``params`` override fields of the task's gymnax ``EnvParams`` (e.g. max_steps_in_episode)."""
         import gymnax
         from gymnax.environments import spaces
 
-        self._env, self._params = gymnax.make(env_id, **env_kwargs)
+        self._env, self._params = gymnax.make(env_id)
+        unknown = sorted(set(params) - set(self._params.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"gymnax/{env_id} has no parameter(s) {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(self._params.__dataclass_fields__))}")
+        self._params = self._params.replace(**params)
         obs_space = self._env.observation_space(self._params)
         act_space = self._env.action_space(self._params)
         if isinstance(act_space, spaces.Discrete):

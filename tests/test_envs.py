@@ -1,0 +1,96 @@
+"""The environment protocol: registry errors, auto-reset, final_obs, termination vs truncation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpo_jax import envs
+
+
+def test_unknown_suite_lists_valid_suites():
+    with pytest.raises(envs.UnknownEnvError, match="gymnax"):
+        envs.make("nosuchsuite/CartPole-v1")
+    with pytest.raises(envs.UnknownEnvError, match="suite/name"):
+        envs.make("CartPole-v1")
+
+
+def test_unknown_env_lists_valid_names():
+    with pytest.raises(envs.UnknownEnvError, match="CartPole-v1"):
+        envs.make("gymnax/CartPole-v9")
+
+
+def test_list_envs_covers_gymnax_registry():
+    import gymnax
+
+    ids = envs.list_envs("gymnax")
+    assert ids == [f"gymnax/{n}" for n in gymnax.registered_envs]
+
+
+def test_specs():
+    cartpole = envs.make("gymnax/CartPole-v1", num_envs=3)
+    assert cartpole.action_space == envs.Discrete(2)
+    assert cartpole.obs_spec.shape == (4,)
+    pendulum = envs.make("gymnax/Pendulum-v1", num_envs=3)
+    assert isinstance(pendulum.action_space, envs.Box)
+    np.testing.assert_allclose(pendulum.action_space.low, [-2.0])
+    np.testing.assert_allclose(pendulum.action_space.high, [2.0])
+    minatar = envs.make("gymnax/Breakout-MinAtar", num_envs=2)
+    state = minatar.reset(jax.random.key(0))
+    assert state.obs.shape == (2, 10, 10, 4)
+
+
+def test_bad_env_parameter():
+    with pytest.raises(ValueError, match="max_steps_in_episode"):
+        envs.make("gymnax/CartPole-v1", num_envs=1, no_such_param=3)
+
+
+def _rollout(env, actions_fn, steps, key=0):
+    state = env.reset(jax.random.key(key))
+
+    def body(s, i):
+        s = env.step(s, actions_fn(i))
+        return s, s
+
+    _, traj = jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(steps)))(state)
+    return jax.device_get(traj)
+
+
+def test_termination_resets_and_keeps_final_obs():
+    env = envs.make("gymnax/CartPole-v1", num_envs=4)
+    # Always pushing left topples the pole in a few dozen steps: a real termination.
+    traj = _rollout(env, lambda i: jnp.zeros(4, jnp.int32), 200)
+    assert traj.terminated.any() and not traj.truncated.any()
+    t, b = np.argwhere(traj.terminated)[0]
+    # The terminal observation is outside the pole-angle or cart-position limits ...
+    final = traj.final_obs[t, b]
+    assert abs(final[2]) > 0.2094 or abs(final[0]) > 2.4
+    # ... while the observation to act on is a fresh reset inside [-0.05, 0.05].
+    assert np.all(np.abs(traj.obs[t, b]) <= 0.05)
+    # CartPole pays 1 per step, so the finished episode's return equals its length.
+    assert traj.done_length[t, b] == t + 1
+    assert traj.done_return[t, b] == pytest.approx(t + 1)
+    assert traj.episode_length[t, b] == 0 and traj.episode_return[t, b] == 0
+    # On steps without a reset, final_obs is the observation acted on next.
+    not_done = ~(traj.terminated | traj.truncated)
+    np.testing.assert_array_equal(traj.final_obs[not_done], traj.obs[not_done])
+
+
+def test_time_limit_is_truncation_not_termination():
+    env = envs.make("gymnax/Pendulum-v1", num_envs=2, max_steps_in_episode=10)
+    traj = _rollout(env, lambda i: jnp.zeros((2, 1)), 25)
+    truncated_steps = np.argwhere(traj.truncated[:, 0]).ravel()
+    np.testing.assert_array_equal(truncated_steps, [9, 19])
+    assert not traj.terminated.any()
+    assert np.all(traj.done_length[9] == 10)
+    # The return of the truncated episode is the sum of its rewards.
+    np.testing.assert_allclose(traj.done_return[9], traj.reward[:10].sum(0), rtol=1e-5)
+    # The final observation is the true last state, not the reset one.
+    assert not np.allclose(traj.final_obs[9], traj.obs[9])
+    np.testing.assert_allclose(traj.final_obs[8], traj.obs[8])
+
+
+def test_reset_is_deterministic_per_key_and_differs_across_envs():
+    env = envs.make("gymnax/CartPole-v1", num_envs=8)
+    a, b = env.reset(jax.random.key(3)), env.reset(jax.random.key(3))
+    np.testing.assert_array_equal(a.obs, b.obs)
+    assert len({tuple(np.asarray(o).round(6)) for o in a.obs}) == 8

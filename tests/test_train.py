@@ -1,0 +1,107 @@
+"""The training program: determinism, vmap over seeds and configurations, truncation
+bootstrapping on a probe with a known value, NaN detection, chunked driving."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpo_jax import Config, HParams, make_train, make_trainer
+from bpo_jax import runner
+from tests import probes
+
+probes.register()
+
+TINY = Config(num_envs=2, num_steps=16, num_epochs=2, num_minibatches=2, hidden_sizes=(16,), total_steps=2 * 16 * 6)
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.fixture(scope="module")
+def tiny_vmapped():
+    return jax.jit(jax.vmap(make_train(TINY)))
+
+
+def test_same_seed_same_result_on_cpu(tiny_vmapped):
+    keys = runner.seed_keys(7, 2)
+    (s1, m1), (s2, m2) = tiny_vmapped(keys), tiny_vmapped(keys)
+    assert _leaves_equal(s1.params, s2.params) and _leaves_equal(m1, m2)
+    # Different seeds are different runs.
+    assert not np.allclose(s1.params["params"]["actor"]["Dense_0"]["kernel"][0],
+                           s1.params["params"]["actor"]["Dense_0"]["kernel"][1])
+
+
+def test_metrics_are_one_row_per_update(tiny_vmapped):
+    _, m = tiny_vmapped(runner.seed_keys(0, 2))
+    assert set(["episode_return_mean", "episodes", "policy_loss", "value_loss", "median_loss",
+                "approx_kl", "clip_fraction", "target_up_fraction", "grad_norm"]) <= set(m)
+    for name, v in m.items():
+        assert v.shape == (2, TINY.num_updates), name
+
+
+def test_vmap_over_configurations_matches_separate_runs():
+    """A batch of HParams (different lr and eps) is one program whose rows equal the separate runs."""
+    cfgs = [TINY.replace(lr=1e-4, eps=0.1), TINY.replace(lr=3e-3, eps=0.3, bpo_lambda=0.01)]
+    key = jax.random.key(1)
+    train = make_train(TINY)
+    states, _ = jax.jit(jax.vmap(train, in_axes=(None, 0)))(key, HParams.stack([c.hparams() for c in cfgs]))
+    single = jax.jit(train)
+    for i, cfg in enumerate(cfgs):
+        s, _ = single(key, cfg.hparams())
+        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(states.params)):
+            np.testing.assert_allclose(a, b[i], rtol=2e-4, atol=2e-5)
+    kernel = states.params["params"]["actor"]["Dense_0"]["kernel"]
+    assert not np.allclose(kernel[0], kernel[1])
+
+
+def test_truncation_bootstraps_from_final_observation():
+    """ConstantReward: reward 1 forever, cut every 5 steps.  With gamma = 0.9 the value of the
+    (constant) observation must approach 1/(1-gamma) = 10; treating cuts as terminal would
+    give the mean 5-step return, about 3.7."""
+    cfg = Config(env="probe/ConstantReward", algo="ppo", num_envs=4, num_steps=20, num_epochs=4,
+                 num_minibatches=2, hidden_sizes=(8,), total_steps=4 * 20 * 150, lr=1e-2,
+                 gamma=0.9, gae_lambda=0.95, ent_coef=0.0, anneal_lr=False)
+    _, m = jax.jit(make_train(cfg))(jax.random.key(0))
+    assert m["value_mean"][-1] == pytest.approx(10.0, abs=0.5)
+
+
+def test_nan_is_detected_and_named():
+    cfg = Config(env="probe/NaNReward", algo="bpo", num_envs=2, num_steps=10, num_epochs=1,
+                 num_minibatches=1, hidden_sizes=(8,), total_steps=2 * 10 * 40)
+    # NaN from the 301st step of each env, i.e. in update 31 (10 steps per update).
+    with pytest.raises(runner.NonFiniteError, match=r"update 31 \(seed index 0\)"):
+        runner.run(cfg, num_seeds=1, reports=40)
+
+
+def test_runner_chunks_give_the_whole_run(tiny_vmapped):
+    """The chunked driver (init + K-update chunks) computes the whole-run program (up to
+    float rounding: the two are separately compiled programs)."""
+    result = runner.run(TINY.replace(seed=3), num_seeds=2, reports=3)
+    state, metrics = tiny_vmapped(runner.seed_keys(3, 2))
+    for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.metrics["policy_loss"], metrics["policy_loss"], rtol=1e-3, atol=1e-6)
+    assert result.env_steps[-1] == TINY.num_updates * TINY.batch_size
+    assert result.compile_seconds > 0 and result.train_seconds > 0
+
+
+@pytest.mark.parametrize("n,reports,expected", [(976, 20, 16), (100, 20, 5), (7, 20, 1), (12, 5, 2)])
+def test_chunk_size_divides_updates(n, reports, expected):
+    k = runner.chunk_size(n, reports)
+    assert k == expected and n % k == 0 and n // k >= min(n, reports)
+
+
+def test_gaussian_std_stays_positive_and_finite():
+    from bpo_jax.envs import Box
+    from bpo_jax.networks import Actor
+
+    actor = Actor(Box(low=-jnp.ones(2), high=jnp.ones(2), shape=(2,)), (8,), "tanh", init_std=1.0, min_std=1e-3)
+    params = actor.init(jax.random.key(0), jnp.zeros((1, 3)))
+    np.testing.assert_allclose(actor.apply(params, jnp.zeros((1, 3))).std, [1.0, 1.0], rtol=1e-5)
+    # Drive the raw parameter far negative: the std floors at min_std, log-probs stay finite.
+    params = jax.tree.map(lambda x: x, params)
+    params["params"]["std_raw"] = jnp.full(2, -1e4)
+    dist = actor.apply(params, jnp.zeros((1, 3)))
+    np.testing.assert_allclose(dist.std, 1e-3, rtol=1e-5)
+    assert np.isfinite(dist.log_prob(jnp.ones((1, 2)))).all() and np.isfinite(dist.entropy()).all()
