@@ -21,6 +21,12 @@ from flax import struct
 from bpo_jax.losses import LOSS_TYPES
 
 ALGOS = ("bpo", "ppo")
+# Per-algorithm defaults for fields left at None.  BPO: no entropy bonus, as the reference's
+# MuJoCo settings; lr 1e-3 (tuned on CartPole, see README).  PPO: PureJaxRL's CartPole values.
+ALGO_DEFAULTS = {
+    "bpo": {"lr": 1e-3, "ent_coef": 0.0},
+    "ppo": {"lr": 2.5e-4, "ent_coef": 0.01},
+}
 ACTIVATIONS = ("tanh", "relu", "elu")
 
 
@@ -77,14 +83,15 @@ class Config:
     init_std: float = _arg(1.0, "initial policy std for continuous actions")
     min_std: float = _arg(1e-3, "floor of the policy std (std = min_std + softplus(param), never 0 or NaN)")
     # --- optimisation (sweepable) ---
-    lr: float = _arg(2.5e-4, "Adam learning rate", sweep=True)
+    lr: Optional[float] = _arg(None, "Adam learning rate (default: 1e-3 for BPO, 2.5e-4 for PPO as PureJaxRL)", sweep=True)
     anneal_lr: bool = _arg(True, "anneal the learning rate linearly to 0 over the run")
     adam_eps: float = _arg(1e-5, "Adam epsilon (1e-5 as SB3 and PureJaxRL)", sweep=True)
     max_grad_norm: float = _arg(0.5, "global gradient-norm clip over all parameters", sweep=True)
     gamma: float = _arg(0.99, "discount factor", sweep=True)
     gae_lambda: float = _arg(0.95, "GAE trace parameter", sweep=True)
     reward_scale: float = _arg(1.0, "multiply rewards by this before learning (episode statistics stay raw)", sweep=True)
-    ent_coef: float = _arg(0.01, "entropy bonus coefficient", sweep=True)
+    ent_coef: Optional[float] = _arg(
+        None, "entropy bonus coefficient (default: 0 for BPO as the reference code, 0.01 for PPO as PureJaxRL)", sweep=True)
     vf_coef: float = _arg(0.5, "value loss coefficient (value loss is a plain MSE)", sweep=True)
     # --- trust region, shared by PPO and BPO ---
     eps: float = _arg(0.2, "ratio bound: c_l = 1-eps, c_h = 1+eps (PPO clip range)", sweep=True)
@@ -94,7 +101,7 @@ class Config:
     normalize_advantages: bool = _arg(True, "PPO: normalise advantages per minibatch")
     value_clip: Optional[float] = _arg(None, "PPO: clip the value update around V_old to this range (off by default)")
     # --- BPO ---
-    bpo_lambda: float = _arg(1.0, "BPO temperature lambda of the target sigmoid, on the raw return scale", sweep=True)
+    bpo_lambda: float = _arg(0.001, "BPO temperature lambda of the target sigmoid, on the raw return scale", sweep=True)
     u_coef: float = _arg(0.5, "BPO median-head loss coefficient (0.5 as the reference's sb3 code)", sweep=True)
     use_median: bool = _arg(True, "BPO: target from Q_hat - u(s) (median head); false: from Q_hat - V(s) (ablation)")
     loss_type: str = _arg("adv_TV", "BPO divergence: adv_TV (paper), TV, log_TV, MSE, RKL, FKL")
@@ -121,11 +128,17 @@ class Config:
         high = self.eps if self.eps_high is None else self.eps_high
         return low, high
 
+    def resolved(self) -> "Config":
+        """This config with every ``None`` that means "the algorithm's default" filled in."""
+        defaults = ALGO_DEFAULTS.get(self.algo, {})
+        fill = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        low, high = self.bounds
+        return dataclasses.replace(self, eps_low=low, eps_high=high, **fill)
+
     def hparams(self) -> HParams:
         """The sweepable floats as a pytree of float32 scalars."""
-        low, high = self.bounds
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(HParams)}
-        values.update(eps_low=low, eps_high=high)
+        full = self.resolved()
+        values = {f.name: getattr(full, f.name) for f in dataclasses.fields(HParams)}
         return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
     def replace(self, **changes) -> "Config":
@@ -157,7 +170,8 @@ class Config:
                  f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
         need(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
         need(self.loss_type in LOSS_TYPES, f"unknown loss_type {self.loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        full = self.resolved()
+        need(full.lr > 0, f"lr must be > 0, got {full.lr}")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
         need(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         low, high = self.bounds
@@ -166,7 +180,8 @@ class Config:
         need(self.bpo_lambda > 0, f"bpo_lambda must be > 0, got {self.bpo_lambda}")
         need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         need(self.init_std > self.min_std >= 0, f"need init_std > min_std >= 0, got {self.init_std}, {self.min_std}")
-        for name in ("ent_coef", "vf_coef", "u_coef", "adam_eps"):
+        need(full.ent_coef >= 0, f"ent_coef must be >= 0, got {full.ent_coef}")
+        for name in ("vf_coef", "u_coef", "adam_eps"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
         if self.value_clip is not None:

@@ -97,7 +97,7 @@ def write_run(result: RunResult, path: str, overwrite: bool = False, extra: Opti
     """Write config.json, metrics.csv, summary.json and curve.png into ``path`` atomically."""
     info = summary(result)
     with staged_dir(path, overwrite) as staging:
-        config = {**result.config.to_dict(), "num_seeds": result.num_seeds, **(extra or {})}
+        config = {**result.config.resolved().to_dict(), "num_seeds": result.num_seeds, **(extra or {})}
         _write_json(os.path.join(staging, "config.json"), config)
         _write_csv(result, os.path.join(staging, "metrics.csv"))
         _write_json(os.path.join(staging, "summary.json"), info)

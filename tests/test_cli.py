@@ -1,0 +1,117 @@
+"""The command line: bad input gets one line and a non-zero exit, nothing half-written;
+a small real run writes every output."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bpo_jax import cli
+
+
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "bpo_jax.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("bpo-jax: error:") or "error:" in last, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--env", "nosuch/CartPole-v1"], ["unknown environment suite", "gymnax"]),
+    (["--env", "gymnax/CartPole-v7"], ["unknown gymnax environment", "CartPole-v1"]),
+    (["--algo", "sac"], ["unknown algo", "bpo, ppo"]),
+    (["--num-envs", "-4"], ["num_envs must be a positive integer"]),
+    (["--num-minibatches", "3"], ["not divisible", "num_minibatches = 3"]),
+    (["--total-steps", "100"], ["less than one update"]),
+    (["--seeds", "0"], ["--seeds must be >= 1"]),
+    (["--eps", "1.5"], ["eps_low must be in (0, 1]"]),
+    (["--loss-type", "KL"], ["unknown loss_type", "adv_TV"]),
+    (["--gamma", "2"], ["gamma must be in [0, 1]"]),
+    (["--lr", "abc"], ["invalid float value"]),
+    (["--hidden-sizes", "64,x"], ["comma-separated integers"]),
+])
+def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("train", *args, "--out", str(out))
+    assert_one_line_error(proc, *fragments)
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p != "out"]
+
+
+def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    proc = run_cli("train", "--out", str(out))
+    assert_one_line_error(proc, "exists and is not empty", "--overwrite")
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_envs_lists_gymnax_and_rejects_unknown_suite():
+    proc = run_cli("envs", "--suite", "gymnax")
+    assert proc.returncode == 0 and "gymnax/CartPole-v1" in proc.stdout.splitlines()
+    assert_one_line_error(run_cli("envs", "--suite", "nope"), "unknown suite")
+
+
+def test_help_lists_every_hyperparameter_with_default():
+    import dataclasses
+
+    from bpo_jax.config import Config
+
+    text = run_cli("train", "--help").stdout
+    for f in dataclasses.fields(Config):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "1e-3 for BPO, 2.5e-4 for PPO" in " ".join(text.split())
+
+
+def test_parser_round_trips_config_fields():
+    args = cli.build_parser().parse_args(
+        ["train", "--algo", "ppo", "--hidden-sizes", "32,16", "--eps-low", "0.1", "--no-use-median",
+         "--value-clip", "none", "--bpo-lambda", "0.01"])
+    config = cli._config_from_args(args)
+    assert config.algo == "ppo" and config.hidden_sizes == (32, 16) and config.eps_low == 0.1
+    assert config.use_median is False and config.value_clip is None and config.bpo_lambda == 0.01
+
+
+def test_small_run_writes_all_outputs(tmp_path):
+    env = {**os.environ, "BPO_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    proc = run_cli("train", "--algo", "ppo", "--seeds", "2", "--total-steps", "4096", "--num-envs", "4",
+                   "--num-steps", "64", "--hidden-sizes", "16", "--reports", "4", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = os.listdir(tmp_path / "runs")
+    assert run_dir.startswith("gymnax_CartPole-v1__ppo__")
+    path = tmp_path / "runs" / run_dir
+    assert sorted(os.listdir(path)) == ["config.json", "curve.png", "metrics.csv", "summary.json"]
+    assert str(path.relative_to(tmp_path)) in proc.stdout
+    assert "steps/s" in proc.stderr and "ETA" in proc.stderr
+    summary = json.loads((path / "summary.json").read_text())
+    for key in ("final_episode_return", "env_steps", "compile_seconds", "train_seconds", "steps_per_second"):
+        assert key in summary
+    assert summary["env_steps"] == 4096 and summary["num_seeds"] == 2
+    assert 9 < summary["final_episode_return"] < 500
+    rows = list(csv.DictReader(open(path / "metrics.csv")))
+    assert len(rows) == 2 * 16 and {r["seed"] for r in rows} == {"0", "1"}
+    assert {"env_steps", "episode_return_mean", "policy_loss", "approx_kl", "clip_fraction",
+            "steps_per_second"} <= set(rows[0])
+    config = json.loads((path / "config.json").read_text())
+    assert config["algo"] == "ppo" and config["num_seeds"] == 2 and config["hidden_sizes"] == [16]
+    assert config["lr"] == 2.5e-4 and config["ent_coef"] == 0.01  # resolved algorithm defaults
+    # A second identical run gets its own folder and reuses the compilation cache.
+    proc2 = run_cli("train", "--algo", "ppo", "--seeds", "2", "--total-steps", "4096", "--num-envs", "4",
+                    "--num-steps", "64", "--hidden-sizes", "16", "--reports", "4", "--quiet", cwd=tmp_path, env=env)
+    assert proc2.returncode == 0, proc2.stderr
+    assert len(os.listdir(tmp_path / "runs")) == 2
+    (run2,) = set(os.listdir(tmp_path / "runs")) - {run_dir}
+    summary2 = json.loads((tmp_path / "runs" / run2 / "summary.json").read_text())
+    assert summary2["final_episode_return"] == summary["final_episode_return"]
+    assert summary2["compile_seconds"] < 0.5 * summary["compile_seconds"]
