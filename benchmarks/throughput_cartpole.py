@@ -37,7 +37,8 @@ def final_return(metrics) -> float:
     counts = np.asarray(metrics["episodes"])
     returns = np.nan_to_num(np.asarray(metrics["episode_return_mean"]))
     n = counts.shape[-1]
-    c, r = counts[..., -n // 10:].reshape(-1, n // 10), returns[..., -n // 10:].reshape(-1, n // 10)
+    k = max(1, n // 10)
+    c, r = counts[..., n - k:].reshape(-1, k), returns[..., n - k:].reshape(-1, k)
     return float(np.mean((r * c).sum(1) / np.maximum(c.sum(1), 1)))
 
 

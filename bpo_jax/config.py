@@ -78,8 +78,9 @@ class Config:
     # --- network ---
     hidden_sizes: tuple[int, ...] = _arg((64, 64), "hidden layer widths of the actor and critic MLPs")
     activation: str = _arg("tanh", "hidden activation: tanh, relu or elu")
-    median_hidden_sizes: Optional[tuple[int, ...]] = _arg(
-        None, "hidden widths of the median head on the critic trunk (default: hidden_sizes, as the reference)")
+    median_hidden_sizes: tuple[int, ...] = _arg(
+        (), "hidden widths of the median head on the critic trunk; empty = a linear head "
+            "(the reference uses an MLP as wide as hidden_sizes: pass the same widths to match)")
     init_std: float = _arg(1.0, "initial policy std for continuous actions")
     min_std: float = _arg(1e-3, "floor of the policy std (std = min_std + softplus(param), never 0 or NaN)")
     # --- optimisation (sweepable) ---
@@ -165,9 +166,8 @@ class Config:
              f"num_envs*num_steps = {self.batch_size}")
         need(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
              f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
-        if self.median_hidden_sizes is not None:
-            need(all(h > 0 for h in self.median_hidden_sizes),
-                 f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
+        need(all(h > 0 for h in self.median_hidden_sizes),
+             f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
         need(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
         need(self.loss_type in LOSS_TYPES, f"unknown loss_type {self.loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
         full = self.resolved()

@@ -139,7 +139,7 @@ class Critic(nn.Module):
 
     hidden_sizes: Sequence[int]
     activation: str
-    median_hidden_sizes: Sequence[int] | None = None
+    median_hidden_sizes: Sequence[int] = ()
     with_median: bool = True
 
     @nn.compact
@@ -148,8 +148,7 @@ class Critic(nn.Module):
         value = _head(1, 1.0)(h)[:, 0]
         if not self.with_median:
             return value, jnp.zeros_like(value)
-        sizes = self.hidden_sizes if self.median_hidden_sizes is None else self.median_hidden_sizes
-        u = _head(1, 1.0)(MLP(sizes, self.activation, name="median_trunk")(h))[:, 0]
+        u = _head(1, 1.0)(MLP(self.median_hidden_sizes, self.activation, name="median_trunk")(h))[:, 0]
         return value, u
 
 
@@ -159,7 +158,7 @@ class ActorCritic(nn.Module):
     action_space: ActionSpace
     hidden_sizes: Sequence[int]
     activation: str
-    median_hidden_sizes: Sequence[int] | None
+    median_hidden_sizes: Sequence[int]
     with_median: bool
     init_std: float
     min_std: float
@@ -184,7 +183,7 @@ def make_network(config, action_space: ActionSpace) -> ActorCritic:
         action_space=action_space,
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
-        median_hidden_sizes=None if config.median_hidden_sizes is None else tuple(config.median_hidden_sizes),
+        median_hidden_sizes=tuple(config.median_hidden_sizes),
         with_median=config.algo == "bpo" and config.use_median,
         init_std=config.init_std,
         min_std=config.min_std,

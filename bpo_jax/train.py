@@ -174,9 +174,8 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
 
         # CALCULATE ADVANTAGES (critic batched over the whole rollout, once)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        unflat = lambda x: x.reshape(traj.reward.shape)
-        critic = lambda obs: unflat(network.apply(state.params, flat(obs), method="values")[0])
-        values, next_values = critic(traj.obs), critic(traj.final_obs)
+        both = jnp.concatenate([flat(traj.obs), flat(traj.final_obs)])
+        values, next_values = network.apply(state.params, both, method="values")[0].reshape((2,) + traj.reward.shape)
         advantages, q_hat = losses.gae(
             traj.reward * hp.reward_scale, values, next_values, traj.terminated, traj.truncated,
             hp.gamma, hp.gae_lambda,
@@ -217,8 +216,9 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
             episode_return_mean=_masked_mean(traj.done_return, traj.done, episodes),
             episode_length_mean=_masked_mean(traj.done_length.astype(jnp.float32), traj.done, episodes),
             value_mean=values.mean(),
-            nonfinite=~jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]
-                                         + [jnp.isfinite(metrics["loss"]), jnp.isfinite(metrics["grad_norm"])])),
+            # A NaN/Inf anywhere in a loss or gradient reaches these means; parameters can only
+            # turn non-finite through a non-finite gradient.
+            nonfinite=~(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])),
         )
         new_state = TrainState(params, opt_state, env_state, key, state.update + 1)
         return new_state, metrics
