@@ -25,6 +25,8 @@ def _parse_optional(inner):
 
 
 def _parse_sizes(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
     try:
         sizes = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError:
@@ -55,7 +57,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
+        return ",".join(str(v) for v in value) or "none"
     return str(value)
 
 

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -147,12 +148,9 @@ def plot_curve(result: RunResult, path: str) -> None:
 
     r = smoothed_returns(result)
     x = result.env_steps
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, lo, hi = np.nanmean(r, 0), np.nanmin(r, 0), np.nanmax(r, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode ended
+        mean, lo, hi = np.nanmean(r, 0), np.nanmin(r, 0), np.nanmax(r, 0)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     ax.plot(x, mean, color="C0", lw=1.8, label=f"{result.config.algo.upper()} mean of {result.num_seeds} seed(s)")
     if result.num_seeds > 1:
