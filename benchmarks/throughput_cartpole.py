@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from bpo_jax import Config, envs, make_train
+from bpo_jax.reporting import tail_returns
 from bpo_jax.runner import seed_keys
 
 PUREJAXRL = dict(env="gymnax/CartPole-v1", total_steps=500_000, num_envs=4, num_steps=128, num_epochs=4,
@@ -33,28 +34,29 @@ PUREJAXRL = dict(env="gymnax/CartPole-v1", total_steps=500_000, num_envs=4, num_
 
 
 def final_return(metrics) -> float:
-    """Mean over seeds of the mean return of episodes ending in the last 10% of updates."""
-    counts = np.asarray(metrics["episodes"])
-    returns = np.nan_to_num(np.asarray(metrics["episode_return_mean"]))
-    n = counts.shape[-1]
-    k = max(1, n // 10)
-    c, r = counts[..., n - k:].reshape(-1, k), returns[..., n - k:].reshape(-1, k)
-    return float(np.mean((r * c).sum(1) / np.maximum(c.sum(1), 1)))
+    """Mean over seeds of the mean return of episodes ending in the last 10% of updates
+    (the definition of summary.json's final_episode_return)."""
+    per_seed = tail_returns({k: np.atleast_2d(np.asarray(v)) for k, v in metrics.items()})
+    return float(np.nanmean(per_seed))
 
 
-def time_train(config: Config, repeats: int = 2) -> dict:
-    """Compile once, run ``repeats`` times; report the best run (least disturbed by noise)."""
-    fn = jax.jit(make_train(config))
-    key = jax.random.key(0)
+def compile_and_time(fn, key, repeats: int):
+    """jit ``fn``, compile it for ``key``, then run it ``repeats`` times.
+    Returns (compile seconds, [run seconds], output of the last run)."""
     t0 = time.perf_counter()
-    compiled = fn.lower(key).compile()
+    compiled = jax.jit(fn).lower(key).compile()
     compile_s = time.perf_counter() - t0
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        _, metrics = compiled(key)
-        jax.block_until_ready(metrics)
+        out = jax.block_until_ready(compiled(key))
         runs.append(time.perf_counter() - t0)
+    return compile_s, runs, out
+
+
+def time_train(config: Config, repeats: int = 2) -> dict:
+    """Compile once, run ``repeats`` times; report the best run (least disturbed by noise)."""
+    compile_s, runs, (_, metrics) = compile_and_time(make_train(config), jax.random.key(0), repeats)
     steps = config.num_updates * config.batch_size
     return {"compile_seconds": compile_s, "train_seconds": min(runs), "train_seconds_all": runs,
             "steps_per_second": steps / min(runs), "final_return": final_return(metrics)}
@@ -78,16 +80,7 @@ def time_raw_env(config: Config, repeats: int = 2) -> dict:
         (state, _), rewards = jax.lax.scan(body, (state, key), None, length=iters)
         return rewards.sum()
 
-    fn = jax.jit(rollout)
-    key = jax.random.key(0)
-    t0 = time.perf_counter()
-    compiled = fn.lower(key).compile()
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(key))
-        runs.append(time.perf_counter() - t0)
+    compile_s, runs, _ = compile_and_time(rollout, jax.random.key(0), repeats)
     return {"compile_seconds": compile_s, "seconds": min(runs), "steps_per_second": iters * config.num_envs / min(runs)}
 
 

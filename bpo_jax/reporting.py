@@ -68,14 +68,20 @@ def staged_dir(path: str, overwrite: bool) -> Iterator[str]:
         raise
 
 
+def tail_returns(metrics: dict, fraction: float = 0.1) -> np.ndarray:
+    """[seeds] mean return of the episodes that ended in the last ``fraction`` of updates
+    (NaN for a seed with none); ``metrics`` arrays are [seeds, updates]."""
+    n = metrics["episodes"].shape[1]
+    tail = slice(n - max(1, int(round(n * fraction))), n)
+    counts = metrics["episodes"][:, tail].astype(np.float64)
+    returns = np.nan_to_num(metrics["episode_return_mean"][:, tail].astype(np.float64))
+    per_seed = (returns * counts).sum(1) / np.maximum(counts.sum(1), 1)
+    return np.where(counts.sum(1) > 0, per_seed, np.nan)
+
+
 def final_episode_return(result: RunResult, fraction: float = 0.1) -> float:
     """Mean over seeds of the mean return of episodes that ended in the last ``fraction`` of updates."""
-    n = result.metrics["episodes"].shape[1]
-    tail = slice(n - max(1, int(round(n * fraction))), n)
-    counts = result.metrics["episodes"][:, tail].astype(np.float64)
-    returns = np.nan_to_num(result.metrics["episode_return_mean"][:, tail].astype(np.float64))
-    per_seed = (returns * counts).sum(1) / np.maximum(counts.sum(1), 1)
-    per_seed = np.where(counts.sum(1) > 0, per_seed, np.nan)
+    per_seed = tail_returns(result.metrics, fraction)
     return float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else float("nan")
 
 

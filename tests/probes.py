@@ -11,9 +11,9 @@ class ConstantReward(envs.FunctionalEnv):
     one, 1 / (1 - gamma), and only if truncation bootstraps: treating the cut as terminal
     drags the learned value down to the average truncated return."""
 
-    def __init__(self, num_envs, horizon=5, nan_after=None):
+    def __init__(self, num_envs, horizon=5):
         super().__init__("probe/ConstantReward", num_envs, envs.ObsSpec((1,)), envs.Discrete(2))
-        self.horizon, self.nan_after = horizon, nan_after
+        self.horizon = horizon
 
     def _reset_one(self, key):
         return jnp.zeros((), jnp.int32), jnp.ones(1)
@@ -26,6 +26,10 @@ class ConstantReward(envs.FunctionalEnv):
 
 class NaNReward(ConstantReward):
     """ConstantReward whose reward turns NaN after ``nan_after`` steps of one episode-free counter."""
+
+    def __init__(self, num_envs, horizon=5, nan_after=300):
+        super().__init__(num_envs, horizon)
+        self.nan_after = nan_after
 
     def _reset_one(self, key):
         return (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)), jnp.ones(1)
