@@ -1,7 +1,9 @@
 """``bpo-jax``: command line.  Parses arguments, reports errors in one line, calls the runner.
 
-    bpo-jax train [--env gymnax/CartPole-v1] [--algo bpo|ppo] [--seeds N] [--out DIR] [--<hyperparameter> V ...]
+    bpo-jax train [--preset paper/Hopper-v4] [--env gymnax/CartPole-v1] [--algo bpo|ppo] [--seeds N]
+                  [--out DIR] [--<hyperparameter> V ...]
     bpo-jax envs [--suite gymnax]
+    bpo-jax presets
 """
 from __future__ import annotations
 
@@ -34,19 +36,25 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def _parse_strings(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         optional = type(None) in typing.get_args(hint)
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
-        default = f.default
+        default = defaults.get(f.name, f.default)
         help_text = f"{f.metadata['help']} (default: {_show(default)})"
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
-        if typing.get_origin(base) is tuple:
+        if typing.get_origin(base) is tuple and typing.get_args(base)[0] is str:
+            kind, metavar = _parse_strings, "K=V,K=V"
+        elif typing.get_origin(base) is tuple:
             kind, metavar = _parse_sizes, "W,W"
         else:
             kind, metavar = base, base.__name__.upper()
@@ -61,9 +69,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(defaults: Optional[dict[str, Any]] = None) -> argparse.ArgumentParser:
+    """The argument parser; ``defaults`` (a preset's values) replace Config's defaults."""
     parser = argparse.ArgumentParser(prog="bpo-jax", description="Bounded Policy Optimization and PPO in JAX.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,envs}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,envs,presets}")
     sub.required = True
 
     train = sub.add_parser(
@@ -72,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "metrics.csv, summary.json and curve.png.",
     )
     run = train.add_argument_group("run")
+    run.add_argument("--preset", default=None, metavar="NAME",
+                     help="start from a named configuration, e.g. paper/Hopper-v4 (see `bpo-jax presets`); "
+                          "explicit flags override it")
     run.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds trained together as one vmapped program (default: 3)")
     run.add_argument("--out", default=None, metavar="DIR", help="output directory (default: a fresh runs/<env>__<algo>__<time>)")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
@@ -79,11 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--no-compile-cache", action="store_true",
                      help="do not use the persistent XLA compilation cache (~/.cache/bpo-jax/xla or $BPO_JAX_CACHE_DIR)")
-    _add_config_arguments(train.add_argument_group("configuration and hyperparameters"))
+    _add_config_arguments(train.add_argument_group("configuration and hyperparameters"), defaults or {})
 
     envs = sub.add_parser("envs", help="list environment ids")
     envs.add_argument("--suite", default=None, help="only this suite")
+    sub.add_parser("presets", help="list named configurations")
     return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse twice when a preset is named: the preset (for the chosen --algo) only replaces
+    defaults, so every explicit flag still wins over it."""
+    from bpo_jax import presets
+
+    args = build_parser().parse_args(argv)
+    if args.command != "train" or args.preset is None:
+        return args
+    try:
+        values = presets.resolve(args.preset, args.algo)
+    except presets.PresetError as e:
+        print(f"bpo-jax: error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return build_parser(values).parse_args(argv)
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -99,9 +128,22 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 def cmd_envs(args) -> int:
     from bpo_jax import envs
 
-    if args.suite is not None and args.suite not in envs.suites():
-        return _fail(f"unknown suite {args.suite!r}; valid: {', '.join(envs.suites())}")
-    for name in envs.list_envs(args.suite):
+    try:
+        names = envs.list_envs(args.suite)
+    except (envs.UnknownEnvError, envs.MissingDependencyError) as e:
+        return _fail(str(e))
+    for name in names:
+        print(name)
+    if args.suite is None:
+        for suite, why in envs.unavailable_suites().items():
+            print(f"# {suite}/ unavailable: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from bpo_jax import presets
+
+    for name in presets.names():
         print(name)
     return 0
 
@@ -116,11 +158,12 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
         if args.reports < 1:
             raise ConfigError(f"--reports must be >= 1, got {args.reports}")
-        envs.make(config.env, num_envs=1)  # unknown ids fail here, before any compile
+        # Unknown ids, bad env options and missing suite packages fail here, before any compile.
+        envs.make(config.env, num_envs=1, **config.env_kwargs())
         out = args.out or reporting.default_run_dir(config)
         reporting.check_output_dir(out, args.overwrite)
-    except (ConfigError, envs.UnknownEnvError, reporting.OutputDirError) as e:
-        return _fail(str(e))
+    except (ConfigError, ValueError, ImportError, reporting.OutputDirError) as e:
+        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
     if not args.no_compile_cache:
         runner.enable_compilation_cache()
@@ -146,8 +189,8 @@ def cmd_train(args) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    return {"train": cmd_train, "envs": cmd_envs}[args.command](args)
+    args = parse_args(argv)
+    return {"train": cmd_train, "envs": cmd_envs, "presets": cmd_presets}[args.command](args)
 
 
 if __name__ == "__main__":

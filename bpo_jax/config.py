@@ -10,6 +10,7 @@ Fields split in two kinds, by how JAX sees them:
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from bpo_jax.losses import LOSS_TYPES
+from bpo_jax.networks import SQUASHES
 
 ALGOS = ("bpo", "ppo")
 # Per-algorithm defaults for fields left at None.  BPO: no entropy bonus, as the reference's
@@ -75,6 +77,11 @@ class Config:
     num_steps: int = _arg(128, "rollout length T per environment and update")
     num_epochs: int = _arg(4, "passes over each rollout")
     num_minibatches: int = _arg(4, "minibatches per epoch; num_envs*num_steps must divide evenly")
+    env_options: tuple[str, ...] = _arg(
+        (), "environment constructor options as key=value pairs, e.g. backend=generalized,episode_length=500")
+    reset_pool: int = _arg(
+        0, "auto-reset: 0 = a fresh random initial state per episode (exact); P > 0 = draw from P initial "
+           "states sampled once per run (much cheaper for MJX; biased towards those P starts)")
     # --- network ---
     hidden_sizes: tuple[int, ...] = _arg((64, 64), "hidden layer widths of the actor and critic MLPs")
     activation: str = _arg("tanh", "hidden activation: tanh, relu or elu")
@@ -83,6 +90,16 @@ class Config:
             "(the reference uses an MLP as wide as hidden_sizes: pass the same widths to match)")
     init_std: float = _arg(1.0, "initial policy std for continuous actions")
     min_std: float = _arg(1e-3, "floor of the policy std (std = min_std + softplus(param), never 0 or NaN)")
+    action_squash: str = _arg(
+        "clip", "continuous actions: clip (Gaussian clipped to the bounds, as SB3 and the paper) or tanh "
+                "(smooth squash onto the bounds; the Jacobian cancels in the ratios)")
+    # --- normalisation (inside the compiled loop) ---
+    normalize_obs: bool = _arg(
+        False, "running mean/std observation normalisation (off by default: the paper's MuJoCo runs use none)")
+    obs_clip: float = _arg(10.0, "clip normalised observations to +-this")
+    normalize_rewards: bool = _arg(
+        False, "divide rewards by the running std of the discounted return, as SB3 VecNormalize (no shift)")
+    reward_clip: float = _arg(10.0, "clip normalised rewards to +-this")
     # --- optimisation (sweepable) ---
     lr: Optional[float] = _arg(None, "Adam learning rate (default: 1e-3 for BPO, 2.5e-4 for PPO as PureJaxRL)", sweep=True)
     anneal_lr: bool = _arg(True, "anneal the learning rate linearly to 0 over the run")
@@ -142,6 +159,21 @@ class Config:
         values = {f.name: getattr(full, f.name) for f in dataclasses.fields(HParams)}
         return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
+    def env_kwargs(self) -> dict[str, Any]:
+        """``env_options`` as keyword arguments; values are Python literals where they parse
+        as one (numbers, True/False, tuples) and strings otherwise."""
+        out = {}
+        for item in self.env_options:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"env option {item!r} is not key=value (e.g. backend=generalized)")
+            try:
+                value = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError):
+                value = text.strip()
+            out[key.strip()] = value
+        return out
+
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 
@@ -184,6 +216,12 @@ class Config:
         for name in ("vf_coef", "u_coef", "adam_eps"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
+        need(self.action_squash in SQUASHES,
+             f"unknown action_squash {self.action_squash!r}; valid: {', '.join(SQUASHES)}")
+        need(self.obs_clip > 0 and self.reward_clip > 0,
+             f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
+        need(self.reset_pool >= 0, f"reset_pool must be >= 0 (0 = fresh resets), got {self.reset_pool}")
+        self.env_kwargs()
         if self.value_clip is not None:
             need(self.value_clip > 0, f"value_clip must be > 0, got {self.value_clip}")
         if self.logit_clamp is not None:

@@ -190,9 +190,23 @@ def make_network(config, action_space: ActionSpace) -> ActorCritic:
     )
 
 
-def action_to_env(action_space: ActionSpace, action: jax.Array) -> jax.Array:
-    """Map a sampled action to what the env accepts: Gaussian samples are clipped to the
-    bounds (the log-prob stays that of the unclipped sample, as PureJaxRL and SB3)."""
-    if isinstance(action_space, Box):
-        return jnp.clip(action, action_space.low, action_space.high)
-    return action
+SQUASHES = ("clip", "tanh")
+
+
+def action_to_env(action_space: ActionSpace, action: jax.Array, squash: str = "clip") -> jax.Array:
+    """Map a sampled Gaussian action [..., A] to the env's bounds.
+
+    * ``clip`` (default): clip to [low, high], as SB3 (the paper's code) and PureJaxRL.
+      The log-prob stays that of the unclipped sample; every sample beyond a bound acts
+      like the bound.
+    * ``tanh``: low + (tanh(a) + 1)(high - low)/2, a smooth bijection onto the box.  The
+      learner keeps the Gaussian's log-prob: the tanh Jacobian depends only on the sample,
+      so it cancels in every ratio pi/pi_old that PPO and BPO use (the entropy bonus is then
+      the Gaussian's, a documented approximation).
+
+    Discrete actions pass through."""
+    if not isinstance(action_space, Box):
+        return action
+    if squash == "tanh":
+        return action_space.low + (jnp.tanh(action) + 1.0) * 0.5 * (action_space.high - action_space.low)
+    return jnp.clip(action, action_space.low, action_space.high)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from bpo_jax import losses
+from bpo_jax import losses, normalization as norm
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, make as make_env
 from bpo_jax.networks import action_to_env, make_network
@@ -34,6 +34,9 @@ class TrainState:
     env_state: EnvState
     key: jax.Array
     update: jax.Array  # int32, updates done so far
+    obs_stats: norm.RunningStats | None = None  # observation statistics (normalize_obs)
+    return_stats: norm.RunningStats | None = None  # discounted-return statistics (normalize_rewards)
+    return_acc: jax.Array | None = None  # [B] running discounted return per env (normalize_rewards)
 
 
 @struct.dataclass
@@ -79,7 +82,8 @@ class Trainer(NamedTuple):
 
 def make_trainer(config: Config, env: Env | None = None) -> Trainer:
     config.validate()
-    env = env if env is not None else make_env(config.env, num_envs=config.num_envs)
+    if env is None:
+        env = make_env(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
     if env.num_envs != config.num_envs:
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {config.num_envs}")
     network = make_network(config, env.action_space)
@@ -106,7 +110,18 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
         env_state = env.reset(env_key)
         params = network.init(net_key, env_state.obs)
         opt_state = make_optimizer(hp).init(params)
-        return TrainState(params, opt_state, env_state, key, jnp.zeros((), jnp.int32))
+        state = TrainState(params, opt_state, env_state, key, jnp.zeros((), jnp.int32))
+        if config.normalize_obs:
+            state = state.replace(obs_stats=norm.init_stats(env.obs_spec.shape))
+        if config.normalize_rewards:
+            state = state.replace(return_stats=norm.init_stats(()), return_acc=jnp.zeros(env.num_envs))
+        return state
+
+    def observe(state: TrainState, obs: jax.Array) -> jax.Array:
+        """What the networks see: obs normalised by the statistics frozen for this update."""
+        if state.obs_stats is None:
+            return obs
+        return norm.normalize(state.obs_stats, obs, config.obs_clip)
 
     # ------------------------------------------------------------------ LOSS
     def loss_fn(params, mb: Batch, hp: HParams):
@@ -156,9 +171,9 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
         def env_step(carry, _):
             env_state, key = carry
             key, act_key = jax.random.split(key)
-            dist = network.apply(state.params, env_state.obs, method="policy")
+            dist = network.apply(state.params, observe(state, env_state.obs), method="policy")
             action = dist.sample(act_key)
-            next_state = env.step(env_state, action_to_env(env.action_space, action))
+            next_state = env.step(env_state, action_to_env(env.action_space, action, config.action_squash))
             transition = Transition(
                 obs=env_state.obs, action=action, log_prob=dist.log_prob(action),
                 reward=next_state.reward, terminated=next_state.terminated,
@@ -172,19 +187,29 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
             env_step, (state.env_state, state.key), None, length=config.num_steps
         )
 
-        # CALCULATE ADVANTAGES (critic batched over the whole rollout, once)
+        # NORMALISE with the statistics the policy acted under; refresh them for the next update
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        both = jnp.concatenate([flat(traj.obs), flat(traj.final_obs)])
+        obs, final_obs = observe(state, traj.obs), observe(state, traj.final_obs)
+        rewards = traj.reward * hp.reward_scale
+        stats = {}
+        if config.normalize_obs:
+            stats["obs_stats"] = norm.update(state.obs_stats, flat(traj.obs))
+        if config.normalize_rewards:
+            returns, stats["return_acc"] = norm.discounted_returns(rewards, traj.done, state.return_acc, hp.gamma)
+            stats["return_stats"] = norm.update(state.return_stats, flat(returns))
+            rewards = norm.scale_rewards(stats["return_stats"], rewards, config.reward_clip)
+
+        # CALCULATE ADVANTAGES (critic batched over the whole rollout, once)
+        both = jnp.concatenate([flat(obs), flat(final_obs)])
         values, next_values = network.apply(state.params, both, method="values")[0].reshape((2,) + traj.reward.shape)
         advantages, q_hat = losses.gae(
-            traj.reward * hp.reward_scale, values, next_values, traj.terminated, traj.truncated,
-            hp.gamma, hp.gae_lambda,
+            rewards, values, next_values, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda,
         )
         if config.algo == "bpo" and not config.online_adv:
             # rsl_rl's offline weight: GAE advantages normalised over the whole batch.
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         batch = Batch(
-            obs=flat(traj.obs), action=flat(traj.action), log_prob=flat(traj.log_prob),
+            obs=flat(obs), action=flat(traj.action), log_prob=flat(traj.log_prob),
             value=flat(values), advantage=flat(advantages), q_hat=flat(q_hat),
         )
 
@@ -220,7 +245,9 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
             # turn non-finite through a non-finite gradient.
             nonfinite=~(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])),
         )
-        new_state = TrainState(params, opt_state, env_state, key, state.update + 1)
+        new_state = state.replace(
+            params=params, opt_state=opt_state, env_state=env_state, key=key, update=state.update + 1, **stats
+        )
         return new_state, metrics
 
     def update_chunk(state: TrainState, hp: HParams, num: int) -> tuple[TrainState, dict]:

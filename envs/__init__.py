@@ -1,8 +1,11 @@
 """Environment layer of bpo-jax (installed as ``bpo_jax.envs``)."""
 from bpo_jax.envs.base import Box, Discrete, Env, EnvState, FunctionalEnv, ObsSpec
-from bpo_jax.envs.registry import UnknownEnvError, list_envs, make, register_suite, suites
+from bpo_jax.envs.registry import (
+    MissingDependencyError, UnknownEnvError, list_envs, make, register_suite, suites, unavailable_suites,
+)
 
 __all__ = [
     "Box", "Discrete", "Env", "EnvState", "FunctionalEnv", "ObsSpec",
-    "UnknownEnvError", "list_envs", "make", "register_suite", "suites",
+    "MissingDependencyError", "UnknownEnvError", "list_envs", "make", "register_suite", "suites",
+    "unavailable_suites",
 ]

@@ -75,6 +75,7 @@ class EnvState:
     done_length: jax.Array  # [B] int32 length of the episode that ended on this step (0 if none)
     inner: Any  # suite-specific simulator state
     key: jax.Array  # [B] per-environment PRNG keys for stochastic steps and resets
+    reset_pool: Any = None  # cached-reset mode only: (inner, obs) of P initial states, [P, ...]
 
     @property
     def done(self) -> jax.Array:
@@ -104,11 +105,23 @@ class FunctionalEnv:
     * ``_reset_one(key) -> (inner, obs)``
     * ``_step_one(key, inner, action) -> (inner, obs, reward, terminated, truncated)``
 
-    and this class batches them with ``vmap``, resets finished episodes to a fresh random
-    initial state, and keeps episode statistics.
+    and this class batches them with ``vmap``, resets finished episodes, and keeps episode
+    statistics.
+
+    Auto-reset modes (``reset_pool``):
+
+    * ``0`` (default): every finished episode restarts from a fresh random initial state,
+      exactly the task's initial-state distribution.  Because a step is traced for every
+      environment at once, ``_reset_one`` runs on *every* step (its result is selected only
+      where an episode ended); for MJX tasks that is a second physics call per step.
+    * ``P > 0`` (cached reset): ``P`` initial states are drawn once at ``reset`` and finished
+      episodes restart from one of them picked uniformly at random, a cheap gather.  Bias:
+      the run only ever sees ``P`` distinct starts, so with a small pool the policy can
+      overfit them and the returns can differ from the task's; use a pool of thousands.
     """
 
     jittable = True
+    reset_pool_size = 0
 
     def __init__(self, name: str, num_envs: int, obs_spec: ObsSpec, action_space: ActionSpace):
         if num_envs < 1:
@@ -124,23 +137,52 @@ class FunctionalEnv:
     def _step_one(self, key, inner, action):
         raise NotImplementedError
 
+    def with_reset_pool(self, size: int) -> "FunctionalEnv":
+        """This environment in cached-reset mode with ``size`` initial states (0: fresh resets)."""
+        if size < 0:
+            raise ValueError(f"reset_pool must be >= 0, got {size}")
+        self.reset_pool_size = int(size)
+        return self
+
     def reset(self, key: jax.Array) -> EnvState:
+        if self.reset_pool_size:
+            key, pool_key = jax.random.split(key)
         keys = jax.random.split(key, self.num_envs)
         step_keys, reset_keys = _split_each(keys)
         inner, obs = jax.vmap(self._reset_one)(reset_keys)
+        state = self.state_from(inner, obs, step_keys)
+        if self.reset_pool_size:
+            pool = jax.vmap(self._reset_one)(jax.random.split(pool_key, self.reset_pool_size))
+            state = state.replace(reset_pool=pool)
+        return state
+
+    def state_from(self, inner: Any, obs: jax.Array, keys: jax.Array) -> EnvState:
+        """A freshly reset batch from given simulator states: ``inner`` and ``obs`` have a
+        leading [num_envs] axis, ``keys`` is [num_envs] per-environment PRNG keys.  Suites use
+        this to put environments in chosen states (e.g. ``reset_to(qpos, qvel)``)."""
         zeros = jnp.zeros(self.num_envs)
         izeros = jnp.zeros(self.num_envs, jnp.int32)
         false = jnp.zeros(self.num_envs, bool)
         return EnvState(
             obs=obs, reward=zeros, terminated=false, truncated=false, final_obs=obs,
             episode_return=zeros, episode_length=izeros, done_return=zeros, done_length=izeros,
-            inner=inner, key=step_keys,
+            inner=inner, key=keys,
         )
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        return jax.vmap(self._step_and_autoreset)(state, action)
+        pool = state.reset_pool
+        step = jax.vmap(self._step_and_autoreset, in_axes=(0, 0, None))
+        return step(state.replace(reset_pool=None), action, pool).replace(reset_pool=pool)
 
-    def _step_and_autoreset(self, state: EnvState, action: jax.Array) -> EnvState:
+    def _initial_state(self, key: jax.Array, pool: Any) -> tuple[Any, jax.Array]:
+        """(inner, obs) to restart from: fresh, or drawn from the cached pool."""
+        if pool is None:
+            return self._reset_one(key)
+        size = jax.tree.leaves(pool)[0].shape[0]
+        index = jax.random.randint(key, (), 0, size)
+        return jax.tree.map(lambda x: x[index], pool)
+
+    def _step_and_autoreset(self, state: EnvState, action: jax.Array, pool: Any = None) -> EnvState:
         """One environment (no batch axis): step, record statistics, reset if done."""
         key, step_key, reset_key = jax.random.split(state.key, 3)
         inner, obs, reward, terminated, truncated = self._step_one(step_key, state.inner, action)
@@ -152,7 +194,7 @@ class FunctionalEnv:
 
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
-        reset_inner, reset_obs = self._reset_one(reset_key)
+        reset_inner, reset_obs = self._initial_state(reset_key, pool)
         pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(done, x, y), a, b)
         return EnvState(
             obs=pick(reset_obs, obs),

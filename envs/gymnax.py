@@ -17,6 +17,10 @@ def names() -> list[str]:
     return list(gymnax.registered_envs)
 
 
+def make(name: str, num_envs: int, **params) -> "GymnaxEnv":
+    return GymnaxEnv(name, num_envs, **params)
+
+
 class GymnaxEnv(FunctionalEnv):
     def __init__(self, env_id: str, num_envs: int, **params):
         """``params`` override fields of the task's gymnax ``EnvParams`` (e.g. max_steps_in_episode)."""

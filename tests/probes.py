@@ -40,8 +40,8 @@ class NaNReward(ConstantReward):
         reward = jnp.where(total > self.nan_after, jnp.nan, 1.0)
         return (t, total), jnp.ones(1), reward, False, t >= self.horizon
 
-    def _step_and_autoreset(self, state, action):
-        out = super()._step_and_autoreset(state, action)
+    def _step_and_autoreset(self, state, action, pool=None):
+        out = super()._step_and_autoreset(state, action, pool)
         # The total step counter survives auto-resets; only the episode clock restarts.
         return out.replace(inner=(out.inner[0], state.inner[1] + 1))
 

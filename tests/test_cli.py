@@ -38,6 +38,11 @@ def assert_one_line_error(proc, *fragments):
     (["--loss-type", "KL"], ["unknown loss_type", "adv_TV"]),
     (["--gamma", "2"], ["gamma must be in [0, 1]"]),
     (["--lr", "abc"], ["invalid float value"]),
+    (["--preset", "paper/Walker-v9"], ["unknown preset", "paper/Hopper-v4"]),
+    (["--env-options", "max_steps_in_episode"], ["is not key=value"]),
+    (["--env-options", "no_such_param=3"], ["has no parameter", "max_steps_in_episode"]),
+    (["--action-squash", "sigmoid"], ["unknown action_squash", "clip, tanh"]),
+    (["--reset-pool", "-1"], ["reset_pool must be >= 0"]),
     (["--hidden-sizes", "64,x"], ["comma-separated integers"]),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path):
@@ -115,3 +120,26 @@ def test_small_run_writes_all_outputs(tmp_path):
     summary2 = json.loads((tmp_path / "runs" / run2 / "summary.json").read_text())
     assert summary2["final_episode_return"] == summary["final_episode_return"]
     assert summary2["compile_seconds"] < 0.5 * summary["compile_seconds"]
+
+
+def test_preset_sets_paper_values_and_flags_override_it():
+    """paper/Hopper-v4 carries digest section 6.1's per-algorithm rows; explicit flags win."""
+    bpo = cli._config_from_args(cli.parse_args(["train", "--preset", "paper/Hopper-v4"]))
+    assert (bpo.env, bpo.algo, bpo.num_envs, bpo.num_steps, bpo.minibatch_size) == ("mjx/Hopper-v4", "bpo", 4, 512, 32)
+    assert (bpo.lr, bpo.eps, bpo.bpo_lambda, bpo.gamma, bpo.num_epochs) == (9.808e-5, 0.25, 10.0, 0.999, 10)
+    assert (bpo.hidden_sizes, bpo.activation, bpo.anneal_lr, bpo.normalize_obs) == ((256, 256), "relu", False, False)
+    ppo = cli._config_from_args(cli.parse_args(["train", "--preset", "paper/Hopper-v4", "--algo", "ppo", "--seed", "7"]))
+    assert (ppo.algo, ppo.num_envs, ppo.minibatch_size, ppo.num_epochs, ppo.gae_lambda) == ("ppo", 1, 32, 5, 0.99)
+    assert (ppo.vf_coef, ppo.ent_coef, ppo.max_grad_norm, ppo.seed) == (0.835671, 0.00229519, 0.7, 7)
+    override = cli._config_from_args(cli.parse_args(["train", "--preset", "fast/Ant-v4", "--num-envs", "64"]))
+    assert (override.num_envs, override.bpo_lambda, override.normalize_obs) == (64, 0.001, True)
+
+
+def test_env_options_reach_the_environment():
+    config = cli._config_from_args(cli.parse_args(
+        ["train", "--env", "gymnax/Pendulum-v1", "--env-options", "max_steps_in_episode=7, max_speed=4.5"]))
+    assert config.env_kwargs() == {"max_steps_in_episode": 7, "max_speed": 4.5}
+    from bpo_jax.train import make_trainer
+
+    params = make_trainer(config.replace(num_envs=1, num_minibatches=1, total_steps=128)).env._params
+    assert (params.max_steps_in_episode, params.max_speed) == (7, 4.5)

@@ -94,3 +94,27 @@ def test_reset_is_deterministic_per_key_and_differs_across_envs():
     a, b = env.reset(jax.random.key(3)), env.reset(jax.random.key(3))
     np.testing.assert_array_equal(a.obs, b.obs)
     assert len({tuple(np.asarray(o).round(6)) for o in a.obs}) == 8
+
+
+def test_cached_reset_restarts_only_from_the_pool():
+    """reset_pool=P: finished episodes restart from one of P initial states drawn at reset."""
+    env = envs.make("gymnax/Pendulum-v1", num_envs=4, reset_pool=3, max_steps_in_episode=2)
+    state = env.reset(jax.random.key(0))
+    pool_obs = np.asarray(state.reset_pool[1])
+    assert pool_obs.shape == (3, 3)
+    step = jax.jit(env.step)
+    restarts = []
+    for _ in range(12):
+        state = step(state, jnp.zeros((4, 1)))
+        restarts += [np.asarray(o) for o, d in zip(state.obs, state.done) if d]
+    assert len(restarts) == 24
+    for obs in restarts:
+        assert np.min(np.abs(pool_obs - obs).max(axis=1)) < 1e-6
+    assert len({tuple(o.round(5)) for o in restarts}) > 1  # drawn at random, not one fixed state
+    fresh = envs.make("gymnax/Pendulum-v1", num_envs=4, max_steps_in_episode=2)
+    assert fresh.reset(jax.random.key(0)).reset_pool is None
+
+
+def test_reset_pool_must_be_non_negative():
+    with pytest.raises(ValueError, match="reset_pool must be >= 0"):
+        envs.make("gymnax/Pendulum-v1", num_envs=1, reset_pool=-2)

@@ -1,0 +1,210 @@
+"""brax suite: ``brax/<name>`` for every environment in brax's registry.
+
+Built with ``brax.envs.get_environment(name, backend=...)``, i.e. the bare task with *no*
+brax wrapper: the protocol's base class already batches, auto-resets and keeps episode
+statistics, and brax's ``AutoResetWrapper`` would hide the real last observation of an
+episode.  What brax's ``EpisodeWrapper`` adds is reimplemented here (:class:`BraxApiEnv`,
+also used by the playground suite, whose environments share brax's ``reset``/``step``/
+``State(obs, reward, done, ...)`` API).
+
+Faithful to brax:
+
+* dynamics, observations and rewards are the environment's own; ``terminated`` is its
+  ``done`` (e.g. Ant/Hopper/Walker2d/Humanoid falling when ``terminate_when_unhealthy``);
+* the time limit is brax's ``EpisodeWrapper``: a step counter advanced by ``action_repeat``
+  per agent step, ``truncated`` once it reaches ``episode_length`` (default 1000, as in
+  ``brax.envs.create``) unless that step also terminated;
+* ``action_repeat`` (default 1) applies the same action that many environment steps and
+  sums the rewards, like ``EpisodeWrapper``.  Not to be confused with ``n_frames``, the
+  physics substeps inside one environment step, which each task sets itself (Ant: 5);
+* actions are passed through unclipped.  Every brax task expects actions in [-1, 1]
+  (those with other actuator ranges rescale [-1, 1] themselves, e.g. Humanoid, Pusher),
+  so the action space is ``Box(-1, 1, (action_size,))``.
+
+Not faithful:
+
+* with ``action_repeat > 1`` an episode ends at the first sub-step that is done and the
+  remaining sub-steps are skipped (brax keeps stepping and reports only the last
+  sub-step's ``done``, which can miss a termination);
+* finished episodes restart from a fresh ``env.reset`` (the base class), not from the
+  cached first state that brax's ``AutoResetWrapper`` reuses;
+* brax's ``metrics`` and ``info`` stay inside ``EnvState.inner`` and are not reported.
+
+Backends: ``backend=`` one of ``mjx`` (default), ``generalized``, ``positional``, ``spring``.
+``swimmer`` only exists for ``generalized`` in brax, which is its default here; ``fast``
+(brax's trivial test task) has no physics and ignores the backend.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from bpo_jax.envs.base import Box, FunctionalEnv, ObsSpec
+from bpo_jax.envs.registry import require
+
+# The pipelines of brax.envs.base.PipelineEnv in brax 0.14.2 (it keeps them in a local
+# dict, so they cannot be listed from outside).
+BACKENDS = ("mjx", "generalized", "positional", "spring")
+DEFAULT_BACKEND = "mjx"
+# Tasks whose constructor rejects some backends (brax 0.14.2 source): name -> supported.
+_ONLY_BACKENDS = {"swimmer": ("generalized",)}
+# Options this module consumes itself; everything else goes to the brax constructor.
+_OWN_OPTIONS = ("backend", "episode_length", "action_repeat", "obs_key")
+
+
+def names() -> list[str]:
+    require("brax", "brax", "brax")
+    import brax.envs
+
+    # brax has no public lister; _envs is the registry get_environment reads.
+    return list(brax.envs._envs)
+
+
+def make(
+    name: str,
+    num_envs: int,
+    backend: Optional[str] = None,
+    episode_length: int = 1000,
+    action_repeat: int = 1,
+    obs_key: str = "state",
+    **kwargs,
+) -> "BraxApiEnv":
+    """``brax/<name>``; ``kwargs`` go to the task's constructor (e.g. ``ctrl_cost_weight``)."""
+    require("brax", "brax", "brax")
+    import brax.envs
+
+    backend = _check_backend(name, backend)
+    _check_kwargs(name, brax.envs._envs[name], kwargs)
+    sim = brax.envs.get_environment(name, backend=backend, **kwargs)
+    return BraxApiEnv(
+        f"brax/{name}", num_envs, sim,
+        episode_length=episode_length, action_repeat=action_repeat, obs_key=obs_key,
+    )
+
+
+def _check_backend(name: str, backend: Optional[str]) -> str:
+    supported = _ONLY_BACKENDS.get(name, BACKENDS)
+    if backend is None:
+        return DEFAULT_BACKEND if DEFAULT_BACKEND in supported else supported[0]
+    if backend not in supported:
+        raise ValueError(f"brax/{name}: unknown backend {backend!r}; valid: {', '.join(supported)}")
+    return backend
+
+
+def _check_kwargs(name: str, cls: type, kwargs: dict) -> None:
+    """Reject unknown constructor options with one line (brax raises a TypeError deep
+    inside PipelineEnv, or silently swallows them for tasks that take ``**kwargs``)."""
+    params = inspect.signature(cls.__init__).parameters
+    valid = {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
+    if any(v.kind == v.VAR_KEYWORD for v in params.values()):
+        # Task constructors forward **kwargs to PipelineEnv.__init__.
+        valid |= {"n_frames", "debug"}
+    valid -= {"backend", "sys"}
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise ValueError(
+            f"brax/{name} has no option(s) {', '.join(unknown)}; valid: "
+            f"{', '.join(sorted(valid | set(_OWN_OPTIONS)))}"
+        )
+
+
+@struct.dataclass
+class Inner:
+    """Per-environment simulator state: the wrapped env's ``State`` and the step counter."""
+
+    sim: Any  # brax.envs.State or mujoco_playground.State
+    steps: jax.Array  # int32 environment steps taken this episode (action_repeat per agent step)
+
+
+class BraxApiEnv(FunctionalEnv):
+    """Any environment with brax's API (``reset(key) -> State``, ``step(State, action) -> State``,
+    ``State.obs/.reward/.done``), with brax's ``EpisodeWrapper`` time limit and action repeat.
+
+    ``obs_key`` picks the array out of dictionary observations (e.g. playground locomotion's
+    ``{'state', 'privileged_state'}``); array observations ignore it.
+    """
+
+    def __init__(self, name: str, num_envs: int, sim: Any, *, episode_length: int,
+                 action_repeat: int = 1, obs_key: str = "state"):
+        for option, value in (("episode_length", episode_length), ("action_repeat", action_repeat)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name}: {option} must be a positive integer, got {value!r}")
+        self._sim = sim
+        self._episode_length = int(episode_length)
+        self._action_repeat = int(action_repeat)
+        self._obs_key = obs_key
+        # Shapes and dtypes of a reset state, without running it.  Every state is cast to
+        # these dtypes so reset and step produce identical pytrees (lax.scan carries need it;
+        # brax states mix weakly typed Python scalars with float32 arrays).
+        self._spec = jax.eval_shape(sim.reset, jax.random.PRNGKey(0))
+        obs = self._select(self._spec.obs, name)
+        action_size = int(sim.action_size)
+        super().__init__(
+            name, num_envs, ObsSpec(tuple(obs.shape), jnp.float32),
+            Box(low=-jnp.ones(action_size), high=jnp.ones(action_size), shape=(action_size,)),
+        )
+
+    @property
+    def unwrapped(self) -> Any:
+        """The wrapped brax / playground environment."""
+        return self._sim
+
+    @property
+    def episode_limit(self) -> int:
+        return self._episode_length
+
+    @property
+    def action_repeat(self) -> int:
+        return self._action_repeat
+
+    def _select(self, obs: Any, name: Optional[str] = None) -> Any:
+        if not isinstance(obs, Mapping):
+            return obs
+        if self._obs_key not in obs:
+            raise ValueError(
+                f"{name or self.name}: observation has no key {self._obs_key!r}; "
+                f"pass obs_key= one of {', '.join(sorted(obs))}"
+            )
+        return obs[self._obs_key]
+
+    def _obs(self, state: Any) -> jax.Array:
+        return jnp.asarray(self._select(state.obs), jnp.float32)
+
+    def _conform(self, state: Any) -> Any:
+        return jax.tree.map(lambda x, spec: jnp.asarray(x, spec.dtype), state, self._spec)
+
+    def _reset_one(self, key):
+        state = self._conform(self._sim.reset(key))
+        return Inner(sim=state, steps=jnp.int32(0)), self._obs(state)
+
+    def _step_one(self, key, inner, action):
+        # The wrapped env keeps its own randomness (brax: none in step; playground:
+        # state.info['rng']), so the protocol's per-step key is not needed.
+        del key
+        state, reward, terminated = self._repeat(inner.sim, action)
+        steps = inner.steps + self._action_repeat
+        truncated = steps >= self._episode_length
+        return Inner(sim=state, steps=steps), self._obs(state), reward, terminated, truncated
+
+    def _repeat(self, state: Any, action: jax.Array):
+        """``action_repeat`` environment steps: (state, summed reward, terminated)."""
+        if self._action_repeat == 1:
+            nxt = self._conform(self._sim.step(state, action))
+            return nxt, nxt.reward, nxt.done > 0
+
+        def body(carry, _):
+            state, reward, done = carry
+            nxt = self._conform(self._sim.step(state, action))
+            # Freeze at the first terminal sub-step: the episode ends there.
+            state = jax.tree.map(lambda old, new: jnp.where(done, old, new), state, nxt)
+            reward = reward + jnp.where(done, 0.0, nxt.reward)
+            return (state, reward, done | (nxt.done > 0)), None
+
+        init = (state, jnp.zeros((), jnp.float32), jnp.zeros((), bool))
+        (state, reward, done), _ = jax.lax.scan(body, init, None, length=self._action_repeat)
+        return state, reward, done

@@ -1,0 +1,488 @@
+"""mjx suite: Gymnasium's MuJoCo locomotion tasks (v4 and v5) run on MJX, in JAX.
+
+Ids: ``mjx/{Ant,HalfCheetah,Hopper,Humanoid,Swimmer,Walker2d}-{v4,v5}``.  Each task loads the
+XML file that the installed ``gymnasium`` package ships (``gymnasium/envs/mujoco/assets``),
+puts it on the device once with ``mjx.put_model`` and reimplements the task's ``step`` and
+``reset_model`` from Gymnasium 1.x (``envs/mujoco/<task>_v4.py`` / ``_v5.py``) in pure JAX.
+
+What is faithful (checked against Gymnasium by ``tests/test_mjx_parity.py``):
+
+* the constructor options and their defaults, per version (v4 tasks have a fixed frame skip,
+  v5 tasks take ``frame_skip``); the time limit (``max_episode_steps``, 1000 like Gymnasium's
+  registration); the action space (the actuators' ``ctrlrange``) and observation layout;
+* the physics call: ``data.ctrl = action`` (unclipped, MuJoCo itself clamps ctrl to
+  ``ctrlrange`` of ctrl-limited actuators), ``frame_skip`` calls of ``mj_step`` (``mjx.step``),
+  then ``mj_rnePostConstraint`` (``mjx.rne_postconstraint``) where ``cfrc_ext`` is used;
+* the exact reward terms, termination rules and ``info`` keys of each version, including
+  Gymnasium's quirks: after ``mj_step`` the *derived* quantities in ``mjData`` (``xpos``,
+  ``xipos``, ``cinert``, ``cvel``, ``qfrc_actuator``, ``cfrc_ext``) belong to the last
+  integrator stage, not to the new ``qpos``.  Ant's and Humanoid's velocities are measured from
+  those stale ``xpos``/``xipos`` (the "before" value is the one left over from the previous
+  step), so the state carries it (:class:`MjxState` ``xy``); v4 Ant reports the contact cost
+  as ``reward_ctrl`` when ``use_contact_forces=True``; v4 healthy rewards are paid while
+  unhealthy when ``terminate_when_unhealthy`` (termination ends the episode anyway);
+* the solver warm start (``qacc_warmstart``) is carried between steps as in ``mjData``;
+* reset: ``init_qpos + U(-s, s)`` and ``init_qvel + U(-s, s)`` or ``+ s * N(0, 1)`` for qvel
+  (HalfCheetah, Ant), like each task's ``reset_model``; after a reset (``mj_resetData`` +
+  ``set_state``) ``ctrl``, ``qfrc_actuator``, ``cfrc_ext`` and the warm start are zero, and
+  ``cinert``/``cvel``/``xpos``/``xipos`` are those of the new state: reproduced without a
+  physics call (kinematics only), so the auto-reset the base class runs every step is cheap.
+
+Deviations (what cannot be matched):
+
+* random streams: resets draw from JAX keys, not NumPy's generator (same distributions);
+* precision: MJX runs in float32 (MuJoCo in float64) and its constraint solvers are its own
+  (Newton/CG, stopped by float32 progress rather than MuJoCo's 1e-8 tolerance), so states agree
+  per step to ~1e-4..1e-3 relative and drift apart chaotically over long horizons;
+* Humanoid's XML asks for MuJoCo's PGS solver, which MJX does not implement: it is replaced
+  by Newton (same iteration limit).  Both solve the same convex problem, so smooth states agree,
+  but contact forces (``cfrc_ext``, the v5 contact cost) differ where PGS had not converged;
+* Humanoid-v5's ``tendon_length``/``tendon_velocity`` info entries are empty arrays (the model
+  has no tendons), as in Gymnasium;
+* ``xml_file``, ``default_camera_config``, rendering options are not accepted (the suite uses the
+  shipped models; never a copy of them).
+
+Cost: one physics step is ``frame_skip`` ``mjx.step`` calls (RK4: four forward passes each, except
+HalfCheetah: Euler).  Compiling it takes tens of seconds on a CPU.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from bpo_jax.envs.base import Box, EnvState, FunctionalEnv, ObsSpec
+
+INF = float("inf")
+
+# Per family: v4 and v5 XML asset names, v4's fixed frame skip, qvel reset noise kind.
+_FAMILIES: dict[str, dict[str, Any]] = {
+    "Ant": dict(xml=("ant.xml", "ant.xml"), frame_skip=5, qvel_noise="normal"),
+    "HalfCheetah": dict(xml=("half_cheetah.xml", "half_cheetah.xml"), frame_skip=5, qvel_noise="normal"),
+    "Hopper": dict(xml=("hopper.xml", "hopper.xml"), frame_skip=4, qvel_noise="uniform"),
+    "Humanoid": dict(xml=("humanoid.xml", "humanoid.xml"), frame_skip=5, qvel_noise="uniform"),
+    "Swimmer": dict(xml=("swimmer.xml", "swimmer.xml"), frame_skip=4, qvel_noise="uniform"),
+    "Walker2d": dict(xml=("walker2d.xml", "walker2d_v5.xml"), frame_skip=4, qvel_noise="uniform"),
+}
+
+# Gymnasium constructor defaults per (family, version), from gymnasium/envs/mujoco/*_v{4,5}.py.
+_HOPPER = dict(
+    forward_reward_weight=1.0, ctrl_cost_weight=1e-3, healthy_reward=1.0, terminate_when_unhealthy=True,
+    healthy_state_range=(-100.0, 100.0), healthy_z_range=(0.7, INF), healthy_angle_range=(-0.2, 0.2),
+    reset_noise_scale=5e-3, exclude_current_positions_from_observation=True,
+)
+_WALKER = dict(
+    forward_reward_weight=1.0, ctrl_cost_weight=1e-3, healthy_reward=1.0, terminate_when_unhealthy=True,
+    healthy_z_range=(0.8, 2.0), healthy_angle_range=(-1.0, 1.0), reset_noise_scale=5e-3,
+    exclude_current_positions_from_observation=True,
+)
+_CHEETAH = dict(forward_reward_weight=1.0, ctrl_cost_weight=0.1, reset_noise_scale=0.1,
+                exclude_current_positions_from_observation=True)
+_SWIMMER = dict(forward_reward_weight=1.0, ctrl_cost_weight=1e-4, reset_noise_scale=0.1,
+                exclude_current_positions_from_observation=True)
+_ANT_V4 = dict(
+    ctrl_cost_weight=0.5, use_contact_forces=False, contact_cost_weight=5e-4, healthy_reward=1.0,
+    terminate_when_unhealthy=True, healthy_z_range=(0.2, 1.0), contact_force_range=(-1.0, 1.0),
+    reset_noise_scale=0.1, exclude_current_positions_from_observation=True,
+)
+_ANT_V5 = dict(
+    frame_skip=5, forward_reward_weight=1.0, ctrl_cost_weight=0.5, contact_cost_weight=5e-4,
+    healthy_reward=1.0, main_body=1, terminate_when_unhealthy=True, healthy_z_range=(0.2, 1.0),
+    contact_force_range=(-1.0, 1.0), reset_noise_scale=0.1, exclude_current_positions_from_observation=True,
+    include_cfrc_ext_in_observation=True,
+)
+_HUMANOID_V4 = dict(
+    forward_reward_weight=1.25, ctrl_cost_weight=0.1, healthy_reward=5.0, terminate_when_unhealthy=True,
+    healthy_z_range=(1.0, 2.0), reset_noise_scale=1e-2, exclude_current_positions_from_observation=True,
+)
+_HUMANOID_V5 = dict(
+    frame_skip=5, forward_reward_weight=1.25, ctrl_cost_weight=0.1, contact_cost_weight=5e-7,
+    contact_cost_range=(-INF, 10.0), healthy_reward=5.0, terminate_when_unhealthy=True,
+    healthy_z_range=(1.0, 2.0), reset_noise_scale=1e-2, exclude_current_positions_from_observation=True,
+    include_cinert_in_observation=True, include_cvel_in_observation=True,
+    include_qfrc_actuator_in_observation=True, include_cfrc_ext_in_observation=True,
+)
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Ant-v4": _ANT_V4, "Ant-v5": _ANT_V5,
+    "HalfCheetah-v4": _CHEETAH, "HalfCheetah-v5": dict(frame_skip=5, **_CHEETAH),
+    "Hopper-v4": _HOPPER, "Hopper-v5": dict(frame_skip=4, **_HOPPER),
+    "Humanoid-v4": _HUMANOID_V4, "Humanoid-v5": _HUMANOID_V5,
+    "Swimmer-v4": _SWIMMER, "Swimmer-v5": dict(frame_skip=4, **_SWIMMER),
+    "Walker2d-v4": _WALKER, "Walker2d-v5": dict(frame_skip=4, **_WALKER),
+}
+# Options of this suite, not of the Gymnasium constructor (TimeLimit wrapper and auto-reset).
+_SUITE_DEFAULTS = dict(max_episode_steps=1000, reset="fresh")
+
+
+def _require() -> None:
+    from bpo_jax.envs.registry import require
+
+    for module in ("mujoco", "mujoco.mjx", "gymnasium"):
+        require(module, "mjx", "mujoco")
+
+
+def names() -> list[str]:
+    _require()
+    return list(_DEFAULTS)
+
+
+def make(name: str, num_envs: int, **kwargs) -> "MjxEnv":
+    _require()
+    return MjxEnv(name, num_envs, **kwargs)
+
+
+def asset_path(xml: str) -> str:
+    """Path of a model XML shipped by the installed gymnasium (never copied into this repo)."""
+    import gymnasium
+
+    return os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", xml)
+
+
+def load_model(name: str, frame_skip: int | None = None):
+    """The host ``mujoco.MjModel`` of task ``name`` as MJX runs it.
+
+    The only change to Gymnasium's model: PGS (Humanoid's XML) -> Newton, since MJX has no PGS.
+    """
+    import mujoco
+
+    family, version = name.rsplit("-", 1)
+    model = mujoco.MjModel.from_xml_path(asset_path(_FAMILIES[family]["xml"][version == "v5"]))
+    if model.opt.solver == mujoco.mjtSolver.mjSOL_PGS:
+        model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
+    return model
+
+
+@struct.dataclass
+class MjxState:
+    """One environment's simulator state (no batch axis); everything MuJoCo would carry over.
+
+    qpos [nq], qvel [nv], qacc_warmstart [nv]: the mjData state these models depend on.
+    xy [2]: the position the next step's velocity is measured from, exactly as Gymnasium reads it
+        before ``do_simulation`` (qpos[0:2] for the planar tasks; Ant's body ``xpos`` and
+        Humanoid's mass centre from ``xipos``, which after a step belong to the last RK stage).
+    steps []: int32 steps taken in this episode (time limit).
+    """
+
+    qpos: jax.Array
+    qvel: jax.Array
+    qacc_warmstart: jax.Array
+    xy: jax.Array
+    steps: jax.Array
+
+
+@dataclass(frozen=True)
+class _Config:
+    family: str
+    v5: bool
+    options: dict
+
+
+class MjxEnv(FunctionalEnv):
+    """A batch of ``num_envs`` copies of one Gymnasium MuJoCo task, stepped with MJX.
+
+    Public pure functions (no batch axis, jittable):
+
+    * :meth:`transition` ``(inner, action) -> (inner, obs, reward, terminated, terms)``:
+      one Gymnasium ``step`` without time limit or reset; ``terms`` holds Gymnasium's ``info``.
+    * :meth:`simulate` / :meth:`outcome`: the two halves of :meth:`transition` (physics, then
+      reward/observation), so models can share one physics call (tests do).
+    * :meth:`initial` ``(qpos, qvel) -> (inner, obs)``: the state Gymnasium's reset gives.
+    """
+
+    def __init__(self, name: str, num_envs: int, **kwargs):
+        import mujoco
+        from mujoco import mjx
+
+        if name not in _DEFAULTS:
+            raise ValueError(f"unknown mjx task {name!r}; valid: {', '.join(_DEFAULTS)}")
+        family, version = name.rsplit("-", 1)
+        defaults = {**_DEFAULTS[name], **_SUITE_DEFAULTS}
+        unknown = sorted(set(kwargs) - set(defaults))
+        if unknown:
+            raise ValueError(f"mjx/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+        opts = {**defaults, **kwargs}
+        _check_options(name, opts)
+        self.options = opts
+        self._cfg = _Config(family, version == "v5", opts)
+        self.max_episode_steps = int(opts["max_episode_steps"])
+        self.frame_skip = int(opts.get("frame_skip", _FAMILIES[family]["frame_skip"]))
+
+        self.mj_model = load_model(name)
+        m = self.mj_model
+        self.mjx_model = mjx.put_model(m)
+        self.dt = float(m.opt.timestep) * self.frame_skip
+        self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
+        self.init_qpos = np.asarray(m.qpos0, np.float32)  # MjData(model).qpos: Gymnasium's init_qpos
+        self._body_mass = np.asarray(m.body_mass, np.float32)
+        if family == "Ant":
+            body = opts.get("main_body", "torso")  # v4 reads get_body_com("torso")
+            self._main_body = body if isinstance(body, (int, np.integer)) else m.body(body).id
+        # Reset observations use qfrc_actuator = 0: true for ctrl = 0 when no actuator has a bias.
+        if family == "Humanoid" and np.any(m.actuator_biastype != mujoco.mjtBias.mjBIAS_NONE):
+            raise ValueError("Humanoid model with biased actuators: reset qfrc_actuator would not be 0")
+
+        low, high = np.asarray(m.actuator_ctrlrange, np.float32).T
+        obs_dim = int(jax.eval_shape(self.initial, jnp.asarray(self.init_qpos), jnp.zeros(self.nv))[1].shape[0])
+        super().__init__(f"mjx/{name}", num_envs, ObsSpec((obs_dim,), jnp.float32),
+                         Box(low=jnp.asarray(low), high=jnp.asarray(high), shape=(self.nu,)))
+
+    # ------------------------------------------------------------------ physics
+
+    def uses_cfrc_ext(self) -> bool:
+        """Whether reward or observation read ``cfrc_ext`` (needs mj_rnePostConstraint)."""
+        o, c = self.options, self._cfg
+        if c.family == "Ant":
+            if c.v5:
+                return o["include_cfrc_ext_in_observation"] or o["contact_cost_weight"] != 0
+            return o["use_contact_forces"]
+        if c.family == "Humanoid":
+            return (not c.v5) or o["include_cfrc_ext_in_observation"] or o["contact_cost_weight"] != 0
+        return False
+
+    def simulate(self, inner: MjxState, action: jax.Array, model=None, post_constraint: bool | None = None):
+        """``do_simulation``: ctrl = action [nu], ``frame_skip`` x ``mjx.step``, then
+        ``rne_postconstraint`` if cfrc_ext is used.  Returns the final ``mjx.Data``.
+
+        ``model`` (default: this task's ``mjx.Model``) lets models with the same structure (e.g.
+        Walker2d v4/v5, which differ only in a friction) share one compiled program."""
+        from mujoco import mjx
+
+        m = self.mjx_model if model is None else model
+        d = mjx.make_data(m).replace(
+            qpos=inner.qpos, qvel=inner.qvel, qacc_warmstart=inner.qacc_warmstart,
+            ctrl=jnp.asarray(action, jnp.float32),
+        )
+        d = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(m, d), d)
+        if self.uses_cfrc_ext() if post_constraint is None else post_constraint:
+            d = mjx.rne_postconstraint(m, d)
+        return d
+
+    def transition(self, inner: MjxState, action: jax.Array):
+        """One Gymnasium ``step`` of one environment (no time limit, no reset).
+
+        inner: MjxState; action: [nu] float32.
+        Returns (inner', obs [O] float32, reward [], terminated [] bool, terms: dict of
+        Gymnasium's ``info`` entries as float32 scalars)."""
+        return self.outcome(inner, action, self.simulate(inner, action))
+
+    def outcome(self, inner: MjxState, action: jax.Array, data):
+        """Reward, termination, observation and info of a step, from the ``mjx.Data`` after it."""
+        xy = self._position(data)
+        velocity = (xy - inner.xy) / self.dt
+        reward, terminated, terms = _REWARDS[self._cfg.family](self, inner, action, data, xy, velocity)
+        new = MjxState(qpos=data.qpos, qvel=data.qvel, qacc_warmstart=data.qacc_warmstart, xy=xy,
+                       steps=inner.steps + 1)
+        terms = {k: jnp.asarray(v, jnp.float32) for k, v in terms.items()}
+        return new, self._observe(data), jnp.asarray(reward, jnp.float32), jnp.asarray(terminated, bool), terms
+
+    # ------------------------------------------------------------------ reset
+
+    def initial(self, qpos: jax.Array, qvel: jax.Array):
+        """Gymnasium's state after ``mj_resetData`` + ``set_state(qpos, qvel)``: qpos [nq], qvel [nv]
+        -> (MjxState, obs [O]).  Needs kinematics only (ctrl, forces and cfrc_ext are zero)."""
+        from mujoco import mjx
+
+        m = self.mjx_model
+        d = mjx.make_data(m).replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
+        if self._cfg.family in ("Ant", "Humanoid"):
+            d = mjx.kinematics(m, d)
+        if self._cfg.family == "Humanoid":
+            d = mjx.com_vel(m, mjx.com_pos(m, d))
+        inner = MjxState(qpos=d.qpos, qvel=d.qvel, qacc_warmstart=jnp.zeros(self.nv, jnp.float32),
+                         xy=self._position(d), steps=jnp.zeros((), jnp.int32))
+        return inner, self._observe(d)
+
+    def _reset_one(self, key):
+        """``reset_model``: init_qpos + U(-s, s); init_qvel (zero) + U(-s, s) or s * N(0, 1)."""
+        s = float(self.options["reset_noise_scale"])
+        kq, kv = jax.random.split(key)
+        qpos = self.init_qpos + jax.random.uniform(kq, (self.nq,), minval=-s, maxval=s)
+        if _FAMILIES[self._cfg.family]["qvel_noise"] == "normal":
+            qvel = s * jax.random.normal(kv, (self.nv,))
+        else:
+            qvel = jax.random.uniform(kv, (self.nv,), minval=-s, maxval=s)
+        return self.initial(qpos, qvel)
+
+    def _step_one(self, key, inner, action):
+        inner, obs, reward, terminated, _ = self.transition(inner, action)
+        return inner, obs, reward, terminated, inner.steps >= self.max_episode_steps
+
+    def reset_to(self, qpos: jax.Array, qvel: jax.Array, key: jax.Array | None = None) -> EnvState:
+        """A batch freshly reset into given states: qpos [num_envs, nq] or [nq] (broadcast), qvel
+        [num_envs, nv] or [nv]; ``key`` seeds the per-environment keys (default PRNGKey(0)).
+        Same as Gymnasium's ``reset()`` with ``reset_model`` returning these states.  Jittable."""
+        qpos = jnp.broadcast_to(jnp.asarray(qpos, jnp.float32), (self.num_envs, self.nq))
+        qvel = jnp.broadcast_to(jnp.asarray(qvel, jnp.float32), (self.num_envs, self.nv))
+        inner, obs = jax.vmap(self.initial)(qpos, qvel)
+        keys = jax.random.split(jax.random.PRNGKey(0) if key is None else key, self.num_envs)
+        return self.state_from(inner, obs, keys)
+
+    # ------------------------------------------------------------------ task terms
+
+    def _position(self, d) -> jax.Array:
+        """[2] position whose change is the reported velocity (Gymnasium's ``*_position_before``)."""
+        family = self._cfg.family
+        if family == "Ant":
+            return d.xpos[self._main_body, :2]
+        if family == "Humanoid":  # mass_center(): body_mass-weighted xipos
+            return (self._body_mass @ d.xipos / self._body_mass.sum())[:2]
+        return d.qpos[:2]  # planar tasks use qpos[0] (Swimmer also qpos[1])
+
+    def _observe(self, d) -> jax.Array:
+        """[O] float32 observation of ``mjx.Data`` d (Gymnasium's ``_get_obs``)."""
+        o, family = self.options, self._cfg.family
+        skip = 2 if family in ("Ant", "Humanoid", "Swimmer") else 1
+        qpos = d.qpos[skip:] if o["exclude_current_positions_from_observation"] else d.qpos
+        qvel = jnp.clip(d.qvel, -10, 10) if family in ("Hopper", "Walker2d") else d.qvel
+        parts = [qpos, qvel]
+        if family == "Ant" and (o.get("use_contact_forces") or o.get("include_cfrc_ext_in_observation")):
+            forces = self._clipped_contact_forces(d)
+            parts.append((forces[1:] if self._cfg.v5 else forces).ravel())  # v4: all bodies
+        if family == "Humanoid":
+            first = 1 if self._cfg.v5 else 0  # v5 drops the world body's rows
+            include = (lambda k: o[f"include_{k}_in_observation"]) if self._cfg.v5 else (lambda k: True)
+            if include("cinert"):
+                parts.append(d._impl.cinert[first:].ravel())
+            if include("cvel"):
+                parts.append(d.cvel[first:].ravel())
+            if include("qfrc_actuator"):
+                parts.append(d.qfrc_actuator[6 if self._cfg.v5 else 0:])
+            if include("cfrc_ext"):
+                parts.append(d._impl.cfrc_ext[first:].ravel())
+        return jnp.concatenate(parts).astype(jnp.float32)
+
+    def _clipped_contact_forces(self, d) -> jax.Array:
+        """[nbody, 6] Ant's ``contact_forces``: cfrc_ext clipped to contact_force_range."""
+        low, high = self.options["contact_force_range"]
+        return jnp.clip(d._impl.cfrc_ext, low, high)
+
+    def _healthy_reward(self, healthy: jax.Array) -> jax.Array:
+        """v4: paid unless (unhealthy and not terminating); v5: paid only while healthy."""
+        o = self.options
+        paid = healthy if self._cfg.v5 else jnp.logical_or(healthy, o["terminate_when_unhealthy"])
+        return paid.astype(jnp.float32) * o["healthy_reward"]
+
+    def _ctrl_cost(self, action: jax.Array) -> jax.Array:
+        return self.options["ctrl_cost_weight"] * jnp.sum(jnp.square(action))
+
+
+def _in(x: jax.Array, bounds, inclusive: bool = False) -> jax.Array:
+    """Elementwise low < x < high (or <= when inclusive)."""
+    low, high = bounds
+    if inclusive:
+        return jnp.logical_and(low <= x, x <= high)
+    return jnp.logical_and(low < x, x < high)
+
+
+def _planar_rewards(env: MjxEnv, inner, action, d, xy, velocity):
+    """Hopper and Walker2d: forward + healthy - ctrl; terminate when unhealthy."""
+    o, v5 = env.options, env._cfg.v5
+    z, angle = d.qpos[1], d.qpos[2]
+    healthy = jnp.logical_and(_in(z, o["healthy_z_range"]), _in(angle, o["healthy_angle_range"]))
+    if env._cfg.family == "Hopper":  # also every state entry but x, z within healthy_state_range
+        state = jnp.concatenate([d.qpos[2:], d.qvel])
+        healthy = jnp.logical_and(healthy, jnp.all(_in(state, o["healthy_state_range"])))
+    forward = o["forward_reward_weight"] * velocity[0]
+    survive = env._healthy_reward(healthy)
+    ctrl = env._ctrl_cost(action)
+    terminated = jnp.logical_and(~healthy, o["terminate_when_unhealthy"])
+    terms = dict(x_position=d.qpos[0], x_velocity=velocity[0])
+    if v5:
+        terms.update(z_distance_from_origin=d.qpos[1] - env.init_qpos[1], reward_forward=forward,
+                     reward_ctrl=-ctrl, reward_survive=survive)
+    return forward + survive - ctrl, terminated, terms
+
+
+def _cheetah_rewards(env: MjxEnv, inner, action, d, xy, velocity):
+    """HalfCheetah: forward - ctrl, never terminates."""
+    forward = env.options["forward_reward_weight"] * velocity[0]
+    ctrl = env._ctrl_cost(action)
+    terms = dict(x_position=d.qpos[0], x_velocity=velocity[0], reward_ctrl=-ctrl)
+    terms["reward_forward" if env._cfg.v5 else "reward_run"] = forward
+    return forward - ctrl, False, terms
+
+
+def _swimmer_rewards(env: MjxEnv, inner, action, d, xy, velocity):
+    """Swimmer: forward - ctrl, never terminates."""
+    forward = env.options["forward_reward_weight"] * velocity[0]
+    ctrl = env._ctrl_cost(action)
+    terms = dict(x_position=xy[0], y_position=xy[1], distance_from_origin=jnp.linalg.norm(xy),
+                 x_velocity=velocity[0], y_velocity=velocity[1], reward_ctrl=-ctrl)
+    if env._cfg.v5:
+        terms.update(reward_forward=forward)
+    else:
+        terms.update(reward_fwd=forward, forward_reward=forward)
+    return forward - ctrl, False, terms
+
+
+def _ant_rewards(env: MjxEnv, inner, action, d, xy, velocity):
+    """Ant: forward + healthy - ctrl - contact (v5 always, v4 with use_contact_forces)."""
+    o, v5 = env.options, env._cfg.v5
+    finite = jnp.logical_and(jnp.all(jnp.isfinite(d.qpos)), jnp.all(jnp.isfinite(d.qvel)))
+    healthy = jnp.logical_and(finite, _in(d.qpos[2], o["healthy_z_range"], inclusive=True))
+    forward = velocity[0] * (o["forward_reward_weight"] if v5 else 1.0)
+    survive = env._healthy_reward(healthy)
+    ctrl = env._ctrl_cost(action)
+    terminated = jnp.logical_and(~healthy, o["terminate_when_unhealthy"])
+    with_contact = v5 or o["use_contact_forces"]
+    contact = (o["contact_cost_weight"] * jnp.sum(jnp.square(env._clipped_contact_forces(d)))
+               if with_contact else 0.0)
+    reward = forward + survive - ctrl - contact
+    if v5:
+        position = d.qpos[:2]  # v5 reports qpos, not the body position the velocity uses
+        terms = dict(reward_forward=forward, reward_ctrl=-ctrl, reward_contact=-contact, reward_survive=survive)
+    else:
+        position = xy
+        # Gymnasium v4 overwrites reward_ctrl with the contact cost when contact forces are used.
+        terms = dict(reward_forward=forward, reward_ctrl=-contact if with_contact else -ctrl,
+                     reward_survive=survive, forward_reward=forward)
+    terms.update(x_position=position[0], y_position=position[1], distance_from_origin=jnp.linalg.norm(position),
+                 x_velocity=velocity[0], y_velocity=velocity[1])
+    return reward, terminated, terms
+
+
+def _humanoid_rewards(env: MjxEnv, inner, action, d, xy, velocity):
+    """Humanoid: forward + healthy - ctrl (on data.ctrl == action) - contact (v5)."""
+    o, v5 = env.options, env._cfg.v5
+    healthy = _in(d.qpos[2], o["healthy_z_range"])
+    forward = o["forward_reward_weight"] * velocity[0]
+    survive = env._healthy_reward(healthy)
+    ctrl = env._ctrl_cost(action)
+    terminated = jnp.logical_and(~healthy, o["terminate_when_unhealthy"])
+    if not v5:
+        terms = dict(reward_linvel=forward, reward_quadctrl=-ctrl, reward_alive=survive,
+                     x_position=xy[0], y_position=xy[1], distance_from_origin=jnp.linalg.norm(xy),
+                     x_velocity=velocity[0], y_velocity=velocity[1], forward_reward=forward)
+        return forward + survive - ctrl, terminated, terms
+    low, high = o["contact_cost_range"]
+    contact = jnp.clip(o["contact_cost_weight"] * jnp.sum(jnp.square(d._impl.cfrc_ext)), low, high)
+    terms = dict(x_position=d.qpos[0], y_position=d.qpos[1], tendon_length=jnp.zeros(0),
+                 tendon_velocity=jnp.zeros(0), distance_from_origin=jnp.linalg.norm(d.qpos[:2]),
+                 x_velocity=velocity[0], y_velocity=velocity[1], reward_survive=survive,
+                 reward_forward=forward, reward_ctrl=-ctrl, reward_contact=-contact)
+    return forward + survive - ctrl - contact, terminated, terms
+
+
+_REWARDS: dict[str, Callable] = {
+    "Ant": _ant_rewards, "HalfCheetah": _cheetah_rewards, "Hopper": _planar_rewards,
+    "Humanoid": _humanoid_rewards, "Swimmer": _swimmer_rewards, "Walker2d": _planar_rewards,
+}
+
+
+def _check_options(name: str, o: dict) -> None:
+    """One-line ValueErrors for option values this suite cannot honour."""
+    if o["reset"] != "fresh":
+        raise ValueError(f"mjx/{name}: reset must be 'fresh' (got {o['reset']!r}); "
+                         "cached resets: env.with_reset_pool(size)")
+    if int(o["max_episode_steps"]) < 1:
+        raise ValueError(f"mjx/{name}: max_episode_steps must be >= 1, got {o['max_episode_steps']}")
+    if "frame_skip" in o and (int(o["frame_skip"]) != o["frame_skip"] or o["frame_skip"] < 1):
+        raise ValueError(f"mjx/{name}: frame_skip must be an integer >= 1, got {o['frame_skip']}")
+    if math.isnan(float(o["reset_noise_scale"])) or o["reset_noise_scale"] < 0:
+        raise ValueError(f"mjx/{name}: reset_noise_scale must be >= 0, got {o['reset_noise_scale']}")

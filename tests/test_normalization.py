@@ -1,0 +1,106 @@
+"""Running statistics against NumPy, and their use inside the training loop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpo_jax import normalization as norm
+from bpo_jax.config import Config
+from bpo_jax.train import make_trainer
+
+
+def test_batch_stats_match_numpy():
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(500, 4)).astype(np.float32)
+    s = norm.batch_stats(jnp.asarray(x))
+    np.testing.assert_allclose(s.mean, x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(s.variance, x.var(0), rtol=1e-4)
+    assert float(s.count) == 500
+
+
+def test_merge_is_exact_and_order_free():
+    """Chan's merge of disjoint shards equals the statistics of their union, in any grouping:
+    this is what lets per-device statistics be combined."""
+    rng = np.random.default_rng(1)
+    shards = [rng.normal(rng.uniform(-5, 5), rng.uniform(0.1, 3), size=(n, 3)).astype(np.float32)
+              for n in (1, 7, 64, 200)]
+    union = np.concatenate(shards)
+    left = norm.init_stats((3,))
+    for shard in shards:  # sequential folding
+        left = norm.update(left, jnp.asarray(shard))
+    tree = norm.merge(  # pairwise, another order
+        norm.merge(norm.batch_stats(shards[3]), norm.batch_stats(shards[0])),
+        norm.merge(norm.batch_stats(shards[2]), norm.batch_stats(shards[1])),
+    )
+    for s in (left, tree):
+        np.testing.assert_allclose(s.mean, union.mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(s.variance, union.var(0), rtol=1e-4)
+
+
+def test_welford_one_sample_at_a_time():
+    x = np.random.default_rng(2).normal(size=(50, 2)).astype(np.float32)
+    s = norm.init_stats((2,))
+    for row in x:
+        s = norm.update(s, jnp.asarray(row[None]))
+    np.testing.assert_allclose(s.variance, x.var(0), rtol=1e-4)
+
+
+def test_normalize_identity_before_samples_then_standardises_and_clips():
+    x = jnp.array([[100.0, -3.0]])
+    np.testing.assert_array_equal(norm.normalize(norm.init_stats((2,)), x, clip=5.0), x)
+    data = np.random.default_rng(3).normal(10.0, 4.0, size=(10_000, 2)).astype(np.float32)
+    s = norm.batch_stats(jnp.asarray(data))
+    z = np.asarray(norm.normalize(s, jnp.asarray(data), clip=100.0))
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
+    assert float(jnp.max(norm.normalize(s, x, clip=5.0))) == 5.0
+
+
+def test_discounted_returns_match_numpy_loop_and_restart_after_done():
+    rng = np.random.default_rng(4)
+    T, B, gamma = 20, 3, 0.9
+    rewards = rng.normal(size=(T, B)).astype(np.float32)
+    dones = rng.uniform(size=(T, B)) < 0.2
+    carry0 = rng.normal(size=B).astype(np.float32)
+    expected, ret = np.zeros((T, B)), carry0.astype(np.float64)
+    for t in range(T):
+        ret = ret * gamma + rewards[t]
+        expected[t] = ret
+        ret = np.where(dones[t], 0.0, ret)
+    got, carry = norm.discounted_returns(jnp.asarray(rewards), jnp.asarray(dones), jnp.asarray(carry0), gamma)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(carry, ret, rtol=1e-5, atol=1e-5)
+
+
+def test_reward_scaling_keeps_signs_and_divides_by_return_std():
+    returns = norm.batch_stats(jnp.array([0.0, 4.0]))  # variance 4, std 2
+    scaled = norm.scale_rewards(returns, jnp.array([-2.0, 0.0, 6.0, 100.0]), clip=10.0)
+    np.testing.assert_allclose(scaled, [-1.0, 0.0, 3.0, 10.0], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def normalized_run():
+    config = Config(env="gymnax/Pendulum-v1", num_envs=4, num_steps=16, total_steps=4 * 16 * 3,
+                    num_epochs=1, num_minibatches=2, hidden_sizes=(8,),
+                    normalize_obs=True, normalize_rewards=True)
+    trainer = make_trainer(config)
+    state = jax.jit(trainer.init)(jax.random.key(0), config.hparams())
+    first_obs = state.env_state.obs
+    after, metrics = jax.jit(trainer.train)(jax.random.key(0))
+    return config, first_obs, after, metrics
+
+
+def test_training_loop_accumulates_statistics_of_every_observation(normalized_run):
+    config, _, state, metrics = normalized_run
+    steps = config.num_updates * config.batch_size
+    assert float(state.obs_stats.count) == steps
+    assert float(state.return_stats.count) == steps
+    # Pendulum observations: cos, sin in [-1, 1] and angular velocity in [-8, 8]
+    assert np.all(np.abs(np.asarray(state.obs_stats.mean)[:2]) <= 1.0)
+    assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+    assert state.return_acc.shape == (config.num_envs,)
+
+
+def test_statistics_off_by_default():
+    trainer = make_trainer(Config(num_envs=2, num_steps=8, total_steps=16, num_minibatches=1))
+    state = trainer.init(jax.random.key(0), trainer.config.hparams())
+    assert state.obs_stats is None and state.return_stats is None and state.return_acc is None
