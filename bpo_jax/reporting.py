@@ -1,7 +1,13 @@
-"""Host-side outputs of a run: progress lines, metrics.csv, summary.json, config.json, curve.png.
+"""Host-side outputs of a run: the run directory, metrics.csv, summary.json, config.json, curve.png.
 
-Everything is written into a private staging folder beside the destination and moved into
-place only when complete, so a failed or interrupted run leaves nothing half-written.
+A CLI run streams checkpoints and TensorBoard events into its directory while it trains, so
+the directory exists from the start, marked by an ``INCOMPLETE`` file (what happened and how
+to resume) that is removed only once the final files are in place: a directory without the
+marker is a finished run.  Each final file is written to a temporary name and renamed, so no
+file is ever half-written.  Bad input is rejected before the directory is created.
+
+:func:`write_run` (library use) still writes a whole fresh directory through a private
+staging folder that is moved into place only when complete.
 """
 from __future__ import annotations
 
@@ -9,7 +15,6 @@ import csv
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -19,6 +24,10 @@ from typing import Iterator, Optional
 import numpy as np
 
 from bpo_jax.runner import RunResult
+from bpo_jax.tracking import ProgressLines as ProgressPrinter  # noqa: F401  (former home)
+
+INCOMPLETE = "INCOMPLETE"  # marker file of a run directory whose run has not finished
+OUTPUT_FILES = ("config.json", "metrics.csv", "summary.json", "curve.png")
 
 # Metric columns in CSV order (after update, seed, env_steps); missing ones (e.g. BPO-only
 # statistics in a PPO run) are skipped.
@@ -48,7 +57,43 @@ def check_output_dir(path: str, overwrite: bool) -> None:
     if os.path.isfile(path):
         raise OutputDirError(f"output path {path!r} is a file; choose a directory")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise OutputDirError(f"output directory {path!r} exists and is not empty; pass --overwrite or choose another --out")
+        hint = f" (it holds an unfinished run: --resume {path} continues it)" if is_incomplete(path) else ""
+        raise OutputDirError(
+            f"output directory {path!r} exists and is not empty; pass --overwrite or choose another --out{hint}")
+
+
+def is_incomplete(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, INCOMPLETE))
+
+
+def open_run_dir(path: str, overwrite: bool, note: str) -> None:
+    """Create the run directory (emptied first with ``overwrite``) marked INCOMPLETE with ``note``.
+    Call only after every input check has passed."""
+    check_output_dir(path, overwrite)
+    if os.path.isdir(path) and overwrite:
+        shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+    mark_incomplete(path, note)
+
+
+def mark_incomplete(path: str, note: str) -> None:
+    """(Re)write the INCOMPLETE marker: when and why the run is not finished, how to go on."""
+    write_text_atomic(os.path.join(path, INCOMPLETE), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
+
+
+def mark_complete(path: str) -> None:
+    try:
+        os.remove(os.path.join(path, INCOMPLETE))
+    except FileNotFoundError:
+        pass
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -86,6 +131,7 @@ def final_episode_return(result: RunResult, fraction: float = 0.1) -> float:
 
 
 def summary(result: RunResult) -> dict:
+    """summary.json: final return, steps, and time split into compile, training and host I/O."""
     return {
         "env": result.config.env,
         "algo": result.config.algo,
@@ -96,26 +142,49 @@ def summary(result: RunResult) -> dict:
         "num_updates": int(len(result.env_steps)),
         "compile_seconds": round(result.compile_seconds, 3),
         "train_seconds": round(result.train_seconds, 3),
+        "io_seconds": round(result.io_seconds, 3),
         "steps_per_second": round(result.total_env_steps / result.train_seconds, 1),
+        "chunk_updates": result.chunk_updates,
     }
 
 
 def write_run(result: RunResult, path: str, overwrite: bool = False, extra: Optional[dict] = None) -> dict:
-    """Write config.json, metrics.csv, summary.json and curve.png into ``path`` atomically."""
-    info = summary(result)
+    """Write config.json, metrics.csv, summary.json and curve.png into a fresh ``path`` atomically."""
     with staged_dir(path, overwrite) as staging:
-        config = {**result.config.resolved().to_dict(), "num_seeds": result.num_seeds, **(extra or {})}
-        _write_json(os.path.join(staging, "config.json"), config)
-        _write_csv(result, os.path.join(staging, "metrics.csv"))
-        _write_json(os.path.join(staging, "summary.json"), info)
-        plot_curve(result, os.path.join(staging, "curve.png"))
+        return write_outputs(result, staging, extra)
+
+
+def run_config(config, num_seeds: int, extra: Optional[dict] = None) -> dict:
+    """config.json: the resolved configuration and the seed count."""
+    return {**config.resolved().to_dict(), "num_seeds": num_seeds, **(extra or {})}
+
+
+def write_outputs(result: RunResult, path: str, extra: Optional[dict] = None) -> dict:
+    """Write (or replace) config.json, metrics.csv, summary.json and curve.png in the existing
+    directory ``path``, each file atomically; returns the summary."""
+    info = summary(result)
+    write_json(os.path.join(path, "config.json"), run_config(result.config, result.num_seeds, extra))
+    _atomic(os.path.join(path, "metrics.csv"), lambda tmp: _write_csv(result, tmp))
+    write_json(os.path.join(path, "summary.json"), info)
+    _atomic(os.path.join(path, "curve.png"), lambda tmp: plot_curve(result, tmp, format="png"))
     return info
 
 
-def _write_json(path: str, obj: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-        f.write("\n")
+def _atomic(path: str, write) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, obj: dict) -> None:
+    """JSON (tuples as lists), written atomically."""
+    text = json.dumps(obj, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)) + "\n"
+    write_text_atomic(path, text)
 
 
 def _write_csv(result: RunResult, path: str) -> None:
@@ -145,7 +214,7 @@ def smoothed_returns(result: RunResult) -> np.ndarray:
     return r
 
 
-def plot_curve(result: RunResult, path: str) -> None:
+def plot_curve(result: RunResult, path: str, format: Optional[str] = None) -> None:
     """Learning curve: mean over seeds with a min-max band, against env steps per seed."""
     import matplotlib
 
@@ -167,23 +236,5 @@ def plot_curve(result: RunResult, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format=format)
     plt.close(fig)
-
-
-class ProgressPrinter:
-    """One line per chunk on stderr: progress, steps, return, throughput, ETA."""
-
-    def __init__(self, label: str, stream=None):
-        self.label = label
-        self.stream = stream or sys.stderr
-
-    def __call__(self, p: dict) -> None:
-        pct = 100.0 * p["update"] / p["num_updates"]
-        ret = p["episode_return"]
-        ret_s = "   n/a" if not np.isfinite(ret) else f"{ret:8.2f}"
-        print(
-            f"[{self.label}] {pct:5.1f}% | steps {p['env_steps']:>11,}/{p['total_steps']:,} | "
-            f"return {ret_s} | {p['steps_per_second']:>10,.0f} steps/s | ETA {p['eta']:6.1f}s",
-            file=self.stream, flush=True,
-        )

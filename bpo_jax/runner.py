@@ -1,19 +1,24 @@
 """Drive a run from the host: N seeds as one vmapped program, in chunks of K updates.
 
 The whole-run ``train`` function (see :mod:`bpo_jax.train`) is the right tool for sweeps
-inside a bigger program.  A user at a terminal also wants progress, NaN checks and a
-compile cache, and a host callback inside the program would rule the cache out (JAX does
-not persist executables that call back into Python).  So this driver compiles two
-programs, ``init`` and ``K updates``, and calls the second ``num_updates / K`` times with
-donated state: no recompilation, one host round-trip per chunk, and the chunk boundaries
-are where progress, NaN checks (and later checkpoints) happen.
+inside a bigger program.  A user at a terminal also wants progress, NaN checks, checkpoints
+and a compile cache, and a host callback inside the program would rule the cache out (JAX
+does not persist executables that call back into Python).  So this driver compiles two
+programs, ``init`` and ``K updates`` (plus a shorter tail chunk when K does not divide the
+run), and calls the chunk program ``num_updates / K`` times with donated state: no
+recompilation, one host round-trip per chunk, and the chunk boundaries are where progress,
+NaN checks, logging and checkpoints happen.
+
+A run can start from a saved state (:class:`Start`, see :mod:`bpo_jax.checkpoint`): on CPU,
+resuming at a chunk boundary with the same K runs the very same compiled program on the very
+same numbers, so the result is bit-identical to an uninterrupted run.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +33,11 @@ DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bpo-jax", "
 class NonFiniteError(RuntimeError):
     """A loss, gradient or parameter became NaN or Inf; the message names the update and seed."""
 
+    def __init__(self, message: str, update: int = 0, seed: int = 0):
+        super().__init__(message)
+        self.update = update  # 1-based index of the first bad update
+        self.seed = seed  # seed index
+
 
 @dataclass
 class RunResult:
@@ -39,12 +49,59 @@ class RunResult:
     env_steps: np.ndarray  # [num_updates] environment steps per seed after each update
     steps_per_second: np.ndarray  # [num_updates] env steps of all seeds per second, per chunk
     compile_seconds: float
-    train_seconds: float
+    train_seconds: float  # compiled chunks and their metric transfers (all sessions of a resumed run)
     state: TrainState  # final state, leaves batched over seeds
+    io_seconds: float = 0.0  # host work between chunks in this session: checkpoints, logs, progress
+    chunk_updates: int = 0  # K, updates per compiled chunk
 
     @property
     def total_env_steps(self) -> int:
         return int(self.env_steps[-1]) * self.num_seeds
+
+
+@dataclass
+class History:
+    """Metric rows so far, one [seeds, K] block per chunk (concatenated only when asked)."""
+
+    blocks: list[dict[str, np.ndarray]] = field(default_factory=list)
+    sps: list[np.ndarray] = field(default_factory=list)  # [K] per block
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        """[seeds, updates so far] per metric."""
+        return {name: np.concatenate([b[name] for b in self.blocks], axis=1) for name in self.blocks[0]}
+
+    def steps_per_second(self) -> np.ndarray:
+        return np.concatenate(self.sps)
+
+
+@dataclass
+class Start:
+    """Where a resumed run picks up: the state after ``update`` updates and what came before."""
+
+    state: TrainState  # leaves batched over seeds (host or device arrays)
+    update: int
+    metrics: dict[str, np.ndarray]  # [seeds, update]
+    steps_per_second: np.ndarray  # [update]
+    train_seconds: float
+
+
+@dataclass
+class Chunk:
+    """What the host sees after one finite compiled chunk (passed to ``on_chunk``).
+
+    ``state`` is only valid during the callback: the next chunk donates (reuses) its buffers.
+    """
+
+    state: TrainState
+    update: int  # updates done after this chunk
+    num_updates: int
+    chunk_updates: int  # K
+    metrics: dict[str, np.ndarray]  # this chunk's rows, [seeds, k]
+    history: History  # every row so far
+    steps_per_second: float  # this chunk, all seeds
+    train_seconds: float  # so far, all sessions
+    compile_seconds: float  # this session
+    first: bool  # the first chunk of this session
 
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
@@ -71,6 +128,22 @@ def chunk_size(num_updates: int, reports: int) -> int:
     return max(d for d in range(1, target + 1) if num_updates % d == 0)
 
 
+def chunk_plan(num_updates: int, k: int) -> list[int]:
+    """Updates done after each chunk: multiples of K, then ``num_updates`` (a shorter tail
+    chunk, the one extra compiled program, when K does not divide the run)."""
+    ends = list(range(k, num_updates + 1, k))
+    if not ends or ends[-1] != num_updates:
+        ends.append(num_updates)
+    return ends
+
+
+def state_template(config: Config, num_seeds: int) -> TrainState:
+    """Shapes and dtypes of the vmapped TrainState of a run (nothing is computed)."""
+    trainer = make_trainer(config)
+    init = jax.vmap(trainer.init, in_axes=(0, None))
+    return jax.eval_shape(lambda hp: init(seed_keys(config.seed, num_seeds), hp), config.hparams())
+
+
 ProgressFn = Callable[[dict], None]
 
 
@@ -79,65 +152,97 @@ def run(
     num_seeds: int = 1,
     progress: Optional[ProgressFn] = None,
     reports: int = 20,
+    *,
+    chunk_updates: Optional[int] = None,
+    start: Optional[Start] = None,
+    on_chunk: Optional[Callable[[Chunk], Any]] = None,
 ) -> RunResult:
     """Train ``num_seeds`` seeds of ``config`` as one vmapped program, chunk by chunk.
 
-    ``progress`` (if given) is called on the host after every chunk with a dict of
-    update, num_updates, env_steps, total_steps, episode_return, steps_per_second, eta.
-    Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf.
+    ``chunk_updates`` is K, the updates per compiled call (default: the largest divisor of
+    num_updates giving at least ``reports`` chunks).  ``start`` resumes from a saved state at
+    a chunk boundary.  After every chunk whose metrics are finite, ``on_chunk`` (e.g.
+    checkpoints and loggers) and then ``progress`` are called on the host; ``progress`` gets
+    a dict of update, num_updates, env_steps, total_steps, episode_return, steps_per_second,
+    eta.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
+    any callback sees that chunk (so the last checkpoint on disk is the last good state).
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
     trainer = make_trainer(config)
+    n = trainer.num_updates
+    k = chunk_updates if chunk_updates is not None else chunk_size(n, reports)
+    if not 1 <= k <= n:
+        raise ValueError(f"chunk_updates must be in [1, num_updates = {n}], got {k}")
+    ends = chunk_plan(n, k)
+    done = 0 if start is None else start.update
+    if done != 0 and done not in ends:
+        raise ValueError(f"cannot resume at update {done}: not a boundary of {k}-update chunks")
+    todo = [e for e in ends if e > done]
     hp = config.hparams()
     keys = seed_keys(config.seed, num_seeds)
-    k = chunk_size(trainer.num_updates, reports)
 
     init = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))
-    chunk = jax.jit(
-        jax.vmap(lambda s, h: trainer.update_chunk(s, h, k), in_axes=(0, None)), donate_argnums=0
-    )
+
+    def chunk_program(size):
+        fn = jax.vmap(lambda s, h: trainer.update_chunk(s, h, size), in_axes=(0, None))
+        return jax.jit(fn, donate_argnums=0)
+
     t0 = time.perf_counter()
-    init_c = init.lower(keys, hp).compile()
     state_shape = jax.eval_shape(init, keys, hp)
-    chunk_c = chunk.lower(state_shape, hp).compile()
+    # Compile everything up front (and only what this session runs), so compile time is
+    # reported apart from training time and nothing compiles between chunks.
+    programs = {size: chunk_program(size).lower(state_shape, hp).compile()
+                for size in sorted({b - a for a, b in zip([done] + todo, todo)})}
+    init_c = init.lower(keys, hp).compile() if start is None else None
     compile_seconds = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    state = init_c(keys, hp)
-    rows: list[dict[str, np.ndarray]] = []
-    sps: list[np.ndarray] = []
+    t_init = time.perf_counter()
+    if start is None:
+        state = init_c(keys, hp)
+        history, previous_seconds = History(), 0.0
+    else:
+        state = jax.device_put(start.state)
+        history = History([dict(start.metrics)], [np.asarray(start.steps_per_second)])
+        previous_seconds = start.train_seconds
+    jax.block_until_ready(state)
+    train_seconds, io_seconds = time.perf_counter() - t_init, 0.0  # init (or the upload) counts as training
     last_return = float("nan")
-    for c in range(trainer.num_updates // k):
+    session_start, t_session = done, time.perf_counter()
+    for i, end in enumerate(todo):
+        size = end - done
         t_chunk = time.perf_counter()
-        state, metrics = chunk_c(state, hp)
+        state, metrics = programs[size](state, hp)
         metrics = jax.device_get(metrics)  # the one host round-trip of the chunk
         now = time.perf_counter()
-        rows.append(metrics)
-        chunk_sps = k * config.batch_size * num_seeds / max(now - t_chunk, 1e-9)
-        sps.append(np.full(k, chunk_sps))
-        _check_finite(metrics, first_update=c * k)
-        done_updates = (c + 1) * k
+        train_seconds += now - t_chunk
+        chunk_sps = size * config.batch_size * num_seeds / max(now - t_chunk, 1e-9)
+        _check_finite(metrics, first_update=done)
+        history.blocks.append(metrics)
+        history.sps.append(np.full(size, chunk_sps))
         chunk_return = _weighted_return(metrics)
         last_return = chunk_return if np.isfinite(chunk_return) else last_return
+        done = end
+        if on_chunk is not None:
+            on_chunk(Chunk(state, done, n, k, metrics, history, chunk_sps, previous_seconds + train_seconds,
+                           compile_seconds, first=i == 0))
         if progress is not None:
-            elapsed = now - t0
+            elapsed = time.perf_counter() - t_session  # wall time, host work included, for an honest ETA
             progress({
-                "update": done_updates,
-                "num_updates": trainer.num_updates,
-                "env_steps": done_updates * config.batch_size,
-                "total_steps": trainer.num_updates * config.batch_size,
+                "update": done,
+                "num_updates": n,
+                "env_steps": done * config.batch_size,
+                "total_steps": n * config.batch_size,
                 "episode_return": last_return,
-                "steps_per_second": done_updates * config.batch_size * num_seeds / max(elapsed, 1e-9),
-                "eta": elapsed / done_updates * (trainer.num_updates - done_updates),
+                "steps_per_second": (done - session_start) * config.batch_size * num_seeds / max(elapsed, 1e-9),
+                "eta": elapsed / (done - session_start) * (n - done),
             })
+        io_seconds += time.perf_counter() - now
     jax.block_until_ready(state)
-    train_seconds = time.perf_counter() - t0
 
-    metrics = {name: np.concatenate([r[name] for r in rows], axis=1) for name in rows[0]}
-    env_steps = np.arange(1, trainer.num_updates + 1) * config.batch_size
-    return RunResult(config, num_seeds, metrics, env_steps, np.concatenate(sps),
-                     compile_seconds, train_seconds, state)
+    env_steps = np.arange(1, n + 1) * config.batch_size
+    return RunResult(config, num_seeds, history.metrics(), env_steps, history.steps_per_second(),
+                     compile_seconds, previous_seconds + train_seconds, state, io_seconds, k)
 
 
 def _weighted_return(metrics: dict) -> float:
@@ -152,7 +257,9 @@ def _check_finite(metrics: dict, first_update: int) -> None:
     bad = np.asarray(metrics["nonfinite"]).astype(bool)  # [seeds, K]
     if bad.any():
         seed, offset = np.argwhere(bad)[0]
+        update = int(first_update + offset + 1)
         raise NonFiniteError(
-            f"non-finite loss, gradient or parameters at update {first_update + offset + 1} "
-            f"(seed index {seed}); lower lr, raise max_grad_norm clipping or check the env's rewards"
+            f"non-finite loss, gradient or parameters at update {update} "
+            f"(seed index {seed}); lower lr, raise max_grad_norm clipping or check the env's rewards",
+            update, int(seed),
         )

@@ -53,6 +53,25 @@ def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p != "out"]
 
 
+@pytest.mark.parametrize("args,fragments", [
+    (["--chunk-updates", "0"], ["--chunk-updates must be in [1, 976]"]),
+    (["--chunk-updates", "977"], ["--chunk-updates must be in [1, 976]"]),
+    (["--chunk-updates", "8", "--reports", "4"], ["both set the chunk size"]),
+    (["--checkpoint-every", "soon"], ["--checkpoint-every takes a positive number"]),
+    (["--checkpoint-every", "0"], ["--checkpoint-every takes a positive number"]),
+    (["--keep-checkpoints", "0"], ["--keep-checkpoints must be >= 1"]),
+])
+def test_bad_run_flags_are_one_line_and_create_nothing(args, fragments, tmp_path, capsys):
+    """The new run flags are checked before the run directory exists (in-process: no start-up cost)."""
+    out = tmp_path / "out"
+    assert cli.main(["train", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bpo-jax: error:"), err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert not out.exists()
+
+
 def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -96,11 +115,15 @@ def test_small_run_writes_all_outputs(tmp_path):
     (run_dir,) = os.listdir(tmp_path / "runs")
     assert run_dir.startswith("gymnax_CartPole-v1__ppo__")
     path = tmp_path / "runs" / run_dir
-    assert sorted(os.listdir(path)) == ["config.json", "curve.png", "metrics.csv", "summary.json"]
+    # Final outputs, checkpoints and TensorBoard runs; no INCOMPLETE marker: the run finished.
+    assert sorted(os.listdir(path)) == ["checkpoints", "config.json", "curve.png", "metrics.csv", "summary.json", "tb"]
+    assert sorted(os.listdir(path / "tb")) == ["seed_0", "seed_1"]
+    assert sorted(os.listdir(path / "checkpoints")) == ["step_00000012", "step_00000016"]
     assert str(path.relative_to(tmp_path)) in proc.stdout
     assert "steps/s" in proc.stderr and "ETA" in proc.stderr
     summary = json.loads((path / "summary.json").read_text())
-    for key in ("final_episode_return", "env_steps", "compile_seconds", "train_seconds", "steps_per_second"):
+    for key in ("final_episode_return", "env_steps", "compile_seconds", "train_seconds", "io_seconds",
+                "steps_per_second"):
         assert key in summary
     assert summary["env_steps"] == 4096 and summary["num_seeds"] == 2
     assert 9 < summary["final_episode_return"] < 500

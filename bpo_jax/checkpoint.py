@@ -1,0 +1,408 @@
+"""Checkpoints of a whole run: save and restore the full vmapped TrainState with orbax.
+
+A checkpoint is everything a true continuation needs, so that resuming on CPU gives the
+same final parameters, bit for bit, as a run that was never interrupted: parameters,
+optimiser state (Adam moments and step counts, hence the learning-rate schedule), the
+normaliser statistics, every PRNG key (the trainer's and each environment's), the
+environment states (including an MJX simulator state), the update counter, and the
+metric rows so far.  Layout::
+
+    OUT/checkpoints/step_00000040/     40 = updates done
+        metadata.json    format version, bpo-jax version, num_seeds, update, chunk size,
+                         and every state leaf's path, shape and dtype
+        config.json      the resolved configuration (the run's program)
+        arrays/          orbax PyTree checkpoint: {"state": leaves, "metrics": rows, ...}
+
+Typed PRNG keys are stored as their raw ``key_data`` (uint32) and re-wrapped with the
+recorded implementation on restore.  Leaves are stored flat under their index and checked
+against the shapes the configuration implies, so a checkpoint that does not fit the program
+(another env, algorithm or network) is refused with a message naming the first leaf that
+differs.  No pickle anywhere: orbax writes tensorstore arrays, the rest is JSON.
+
+Writes are atomic: everything goes into a hidden temporary folder that is renamed into place
+only when complete, so a run killed mid-save leaves the previous checkpoint intact; only the
+newest ``keep`` checkpoints are kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import typing
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+from bpo_jax.config import Config, ConfigError
+
+FORMAT_VERSION = 1
+STEP_PREFIX = "step_"
+CHECKPOINTS = "checkpoints"  # the folder inside a run directory
+_TMP_PREFIX = ".tmp-"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or does not fit this program; one-line message."""
+
+
+# ------------------------------------------------------------------ leaves
+def leaf_path(path) -> str:
+    """'params/params/actor/Dense_0/kernel' from a jax key path."""
+    parts = []
+    for entry in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _describe(path: str, x) -> dict:
+    """JSON description of a leaf; key arrays are described by their uint32 key data, with
+    their key dtype (e.g. key<fry>) and, for real arrays, the implementation to re-wrap with."""
+    if _is_key(x):
+        data_shape = jax.eval_shape(jax.random.key_data, x).shape
+        impl = str(jax.random.key_impl(x)) if isinstance(x, jax.Array) else None
+        return {"path": path, "shape": list(data_shape), "dtype": str(x.dtype), "prng_impl": impl}
+    return {"path": path, "shape": list(x.shape), "dtype": np.dtype(x.dtype).name, "prng_impl": None}
+
+
+def _shape_text(d: dict) -> str:
+    return f"{tuple(d['shape'])} {d['dtype']}"
+
+
+# -------------------------------------------------------------------- save
+def save(
+    directory: str,
+    state: Any,
+    *,
+    update: int,
+    config: Config,
+    num_seeds: int,
+    chunk_updates: int,
+    metrics: dict[str, np.ndarray],
+    steps_per_second: np.ndarray,
+    train_seconds: float,
+    keep: int = 2,
+) -> str:
+    """Write a checkpoint of ``state`` (leaves batched over seeds) after ``update`` updates
+    into ``directory``/step_<update>, atomically; prune all but the newest ``keep``."""
+    import orbax.checkpoint as ocp
+
+    from bpo_jax import __version__
+
+    directory = os.path.abspath(directory)  # orbax wants absolute paths
+    os.makedirs(directory, exist_ok=True)
+    final = os.path.join(directory, f"{STEP_PREFIX}{update:08d}")
+    tmp = os.path.join(directory, f"{_TMP_PREFIX}{STEP_PREFIX}{update:08d}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        flat, _ = jax.tree_util.tree_flatten_with_path(state)
+        leaves = [_describe(leaf_path(p), x) for p, x in flat]
+        host = jax.device_get([jax.random.key_data(x) if _is_key(x) else x for _, x in flat])
+        # orbax refuses zero-size arrays; metadata alone recreates them.
+        arrays = {
+            "state": {f"{i:05d}": np.asarray(x) for i, x in enumerate(host) if np.size(x) > 0},
+            "metrics": {k: np.asarray(v) for k, v in metrics.items()},
+            "steps_per_second": np.asarray(steps_per_second, np.float64),
+        }
+        ocp.PyTreeCheckpointer().save(os.path.join(tmp, "arrays"), arrays)
+        meta = {
+            "format": FORMAT_VERSION,
+            "bpo_jax_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "update": int(update),
+            "num_updates": int(config.num_updates),
+            "env_steps": int(update * config.batch_size),
+            "num_seeds": int(num_seeds),
+            "chunk_updates": int(chunk_updates),
+            "train_seconds": float(train_seconds),
+            "leaves": leaves,
+            # Checked before orbax reads anything: a truncated or damaged file is reported
+            # plainly instead of failing somewhere inside tensorstore.
+            "files": _digests(os.path.join(tmp, "arrays")),
+        }
+        _write_json(os.path.join(tmp, "config.json"), config.resolved().to_dict())
+        _write_json(os.path.join(tmp, "metadata.json"), meta)  # last: marks the folder complete
+        if os.path.exists(final):  # re-saving a step (a resume from an older checkpoint)
+            old = final + f".old-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prune(directory, keep)
+    return final
+
+
+def prune(directory: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints, and temporary folders of killed saves."""
+    for name in os.listdir(directory):
+        if name.startswith(_TMP_PREFIX) or ".old-" in name:
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    for path in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_after(directory: str, update: int) -> list[str]:
+    """Delete checkpoints later than ``update`` (a resume from an older one abandons them)."""
+    later = [p for p in list_checkpoints(directory) if _step_of(p) > update]
+    for path in later:
+        shutil.rmtree(path, ignore_errors=True)
+    return later
+
+
+def _write_json(path: str, obj: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+        f.write("\n")
+
+
+# ------------------------------------------------------------------ locate
+def _step_of(path: str) -> int:
+    return int(os.path.basename(path)[len(STEP_PREFIX):])
+
+
+def list_checkpoints(directory: str) -> list[str]:
+    """Complete checkpoints in ``directory``, oldest first."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(STEP_PREFIX) and name[len(STEP_PREFIX):].isdigit() and os.path.isdir(path):
+            found.append(path)
+    return sorted(found, key=_step_of)
+
+
+def locate(path: str) -> tuple[Optional[str], str]:
+    """(run directory or None, checkpoint folder) for ``path``: a run directory (its newest
+    checkpoint), its ``checkpoints`` folder, or one ``step_*`` checkpoint."""
+    path = os.path.normpath(path)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"no such directory: {path}")
+    if os.path.isfile(os.path.join(path, "metadata.json")) or os.path.isdir(os.path.join(path, "arrays")):
+        parent = os.path.dirname(os.path.abspath(path))
+        run_dir = os.path.dirname(parent) if os.path.basename(parent) == CHECKPOINTS else None
+        return run_dir, path
+    for run_dir, folder in ((path, os.path.join(path, CHECKPOINTS)), (os.path.dirname(os.path.abspath(path)), path)):
+        found = list_checkpoints(folder)
+        if found:
+            return (run_dir if os.path.basename(folder) == CHECKPOINTS else None), found[-1]
+    raise CheckpointError(f"no checkpoint in {path} (expected {os.path.join(path, CHECKPOINTS, STEP_PREFIX + '*')})")
+
+
+# ------------------------------------------------------------------- read
+def read_metadata(ckpt: str) -> dict:
+    """metadata.json of a checkpoint, checked for the fields this version needs."""
+    try:
+        with open(os.path.join(ckpt, "metadata.json")) as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt} is incomplete: no metadata.json")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} has an unreadable metadata.json ({_first_line(e)})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"checkpoint {ckpt} has format {got!r}; this bpo-jax reads format {FORMAT_VERSION}")
+    for name in ("update", "num_seeds", "chunk_updates", "train_seconds", "leaves", "files"):
+        if name not in meta:
+            raise CheckpointError(f"checkpoint {ckpt} metadata.json lacks {name!r}")
+    return meta
+
+
+def read_config(ckpt: str) -> Config:
+    """The run's configuration, as saved (validated)."""
+    try:
+        with open(os.path.join(ckpt, "config.json")) as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt} is incomplete: no config.json")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} has an unreadable config.json ({_first_line(e)})")
+    try:
+        return config_from_dict(values).validate()
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: {_first_line(e)}")
+
+
+def config_from_dict(values: dict) -> Config:
+    """Inverse of ``Config.to_dict`` after a JSON round trip (lists back to tuples)."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown configuration field(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(Config)
+    out = {}
+    for name, value in values.items():
+        if typing.get_origin(hints[name]) is tuple and isinstance(value, list):
+            value = tuple(value)
+        out[name] = value
+    return Config(**out)
+
+
+def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.ndarray, dict]:
+    """(state, metrics [seeds, update], steps_per_second [update], metadata) of a checkpoint.
+
+    ``template`` is the TrainState the configuration implies (``runner.state_template``,
+    shapes only); the saved leaves must match it exactly, else :class:`CheckpointError`.
+    """
+    import orbax.checkpoint as ocp
+
+    meta = read_metadata(ckpt)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    expected = [_describe(leaf_path(p), x) for p, x in flat]
+    try:
+        _check_leaves(ckpt, meta["leaves"], expected)
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"checkpoint {ckpt} has a malformed metadata.json (leaves)")
+    _verify_files(ckpt, meta)
+    try:
+        arrays = ocp.PyTreeCheckpointer().restore(os.path.abspath(os.path.join(ckpt, "arrays")))
+        saved = arrays["state"]
+        leaves = []
+        for i, (desc, (_, x)) in enumerate(zip(expected, flat)):
+            impl = meta["leaves"][i]["prng_impl"]
+            dtype = "uint32" if impl else desc["dtype"]
+            value = np.asarray(saved[f"{i:05d}"]) if np.prod(desc["shape"]) > 0 else np.zeros(desc["shape"], dtype)
+            if list(value.shape) != desc["shape"] or value.dtype.name != dtype:
+                raise CheckpointError(f"checkpoint {ckpt}: stored {desc['path']} is {value.shape} {value.dtype}, "
+                                      f"metadata says {_shape_text(desc)}")
+            leaves.append(jax.random.wrap_key_data(value, impl=impl) if impl else value)
+        metrics = {k: np.asarray(v) for k, v in arrays["metrics"].items()}
+        sps = np.asarray(arrays["steps_per_second"])
+    except CheckpointError:
+        raise
+    except Exception as e:  # orbax/tensorstore raise many types for truncated or missing files
+        raise CheckpointError(f"checkpoint {ckpt} is unreadable ({type(e).__name__}: {_first_line(e)})")
+    update, seeds = meta["update"], meta["num_seeds"]
+    bad = [k for k, v in metrics.items() if v.shape != (seeds, update)]
+    if bad or sps.shape != (update,):
+        raise CheckpointError(f"checkpoint {ckpt} holds metric rows that do not cover its {update} updates")
+    return jax.tree_util.tree_unflatten(treedef, leaves), metrics, sps, meta
+
+
+_MISMATCH = "does not match the program its config.json describes (another env, algorithm or network?)"
+
+
+def _check_leaves(ckpt: str, saved: list[dict], expected: list[dict]) -> None:
+    saved_by_path = {d["path"]: d for d in saved}
+    for d in expected:
+        s = saved_by_path.get(d["path"])
+        if s is None:
+            raise CheckpointError(f"checkpoint {ckpt} {_MISMATCH}: it has no {d['path']}")
+        is_key = d["dtype"].startswith("key<")
+        if list(s["shape"]) != d["shape"] or s["dtype"] != d["dtype"] or is_key != isinstance(s.get("prng_impl"), str):
+            raise CheckpointError(
+                f"checkpoint {ckpt} {_MISMATCH}: {d['path']} is {_shape_text(s)} in the checkpoint "
+                f"but {_shape_text(d)} in the program")
+    extra = sorted(set(saved_by_path) - {d["path"] for d in expected})
+    if extra or [d["path"] for d in saved] != [d["path"] for d in expected]:
+        what = f"an extra {extra[0]}" if extra else "its leaves in another order"
+        raise CheckpointError(f"checkpoint {ckpt} {_MISMATCH}: it has {what}")
+
+
+def _digests(root: str) -> dict[str, list]:
+    """{relative path: [bytes, sha256]} of every file under ``root``."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            out[os.path.relpath(path, root)] = [os.path.getsize(path), digest]
+    return dict(sorted(out.items()))
+
+
+def _verify_files(ckpt: str, meta: dict) -> None:
+    """Every array file recorded at save time is present with the same size and hash."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(f"checkpoint {ckpt} has a malformed metadata.json (files)")
+    root = os.path.join(ckpt, "arrays")
+    for rel, (size, digest) in files.items():
+        path = os.path.join(root, rel)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} is missing")
+        if os.path.getsize(path) != size:
+            raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} has {os.path.getsize(path)} bytes, "
+                                  f"{size} were written")
+        with open(path, "rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() != digest:
+                raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} does not match its sha256")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+# ------------------------------------------------------------------ policy
+def parse_every(text: str) -> tuple[Optional[int], Optional[float]]:
+    """'--checkpoint-every' value: 'N' updates, or a duration 'Ns', 'Nm', 'Nh' -> (updates, seconds)."""
+    t = text.strip().lower()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        if t and t[-1] in units:
+            seconds = float(t[:-1]) * units[t[-1]]
+            if seconds > 0:
+                return None, seconds
+        else:
+            updates = int(t)
+            if updates > 0:
+                return updates, None
+    except ValueError:
+        pass
+    raise ValueError(f"--checkpoint-every takes a positive number of updates (50) or a duration (30s, 10m, 2h), got {text!r}")
+
+
+class Saver:
+    """Checkpoint policy, called after every finite chunk: save when ``every_updates`` updates
+    or ``every_seconds`` seconds have passed since the last save (default: every chunk), and
+    always after the last chunk."""
+
+    def __init__(self, directory: str, config: Config, num_seeds: int, keep: int = 2,
+                 every_updates: Optional[int] = None, every_seconds: Optional[float] = None,
+                 start_update: int = 0):
+        self.directory, self.config, self.num_seeds, self.keep = directory, config, num_seeds, keep
+        self.every_updates, self.every_seconds = every_updates, every_seconds
+        self.last_update, self.last_time = start_update, time.monotonic()
+        self.last_path: Optional[str] = None
+        self.seconds = 0.0
+
+    def due(self, update: int, num_updates: int) -> bool:
+        if update >= num_updates:
+            return True
+        if self.every_updates is not None:
+            return update - self.last_update >= self.every_updates
+        if self.every_seconds is not None:
+            return time.monotonic() - self.last_time >= self.every_seconds
+        return True
+
+    def __call__(self, chunk) -> Optional[str]:
+        """Save ``chunk`` (a :class:`bpo_jax.runner.Chunk`) if due; returns the path written."""
+        if not self.due(chunk.update, chunk.num_updates):
+            return None
+        t0 = time.perf_counter()
+        self.last_path = save(
+            self.directory, chunk.state, update=chunk.update, config=self.config, num_seeds=self.num_seeds,
+            chunk_updates=chunk.chunk_updates, metrics=chunk.history.metrics(),
+            steps_per_second=chunk.history.steps_per_second(), train_seconds=chunk.train_seconds, keep=self.keep,
+        )
+        self.seconds += time.perf_counter() - t0
+        self.last_update, self.last_time = chunk.update, time.monotonic()
+        return self.last_path

@@ -1,0 +1,252 @@
+"""Checkpoints, resume and evaluation: a run killed with SIGKILL and resumed from the command
+line ends bit-identical to an uninterrupted one; NaN stops keep the last good checkpoint;
+damaged or mismatched checkpoints are refused in one line; eval reads a checkpoint."""
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bpo_jax import Config, checkpoint, cli, runner
+from tests import probes
+
+# 32 updates of 64 steps, 2 updates per chunk: 16 chunks, a checkpoint after each.  Both
+# normalisers on, so their running statistics must survive the kill too.
+TINY = ["--algo", "ppo", "--seeds", "2", "--total-steps", "2048", "--num-envs", "4", "--num-steps", "16",
+        "--num-minibatches", "2", "--hidden-sizes", "16", "--chunk-updates", "2", "--normalize-obs",
+        "--normalize-rewards", "--quiet"]
+
+
+def cli_proc(*args, env, wait=True):
+    cmd = [sys.executable, "-m", "bpo_jax.cli", *args]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory):
+    """One persistent compile cache for this module's subprocesses: the first run compiles."""
+    return {**os.environ, "BPO_JAX_CACHE_DIR": str(tmp_path_factory.mktemp("xla-cache"))}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, cache_env):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    proc = cli_proc("train", *TINY, "--out", str(out), env=cache_env)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def final_state(run_dir):
+    run_dir, ckpt = checkpoint.locate(str(run_dir))
+    config = checkpoint.read_config(ckpt)
+    meta = checkpoint.read_metadata(ckpt)
+    return checkpoint.restore(ckpt, runner.state_template(config, meta["num_seeds"]))
+
+
+def key_free(tree):
+    return jax.tree.map(lambda x: jax.random.key_data(x) if checkpoint._is_key(x) else x, tree)
+
+
+def csv_rows(path):
+    rows = list(csv.DictReader(open(path)))
+    for r in rows:
+        r.pop("steps_per_second")  # wall-clock throughput differs between runs
+    return rows
+
+
+def one_line_error(capsys_or_text, *fragments):
+    err = capsys_or_text if isinstance(capsys_or_text, str) else capsys_or_text.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("bpo-jax: error:") and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[-1], err
+    return lines[-1]
+
+
+def test_killed_run_resumes_to_the_same_result(finished_run, cache_env, tmp_path):
+    out = tmp_path / "killed"
+    proc = cli_proc("train", *TINY, "--out", str(out), env=cache_env, wait=False)
+    deadline = time.monotonic() + 300
+    while not checkpoint.list_checkpoints(str(out / "checkpoints")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    saved = checkpoint.list_checkpoints(str(out / "checkpoints"))
+    assert (out / "INCOMPLETE").is_file() and not (out / "summary.json").exists()
+    assert saved and checkpoint._step_of(saved[-1]) < 32  # killed mid-run
+    assert "--resume" in (out / "INCOMPLETE").read_text()
+
+    resumed = cli_proc("train", "--resume", str(out), "--quiet", env=cache_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at update" in resumed.stderr
+    assert not (out / "INCOMPLETE").exists() and (out / "summary.json").is_file()
+
+    a, b = final_state(finished_run), final_state(out)
+    assert a[3]["update"] == b[3]["update"] == 32
+    for x, y in zip(jax.tree.leaves(key_free(a[0])), jax.tree.leaves(key_free(b[0]))):
+        np.testing.assert_array_equal(x, y)  # params, Adam state, env states, keys: bit-identical
+    assert csv_rows(finished_run / "metrics.csv") == csv_rows(out / "metrics.csv")
+    assert len(checkpoint.list_checkpoints(str(out / "checkpoints"))) == 2  # keep the newest 2
+
+
+def test_nan_stop_keeps_the_last_good_checkpoint_and_nothing_recompiles(tmp_path, capsys, monkeypatch):
+    """NaN rewards from update 31 on: the run stops naming update 31 and seed 0; the newest
+    checkpoint is the one after update 30.  Between the first and the last good chunk no
+    program compiles (the chunk program is compiled once, up front)."""
+    probes.register()
+    compiles, marks = [], []
+
+    def on_event(name, *args, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(name)
+
+    real_call = checkpoint.Saver.__call__
+
+    def counting_call(self, chunk):
+        path = real_call(self, chunk)
+        marks.append(len(compiles))
+        return path
+
+    monkeypatch.setattr(checkpoint.Saver, "__call__", counting_call)
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        out = tmp_path / "nan"
+        code = cli.main(["train", "--env", "probe/NaNReward", "--algo", "bpo", "--seeds", "1", "--num-envs", "2",
+                         "--num-steps", "10", "--num-epochs", "1", "--num-minibatches", "1", "--hidden-sizes", "8",
+                         "--total-steps", "800", "--chunk-updates", "5", "--quiet", "--no-compile-cache",
+                         "--out", str(out)])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    assert code == 1
+    line = one_line_error(capsys, "update 31 (seed index 0)", "last good checkpoint", "step_00000030")
+    assert "non-finite" in line
+    steps = [checkpoint._step_of(p) for p in checkpoint.list_checkpoints(str(out / "checkpoints"))]
+    assert steps == [25, 30]
+    assert "stopped" in (out / "INCOMPLETE").read_text() and not (out / "summary.json").exists()
+    assert len(marks) == 6 and marks[0] == marks[-1], marks  # 6 good chunks, no compile in between
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    ("truncate", ["is damaged", "bytes"]),
+    ("metadata", ["unreadable metadata.json"]),
+    ("hidden", ["does not match", "Dense_0/kernel"]),
+    ("algo", ["does not match", "critic/Dense_1"]),
+])
+def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, capsys, damage, fragments):
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    (run / "INCOMPLETE").write_text("pretend it was killed\n")
+    ckpt = checkpoint.locate(str(run))[1]
+    if damage == "truncate":
+        biggest = max((os.path.join(d, f) for d, _, fs in os.walk(os.path.join(ckpt, "arrays")) for f in fs),
+                      key=os.path.getsize)
+        with open(biggest, "r+b") as f:
+            f.truncate(10)
+    elif damage == "metadata":
+        with open(os.path.join(ckpt, "metadata.json"), "w") as f:
+            f.write('{"format": 1, "upd')
+    else:
+        path = os.path.join(ckpt, "config.json")
+        config = json.load(open(path))
+        config.update({"hidden": {"hidden_sizes": [32]}, "algo": {"algo": "bpo"}}[damage])
+        json.dump(config, open(path, "w"))
+    before = sorted(os.listdir(run))
+    assert cli.main(["train", "--resume", str(run), "--no-compile-cache"]) == 2
+    one_line_error(capsys, *fragments)
+    assert cli.main(["eval", "--checkpoint", str(run)]) == 2
+    one_line_error(capsys, *fragments)
+    assert sorted(os.listdir(run)) == before  # refused before anything was touched
+
+
+def test_resume_refuses_flags_that_change_the_run(finished_run, tmp_path, capsys):
+    assert cli.main(["train", "--resume", str(finished_run)]) == 2
+    one_line_error(capsys, "has finished", "bpo-jax eval")
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    (run / "INCOMPLETE").write_text("pretend it was killed\n")
+    for flags, fragment in [(["--lr", "0.1"], "drop --lr"), (["--total-steps", "4096"], "drop --total-steps"),
+                            (["--seeds", "3"], "drop --seeds"), (["--chunk-updates", "4"], "drop --chunk-updates"),
+                            (["--overwrite"], "--overwrite"), (["--out", str(tmp_path / "elsewhere")], "drop --out")]:
+        assert cli.main(["train", "--resume", str(run), *flags]) == 2, flags
+        one_line_error(capsys, fragment)
+    assert cli.main(["train", "--resume", str(tmp_path)]) == 2
+    one_line_error(capsys, "no checkpoint in")
+    assert cli.main(["train", "--out", str(run)]) == 2  # a new run cannot land on an unfinished one
+    one_line_error(capsys, "not empty", f"--resume {run} continues it")
+
+
+def test_checkpoint_round_trip_keeps_every_leaf(tmp_path):
+    """Every leaf (typed PRNG keys via key_data, normaliser statistics, bools) survives a save
+    and restore exactly; only the newest `keep` checkpoints stay; unfinished saves are ignored."""
+    config = Config(num_envs=2, num_steps=8, num_minibatches=1, hidden_sizes=(4,), total_steps=64,
+                    normalize_obs=True, normalize_rewards=True)
+    template = runner.state_template(config, 2)
+    rng = np.random.default_rng(0)
+
+    def fake(x):  # random values of the template's shapes; no program to compile
+        if checkpoint._is_key(x):
+            data = jax.eval_shape(jax.random.key_data, x)
+            return jax.random.wrap_key_data(rng.integers(0, 2**32, data.shape, dtype=np.uint32))
+        return rng.normal(size=x.shape).astype(x.dtype)
+
+    state = jax.tree.map(fake, template)
+    metrics = {"episodes": np.ones((2, 3), np.int32), "nonfinite": np.zeros((2, 3), bool)}
+    folder = str(tmp_path / "checkpoints")
+    for update in (1, 2, 3):
+        checkpoint.save(folder, state, update=update, config=config, num_seeds=2, chunk_updates=1,
+                        metrics={k: v[:, :update] for k, v in metrics.items()}, steps_per_second=np.ones(update),
+                        train_seconds=1.5, keep=2)
+    os.makedirs(os.path.join(folder, ".tmp-step_00000009-1"))  # a save killed half-way
+    assert [checkpoint._step_of(p) for p in checkpoint.list_checkpoints(folder)] == [2, 3]
+    run_dir, ckpt = checkpoint.locate(str(tmp_path))
+    assert run_dir == str(tmp_path) and ckpt.endswith("step_00000003")
+    assert checkpoint.read_config(ckpt) == config.resolved()
+    restored, rows, sps, meta = checkpoint.restore(ckpt, template)
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    assert restored.key.dtype == state.key.dtype and restored.obs_stats is not None
+    for x, y in zip(jax.tree.leaves(key_free(restored)), jax.tree.leaves(key_free(state))):
+        np.testing.assert_array_equal(x, y)
+    assert rows["nonfinite"].dtype == bool and rows["episodes"].shape == (2, 3) and sps.shape == (3,)
+    assert meta["num_seeds"] == 2 and meta["update"] == 3 and meta["bpo_jax_version"]
+
+
+@pytest.mark.parametrize("text,expected", [("50", (50, None)), ("30s", (None, 30.0)), ("10m", (None, 600.0)),
+                                           ("2h", (None, 7200.0))])
+def test_checkpoint_every_parses_updates_or_durations(text, expected):
+    assert checkpoint.parse_every(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "abc", "5x", ""])
+def test_checkpoint_every_rejects_nonsense(text):
+    with pytest.raises(ValueError, match="--checkpoint-every"):
+        checkpoint.parse_every(text)
+
+
+def test_eval_reports_each_seed_and_writes_json(finished_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert cli.main(["eval", "--checkpoint", str(finished_run), "--episodes", "3", "--seed", "1",
+                     "--out", str(out), "--video"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("seed 0: return") and lines[1].startswith("seed 1: return")
+    assert lines[2].startswith("all seeds: return")
+    assert "video skipped" in captured.err and "Traceback" not in captured.err  # gymnax cannot render
+    result = json.loads(out.read_text())
+    assert result["update"] == 32 and result["episodes"] == 3 and len(result["per_seed"]) == 2
+    for seed in result["per_seed"]:
+        assert len(seed["returns"]) == 3 and seed["episodes_finished"] == 3
+        assert 8 <= seed["mean_return"] <= 500 and seed["mean_return"] == pytest.approx(np.mean(seed["returns"]))
+    # Deterministic policy, same evaluation seed: the same numbers again.
+    assert cli.main(["eval", "--checkpoint", str(finished_run), "--episodes", "3", "--seed", "1",
+                     "--out", str(tmp_path / "again.json")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["per_seed"] == result["per_seed"]

@@ -1,0 +1,164 @@
+"""Live logging (bpo_jax.tracking): metric namespaces, TensorBoard event files, W&B (with a
+stand-in module), the console progress bar or plain lines.  No training: chunks are made up."""
+import io
+import json
+import os
+import struct
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from bpo_jax import cli, runner, tracking
+
+
+def make_chunk(update, k=2, seeds=2, first=False, ret=(20.0, np.nan)):
+    """A chunk of k updates ending at `update`; seed 1 has no finished episode in its first update."""
+    metrics = {
+        "episode_return_mean": np.array([[ret[0]] * k, [ret[1]] + [30.0] * (k - 1)], np.float32)[:seeds],
+        "episode_length_mean": np.full((seeds, k), 20.0, np.float32),
+        "episodes": np.full((seeds, k), 3, np.int32),
+        "policy_loss": np.full((seeds, k), -0.1, np.float32),
+        "median_loss": np.full((seeds, k), 0.5, np.float32),
+        "approx_kl": np.full((seeds, k), 0.01, np.float32),
+        "nonfinite": np.zeros((seeds, k), bool),
+    }
+    return runner.Chunk(state=None, update=update, num_updates=10, chunk_updates=k, metrics=metrics,
+                        history=runner.History([metrics], [np.ones(k)]), steps_per_second=1234.0,
+                        train_seconds=1.0, compile_seconds=5.5, first=first)
+
+
+def test_metrics_map_to_fixed_namespaces_and_nan_is_left_out():
+    rows = list(tracking.update_scalars(make_chunk(2).metrics, first_update=0, batch_size=64))
+    tags = {tag for _, _, tag, _ in rows}
+    assert {"charts/episode_return", "charts/episode_length", "charts/episodes", "losses/policy_loss",
+            "losses/median_loss", "losses/approx_kl"} == tags  # nonfinite is not a chart
+    returns = [(seed, step, value) for seed, step, tag, value in rows if tag == "charts/episode_return"]
+    assert returns == [(0, 64, 20.0), (0, 128, 20.0), (1, 128, 30.0)]  # seed 1's NaN at step 64 is skipped
+    assert set(tracking.perf_scalars(make_chunk(2, first=True))) == {"perf/steps_per_second", "perf/compile_seconds"}
+    assert set(tracking.perf_scalars(make_chunk(4))) == {"perf/steps_per_second"}
+
+
+def read_scalars(folder):
+    """{tag: [(step, value)]} from the TFRecord event files in `folder`."""
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), "rb").read()
+        i = 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4  # length, its crc, payload, its crc
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_writes_one_run_per_seed(tmp_path):
+    tb = tracking.TensorBoard(str(tmp_path / "tb"), num_seeds=2, batch_size=64)
+    tb(make_chunk(2, first=True))
+    tb(make_chunk(4))
+    tb.close()
+    assert sorted(os.listdir(tmp_path / "tb")) == ["seed_0", "seed_1"]
+    seed0, seed1 = read_scalars(tmp_path / "tb" / "seed_0"), read_scalars(tmp_path / "tb" / "seed_1")
+    assert seed0["charts/episode_return"] == [(64, 20.0), (128, 20.0), (192, 20.0), (256, 20.0)]
+    assert seed1["charts/episode_return"] == [(128, 30.0), (256, 30.0)]
+    assert [s for s, _ in seed0["losses/policy_loss"]] == [64, 128, 192, 256]
+    assert seed0["perf/compile_seconds"] == [(128, 5.5)] and len(seed0["perf/steps_per_second"]) == 2
+    assert "perf/steps_per_second" not in seed1
+    # A resumed session purges what a killed one logged after its checkpoint (update 2 here).
+    resumed = tracking.TensorBoard(str(tmp_path / "tb"), num_seeds=2, batch_size=64, purge_step=2 * 64 + 1)
+    resumed.close()
+    assert purge_steps(tmp_path / "tb" / "seed_0") == [129]
+
+
+def purge_steps(folder):
+    from tensorboardX.proto import event_pb2
+
+    steps = []
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), "rb").read()
+        i = 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                steps.append(event.step)
+    return steps
+
+
+def test_wandb_logs_seed_means_and_resumes_its_run(tmp_path, monkeypatch):
+    runs = []
+
+    class Run:
+        def __init__(self, **kwargs):
+            self.kwargs, self.logged, self.finished = kwargs, [], False
+            runs.append(self)
+
+        def log(self, values, step):
+            self.logged.append((step, values))
+
+        def finish(self):
+            self.finished = True
+
+    ids = iter(["first-id", "second-id"])
+    stub = types.SimpleNamespace(init=lambda **kw: Run(**kw), util=types.SimpleNamespace(generate_id=lambda: next(ids)))
+    monkeypatch.setitem(sys.modules, "wandb", stub)
+    logger = tracking.WandB(str(tmp_path), {"algo": "bpo"}, batch_size=64, project="p")
+    logger(make_chunk(2, first=True))
+    logger.close()
+    run = runs[0]
+    assert run.kwargs["id"] == "first-id" and run.kwargs["resume"] == "allow" and run.kwargs["project"] == "p"
+    assert run.finished and [s for s, _ in run.logged] == [64, 128]
+    step64, step128 = run.logged[0][1], run.logged[1][1]
+    assert step64["charts/episode_return"] == 20.0 and "charts/episode_return/seed_1" not in step64
+    assert step128["charts/episode_return"] == 25.0 and step128["charts/episode_return/seed_1"] == 30.0
+    assert step128["perf/compile_seconds"] == 5.5 and "perf/steps_per_second" not in step64
+    # A resumed training run continues the same W&B run.
+    tracking.WandB(str(tmp_path), {}, batch_size=64)
+    assert runs[1].kwargs["id"] == "first-id"
+    assert json.loads((tmp_path / "wandb.json").read_text()) == {"id": "first-id"}
+
+
+def test_wandb_missing_is_a_one_line_error_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    out = tmp_path / "out"
+    assert cli.main(["train", "--wandb", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "bpo-jax: error: " + tracking.WANDB_HINT and "pip install 'bpo-jax[wandb]'" in err
+    assert not out.exists()
+
+
+PROGRESS = {"update": 5, "num_updates": 10, "env_steps": 320, "total_steps": 640, "episode_return": 21.5,
+            "steps_per_second": 1500.0, "eta": 2.0}
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
+    stream = io.StringIO()
+    assert tracking.make_progress("bpo x", 640, quiet=True, stream=stream) is None
+    lines = tracking.make_progress("bpo x", 640, stream=stream)
+    assert isinstance(lines, tracking.ProgressLines)
+    lines(PROGRESS)
+    text = stream.getvalue()
+    assert "50.0%" in text and "320/640" in text and "21.50" in text and "steps/s" in text and "ETA" in text
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    bar = tracking.ProgressBar("bpo x", 640, console=Console(file=screen, force_terminal=True, width=120))
+    bar(PROGRESS)
+    bar.close()
+    shown = screen.getvalue()
+    assert "320/640 steps" in shown and "21.50" in shown and "1,500 steps/s" in shown and "ETA 2s" in shown
+
+
+@pytest.mark.parametrize("flags", [["--tensorboard"], ["--no-tensorboard"]])
+def test_tensorboard_flag_parses(flags):
+    args = cli.parse_args(["train", *flags])
+    assert args.tensorboard is (flags[0] == "--tensorboard")
