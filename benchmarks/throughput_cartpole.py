@@ -16,47 +16,25 @@ The persistent compilation cache is off here, so compile times are honest cold c
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
 import jax
-import numpy as np
 
-from bpo_jax import Config, envs, make_train
-from bpo_jax.reporting import tail_returns
-from bpo_jax.runner import seed_keys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import compile_and_time, final_return, machine, write_results  # noqa: E402
+
+from bpo_jax import Config, envs, make_train  # noqa: E402
+from bpo_jax.runner import seed_keys  # noqa: E402
 
 PUREJAXRL = dict(env="gymnax/CartPole-v1", total_steps=500_000, num_envs=4, num_steps=128, num_epochs=4,
                  num_minibatches=4, hidden_sizes=(64, 64), activation="tanh", anneal_lr=True)
 
 
-def final_return(metrics) -> float:
-    """Mean over seeds of the mean return of episodes ending in the last 10% of updates
-    (the definition of summary.json's final_episode_return)."""
-    per_seed = tail_returns({k: np.atleast_2d(np.asarray(v)) for k, v in metrics.items()})
-    return float(np.nanmean(per_seed))
-
-
-def compile_and_time(fn, key, repeats: int):
-    """jit ``fn``, compile it for ``key``, then run it ``repeats`` times.
-    Returns (compile seconds, [run seconds], output of the last run)."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(key).compile()
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(key))
-        runs.append(time.perf_counter() - t0)
-    return compile_s, runs, out
-
-
 def time_train(config: Config, repeats: int = 2) -> dict:
     """Compile once, run ``repeats`` times; report the best run (least disturbed by noise)."""
-    compile_s, runs, (_, metrics) = compile_and_time(make_train(config), jax.random.key(0), repeats)
+    compile_s, runs, (_, metrics) = compile_and_time(make_train(config), (jax.random.key(0),), repeats)
     steps = config.num_updates * config.batch_size
     return {"compile_seconds": compile_s, "train_seconds": min(runs), "train_seconds_all": runs,
             "steps_per_second": steps / min(runs), "final_return": final_return(metrics)}
@@ -80,7 +58,7 @@ def time_raw_env(config: Config, repeats: int = 2) -> dict:
         (state, _), rewards = jax.lax.scan(body, (state, key), None, length=iters)
         return rewards.sum()
 
-    compile_s, runs, _ = compile_and_time(rollout, jax.random.key(0), repeats)
+    compile_s, runs, _ = compile_and_time(rollout, (jax.random.key(0),), repeats)
     return {"compile_seconds": compile_s, "seconds": min(runs), "steps_per_second": iters * config.num_envs / min(runs)}
 
 
@@ -95,15 +73,6 @@ def time_vmapped_seeds(config: Config, seeds: int) -> dict:
     total = time.perf_counter() - t0
     return {"seeds": seeds, "compile_seconds": compile_s, "total_seconds_including_compile": total,
             "final_return_mean_over_seeds": final_return(metrics)}
-
-
-def machine() -> dict:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?") \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
-            "backend": jax.default_backend(), "device": str(jax.devices()[0]), "jax": jax.__version__,
-            "python": platform.python_version(), "load_avg_1min_at_start": load}
 
 
 def main(argv=None) -> int:
@@ -126,12 +95,7 @@ def main(argv=None) -> int:
         "bpo_train_over_raw_env": results["bpo"]["steps_per_second"] / raw,
         "bpo_over_ppo_steps_per_second": results["bpo"]["steps_per_second"] / results["ppo"]["steps_per_second"],
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    write_results(results, args.out)
     r = results
     print(
         f"\nraw env {raw:,.0f} steps/s | PPO {r['ppo']['steps_per_second']:,.0f} steps/s "

@@ -6,22 +6,14 @@ import numpy as np
 import pytest
 
 from bpo_jax import Config, runner
-
-
-def last_tenth_return_per_seed(result) -> np.ndarray:
-    """[seeds] mean return of the episodes that ended in the last 10% of updates."""
-    n = result.metrics["episodes"].shape[1]
-    tail = slice(n - max(1, n // 10), n)
-    counts = result.metrics["episodes"][:, tail]
-    returns = np.nan_to_num(result.metrics["episode_return_mean"][:, tail])
-    return (returns * counts).sum(1) / np.maximum(counts.sum(1), 1)
+from bpo_jax.reporting import tail_returns
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "bpo"])
 def test_cartpole_solved_by_every_seed(algo):
     result = runner.run(Config(algo=algo, env="gymnax/CartPole-v1", total_steps=500_000), num_seeds=3)
-    final = last_tenth_return_per_seed(result)
+    final = tail_returns(result.metrics)  # last 10% of updates
     assert np.all(final >= 475), f"{algo} CartPole returns per seed over the last 10%: {final}"
 
 
@@ -35,5 +27,5 @@ def test_bpo_learns_pendulum():
         algo="bpo", env="gymnax/Pendulum-v1", total_steps=500_000, num_envs=16, num_steps=64,
         num_epochs=10, num_minibatches=8, reward_scale=0.1, gamma=0.95, lr=1e-3, bpo_lambda=0.001,
     )
-    final = last_tenth_return_per_seed(runner.run(config, num_seeds=3))
+    final = tail_returns(runner.run(config, num_seeds=3).metrics)
     assert np.all(final > -250), f"BPO Pendulum returns per seed over the last 10%: {final}"
