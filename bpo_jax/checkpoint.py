@@ -81,6 +81,20 @@ def _shape_text(d: dict) -> str:
     return f"{tuple(d['shape'])} {d['dtype']}"
 
 
+def _checkpointer():
+    """An orbax PyTree checkpointer.  In a multi-process run the arrays are already gathered
+    to host numpy and one process saves (or each process reads) alone: orbax's default would
+    make every process join barriers that only process 0 reaches."""
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.PyTreeCheckpointer()
+    me = jax.process_index()
+    alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                               barrier_sync_key_prefix=f"bpo_jax_{me}")
+    return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone), multiprocessing_options=alone)
+
+
 # -------------------------------------------------------------------- save
 def save(
     directory: str,
@@ -97,7 +111,6 @@ def save(
 ) -> str:
     """Write a checkpoint of ``state`` (leaves batched over seeds) after ``update`` updates
     into ``directory``/step_<update>, atomically; prune all but the newest ``keep``."""
-    import orbax.checkpoint as ocp
 
     from bpo_jax import __version__
 
@@ -117,7 +130,7 @@ def save(
             "metrics": {k: np.asarray(v) for k, v in metrics.items()},
             "steps_per_second": np.asarray(steps_per_second, np.float64),
         }
-        ocp.PyTreeCheckpointer().save(os.path.join(tmp, "arrays"), arrays)
+        _checkpointer().save(os.path.join(tmp, "arrays"), arrays)
         meta = {
             "format": FORMAT_VERSION,
             "bpo_jax_version": __version__,
@@ -261,7 +274,6 @@ def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.nd
     ``template`` is the TrainState the configuration implies (``runner.state_template``,
     shapes only); the saved leaves must match it exactly, else :class:`CheckpointError`.
     """
-    import orbax.checkpoint as ocp
 
     meta = read_metadata(ckpt)
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -272,7 +284,7 @@ def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.nd
         raise CheckpointError(f"checkpoint {ckpt} has a malformed metadata.json (leaves)")
     _verify_files(ckpt, meta)
     try:
-        arrays = ocp.PyTreeCheckpointer().restore(os.path.abspath(os.path.join(ckpt, "arrays")))
+        arrays = _checkpointer().restore(os.path.abspath(os.path.join(ckpt, "arrays")))
         saved = arrays["state"]
         leaves = []
         for i, (desc, (_, x)) in enumerate(zip(expected, flat)):

@@ -3,6 +3,7 @@
     bpo-jax train [--preset paper/Hopper-v4] [--env gymnax/CartPole-v1] [--algo bpo|ppo] [--seeds N]
                   [--out DIR] [--chunk-updates K] [--checkpoint-every N|30s] [--wandb] [--<hyperparameter> V ...]
     bpo-jax train --resume DIR
+    bpo-jax train ... --coordinator HOST:PORT --num-processes N --process-id I   (one per host)
     bpo-jax eval --checkpoint DIR [--episodes N] [--seed S] [--video]
     bpo-jax envs [--suite gymnax]
     bpo-jax presets
@@ -100,6 +101,13 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     run.add_argument("--quiet", action="store_true", default=d(False), help="no progress bar or lines")
     run.add_argument("--no-compile-cache", action="store_true", default=d(False),
                      help="do not use the persistent XLA compilation cache (~/.cache/bpo-jax/xla or $BPO_JAX_CACHE_DIR)")
+    dist = train.add_argument_group("multi-host (one process per host; the env batch is split over all devices)")
+    dist.add_argument("--coordinator", default=d(None), metavar="HOST:PORT",
+                      help="address of process 0 for jax.distributed.initialize; without it, a set "
+                           "$JAX_COORDINATOR_ADDRESS starts JAX's own cluster detection (SLURM, Open MPI, ...)")
+    dist.add_argument("--num-processes", type=int, default=d(None), metavar="N", help="processes in the run")
+    dist.add_argument("--process-id", type=int, default=d(None), metavar="I",
+                      help="this process's index in [0, N); only process 0 writes outputs, checkpoints and logs")
     ckpt = train.add_argument_group("checkpoints and resume")
     ckpt.add_argument("--resume", default=d(None), metavar="DIR",
                       help="continue the unfinished run in DIR (its run directory, checkpoints/ folder or one "
@@ -211,6 +219,35 @@ class _Plan:
     checkpoint: Optional[str] = None  # the checkpoint resumed from
 
 
+def _init_distributed(args) -> None:
+    """Join a multi-process run before anything touches a device: with --coordinator (and
+    --num-processes, --process-id), or JAX's own detection when $JAX_COORDINATOR_ADDRESS is set."""
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if all(f is None for f in flags) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return
+    import jax
+
+    if any(f is not None for f in flags):
+        if None in flags:
+            raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three")
+        if not 0 <= args.process_id < args.num_processes:
+            raise ConfigError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
+    # CPU devices of different processes talk through gloo (the default CPU client has no
+    # cross-process collectives); GPU/TPU backends ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(*flags) if any(f is not None for f in flags) else jax.distributed.initialize()
+    except Exception as e:  # bad address, timeout, no cluster detected
+        raise ConfigError(f"jax.distributed.initialize failed: {type(e).__name__}: {_first_line(e)}")
+
+
+def _is_lead() -> bool:
+    """Process 0 of a multi-process run (or the only process) writes every output."""
+    import jax
+
+    return jax.process_index() == 0
+
+
 def _fresh_plan(args) -> _Plan:
     from bpo_jax import envs, reporting, runner
 
@@ -229,13 +266,15 @@ def _fresh_plan(args) -> _Plan:
     # Unknown ids, bad env options and missing suite packages fail here, before any compile.
     envs.make(config.env, num_envs=1, **config.env_kwargs())
     out = args.out or reporting.default_run_dir(config)
-    reporting.check_output_dir(out, args.overwrite)
+    if _is_lead():  # other processes write nothing (and would race process 0 creating it)
+        reporting.check_output_dir(out, args.overwrite)
     return _Plan(config, args.seeds, out, k)
 
 
 # Flags that may accompany --resume: they change how the run is watched, not what it computes.
 _RESUME_FREE = {"resume", "out", "quiet", "no_compile_cache", "checkpoint_every", "keep_checkpoints",
-                "no_checkpoints", "tensorboard", "wandb", "wandb_project", "wandb_entity", "preset"}
+                "no_checkpoints", "tensorboard", "wandb", "wandb_project", "wandb_entity", "preset",
+                "coordinator", "num_processes", "process_id"}
 
 
 def _resume_plan(args) -> _Plan:
@@ -291,7 +330,9 @@ def cmd_train(args) -> int:
     from bpo_jax import checkpoint, reporting, runner, tracking
 
     try:
+        _init_distributed(args)
         plan = _resume_plan(args) if args.resume else _fresh_plan(args)
+        runner.make_mesh(None, plan.config.num_envs)  # num_envs divisible by the device count
         every = checkpoint.parse_every(args.checkpoint_every) if args.checkpoint_every else (None, None)
         if args.keep_checkpoints < 1:
             raise ConfigError(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
@@ -302,6 +343,8 @@ def cmd_train(args) -> int:
 
     # ---- every input check has passed: from here on the run directory exists
     config, out, start = plan.config, plan.out, plan.start
+    if not _is_lead():
+        return _train_follower(args, plan)
     if not args.no_compile_cache:
         runner.enable_compilation_cache()
     note = f"training has not finished (still running, or killed). Continue it with: bpo-jax train --resume {out}"
@@ -368,6 +411,19 @@ def cmd_train(args) -> int:
     )
     extras = ",".join(x for x, on in (("checkpoints", saver is not None), ("tb", args.tensorboard)) if on)
     print(f"wrote {out}/{{config.json,metrics.csv,summary.json,curve.png{',' + extras if extras else ''}}}")
+    return 0
+
+
+def _train_follower(args, plan: _Plan) -> int:
+    """A process other than 0 of a multi-process run: compute its share, write nothing."""
+    from bpo_jax import runner
+
+    if not args.no_compile_cache:
+        runner.enable_compilation_cache()
+    try:
+        runner.run(plan.config, num_seeds=plan.num_seeds, chunk_updates=plan.chunk_updates, start=plan.start)
+    except runner.NonFiniteError as e:
+        return _fail(str(e), EXIT_FAILURE)  # process 0 reports it and marks the run
     return 0
 
 

@@ -9,6 +9,13 @@ run), and calls the chunk program ``num_updates / K`` times with donated state: 
 recompilation, one host round-trip per chunk, and the chunk boundaries are where progress,
 NaN checks, logging and checkpoints happen.
 
+The env batch is split over devices (``devices``, default all of ``jax.devices()``, every
+process's in a multi-host run): a 1-D mesh with axis ``data`` splits axis 1 of every env-state
+leaf (axis 0 is the seed axis, which stays whole on every device, so any number of seeds
+runs on any number of devices) and of the rollout; parameters, optimiser state, normaliser
+statistics and keys are replicated.  XLA's partitioner inserts the collectives, so a
+4-device run computes the 1-device run's numbers up to float rounding.
+
 A run can start from a saved state (:class:`Start`, see :mod:`bpo_jax.checkpoint`): on CPU,
 resuming at a chunk boundary with the same K runs the very same compiled program on the very
 same numbers, so the result is bit-identical to an uninterrupted run.
@@ -18,14 +25,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bpo_jax.config import Config
-from bpo_jax.train import TrainState, make_trainer
+from bpo_jax.config import Config, ConfigError
+from bpo_jax.train import DATA_AXIS, TrainState, env_partition, make_trainer
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bpo-jax", "xla")
 
@@ -144,6 +153,67 @@ def state_template(config: Config, num_seeds: int) -> TrainState:
     return jax.eval_shape(lambda hp: init(seed_keys(config.seed, num_seeds), hp), config.hparams())
 
 
+def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int) -> Mesh:
+    """1-D mesh over ``devices`` (default: all devices of all processes) along DATA_AXIS."""
+    devices = list(jax.devices() if devices is None else devices)
+    if num_envs % len(devices):
+        raise ConfigError(f"num_envs = {num_envs} must be divisible by the number of devices ({len(devices)})")
+    return Mesh(np.array(devices), (DATA_AXIS,))
+
+
+def state_shardings(config: Config, mesh: Mesh, num_seeds: int) -> TrainState:
+    """NamedSharding per leaf of the seed-batched TrainState: env-state leaves (and the
+    per-env return accumulator) split along their env axis 1, everything else replicated."""
+    trainer = make_trainer(config)
+    one = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams())  # one seed, shapes only
+    env_specs = env_partition(one.env_state, config.num_envs)
+    specs = jax.tree.map(lambda _: P(), one).replace(
+        env_state=jax.tree.map(lambda s: P(None, *s), env_specs),  # seed axis first, whole
+        return_acc=None if one.return_acc is None else P(None, DATA_AXIS),
+    )
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs)
+
+
+def _barrier(name: str) -> None:
+    """Multi-process: wait (via the coordination service, 10 min) until every process gets
+    here, so that compile-time skew never runs into gloo's 30 s rendezvous timeout."""
+    if jax.process_count() > 1:
+        from jax._src import distributed
+
+        distributed.global_state.client.wait_at_barrier(f"bpo_jax_{name}", 600_000)
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def place(tree: Any, shardings: Any) -> Any:
+    """Host values (the same on every process) -> global arrays with ``shardings``; each
+    process fills only its own devices' shards, so this works across hosts too."""
+    def put(x, sharding):
+        if _is_key(x):
+            impl = str(jax.random.key_impl(x))
+            return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=impl)
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.tree.map(put, tree, shardings)
+
+
+def to_host(tree: Any) -> Any:
+    """Global arrays -> numpy (keys stay key arrays, on the default device).  A leaf split
+    over other processes' devices is all-gathered, a collective: in a multi-process run every
+    process must call this at the same point."""
+    def get(x):
+        if _is_key(x):
+            return jax.random.wrap_key_data(get(jax.random.key_data(x)), impl=str(jax.random.key_impl(x)))
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(jax.device_get(x))
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return jax.tree.map(get, tree)
+
+
 ProgressFn = Callable[[dict], None]
 
 
@@ -156,6 +226,7 @@ def run(
     chunk_updates: Optional[int] = None,
     start: Optional[Start] = None,
     on_chunk: Optional[Callable[[Chunk], Any]] = None,
+    devices: Optional[Sequence[jax.Device]] = None,
 ) -> RunResult:
     """Train ``num_seeds`` seeds of ``config`` as one vmapped program, chunk by chunk.
 
@@ -166,10 +237,16 @@ def run(
     a dict of update, num_updates, env_steps, total_steps, episode_return, steps_per_second,
     eta.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
     any callback sees that chunk (so the last checkpoint on disk is the last good state).
+
+    ``devices`` (default: ``jax.devices()``, all processes' devices) split the env batch;
+    num_envs must be divisible by their number.  In a multi-process run every process calls
+    ``run`` with the same arguments (give ``on_chunk``/``progress`` only where wanted, e.g.
+    process 0); chunk states are then gathered to host numpy before ``on_chunk``.
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
-    trainer = make_trainer(config)
+    mesh = make_mesh(devices, config.num_envs)
+    trainer = make_trainer(config, mesh=mesh)
     n = trainer.num_updates
     k = chunk_updates if chunk_updates is not None else chunk_size(n, reports)
     if not 1 <= k <= n:
@@ -179,30 +256,36 @@ def run(
     if done != 0 and done not in ends:
         raise ValueError(f"cannot resume at update {done}: not a boundary of {k}-update chunks")
     todo = [e for e in ends if e > done]
-    hp = config.hparams()
-    keys = seed_keys(config.seed, num_seeds)
+    replicated = NamedSharding(mesh, P())
+    shardings = state_shardings(config, mesh, num_seeds)
+    hp = place(config.hparams(), jax.tree.map(lambda _: replicated, config.hparams()))
+    multi = jax.process_count() > 1
 
-    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))
+    # The seed keys are made inside the program, so no host-local array enters it.
+    init = jax.jit(lambda h: jax.vmap(trainer.init, in_axes=(0, None))(seed_keys(config.seed, num_seeds), h),
+                   in_shardings=replicated, out_shardings=shardings)
 
     def chunk_program(size):
         fn = jax.vmap(lambda s, h: trainer.update_chunk(s, h, size), in_axes=(0, None))
-        return jax.jit(fn, donate_argnums=0)
+        return jax.jit(fn, in_shardings=(shardings, replicated), out_shardings=(shardings, replicated),
+                       donate_argnums=0)
 
     t0 = time.perf_counter()
-    state_shape = jax.eval_shape(init, keys, hp)
+    state_shape = jax.eval_shape(init, hp)
     # Compile everything up front (and only what this session runs), so compile time is
     # reported apart from training time and nothing compiles between chunks.
     programs = {size: chunk_program(size).lower(state_shape, hp).compile()
                 for size in sorted({b - a for a, b in zip([done] + todo, todo)})}
-    init_c = init.lower(keys, hp).compile() if start is None else None
+    init_c = init.lower(hp).compile() if start is None else None
     compile_seconds = time.perf_counter() - t0
+    _barrier("compiled")
 
     t_init = time.perf_counter()
     if start is None:
-        state = init_c(keys, hp)
+        state = init_c(hp)
         history, previous_seconds = History(), 0.0
     else:
-        state = jax.device_put(start.state)
+        state = place(start.state, shardings)
         history = History([dict(start.metrics)], [np.asarray(start.steps_per_second)])
         previous_seconds = start.train_seconds
     jax.block_until_ready(state)
@@ -211,9 +294,10 @@ def run(
     session_start, t_session = done, time.perf_counter()
     for i, end in enumerate(todo):
         size = end - done
+        _barrier(f"chunk_{end}")  # process 0 may have spent a while writing a checkpoint
         t_chunk = time.perf_counter()
         state, metrics = programs[size](state, hp)
-        metrics = jax.device_get(metrics)  # the one host round-trip of the chunk
+        metrics = to_host(metrics)  # the one host round-trip of the chunk (replicated: no gather)
         now = time.perf_counter()
         train_seconds += now - t_chunk
         chunk_sps = size * config.batch_size * num_seeds / max(now - t_chunk, 1e-9)
@@ -223,8 +307,11 @@ def run(
         chunk_return = _weighted_return(metrics)
         last_return = chunk_return if np.isfinite(chunk_return) else last_return
         done = end
+        # Multi-process: gather the split env state to every host, collectively (all processes
+        # reach this line), so process 0 can checkpoint it; one all-gather per chunk.
+        chunk_state = to_host(state) if multi else state
         if on_chunk is not None:
-            on_chunk(Chunk(state, done, n, k, metrics, history, chunk_sps, previous_seconds + train_seconds,
+            on_chunk(Chunk(chunk_state, done, n, k, metrics, history, chunk_sps, previous_seconds + train_seconds,
                            compile_seconds, first=i == 0))
         if progress is not None:
             elapsed = time.perf_counter() - t_session  # wall time, host work included, for an honest ETA
@@ -239,6 +326,8 @@ def run(
             })
         io_seconds += time.perf_counter() - now
     jax.block_until_ready(state)
+    if multi:
+        state = to_host(state)
 
     env_steps = np.arange(1, n + 1) * config.batch_size
     return RunResult(config, num_seeds, history.metrics(), env_steps, history.steps_per_second(),

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import losses, normalization as norm
 from bpo_jax.config import Config, HParams
@@ -80,7 +81,22 @@ class Trainer(NamedTuple):
     env: Env
 
 
-def make_trainer(config: Config, env: Env | None = None) -> Trainer:
+DATA_AXIS = "data"  # the mesh axis the environment batch is split along
+
+
+def env_partition(env_state: EnvState, num_envs: int) -> EnvState:
+    """PartitionSpec per EnvState leaf (one seed): leaves with a leading [num_envs] axis
+    (observations, per-env keys, simulator state) are split along DATA_AXIS, everything else
+    (the reset pool [P, ...], scalars) is replicated."""
+    split = lambda x: P(DATA_AXIS) if x.ndim >= 1 and x.shape[0] == num_envs else P()
+    specs = jax.tree.map(split, env_state.replace(reset_pool=None))
+    return specs.replace(reset_pool=jax.tree.map(lambda _: P(), env_state.reset_pool))
+
+
+def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = None) -> Trainer:
+    """The pieces of a run.  ``mesh``: a 1-D device mesh whose axis DATA_AXIS splits the env
+    batch; the rollout then stays split per device (XLA inserts the collectives for the
+    global means: loss, gradients, normaliser statistics, metrics).  None: no constraint."""
     config.validate()
     if env is None:
         env = make_env(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
@@ -93,6 +109,15 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
     # The median head's quantile level is structural: it follows from the configured
     # bounds, p = 1/2 when symmetric.
     quantile = float(losses.quantile_level(low, high))
+
+    def shard_envs(env_state: EnvState) -> EnvState:
+        """Pin the env batch to its devices, so sharding propagation cannot choose to gather
+        the rollout (a no-op without a mesh; under vmap over seeds the seed axis stays whole)."""
+        if mesh is None:
+            return env_state
+        specs = env_partition(env_state, config.num_envs)
+        return jax.tree.map(lambda x, s: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, s)),
+                            env_state, specs)
 
     def make_optimizer(hp: HParams):
         if config.anneal_lr:
@@ -107,7 +132,7 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
     # ------------------------------------------------------------------ INIT
     def init(key: jax.Array, hp: HParams) -> TrainState:
         key, net_key, env_key = jax.random.split(key, 3)
-        env_state = env.reset(env_key)
+        env_state = shard_envs(env.reset(env_key))
         params = network.init(net_key, env_state.obs)
         opt_state = make_optimizer(hp).init(params)
         state = TrainState(params, opt_state, env_state, key, jnp.zeros((), jnp.int32))
@@ -173,7 +198,7 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
             key, act_key = jax.random.split(key)
             dist = network.apply(state.params, observe(state, env_state.obs), method="policy")
             action = dist.sample(act_key)
-            next_state = env.step(env_state, action_to_env(env.action_space, action, config.action_squash))
+            next_state = shard_envs(env.step(env_state, action_to_env(env.action_space, action, config.action_squash)))
             transition = Transition(
                 obs=env_state.obs, action=action, log_prob=dist.log_prob(action),
                 reward=next_state.reward, terminated=next_state.terminated,
@@ -222,6 +247,10 @@ def make_trainer(config: Config, env: Env | None = None) -> Trainer:
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         def epoch(carry, epoch_key):
+            # A global permutation of the flat batch, as on one device: with the batch split
+            # over devices, ``x[perm]`` makes XLA move the rollout between devices (a gather of
+            # the whole batch, once per epoch).  Correct and identical to the 1-device run; a
+            # per-device shuffle would avoid the traffic but change which samples meet.
             perm = jax.random.permutation(epoch_key, config.batch_size)
             shuffled = jax.tree.map(
                 lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch
