@@ -30,9 +30,12 @@ Not faithful:
   cached first state that brax's ``AutoResetWrapper`` reuses;
 * brax's ``metrics`` and ``info`` stay inside ``EnvState.inner`` and are not reported.
 
-Backends: ``backend=`` one of ``mjx`` (default), ``generalized``, ``positional``, ``spring``.
-``swimmer`` only exists for ``generalized`` in brax, which is its default here; ``fast``
-(brax's trivial test task) has no physics and ignores the backend.
+Backends: ``backend=`` one of ``mjx`` (default here; brax's task constructors default to
+``generalized``), ``generalized``, ``positional``, ``spring``.  ``swimmer`` only exists for
+``generalized`` in brax, which is its default here, but brax 0.14.2's fluid model calls
+``jnp.clip(a_min=...)``, which jax >= 0.10 removed, so ``brax/swimmer`` fails when its step
+is traced (an upstream bug).  ``fast`` (brax's trivial test task) has no physics and
+ignores the backend.
 """
 from __future__ import annotations
 
@@ -138,11 +141,8 @@ class BraxApiEnv(FunctionalEnv):
         self._episode_length = int(episode_length)
         self._action_repeat = int(action_repeat)
         self._obs_key = obs_key
-        # Shapes and dtypes of a reset state, without running it.  Every state is cast to
-        # these dtypes so reset and step produce identical pytrees (lax.scan carries need it;
-        # brax states mix weakly typed Python scalars with float32 arrays).
-        self._spec = jax.eval_shape(sim.reset, jax.random.PRNGKey(0))
-        obs = self._select(self._spec.obs, name)
+        # Observation structure of a reset state, without running it.
+        obs = self._select(jax.eval_shape(sim.reset, jax.random.PRNGKey(0)).obs, name)
         action_size = int(sim.action_size)
         super().__init__(
             name, num_envs, ObsSpec(tuple(obs.shape), jnp.float32),
@@ -175,11 +175,8 @@ class BraxApiEnv(FunctionalEnv):
     def _obs(self, state: Any) -> jax.Array:
         return jnp.asarray(self._select(state.obs), jnp.float32)
 
-    def _conform(self, state: Any) -> Any:
-        return jax.tree.map(lambda x, spec: jnp.asarray(x, spec.dtype), state, self._spec)
-
     def _reset_one(self, key):
-        state = self._conform(self._sim.reset(key))
+        state = jax.tree.map(_strong, self._sim.reset(key))
         return Inner(sim=state, steps=jnp.int32(0)), self._obs(state)
 
     def _step_one(self, key, inner, action):
@@ -191,15 +188,22 @@ class BraxApiEnv(FunctionalEnv):
         truncated = steps >= self._episode_length
         return Inner(sim=state, steps=steps), self._obs(state), reward, terminated, truncated
 
+    def _step_sim(self, state: Any, action: jax.Array) -> Any:
+        """One step of the wrapped env, with the leaf dtypes of ``state``, which is left intact."""
+        # brax and playground tasks update state.metrics / state.info in place (brax with
+        # Python floats); tree.map rebuilds the containers, so they update a copy.
+        fresh = jax.tree.map(lambda x: x, state)
+        return _cast(self._sim.step(fresh, action), jax.tree.map(lambda x: x.dtype, state))
+
     def _repeat(self, state: Any, action: jax.Array):
         """``action_repeat`` environment steps: (state, summed reward, terminated)."""
         if self._action_repeat == 1:
-            nxt = self._conform(self._sim.step(state, action))
+            nxt = self._step_sim(state, action)
             return nxt, nxt.reward, nxt.done > 0
 
         def body(carry, _):
             state, reward, done = carry
-            nxt = self._conform(self._sim.step(state, action))
+            nxt = self._step_sim(state, action)
             # Freeze at the first terminal sub-step: the episode ends there.
             state = jax.tree.map(lambda old, new: jnp.where(done, old, new), state, nxt)
             reward = reward + jnp.where(done, 0.0, nxt.reward)
@@ -208,3 +212,25 @@ class BraxApiEnv(FunctionalEnv):
         init = (state, jnp.zeros((), jnp.float32), jnp.zeros((), bool))
         (state, reward, done), _ = jax.lax.scan(body, init, None, length=self._action_repeat)
         return state, reward, done
+
+
+# Reset and step must give pytrees of identical types, or a lax.scan over steps (the
+# trainer's rollout) rejects its carry: brax and playground states mix weakly typed Python
+# scalars (e.g. ``done = 0.0``) with float32 arrays.
+
+
+def _strong(x: Any) -> jax.Array:
+    """``x`` as an array that is not weakly typed."""
+    x = jnp.asarray(x)
+    return jax.lax.convert_element_type(x, x.dtype) if jax.typeof(x).weak_type else x
+
+
+def _cast(tree: Any, dtypes: Any) -> Any:
+    """``tree`` cast leaf by leaf to (strong) ``dtypes``, a tree of the same structure."""
+    def cast(x, dtype):
+        x = jnp.asarray(x)
+        if x.dtype == dtype and not jax.typeof(x).weak_type:
+            return x
+        return jax.lax.convert_element_type(x, dtype)
+
+    return jax.tree.map(cast, tree, dtypes)

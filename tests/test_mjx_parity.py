@@ -1,0 +1,544 @@
+"""mjx/ suite against Gymnasium's MuJoCo tasks, the reference it reimplements.
+
+Method.  MJX runs in float32 with its own constraint solver, MuJoCo in float64: trajectories
+agree step by step but separate chaotically over long horizons, so whole-episode returns cannot
+be compared.  Instead, per model family:
+
+* one-step parity: Gymnasium (``.unwrapped``, no wrappers) is rolled out for ``STEPS`` steps
+  from each of a few start states (seeded resets and hand-made states that leave the healthy
+  range: a Hopper/Walker tipping over, an Ant above its z range or jumping out of it, a
+  Humanoid falling) with random actions that also exceed the ctrl range (MuJoCo clamps them, the
+  control cost does not).  The rollout keeps going after termination, so unhealthy states on the
+  floor are covered too.  Before every step both simulators are put in the same state exactly
+  like a reset (``mj_resetData`` + ``set_state`` for Gymnasium, ``reset_to`` for MJX), then
+  the MJX step of every variant (v4, v5 and some non-default options) is compared with
+  Gymnasium's: observation, reward, termination and every ``info`` entry.  The reset
+  observation of that state is compared as well.
+* open-loop: from two start states, ``OPEN_LOOP_STEPS`` steps without re-syncing (MJX carries its
+  own state, including the stale body positions Ant/Humanoid measure velocity from), compared
+  with looser tolerances.
+
+Tolerances (``|mjx - gym| <= atol + rtol * |gym|`` elementwise), chosen ~3-10x above the worst
+error seen on this data:
+
+* one step, no contacts or planar contacts (Swimmer, HalfCheetah, Hopper, Walker2d): rtol = atol
+  = 2e-3.  Seen: <= 2e-4 (float32 round-off through 4-5 RK4/Euler substeps, velocities /dt).
+* one step, Ant: 2e-2 / 2e-2: 3-D frictional contacts resolved by a float32 Newton solve (seen
+  ~5e-3 on joint velocities of order 1-10).
+* one step, Humanoid: 2e-2 / 5e-2: MuJoCo solves its contacts with PGS (50 iterations), MJX has
+  no PGS and uses Newton, and contact forces enter the observation (cfrc_ext, hundreds of N).
+* open loop: errors compound; tolerances are per family below (``OPEN_LOOP``).
+
+Termination must agree exactly, except within 1e-3 of a healthy-range bound.
+
+Cost.  Compiling an MJX step is the expensive part (tens of seconds per model on two CPU cores),
+so each family compiles ONE program: a ``lax.map`` (compiles faster than ``vmap``) over a fixed
+chunk of states of one physics call shared by all variants of the family (v4/v5 use the same
+XML except Walker2d, whose two models differ only in a friction and run the same executable),
+compiled with LLVM's expensive passes off.  All transitions of a family go through it in a few
+calls; the open-loop test reuses it.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+mujoco = pytest.importorskip("mujoco")
+pytest.importorskip("mujoco.mjx")
+gym = pytest.importorskip("gymnasium")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from bpo_jax import envs  # noqa: E402
+from bpo_jax.envs import mjx as M  # noqa: E402
+
+CHUNK = 64  # states per compiled call: one fixed shape, so one executable per family
+STEPS = 100  # steps per start state in the one-step parity rollouts
+OPEN_LOOP_STEPS = 10
+OPEN_LOOP_STARTS = 16  # seeded resets rolled out open loop, side by side
+FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True}
+
+# family -> (rtol, atol) for one-step parity of the state, reward and info terms
+TOL = {f: (1e-3, 1e-3) for f in ("Swimmer", "HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")}
+# family -> (rtol, atol) for contact-force (cfrc_ext) observation columns
+CFRC_TOL = {"Ant": (1e-2, 5e-2), "Humanoid": (2e-2, 1.0)}
+CFRC_TOL.update({f: TOL[f] for f in TOL if f not in CFRC_TOL})
+MAX_ILL = 0.05  # largest share of transitions allowed to be discontinuous in MuJoCo itself
+# family -> (rtol, atol) for the open-loop horizon
+OPEN_LOOP = {f: (1e-2, 1e-2) for f in TOL}
+
+# Variants compared per family: (id, Gymnasium constructor options).  The first drives the rollout.
+VARIANTS = {
+    "Hopper": [("Hopper-v4", {}), ("Hopper-v5", {}), ("Hopper-v4", dict(terminate_when_unhealthy=False)),
+               ("Hopper-v5", dict(terminate_when_unhealthy=False, exclude_current_positions_from_observation=False,
+                                  healthy_reward=0.5, forward_reward_weight=2.0, healthy_angle_range=(-0.3, 0.3)))],
+    "Walker2d": [("Walker2d-v4", {}), ("Walker2d-v5", {}), ("Walker2d-v4", dict(terminate_when_unhealthy=False)),
+                 ("Walker2d-v5", dict(exclude_current_positions_from_observation=False, ctrl_cost_weight=0.1))],
+    "HalfCheetah": [("HalfCheetah-v4", {}), ("HalfCheetah-v5", {}),
+                    ("HalfCheetah-v5", dict(exclude_current_positions_from_observation=False, ctrl_cost_weight=0.5))],
+    "Swimmer": [("Swimmer-v4", {}), ("Swimmer-v5", {}),
+                ("Swimmer-v5", dict(exclude_current_positions_from_observation=False, forward_reward_weight=2.0))],
+    "Ant": [("Ant-v4", {}), ("Ant-v5", {}), ("Ant-v4", dict(use_contact_forces=True)),
+            ("Ant-v5", dict(include_cfrc_ext_in_observation=False, main_body="torso", terminate_when_unhealthy=False,
+                            contact_force_range=(-2.0, 3.0), exclude_current_positions_from_observation=False))],
+    "Humanoid": [("Humanoid-v4", {}), ("Humanoid-v5", {}),
+                 ("Humanoid-v5", dict(include_cfrc_ext_in_observation=False, include_cinert_in_observation=False,
+                                      terminate_when_unhealthy=False, contact_cost_range=(-1.0, 0.5)))],
+}
+FAMILIES = list(VARIANTS)
+
+
+# --------------------------------------------------------------------------- Gymnasium side
+
+
+def _gym_env(env_id: str, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # v4 "out of date" and deprecation notices
+        return gym.make(env_id, **kwargs).unwrapped
+
+
+def _gym_set(genv, qpos, qvel):
+    """Gymnasium's state after a reset whose ``reset_model`` picked (qpos, qvel); its obs."""
+    mujoco.mj_resetData(genv.model, genv.data)
+    genv.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
+    return genv._get_obs()
+
+
+def _starts(family: str, genv) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Start states: seeded resets plus hand-made ones that cross the healthy-range bounds."""
+    starts = []
+    for seed in (0, 1):
+        genv.reset(seed=seed)
+        starts.append((genv.data.qpos.copy(), genv.data.qvel.copy()))
+    q0, v0 = genv.init_qpos.copy(), genv.init_qvel.copy()
+
+    def made(qpos_set=(), qvel_set=()):
+        q, v = q0.copy(), v0.copy()
+        for i, x in qpos_set:
+            q[i] = x
+        for i, x in qvel_set:
+            v[i] = x
+        return q, v
+
+    if family == "Hopper":  # tips over past the angle bound, then lies on the floor
+        starts.append(made([(2, 0.15)], [(2, 2.0)]))
+    elif family == "Walker2d":
+        starts.append(made([(2, 0.9)], [(2, 2.0)]))
+    elif family == "Ant":  # above the z range, falling into it; and jumping out of it
+        starts += [made([(2, 1.05)], [(2, -1.0)]), made([], [(2, 5.0)])]
+    elif family == "Humanoid":  # pushed: falls below z = 1 within a few dozen steps
+        starts.append(made([], [(0, 1.0), (3, 1.0)]))
+    elif family == "HalfCheetah":  # on its back
+        starts.append(made([(2, 2.5)]))
+    return starts
+
+
+def _actions(rng, genv, n):
+    """Random actions up to 1.2x the ctrl range: MuJoCo clamps ctrl, the costs see the raw action."""
+    low, high = genv.action_space.low, genv.action_space.high
+    return rng.uniform(1.2 * low, 1.2 * high, size=(n, low.size)).astype(np.float32)
+
+
+def _gym_transitions(family: str):
+    """(qpos [N, nq], qvel [N, nv], action [N, nu]) along re-synced Gymnasium rollouts."""
+    genv = _gym_env(VARIANTS[family][0][0], **VARIANTS[family][0][1])
+    rng = np.random.default_rng(0)
+    qs, vs, acts = [], [], []
+    for qpos, qvel in _starts(family, genv):
+        for action in _actions(rng, genv, STEPS):
+            qs.append(qpos)
+            vs.append(qvel)
+            acts.append(action)
+            _gym_set(genv, qpos, qvel)
+            genv.step(action)
+            qpos, qvel = genv.data.qpos.copy(), genv.data.qvel.copy()
+    return np.array(qs), np.array(vs), np.array(acts)
+
+
+def _gym_reference(genv, qpos, qvel, actions):
+    """Per transition: reset obs, obs, reward, terminated, info, next qpos."""
+    out = dict(obs0=[], obs=[], reward=[], terminated=[], info=[], qpos=[], qvel=[])
+    for q, v, a in zip(qpos, qvel, actions):
+        out["obs0"].append(_gym_set(genv, q, v))
+        obs, reward, terminated, truncated, info = genv.step(a)
+        assert not truncated
+        info = {k: np.array(x, copy=True) for k, x in info.items()}  # v5 Humanoid's tendon arrays alias mjData
+        for k, x in (("obs", obs), ("reward", reward), ("terminated", terminated), ("info", info),
+                     ("qpos", genv.data.qpos.copy()), ("qvel", genv.data.qvel.copy())):
+            out[k].append(x)
+    return out
+
+
+# --------------------------------------------------------------------------- MJX side
+
+
+class Harness:
+    """The compiled MJX programs of one family: ``reset_to`` and one step of every variant."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self.envs = [M.make(env_id, CHUNK, **kw) for env_id, kw in VARIANTS[family]]
+        base = self.envs[0]
+        post = any(e.uses_cfrc_ext() for e in self.envs)
+
+        def one(model, inner, action):
+            data = base.simulate(inner, action, model=model, post_constraint=post)
+            return [(e.initial(inner.qpos, inner.qvel)[1], e.outcome(inner, action, data)) for e in self.envs]
+
+        def chunk(model, inner, actions):
+            return jax.lax.map(lambda x: one(model, *x), (inner, actions))
+
+        state = jax.jit(base.reset_to)(jnp.tile(base.init_qpos, (CHUNK, 1)), jnp.zeros((CHUNK, base.nv)))
+        actions = jnp.zeros((CHUNK, base.nu))
+        self._reset = jax.jit(base.reset_to).lower(state.inner.qpos, state.inner.qvel).compile(FAST_COMPILE)
+        self._step = jax.jit(chunk).lower(base.mjx_model, state.inner, actions).compile(FAST_COMPILE)
+
+    def reset(self, qpos, qvel):
+        """MjxState batch [CHUNK] after ``reset_to``."""
+        return self._reset(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32)).inner
+
+    def step(self, variant: int, inner, actions):
+        """One step of every variant from ``inner`` [CHUNK] with the physics of ``variant``'s model."""
+        return jax.device_get(self._step(self.envs[variant].mjx_model, inner, jnp.asarray(actions, jnp.float32)))
+
+    def one_step(self, model_of: int, qpos, qvel, actions):
+        """Every variant's (reset obs, (inner, obs, reward, terminated, terms)) for N transitions, with
+        the physics of variant ``model_of``'s model (only variants sharing its XML are meaningful)."""
+        n = len(qpos)
+        pad = (-n) % CHUNK
+        qpos, qvel, actions = (np.concatenate([x, np.repeat(x[-1:], pad, 0)]) for x in (qpos, qvel, actions))
+        outs = []
+        for i in range(0, n + pad, CHUNK):
+            inner = self.reset(qpos[i:i + CHUNK], qvel[i:i + CHUNK])
+            outs.append(self.step(model_of, inner, actions[i:i + CHUNK]))
+        return jax.tree.map(lambda *x: np.concatenate(x)[:n], *outs)
+
+
+@pytest.fixture(scope="module")
+def harness():
+    cache = {}
+
+    def get(family: str) -> Harness:
+        if family not in cache:
+            cache[family] = Harness(family)
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def transitions():
+    cache = {}
+
+    def get(family: str):
+        if family not in cache:
+            cache[family] = _gym_transitions(family)
+        return cache[family]
+
+    return get
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _cfrc_columns(env) -> int:
+    """How many trailing observation columns are contact forces (cfrc_ext)."""
+    o, family, v5 = env.options, env._cfg.family, env._cfg.v5
+    rows = env.mj_model.nbody - (1 if v5 else 0)
+    if family == "Ant" and (o.get("use_contact_forces") or o.get("include_cfrc_ext_in_observation")):
+        return 6 * rows
+    if family == "Humanoid" and (not v5 or o["include_cfrc_ext_in_observation"]):
+        return 6 * rows
+    return 0
+
+
+def _tolerance(family: str, env, width: int):
+    """(rtol [O], atol [O]) for an observation of ``width`` columns: contact-force columns looser."""
+    (rtol, atol), (rtol_c, atol_c) = TOL[family], CFRC_TOL[family]
+    n = _cfrc_columns(env)
+    rt, at = np.full(width, rtol), np.full(width, atol)
+    if n:
+        rt[-n:], at[-n:] = rtol_c, atol_c
+    return rt, at
+
+
+def _ratio(actual, desired, rtol, atol) -> np.ndarray:
+    """|actual - desired| / (atol + rtol |desired|), elementwise (<= 1 passes)."""
+    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    return np.abs(actual - desired) / (atol + rtol * np.abs(desired))
+
+
+def _assert_close(what: str, actual, desired, rtol, atol, keep=None) -> float:
+    """Elementwise |actual - desired| <= atol + rtol |desired| over the rows ``keep`` (default all)."""
+    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != gymnasium {desired.shape}"
+    ratio = _ratio(actual, desired, rtol, atol)
+    if keep is not None:
+        ratio = ratio * keep.reshape((-1,) + (1,) * (ratio.ndim - 1))
+    if not ratio.size:
+        return 0.0
+    worst = np.unravel_index(np.argmax(ratio), ratio.shape)
+    assert ratio[worst] <= 1.0, (
+        f"{what}: mjx {actual[worst]:.6g} vs gymnasium {desired[worst]:.6g} at {worst} "
+        f"(rtol {np.broadcast_to(rtol, ratio.shape)[worst]:g}, atol {np.broadcast_to(atol, ratio.shape)[worst]:g})")
+    return float(ratio[worst])
+
+
+def _ill_conditioned(family, genv, qpos, qvel, actions, trials=2, seed=0) -> np.ndarray:
+    """[N] bool: transitions where MuJoCo itself is discontinuous: rounding the start state to
+    float32, or a 1e-6 perturbation of it, moves MuJoCo's next (qpos, qvel, cfrc_ext) by more than
+    the tolerance (float32 round-off is ~1e-7).  This happens when a contact enters its margin during
+    one of the RK stages (the damping term of the contact force switches on at full strength):
+    round-off then legitimately lands on either side."""
+    (rtol, atol), (rtol_c, atol_c) = TOL[family], CFRC_TOL[family]
+    rng = np.random.default_rng(seed)
+    f32 = lambda x: x.astype(np.float32).astype(np.float64)
+    ill = np.zeros(len(qpos), bool)
+
+    def outcome(q, v, a):
+        _gym_set(genv, q, v)
+        genv.step(a)
+        return np.concatenate([genv.data.qpos, genv.data.qvel]), genv.data.cfrc_ext.ravel().copy()
+
+    for n, (q, v, a) in enumerate(zip(qpos, qvel, actions)):
+        ref_state, ref_cfrc = outcome(q, v, a)
+        starts = [(f32(q), f32(v))] + [(q + 1e-6 * (1 + np.abs(q)) * rng.standard_normal(q.shape),
+                                        v + 1e-6 * (1 + np.abs(v)) * rng.standard_normal(v.shape))
+                                       for _ in range(trials)]
+        for q1, v1 in starts:
+            state, cfrc = outcome(q1, v1, a)
+            jump = _ratio(state, ref_state, rtol, atol).max() > 1
+            if family in ("Ant", "Humanoid"):  # the only tasks that observe contact forces
+                jump = jump or _ratio(cfrc, ref_cfrc, rtol_c, atol_c).max() > 1
+            if jump:
+                ill[n] = True
+                break
+    return ill
+
+
+def _healthy_margin(env_id: str, options: dict, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """[N] distance of Gymnasium's next state to the nearest healthy-range bound (inf: no bound)."""
+    o = {**M._DEFAULTS[env_id], **options}
+    family = env_id.split("-")[0]
+    if family in ("HalfCheetah", "Swimmer"):
+        return np.full(len(qpos), np.inf)
+    dist = lambda x, bounds: np.min(np.abs(np.asarray(x)[..., None] - np.asarray(bounds, float)), axis=-1)
+    if family in ("Ant", "Humanoid"):
+        return dist(qpos[:, 2], o["healthy_z_range"])
+    margin = np.minimum(dist(qpos[:, 1], o["healthy_z_range"]), dist(qpos[:, 2], o["healthy_angle_range"]))
+    if family == "Hopper":
+        state = np.concatenate([qpos[:, 2:], qvel], axis=1)
+        margin = np.minimum(margin, dist(state, o["healthy_state_range"]).min(axis=1))
+    return margin
+
+
+def _compare(tag, mjx_out, gym_out, rtol, atol, keep):
+    """Assert one variant's MJX outputs match Gymnasium's on the rows ``keep``.
+
+    mjx_out: (obs [N, O], reward [N], terminated [N], terms {key: [N, ...]}); rtol/atol: [O] per
+    observation column, their first entries apply to reward and info."""
+    obs, reward, terminated, terms = mjx_out
+    worst = _assert_close(f"{tag} obs", obs, np.array(gym_out["obs"]), rtol, atol, keep)
+    worst = max(worst, _assert_close(f"{tag} reward", reward, np.array(gym_out["reward"]), rtol[0], atol[0], keep))
+    infos = gym_out["info"]
+    assert set(terms) == set(infos[0]), f"{tag}: info keys {sorted(terms)} != gymnasium {sorted(infos[0])}"
+    for key in infos[0]:
+        desired = np.array([np.asarray(i[key]) for i in infos])
+        worst = max(worst, _assert_close(f"{tag} info[{key!r}]", terms[key], desired, rtol[0], atol[0], keep))
+    gym_term = np.array(gym_out["terminated"], bool)
+    wrong = (np.asarray(terminated) != gym_term) & (gym_out["margin"] > 1e-3) & keep
+    assert not wrong.any(), f"{tag}: terminated differs at {np.nonzero(wrong)[0][:10]} (gymnasium {gym_term[wrong][:10]})"
+    return worst
+
+
+# --------------------------------------------------------------------------- tests: cheap
+
+
+def test_names_and_registry():
+    ids = envs.list_envs("mjx")
+    assert ids == [f"mjx/{f}-{v}" for f in ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Swimmer", "Walker2d")
+                   for v in ("v4", "v5")]
+
+
+def test_options_errors_are_one_line():
+    with pytest.raises(ValueError, match="valid: .*healthy_z_range") as err:
+        envs.make("mjx/Hopper-v4", 1, no_such_option=1)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="frame_skip"):  # v4 tasks have a fixed frame skip, like Gymnasium
+        envs.make("mjx/Hopper-v4", 1, frame_skip=2)
+    with pytest.raises(ValueError, match="reset"):
+        envs.make("mjx/Hopper-v5", 1, reset="pool")
+
+
+@pytest.mark.parametrize("env_id", list(M._DEFAULTS))
+def test_defaults_spaces_and_shapes_match_gymnasium(env_id):
+    """Constructor defaults read from Gymnasium's signature; action/observation spaces; dt."""
+    genv = _gym_env(env_id)
+    signature = inspect.signature(type(genv).__init__).parameters
+    gym_defaults = {k: p.default for k, p in signature.items()
+                    if p.default is not inspect.Parameter.empty and k not in ("xml_file", "default_camera_config")}
+    assert M._DEFAULTS[env_id] == gym_defaults
+    env = M.make(env_id, 2)
+    assert env.max_episode_steps == gym.spec(env_id).max_episode_steps == 1000
+    assert env.obs_spec.shape == genv.observation_space.shape and env.obs_spec.dtype == jnp.float32
+    assert env.action_space.shape == genv.action_space.shape
+    np.testing.assert_array_equal(env.action_space.low, genv.action_space.low)
+    np.testing.assert_array_equal(env.action_space.high, genv.action_space.high)
+    assert env.dt == pytest.approx(genv.dt)
+    np.testing.assert_allclose(env.init_qpos, genv.init_qpos, rtol=1e-7)
+
+
+@pytest.mark.parametrize("env_id, options", [
+    ("Ant-v4", dict(use_contact_forces=True)), ("Ant-v5", dict(include_cfrc_ext_in_observation=False)),
+    ("Humanoid-v5", dict(include_cfrc_ext_in_observation=False, include_cvel_in_observation=False)),
+    ("Hopper-v5", dict(exclude_current_positions_from_observation=False)),
+    ("Swimmer-v4", dict(exclude_current_positions_from_observation=False)),
+])
+def test_observation_options_shapes(env_id, options):
+    assert M.make(env_id, 1, **options).obs_spec.shape == _gym_env(env_id, **options).observation_space.shape
+
+
+def test_humanoid_solver_deviation_is_documented():
+    """The one model change: Humanoid's XML asks for PGS, which MJX lacks; MJX runs Newton."""
+    assert _gym_env("Humanoid-v5").model.opt.solver == mujoco.mjtSolver.mjSOL_PGS
+    assert M.load_model("Humanoid-v5").opt.solver == mujoco.mjtSolver.mjSOL_NEWTON
+    assert "PGS" in M.__doc__
+    # cfrc_ext is real in Gymnasium (mj_rnePostConstraint after every step) and in MJX.
+    assert M.make("Humanoid-v4", 1).uses_cfrc_ext() and M.make("Ant-v5", 1).uses_cfrc_ext()
+    assert not M.make("Ant-v4", 1).uses_cfrc_ext()
+
+
+def test_reset_distribution():
+    """``reset_model``: qpos ~ init + U(-s, s); qvel ~ U(-s, s) (Hopper) or s N(0, 1) (HalfCheetah)."""
+    for env_id, normal in (("Hopper-v5", False), ("HalfCheetah-v5", True)):
+        env = M.make(env_id, 4096)
+        s = env.options["reset_noise_scale"]
+        state = jax.jit(env.reset)(jax.random.key(0))
+        qpos, qvel = np.asarray(state.inner.qpos), np.asarray(state.inner.qvel)
+        assert np.all(np.abs(qpos - env.init_qpos) <= s * (1 + 1e-6))
+        np.testing.assert_allclose((qpos - env.init_qpos).std(0), s / np.sqrt(3), rtol=0.05)
+        np.testing.assert_allclose(qvel.std(0), s if normal else s / np.sqrt(3), rtol=0.05)
+        assert (np.abs(qvel).max() > s) == normal
+        assert np.all(np.asarray(state.inner.steps) == 0)
+        assert state.obs.dtype == jnp.float32 and state.obs.shape == (4096,) + env.obs_spec.shape
+
+
+# --------------------------------------------------------------------------- tests: parity
+
+
+def _model_masks(family, qpos, qvel, actions) -> dict[str, np.ndarray]:
+    """XML file -> [N] transitions discontinuous in MuJoCo (with Gymnasium's solver, and with Newton
+    where MJX runs Newton instead of Gymnasium's PGS)."""
+    masks = {}
+    for env_id, options in VARIANTS[family]:
+        xml = M._FAMILIES[family]["xml"][env_id.endswith("v5")]
+        if xml in masks:
+            continue
+        genv = _gym_env(env_id)
+        masks[xml] = _ill_conditioned(family, genv, qpos, qvel, actions)
+        solver = M.load_model(env_id).opt.solver
+        if genv.model.opt.solver != solver:  # Humanoid
+            genv.model.opt.solver = solver
+            masks[xml] |= _ill_conditioned(family, genv, qpos, qvel, actions)
+    return masks
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_step_parity(family, harness, transitions):
+    """Every variant of the family, STEPS steps from each start, re-synced before every step."""
+    h = harness(family)
+    qpos, qvel, actions = transitions(family)
+    masks = _model_masks(family, qpos, qvel, actions)
+    outputs = {}  # XML -> outputs of every variant under that model's physics
+    report = []
+    for k, (env_id, options) in enumerate(VARIANTS[family]):
+        env = h.envs[k]
+        xml = M._FAMILIES[family]["xml"][env._cfg.v5]
+        if xml not in outputs:  # physics of the first variant with this XML (v4 and v5 share it but Walker2d)
+            outputs[xml] = h.one_step(k, qpos, qvel, actions)
+        obs0, (inner, obs, reward, terminated, terms) = outputs[xml][k]
+        gym_out = _gym_reference(_gym_env(env_id, **options), qpos, qvel, actions)
+        gym_out["margin"] = _healthy_margin(env_id, options, np.array(gym_out["qpos"]), np.array(gym_out["qvel"]))
+        rtol, atol = _tolerance(family, env, obs.shape[1])
+        ill = masks[xml]
+        tag = f"{env_id}{options or ''}"
+        _assert_close(f"{tag} reset obs", obs0, np.array(gym_out["obs0"]), rtol, atol)
+        worst = _compare(tag, (obs, reward, terminated, terms), gym_out, rtol, atol, ~ill)
+        assert ill.mean() <= MAX_ILL, f"{tag}: {ill.sum()} of {len(ill)} transitions discontinuous in MuJoCo itself"
+        assert obs.dtype == np.float32 and np.all(inner.steps == 1)
+        if k == 0 and family in ("Hopper", "Walker2d", "Ant", "Humanoid"):
+            assert np.any(np.array(gym_out["terminated"]) & ~ill), f"{family}: no terminating transition tested"
+        report.append(f"{tag}: worst error/tolerance {worst:.3f}, {ill.sum()}/{len(ill)} discontinuous skipped")
+    print("\n".join(report))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_open_loop(family, harness):
+    """OPEN_LOOP_STEPS steps from OPEN_LOOP_STARTS seeded resets, each simulator carrying its own
+    state (MJX: its solver warm start and the stale body positions Ant/Humanoid measure velocity
+    from).  A rollout is compared up to its first transition that is discontinuous in MuJoCo."""
+    h = harness(family)
+    env_id, options = VARIANTS[family][0]
+    rtol, atol = OPEN_LOOP[family]
+    width = h.envs[0].obs_spec.shape[0] - _cfrc_columns(h.envs[0])  # contact forces: see one-step test
+    genv = _gym_env(env_id, **options)
+    actions = _actions(np.random.default_rng(1), genv, OPEN_LOOP_STARTS * OPEN_LOOP_STEPS)
+    actions = actions.reshape(OPEN_LOOP_STARTS, OPEN_LOOP_STEPS, -1)
+
+    # Gymnasium's own rollouts: states, outputs, and where MuJoCo is discontinuous.
+    states, outs = np.zeros((OPEN_LOOP_STARTS, OPEN_LOOP_STEPS), object), []
+    for i in range(OPEN_LOOP_STARTS):
+        genv.reset(seed=100 + i)
+        rollout = []
+        for t in range(OPEN_LOOP_STEPS):
+            states[i, t] = (genv.data.qpos.copy(), genv.data.qvel.copy())
+            rollout.append(genv.step(actions[i, t]))
+        outs.append(rollout)
+    q, v = (np.array([s[j] for s in states.ravel()]) for j in (0, 1))
+    ill = _ill_conditioned(family, _gym_env(env_id), q, v, actions.reshape(q.shape[0], -1))
+    ill = ill.reshape(OPEN_LOOP_STARTS, OPEN_LOOP_STEPS)
+    valid = np.cumsum(ill, axis=1) == 0  # steps before the first discontinuity
+
+    pad = lambda x: np.concatenate([x, np.repeat(x[-1:], CHUNK - len(x), 0)])
+    inner = h.reset(pad(q.reshape(OPEN_LOOP_STARTS, OPEN_LOOP_STEPS, -1)[:, 0]),
+                    pad(v.reshape(OPEN_LOOP_STARTS, OPEN_LOOP_STEPS, -1)[:, 0]))
+    worst = 0.0
+    for t in range(OPEN_LOOP_STEPS):
+        inner, obs, reward, terminated, terms = h.step(0, inner, pad(actions[:, t]))[0][1]
+        for i in np.nonzero(valid[:, t])[0]:
+            g_obs, g_reward, g_terminated, _, g_info = outs[i][t]
+            where = f"{env_id} open loop, start {i}, step {t}"
+            worst = max(worst, _assert_close(f"{where} obs", obs[i, :width], g_obs[:width], rtol, atol),
+                        _assert_close(f"{where} reward", reward[i], g_reward, rtol, atol),
+                        _assert_close(f"{where} x_velocity", terms["x_velocity"][i], g_info["x_velocity"], rtol, atol))
+            assert terminated[i] == g_terminated, where
+    assert valid.mean() > 0.8, f"{env_id}: only {valid.mean():.0%} of the open-loop steps are comparable"
+    print(f"{env_id} open loop: worst error/tolerance {worst:.3f}, {valid.mean():.0%} of steps compared")
+
+
+# --------------------------------------------------------------------------- tests: protocol
+
+
+def test_time_limit_auto_reset_and_reset_to():
+    """Through the base class: truncation at max_episode_steps, auto-reset, final_obs; reset_to."""
+    env = envs.make("mjx/Swimmer-v5", 2, max_episode_steps=3)
+    actions = jnp.zeros((4, 2, env.nu))
+
+    def rollout(state, actions):
+        return jax.lax.scan(lambda s, a: (env.step(s, a),) * 2, state, actions)[1]
+
+    start = env.reset_to(env.init_qpos, jnp.zeros(env.nv), key=jax.random.key(3))
+    assert start.obs.shape == (2,) + env.obs_spec.shape and np.all(np.asarray(start.inner.steps) == 0)
+    traj = jax.device_get(jax.jit(rollout).lower(start, actions).compile(FAST_COMPILE)(start, actions))
+    np.testing.assert_array_equal(traj.truncated, [[False] * 2, [False] * 2, [True] * 2, [False] * 2])
+    assert not traj.terminated.any()
+    np.testing.assert_array_equal(traj.done_length[2], [3, 3])
+    np.testing.assert_array_equal(traj.episode_length[:, 0], [1, 2, 0, 1])
+    # The truncated step's final_obs continues the episode; obs is a fresh reset (noise 0.1).
+    assert not np.allclose(traj.final_obs[2], traj.obs[2])
+    assert np.all(np.abs(traj.inner.qpos[2] - env.init_qpos) <= 0.1 + 1e-6)
+    np.testing.assert_array_equal(traj.inner.steps[:, 0], [1, 2, 0, 1])
