@@ -10,8 +10,10 @@ import pytest
 from bpo_jax import Config, make_trainer, runner
 from bpo_jax.reporting import tail_returns
 
+# A cached-reset pool keeps the reset physics out of every step: CheetahRun's reset alone
+# simulates 200 physics steps, which made this smoke test take minutes with fresh resets.
 SMOKE = dict(num_envs=4, num_steps=8, num_epochs=2, num_minibatches=2, hidden_sizes=(32, 32),
-             total_steps=4 * 8 * 2, normalize_obs=True)
+             total_steps=4 * 8 * 2, normalize_obs=True, reset_pool=8)
 
 
 @pytest.mark.parametrize("env_id,algo", [
