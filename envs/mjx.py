@@ -1,47 +1,63 @@
 """mjx suite: Gymnasium's MuJoCo locomotion tasks (v4 and v5) run on MJX, in JAX.
 
-Ids: ``mjx/{Ant,HalfCheetah,Hopper,Humanoid,Swimmer,Walker2d}-{v4,v5}``.  Each task loads the
-XML file that the installed ``gymnasium`` package ships (``gymnasium/envs/mujoco/assets``),
-puts it on the device once with ``mjx.put_model`` and reimplements the task's ``step`` and
-``reset_model`` from Gymnasium 1.x (``envs/mujoco/<task>_v4.py`` / ``_v5.py``) in pure JAX.
+Ids: ``mjx/{Ant,HalfCheetah,Hopper,Humanoid,Swimmer,Walker2d}-{v4,v5}``.  Each task loads the XML
+file that the installed ``gymnasium`` ships (``gymnasium/envs/mujoco/assets``; Walker2d-v5 uses
+``walker2d_v5.xml``), puts it on the device once with ``mjx.put_model`` and reimplements the task's
+``step`` and ``reset_model`` (Gymnasium 1.x ``envs/mujoco/<task>_v4.py`` / ``_v5.py``) in JAX.
 
-What is faithful (checked against Gymnasium by ``tests/test_mjx_parity.py``):
+Faithful (checked against Gymnasium by ``tests/test_mjx_parity.py``, see its tolerances):
 
-* the constructor options and their defaults, per version (v4 tasks have a fixed frame skip,
-  v5 tasks take ``frame_skip``); the time limit (``max_episode_steps``, 1000 like Gymnasium's
-  registration); the action space (the actuators' ``ctrlrange``) and observation layout;
-* the physics call: ``data.ctrl = action`` (unclipped, MuJoCo itself clamps ctrl to
-  ``ctrlrange`` of ctrl-limited actuators), ``frame_skip`` calls of ``mj_step`` (``mjx.step``),
-  then ``mj_rnePostConstraint`` (``mjx.rne_postconstraint``) where ``cfrc_ext`` is used;
-* the exact reward terms, termination rules and ``info`` keys of each version, including
-  Gymnasium's quirks: after ``mj_step`` the *derived* quantities in ``mjData`` (``xpos``,
-  ``xipos``, ``cinert``, ``cvel``, ``qfrc_actuator``, ``cfrc_ext``) belong to the last
-  integrator stage, not to the new ``qpos``.  Ant's and Humanoid's velocities are measured from
-  those stale ``xpos``/``xipos`` (the "before" value is the one left over from the previous
-  step), so the state carries it (:class:`MjxState` ``xy``); v4 Ant reports the contact cost
-  as ``reward_ctrl`` when ``use_contact_forces=True``; v4 healthy rewards are paid while
-  unhealthy when ``terminate_when_unhealthy`` (termination ends the episode anyway);
-* the solver warm start (``qacc_warmstart``) is carried between steps as in ``mjData``;
-* reset: ``init_qpos + U(-s, s)`` and ``init_qvel + U(-s, s)`` or ``+ s * N(0, 1)`` for qvel
-  (HalfCheetah, Ant), like each task's ``reset_model``; after a reset (``mj_resetData`` +
-  ``set_state``) ``ctrl``, ``qfrc_actuator``, ``cfrc_ext`` and the warm start are zero, and
-  ``cinert``/``cvel``/``xpos``/``xipos`` are those of the new state: reproduced without a
-  physics call (kinematics only), so the auto-reset the base class runs every step is cheap.
+* constructor options and defaults per version (v4 tasks have a fixed frame skip, v5 tasks take
+  ``frame_skip``), the time limit (``max_episode_steps`` = 1000 as registered), the action space
+  (the actuators' ``ctrlrange``), the observation layout;
+* the physics call: ``data.ctrl = action`` unclipped (MuJoCo clamps ctrl to the ``ctrlrange`` of
+  ctrl-limited actuators; the control cost sees the raw action), ``frame_skip`` x ``mj_step``, then
+  ``mj_rnePostConstraint`` where ``cfrc_ext`` is used;
+* every reward term, termination rule and ``info`` entry of each version, Gymnasium's quirks
+  included: after ``mj_step`` the *derived* fields of mjData (``xpos``, ``xipos``, ``cinert``,
+  ``cvel``, ``qfrc_actuator``, ``cfrc_ext``, tendon lengths) belong to the last RK stage, not to
+  the new ``qpos``; Ant and Humanoid measure velocity between two such stale positions, so the
+  state carries the previous one (:class:`MjxState` ``xy``); v4 Ant reports the contact cost as
+  ``reward_ctrl`` when ``use_contact_forces``; v4 pays the healthy reward while unhealthy if
+  ``terminate_when_unhealthy`` (the episode ends anyway);
+* the solver warm start (``qacc_warmstart``) carried between steps as in mjData;
+* reset: ``init_qpos + U(-s, s)``, ``init_qvel + U(-s, s)`` or ``+ s N(0, 1)`` (HalfCheetah, Ant)
+  as each ``reset_model``; after ``mj_resetData`` + ``set_state`` the ctrl, ``qfrc_actuator``,
+  ``cfrc_ext`` and warm start are zero and qpos keeps an unnormalized noisy quaternion: reproduced
+  with kinematics only, so the auto-reset the base class evaluates every step is cheap.
 
-Deviations (what cannot be matched):
+Where MJX 3.x differs from the installed MuJoCo, this module follows MuJoCo:
+
+* RK4: MuJoCo >= 4.0 integrates free/ball-joint orientations with the Runge-Kutta-Munthe-Kaas
+  correction, MJX does not (a ~1e-5 rad/step difference that flips contacts at the margin);
+  :func:`mj_step` implements it (and rolls the four RK stages into one ``scan``, which compiles
+  ~5x faster than ``mjx.step``);
+* plane-capsule contact frames: MJX replaces the capsule-axis tangent by a fixed axis when the
+  capsule is steeper than 60 degrees, MuJoCo does not; with pyramidal friction cones that changes
+  the friction forces (Ant's legs, 3% of qacc).  :func:`mujoco_contact_frames` swaps in MuJoCo's;
+* ``mjx.kinematics`` normalizes quaternions in qpos, MuJoCo only when integrating (visible in the
+  reset observation): :meth:`MjxEnv.initial` keeps qpos as given.
+
+What cannot be matched:
 
 * random streams: resets draw from JAX keys, not NumPy's generator (same distributions);
-* precision: MJX runs in float32 (MuJoCo in float64) and its constraint solvers are its own
-  (Newton/CG, stopped by float32 progress rather than MuJoCo's 1e-8 tolerance), so states agree
-  per step to ~1e-4..1e-3 relative and drift apart chaotically over long horizons;
-* Humanoid's XML asks for MuJoCo's PGS solver, which MJX does not implement: it is replaced
-  by Newton (same iteration limit).  Both solve the same convex problem, so smooth states agree,
-  but contact forces (``cfrc_ext``, the v5 contact cost) differ where PGS had not converged;
-* ``xml_file``, ``default_camera_config``, rendering options are not accepted (the suite uses the
-  shipped models; never a copy of them).
+* precision: float32 MJX vs float64 MuJoCo; one step agrees to ~1e-4 relative, trajectories drift
+  apart chaotically over long horizons, and transitions where MuJoCo itself is discontinuous (a
+  contact entering its margin inside an RK stage; 0-2% of contact-rich transitions) can land on
+  the other side;
+* Humanoid's XML asks for the PGS solver, which MJX lacks: it runs Newton (same convex problem).
+  States agree; contact forces (``cfrc_ext`` in the observation, the v5 contact cost) differ
+  where PGS had not converged (up to ~1 N out of hundreds; MuJoCo's own PGS vs Newton differ alike);
+* MJX's line search is capped at ``LS_ITERATIONS`` (see :func:`load_model`; bitwise-identical results
+  on every tested state, 2x throughput);
+* ``xml_file``, ``default_camera_config`` and render options are not accepted: the suite runs the
+  shipped models, never copies.  ``include_cfrc_ext_in_observation=True`` (v5 default) and
+  ``use_contact_forces=True`` (v4 Ant) are supported: MJX computes ``cfrc_ext``
+  (``mjx.rne_postconstraint``), and Gymnasium on MuJoCo 4.0 returns real (non-zero) contact forces.
 
-Cost: one physics step is ``frame_skip`` ``mjx.step`` calls (RK4: four forward passes each, except
-HalfCheetah: Euler).  Compiling it takes tens of seconds on a CPU.
+Cost: a step is ``frame_skip`` physics steps of 4 forward passes (RK4; HalfCheetah: Euler, 1), so
+MJX on CPU is slow (see the suite's throughput notes); compiling one step takes 15-80 s on two
+CPU cores.
 """
 from __future__ import annotations
 
@@ -144,7 +160,7 @@ def asset_path(xml: str) -> str:
     return os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", xml)
 
 
-def load_model(name: str, frame_skip: int | None = None):
+def load_model(name: str):
     """The host ``mujoco.MjModel`` of task ``name`` as MJX runs it.  Two solver settings differ
     from Gymnasium's model, neither in the physics it describes:
 
@@ -185,9 +201,8 @@ class MjxState:
 
 @dataclass(frozen=True)
 class _Config:
-    family: str
-    v5: bool
-    options: dict
+    family: str  # "Ant", "HalfCheetah", ...
+    v5: bool  # version 5 (else 4)
 
 
 class MjxEnv(FunctionalEnv):
@@ -216,7 +231,7 @@ class MjxEnv(FunctionalEnv):
         opts = {**defaults, **kwargs}
         _check_options(name, opts)
         self.options = opts
-        self._cfg = _Config(family, version == "v5", opts)
+        self._cfg = _Config(family, version == "v5")
         self.max_episode_steps = int(opts["max_episode_steps"])
         self.frame_skip = int(opts.get("frame_skip", _FAMILIES[family]["frame_skip"]))
 
@@ -253,8 +268,9 @@ class MjxEnv(FunctionalEnv):
         return False
 
     def simulate(self, inner: MjxState, action: jax.Array, model=None, post_constraint: bool | None = None):
-        """``do_simulation``: ctrl = action [nu], ``frame_skip`` x ``mjx.step``, then
-        ``rne_postconstraint`` if cfrc_ext is used.  Returns the final ``mjx.Data``.
+        """``do_simulation``: ctrl = action [nu], ``frame_skip`` x :func:`mj_step`, then
+        ``mjx.rne_postconstraint`` if cfrc_ext is used.  Returns the final ``mjx.Data`` (its
+        derived fields belong to the last RK stage, as in MuJoCo).
 
         ``model`` (default: this task's ``mjx.Model``) lets models with the same structure (e.g.
         Walker2d v4/v5, which differ only in a friction) share one compiled program."""
@@ -275,8 +291,9 @@ class MjxEnv(FunctionalEnv):
         """One Gymnasium ``step`` of one environment (no time limit, no reset).
 
         inner: MjxState; action: [nu] float32.
-        Returns (inner', obs [O] float32, reward [], terminated [] bool, terms: dict of
-        Gymnasium's ``info`` entries as float32 scalars)."""
+        Returns (inner', obs [O] float32, reward [] float32, terminated [] bool, terms): ``terms``
+        has exactly the keys of Gymnasium's ``info`` for this version and options, float32 scalars
+        (Humanoid-v5's ``tendon_length``/``tendon_velocity``: [2])."""
         return self.outcome(inner, action, self.simulate(inner, action))
 
     def outcome(self, inner: MjxState, action: jax.Array, data):
