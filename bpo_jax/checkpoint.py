@@ -220,15 +220,20 @@ def locate(path: str) -> tuple[Optional[str], str]:
 
 
 # ------------------------------------------------------------------- read
+def _read_json(ckpt: str, name: str):
+    """A checkpoint's JSON file, or a one-line CheckpointError saying what is wrong with it."""
+    try:
+        with open(os.path.join(ckpt, name)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt} is incomplete: no {name}")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} has an unreadable {name} ({_first_line(e)})")
+
+
 def read_metadata(ckpt: str) -> dict:
     """metadata.json of a checkpoint, checked for the fields this version needs."""
-    try:
-        with open(os.path.join(ckpt, "metadata.json")) as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {ckpt} is incomplete: no metadata.json")
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} has an unreadable metadata.json ({_first_line(e)})")
+    meta = _read_json(ckpt, "metadata.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         got = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"checkpoint {ckpt} has format {got!r}; this bpo-jax reads format {FORMAT_VERSION}")
@@ -240,13 +245,7 @@ def read_metadata(ckpt: str) -> dict:
 
 def read_config(ckpt: str) -> Config:
     """The run's configuration, as saved (validated)."""
-    try:
-        with open(os.path.join(ckpt, "config.json")) as f:
-            values = json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {ckpt} is incomplete: no config.json")
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} has an unreadable config.json ({_first_line(e)})")
+    values = _read_json(ckpt, "config.json")
     try:
         return config_from_dict(values).validate()
     except (ConfigError, TypeError, ValueError) as e:
