@@ -145,15 +145,16 @@ class FunctionalEnv:
         return self
 
     def reset(self, key: jax.Array) -> EnvState:
-        if self.reset_pool_size:
-            key, pool_key = jax.random.split(key)
-        keys = jax.random.split(key, self.num_envs)
-        step_keys, reset_keys = _split_each(keys)
+        step_keys, reset_keys = _split_each(jax.random.split(key, self.num_envs + self.reset_pool_size))
+        # One vmapped reset draws the first states and the pool together: a second vmap of
+        # ``_reset_one`` would put a second copy of the reset (for some tasks hundreds of
+        # physics steps) into every program that resets.
         inner, obs = jax.vmap(self._reset_one)(reset_keys)
-        state = self.state_from(inner, obs, step_keys)
+        first = lambda x: x[: self.num_envs]
+        state = self.state_from(jax.tree.map(first, inner), first(obs), first(step_keys))
         if self.reset_pool_size:
-            pool = jax.vmap(self._reset_one)(jax.random.split(pool_key, self.reset_pool_size))
-            state = state.replace(reset_pool=pool)
+            rest = lambda x: x[self.num_envs:]
+            state = state.replace(reset_pool=(jax.tree.map(rest, inner), rest(obs)))
         return state
 
     def state_from(self, inner: Any, obs: jax.Array, keys: jax.Array) -> EnvState:

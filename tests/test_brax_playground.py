@@ -21,6 +21,8 @@ pytest.importorskip("mujoco_playground")
 
 from bpo_jax.envs import playground as pg  # noqa: E402
 
+SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own programs (see conftest.py)
+
 
 def _rollout(env, actions, key=0):
     """Reset, then step through ``actions`` [T, B, A], all in one jitted program (MJX run
@@ -93,6 +95,7 @@ def test_brax_action_repeat_counts_env_steps():
     np.testing.assert_allclose(traj.reward[0, 0], pos[0] + pos[1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_brax_termination():
     # InvertedPendulum is done once the pole leans past 0.2 rad, which random actions reach
     # within a few steps; episode_length=6 also exercises truncation.  Default backend
@@ -138,6 +141,7 @@ def test_brax_bad_backend_and_options():
 # --------------------------------------------------------------------------- playground
 
 
+@pytest.mark.slow
 def test_playground_cartpole_rollout():
     env = envs.make("playground/CartpoleBalance", num_envs=2, episode_length=3)
     assert env.obs_spec.shape == (5,) and env.action_space.shape == (1,)

@@ -10,6 +10,8 @@ import pytest
 
 from bpo_jax import cli
 
+SPLIT_ACROSS_WORKERS = True  # independent subprocess runs (see conftest.py)
+
 
 def run_cli(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "bpo_jax.cli", *args], capture_output=True, text=True,
@@ -107,6 +109,7 @@ def test_parser_round_trips_config_fields():
     assert config.use_median is False and config.value_clip is None and config.bpo_lambda == 0.01
 
 
+@pytest.mark.slow
 def test_small_run_writes_all_outputs(tmp_path):
     env = {**os.environ, "BPO_JAX_CACHE_DIR": str(tmp_path / "cache")}
     proc = run_cli("train", "--algo", "ppo", "--seeds", "2", "--total-steps", "4096", "--num-envs", "4",

@@ -9,6 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
+SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own programs (see conftest.py)
+
 # 2 updates of 8 envs x 8 steps; both normalisers on, so their global statistics are checked too.
 TINY = dict(env="gymnax/CartPole-v1", algo="bpo", num_envs=8, num_steps=8, num_epochs=1, num_minibatches=2,
             hidden_sizes=(16,), total_steps=8 * 8 * 2, normalize_obs=True, normalize_rewards=True, seed=5)
@@ -30,6 +32,7 @@ def _python(code: str, devices: int, timeout=300):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_four_devices_compute_the_one_device_run(tmp_path):
     """One program per device count, in one process with 4 forced CPU devices: same params
     and metrics, and every env-state leaf (incl. per-env keys) really split 4 ways."""
@@ -65,6 +68,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_together_like_one(tmp_path):
     """Two CLI processes x 2 CPU devices (gloo collectives) = one 4-device program; process
     0 alone writes, and its final checkpoint equals the one-process, one-device run."""

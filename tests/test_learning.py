@@ -8,6 +8,8 @@ import pytest
 from bpo_jax import Config, runner
 from bpo_jax.reporting import tail_returns
 
+SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own programs (see conftest.py)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "bpo"])

@@ -40,11 +40,10 @@ def test_metrics_map_to_fixed_namespaces_and_nan_is_left_out():
     assert set(tracking.perf_scalars(make_chunk(4))) == {"perf/steps_per_second"}
 
 
-def read_scalars(folder):
-    """{tag: [(step, value)]} from the TFRecord event files in `folder`."""
+def events(folder):
+    """Every Event in the TFRecord event files in `folder`, in file order."""
     from tensorboardX.proto import event_pb2
 
-    out = {}
     for name in sorted(os.listdir(folder)):
         data = open(os.path.join(folder, name), "rb").read()
         i = 0
@@ -53,8 +52,15 @@ def read_scalars(folder):
             event = event_pb2.Event()
             event.ParseFromString(data[i + 12:i + 12 + n])
             i += 12 + n + 4  # length, its crc, payload, its crc
-            for v in event.summary.value:
-                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+            yield event
+
+
+def read_scalars(folder):
+    """{tag: [(step, value)]} of the scalars logged in `folder`."""
+    out = {}
+    for event in events(folder):
+        for v in event.summary.value:
+            out.setdefault(v.tag, []).append((event.step, v.simple_value))
     return out
 
 
@@ -77,20 +83,9 @@ def test_tensorboard_writes_one_run_per_seed(tmp_path):
 
 
 def purge_steps(folder):
-    from tensorboardX.proto import event_pb2
-
-    steps = []
-    for name in sorted(os.listdir(folder)):
-        data = open(os.path.join(folder, name), "rb").read()
-        i = 0
-        while i < len(data):
-            (n,) = struct.unpack("<Q", data[i:i + 8])
-            event = event_pb2.Event()
-            event.ParseFromString(data[i + 12:i + 12 + n])
-            i += 12 + n + 4
-            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
-                steps.append(event.step)
-    return steps
+    """Steps of the session-start events (TensorBoard purges what was logged after them)."""
+    return [e.step for e in events(folder)
+            if e.HasField("session_log") and e.session_log.status == e.session_log.START]
 
 
 def test_wandb_logs_seed_means_and_resumes_its_run(tmp_path, monkeypatch):

@@ -93,7 +93,9 @@ VARIANTS = {
                  ("Humanoid-v5", dict(include_cfrc_ext_in_observation=False, include_cinert_in_observation=False,
                                       terminate_when_unhealthy=False, contact_cost_range=(-1.0, 0.5)))],
 }
-FAMILIES = [pytest.param(f, marks=pytest.mark.slow) if f in ("Ant", "Humanoid") else f for f in VARIANTS]
+# One xdist group per family: its one-step and open-loop tests share the family's compiled programs.
+FAMILIES = [pytest.param(f, marks=[pytest.mark.xdist_group(f"mjx-{f}")] + ([pytest.mark.slow] if f in ("Ant", "Humanoid") else []))
+            for f in VARIANTS]
 
 
 # --------------------------------------------------------------------------- Gymnasium side

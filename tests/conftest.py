@@ -1,0 +1,42 @@
+"""Test-session set-up for a suite whose cost is mostly XLA compilation (an MJX program takes
+20-130 s to compile on a 2-core CPU).
+
+* One persistent XLA compilation cache shared by every test process: a CLI subprocess and the
+  in-process reference it is compared with, a run and its resumption, compile each program
+  once.  It lives in a fresh temporary folder per session (``$BPO_JAX_CACHE_DIR`` if set), so a
+  session never sees another session's programs; xdist workers and CLI subprocesses inherit it
+  through the environment.  Tests that measure compilation pass their own folder or
+  ``--no-compile-cache``.
+* Scheduling for ``pytest -n 2 --dist loadgroup``: a module's tests stay on one worker (they
+  share module-scoped fixtures) unless the module sets ``SPLIT_ACROSS_WORKERS = True`` (its
+  tests are independent and heavy), or a test names its own ``xdist_group``.  Tests marked
+  ``slow`` are handed out first, so that no long test starts last and leaves a worker idle.
+"""
+import os
+import shutil
+import tempfile
+
+import pytest
+
+_CREATED = None
+
+
+def pytest_configure(config):
+    global _CREATED
+    if "BPO_JAX_CACHE_DIR" not in os.environ:  # the controller; xdist workers inherit the variable
+        _CREATED = os.environ["BPO_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="bpo-jax-test-xla-")
+    from bpo_jax import runner
+
+    runner.enable_compilation_cache()
+
+
+def pytest_unconfigure(config):
+    if _CREATED:
+        shutil.rmtree(_CREATED, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and not getattr(item.module, "SPLIT_ACROSS_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
