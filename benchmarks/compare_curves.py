@@ -19,9 +19,11 @@ import warnings
 
 import numpy as np
 
+from bpo_jax.reporting import carry_forward
+
 
 def load(run_dir: str) -> dict:
-    """{label, env, steps [U], returns [S, U], steps_per_second [U]} of one run directory."""
+    """{label, env, steps [U], returns [S, U] (carried forward), run_dir} of one run directory."""
     config = json.load(open(os.path.join(run_dir, "config.json")))
     rows = list(csv.DictReader(open(os.path.join(run_dir, "metrics.csv"))))
     seeds = sorted({int(r["seed"]) for r in rows})
@@ -32,13 +34,8 @@ def load(run_dir: str) -> dict:
         s, u = seeds.index(int(r["seed"])), updates.index(int(r["update"]))
         returns[s, u] = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
         steps[u] = int(r["env_steps"])
-    for row in returns:  # carry forward through updates in which no episode ended
-        for i in range(1, len(row)):
-            if not np.isfinite(row[i]):
-                row[i] = row[i - 1]
-    cfg = config.get("config", config)
-    return {"label": f"{cfg['algo'].upper()} ({len(seeds)} seeds)", "env": cfg["env"], "steps": steps,
-            "returns": returns, "run_dir": run_dir}
+    return {"label": f"{config['algo'].upper()} ({len(seeds)} seeds)", "env": config["env"], "steps": steps,
+            "returns": carry_forward(returns), "run_dir": run_dir}
 
 
 def main(argv=None) -> int:

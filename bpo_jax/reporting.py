@@ -205,7 +205,13 @@ def _fmt(x) -> str:
 
 def smoothed_returns(result: RunResult) -> np.ndarray:
     """[seeds, updates] episode return, carried forward over updates in which no episode ended."""
-    r = result.metrics["episode_return_mean"].astype(np.float64).copy()
+    return carry_forward(result.metrics["episode_return_mean"])
+
+
+def carry_forward(returns) -> np.ndarray:
+    """[seeds, updates] float64 copy of ``returns`` with each NaN replaced by the last finite value
+    before it in its row (NaN until the first one)."""
+    r = np.array(returns, np.float64)
     for row in r:
         last = np.nan
         for i, v in enumerate(row):
