@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from bpo_jax.config import Config, ConfigError
+from bpo_jax.runner import is_key as _is_key
 
 FORMAT_VERSION = 1
 STEP_PREFIX = "step_"
@@ -61,10 +62,6 @@ def leaf_path(path) -> str:
         else:
             parts.append(str(entry))
     return "/".join(parts)
-
-
-def _is_key(x) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _describe(path: str, x) -> dict:

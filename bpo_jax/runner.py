@@ -34,7 +34,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.train import DATA_AXIS, TrainState, env_partition, make_trainer
+from bpo_jax.train import DATA_AXIS, Trainer, TrainState, env_partition, make_trainer
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bpo-jax", "xla")
 
@@ -161,10 +161,10 @@ def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int) -> Mesh:
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 
-def state_shardings(config: Config, mesh: Mesh, num_seeds: int) -> TrainState:
+def state_shardings(trainer: Trainer, mesh: Mesh) -> TrainState:
     """NamedSharding per leaf of the seed-batched TrainState: env-state leaves (and the
     per-env return accumulator) split along their env axis 1, everything else replicated."""
-    trainer = make_trainer(config)
+    config = trainer.config
     one = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams())  # one seed, shapes only
     env_specs = env_partition(one.env_state, config.num_envs)
     specs = jax.tree.map(lambda _: P(), one).replace(
@@ -183,7 +183,8 @@ def _barrier(name: str) -> None:
         distributed.global_state.client.wait_at_barrier(f"bpo_jax_{name}", 600_000)
 
 
-def _is_key(x) -> bool:
+def is_key(x) -> bool:
+    """``x`` is a typed PRNG key array (saved and sharded through its raw key data)."""
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
@@ -191,7 +192,7 @@ def place(tree: Any, shardings: Any) -> Any:
     """Host values (the same on every process) -> global arrays with ``shardings``; each
     process fills only its own devices' shards, so this works across hosts too."""
     def put(x, sharding):
-        if _is_key(x):
+        if is_key(x):
             impl = str(jax.random.key_impl(x))
             return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=impl)
         host = np.asarray(x)
@@ -204,7 +205,7 @@ def to_host(tree: Any) -> Any:
     over other processes' devices is all-gathered, a collective: in a multi-process run every
     process must call this at the same point."""
     def get(x):
-        if _is_key(x):
+        if is_key(x):
             return jax.random.wrap_key_data(get(jax.random.key_data(x)), impl=str(jax.random.key_impl(x)))
         if not isinstance(x, jax.Array) or x.is_fully_addressable:
             return np.asarray(jax.device_get(x))
@@ -257,7 +258,7 @@ def run(
         raise ValueError(f"cannot resume at update {done}: not a boundary of {k}-update chunks")
     todo = [e for e in ends if e > done]
     replicated = NamedSharding(mesh, P())
-    shardings = state_shardings(config, mesh, num_seeds)
+    shardings = state_shardings(trainer, mesh)
     hp = place(config.hparams(), jax.tree.map(lambda _: replicated, config.hparams()))
     multi = jax.process_count() > 1
 
