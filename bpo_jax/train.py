@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from bpo_jax import losses, normalization as norm
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, make as make_env
-from bpo_jax.networks import action_to_env, make_network
+from bpo_jax.networks import action_to_env, init_params, make_network
 
 
 @struct.dataclass
@@ -133,7 +133,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     def init(key: jax.Array, hp: HParams) -> TrainState:
         key, net_key, env_key = jax.random.split(key, 3)
         env_state = shard_envs(env.reset(env_key))
-        params = network.init(net_key, env_state.obs)
+        params = init_params(network, net_key, env_state.obs)
         opt_state = make_optimizer(hp).init(params)
         state = TrainState(params, opt_state, env_state, key, jnp.zeros((), jnp.int32))
         if config.normalize_obs:

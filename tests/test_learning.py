@@ -1,7 +1,7 @@
 """Learning: the default configurations reach real returns, 3 seeds as one vmapped program.
 
-These run the product path (``runner.run``, the CLI's driver) and take about a minute each
-on a 2-core CPU."""
+These run the product path (``runner.run``, the CLI's driver) and take 30-60 s each on a
+2-core CPU."""
 import numpy as np
 import pytest
 
@@ -12,9 +12,13 @@ SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own program
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["ppo", "bpo"])
-def test_cartpole_solved_by_every_seed(algo):
-    result = runner.run(Config(algo=algo, env="gymnax/CartPole-v1", total_steps=500_000), num_seeds=3)
+@pytest.mark.parametrize("algo,total_steps", [("ppo", 1_000_000), ("bpo", 500_000)])
+def test_cartpole_solved_by_every_seed(algo, total_steps):
+    """Each algorithm's defaults solve CartPole-v1 (returns >= 475 over the last 10% of updates)
+    for each of 3 seeds.  Budgets measured on 6 seeds (2026-11-27): BPO's defaults score 498-500
+    on every seed by 500k steps; PPO's (PureJaxRL's) still had 3 of 6 seeds at 171-449 there,
+    and all 6 at 500 by 1M steps."""
+    result = runner.run(Config(algo=algo, env="gymnax/CartPole-v1", total_steps=total_steps), num_seeds=3)
     final = tail_returns(result.metrics)  # last 10% of updates
     assert np.all(final >= 475), f"{algo} CartPole returns per seed over the last 10%: {final}"
 
@@ -24,9 +28,10 @@ def test_bpo_learns_pendulum():
     """Pendulum-v1 returns: a random policy gets about -1200 to -1500; a policy that swings
     up and balances from every start gets above about -200 (the upright pose costs nothing,
     the swing-up from hanging costs ~-100 to -400).  We require a mean above -250 over the
-    last 10% of training episodes for each of 3 seeds: every seed swings up and holds."""
+    last 10% of training episodes for each of 3 seeds: every seed swings up and holds (6 seeds
+    measured at 3e5 steps, 2026-11-27: -150 to -176)."""
     config = Config(
-        algo="bpo", env="gymnax/Pendulum-v1", total_steps=500_000, num_envs=16, num_steps=64,
+        algo="bpo", env="gymnax/Pendulum-v1", total_steps=300_000, num_envs=16, num_steps=64,
         num_epochs=10, num_minibatches=8, reward_scale=0.1, gamma=0.95, lr=1e-3, bpo_lambda=0.001,
     )
     final = tail_returns(runner.run(config, num_seeds=3).metrics)

@@ -1,9 +1,12 @@
-"""Action mapping to environment bounds."""
+"""Initial parameters (orthogonal kernels with the reference's gains) and the action mapping
+to environment bounds."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bpo_jax import Config
 from bpo_jax.envs import Box, Discrete
-from bpo_jax.networks import action_to_env
+from bpo_jax.networks import action_to_env, init_params, make_network, orthogonal_kernels
 
 BOX = Box(low=jnp.array([-1.0, 0.0]), high=jnp.array([1.0, 4.0]), shape=(2,))
 
@@ -24,3 +27,64 @@ def test_tanh_maps_onto_the_box_smoothly():
 def test_discrete_actions_pass_through():
     a = jnp.array([0, 1, 2])
     np.testing.assert_array_equal(action_to_env(Discrete(3), a, "tanh"), a)
+
+
+def _gram(w):
+    """W^T W for a tall kernel, W W^T for a wide one (the identity times gain^2 if orthogonal)."""
+    w = np.asarray(w, np.float64)
+    return w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+
+
+def test_init_params_gives_each_kernel_its_gain_times_an_orthogonal_matrix():
+    config = Config(algo="bpo", hidden_sizes=(64, 32), median_hidden_sizes=(16,), init_std=0.7)
+    network = make_network(config, Box(low=-jnp.ones(3), high=jnp.ones(3), shape=(3,)))
+    params = init_params(network, jax.random.key(3), jnp.zeros((2, 5)))["params"]
+    gains = {  # path -> (shape, gain): sqrt 2 in the trunks, 0.01 policy head, 1 value and median heads
+        ("actor", "MLP_0", "Dense_0"): ((5, 64), np.sqrt(2)), ("actor", "MLP_0", "Dense_1"): ((64, 32), np.sqrt(2)),
+        ("actor", "Dense_0"): ((32, 3), 0.01),
+        ("critic", "MLP_0", "Dense_0"): ((5, 64), np.sqrt(2)), ("critic", "MLP_0", "Dense_1"): ((64, 32), np.sqrt(2)),
+        ("critic", "Dense_0"): ((32, 1), 1.0),
+        ("critic", "median_trunk", "Dense_0"): ((32, 16), np.sqrt(2)), ("critic", "Dense_1"): ((16, 1), 1.0),
+    }
+    kernels = {tuple(k.key for k in path[:-1]): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+               if path[-1].key == "kernel"}
+    assert set(kernels) == set(gains)
+    for path, (shape, gain) in gains.items():
+        w = kernels[path]
+        assert w.shape == shape, path
+        np.testing.assert_allclose(_gram(w), gain**2 * np.eye(min(shape)), atol=1e-5 * gain**2, err_msg=str(path))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if path[-1].key == "bias":
+            np.testing.assert_array_equal(leaf, 0.0)
+    std = network.apply({"params": params}, jnp.zeros((1, 5)), method="policy").std
+    np.testing.assert_allclose(std, 0.7, rtol=1e-5)
+
+
+def test_init_params_is_deterministic_per_key():
+    network = make_network(Config(), Discrete(2))
+    obs = jnp.zeros((1, 4))
+    a, b, c = (init_params(network, jax.random.key(k), obs) for k in (0, 0, 1))
+    for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(c)):
+        np.testing.assert_array_equal(x, y)
+        if x.ndim == 2:
+            assert not np.allclose(x, z)
+
+
+def test_orthogonal_kernels_are_haar_and_independent():
+    """Closed-form moments of a Haar-random orthogonal matrix (every column uniform on the sphere
+    S^{m-1}): E[q^2] = 1/m, E[q^4] = 3/(m(m+2)), and two entries of one row in different columns
+    E[q_11^2 q_12^2] = 1/(m(m+2)) (1/m^2 if they were independent).  Kernels of one group (same
+    long side m = 5, padded to a common width) must be independent of each other."""
+    m = 5
+    shapes = [(5, 3), (2, 5), (5, 5), (5, 5)]
+    ws = jax.jit(jax.vmap(lambda k: orthogonal_kernels(k, shapes)))(jax.random.split(jax.random.key(0), 20_000))
+    for w, shape in zip(ws, shapes):
+        w = np.asarray(w, np.float64)
+        assert w.shape == (20_000,) + shape
+        cols = w if shape[0] >= shape[1] else np.swapaxes(w, 1, 2)  # [K, m, n]: orthonormal columns
+        np.testing.assert_allclose(np.mean(cols**2), 1 / m, rtol=0.02)
+        np.testing.assert_allclose(np.mean(cols**4), 3 / (m * (m + 2)), rtol=0.05)
+        np.testing.assert_allclose(np.mean(cols[:, 0, 0] ** 2 * cols[:, 0, 1] ** 2), 1 / (m * (m + 2)), rtol=0.1)
+    a, b = np.asarray(ws[2], np.float64), np.asarray(ws[3], np.float64)
+    np.testing.assert_allclose(np.mean(a[:, 0, 0] ** 2 * b[:, 0, 0] ** 2), 1 / m**2, rtol=0.1)
+    np.testing.assert_allclose(np.corrcoef(a[:, 0, 0], b[:, 0, 0])[0, 1], 0.0, atol=0.03)
