@@ -35,6 +35,7 @@ def pytest_unconfigure(config):
         shutil.rmtree(_CREATED, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks into the node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None and not getattr(item.module, "SPLIT_ACROSS_WORKERS", False):
