@@ -310,10 +310,15 @@ class MjxEnv(FunctionalEnv):
 
     def initial(self, qpos: jax.Array, qvel: jax.Array):
         """Gymnasium's state after ``mj_resetData`` + ``set_state(qpos, qvel)``: qpos [nq], qvel [nv]
-        -> (MjxState, obs [O]).  Needs kinematics only (ctrl, forces and cfrc_ext are zero)."""
+        -> (MjxState, obs [O])."""
+        return self.initial_from(self.set_state(qpos, qvel))
+
+    def set_state(self, qpos: jax.Array, qvel: jax.Array, model=None):
+        """``mjx.Data`` after ``mj_resetData`` + ``set_state(qpos, qvel)``, with the kinematics this
+        task observes (ctrl, forces and cfrc_ext are zero).  ``model``: as in :meth:`simulate`."""
         from mujoco import mjx
 
-        m = self.mjx_model
+        m = self.mjx_model if model is None else model
         qpos = jnp.asarray(qpos, jnp.float32)
         d = mjx.make_data(m).replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
         if self._cfg.family in ("Ant", "Humanoid"):
@@ -322,7 +327,10 @@ class MjxEnv(FunctionalEnv):
             d = mjx.com_vel(m, mjx.com_pos(m, d))
         # mjx.kinematics normalizes free-joint quaternions in qpos; MuJoCo leaves qpos as set (a
         # reset's noisy quaternion is in the first observation) and normalizes when integrating.
-        d = d.replace(qpos=qpos)
+        return d.replace(qpos=qpos)
+
+    def initial_from(self, d):
+        """(MjxState, obs [O]) of the episode starting at ``d`` from :meth:`set_state`."""
         inner = MjxState(qpos=d.qpos, qvel=d.qvel, qacc_warmstart=jnp.zeros(self.nv, jnp.float32),
                          xy=self._position(d), steps=jnp.zeros((), jnp.int32))
         return inner, self._observe(d)

@@ -34,13 +34,14 @@ Tolerances, elementwise ``|mjx - gymnasium| <= atol + rtol * |gymnasium|``:
 
 Termination must agree exactly, except within 1e-3 of a healthy-range bound.
 
-Cost.  Compiling an MJX step dominates (15-40 s per model on two CPU cores, Humanoid ~80 s), so each
-family compiles ONE program: a ``lax.map`` (compiles ~2x faster than ``vmap``) over a fixed chunk of
-states, of one physics call shared by all variants of the family (v4 and v5 use the same XML except
-Walker2d, whose models differ only in a friction and run the same executable), compiled with LLVM's
-expensive passes off.  Every transition of a family goes through it in a few calls and the open-loop
-test reuses it.  Ant and Humanoid parity are marked ``slow`` (~40 s and ~85 s on the shared 2-core
-machine); the rest of the file takes ~140 s there.
+Cost.  Compiling an MJX step dominates (10-30 s per model on two CPU cores, Humanoid ~40 s), so each
+family compiles ONE step program: a ``lax.map`` (compiles ~2x faster than ``vmap``) over a fixed chunk
+of states, in which the physics call and the start state's kinematics run once for all variants of the
+family (v4 and v5 use the same XML except Walker2d, whose models differ only in a friction and run the
+same executable), compiled with LLVM's expensive passes and XLA's MLIR fusion emitters off.  Every
+transition of a family goes through it in a few calls and the open-loop test reuses it.  Ant and
+Humanoid parity are marked ``slow`` (~20 s and ~45 s alone on the 2-core machine); the whole file
+takes ~150 s there on one worker.
 """
 from __future__ import annotations
 
@@ -59,12 +60,15 @@ import jax.numpy as jnp  # noqa: E402
 
 from bpo_jax import envs  # noqa: E402
 from bpo_jax.envs import mjx as M  # noqa: E402
+from tests.compiling import compile_fast  # noqa: E402
 
 CHUNK = 64  # states per compiled call: one fixed shape, so one executable per family
 STEPS = 100  # steps per start state in the one-step parity rollouts
 OPEN_LOOP_STEPS = 10
 OPEN_LOOP_STARTS = 16  # seeded resets rolled out open loop, side by side
-FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True}
+# Compiles the step programs ~25% faster; they run for seconds, so LLVM keeps its optimisation level
+# (tests/compiling.py lowers it too, for programs that run for milliseconds).
+FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True, "xla_cpu_use_fusion_emitters": False}
 
 # family -> (rtol, atol) for one-step parity of the state, reward and info terms
 TOL = {f: (1e-3, 1e-3) for f in ("Swimmer", "HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")}
@@ -192,15 +196,18 @@ class Harness:
         post = any(e.uses_cfrc_ext() for e in self.envs)
 
         def one(model, inner, action):
+            # The physics and the kinematics of the start state run once, for all variants.
             data = base.simulate(inner, action, model=model, post_constraint=post)
-            return [(e.initial(inner.qpos, inner.qvel)[1], e.outcome(inner, action, data)) for e in self.envs]
+            start = base.set_state(inner.qpos, inner.qvel, model=model)
+            return [(e.initial_from(start)[1], e.outcome(inner, action, data)) for e in self.envs]
 
         def chunk(model, inner, actions):
             return jax.lax.map(lambda x: one(model, *x), (inner, actions))
 
-        state = jax.jit(base.reset_to)(jnp.tile(base.init_qpos, (CHUNK, 1)), jnp.zeros((CHUNK, base.nv)))
-        actions = jnp.zeros((CHUNK, base.nu))
-        self._reset = jax.jit(base.reset_to).lower(state.inner.qpos, state.inner.qvel).compile(FAST_COMPILE)
+        states = jax.ShapeDtypeStruct((CHUNK, base.nq), jnp.float32), jax.ShapeDtypeStruct((CHUNK, base.nv), jnp.float32)
+        state = jax.eval_shape(base.reset_to, *states)
+        actions = jax.ShapeDtypeStruct((CHUNK, base.nu), jnp.float32)
+        self._reset = jax.jit(base.reset_to).lower(*states).compile(FAST_COMPILE)
         self._step = jax.jit(chunk).lower(base.mjx_model, state.inner, actions).compile(FAST_COMPILE)
 
     def reset(self, qpos, qvel):
@@ -565,7 +572,7 @@ def test_time_limit_auto_reset_and_reset_to():
 
     start = env.reset_to(env.init_qpos, jnp.zeros(env.nv), key=jax.random.key(3))
     assert start.obs.shape == (2,) + env.obs_spec.shape and np.all(np.asarray(start.inner.steps) == 0)
-    traj = jax.device_get(jax.jit(rollout).lower(start, actions).compile(FAST_COMPILE)(start, actions))
+    traj = jax.device_get(compile_fast(rollout, start, actions)(start, actions))
     np.testing.assert_array_equal(traj.truncated, [[False] * 2, [False] * 2, [True] * 2, [False] * 2])
     assert not traj.terminated.any()
     np.testing.assert_array_equal(traj.done_length[2], [3, 3])
