@@ -141,6 +141,7 @@ def summary(result: RunResult) -> dict:
         "env_steps_all_seeds": result.total_env_steps,
         "num_updates": int(len(result.env_steps)),
         "compile_seconds": round(result.compile_seconds, 3),
+        "cached_programs": result.cached_programs,
         "train_seconds": round(result.train_seconds, 3),
         "io_seconds": round(result.io_seconds, 3),
         "steps_per_second": round(result.total_env_steps / result.train_seconds, 1),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bpo_jax import envs
+from tests.compiling import compile_fast
 
 pytest.importorskip("brax")
 pytest.importorskip("mujoco_playground")
@@ -36,7 +37,8 @@ def _rollout(env, actions, key=0):
         state = env.reset(key)
         return state, jax.lax.scan(body, state, acts)[1]
 
-    return jax.device_get(jax.jit(run)(jax.random.key(key), actions))
+    key = jax.random.key(key)
+    return jax.device_get(compile_fast(run, key, actions)(key, actions))
 
 
 def _random_actions(env, steps, key=1):

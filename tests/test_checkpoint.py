@@ -21,7 +21,7 @@ from tests import probes
 # normalisers on, so their running statistics must survive the kill too.
 TINY = ["--algo", "ppo", "--seeds", "2", "--total-steps", "2048", "--num-envs", "4", "--num-steps", "16",
         "--num-minibatches", "2", "--hidden-sizes", "16", "--chunk-updates", "2", "--normalize-obs",
-        "--normalize-rewards", "--quiet"]
+        "--normalize-rewards", "--quiet", "--fast-compile"]
 
 
 def cli_proc(*args, env, wait=True):
@@ -86,7 +86,7 @@ def test_killed_run_resumes_to_the_same_result(finished_run, cache_env, tmp_path
     assert saved and checkpoint._step_of(saved[-1]) < 32  # killed mid-run
     assert "--resume" in (out / "INCOMPLETE").read_text()
 
-    resumed = cli_proc("train", "--resume", str(out), "--quiet", env=cache_env)
+    resumed = cli_proc("train", "--resume", str(out), "--quiet", "--fast-compile", env=cache_env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at update" in resumed.stderr
     assert not (out / "INCOMPLETE").exists() and (out / "summary.json").is_file()
@@ -123,7 +123,7 @@ def test_nan_stop_keeps_the_last_good_checkpoint_and_nothing_recompiles(tmp_path
         out = tmp_path / "nan"
         code = cli.main(["train", "--env", "probe/NaNReward", "--algo", "bpo", "--seeds", "1", "--num-envs", "2",
                          "--num-steps", "10", "--num-epochs", "1", "--num-minibatches", "1", "--hidden-sizes", "8",
-                         "--total-steps", "800", "--chunk-updates", "5", "--quiet", "--no-compile-cache",
+                         "--total-steps", "800", "--chunk-updates", "5", "--quiet", "--no-compile-cache", "--fast-compile",
                          "--out", str(out)])
     finally:
         jax.monitoring.unregister_event_duration_listener(on_event)

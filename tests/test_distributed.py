@@ -17,7 +17,7 @@ TINY = dict(env="gymnax/CartPole-v1", algo="bpo", num_envs=8, num_steps=8, num_e
 TINY_FLAGS = ["--env", "gymnax/CartPole-v1", "--algo", "bpo", "--num-envs", "8", "--num-steps", "8",
               "--num-epochs", "1", "--num-minibatches", "2", "--hidden-sizes", "16", "--total-steps", "128",
               "--normalize-obs", "--normalize-rewards", "--seed", "5", "--seeds", "1", "--chunk-updates", "2",
-              "--quiet", "--no-tensorboard", "--no-compile-cache"]
+              "--quiet", "--no-tensorboard", "--no-compile-cache", "--fast-compile"]
 TOL = dict(rtol=1e-5, atol=1e-6)
 
 
@@ -40,8 +40,8 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
         import jax, numpy as np
         from bpo_jax import Config, runner
         cfg = Config(**{TINY!r})
-        r4 = runner.run(cfg, num_seeds=2, reports=1)
-        r1 = runner.run(cfg, num_seeds=2, reports=1, devices=jax.devices()[:1])
+        r4 = runner.run(cfg, num_seeds=2, reports=1, compiler_options=runner.FAST_COMPILE)
+        r1 = runner.run(cfg, num_seeds=2, reports=1, devices=jax.devices()[:1], compiler_options=runner.FAST_COMPILE)
         assert len(r4.state.env_state.obs.sharding.device_set) == 4
         for leaf in jax.tree.leaves(r4.state.env_state.replace(reset_pool=None)):
             shape = leaf.sharding.shard_shape(leaf.shape)
@@ -53,7 +53,7 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
         for k in r1.metrics:
             np.testing.assert_allclose(r4.metrics[k], r1.metrics[k], rtol={TOL['rtol']}, atol={TOL['atol']}, err_msg=k)
         try:
-            runner.run(cfg.replace(num_envs=6, total_steps=96), reports=1)
+            runner.run(cfg.replace(num_envs=6, total_steps=96), reports=1, compiler_options=runner.FAST_COMPILE)
         except Exception as e:
             print("ERR", type(e).__name__, e)
         print("OK")
@@ -89,7 +89,7 @@ def test_two_processes_train_together_like_one(tmp_path):
     _, ckpt = checkpoint.locate(str(out))
     template = runner.state_template(checkpoint.read_config(ckpt), 1)
     state, metrics, _, _ = checkpoint.restore(ckpt, template)
-    ref = runner.run(Config(**TINY), num_seeds=1, reports=1)  # this process: one CPU device
+    ref = runner.run(Config(**TINY), num_seeds=1, reports=1, compiler_options=runner.FAST_COMPILE)  # one CPU device
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.state.params)):
         np.testing.assert_allclose(a, b, **TOL)
     for k in ref.metrics:

@@ -7,6 +7,7 @@ import pytest
 from bpo_jax import normalization as norm
 from bpo_jax.config import Config
 from bpo_jax.train import make_trainer
+from tests.compiling import compile_fast
 
 
 def test_batch_stats_match_numpy():
@@ -83,9 +84,10 @@ def normalized_run():
                     num_epochs=1, num_minibatches=2, hidden_sizes=(8,),
                     normalize_obs=True, normalize_rewards=True)
     trainer = make_trainer(config)
-    state = jax.jit(trainer.init)(jax.random.key(0), config.hparams())
+    key, hp = jax.random.key(0), config.hparams()
+    state = compile_fast(trainer.init, key, hp)(key, hp)
     first_obs = state.env_state.obs
-    after, metrics = jax.jit(trainer.train)(jax.random.key(0))
+    after, metrics = compile_fast(trainer.train, key)(key)
     return config, first_obs, after, metrics
 
 

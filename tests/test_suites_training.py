@@ -9,6 +9,7 @@ import pytest
 
 from bpo_jax import Config, make_trainer, runner
 from bpo_jax.reporting import tail_returns
+from tests.compiling import compile_fast
 
 SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own programs (see conftest.py)
 
@@ -28,10 +29,11 @@ def test_smoke_training_updates_parameters(env_id, algo):
     config = Config(env=env_id, algo=algo, **SMOKE)
     trainer = make_trainer(config)
     hp = config.hparams()
-    init = jax.jit(trainer.init)(jax.random.key(0), hp)
+    key = jax.random.key(0)
+    init = compile_fast(trainer.init, key, hp)(key, hp)
     before = jax.tree.map(np.asarray, init.params)
     # The updates continue from ``init`` (not ``trainer.train``, which would compile the reset again).
-    state, metrics = jax.jit(trainer.update_chunk, static_argnums=2)(init, hp, config.num_updates)
+    state, metrics = compile_fast(trainer.update_chunk, init, hp, config.num_updates, static_argnums=2)(init, hp)
     assert metrics["loss"].shape == (config.num_updates,)
     for name in ("loss", "policy_loss", "value_loss", "grad_norm"):
         assert np.all(np.isfinite(metrics[name])), (name, metrics[name])
@@ -48,9 +50,12 @@ def test_bpo_learns_mjx_cartpole_balance():
     a random policy scores about 250-350 per episode; one that keeps the pole upright and the
     cart centred scores close to 1000.  BPO with running observation normalisation, 2 seeds as
     one vmapped program, 4e5 steps: every seed's first episodes are below 500 and its episodes
-    in the last 10% of updates average above 800."""
+    in the last 10% of updates average above 800.  Episodes restart from a cached pool of 256
+    initial states (8 per env): a fresh reset would compile MJX's forward pass into the step
+    program a second time (the fresh-reset path is tested in test_brax_playground.py)."""
     config = Config(env="playground/CartpoleBalance", algo="bpo", num_envs=32, num_steps=32, num_epochs=4,
-                    num_minibatches=4, total_steps=400_000, hidden_sizes=(64, 64), lr=1e-3, normalize_obs=True)
+                    num_minibatches=4, total_steps=400_000, hidden_sizes=(64, 64), lr=1e-3, normalize_obs=True,
+                    reset_pool=256)
     result = runner.run(config, num_seeds=2)
     returns, episodes = result.metrics["episode_return_mean"], result.metrics["episodes"]
     first = np.array([r[e > 0][0] for r, e in zip(returns, episodes)])

@@ -8,6 +8,7 @@ import pytest
 from bpo_jax import Config, HParams, make_train, make_trainer
 from bpo_jax import runner
 from tests import probes
+from tests.compiling import compile_fast
 
 probes.register()
 
@@ -40,13 +41,24 @@ def test_metrics_are_one_row_per_update(tiny_vmapped):
         assert v.shape == (2, TINY.num_updates), name
 
 
+def test_fast_compile_computes_the_same_run(tiny_vmapped):
+    """``--fast-compile`` (runner.FAST_COMPILE) changes how XLA compiles, not what: the same
+    run up to float rounding."""
+    keys = runner.seed_keys(4, 2)
+    (s1, m1), (s2, m2) = tiny_vmapped(keys), compile_fast(jax.vmap(make_train(TINY)), keys)(keys)
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m1["policy_loss"], m2["policy_loss"], rtol=1e-3, atol=1e-6)
+
+
 def test_vmap_over_configurations_matches_separate_runs():
     """A batch of HParams (different lr and eps) is one program whose rows equal the separate runs."""
     cfgs = [TINY.replace(lr=1e-4, eps=0.1), TINY.replace(lr=3e-3, eps=0.3, bpo_lambda=0.01)]
     key = jax.random.key(1)
     train = make_train(TINY)
-    states, _ = jax.jit(jax.vmap(train, in_axes=(None, 0)))(key, HParams.stack([c.hparams() for c in cfgs]))
-    single = jax.jit(train)
+    stacked = HParams.stack([c.hparams() for c in cfgs])
+    states, _ = compile_fast(jax.vmap(train, in_axes=(None, 0)), key, stacked)(key, stacked)
+    single = compile_fast(train, key, cfgs[0].hparams())
     for i, cfg in enumerate(cfgs):
         s, _ = single(key, cfg.hparams())
         for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(states.params)):
@@ -71,7 +83,7 @@ def test_nan_is_detected_and_named():
                  num_minibatches=1, hidden_sizes=(8,), total_steps=2 * 10 * 40)
     # NaN from the 301st step of each env, i.e. in update 31 (10 steps per update).
     with pytest.raises(runner.NonFiniteError, match=r"update 31 \(seed index 0\)"):
-        runner.run(cfg, num_seeds=1, reports=40)
+        runner.run(cfg, num_seeds=1, reports=40, compiler_options=runner.FAST_COMPILE)
 
 
 def test_runner_chunks_give_the_whole_run(tiny_vmapped):
