@@ -19,8 +19,10 @@ Options (``make`` keyword arguments):
   as ``{'state', 'privileged_state'}``; the policy sees ``obs[obs_key]`` (the asymmetric
   critic input ``privileged_state`` is not exposed).  Array observations ignore it.
 * ``impl`` (default ``'jax'``): MJX implementation.  Playground's configs default to
-  ``'warp'`` (needs the ``mujoco_warp`` package and an NVIDIA GPU); its own training
-  scripts override it with ``--impl jax`` by default, as we do.
+  ``'warp'`` (MuJoCo Warp); its own training scripts override it with ``--impl jax`` by
+  default, as we do.  ``impl='warp'`` is passed through, but on a CPU (warp-lang 1.19) a task
+  builds and then fails in this adapter's step (``UnexpectedTracerError``, or ``IndexError`` with
+  a reset pool), although playground's own env steps: not supported here yet.
 * ``menagerie_path``: see below.
 * anything else is a config override; nested fields use dots, e.g.
   ``make("playground/Go1JoystickFlatTerrain", **{"reward_config.scales.pose": 0.0})``.
