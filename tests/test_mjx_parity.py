@@ -58,7 +58,7 @@ gym = pytest.importorskip("gymnasium")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from bpo_jax import envs  # noqa: E402
+from bpo_jax import envs, runner  # noqa: E402
 from bpo_jax.envs import mjx as M  # noqa: E402
 from tests.compiling import compile_fast  # noqa: E402
 
@@ -66,9 +66,9 @@ CHUNK = 64  # states per compiled call: one fixed shape, so one executable per f
 STEPS = 100  # steps per start state in the one-step parity rollouts
 OPEN_LOOP_STEPS = 10
 OPEN_LOOP_STARTS = 16  # seeded resets rolled out open loop, side by side
-# Compiles the step programs ~25% faster; they run for seconds, so LLVM keeps its optimisation level
-# (tests/compiling.py lowers it too, for programs that run for milliseconds).
-FAST_COMPILE = {"xla_llvm_disable_expensive_passes": True, "xla_cpu_use_fusion_emitters": False}
+# runner.FAST_COMPILE but for LLVM's optimisation level: these step programs run for seconds, so
+# only the options that cost little run time are taken (~25% faster compiles).
+FAST_COMPILE = {k: v for k, v in runner.FAST_COMPILE.items() if k != "xla_backend_optimization_level"}
 
 # family -> (rtol, atol) for one-step parity of the state, reward and info terms
 TOL = {f: (1e-3, 1e-3) for f in ("Swimmer", "HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")}
