@@ -22,6 +22,7 @@ a suite's quirks:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
@@ -150,11 +151,10 @@ class FunctionalEnv:
         # ``_reset_one`` would put a second copy of the reset (for some tasks hundreds of
         # physics steps) into every program that resets.
         inner, obs = jax.vmap(self._reset_one)(reset_keys)
-        first = lambda x: x[: self.num_envs]
-        state = self.state_from(jax.tree.map(first, inner), first(obs), first(step_keys))
+        first, rest = slice(None, self.num_envs), slice(self.num_envs, None)
+        state = self.state_from(tree_take(inner, first), obs[first], step_keys[first])
         if self.reset_pool_size:
-            rest = lambda x: x[self.num_envs:]
-            state = state.replace(reset_pool=(jax.tree.map(rest, inner), rest(obs)))
+            state = state.replace(reset_pool=(tree_take(inner, rest), obs[rest]))
         return state
 
     def state_from(self, inner: Any, obs: jax.Array, keys: jax.Array) -> EnvState:
@@ -179,9 +179,9 @@ class FunctionalEnv:
         """(inner, obs) to restart from: fresh, or drawn from the cached pool."""
         if pool is None:
             return self._reset_one(key)
-        size = jax.tree.leaves(pool)[0].shape[0]
-        index = jax.random.randint(key, (), 0, size)
-        return jax.tree.map(lambda x: x[index], pool)
+        inner, obs = pool
+        index = jax.random.randint(key, (), 0, obs.shape[0])
+        return tree_take(inner, index), obs[index]
 
     def _step_and_autoreset(self, state: EnvState, action: jax.Array, pool: Any = None) -> EnvState:
         """One environment (no batch axis): step, record statistics, reset if done."""
@@ -196,9 +196,8 @@ class FunctionalEnv:
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
         reset_inner, reset_obs = self._initial_state(reset_key, pool)
-        pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(done, x, y), a, b)
         return EnvState(
-            obs=pick(reset_obs, obs),
+            obs=jnp.where(done, reset_obs, obs),
             reward=reward,
             terminated=terminated,
             truncated=truncated,
@@ -207,7 +206,7 @@ class FunctionalEnv:
             episode_length=jnp.where(done, 0, episode_length),
             done_return=jnp.where(done, episode_return, 0.0),
             done_length=jnp.where(done, episode_length, 0),
-            inner=pick(reset_inner, inner),
+            inner=tree_where(done, reset_inner, inner),
             key=key,
         )
 
@@ -216,3 +215,33 @@ def _split_each(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
     """[B] keys -> two independent [B] key batches."""
     pairs = jax.vmap(jax.random.split)(keys)
     return pairs[:, 0], pairs[:, 1]
+
+
+# MuJoCo Warp keeps some of a batch's simulator state shared by all worlds (contact and
+# constraint buffers sized for the whole batch, their counters) with no per-env axis; only
+# MJX's own ``Data.where`` and ``Data[index]`` know which fields those are.  Every other
+# leaf, and MJX's JAX implementation, is per-env and treated leaf by leaf.
+
+
+def _sim_data_type() -> type | tuple:
+    """mujoco.mjx.Data if some suite has imported MJX, else () (matches nothing)."""
+    mjx = sys.modules.get("mujoco.mjx")
+    return getattr(mjx, "Data", ()) if mjx is not None else ()
+
+
+def tree_where(cond: jax.Array, new: Any, old: Any) -> Any:
+    """Per leaf ``where(cond, new, old)``: one environment's reset-or-keep choice (cond is
+    a scalar inside the env vmap).  World-shared MJX buffers keep ``old``."""
+    data = _sim_data_type()
+
+    def one(x, y):
+        return y.where(cond, x) if isinstance(x, data) else jnp.where(cond, x, y)
+
+    return jax.tree.map(one, new, old, is_leaf=lambda x: isinstance(x, data))
+
+
+def tree_take(tree: Any, index: Any) -> Any:
+    """``x[index]`` along every leaf's leading (environment or pool) axis; world-shared MJX
+    buffers are left whole."""
+    data = _sim_data_type()
+    return jax.tree.map(lambda x: x[index], tree, is_leaf=lambda x: isinstance(x, data))

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from bpo_jax.envs.base import Box, FunctionalEnv, ObsSpec
+from bpo_jax.envs.base import Box, FunctionalEnv, ObsSpec, tree_where
 from bpo_jax.envs.registry import require
 
 # The pipelines of brax.envs.base.PipelineEnv in brax 0.14.2 (it keeps them in a local
@@ -205,7 +205,7 @@ class BraxApiEnv(FunctionalEnv):
             state, reward, done = carry
             nxt = self._step_sim(state, action)
             # Freeze at the first terminal sub-step: the episode ends there.
-            state = jax.tree.map(lambda old, new: jnp.where(done, old, new), state, nxt)
+            state = tree_where(done, state, nxt)
             reward = reward + jnp.where(done, 0.0, nxt.reward)
             return (state, reward, done | (nxt.done > 0)), None
 

@@ -18,11 +18,15 @@ Options (``make`` keyword arguments):
 * ``obs_key`` (default ``'state'``): locomotion and manipulation tasks observe a dict such
   as ``{'state', 'privileged_state'}``; the policy sees ``obs[obs_key]`` (the asymmetric
   critic input ``privileged_state`` is not exposed).  Array observations ignore it.
-* ``impl`` (default ``'jax'``): MJX implementation.  Playground's configs default to
-  ``'warp'`` (MuJoCo Warp); its own training scripts override it with ``--impl jax`` by
-  default, as we do.  ``impl='warp'`` is passed through, but on a CPU (warp-lang 1.19) a task
-  builds and then fails in this adapter's step (``UnexpectedTracerError``, or ``IndexError`` with
-  a reset pool), although playground's own env steps: not supported here yet.
+* ``impl`` (default ``'jax'``): MJX implementation, ``'jax'`` or ``'warp'`` (MuJoCo Warp).
+  Playground's configs default to ``'warp'``; its own training scripts override it with
+  ``--impl jax`` by default, as we do.  Warp keeps contact and constraint buffers shared by
+  all worlds of a batch (no per-env axis); the base class's auto-reset leaves them whole
+  (:func:`bpo_jax.envs.base.tree_where`), so Warp runs with fresh and cached resets alike
+  (tested on one device; splitting a Warp batch over devices is not).  warp-lang also has a CPU backend, which is correct but slow (see
+  ``benchmarks/RESULTS.md``); Warp is built for NVIDIA GPUs.  With few solver iterations
+  (e.g. CartpoleBalance's 1) Warp prints ``solver iterations limit reached`` on stdout where
+  the JAX implementation stays silent about the same cut-off.
 * ``menagerie_path``: see below.
 * anything else is a config override; nested fields use dots, e.g.
   ``make("playground/Go1JoystickFlatTerrain", **{"reward_config.scales.pose": 0.0})``.

@@ -144,11 +144,15 @@ def test_brax_bad_backend_and_options():
 
 
 @pytest.mark.slow
-def test_playground_cartpole_rollout():
-    env = envs.make("playground/CartpoleBalance", num_envs=2, episode_length=3)
+@pytest.mark.xdist_group("warp")  # with the other Warp test: a cold warp-lang kernel cache costs ~50 s once
+def test_playground_cartpole_rollout_jax_and_warp():
+    def run(impl, pool=0):
+        env = envs.make("playground/CartpoleBalance", num_envs=2, episode_length=3, reset_pool=pool, impl=impl)
+        return env, _rollout(env, _random_actions(env, 7))
+
+    env, (state, traj) = run("jax")
     assert env.obs_spec.shape == (5,) and env.action_space.shape == (1,)
     assert env.episode_limit == 3 and env.action_repeat == 1
-    state, traj = _rollout(env, _random_actions(env, 7))
     assert state.obs.shape == (2, 5) and traj.obs.dtype == np.float32
     assert np.isfinite(traj.reward).all() and ((traj.reward >= 0) & (traj.reward <= 1)).all()
     # Balance never terminates (done only on NaN), so every episode is cut at 3 steps.
@@ -158,11 +162,24 @@ def test_playground_cartpole_rollout():
     assert not np.allclose(traj.final_obs[2], traj.obs[2])
     np.testing.assert_allclose(traj.done_return[2], traj.reward[:3].sum(0), rtol=1e-5)
 
+    # MuJoCo Warp (warp-lang's CPU backend here) keeps contact and constraint buffers shared by
+    # all worlds, without a per-env axis; auto-reset must leave them whole.  From the same keys
+    # and actions Warp and JAX agree, across both auto-resets.
+    _, (_, warp) = run("warp")
+    np.testing.assert_array_equal(warp.truncated, traj.truncated)
+    for field in ("obs", "final_obs", "reward", "done_return"):
+        np.testing.assert_allclose(getattr(warp, field), getattr(traj, field), atol=2e-4, err_msg=field)
+    # The reset pool: episodes restart from one of the pooled initial states.
+    _, (start, pooled) = run("warp", pool=3)
+    restarts = pooled.obs[pooled.truncated]
+    assert np.isfinite(pooled.obs).all() and len(restarts) == 4
+    assert np.abs(restarts[:, None] - start.reset_pool[1][None]).max(-1).min(-1).max() < 1e-6
+
 
 def test_playground_defaults_and_bad_options():
     env = envs.make("playground/CartpoleBalance", num_envs=1)
     assert env.episode_limit == 1000 and env.action_repeat == 1
-    assert env.unwrapped._config.impl == "jax"  # playground's configs say warp (GPU only)
+    assert env.unwrapped._config.impl == "jax"  # playground's configs say warp
     with pytest.raises(ValueError, match=r"has no option\(s\) bogus; valid: .*sim_dt") as err:
         envs.make("playground/CartpoleBalance", bogus=1)
     assert "\n" not in str(err.value)
