@@ -55,6 +55,23 @@ What cannot be matched:
   ``use_contact_forces=True`` (v4 Ant) are supported: MJX computes ``cfrc_ext``
   (``mjx.rne_postconstraint``), and Gymnasium on MuJoCo 4.0 returns real (non-zero) contact forces.
 
+MuJoCo Warp (option ``impl='warp'``, default ``'jax'``): the same tasks with MJX's Warp backend
+(warp-lang, built for NVIDIA GPUs; it also has a slow CPU backend).  Warp follows MuJoCo's C engine
+itself, so :func:`mj_step` and :func:`mujoco_contact_frames` do not apply, and:
+
+* Hopper matches Gymnasium within the parity tolerances (``test_warp_one_step_parity_hopper``);
+* Ant does not step for step: Warp keeps MJX's plane-capsule contact frame (see above), and 25% of
+  one-step transitions from Gymnasium's states differ beyond 1e-3 (qpos by up to 1e-2), as
+  with MJX-JAX without the frame patch (28%, same worst error).  Same task, different friction pyramids;
+* MJX-Warp has no ``rne_postconstraint``, so nothing that reads ``cfrc_ext`` runs on it:
+  Humanoid-v4 (always in its observation), Ant-v4 ``use_contact_forces=True``, and Ant-v5 and
+  Humanoid-v5 unless ``include_cfrc_ext_in_observation=False, contact_cost_weight=0``; these fail
+  at construction with a one-line error;
+* Warp's contacts live in one pool for all worlds of a batch, ``naconmax`` contacts; by default
+  ``num_envs x WARP_SEEDS (10) x`` the candidate contacts MJX-JAX allocates per world, which
+  covers up to 10 seeds vmapped in one program (seeds are worlds too).  For more, pass
+  ``naconmax=``; Warp prints an overflow warning when the pool is too small.
+
 Cost: a step is ``frame_skip`` physics steps of 4 forward passes (RK4; HalfCheetah: Euler, 1), so
 MJX on CPU is slow (see the suite's throughput notes); compiling one step takes 15-80 s on two
 CPU cores.
@@ -133,7 +150,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 LS_ITERATIONS = 8  # MJX line-search cap, see load_model
 # Options of this suite, not of the Gymnasium constructor (TimeLimit wrapper and auto-reset).
-_SUITE_DEFAULTS = dict(max_episode_steps=1000, reset="fresh")
+_SUITE_DEFAULTS = dict(max_episode_steps=1000, reset="fresh", impl="jax", naconmax=0)
+WARP_SEEDS = 10  # worlds per env that impl='warp' sizes its contact buffer for by default (see MjxEnv)
 
 
 def _require() -> None:
@@ -237,7 +255,10 @@ class MjxEnv(FunctionalEnv):
 
         self.mj_model = load_model(name)
         m = self.mj_model
-        self.mjx_model = mjx.put_model(m)
+        self.impl = opts["impl"]
+        self.mjx_model = mjx.put_model(m, impl=self.impl)
+        if self.impl == "warp":
+            self._check_warp(name, num_envs)
         self.dt = float(m.opt.timestep) * self.frame_skip
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self.init_qpos = np.asarray(m.qpos0, np.float32)  # MjData(model).qpos: Gymnasium's init_qpos
@@ -255,6 +276,33 @@ class MjxEnv(FunctionalEnv):
                          Box(low=jnp.asarray(low), high=jnp.asarray(high), shape=(self.nu,)))
 
     # ------------------------------------------------------------------ physics
+
+    def _check_warp(self, name: str, num_envs: int) -> None:
+        """MuJoCo Warp's limits, as one-line errors; sizes its batch-wide buffers."""
+        from mujoco import mjx
+        from mujoco.mjx import warp as mjx_warp
+
+        if not mjx_warp.WARP_INSTALLED:
+            raise ValueError(f"mjx/{name}: impl='warp' needs warp-lang (pip install warp-lang) for MJX's Warp backend")
+        if self.uses_cfrc_ext():
+            what = "its observation always includes" if self._cfg.family == "Humanoid" and not self._cfg.v5 else "these options use"
+            raise ValueError(f"mjx/{name}: impl='warp' has no mj_rnePostConstraint, and {what} contact forces "
+                             "(cfrc_ext); use impl='jax', or on v5 include_cfrc_ext_in_observation=False and "
+                             "contact_cost_weight=0")
+        # MJX-JAX allocates every candidate contact of a world (and its constraint rows): an exact
+        # per-world bound.  Warp's contact buffer is one pool for all worlds of a batch, and seeds
+        # vmapped in one program are worlds too, hence the WARP_SEEDS headroom.
+        jax_data = mjx.make_data(self.mj_model)
+        per_world = jax_data._impl.contact.dist.shape[0]
+        self._naconmax = int(self.options["naconmax"]) or max(1, per_world * num_envs * WARP_SEEDS)
+        self._njmax = max(1, jax_data._impl.efc_J.shape[0])
+
+    def _make_data(self, m):
+        from mujoco import mjx
+
+        if self.impl == "warp":  # MJX builds Warp's Data from the host model only
+            return mjx.make_data(self.mj_model, impl="warp", naconmax=self._naconmax, njmax=self._njmax)
+        return mjx.make_data(m)
 
     def uses_cfrc_ext(self) -> bool:
         """Whether reward or observation read ``cfrc_ext`` (needs mj_rnePostConstraint)."""
@@ -277,10 +325,12 @@ class MjxEnv(FunctionalEnv):
         from mujoco import mjx
 
         m = self.mjx_model if model is None else model
-        d = mjx.make_data(m).replace(
+        d = self._make_data(m).replace(
             qpos=inner.qpos, qvel=inner.qvel, qacc_warmstart=inner.qacc_warmstart,
             ctrl=jnp.asarray(action, jnp.float32),
         )
+        if self.impl == "warp":  # MuJoCo Warp follows MuJoCo's C engine, none of the JAX fixes apply
+            return jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx.step(m, d), d)
         with mujoco_contact_frames():
             d = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mj_step(m, d), d)
         if self.uses_cfrc_ext() if post_constraint is None else post_constraint:
@@ -320,10 +370,12 @@ class MjxEnv(FunctionalEnv):
 
         m = self.mjx_model if model is None else model
         qpos = jnp.asarray(qpos, jnp.float32)
-        d = mjx.make_data(m).replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
-        if self._cfg.family in ("Ant", "Humanoid"):
+        d = self._make_data(m).replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
+        if self._cfg.family == "Humanoid" and self.impl == "warp":
+            d = mjx.forward(m, d)  # MJX-Warp has no com_vel alone; the observed terms are the same
+        elif self._cfg.family in ("Ant", "Humanoid"):
             d = mjx.kinematics(m, d)
-        if self._cfg.family == "Humanoid":
+        if self._cfg.family == "Humanoid" and self.impl != "warp":
             d = mjx.com_vel(m, mjx.com_pos(m, d))
         # mjx.kinematics normalizes free-joint quaternions in qpos; MuJoCo leaves qpos as set (a
         # reset's noisy quaternion is in the first observation) and normalizes when integrating.
@@ -646,6 +698,10 @@ def _check_options(name: str, o: dict) -> None:
     if o["reset"] != "fresh":
         raise ValueError(f"mjx/{name}: reset must be 'fresh' (got {o['reset']!r}); "
                          "cached resets: env.with_reset_pool(size)")
+    if o["impl"] not in ("jax", "warp"):
+        raise ValueError(f"mjx/{name}: impl must be 'jax' or 'warp' (MuJoCo Warp), got {o['impl']!r}")
+    if not isinstance(o["naconmax"], (int, np.integer)) or isinstance(o["naconmax"], bool) or o["naconmax"] < 0:
+        raise ValueError(f"mjx/{name}: naconmax must be an integer >= 0 (0: sized automatically), got {o['naconmax']}")
     if int(o["max_episode_steps"]) < 1:
         raise ValueError(f"mjx/{name}: max_episode_steps must be >= 1, got {o['max_episode_steps']}")
     if "frame_skip" in o and (int(o["frame_skip"]) != o["frame_skip"] or o["frame_skip"] < 1):

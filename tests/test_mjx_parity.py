@@ -515,6 +515,48 @@ def test_one_step_parity(family, harness, transitions):
     print("\n".join(report))
 
 
+@pytest.mark.xdist_group("warp")  # after the playground Warp test: warp-lang compiles its kernels once per process
+def test_warp_one_step_parity_hopper(transitions):
+    """``impl='warp'``: MuJoCo Warp (warp-lang's CPU backend here) against Gymnasium, on Hopper's
+    transitions, with the tolerances of the JAX implementation.  (Ant differs on Warp: it keeps
+    MJX's plane-capsule contact frame, which ``mujoco_contact_frames`` replaces for JAX; see the
+    suite's docs.)"""
+    qpos, qvel, actions = transitions("Hopper")
+    env = M.make("Hopper-v4", len(qpos), impl="warp")
+
+    def one(q, v, a):
+        inner, obs0 = env.initial(q, v)
+        return obs0, env.transition(inner, a)
+
+    args = tuple(jnp.asarray(x, jnp.float32) for x in (qpos, qvel, actions))
+    obs0, (inner, obs, reward, terminated, terms) = jax.device_get(compile_fast(jax.vmap(one), *args)(*args))
+    gym_out = _gym_reference(_gym_env("Hopper-v4"), qpos, qvel, actions)
+    gym_out["margin"] = _healthy_margin("Hopper-v4", {}, np.array(gym_out["qpos"]), np.array(gym_out["qvel"]))
+    rtol, atol = _tolerance("Hopper", env, obs.shape[1])
+    keep = ~_ill_conditioned("Hopper", _gym_env("Hopper-v4"), qpos, qvel, actions)
+    _assert_close("warp reset obs", obs0, np.array(gym_out["obs0"]), rtol, atol)
+    _compare("Hopper-v4[warp]", (obs, reward, terminated, terms), gym_out, rtol, atol, keep)
+    assert np.any(np.array(gym_out["terminated"]) & keep) and np.all(inner.steps == 1)
+
+
+def test_warp_options():
+    with pytest.raises(ValueError, match="impl must be 'jax' or 'warp'") as err:
+        envs.make("mjx/Hopper-v4", 1, impl="cuda")
+    with pytest.raises(ValueError, match=r"impl='warp' has no mj_rnePostConstraint.*always includes"):
+        envs.make("mjx/Humanoid-v4", 1, impl="warp")
+    with pytest.raises(ValueError, match=r"impl='warp' has no mj_rnePostConstraint.*these options use"):
+        envs.make("mjx/Ant-v5", 1, impl="warp")
+    with pytest.raises(ValueError, match="naconmax must be an integer >= 0"):
+        envs.make("mjx/Ant-v4", 1, impl="warp", naconmax="many")
+    assert "\n" not in str(err.value)
+    # The contact pool serves every world of a batch: envs x WARP_SEEDS x MJX's per-world candidates.
+    ant = envs.make("mjx/Ant-v4", 8, impl="warp")
+    per_world = jax.eval_shape(M.make("Ant-v4", 1).set_state, ant.init_qpos, np.zeros(ant.nv))._impl.contact.dist.shape[0]
+    assert per_world > 0 and ant._naconmax == 8 * M.WARP_SEEDS * per_world
+    assert envs.make("mjx/Ant-v4", 8, impl="warp", naconmax=500)._naconmax == 500
+    envs.make("mjx/Humanoid-v5", 1, impl="warp", include_cfrc_ext_in_observation=False, contact_cost_weight=0.0)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_open_loop(family, harness):
     """OPEN_LOOP_STEPS steps from OPEN_LOOP_STARTS seeded resets, each simulator carrying its own
