@@ -1,7 +1,8 @@
 """Raw environment steps/s against full BPO (and PPO) training steps/s on MJX and Brax tasks.
 
     python benchmarks/throughput_mujoco.py [--envs mjx/Ant-v4,mjx/Humanoid-v4,brax/ant]
-        [--num-envs 64,256] [--updates 4] [--algos bpo] [--reset-pool 0] [--out results/NAME.json]
+        [--num-envs 64,256] [--updates 4] [--algos bpo] [--reset-pool 0] [--impls jax,warp]
+        [--out results/NAME.json]
 
 For every (task, env count) pair, side by side in one process so machine noise hits every
 number alike:
@@ -13,6 +14,9 @@ number alike:
 * the ratio train / raw, which says how much the learner costs on top of the physics
   (target: >= 90% at large env counts, i.e. the learner is not the bottleneck).
 
+``--impls jax,warp`` repeats every measurement per MJX implementation (MuJoCo Warp against
+MJX's JAX one), for suites that take an ``impl`` option (playground).
+
 Compile time is reported apart from run time (the persistent compilation cache is off).
 Each program runs twice after compiling and the faster run counts.
 
@@ -23,6 +27,7 @@ at the largest env count.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -89,6 +94,8 @@ def main(argv=None) -> int:
     parser.add_argument("--updates", type=int, default=4, help="training updates per timed program")
     parser.add_argument("--algos", default="bpo", help="comma-separated: bpo,ppo")
     parser.add_argument("--reset-pool", type=int, default=0, help="auto-reset mode for both raw and train")
+    parser.add_argument("--impls", default=None,
+                        help="comma-separated MJX implementations to compare, e.g. jax,warp (playground suite)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
     parser.add_argument("--out", default=None)
@@ -97,23 +104,25 @@ def main(argv=None) -> int:
     results = {"machine": machine(), "train_config": {k: v for k, v in TRAIN.items()}, "runs": []}
     log(f"machine: {results['machine']}")
     largest = {}
-    for env_id in args.envs.split(","):
-        for n in (int(x) for x in args.num_envs.split(",")):
-            base = Config(env=env_id, num_envs=n, total_steps=args.updates * n * TRAIN["num_steps"],
-                          reset_pool=args.reset_pool, **TRAIN)
-            row = {"env": env_id, "num_envs": n, "reset_pool": args.reset_pool}
-            row["raw"] = raw_env(base, args.updates * base.num_steps, args.repeats)
-            log(f"{env_id} x{n}: raw {row['raw']['steps_per_second']:,.0f} steps/s "
-                f"(compile {row['raw']['compile_seconds']:.1f}s)")
-            for algo in args.algos.split(","):
-                row[algo] = train(base.replace(algo=algo), args.repeats)
-                row[algo]["train_over_raw"] = row[algo]["steps_per_second"] / row["raw"]["steps_per_second"]
-                log(f"{env_id} x{n}: {algo} {row[algo]['steps_per_second']:,.0f} steps/s = "
-                    f"{row[algo]['train_over_raw']:.0%} of raw (compile {row[algo]['compile_seconds']:.1f}s)")
-                if algo == "bpo":
-                    largest[env_id] = row[algo]["steps_per_second"]
-            results["runs"].append(row)
-            write_results(results, args.out, echo=False)  # keep partial results if a later size fails
+    impls = args.impls.split(",") if args.impls else [None]
+    for env_id, impl, n in itertools.product(args.envs.split(","), impls, (int(x) for x in args.num_envs.split(","))):
+        options = () if impl is None else (f"impl={impl}",)
+        base = Config(env=env_id, num_envs=n, total_steps=args.updates * n * TRAIN["num_steps"],
+                      reset_pool=args.reset_pool, env_options=options, **TRAIN)
+        row = {"env": env_id, "impl": impl, "num_envs": n, "reset_pool": args.reset_pool}
+        label = env_id if impl is None else f"{env_id}[{impl}]"
+        row["raw"] = raw_env(base, args.updates * base.num_steps, args.repeats)
+        log(f"{label} x{n}: raw {row['raw']['steps_per_second']:,.0f} steps/s "
+            f"(compile {row['raw']['compile_seconds']:.1f}s)")
+        for algo in args.algos.split(","):
+            row[algo] = train(base.replace(algo=algo), args.repeats)
+            row[algo]["train_over_raw"] = row[algo]["steps_per_second"] / row["raw"]["steps_per_second"]
+            log(f"{label} x{n}: {algo} {row[algo]['steps_per_second']:,.0f} steps/s = "
+                f"{row[algo]['train_over_raw']:.0%} of raw (compile {row[algo]['compile_seconds']:.1f}s)")
+            if algo == "bpo" and impl in (None, "jax"):
+                largest[env_id] = row[algo]["steps_per_second"]
+        results["runs"].append(row)
+        write_results(results, args.out, echo=False)  # keep partial results if a later size fails
     if args.paper_projection:
         mjx_rates = {k: v for k, v in largest.items() if k.startswith("mjx/")}
         if mjx_rates:
