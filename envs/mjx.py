@@ -70,7 +70,8 @@ itself, so :func:`mj_step` and :func:`mujoco_contact_frames` do not apply, and:
 * Warp's contacts live in one pool for all worlds of a batch, ``naconmax`` contacts; by default
   ``num_envs x WARP_SEEDS (10) x`` the candidate contacts MJX-JAX allocates per world, which
   covers up to 10 seeds vmapped in one program (seeds are worlds too).  For more, pass
-  ``naconmax=``; Warp prints an overflow warning when the pool is too small.
+  ``naconmax=``; Warp prints an overflow warning when the pool is too small;
+* as in the playground suite, choosing Warp lowers warp-lang's log level to WARNING unless set.
 
 Cost: a step is ``frame_skip`` physics steps of 4 forward passes (RK4; HalfCheetah: Euler, 1), so
 MJX on CPU is slow (see the suite's throughput notes); compiling one step takes 15-80 s on two
@@ -90,6 +91,7 @@ import numpy as np
 from flax import struct
 
 from bpo_jax.envs.base import Box, EnvState, FunctionalEnv, ObsSpec
+from bpo_jax.envs.registry import check_mjx_impl
 
 INF = float("inf")
 
@@ -698,8 +700,7 @@ def _check_options(name: str, o: dict) -> None:
     if o["reset"] != "fresh":
         raise ValueError(f"mjx/{name}: reset must be 'fresh' (got {o['reset']!r}); "
                          "cached resets: env.with_reset_pool(size)")
-    if o["impl"] not in ("jax", "warp"):
-        raise ValueError(f"mjx/{name}: impl must be 'jax' or 'warp' (MuJoCo Warp), got {o['impl']!r}")
+    check_mjx_impl(f"mjx/{name}", o["impl"])
     if not isinstance(o["naconmax"], (int, np.integer)) or isinstance(o["naconmax"], bool) or o["naconmax"] < 0:
         raise ValueError(f"mjx/{name}: naconmax must be an integer >= 0 (0: sized automatically), got {o['naconmax']}")
     if int(o["max_episode_steps"]) < 1:

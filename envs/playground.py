@@ -26,7 +26,9 @@ Options (``make`` keyword arguments):
   (tested on one device; splitting a Warp batch over devices is not).  warp-lang also has a CPU backend, which is correct but slow (see
   ``benchmarks/RESULTS.md``); Warp is built for NVIDIA GPUs.  With few solver iterations
   (e.g. CartpoleBalance's 1) Warp prints ``solver iterations limit reached`` on stdout where
-  the JAX implementation stays silent about the same cut-off.
+  the JAX implementation stays silent about the same cut-off.  Choosing Warp lowers
+  warp-lang's log level to WARNING unless set (its INFO lines, one per kernel module loaded,
+  would bury the progress output; :func:`bpo_jax.envs.registry.check_mjx_impl`).
 * ``menagerie_path``: see below.
 * anything else is a config override; nested fields use dots, e.g.
   ``make("playground/Go1JoystickFlatTerrain", **{"reward_config.scales.pose": 0.0})``.
@@ -64,7 +66,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bpo_jax.envs.brax import BraxApiEnv
-from bpo_jax.envs.registry import MissingDependencyError, require
+from bpo_jax.envs.registry import MissingDependencyError, check_mjx_impl, require
 
 MENAGERIE_ENV_VAR = "BPO_JAX_MENAGERIE_PATH"
 MENAGERIE_URL = "https://github.com/google-deepmind/mujoco_menagerie"
@@ -98,6 +100,7 @@ def make(
 
     config = registry.get_default_config(name)
     _check_overrides(name, config, overrides)
+    check_mjx_impl(f"playground/{name}", impl)
     overrides = {**overrides, "impl": impl}
     # Written into the config so tasks that read them agree with our time limit.
     if episode_length is not None:

@@ -30,6 +30,24 @@ def require(module: str, suite: str, extra: str) -> None:
         ) from None
 
 
+def check_mjx_impl(env_id: str, impl: str) -> None:
+    """A one-line ValueError unless ``impl`` names an MJX implementation ('jax' or 'warp').
+
+    For Warp also lowers warp-lang's log level from its default INFO to WARNING: at INFO it
+    prints a start-up banner and a line per kernel module loaded (dozens per compiled program),
+    which bury the trainer's progress lines.  A level the user set is left alone; warnings
+    (e.g. a contact pool too small) still print."""
+    if impl not in ("jax", "warp"):
+        raise ValueError(f"{env_id}: impl must be 'jax' or 'warp' (MuJoCo Warp), got {impl!r}")
+    if impl == "warp":
+        try:
+            import warp
+        except ImportError:
+            return  # the suite reports the missing package
+        if warp.config.log_level == warp.LOG_INFO:
+            warp.config.log_level = warp.LOG_WARNING
+
+
 _SUITES: dict[str, tuple[Callable[[], list[str]], Callable[..., Env]]] = {}
 
 

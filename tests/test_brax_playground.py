@@ -183,6 +183,8 @@ def test_playground_defaults_and_bad_options():
     with pytest.raises(ValueError, match=r"has no option\(s\) bogus; valid: .*sim_dt") as err:
         envs.make("playground/CartpoleBalance", bogus=1)
     assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"impl must be 'jax' or 'warp' \(MuJoCo Warp\), got 'cuda'"):
+        envs.make("playground/CartpoleBalance", impl="cuda")
 
 
 # --------------------------------------------------------------------------- Menagerie

@@ -557,6 +557,20 @@ def test_warp_options():
     envs.make("mjx/Humanoid-v5", 1, impl="warp", include_cfrc_ext_in_observation=False, contact_cost_weight=0.0)
 
 
+def test_warp_logging_is_quieted_unless_the_user_chose_a_level():
+    warp = pytest.importorskip("warp")
+    before = warp.config.log_level
+    try:
+        warp.config.log_level = warp.LOG_INFO  # warp-lang's default: a line per kernel module loaded
+        envs.make("mjx/Hopper-v4", 1, impl="warp")
+        assert warp.config.log_level == warp.LOG_WARNING
+        warp.config.log_level = warp.LOG_ERROR
+        envs.make("mjx/Hopper-v4", 1, impl="warp")
+        assert warp.config.log_level == warp.LOG_ERROR
+    finally:
+        warp.config.log_level = before
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_open_loop(family, harness):
     """OPEN_LOOP_STEPS steps from OPEN_LOOP_STARTS seeded resets, each simulator carrying its own
