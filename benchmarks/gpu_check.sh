@@ -12,8 +12,8 @@
 #
 # On a GPU the MJX programs' compile times dominate (8 in step 1 alone, Humanoid's the longest; not
 # yet measured on a GPU here): if one call cannot hold all four steps, split it, SKIP="3 4" first,
-# then SKIP="0 1 2" on the still-warm machine.  Each step writes its results as soon as it ends, and a failing step does not stop the others.
-# At most 8 files land in OUT_DIR (the device tool brings back 8).  Overrides, as environment
+# then SKIP="0 1 2" on the still-warm machine.  Each step writes its results as soon as it ends,
+# and a failing step does not stop the others.  At most 8 files land in OUT_DIR (the device tool brings back 8).  Overrides, as environment
 # variables: SIZES (env counts, default 4096), UPDATES (timed updates per program, default 4),
 # TASKS (step 1), LEARN_STEPS and LEARN_ENVS (step 4, default 20000000 steps on the preset's 2048
 # envs), SKIP (steps to leave out, e.g. "3 4").

@@ -15,7 +15,7 @@ number alike:
   (target: >= 90% at large env counts, i.e. the learner is not the bottleneck).
 
 ``--impls jax,warp`` repeats every measurement per MJX implementation (MuJoCo Warp against
-MJX's JAX one), for suites that take an ``impl`` option (playground).
+MJX's JAX one), for suites that take an ``impl`` option (mjx, playground).
 
 Compile time is reported apart from run time (the persistent compilation cache is off).
 Each program runs twice after compiling and the faster run counts.
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--algos", default="bpo", help="comma-separated: bpo,ppo")
     parser.add_argument("--reset-pool", type=int, default=0, help="auto-reset mode for both raw and train")
     parser.add_argument("--impls", default=None,
-                        help="comma-separated MJX implementations to compare, e.g. jax,warp (playground suite)")
+                        help="comma-separated MJX implementations to compare, e.g. jax,warp (mjx and playground suites)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
     parser.add_argument("--out", default=None)

@@ -300,6 +300,8 @@ class MjxEnv(FunctionalEnv):
         self._njmax = max(1, jax_data._impl.efc_J.shape[0])
 
     def _make_data(self, m):
+        """Fresh ``mjx.Data`` for model ``m``.  Warp's is built from the host model (MJX takes no
+        other), so a ``model=`` override changes only the physics calls there, not the Data."""
         from mujoco import mjx
 
         if self.impl == "warp":  # MJX builds Warp's Data from the host model only
@@ -373,12 +375,11 @@ class MjxEnv(FunctionalEnv):
         m = self.mjx_model if model is None else model
         qpos = jnp.asarray(qpos, jnp.float32)
         d = self._make_data(m).replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
-        if self._cfg.family == "Humanoid" and self.impl == "warp":
-            d = mjx.forward(m, d)  # MJX-Warp has no com_vel alone; the observed terms are the same
-        elif self._cfg.family in ("Ant", "Humanoid"):
+        if self._cfg.family == "Humanoid":
+            # MJX-Warp has no com_vel on its own; its forward computes the same observed terms.
+            d = mjx.forward(m, d) if self.impl == "warp" else mjx.com_vel(m, mjx.com_pos(m, mjx.kinematics(m, d)))
+        elif self._cfg.family == "Ant":
             d = mjx.kinematics(m, d)
-        if self._cfg.family == "Humanoid" and self.impl != "warp":
-            d = mjx.com_vel(m, mjx.com_pos(m, d))
         # mjx.kinematics normalizes free-joint quaternions in qpos; MuJoCo leaves qpos as set (a
         # reset's noisy quaternion is in the first observation) and normalizes when integrating.
         return d.replace(qpos=qpos)

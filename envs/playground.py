@@ -23,8 +23,9 @@ Options (``make`` keyword arguments):
   ``--impl jax`` by default, as we do.  Warp keeps contact and constraint buffers shared by
   all worlds of a batch (no per-env axis); the base class's auto-reset leaves them whole
   (:func:`bpo_jax.envs.base.tree_where`), so Warp runs with fresh and cached resets alike
-  (tested on one device; splitting a Warp batch over devices is not).  warp-lang also has a CPU backend, which is correct but slow (see
-  ``benchmarks/RESULTS.md``); Warp is built for NVIDIA GPUs.  With few solver iterations
+  (tested on one device; splitting a Warp batch over devices is not).  warp-lang also has a
+  CPU backend, which is correct but slow (see ``benchmarks/RESULTS.md``); Warp is built for
+  NVIDIA GPUs.  With few solver iterations
   (e.g. CartpoleBalance's 1) Warp prints ``solver iterations limit reached`` on stdout where
   the JAX implementation stays silent about the same cut-off.  Choosing Warp lowers
   warp-lang's log level to WARNING unless set (its INFO lines, one per kernel module loaded,
