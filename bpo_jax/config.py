@@ -19,16 +19,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from bpo_jax.losses import LOSS_TYPES
+from bpo_jax import algorithms
+from bpo_jax.envs.base import ActionSpace, Discrete
 from bpo_jax.networks import SQUASHES
 
-ALGOS = ("bpo", "ppo")
-# Per-algorithm defaults for fields left at None.  BPO: no entropy bonus, as the reference's
-# MuJoCo settings; lr 1e-3 (tuned on CartPole, see README).  PPO: PureJaxRL's CartPole values.
-ALGO_DEFAULTS = {
-    "bpo": {"lr": 1e-3, "ent_coef": 0.0},
-    "ppo": {"lr": 2.5e-4, "ent_coef": 0.01},
-}
 ACTIVATIONS = ("tanh", "relu", "elu")
 
 
@@ -40,29 +34,6 @@ def _arg(default: Any, help: str, sweep: bool = False):
     return field(default=default, metadata={"help": help, "sweep": sweep})
 
 
-@struct.dataclass
-class HParams:
-    """The traced (sweepable) hyperparameters; see :class:`Config` for their meaning."""
-
-    lr: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    eps_low: jax.Array
-    eps_high: jax.Array
-    bpo_lambda: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    u_coef: jax.Array
-    max_grad_norm: jax.Array
-    adam_eps: jax.Array
-    reward_scale: jax.Array
-
-    @classmethod
-    def stack(cls, hparams: list["HParams"]) -> "HParams":
-        """Batch several HParams along a new leading axis, for ``vmap`` over configurations."""
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams)
-
-
 @dataclass(frozen=True)
 class Config:
     """Everything that defines a training run.  Defaults: BPO on gymnax CartPole-v1 with
@@ -70,7 +41,8 @@ class Config:
 
     # --- run ---
     env: str = _arg("gymnax/CartPole-v1", "environment id, 'suite/name' (see `bpo-jax envs`)")
-    algo: str = _arg("bpo", "algorithm: bpo (Bounded Policy Optimization) or ppo (clipped surrogate)")
+    algo: str = _arg("bpo", "algorithm: bpo (Bounded Policy Optimization) or ppo (clipped surrogate), or a "
+                            "registered one (bpo_jax.algorithms.register)")
     seed: int = _arg(0, "base PRNG seed; seed i of a multi-seed run uses fold(seed, i)")
     total_steps: int = _arg(500_000, "environment steps per seed (rounded down to whole updates)")
     num_envs: int = _arg(4, "parallel environments per seed")
@@ -101,7 +73,8 @@ class Config:
         False, "divide rewards by the running std of the discounted return, as SB3 VecNormalize (no shift)")
     reward_clip: float = _arg(10.0, "clip normalised rewards to +-this")
     # --- optimisation (sweepable) ---
-    lr: Optional[float] = _arg(None, "Adam learning rate (default: 1e-3 for BPO, 2.5e-4 for PPO as PureJaxRL)", sweep=True)
+    lr: Optional[float] = _arg(None, "Adam learning rate (default: the algorithm's, 1e-3 for BPO, 2.5e-4 for PPO "
+                                     "as PureJaxRL)", sweep=True)
     anneal_lr: bool = _arg(True, "anneal the learning rate linearly to 0 over the run")
     adam_eps: float = _arg(1e-5, "Adam epsilon (1e-5 as SB3 and PureJaxRL)", sweep=True)
     max_grad_norm: float = _arg(0.5, "global gradient-norm clip over all parameters", sweep=True)
@@ -109,15 +82,21 @@ class Config:
     gae_lambda: float = _arg(0.95, "GAE trace parameter", sweep=True)
     reward_scale: float = _arg(1.0, "multiply rewards by this before learning (episode statistics stay raw)", sweep=True)
     ent_coef: Optional[float] = _arg(
-        None, "entropy bonus coefficient (default: 0 for BPO as the reference code, 0.01 for PPO as PureJaxRL)", sweep=True)
-    vf_coef: float = _arg(0.5, "value loss coefficient (value loss is a plain MSE)", sweep=True)
+        None, "entropy bonus coefficient (default: the algorithm's, 0 for BPO as the reference code, 0.01 for PPO "
+              "as PureJaxRL)", sweep=True)
+    vf_coef: Optional[float] = _arg(
+        None, "value loss coefficient on a plain MSE (default: the algorithm's, 0.25 for PPO = PureJaxRL's 0.5 "
+              "times its 0.5*MSE, 0.5 for BPO as the reference)", sweep=True)
     # --- trust region, shared by PPO and BPO ---
-    eps: float = _arg(0.2, "ratio bound: c_l = 1-eps, c_h = 1+eps (PPO clip range)", sweep=True)
+    # Not itself traced: it is the default of eps_low and eps_high, which are.
+    eps: float = _arg(0.2, "ratio bound: c_l = 1-eps, c_h = 1+eps (PPO clip range)")
     eps_low: Optional[float] = _arg(None, "asymmetric lower bound, c_l = 1-eps_low (default: eps)", sweep=True)
     eps_high: Optional[float] = _arg(None, "asymmetric upper bound, c_h = 1+eps_high (default: eps)", sweep=True)
     # --- PPO ---
     normalize_advantages: bool = _arg(True, "PPO: normalise advantages per minibatch")
-    value_clip: Optional[float] = _arg(None, "PPO: clip the value update around V_old to this range (off by default)")
+    value_clip: Optional[float] = _arg(
+        None, "clip the value update around V_old to +-this; 0 = off (default: the algorithm's, 0.2 for PPO as "
+              "PureJaxRL, off for BPO as the reference)")
     # --- BPO ---
     bpo_lambda: float = _arg(0.001, "BPO temperature lambda of the target sigmoid, on the raw return scale", sweep=True)
     u_coef: float = _arg(0.5, "BPO median-head loss coefficient (0.5 as the reference's sb3 code)", sweep=True)
@@ -127,6 +106,13 @@ class Config:
     logit_clamp: Optional[float] = _arg(None, "BPO: clamp (Q_hat - u)/lambda to +-this (rsl_rl uses 10; off by default)")
 
     # ---------------------------------------------------------------- derived
+    @property
+    def algorithm(self) -> algorithms.Algorithm:
+        """The algorithm object named by ``algo``."""
+        if self.algo not in algorithms.names():
+            raise ConfigError(f"unknown algo {self.algo!r}; valid: {', '.join(algorithms.names())}")
+        return algorithms.get(self.algo)
+
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
@@ -148,7 +134,7 @@ class Config:
 
     def resolved(self) -> "Config":
         """This config with every ``None`` that means "the algorithm's default" filled in."""
-        defaults = ALGO_DEFAULTS.get(self.algo, {})
+        defaults = self.algorithm.defaults
         fill = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         low, high = self.bounds
         return dataclasses.replace(self, eps_low=low, eps_high=high, **fill)
@@ -156,8 +142,7 @@ class Config:
     def hparams(self) -> HParams:
         """The sweepable floats as a pytree of float32 scalars."""
         full = self.resolved()
-        values = {f.name: getattr(full, f.name) for f in dataclasses.fields(HParams)}
-        return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+        return HParams(**{name: jnp.asarray(getattr(full, name), jnp.float32) for name in SWEEPABLE})
 
     def env_kwargs(self) -> dict[str, Any]:
         """``env_options`` as keyword arguments; values are Python literals where they parse
@@ -187,7 +172,7 @@ class Config:
             if not ok:
                 raise ConfigError(msg)
 
-        need(self.algo in ALGOS, f"unknown algo {self.algo!r}; valid: {', '.join(ALGOS)}")
+        algorithm = self.algorithm
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
         need(self.batch_size % self.num_minibatches == 0,
@@ -201,7 +186,6 @@ class Config:
         need(all(h > 0 for h in self.median_hidden_sizes),
              f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
         need(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
-        need(self.loss_type in LOSS_TYPES, f"unknown loss_type {self.loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
         full = self.resolved()
         need(full.lr > 0, f"lr must be > 0, got {full.lr}")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
@@ -209,12 +193,11 @@ class Config:
         low, high = self.bounds
         need(0.0 < low <= 1.0, f"eps_low must be in (0, 1] so that c_l = 1-eps_low >= 0, got {low}")
         need(high > 0.0, f"eps_high must be > 0, got {high}")
-        need(self.bpo_lambda > 0, f"bpo_lambda must be > 0, got {self.bpo_lambda}")
         need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         need(self.init_std > self.min_std >= 0, f"need init_std > min_std >= 0, got {self.init_std}, {self.min_std}")
         need(full.ent_coef >= 0, f"ent_coef must be >= 0, got {full.ent_coef}")
-        for name in ("vf_coef", "u_coef", "adam_eps"):
-            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("vf_coef", "u_coef", "adam_eps", "value_clip"):
+            need(getattr(full, name) >= 0, f"{name} must be >= 0, got {getattr(full, name)}")
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
         need(self.action_squash in SQUASHES,
              f"unknown action_squash {self.action_squash!r}; valid: {', '.join(SQUASHES)}")
@@ -222,8 +205,40 @@ class Config:
              f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
         need(self.reset_pool >= 0, f"reset_pool must be >= 0 (0 = fresh resets), got {self.reset_pool}")
         self.env_kwargs()
-        if self.value_clip is not None:
-            need(self.value_clip > 0, f"value_clip must be > 0, got {self.value_clip}")
-        if self.logit_clamp is not None:
-            need(self.logit_clamp > 0, f"logit_clamp must be > 0, got {self.logit_clamp}")
+        self._check_foreign_fields(algorithm)
+        algorithm.validate(self)
         return self
+
+    def _check_foreign_fields(self, algorithm: algorithms.Algorithm) -> None:
+        """Refuse a setting that only another algorithm reads (it would be silently ignored)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for other in map(algorithms.get, algorithms.names()):
+            for name in set(other.own_fields) - set(algorithm.own_fields):
+                if getattr(self, name) != defaults[name]:
+                    raise ConfigError(f"{name} applies only to algo {other.name}, not {algorithm.name}; "
+                                      f"leave it at its default ({defaults[name]!r}) or train {other.name}")
+
+    def validate_env(self, action_space: ActionSpace) -> "Config":
+        """Refuse settings that cannot apply to an environment with ``action_space``."""
+        if isinstance(action_space, Discrete) and self.action_squash != "clip":
+            raise ConfigError(f"action_squash {self.action_squash!r} applies to continuous actions only; "
+                              f"{self.env} has {action_space.n} discrete actions")
+        return self
+
+
+def _stack(cls, hparams: list) -> "HParams":
+    """Batch several HParams along a new leading axis, for ``vmap`` over configurations."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams)
+
+
+# The sweepable fields, declared once (``sweep=True`` on a Config field); HParams is derived.
+SWEEPABLE: tuple[str, ...] = tuple(f.name for f in fields(Config) if f.metadata["sweep"])
+
+HParams = struct.dataclass(type("HParams", (), {
+    "__annotations__": {name: jax.Array for name in SWEEPABLE},
+    "stack": classmethod(_stack),
+    "__module__": __name__,
+    "__doc__": "The traced (sweepable) hyperparameters, float32 scalars (or batched for vmap): "
+               + ", ".join(SWEEPABLE) + ".  Derived from the Config fields declared with sweep=True; "
+               "see Config for their meaning.",
+}))

@@ -113,7 +113,8 @@ def bpo_divergence(
 
     * ``adv_TV`` (paper, default): |rho - rho*| * |weight|, the advantage-weighted total variation.
     * ``TV``: |rho - rho*|.      * ``log_TV``: |log rho - log rho*|.     * ``MSE``: (rho - rho*)^2.
-    * ``RKL``: rho* (log rho* - log rho), i.e. KL(pi* || pi) estimated under pi_old.
+    * ``RKL``: rho* (log rho* - log rho), i.e. KL(pi* || pi) estimated under pi_old (finite at
+      rho* = 0).  log_TV and FKL take log rho*, so they need c_l > 0 (the config refuses eps_low = 1).
     * ``FKL``: rho (log rho - log rho*), i.e. KL(pi || pi*) under pi_old, without the stray
       -log pi_old term of the reference code.
 
@@ -133,7 +134,8 @@ def bpo_divergence(
     if loss_type == "MSE":
         return jnp.square(ratio - target)
     if loss_type == "RKL":
-        return target * (jnp.log(target) - log_ratio)
+        # xlogy: 0 log 0 = 0, so a zero target (c_l = 0, the CEM limit) contributes nothing.
+        return jax.scipy.special.xlogy(target, target) - target * log_ratio
     if loss_type == "FKL":
         return ratio * (log_ratio - jnp.log(target))
     raise ValueError(f"unknown BPO loss_type {loss_type!r}; valid: {', '.join(LOSS_TYPES)}")

@@ -229,7 +229,7 @@ def make_network(config, action_space: ActionSpace) -> ActorCritic:
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
         median_hidden_sizes=tuple(config.median_hidden_sizes),
-        with_median=config.algo == "bpo" and config.use_median,
+        with_median=config.algorithm.uses_median(config),
         init_std=config.init_std,
         min_std=config.min_std,
     )

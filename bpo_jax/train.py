@@ -21,6 +21,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import losses, normalization as norm
+from bpo_jax.algorithms import Batch, LossInputs
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, make as make_env
 from bpo_jax.networks import action_to_env, init_params, make_network
@@ -54,18 +55,6 @@ class Transition:
     done_return: jax.Array  # [B] return of an episode that ended here (0 otherwise)
     done_length: jax.Array  # [B] its length
     done: jax.Array  # [B] bool
-
-
-@struct.dataclass
-class Batch:
-    """Flat training samples, [N, ...] with N = num_envs * num_steps."""
-
-    obs: jax.Array
-    action: jax.Array
-    log_prob: jax.Array
-    value: jax.Array  # V_old(s)
-    advantage: jax.Array  # GAE advantage
-    q_hat: jax.Array  # GAE return A + V_old, the value and BPO targets
 
 
 class Trainer(NamedTuple):
@@ -102,13 +91,12 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         env = make_env(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
     if env.num_envs != config.num_envs:
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {config.num_envs}")
+    config.validate_env(env.action_space)
+    algorithm = config.algorithm
+    value_clip = config.resolved().value_clip or None  # 0 = off
     network = make_network(config, env.action_space)
     num_updates = config.num_updates
     grad_steps_per_update = config.num_epochs * config.num_minibatches
-    low, high = config.bounds
-    # The median head's quantile level is structural: it follows from the configured
-    # bounds, p = 1/2 when symmetric.
-    quantile = float(losses.quantile_level(low, high))
 
     def shard_envs(env_state: EnvState) -> EnvState:
         """Pin the env batch to its devices, so sharding propagation cannot choose to gather
@@ -155,37 +143,17 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         log_ratio = dist.log_prob(mb.action) - mb.log_prob
         ratio = jnp.exp(log_ratio)
         entropy = dist.entropy().mean()
-        v_loss = losses.value_loss(value, mb.value, mb.q_hat, config.value_clip).mean()
-        metrics = {
-            "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
-            "clip_fraction": jnp.mean((ratio < 1.0 - hp.eps_low) | (ratio > 1.0 + hp.eps_high)),
-            "entropy": entropy,
-            "value_loss": v_loss,
-        }
-        if config.algo == "ppo":
-            adv = mb.advantage
-            if config.normalize_advantages:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            pi_loss = losses.ppo_policy_loss(log_ratio, adv, hp.eps_low, hp.eps_high).mean()
-            total = pi_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
-        else:
-            baseline = u if config.use_median else value
-            target = losses.bpo_target_ratio(
-                mb.q_hat, jax.lax.stop_gradient(baseline), hp.eps_low, hp.eps_high,
-                hp.bpo_lambda, config.logit_clamp,
-            )
-            # Weight |Q_hat - V|: V is detached so the policy loss never trains the critic.
-            weight = jax.lax.stop_gradient(mb.q_hat - value) if config.online_adv else mb.advantage
-            pi_loss = losses.bpo_divergence(log_ratio, target, weight, config.loss_type).mean()
-            u_loss = losses.median_loss(mb.q_hat, u, quantile).mean() if config.use_median else 0.0
-            total = pi_loss + hp.vf_coef * v_loss + hp.u_coef * u_loss - hp.ent_coef * entropy
-            metrics.update(
-                median_loss=jnp.asarray(u_loss, jnp.float32),
-                target_up_fraction=jnp.mean(target > 1.0),
-                ratio_target_gap=jnp.mean(jnp.abs(ratio - target)),
-            )
-        metrics["policy_loss"] = pi_loss
-        metrics["loss"] = total
+        v_loss = losses.value_loss(value, mb.value, mb.q_hat, value_clip).mean()
+        pi_loss, head_loss, metrics = algorithm.loss(config, hp, LossInputs(mb, log_ratio, ratio, value, u))
+        total = pi_loss + hp.vf_coef * v_loss + head_loss - hp.ent_coef * entropy
+        metrics.update(
+            policy_loss=pi_loss,
+            approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
+            clip_fraction=jnp.mean((ratio < 1.0 - hp.eps_low) | (ratio > 1.0 + hp.eps_high)),
+            entropy=entropy,
+            value_loss=v_loss,
+            loss=total,
+        )
         return total, metrics
 
     # ---------------------------------------------------------------- UPDATE
@@ -230,13 +198,10 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         advantages, q_hat = losses.gae(
             rewards, values, next_values, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda,
         )
-        if config.algo == "bpo" and not config.online_adv:
-            # rsl_rl's offline weight: GAE advantages normalised over the whole batch.
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        batch = Batch(
+        batch = algorithm.prepare(config, Batch(
             obs=flat(obs), action=flat(traj.action), log_prob=flat(traj.log_prob),
             value=flat(values), advantage=flat(advantages), q_hat=flat(q_hat),
-        )
+        ))
 
         # UPDATE NETWORK: epochs x minibatches
         def minibatch_step(carry, mb):

@@ -67,6 +67,21 @@ def test_vmap_over_configurations_matches_separate_runs():
     assert not np.allclose(kernel[0], kernel[1])
 
 
+def test_swept_asymmetric_bounds_equal_the_configuration_run_alone():
+    """Swept (0.1, 0.3) bounds on a base of (0.2, 0.2) train the median head at its own
+    quantile level p = 0.25, exactly as the (0.1, 0.3) configuration built and run alone."""
+    asym = TINY.replace(eps_low=0.1, eps_high=0.3)
+    key = jax.random.key(2)
+    stacked = HParams.stack([TINY.hparams(), asym.hparams()])
+    swept, _ = compile_fast(jax.vmap(make_train(TINY), in_axes=(None, 0)), key, stacked)(key, stacked)
+    alone, _ = compile_fast(make_train(asym), key)(key)
+    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(swept.params)):
+        np.testing.assert_allclose(a, b[1], rtol=2e-4, atol=2e-5)
+    # The median head (Dense_1 on the critic trunk) of the symmetric member differs: the sweep is no no-op.
+    head = swept.params["params"]["critic"]["Dense_1"]["kernel"]
+    assert not np.allclose(head[0], head[1], rtol=2e-4, atol=2e-5)
+
+
 def test_truncation_bootstraps_from_final_observation():
     """ConstantReward: reward 1 forever, cut every 5 steps.  With gamma = 0.9 the value of the
     (constant) observation must approach 1/(1-gamma) = 10; treating cuts as terminal would

@@ -1,0 +1,100 @@
+"""What every algorithm object provides, and the data its loss sees.
+
+An algorithm owns what differs between PPO, BPO and the next one: its default
+hyperparameters, the configuration fields only it reads, whether the critic carries a median
+head, its policy loss (plus the losses of its own heads), and the names of the metrics that
+loss reports.  Everything else (rollout, GAE, value loss, entropy bonus, optimiser, epochs x
+minibatches) is the shared training program of :mod:`bpo_jax.train`.
+
+To add an algorithm, subclass :class:`Algorithm`, fill in its class attributes and
+:meth:`Algorithm.loss`, and :func:`bpo_jax.algorithms.register` an instance: ``Config(algo=NAME)``,
+the command line's ``--algo NAME``, CSV columns and TensorBoard tags all follow.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Batch:
+    """Flat training samples, [N, ...] with N = num_envs * num_steps (or one minibatch of them)."""
+
+    obs: jax.Array  # [N, *O] observation acted on (normalised as the policy saw it)
+    action: jax.Array  # [N] or [N, A] sampled action (unclipped)
+    log_prob: jax.Array  # [N] log pi_old(a|s)
+    value: jax.Array  # [N] V_old(s)
+    advantage: jax.Array  # [N] GAE advantage
+    q_hat: jax.Array  # [N] GAE return A + V_old, the value and BPO targets
+
+
+@struct.dataclass
+class LossInputs:
+    """What the current networks say about one minibatch, handed to :meth:`Algorithm.loss`."""
+
+    batch: Batch
+    log_ratio: jax.Array  # [N] log pi(a|s) - log pi_old(a|s)
+    ratio: jax.Array  # [N] exp(log_ratio)
+    value: jax.Array  # [N] current V(s) (differentiable)
+    median: jax.Array  # [N] current u(s); zeros when the critic has no median head
+
+
+# Metrics every algorithm reports, in CSV column order, with their TensorBoard tag (CleanRL's
+# namespaces: charts/ for episodes, losses/ for the learner).
+COMMON_METRICS: dict[str, str] = {
+    "episode_return_mean": "charts/episode_return",
+    "episode_length_mean": "charts/episode_length",
+    "episodes": "charts/episodes",
+    "loss": "losses/loss",
+    "policy_loss": "losses/policy_loss",
+    "value_loss": "losses/value_loss",
+    "entropy": "losses/entropy",
+    "approx_kl": "losses/approx_kl",
+    "clip_fraction": "losses/clip_fraction",
+    "grad_norm": "losses/grad_norm",
+    "value_mean": "losses/value_mean",
+}
+
+
+class Algorithm:
+    """One on-policy actor-critic algorithm; instances are stateless and hashable (static)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]  # one line, shown by ``bpo-jax train --help``
+    defaults: ClassVar[Mapping[str, Any]] = {}  # values of Config fields left at None
+    own_fields: ClassVar[tuple[str, ...]] = ()  # Config fields that only this algorithm reads
+    metrics: ClassVar[Mapping[str, str]] = {}  # its own metric names -> TensorBoard tags
+
+    def uses_median(self, config) -> bool:
+        """Whether the critic needs the median head u(s)."""
+        return False
+
+    def validate(self, config) -> None:
+        """Raise ``ConfigError`` for settings this algorithm cannot use."""
+
+    def prepare(self, config, batch: Batch) -> Batch:
+        """Batch-level preprocessing before the epochs (e.g. normalising over the whole rollout)."""
+        return batch
+
+    def loss(self, config, hp, x: LossInputs) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+        """(policy loss, loss of this algorithm's own heads (0.0 if none), metrics), scalars.
+
+        The shared program minimises ``policy + vf_coef * value_loss + heads - ent_coef * entropy``.
+        Metrics hold every name of :attr:`metrics`."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def normalize(x: jax.Array) -> jax.Array:
+    """(x - mean) / (std + 1e-8) over all of x [N]."""
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def as_metric(x) -> jax.Array:
+    """A metric value as a float32 scalar array (so every algorithm's rows stack alike)."""
+    return jnp.asarray(x, jnp.float32)

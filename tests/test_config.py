@@ -1,0 +1,74 @@
+"""Config: the sweepable set declared once, algorithm defaults and the settings refused."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from bpo_jax import Config, ConfigError, HParams, algorithms, losses
+from bpo_jax.config import SWEEPABLE
+from bpo_jax.envs.base import Box, Discrete
+
+
+def test_hparams_fields_are_the_fields_declared_sweepable():
+    declared = [f.name for f in dataclasses.fields(Config) if f.metadata["sweep"]]
+    assert tuple(declared) == SWEEPABLE == tuple(f.name for f in dataclasses.fields(HParams))
+    hp = Config(eps_low=0.1, eps_high=0.3, lr=3e-4).hparams()
+    assert len(jax.tree.leaves(hp)) == len(SWEEPABLE)
+    np.testing.assert_allclose([hp.eps_low, hp.eps_high, hp.lr], [0.1, 0.3, 3e-4], rtol=1e-6)
+
+
+def test_symmetric_eps_fills_both_bounds():
+    hp = Config(eps=0.25).hparams()
+    np.testing.assert_allclose([hp.eps_low, hp.eps_high], [0.25, 0.25], rtol=1e-6)
+
+
+@pytest.mark.parametrize("algo", algorithms.names())
+def test_algorithm_defaults_fill_unset_fields(algo):
+    full = Config(algo=algo).resolved()
+    for name, value in algorithms.get(algo).defaults.items():
+        assert getattr(full, name) == value
+    assert Config(algo=algo, lr=0.123).resolved().lr == 0.123
+
+
+def test_unknown_algorithm_names_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown algo 'sac'; valid: bpo, ppo"):
+        Config(algo="sac").validate()
+
+
+@pytest.mark.parametrize("field, value", [("bpo_lambda", 0.1), ("use_median", False), ("loss_type", "TV"),
+                                          ("median_hidden_sizes", (64,))])
+def test_bpo_only_settings_are_refused_for_ppo(field, value):
+    with pytest.raises(ConfigError, match=f"{field} applies only to algo bpo"):
+        Config(algo="ppo", **{field: value}).validate()
+
+
+def test_ppo_only_settings_are_refused_for_bpo():
+    with pytest.raises(ConfigError, match="normalize_advantages applies only to algo ppo"):
+        Config(algo="bpo", normalize_advantages=False).validate()
+
+
+def test_tanh_squash_is_refused_on_discrete_actions():
+    with pytest.raises(ConfigError, match="continuous actions only"):
+        Config(action_squash="tanh").validate_env(Discrete(2))
+    Config(action_squash="tanh").validate_env(Box(low=-np.ones(1), high=np.ones(1), shape=(1,)))
+
+
+@pytest.mark.parametrize("loss_type", ["log_TV", "FKL"])
+def test_log_target_losses_refuse_the_cem_limit(loss_type):
+    with pytest.raises(ConfigError, match="needs eps_low < 1"):
+        Config(loss_type=loss_type, eps_low=1.0).validate()
+
+
+@pytest.mark.parametrize("loss_type", ["adv_TV", "TV", "MSE", "RKL"])
+def test_cem_limit_losses_stay_finite_at_a_zero_target(loss_type):
+    """eps_low = 1 (c_l = 0): far below the threshold the target ratio is exactly 0."""
+    Config(loss_type=loss_type, eps_low=1.0).validate()
+    target = losses.bpo_target_ratio(np.array([-100.0, 0.0, 100.0]), np.zeros(3), 1.0, 0.5, 0.01)
+    assert float(target[0]) == 0.0
+    log_ratio = np.array([0.1, -0.2, 0.3])
+    value, grad = jax.value_and_grad(lambda lr: losses.bpo_divergence(lr, target, np.ones(3), loss_type).sum())(log_ratio)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    if loss_type == "RKL":  # 0 log 0 = 0: the zero-target sample contributes nothing
+        per = losses.bpo_divergence(log_ratio, target, np.ones(3), loss_type)
+        assert float(per[0]) == 0.0
