@@ -12,12 +12,13 @@ SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own program
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo,total_steps", [("ppo", 1_000_000), ("bpo", 500_000)])
-def test_cartpole_solved_by_every_seed(algo, total_steps):
+@pytest.mark.parametrize("algo", ["ppo", "bpo"])
+def test_cartpole_solved_by_every_seed(algo):
     """Each algorithm's defaults solve CartPole-v1 (returns >= 475 over the last 10% of updates)
-    for each of 3 seeds.  Budgets measured on 6 seeds (2026-11-27): BPO's defaults score 498-500
-    on every seed by 500k steps; PPO's (PureJaxRL's) still had 3 of 6 seeds at 171-449 there,
-    and all 6 at 500 by 1M steps."""
+    for each of 3 seeds within PureJaxRL's budget of 500k steps.  Measured on a 2-core CPU: PPO's
+    defaults (PureJaxRL's, value clipping included) score 500 on each of 10 seeds (2026-12-01);
+    BPO's 498-500 on each of 6 (2026-11-27)."""
+    total_steps = 500_000
     result = runner.run(Config(algo=algo, env="gymnax/CartPole-v1", total_steps=total_steps), num_seeds=3)
     final = tail_returns(result.metrics)  # last 10% of updates
     assert np.all(final >= 475), f"{algo} CartPole returns per seed over the last 10%: {final}"
