@@ -55,4 +55,5 @@ def register():
             return NaNReward(num_envs, horizon=5, nan_after=kw.get("nan_after", 300))
         return ConstantReward(num_envs, **kw)
 
-    envs.register_suite("probe", lambda: ["ConstantReward", "NaNReward"], build)
+    envs.register_suite("probe", lambda: ["ConstantReward", "NaNReward"], build,
+                        "test probes with known answers")

@@ -3,8 +3,8 @@
 CPU-cheap by design: an MJX program compiles in 25-50 s on two cores, so there are two
 compiled MJX rollouts (brax/inverted_pendulum, playground/CartpoleBalance) and exact
 time-limit arithmetic uses brax's physics-free ``fast`` task.  Nothing here touches the
-network: the Menagerie tests point playground at temporary directories and make its git
-clone fail on purpose.
+network: the Menagerie tests point playground at temporary directories and fail on any
+attempt to clone.
 """
 import subprocess
 import struct
@@ -221,21 +221,28 @@ def test_menagerie_missing_from_given_path(tmp_path, monkeypatch, no_clone):
     assert no_clone.MENAGERIE_PATH == saved  # playground's global is restored
 
 
-def test_menagerie_clone_failure(tmp_path, monkeypatch):
-    # No path given and playground's own directory missing: playground clones; offline that
-    # fails (simulated here, as is the directory) and must surface as one clear line.
+def test_menagerie_missing_fails_at_once_without_a_clone(tmp_path, monkeypatch, capfd):
+    """No path given and playground's own directory missing: playground would start a git clone
+    (a download with a progress bar) inside ``registry.load``; the one-line error comes first."""
     from mujoco_playground._src import mjx_env
 
-    def clone(*args, **kwargs):
-        raise subprocess.CalledProcessError(128, ["git", "clone"])
+    def no_network(*args, **kwargs):
+        raise AssertionError("playground tried to clone mujoco_menagerie")
 
     monkeypatch.delenv("BPO_JAX_MENAGERIE_PATH", raising=False)
     monkeypatch.setattr(mjx_env, "EXTERNAL_DEPS_PATH", tmp_path / "deps")
     monkeypatch.setattr(mjx_env, "MENAGERIE_PATH", tmp_path / "deps" / "mujoco_menagerie")
-    monkeypatch.setattr(mjx_env, "_clone_with_progress", clone)
-    with pytest.raises(pg.MissingAssetsError, match="could not clone") as err:
-        envs.make("playground/Go1JoystickFlatTerrain")
-    _assert_menagerie_message(err)
+    monkeypatch.setattr(mjx_env, "ensure_menagerie_exists", no_network)
+    monkeypatch.setattr(mjx_env, "_clone_with_progress", no_network)
+    monkeypatch.setattr(subprocess, "Popen", no_network)
+    monkeypatch.setattr(subprocess, "run", no_network)
+    for name in ("Go1JoystickFlatTerrain", "PandaPickCube"):
+        with pytest.raises(pg.MissingAssetsError, match="not found in playground's") as err:
+            envs.make(f"playground/{name}")
+        _assert_menagerie_message(err)
+    assert not (tmp_path / "deps").exists()  # nothing created where playground would clone
+    out, errors = capfd.readouterr()
+    assert "Downloading" not in out + errors and "Cloning" not in out + errors
 
 
 def _fake_go1_menagerie(root):

@@ -118,3 +118,93 @@ def test_cached_reset_restarts_only_from_the_pool():
 def test_reset_pool_must_be_non_negative():
     with pytest.raises(ValueError, match="reset_pool must be >= 0"):
         envs.make("gymnax/Pendulum-v1", num_envs=1, reset_pool=-2)
+
+
+def test_with_reset_pool_leaves_the_original_env_unchanged():
+    env = envs.make("gymnax/Pendulum-v1", num_envs=2)
+    before = dict(vars(env))
+    pooled = env.with_reset_pool(3)
+    assert pooled is not env and pooled.reset_pool_size == 3
+    assert env.reset_pool_size == 0 and vars(env) == before
+    assert env.reset(jax.random.key(0)).reset_pool is None
+    assert pooled.reset(jax.random.key(0)).reset_pool[1].shape == (3, 3)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_describe_suites_groups_ids_with_a_description():
+    """One entry per suite, sorted: a one-line description and its ids, the ones make() accepts."""
+    infos = envs.describe_suites()
+    assert [i.name for i in infos] == envs.suites()
+    for info in infos:
+        assert info.description and "\n" not in info.description
+        if info.unavailable_reason is None:
+            assert info.ids and all(i.startswith(f"{info.name}/") for i in info.ids)
+            assert list(info.ids) == envs.list_envs(info.name)  # the list make() validates against
+        else:
+            assert not info.ids and "pip install" in info.unavailable_reason
+    by_suite = {i.name: i for i in infos}
+    assert "gymnax/CartPole-v1" in by_suite["gymnax"].ids
+    assert envs.list_envs() == [i for info in infos for i in info.ids]
+    for env_id in ("gymnax/CartPole-v1", by_suite["gymnax"].ids[-1]):
+        assert envs.make(env_id).name == env_id
+
+
+def test_unavailable_suite_is_described_not_listed(monkeypatch):
+    from bpo_jax.envs import registry
+
+    def missing():
+        raise envs.MissingDependencyError("the nosim/ suite needs 'nosim'; install it with: pip install nosim")
+
+    monkeypatch.setitem(registry._SUITES, "nosim", registry._Suite(missing, None, "a suite whose package is absent"))
+    info = {i.name: i for i in envs.describe_suites()}["nosim"]
+    assert info.ids == () and "pip install" in info.unavailable_reason
+    assert not any(i.startswith("nosim/") for i in envs.list_envs())
+    with pytest.raises(envs.MissingDependencyError):
+        envs.list_envs("nosim")
+
+
+def test_registry_names_read_from_source_match_the_imported_registries():
+    """The listing reads the simulators' registries from their source files (fast); they must be
+    exactly the imported registries, in the same order."""
+    import importlib
+
+    from bpo_jax.envs import registry
+
+    gymnax = importlib.import_module("gymnax")
+    assert registry.source_names("gymnax.registration", "_BUILTIN_ENV_IDS") == list(gymnax.registered_envs)
+    pytest.importorskip("brax")
+    brax_envs = importlib.import_module("brax.envs")
+    assert registry.source_names("brax.envs", "_envs") == list(brax_envs._envs)
+    pytest.importorskip("mujoco_playground")
+    for group in ("dm_control_suite", "locomotion", "manipulation"):
+        module = importlib.import_module(f"mujoco_playground._src.{group}")
+        assert registry.source_names(module.__name__, "_envs") == list(module.ALL_ENVS)
+    assert registry.source_names("gymnax.registration", "no_such_variable") is None
+    assert registry.source_names("no_such_package.module", "_envs") is None
+
+
+def test_listing_imports_no_simulator():
+    """describe_suites() (``bpo-jax envs``) must not import the simulators: each takes seconds."""
+    import subprocess
+    import sys
+
+    heavy = ("gymnax", "brax", "mujoco.mjx", "mujoco_playground")
+    code = ("import sys; from bpo_jax import envs; infos = envs.describe_suites(); "
+            f"print(sum(len(i.ids) for i in infos), [m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert int(out[0]) > 50 and out[1].strip() == "[]"
+
+
+def test_cli_envs_prints_each_suite_under_a_header(capsys):
+    from bpo_jax import cli
+
+    assert cli.main(["envs"]) == 0
+    out = capsys.readouterr().out
+    for info in envs.describe_suites():
+        count = "unavailable" if info.unavailable_reason else f"{len(info.ids)} envs"
+        assert f"{info.name}/  ({count}) {info.description}\n" in out
+    assert " CartPole-v1 " in out
+    assert cli.main(["envs", "--suite", "gymnax"]) == 0
+    assert capsys.readouterr().out.splitlines() == envs.list_envs("gymnax")

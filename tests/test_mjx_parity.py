@@ -335,7 +335,7 @@ def _ill_conditioned(family, genv, qpos, qvel, actions, trials=2, seed=0) -> np.
 
 def _healthy_margin(env_id: str, options: dict, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
     """[N] distance of Gymnasium's next state to the nearest healthy-range bound (inf: no bound)."""
-    o = {**M._DEFAULTS[env_id], **options}
+    o = {**M.tasks._DEFAULTS[env_id], **options}
     family = env_id.split("-")[0]
     if family in ("HalfCheetah", "Swimmer"):
         return np.full(len(qpos), np.inf)
@@ -388,14 +388,14 @@ def test_options_errors_are_one_line():
         envs.make("mjx/Hopper-v5", 1, reset="pool")
 
 
-@pytest.mark.parametrize("env_id", list(M._DEFAULTS))
+@pytest.mark.parametrize("env_id", list(M.tasks._DEFAULTS))
 def test_defaults_spaces_and_shapes_match_gymnasium(env_id):
     """Constructor defaults read from Gymnasium's signature; action/observation spaces; dt."""
     genv = _gym_env(env_id)
     signature = inspect.signature(type(genv).__init__).parameters
     gym_defaults = {k: p.default for k, p in signature.items()
                     if p.default is not inspect.Parameter.empty and k not in ("xml_file", "default_camera_config")}
-    assert M._DEFAULTS[env_id] == gym_defaults
+    assert M.tasks._DEFAULTS[env_id] == gym_defaults
     env = M.make(env_id, 2)
     assert env.max_episode_steps == gym.spec(env_id).max_episode_steps == 1000
     assert env.obs_spec.shape == genv.observation_space.shape and env.obs_spec.dtype == jnp.float32
@@ -474,7 +474,7 @@ def _model_masks(family, qpos, qvel, actions) -> dict[str, np.ndarray]:
     where MJX runs Newton instead of Gymnasium's PGS)."""
     masks = {}
     for env_id, options in VARIANTS[family]:
-        xml = M._FAMILIES[family]["xml"][env_id.endswith("v5")]
+        xml = M.tasks._FAMILIES[family]["xml"][env_id.endswith("v5")]
         if xml in masks:
             continue
         genv = _gym_env(env_id)
@@ -496,7 +496,7 @@ def test_one_step_parity(family, harness, transitions):
     report = []
     for k, (env_id, options) in enumerate(VARIANTS[family]):
         env = h.envs[k]
-        xml = M._FAMILIES[family]["xml"][env._cfg.v5]
+        xml = M.tasks._FAMILIES[family]["xml"][env._cfg.v5]
         if xml not in outputs:  # physics of the first variant with this XML (v4 and v5 share it but Walker2d)
             outputs[xml] = h.one_step(k, qpos, qvel, actions)
         obs0, (inner, obs, reward, terminated, terms) = outputs[xml][k]

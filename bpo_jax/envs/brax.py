@@ -39,6 +39,7 @@ ignores the backend.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Mapping
 from typing import Any, Optional
@@ -48,7 +49,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from bpo_jax.envs.base import Box, FunctionalEnv, ObsSpec, tree_where
-from bpo_jax.envs.registry import require
+from bpo_jax.envs.registry import registry_names, require
 
 # The pipelines of brax.envs.base.PipelineEnv in brax 0.14.2 (it keeps them in a local
 # dict, so they cannot be listed from outside).
@@ -61,11 +62,10 @@ _OWN_OPTIONS = ("backend", "episode_length", "action_repeat", "obs_key")
 
 
 def names() -> list[str]:
-    require("brax", "brax", "brax")
-    import brax.envs
-
+    """brax's registry, read from its source until brax is imported (importing takes seconds)."""
+    require("brax", "brax", "brax", load=False)
     # brax has no public lister; _envs is the registry get_environment reads.
-    return list(brax.envs._envs)
+    return registry_names("brax.envs", "_envs", lambda: list(importlib.import_module("brax.envs")._envs))
 
 
 def make(
@@ -129,11 +129,12 @@ class BraxApiEnv(FunctionalEnv):
     ``State.obs/.reward/.done``), with brax's ``EpisodeWrapper`` time limit and action repeat.
 
     ``obs_key`` picks the array out of dictionary observations (e.g. playground locomotion's
-    ``{'state', 'privileged_state'}``); array observations ignore it.
+    ``{'state', 'privileged_state'}``); array observations ignore it.  ``state_nodes``: see
+    :class:`FunctionalEnv` (playground passes MJX's ``Data``, which MuJoCo Warp batches its own way).
     """
 
     def __init__(self, name: str, num_envs: int, sim: Any, *, episode_length: int,
-                 action_repeat: int = 1, obs_key: str = "state"):
+                 action_repeat: int = 1, obs_key: str = "state", state_nodes: tuple[type, ...] = ()):
         for option, value in (("episode_length", episode_length), ("action_repeat", action_repeat)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name}: {option} must be a positive integer, got {value!r}")
@@ -141,6 +142,7 @@ class BraxApiEnv(FunctionalEnv):
         self._episode_length = int(episode_length)
         self._action_repeat = int(action_repeat)
         self._obs_key = obs_key
+        self.state_nodes = tuple(state_nodes)
         # Observation structure of a reset state, without running it.
         obs = self._select(jax.eval_shape(sim.reset, jax.random.PRNGKey(0)).obs, name)
         action_size = int(sim.action_size)
@@ -205,7 +207,7 @@ class BraxApiEnv(FunctionalEnv):
             state, reward, done = carry
             nxt = self._step_sim(state, action)
             # Freeze at the first terminal sub-step: the episode ends there.
-            state = tree_where(done, state, nxt)
+            state = tree_where(done, state, nxt, self.state_nodes)
             reward = reward + jnp.where(done, 0.0, nxt.reward)
             return (state, reward, done | (nxt.done > 0)), None
 

@@ -1,85 +1,13 @@
-"""mjx suite: Gymnasium's MuJoCo locomotion tasks (v4 and v5) run on MJX, in JAX.
+"""The mjx/ suite's tasks: Gymnasium's MuJoCo locomotion tasks, ``step`` and ``reset_model``
+reimplemented in JAX on MJX (package docstring: what matches Gymnasium and what cannot).
 
-Ids: ``mjx/{Ant,HalfCheetah,Hopper,Humanoid,Swimmer,Walker2d}-{v4,v5}``.  Each task loads the XML
-file that the installed ``gymnasium`` ships (``gymnasium/envs/mujoco/assets``; Walker2d-v5 uses
-``walker2d_v5.xml``), puts it on the device once with ``mjx.put_model`` and reimplements the task's
-``step`` and ``reset_model`` (Gymnasium 1.x ``envs/mujoco/<task>_v4.py`` / ``_v5.py``) in JAX.
-
-Faithful (checked against Gymnasium by ``tests/test_mjx_parity.py``, see its tolerances):
-
-* constructor options and defaults per version (v4 tasks have a fixed frame skip, v5 tasks take
-  ``frame_skip``), the time limit (``max_episode_steps`` = 1000 as registered), the action space
-  (the actuators' ``ctrlrange``), the observation layout;
-* the physics call: ``data.ctrl = action`` unclipped (MuJoCo clamps ctrl to the ``ctrlrange`` of
-  ctrl-limited actuators; the control cost sees the raw action), ``frame_skip`` x ``mj_step``, then
-  ``mj_rnePostConstraint`` where ``cfrc_ext`` is used;
-* every reward term, termination rule and ``info`` entry of each version, Gymnasium's quirks
-  included: after ``mj_step`` the *derived* fields of mjData (``xpos``, ``xipos``, ``cinert``,
-  ``cvel``, ``qfrc_actuator``, ``cfrc_ext``, tendon lengths) belong to the last RK stage, not to
-  the new ``qpos``; Ant and Humanoid measure velocity between two such stale positions, so the
-  state carries the previous one (:class:`MjxState` ``xy``); v4 Ant reports the contact cost as
-  ``reward_ctrl`` when ``use_contact_forces``; v4 pays the healthy reward while unhealthy if
-  ``terminate_when_unhealthy`` (the episode ends anyway);
-* the solver warm start (``qacc_warmstart``) carried between steps as in mjData;
-* reset: ``init_qpos + U(-s, s)``, ``init_qvel + U(-s, s)`` or ``+ s N(0, 1)`` (HalfCheetah, Ant)
-  as each ``reset_model``; after ``mj_resetData`` + ``set_state`` the ctrl, ``qfrc_actuator``,
-  ``cfrc_ext`` and warm start are zero and qpos keeps an unnormalized noisy quaternion: reproduced
-  with kinematics only, so the auto-reset the base class evaluates every step is cheap.
-
-Where MJX 3.x differs from the installed MuJoCo, this module follows MuJoCo:
-
-* RK4: MuJoCo >= 4.0 integrates free/ball-joint orientations with the Runge-Kutta-Munthe-Kaas
-  correction, MJX does not (a ~1e-5 rad/step difference that flips contacts at the margin);
-  :func:`mj_step` implements it (and rolls the four RK stages into one ``scan``, which compiles
-  ~5x faster than ``mjx.step``);
-* plane-capsule contact frames: MJX replaces the capsule-axis tangent by a fixed axis when the
-  capsule is steeper than 60 degrees, MuJoCo does not; with pyramidal friction cones that changes
-  the friction forces (Ant's legs, 3% of qacc).  :func:`mujoco_contact_frames` swaps in MuJoCo's;
-* ``mjx.kinematics`` normalizes quaternions in qpos, MuJoCo only when integrating (visible in the
-  reset observation): :meth:`MjxEnv.initial` keeps qpos as given.
-
-What cannot be matched:
-
-* random streams: resets draw from JAX keys, not NumPy's generator (same distributions);
-* precision: float32 MJX vs float64 MuJoCo; one step agrees to ~1e-4 relative, trajectories drift
-  apart chaotically over long horizons, and transitions where MuJoCo itself is discontinuous (a
-  contact entering its margin inside an RK stage; 0-2% of contact-rich transitions) can land on
-  the other side;
-* Humanoid's XML asks for the PGS solver, which MJX lacks: it runs Newton (same convex problem).
-  States agree; contact forces (``cfrc_ext`` in the observation, the v5 contact cost) differ
-  where PGS had not converged (up to ~1 N out of hundreds; MuJoCo's own PGS vs Newton differ alike);
-* MJX's line search is capped at ``LS_ITERATIONS`` (see :func:`load_model`; bitwise-identical results
-  on every tested state, 2x throughput);
-* ``xml_file``, ``default_camera_config`` and render options are not accepted: the suite runs the
-  shipped models, never copies.  ``include_cfrc_ext_in_observation=True`` (v5 default) and
-  ``use_contact_forces=True`` (v4 Ant) are supported: MJX computes ``cfrc_ext``
-  (``mjx.rne_postconstraint``), and Gymnasium on MuJoCo 4.0 returns real (non-zero) contact forces.
-
-MuJoCo Warp (option ``impl='warp'``, default ``'jax'``): the same tasks with MJX's Warp backend
-(warp-lang, built for NVIDIA GPUs; it also has a slow CPU backend).  Warp follows MuJoCo's C engine
-itself, so :func:`mj_step` and :func:`mujoco_contact_frames` do not apply, and:
-
-* Hopper matches Gymnasium within the parity tolerances (``test_warp_one_step_parity_hopper``);
-* Ant does not step for step: Warp keeps MJX's plane-capsule contact frame (see above), and 25% of
-  one-step transitions from Gymnasium's states differ beyond 1e-3 (qpos by up to 1e-2), as
-  with MJX-JAX without the frame patch (28%, same worst error).  Same task, different friction pyramids;
-* MJX-Warp has no ``rne_postconstraint``, so nothing that reads ``cfrc_ext`` runs on it:
-  Humanoid-v4 (always in its observation), Ant-v4 ``use_contact_forces=True``, and Ant-v5 and
-  Humanoid-v5 unless ``include_cfrc_ext_in_observation=False, contact_cost_weight=0``; these fail
-  at construction with a one-line error;
-* Warp's contacts live in one pool for all worlds of a batch, ``naconmax`` contacts; by default
-  ``num_envs x WARP_SEEDS (10) x`` the candidate contacts MJX-JAX allocates per world, which
-  covers up to 10 seeds vmapped in one program (seeds are worlds too).  For more, pass
-  ``naconmax=``; Warp prints an overflow warning when the pool is too small;
-* as in the playground suite, choosing Warp lowers warp-lang's log level to WARNING unless set.
-
-Cost: a step is ``frame_skip`` physics steps of 4 forward passes (RK4; HalfCheetah: Euler, 1), so
-MJX on CPU is slow (see the suite's throughput notes); compiling one step takes 15-80 s on two
-CPU cores.
+Per task: the XML model Gymnasium ships, the constructor options and defaults of each version,
+observations, reward terms, healthy ranges, termination and ``info``.  The physics call is
+:func:`bpo_jax.envs.mjx.physics.mj_step` (MuJoCo's integrator and contact frames on MJX-JAX) or
+MJX's own step on MuJoCo Warp (:mod:`bpo_jax.envs.mjx.warp`).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -91,7 +19,9 @@ import numpy as np
 from flax import struct
 
 from bpo_jax.envs.base import Box, EnvState, FunctionalEnv, ObsSpec
-from bpo_jax.envs.registry import check_mjx_impl
+from bpo_jax.envs.mjx import warp
+from bpo_jax.envs.mjx.physics import mj_step, mujoco_contact_frames
+from bpo_jax.envs.registry import require
 
 INF = float("inf")
 
@@ -153,18 +83,16 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 LS_ITERATIONS = 8  # MJX line-search cap, see load_model
 # Options of this suite, not of the Gymnasium constructor (TimeLimit wrapper and auto-reset).
 _SUITE_DEFAULTS = dict(max_episode_steps=1000, reset="fresh", impl="jax", naconmax=0)
-WARP_SEEDS = 10  # worlds per env that impl='warp' sizes its contact buffer for by default (see MjxEnv)
 
 
-def _require() -> None:
-    from bpo_jax.envs.registry import require
-
+def _require(load: bool = True) -> None:
     for module in ("mujoco", "mujoco.mjx", "gymnasium"):
-        require(module, "mjx", "mujoco")
+        require(module, "mjx", "mujoco", load)
 
 
 def names() -> list[str]:
-    _require()
+    """The task table's ids; checks the packages are installed without importing them (seconds)."""
+    _require(load=False)
     return list(_DEFAULTS)
 
 
@@ -248,6 +176,7 @@ class MjxEnv(FunctionalEnv):
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:
             raise ValueError(f"mjx/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+        _check_types(name, kwargs, defaults)
         opts = {**defaults, **kwargs}
         _check_options(name, opts)
         self.options = opts
@@ -260,7 +189,9 @@ class MjxEnv(FunctionalEnv):
         self.impl = opts["impl"]
         self.mjx_model = mjx.put_model(m, impl=self.impl)
         if self.impl == "warp":
-            self._check_warp(name, num_envs)
+            humanoid_v4 = family == "Humanoid" and version == "v4"
+            warp.check_supported(f"mjx/{name}", self.uses_cfrc_ext(), always=humanoid_v4)
+            self._naconmax, self._njmax = warp.buffer_sizes(m, num_envs, opts["naconmax"])
         self.dt = float(m.opt.timestep) * self.frame_skip
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self.init_qpos = np.asarray(m.qpos0, np.float32)  # MjData(model).qpos: Gymnasium's init_qpos
@@ -279,33 +210,12 @@ class MjxEnv(FunctionalEnv):
 
     # ------------------------------------------------------------------ physics
 
-    def _check_warp(self, name: str, num_envs: int) -> None:
-        """MuJoCo Warp's limits, as one-line errors; sizes its batch-wide buffers."""
-        from mujoco import mjx
-        from mujoco.mjx import warp as mjx_warp
-
-        if not mjx_warp.WARP_INSTALLED:
-            raise ValueError(f"mjx/{name}: impl='warp' needs warp-lang (pip install warp-lang) for MJX's Warp backend")
-        if self.uses_cfrc_ext():
-            what = "its observation always includes" if self._cfg.family == "Humanoid" and not self._cfg.v5 else "these options use"
-            raise ValueError(f"mjx/{name}: impl='warp' has no mj_rnePostConstraint, and {what} contact forces "
-                             "(cfrc_ext); use impl='jax', or on v5 include_cfrc_ext_in_observation=False and "
-                             "contact_cost_weight=0")
-        # MJX-JAX allocates every candidate contact of a world (and its constraint rows): an exact
-        # per-world bound.  Warp's contact buffer is one pool for all worlds of a batch, and seeds
-        # vmapped in one program are worlds too, hence the WARP_SEEDS headroom.
-        jax_data = mjx.make_data(self.mj_model)
-        per_world = jax_data._impl.contact.dist.shape[0]
-        self._naconmax = int(self.options["naconmax"]) or max(1, per_world * num_envs * WARP_SEEDS)
-        self._njmax = max(1, jax_data._impl.efc_J.shape[0])
-
     def _make_data(self, m):
-        """Fresh ``mjx.Data`` for model ``m``.  Warp's is built from the host model (MJX takes no
-        other), so a ``model=`` override changes only the physics calls there, not the Data."""
+        """Fresh ``mjx.Data`` for model ``m`` (Warp: for the host model, see :func:`warp.make_data`)."""
         from mujoco import mjx
 
-        if self.impl == "warp":  # MJX builds Warp's Data from the host model only
-            return mjx.make_data(self.mj_model, impl="warp", naconmax=self._naconmax, njmax=self._njmax)
+        if self.impl == "warp":
+            return warp.make_data(self.mj_model, self._naconmax, self._njmax)
         return mjx.make_data(m)
 
     def uses_cfrc_ext(self) -> bool:
@@ -561,134 +471,6 @@ def _humanoid_rewards(env: MjxEnv, inner, action, d, xy, velocity):
     return forward + survive - ctrl - contact, terminated, terms
 
 
-def _rkmk() -> bool:
-    """MuJoCo >= 4.0 integrates ball/free-joint orientations in RK4 with the Runge-Kutta-Munthe-Kaas
-    correction (changelog 4.0.0, item 5); MJX 3.x and older MuJoCo do not."""
-    import mujoco
-
-    return int(mujoco.__version__.split(".")[0]) >= 4
-
-
-def _rotation_dofs(m) -> np.ndarray:
-    """[R, 3] dof indices of the angular velocities of the ball and free joints."""
-    from mujoco import mjx
-
-    rows = []
-    for jnt_type, adr in zip(np.asarray(m.jnt_type), np.asarray(m.jnt_dofadr)):
-        if jnt_type == mjx.JointType.FREE:
-            rows.append(np.arange(adr + 3, adr + 6))
-        elif jnt_type == mjx.JointType.BALL:
-            rows.append(np.arange(adr, adr + 3))
-    return np.array(rows, np.int32).reshape(-1, 3)
-
-
-def _dexpinv(u: jax.Array, w: jax.Array) -> jax.Array:
-    """[R, 3] right-trivialised inverse dexp of rotation vectors u applied to angular velocities w,
-    truncated after the third term (exact to 4th order, what RK4-Munthe-Kaas needs)."""
-    uw = jnp.cross(u, w)
-    return w + 0.5 * uw + jnp.cross(u, uw) / 12.0
-
-
-def mj_step(m, d):
-    """``mj_step`` on MJX: ``mjx.step`` for Euler; for RK4 our own four-stage loop (see below).
-
-    ``mjx.step`` unrolls RK4: its first ``forward`` plus three unrolled stages are four copies of
-    the whole forward pass (collision and constraint solver) in the compiled program.  Here the
-    four stages run in a rolled ``scan`` with one copy of ``forward``: compiling is ~5x faster, and
-    with plain RK4 the results agree with ``mjx.step`` to float32 round-off.
-
-    MuJoCo >= 4.0 adds the Runge-Kutta-Munthe-Kaas correction for ball/free-joint orientations
-    (a stage's angular velocity enters the positions through ``dexp^-1`` of the stage's rotation),
-    which MJX 3.x lacks; it is applied here when the installed MuJoCo does it, so Ant and Humanoid
-    follow the same integrator as Gymnasium.  Derived fields of the returned Data belong to the last
-    stage, as in MuJoCo.  Falls back to ``mjx.step`` if MJX's private helpers move.
-    """
-    from mujoco import mjx
-
-    if m.opt.integrator != mjx.IntegratorType.RK4:
-        return mjx.step(m, d)
-    try:
-        from mujoco.mjx._src import scan
-        from mujoco.mjx._src.forward import _RK4_B, _advance, _integrate_pos
-    except ImportError:  # pragma: no cover - MJX internals changed: correct but slower to compile
-        return mjx.step(m, d)
-
-    dt = m.opt.timestep
-    # Stage i starts from d0 '+' a_i * dt * (derivative of stage i-1); stage 0 is d0 itself.
-    a = jnp.array([0.0, 0.5, 0.5, 1.0], jnp.float32)
-    b = jnp.asarray(_RK4_B, jnp.float32)
-    first = jnp.array([True, False, False, False])
-    rot = _rotation_dofs(m) if _rkmk() else np.zeros((0, 3), np.int32)
-    d0 = d
-    integrate = lambda *args: _integrate_pos(*args, dt=dt)
-
-    def stage(carry, x):
-        sums, vpos, d = carry  # vpos [nv]: velocity of stage i-1 that moves the positions
-        a_i, b_i, first_i = x
-        qpos = scan.flat(m, integrate, "jqv", "q", m.jnt_type, d0.qpos, a_i * vpos)
-        qvel = d0.qvel + a_i * d.qacc * dt
-        act = d0.act + a_i * d.act_dot * dt
-        pick = lambda start, stage_value: jnp.where(first_i, start, stage_value)
-        d = d.replace(qpos=pick(d0.qpos, qpos), qvel=pick(d0.qvel, qvel), act=pick(d0.act, act),
-                      time=d0.time + a_i * dt)
-        d = mjx.forward(m, d)
-        vpos_i = d.qvel
-        if rot.size:  # Munthe-Kaas: this stage's rotation u = a_i dt w_{i-1}
-            u = a_i * dt * vpos[rot]
-            vpos_i = vpos_i.at[rot].set(_dexpinv(u, d.qvel[rot]))
-        sums = jax.tree.map(lambda s, k: s + b_i * k, sums, (vpos_i, d.qacc, d.act_dot))
-        return (sums, vpos_i, d), None
-
-    zeros = jax.tree.map(jnp.zeros_like, (d.qvel, d.qacc, d.act_dot))
-    ((qvel, qacc, act_dot), _, last), _ = jax.lax.scan(stage, (zeros, d.qvel, d), (a, b, first))
-    d = last.replace(qpos=d0.qpos, qvel=d0.qvel, act=d0.act, time=d0.time)
-    return _advance(m, d, act_dot, qacc, qvel)
-
-
-@contextlib.contextmanager
-def mujoco_contact_frames():
-    """While tracing: MJX's plane-capsule collision with MuJoCo's contact frame.
-
-    MuJoCo (``mjc_PlaneCapsule`` + ``mju_makeFrame``) orients the first tangent of a
-    plane-capsule contact along the capsule axis projected on the plane, however steep the
-    capsule.  MJX falls back to a fixed tangent when that projection is shorter than 0.5 (capsule
-    steeper than 60 degrees).  With pyramidal friction cones the tangent orientation changes the
-    friction pyramid, hence the contact forces: Ant's lower legs hit the floor steeply all the
-    time.  This swaps in the MuJoCo frame for the duration of a trace (restored afterwards, so
-    other users of MJX in the process are unaffected); a no-op if MJX's internals moved.
-    """
-    try:
-        from mujoco.mjx._src import collision_driver, collision_primitive, math as mjx_math
-        from mujoco.mjx._src.types import GeomType
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    key = (GeomType.PLANE, GeomType.CAPSULE)
-    original = collision_driver._COLLISION_FUNC.get(key)
-    if original is None:  # pragma: no cover
-        yield
-        return
-
-    @collision_primitive.collider(ncon=2)
-    def plane_capsule(plane, cap):
-        n, axis = plane.mat[:, 2], cap.mat[:, 2]
-        tangent, norm = mjx_math.normalize_with_norm(axis - n * jnp.dot(n, axis))
-        # mju_normalize3 of a zero vector gives (1, 0, 0): a capsule exactly along the normal.
-        tangent = jnp.where(norm < 1e-15, jnp.array([1.0, 0.0, 0.0]), tangent)
-        frame = jnp.array([[n, tangent, jnp.cross(n, tangent)]])
-        segment = axis * cap.size[1]
-        collisions = []
-        for offset in (segment, -segment):
-            dist, pos = collision_primitive._plane_sphere(n, plane.pos, cap.pos + offset, cap.size[0])
-            collisions.append((dist[None], pos[None], frame))
-        return jax.tree.map(lambda *x: jnp.concatenate(x), *collisions)
-
-    collision_driver._COLLISION_FUNC[key] = plane_capsule
-    try:
-        yield
-    finally:
-        collision_driver._COLLISION_FUNC[key] = original
-
 
 _REWARDS: dict[str, Callable] = {
     "Ant": _ant_rewards, "HalfCheetah": _cheetah_rewards, "Hopper": _planar_rewards,
@@ -696,12 +478,29 @@ _REWARDS: dict[str, Callable] = {
 }
 
 
+def _check_types(name: str, given: dict, defaults: dict) -> None:
+    """A given option must have its default's kind (number, tuple of numbers, text), so that
+    ``reset_noise_scale=abc`` is refused by name instead of failing inside the physics."""
+    def kind(v):
+        if isinstance(v, bool):
+            return "True or False"
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            return "a number"
+        if isinstance(v, (tuple, list)):
+            return "a tuple of numbers" if all(kind(x) == "a number" for x in v) else "a tuple"
+        return "text" if isinstance(v, str) else type(v).__name__
+    for key, value in given.items():
+        default = defaults[key]
+        if default is not None and kind(value) != kind(default):
+            raise ValueError(f"mjx/{name}: option {key} takes {kind(default)} (default {default!r}), got {value!r}")
+
+
 def _check_options(name: str, o: dict) -> None:
     """One-line ValueErrors for option values this suite cannot honour."""
     if o["reset"] != "fresh":
         raise ValueError(f"mjx/{name}: reset must be 'fresh' (got {o['reset']!r}); "
                          "cached resets: env.with_reset_pool(size)")
-    check_mjx_impl(f"mjx/{name}", o["impl"])
+    warp.check_impl(f"mjx/{name}", o["impl"])
     if not isinstance(o["naconmax"], (int, np.integer)) or isinstance(o["naconmax"], bool) or o["naconmax"] < 0:
         raise ValueError(f"mjx/{name}: naconmax must be an integer >= 0 (0: sized automatically), got {o['naconmax']}")
     if int(o["max_episode_steps"]) < 1:

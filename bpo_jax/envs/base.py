@@ -5,10 +5,7 @@ An environment is a batch of ``num_envs`` copies of one task, driven functionall
     state = env.reset(key)            # every leaf has a leading [num_envs] axis
     state = env.step(state, action)   # action: [num_envs] (discrete) or [num_envs, A]
 
-Both calls are pure and jittable for accelerator-resident suites (gymnax, brax, mjx),
-so a whole rollout is one ``lax.scan``.  Suites driven by an external simulator
-(IsaacLab, which lives in torch) set ``jittable = False``: the trainer then drives the
-same compiled policy from the host, step by step.
+Both calls are pure and jittable, so a whole rollout is one ``lax.scan``.
 
 Every state carries what correct on-policy learning needs, so no trainer has to know
 a suite's quirks:
@@ -22,7 +19,7 @@ a suite's quirks:
 """
 from __future__ import annotations
 
-import sys
+import copy
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
@@ -91,7 +88,6 @@ class Env(Protocol):
     num_envs: int
     obs_spec: ObsSpec
     action_space: ActionSpace
-    jittable: bool
 
     def reset(self, key: jax.Array) -> EnvState: ...
 
@@ -119,10 +115,15 @@ class FunctionalEnv:
       episodes restart from one of them picked uniformly at random, a cheap gather.  Bias:
       the run only ever sees ``P`` distinct starts, so with a small pool the policy can
       overfit them and the returns can differ from the task's; use a pool of thousands.
+
+    ``state_nodes``: types of simulator-state nodes inside ``inner`` that select and index
+    themselves (``old.where(cond, new)``, ``node[index]``) because not all their leaves have a
+    per-environment axis (e.g. MuJoCo Warp's ``mjx.Data`` keeps buffers shared by the whole
+    batch); every other leaf is selected and indexed on its own.
     """
 
-    jittable = True
     reset_pool_size = 0
+    state_nodes: tuple[type, ...] = ()
 
     def __init__(self, name: str, num_envs: int, obs_spec: ObsSpec, action_space: ActionSpace):
         if num_envs < 1:
@@ -139,11 +140,13 @@ class FunctionalEnv:
         raise NotImplementedError
 
     def with_reset_pool(self, size: int) -> "FunctionalEnv":
-        """This environment in cached-reset mode with ``size`` initial states (0: fresh resets)."""
+        """A copy of this environment in cached-reset mode with ``size`` initial states (0: fresh
+        resets); this one is left as it is.  The copy shares the (read-only) task definition."""
         if size < 0:
             raise ValueError(f"reset_pool must be >= 0, got {size}")
-        self.reset_pool_size = int(size)
-        return self
+        env = copy.copy(self)
+        env.reset_pool_size = int(size)
+        return env
 
     def reset(self, key: jax.Array) -> EnvState:
         step_keys, reset_keys = _split_each(jax.random.split(key, self.num_envs + self.reset_pool_size))
@@ -152,9 +155,9 @@ class FunctionalEnv:
         # physics steps) into every program that resets.
         inner, obs = jax.vmap(self._reset_one)(reset_keys)
         first, rest = slice(None, self.num_envs), slice(self.num_envs, None)
-        state = self.state_from(tree_take(inner, first), obs[first], step_keys[first])
+        state = self.state_from(tree_take(inner, first, self.state_nodes), obs[first], step_keys[first])
         if self.reset_pool_size:
-            state = state.replace(reset_pool=(tree_take(inner, rest), obs[rest]))
+            state = state.replace(reset_pool=(tree_take(inner, rest, self.state_nodes), obs[rest]))
         return state
 
     def state_from(self, inner: Any, obs: jax.Array, keys: jax.Array) -> EnvState:
@@ -181,7 +184,7 @@ class FunctionalEnv:
             return self._reset_one(key)
         inner, obs = pool
         index = jax.random.randint(key, (), 0, obs.shape[0])
-        return tree_take(inner, index), obs[index]
+        return tree_take(inner, index, self.state_nodes), obs[index]
 
     def _step_and_autoreset(self, state: EnvState, action: jax.Array, pool: Any = None) -> EnvState:
         """One environment (no batch axis): step, record statistics, reset if done."""
@@ -206,7 +209,7 @@ class FunctionalEnv:
             episode_length=jnp.where(done, 0, episode_length),
             done_return=jnp.where(done, episode_return, 0.0),
             done_length=jnp.where(done, episode_length, 0),
-            inner=tree_where(done, reset_inner, inner),
+            inner=tree_where(done, reset_inner, inner, self.state_nodes),
             key=key,
         )
 
@@ -217,31 +220,18 @@ def _split_each(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
     return pairs[:, 0], pairs[:, 1]
 
 
-# MuJoCo Warp keeps some of a batch's simulator state shared by all worlds (contact and
-# constraint buffers sized for the whole batch, their counters) with no per-env axis; only
-# MJX's own ``Data.where`` and ``Data[index]`` know which fields those are.  Every other
-# leaf, and MJX's JAX implementation, is per-env and treated leaf by leaf.
-
-
-def _sim_data_type() -> type | tuple:
-    """mujoco.mjx.Data if some suite has imported MJX, else () (matches nothing)."""
-    mjx = sys.modules.get("mujoco.mjx")
-    return getattr(mjx, "Data", ()) if mjx is not None else ()
-
-
-def tree_where(cond: jax.Array, new: Any, old: Any) -> Any:
-    """Per leaf ``where(cond, new, old)``: one environment's reset-or-keep choice (cond is
-    a scalar inside the env vmap).  World-shared MJX buffers keep ``old``."""
-    data = _sim_data_type()
+def tree_where(cond: jax.Array, new: Any, old: Any, nodes: tuple[type, ...] = ()) -> Any:
+    """Per leaf ``where(cond, new, old)``: one environment's reset-or-keep choice (cond is a
+    scalar inside the env vmap).  Instances of ``nodes`` choose for themselves,
+    ``old.where(cond, new)`` (see :attr:`FunctionalEnv.state_nodes`)."""
 
     def one(x, y):
-        return y.where(cond, x) if isinstance(x, data) else jnp.where(cond, x, y)
+        return y.where(cond, x) if isinstance(x, nodes) else jnp.where(cond, x, y)
 
-    return jax.tree.map(one, new, old, is_leaf=lambda x: isinstance(x, data))
+    return jax.tree.map(one, new, old, is_leaf=lambda x: isinstance(x, nodes))
 
 
-def tree_take(tree: Any, index: Any) -> Any:
-    """``x[index]`` along every leaf's leading (environment or pool) axis; world-shared MJX
-    buffers are left whole."""
-    data = _sim_data_type()
-    return jax.tree.map(lambda x: x[index], tree, is_leaf=lambda x: isinstance(x, data))
+def tree_take(tree: Any, index: Any, nodes: tuple[type, ...] = ()) -> Any:
+    """``x[index]`` along every leaf's leading (environment or pool) axis; instances of ``nodes``
+    are indexed as a whole, ``node[index]`` (see :attr:`FunctionalEnv.state_nodes`)."""
+    return jax.tree.map(lambda x: x[index], tree, is_leaf=lambda x: isinstance(x, nodes))

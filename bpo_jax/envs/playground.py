@@ -1,6 +1,7 @@
 """playground suite: ``playground/<name>`` for every MuJoCo Playground environment.
 
-``names()`` is ``mujoco_playground.registry.ALL_ENVS``: the DM Control Suite ports
+``names()`` is ``mujoco_playground.registry.ALL_ENVS`` (read from playground's source until
+it is imported, which takes seconds): the DM Control Suite ports
 (CartpoleBalance, CheetahRun, ...), locomotion (Go1*, G1*, H1*, Spot*, T1*, ...) and
 manipulation (Panda*, Aloha*, Leap*, ...).  Each is built with
 ``registry.load(name, config_overrides=...)`` and driven without playground's brax
@@ -22,14 +23,14 @@ Options (``make`` keyword arguments):
   Playground's configs default to ``'warp'``; its own training scripts override it with
   ``--impl jax`` by default, as we do.  Warp keeps contact and constraint buffers shared by
   all worlds of a batch (no per-env axis); the base class's auto-reset leaves them whole
-  (:func:`bpo_jax.envs.base.tree_where`), so Warp runs with fresh and cached resets alike
+  (:func:`bpo_jax.envs.mjx.warp.data_nodes`), so Warp runs with fresh and cached resets alike
   (tested on one device; splitting a Warp batch over devices is not).  warp-lang also has a
   CPU backend, which is correct but slow (see ``benchmarks/RESULTS.md``); Warp is built for
   NVIDIA GPUs.  With few solver iterations
   (e.g. CartpoleBalance's 1) Warp prints ``solver iterations limit reached`` on stdout where
   the JAX implementation stays silent about the same cut-off.  Choosing Warp lowers
   warp-lang's log level to WARNING unless set (its INFO lines, one per kernel module loaded,
-  would bury the progress output; :func:`bpo_jax.envs.registry.check_mjx_impl`).
+  would bury the progress output; :func:`bpo_jax.envs.mjx.warp.check_impl`).
 * ``menagerie_path``: see below.
 * anything else is a config override; nested fields use dots, e.g.
   ``make("playground/Go1JoystickFlatTerrain", **{"reward_config.scales.pose": 0.0})``.
@@ -45,33 +46,38 @@ because playground does not tell it apart; ``metrics`` are not reported; with
 MuJoCo Menagerie (robot assets of the locomotion and manipulation tasks).  Playground
 reads them from the module global ``mujoco_playground._src.mjx_env.MENAGERIE_PATH``
 (``<site-packages>/mujoco_playground/external_deps/mujoco_menagerie``), and
-``registry.load`` git-clones the repository there (pinned to ``MENAGERIE_COMMIT_SHA``) if
-that directory does not exist.  Here:
+``registry.load`` git-clones the repository there (pinned to ``MENAGERIE_COMMIT_SHA``, with a
+download progress bar) if that directory does not exist.  Here the directory is found and
+checked before anything is loaded, so that clone never starts:
 
 * ``menagerie_path=`` or the environment variable ``BPO_JAX_MENAGERIE_PATH`` (the argument
-  wins) names a local clone.  ``MENAGERIE_PATH`` is set to it only while the task is built
-  (its assets are read in the constructor), then restored, so nothing is written anywhere
-  and no download is attempted.  The directory must exist; assets missing from it raise
-  :class:`MissingAssetsError`.
-* With neither, playground's own mechanism runs (a clone into its package directory on
-  first use); a failed clone (e.g. offline) raises :class:`MissingAssetsError` at once.
+  wins) names a local clone; with neither, playground's own directory is used.
+* A directory that does not exist raises :class:`MissingAssetsError` at once (one line saying
+  how to provide it); assets missing from an existing one raise it when the task is built.
+* ``MENAGERIE_PATH`` is set to the directory only while the task is built (its assets are
+  read in the constructor), then restored, so nothing is written anywhere.
 
 The DM Control Suite tasks ship their XML inside playground and never touch Menagerie.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
 from bpo_jax.envs.brax import BraxApiEnv
-from bpo_jax.envs.registry import MissingDependencyError, check_mjx_impl, require
+from bpo_jax.envs.mjx import warp
+from bpo_jax.envs.registry import MissingDependencyError, registry_names, require
+from bpo_jax.errors import first_line
 
 MENAGERIE_ENV_VAR = "BPO_JAX_MENAGERIE_PATH"
 MENAGERIE_URL = "https://github.com/google-deepmind/mujoco_menagerie"
 DEFAULT_IMPL = "jax"
+# Playground's task groups, in the order of registry.ALL_ENVS; locomotion and manipulation
+# load their robots from Menagerie.
+_GROUPS = ("dm_control_suite", "locomotion", "manipulation")
 
 
 class MissingAssetsError(MissingDependencyError):
@@ -79,10 +85,14 @@ class MissingAssetsError(MissingDependencyError):
 
 
 def names() -> list[str]:
-    _require()
-    from mujoco_playground import registry
+    _require(load=False)
+    return [name for group in _GROUPS for name in _group_names(group)]
 
-    return list(registry.ALL_ENVS)
+
+def _group_names(group: str) -> list[str]:
+    """The tasks of one of playground's groups (its ``ALL_ENVS``, the keys of ``_envs``)."""
+    module = f"mujoco_playground._src.{group}"
+    return registry_names(module, "_envs", lambda: list(importlib.import_module(module).ALL_ENVS))
 
 
 def make(
@@ -97,18 +107,19 @@ def make(
 ) -> BraxApiEnv:
     """``playground/<name>``; see the module docstring for the options."""
     _require()
+    menagerie = _menagerie_dir(name, menagerie_path)  # first: nothing may start playground's clone
     from mujoco_playground import registry
 
     config = registry.get_default_config(name)
     _check_overrides(name, config, overrides)
-    check_mjx_impl(f"playground/{name}", impl)
+    warp.check_impl(f"playground/{name}", impl)
     overrides = {**overrides, "impl": impl}
     # Written into the config so tasks that read them agree with our time limit.
     if episode_length is not None:
         overrides["episode_length"] = episode_length
     if action_repeat is not None:
         overrides["action_repeat"] = action_repeat
-    sim = _load(name, overrides, menagerie_path)
+    sim = _load(name, overrides, menagerie)
     # The env's own (overridden, possibly self-modified) config is authoritative: e.g.
     # vision Cartpole sets its episode_length to 250 in the constructor.
     final = getattr(sim, "_config", config)
@@ -117,18 +128,17 @@ def make(
         episode_length=final.episode_length,
         action_repeat=final.get("action_repeat", 1),
         obs_key=obs_key,
+        state_nodes=warp.data_nodes(),
     )
 
 
 def needs_menagerie(name: str) -> bool:
     """Whether the task loads robot assets from MuJoCo Menagerie (locomotion, manipulation)."""
-    from mujoco_playground import locomotion, manipulation
-
-    return name in locomotion.ALL_ENVS or name in manipulation.ALL_ENVS
+    return name in _group_names("locomotion") or name in _group_names("manipulation")
 
 
-def _require() -> None:
-    require("mujoco_playground", "playground", "playground")
+def _require(load: bool = True) -> None:
+    require("mujoco_playground", "playground", "playground", load)
 
 
 def _check_overrides(name: str, config: Any, overrides: dict) -> None:
@@ -151,35 +161,40 @@ def _has_field(config: Any, dotted: str) -> bool:
     return True
 
 
-def _load(name: str, overrides: dict, menagerie_path: Optional[str]) -> Any:
+def _menagerie_dir(name: str, menagerie_path: Optional[str]) -> Optional[Path]:
+    """The existing Menagerie directory task ``name`` will load its robot from (None: it needs
+    none): ``menagerie_path``, else ``$BPO_JAX_MENAGERIE_PATH``, else playground's own.  Checked
+    up front because ``registry.load`` clones Menagerie into playground's directory when that is
+    missing, a download with a progress bar, offline a failure after it."""
+    if not needs_menagerie(name):
+        return None
+    given = menagerie_path or os.environ.get(MENAGERIE_ENV_VAR) or None
+    if given is not None:
+        path = Path(given).expanduser()
+        why = f"{path} is not a directory"
+    else:
+        from mujoco_playground._src import mjx_env
+
+        path = Path(str(mjx_env.MENAGERIE_PATH))
+        why = f"not found in playground's {path}; bpo-jax does not download it"
+    if not path.is_dir():
+        raise MissingAssetsError(_menagerie_message(name, why))
+    return path
+
+
+def _load(name: str, overrides: dict, menagerie: Optional[Path]) -> Any:
+    """The playground task, its assets read from the ``menagerie`` directory (if it needs one)."""
     from mujoco_playground import registry
 
-    if not needs_menagerie(name):
+    if menagerie is None:
         return registry.load(name, config_overrides=overrides)
-    path = menagerie_path or os.environ.get(MENAGERIE_ENV_VAR) or None
-    if path is None:
-        path = _playground_menagerie(name)
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise MissingAssetsError(_menagerie_message(name, f"{path} is not a directory"))
-    with _menagerie_at(path):
+    with _menagerie_at(menagerie):
         try:
             return registry.load(name, config_overrides=overrides)
         except (ValueError, OSError) as err:
             # MuJoCo's XML compiler raises ValueError for a missing mesh or include file.
-            raise MissingAssetsError(_menagerie_message(name, f"loading from {path} failed: {_first_line(err)}")) from err
-
-
-def _playground_menagerie(name: str) -> Path:
-    """Playground's own Menagerie directory, cloned there by playground if missing."""
-    from mujoco_playground._src import mjx_env
-
-    try:
-        mjx_env.ensure_menagerie_exists()
-    except (subprocess.CalledProcessError, OSError) as err:
-        where = mjx_env.MENAGERIE_PATH
-        raise MissingAssetsError(_menagerie_message(name, f"playground could not clone it into {where}: {_first_line(err)}")) from None
-    return Path(str(mjx_env.MENAGERIE_PATH))
+            why = f"loading from {menagerie} failed: {first_line(err)[:200]}"
+            raise MissingAssetsError(_menagerie_message(name, why)) from err
 
 
 @contextlib.contextmanager
@@ -204,8 +219,3 @@ def _menagerie_message(name: str, why: str) -> str:
         f"(playground pins commit {mjx_env.MENAGERIE_COMMIT_SHA[:12]}) and pass menagerie_path=... "
         f"or set {MENAGERIE_ENV_VAR}"
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:200]

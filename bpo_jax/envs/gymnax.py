@@ -6,15 +6,18 @@ the auto-reset, so ``final_obs`` is the real last observation of a truncated epi
 """
 from __future__ import annotations
 
+import importlib
+
 import jax.numpy as jnp
 
 from bpo_jax.envs.base import Box, Discrete, FunctionalEnv, ObsSpec
+from bpo_jax.envs.registry import registry_names
 
 
 def names() -> list[str]:
-    import gymnax
-
-    return list(gymnax.registered_envs)
+    """gymnax's ``registered_envs``; before gymnax is imported (seconds), its built-in ids."""
+    live = lambda: list(importlib.import_module("gymnax").registered_envs)
+    return registry_names("gymnax.registration", "_BUILTIN_ENV_IDS", live)
 
 
 def make(name: str, num_envs: int, **params) -> "GymnaxEnv":

@@ -1,0 +1,201 @@
+"""``make("suite/name")``: one entry point for every environment suite.
+
+Suites register a lister (the valid names), a constructor and a one-line description.
+The built-in suites are registered without importing them, and their listers read the
+names without importing the simulators (see :func:`source_names`), so listing every
+environment (:func:`describe_suites`) is fast and a missing optional dependency only
+matters when that suite is used.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from bpo_jax.envs.base import Env
+
+
+class UnknownEnvError(ValueError):
+    """The requested suite or environment does not exist; the message lists valid choices."""
+
+
+class MissingDependencyError(ImportError):
+    """A suite's optional packages are not installed; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """One suite as :func:`describe_suites` lists it."""
+
+    name: str  # e.g. "gymnax"
+    description: str  # one line
+    ids: tuple[str, ...]  # "suite/name" ids, empty when unavailable
+    unavailable_reason: Optional[str] = None  # what to install, when the suite's packages are missing
+
+
+@dataclass(frozen=True)
+class _Suite:
+    names: Callable[[], list[str]]
+    constructor: Callable[..., Env]
+    description: str
+
+
+_SUITES: dict[str, _Suite] = {}
+
+
+def require(module: str, suite: str, extra: str, load: bool = True) -> None:
+    """Raise :class:`MissingDependencyError` naming the pip extra unless ``module`` imports.
+
+    ``load=False`` only checks that it is installed, without importing it (listers: importing
+    a simulator takes seconds)."""
+    try:
+        if load:
+            importlib.import_module(module)
+        elif not installed(module):
+            raise ImportError(f"No module named {module!r}")
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"the {suite}/ suite needs {module!r} ({err}); install it with: pip install 'bpo-jax[{extra}]'"
+        ) from None
+
+
+def installed(module: str) -> bool:
+    """Whether dotted ``module`` is installed, found without importing it or its parents."""
+    return _find_spec(module) is not None
+
+
+def _find_spec(module: str):
+    """``module``'s ModuleSpec or None, found without importing anything (``importlib.util.find_spec``
+    imports the parents of a dotted name, so only the top-level name goes through it)."""
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):  # e.g. a module in sys.modules without __spec__
+        return None
+    for part in rest:
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(f"{spec.name}.{part}", spec.submodule_search_locations)
+    return spec
+
+
+def source_names(module: str, variable: str) -> Optional[list[str]]:
+    """The string keys (dict) or items (list, tuple) of the literal assigned to the module-level
+    ``variable`` in ``module``'s source file, read without importing it; None if the file or a
+    plain literal of strings is not found (callers then import the module).
+
+    Reading a suite's registry this way takes milliseconds, where importing the simulator that
+    defines it takes seconds."""
+    spec = _find_spec(module)
+    if spec is None or not (spec.origin or "").endswith(".py"):
+        return None
+    try:
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), spec.origin)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
+            items = node.value.keys if isinstance(node.value, ast.Dict) else getattr(node.value, "elts", None)
+            if items is not None and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in items):
+                return [k.value for k in items]
+            return None
+    return None
+
+
+def registry_names(module: str, variable: str, live: Callable[[], list[str]]) -> list[str]:
+    """The names in a simulator's registry, the dict or list ``module.variable``.
+
+    Once ``module`` is imported, ``live()`` (names registered at run time count); before that
+    the literal in its source (:func:`source_names`), so that listing does not import the
+    simulator; ``live()`` again if the source is not a plain literal."""
+    if module not in sys.modules:
+        names = source_names(module, variable)
+        if names is not None:
+            return names
+    return live()
+
+
+def register_suite(suite: str, names: Callable[[], list[str]], constructor: Callable[..., Env],
+                   description: str) -> None:
+    """Add a suite: ``names()`` lists its environments, ``constructor(name, num_envs, **kw)`` builds
+    one; ``description`` is the one line ``bpo-jax envs`` prints beside the suite.  ``names()`` raises
+    :class:`MissingDependencyError` when the suite's packages are missing."""
+    _SUITES[suite] = _Suite(names, constructor, description)
+
+
+def suites() -> list[str]:
+    return sorted(_SUITES)
+
+
+def describe_suites() -> list[SuiteInfo]:
+    """Every suite, sorted by name, with its description and ids (or why it is unavailable)."""
+    out = []
+    for s in suites():
+        try:
+            out.append(SuiteInfo(s, _SUITES[s].description, tuple(f"{s}/{n}" for n in _SUITES[s].names())))
+        except MissingDependencyError as err:
+            out.append(SuiteInfo(s, _SUITES[s].description, (), str(err)))
+    return out
+
+
+def list_envs(suite: str | None = None) -> list[str]:
+    """All ``suite/name`` ids, or those of one suite.
+
+    Naming one suite whose packages are missing raises :class:`MissingDependencyError`;
+    listing all suites skips those (see :func:`describe_suites`)."""
+    if suite is None:
+        return [i for info in describe_suites() for i in info.ids]
+    if suite not in _SUITES:
+        raise UnknownEnvError(f"unknown suite {suite!r}; valid: {', '.join(suites())}")
+    return [f"{suite}/{n}" for n in _SUITES[suite].names()]
+
+
+def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
+    """Build ``num_envs`` batched copies of ``env_id`` (e.g. ``"gymnax/CartPole-v1"``).
+
+    ``reset_pool > 0`` switches auto-reset to cached mode (see :class:`FunctionalEnv`);
+    other keyword arguments go to the suite's constructor."""
+    suite, sep, name = env_id.partition("/")
+    if not sep or suite not in _SUITES:
+        raise UnknownEnvError(
+            f"unknown environment suite in {env_id!r}: use 'suite/name' with suite one of {', '.join(suites())}"
+        )
+    valid = _SUITES[suite].names()
+    if name not in valid:
+        raise UnknownEnvError(f"unknown {suite} environment {name!r}; valid: {', '.join(valid)}")
+    env = _SUITES[suite].constructor(name, num_envs, **kwargs)
+    if reset_pool:
+        if not hasattr(env, "with_reset_pool"):
+            raise ValueError(f"{env_id} does not support cached resets (reset_pool)")
+        env = env.with_reset_pool(reset_pool)
+    return env
+
+
+# Built-in suites: module bpo_jax.envs.<suite> (with ``names()`` and ``make(name, num_envs,
+# **kw)``) and the line that describes it.
+_BUILTIN = {
+    "gymnax": "gymnax's pure-JAX tasks: classic control, MinAtar, bsuite and misc",
+    "mjx": "Gymnasium's MuJoCo locomotion tasks (v4, v5) reimplemented on MJX, checked against Gymnasium",
+    "brax": "brax's own tasks on its physics pipelines (default backend mjx)",
+    "playground": "MuJoCo Playground: DM Control Suite ports; locomotion and manipulation need MuJoCo Menagerie",
+}
+
+
+def _lazy_suite(suite: str, description: str) -> None:
+    """Register ``bpo_jax.envs.<suite>`` without importing it, so a suite's heavy packages load
+    only when that suite is used."""
+    module = lambda: importlib.import_module(f"bpo_jax.envs.{suite}")
+    register_suite(suite, lambda: module().names(), lambda *a, **kw: module().make(*a, **kw), description)
+
+
+def _register_builtin() -> None:
+    for suite, description in _BUILTIN.items():
+        _lazy_suite(suite, description)
+
+
+_register_builtin()
