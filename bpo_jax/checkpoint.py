@@ -32,13 +32,16 @@ import os
 import shutil
 import time
 import typing
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import jax
 import numpy as np
 
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.runner import is_key as _is_key
+from bpo_jax.errors import first_line
+from bpo_jax.reporting import write_json
+from bpo_jax.runner import Chunk, Start, is_key as _is_key, state_template
 
 FORMAT_VERSION = 1
 STEP_PREFIX = "step_"
@@ -143,8 +146,8 @@ def save(
             # plainly instead of failing somewhere inside tensorstore.
             "files": _digests(os.path.join(tmp, "arrays")),
         }
-        _write_json(os.path.join(tmp, "config.json"), config.resolved().to_dict())
-        _write_json(os.path.join(tmp, "metadata.json"), meta)  # last: marks the folder complete
+        write_json(os.path.join(tmp, "config.json"), config.resolved().to_dict())
+        write_json(os.path.join(tmp, "metadata.json"), meta)  # last: marks the folder complete
         if os.path.exists(final):  # re-saving a step (a resume from an older checkpoint)
             old = final + f".old-{os.getpid()}"
             os.replace(final, old)
@@ -174,12 +177,6 @@ def remove_after(directory: str, update: int) -> list[str]:
     for path in later:
         shutil.rmtree(path, ignore_errors=True)
     return later
-
-
-def _write_json(path: str, obj: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-        f.write("\n")
 
 
 # ------------------------------------------------------------------ locate
@@ -225,7 +222,7 @@ def _read_json(ckpt: str, name: str):
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {ckpt} is incomplete: no {name}")
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} has an unreadable {name} ({_first_line(e)})")
+        raise CheckpointError(f"checkpoint {ckpt} has an unreadable {name} ({first_line(e)})")
 
 
 def read_metadata(ckpt: str) -> dict:
@@ -246,7 +243,7 @@ def read_config(ckpt: str) -> Config:
     try:
         return config_from_dict(values).validate()
     except (ConfigError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: {_first_line(e)}")
+        raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: {first_line(e)}")
 
 
 def config_from_dict(values: dict) -> Config:
@@ -296,12 +293,37 @@ def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.nd
     except CheckpointError:
         raise
     except Exception as e:  # orbax/tensorstore raise many types for truncated or missing files
-        raise CheckpointError(f"checkpoint {ckpt} is unreadable ({type(e).__name__}: {_first_line(e)})")
+        raise CheckpointError(f"checkpoint {ckpt} is unreadable ({type(e).__name__}: {first_line(e)})")
     update, seeds = meta["update"], meta["num_seeds"]
     bad = [k for k, v in metrics.items() if v.shape != (seeds, update)]
     if bad or sps.shape != (update,):
         raise CheckpointError(f"checkpoint {ckpt} holds metric rows that do not cover its {update} updates")
     return jax.tree_util.tree_unflatten(treedef, leaves), metrics, sps, meta
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A checkpoint read back: where it lies, the program of its run and where that run stands."""
+
+    run_dir: Optional[str]  # the run directory holding it; None for a checkpoint folder outside one
+    path: str  # its step_* folder
+    config: Config  # the run's resolved configuration
+    meta: dict  # its metadata.json (num_seeds, update, chunk_updates, ...)
+    start: Start  # state, metric rows and training time, to continue the run from
+
+
+def load(path: str) -> Loaded:
+    """The checkpoint at ``path`` (a run directory: its newest; its checkpoints/ folder; or one
+    step_* folder), checked against the program its config.json describes."""
+    run_dir, ckpt = locate(path)
+    meta = read_metadata(ckpt)
+    config = read_config(ckpt)
+    if meta.get("num_updates") != config.num_updates:
+        raise CheckpointError(f"checkpoint {ckpt}: metadata and config.json disagree on the number of updates")
+    state, metrics, sps, meta = restore(ckpt, state_template(config, meta["num_seeds"]))
+    start = Start(state=state, update=meta["update"], metrics=metrics, steps_per_second=sps,
+                  train_seconds=meta["train_seconds"])
+    return Loaded(run_dir=run_dir, path=ckpt, config=config, meta=meta, start=start)
 
 
 _MISMATCH = "does not match the program its config.json describes (another env, algorithm or network?)"
@@ -354,43 +376,26 @@ def _verify_files(ckpt: str, meta: dict) -> None:
                 raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} does not match its sha256")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
 # ------------------------------------------------------------------ policy
-def parse_every(text: str) -> tuple[Optional[int], Optional[float]]:
-    """'--checkpoint-every' value: 'N' updates, or a duration 'Ns', 'Nm', 'Nh' -> (updates, seconds)."""
-    t = text.strip().lower()
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    try:
-        if t and t[-1] in units:
-            seconds = float(t[:-1]) * units[t[-1]]
-            if seconds > 0:
-                return None, seconds
-        else:
-            updates = int(t)
-            if updates > 0:
-                return updates, None
-    except ValueError:
-        pass
-    raise ValueError(f"--checkpoint-every takes a positive number of updates (50) or a duration (30s, 10m, 2h), got {text!r}")
-
-
+@dataclass
 class Saver:
     """Checkpoint policy, called after every finite chunk: save when ``every_updates`` updates
-    or ``every_seconds`` seconds have passed since the last save (default: every chunk), and
-    always after the last chunk."""
+    or ``every_seconds`` seconds have passed since the last save (or the start), and always after
+    the last chunk; neither set: after every chunk."""
 
-    def __init__(self, directory: str, config: Config, num_seeds: int, keep: int = 2,
-                 every_updates: Optional[int] = None, every_seconds: Optional[float] = None,
-                 start_update: int = 0):
-        self.directory, self.config, self.num_seeds, self.keep = directory, config, num_seeds, keep
-        self.every_updates, self.every_seconds = every_updates, every_seconds
-        self.last_update, self.last_time = start_update, time.monotonic()
-        self.last_path: Optional[str] = None
-        self.seconds = 0.0
+    directory: str  # the run's checkpoints/ folder
+    config: Config
+    num_seeds: int
+    keep: int = 2  # newest checkpoints kept
+    every_updates: Optional[int] = None
+    every_seconds: Optional[float] = None
+    last_update: int = 0  # update of the last save (a resumed run: where it resumed)
+    saved: int = field(default=0, init=False)  # checkpoints written by this saver
+    seconds: float = field(default=0.0, init=False)  # time spent writing them
+    _last_time: float = field(init=False)  # monotonic clock at the last save
+
+    def __post_init__(self):
+        self._last_time = time.monotonic()
 
     def due(self, update: int, num_updates: int) -> bool:
         if update >= num_updates:
@@ -398,19 +403,20 @@ class Saver:
         if self.every_updates is not None:
             return update - self.last_update >= self.every_updates
         if self.every_seconds is not None:
-            return time.monotonic() - self.last_time >= self.every_seconds
+            return time.monotonic() - self._last_time >= self.every_seconds
         return True
 
-    def __call__(self, chunk) -> Optional[str]:
-        """Save ``chunk`` (a :class:`bpo_jax.runner.Chunk`) if due; returns the path written."""
+    def __call__(self, chunk: Chunk) -> Optional[str]:
+        """Save ``chunk`` if due; returns the path written."""
         if not self.due(chunk.update, chunk.num_updates):
             return None
         t0 = time.perf_counter()
-        self.last_path = save(
+        path = save(
             self.directory, chunk.state, update=chunk.update, config=self.config, num_seeds=self.num_seeds,
             chunk_updates=chunk.chunk_updates, metrics=chunk.history.metrics(),
             steps_per_second=chunk.history.steps_per_second(), train_seconds=chunk.train_seconds, keep=self.keep,
         )
         self.seconds += time.perf_counter() - t0
-        self.last_update, self.last_time = chunk.update, time.monotonic()
-        return self.last_path
+        self.saved += 1
+        self.last_update, self._last_time = chunk.update, time.monotonic()
+        return path

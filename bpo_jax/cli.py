@@ -1,4 +1,5 @@
-"""``bpo-jax``: command line.  Parses arguments, reports errors in one line, calls the runner.
+"""``bpo-jax``: command line.  Parses arguments, calls the library (a run is a
+:class:`bpo_jax.session.RunSession`) and prints; every error is one line.
 
     bpo-jax train [--preset paper/Hopper-v4] [--env gymnax/CartPole-v1] [--algo bpo|ppo] [--seeds N]
                   [--out DIR] [--chunk-updates K] [--checkpoint-every N|30s] [--wandb] [--<hyperparameter> V ...]
@@ -6,21 +7,84 @@
     bpo-jax train ... --coordinator HOST:PORT --num-processes N --process-id I   (one per host)
     bpo-jax eval --checkpoint DIR [--episodes N] [--seed S] [--video]
     bpo-jax envs [--suite gymnax]
-    bpo-jax presets
+    bpo-jax presets [NAME]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
+import re
 import sys
 import typing
-from typing import Any, Optional, Sequence
+from typing import IO, Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
+from bpo_jax.errors import first_line
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
+# Library names -> this command line's flags, where they differ from the name with dashes.
+_FLAGS = {"num_seeds": "--seeds", "checkpoint_every_updates": "--checkpoint-every",
+          "checkpoint_every_seconds": "--checkpoint-every", "checkpoints": "--no-checkpoints",
+          "progress": "--quiet", "compile_cache": "--no-compile-cache"}
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def _flag(name: str) -> str:
+    """The flag that sets the library parameter ``name``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _dest(name: str) -> str:
+    """The argparse attribute of the flag that sets the library parameter ``name``."""
+    return _flag(name).removeprefix("--").replace("-", "_")
+
+
+def _worded(message: str) -> str:
+    """A library message in this command line's words: parameters, which the library writes in
+    backticks (`overwrite`), become flags (--overwrite)."""
+    return re.sub(r"`(\w+)`", lambda m: _flag(m.group(1)), message)
+
+
+def _say(text: str, stream: Optional[IO] = None) -> None:
+    """Print a line; a stream whose reader has gone (``| head``) is silenced, never fatal."""
+    from bpo_jax import tracking
+
+    stream = stream or sys.stderr
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        tracking.silence(stream)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line and exit code 2, without argparse's usage block."""
+
+    def error(self, message: str):
+        _say(f"bpo-jax: error: {message}")
+        raise SystemExit(EXIT_USAGE)
+
+
+def parse_every(text: str) -> tuple[Optional[int], Optional[float]]:
+    """--checkpoint-every's value: 'N' updates, or a duration 'Ns', 'Nm', 'Nh' -> (updates, seconds)."""
+    t = text.strip().lower()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        if t and t[-1] in units:
+            seconds = float(t[:-1]) * units[t[-1]]
+            if seconds > 0:
+                return None, seconds
+        else:
+            updates = int(t)
+            if updates > 0:
+                return updates, None
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"takes a positive number of updates (50) or a duration (30s, 10m, 2h), got {text!r}")
 
 
 def _parse_optional(inner):
@@ -52,7 +116,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
         optional = type(None) in typing.get_args(hint)
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
         default = argparse.SUPPRESS if suppress else defaults.get(f.name, f.default)
-        help_text = f"{f.metadata['help']} (default: {_show(defaults.get(f.name, f.default))})"
+        help_text = f.metadata["help"]
+        if "default" not in help_text:  # some helps say their default in words already
+            help_text += f" (default: {_show(defaults.get(f.name, f.default))})"
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
@@ -77,7 +143,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     """The argument parser; ``defaults`` (a preset's values) replace Config's defaults.
     ``suppress``: no defaults at all, so the parsed namespace holds only the flags given."""
     d = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
-    parser = argparse.ArgumentParser(prog="bpo-jax", description="Bounded Policy Optimization and PPO in JAX.")
+    parser = _Parser(prog="bpo-jax", description="Bounded Policy Optimization and PPO in JAX.")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,envs,presets}")
     sub.required = True
 
@@ -93,7 +159,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     run.add_argument("--seeds", type=int, default=d(3), metavar="N", help="seeds trained together as one vmapped program (default: 3)")
     run.add_argument("--out", default=d(None), metavar="DIR", help="output directory (default: a fresh runs/<env>__<algo>__<time>)")
     run.add_argument("--overwrite", action="store_true", default=d(False), help="replace a non-empty --out directory (deleted when training starts)")
-    run.add_argument("--reports", type=int, default=d(20), metavar="N",
+    run.add_argument("--reports", type=int, default=d(None), metavar="N",
                      help="progress reports per run; sets the chunk size K unless --chunk-updates (default: 20)")
     run.add_argument("--chunk-updates", type=int, default=d(None), metavar="K",
                      help="updates per compiled call (progress, logs and checkpoints happen between calls); "
@@ -103,7 +169,8 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
                      help="do not use the persistent XLA compilation cache (~/.cache/bpo-jax/xla or $BPO_JAX_CACHE_DIR)")
     run.add_argument("--fast-compile", action="store_true", default=d(False),
                      help="compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower "
-                          "on CPU; for short runs and debugging")
+                          "on CPU; for short runs and debugging.  Float rounding differs, so the same seed gives "
+                          "other numbers than without it")
     dist = train.add_argument_group("multi-host (one process per host; the env batch is split over all devices)")
     dist.add_argument("--coordinator", default=d(None), metavar="HOST:PORT",
                       help="address of process 0 for jax.distributed.initialize; without it, a set "
@@ -116,9 +183,9 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
                       help="continue the unfinished run in DIR (its run directory, checkpoints/ folder or one "
                            "checkpoints/step_* folder) from its newest checkpoint, with its configuration; flags that "
                            "would change the run's program are refused")
-    ckpt.add_argument("--checkpoint-every", default=d(None), metavar="N|30s|10m|2h",
+    ckpt.add_argument("--checkpoint-every", type=parse_every, default=d(None), metavar="N|30s|10m|2h",
                       help="save a checkpoint every N updates or after a wall-clock duration, at the next chunk end "
-                           "(default: after every chunk); the last chunk is always saved")
+                           "(default: 10m); the last chunk is always saved")
     ckpt.add_argument("--keep-checkpoints", type=int, default=d(2), metavar="N",
                       help="keep the newest N checkpoints in OUT/checkpoints (default: 2)")
     ckpt.add_argument("--no-checkpoints", action="store_true", default=d(False),
@@ -150,7 +217,9 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
 
     envs = sub.add_parser("envs", help="list environment ids")
     envs.add_argument("--suite", default=None, help="only this suite")
-    sub.add_parser("presets", help="list named configurations")
+    presets = sub.add_parser("presets", help="list named configurations, or show one's full setting")
+    presets.add_argument("name", nargs="?", default=None, metavar="NAME",
+                         help="show every configuration value this preset gives, for each algorithm")
     return parser
 
 
@@ -169,8 +238,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     try:
         values = presets.resolve(args.preset, args.algo)
     except presets.PresetError as e:
-        print(f"bpo-jax: error: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(_fail(str(e)))
     given = args.given | set(values)
     args = build_parser(values).parse_args(argv)
     args.given = given
@@ -178,48 +246,78 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)}
-    return Config(**values)
+    return Config(**{name: getattr(args, name) for name in _CONFIG_FIELDS})
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"bpo-jax: error: {message}", file=sys.stderr)
+    _say(f"bpo-jax: error: {message}")
     return code
 
 
 def cmd_envs(args) -> int:
+    import textwrap
+
     from bpo_jax import envs
 
-    try:
-        names = envs.list_envs(args.suite)
-    except (envs.UnknownEnvError, envs.MissingDependencyError) as e:
-        return _fail(str(e))
-    for name in names:
-        print(name)
-    if args.suite is None:
-        for suite, why in envs.unavailable_suites().items():
-            print(f"# {suite}/ unavailable: {why}", file=sys.stderr)
+    if args.suite is not None:  # one id per line: for scripts and grep
+        try:
+            names = envs.list_envs(args.suite)
+        except (envs.UnknownEnvError, envs.MissingDependencyError) as e:
+            return _fail(str(e))
+        for name in names:
+            _say(name, sys.stdout)
+        return 0
+    for info in envs.describe_suites():
+        count = "unavailable" if info.unavailable_reason else f"{len(info.ids)} envs"
+        _say(f"{info.name}/  ({count}) {info.description}", sys.stdout)
+        body = info.unavailable_reason or "  ".join(i.partition("/")[2] for i in info.ids)
+        _say(textwrap.fill(body, 100, initial_indent="    ", subsequent_indent="    ",
+                           break_long_words=False, break_on_hyphens=False), sys.stdout)
+    _say("ids are suite/name, e.g. gymnax/CartPole-v1; --suite NAME lists one suite's ids, one per line", sys.stdout)
     return 0
 
 
 def cmd_presets(args) -> int:
     from bpo_jax import presets
 
-    for name in presets.names():
-        print(name)
+    if args.name is None:
+        for name in presets.names():
+            _say(name, sys.stdout)
+        return 0
+    try:
+        settings = _preset_settings(args.name)
+    except presets.PresetError as e:
+        return _fail(str(e))
+    for line in _preset_lines(args.name, settings):
+        _say(line, sys.stdout)
     return 0
 
 
-@dataclasses.dataclass
-class _Plan:
-    """What a train command will do, settled before anything is written."""
+def _preset_settings(name: str) -> dict[str, Config]:
+    """The full resolved configuration preset ``name`` gives each algorithm it has settings for."""
+    from bpo_jax import algorithms, presets
 
-    config: Config
-    num_seeds: int
-    out: str
-    chunk_updates: int
-    start: Any = None  # runner.Start when resuming
-    checkpoint: Optional[str] = None  # the checkpoint resumed from
+    settings = {}
+    for algo in algorithms.names():
+        try:
+            settings[algo] = Config(**presets.resolve(name, algo)).resolved()
+        except presets.PresetError:
+            if name not in presets.names():
+                raise  # unknown name: its message lists the valid ones
+    return settings
+
+
+def _preset_lines(name: str, settings: dict[str, Config]) -> list[str]:
+    """Where each algorithm's values come from (when presets say), then one row per field."""
+    from bpo_jax import presets
+
+    source = getattr(presets, "source", None)
+    lines = [f"{name}: bpo-jax train --preset {name} --algo {'|'.join(settings)}"]
+    if source is not None:
+        lines += [f"  {algo}: {source(name, algo)}" for algo in settings]
+    rows = [("field", *settings)] + [(f, *(_show(getattr(c, f)) for c in settings.values())) for f in _CONFIG_FIELDS]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return lines + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def _init_distributed(args) -> None:
@@ -241,249 +339,139 @@ def _init_distributed(args) -> None:
     try:
         jax.distributed.initialize(*flags) if any(f is not None for f in flags) else jax.distributed.initialize()
     except Exception as e:  # bad address, timeout, no cluster detected
-        raise ConfigError(f"jax.distributed.initialize failed: {type(e).__name__}: {_first_line(e)}")
-
-
-def _is_lead() -> bool:
-    """Process 0 of a multi-process run (or the only process) writes every output."""
-    import jax
-
-    return jax.process_index() == 0
-
-
-def _fresh_plan(args) -> _Plan:
-    from bpo_jax import envs, reporting, runner
-
-    config = _config_from_args(args)
-    config.validate()
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.reports < 1:
-        raise ConfigError(f"--reports must be >= 1, got {args.reports}")
-    given = getattr(args, "given", set())
-    if "chunk_updates" in given and "reports" in given:
-        raise ConfigError("--chunk-updates and --reports both set the chunk size; give one")
-    k = args.chunk_updates if args.chunk_updates is not None else runner.chunk_size(config.num_updates, args.reports)
-    if not 1 <= k <= config.num_updates:
-        raise ConfigError(f"--chunk-updates must be in [1, {config.num_updates}] (the run's updates), got {k}")
-    # Unknown ids, bad env options and missing suite packages fail here, before any compile.
-    envs.make(config.env, num_envs=1, **config.env_kwargs())
-    out = args.out or reporting.default_run_dir(config)
-    if _is_lead():  # other processes write nothing (and would race process 0 creating it)
-        reporting.check_output_dir(out, args.overwrite)
-    return _Plan(config, args.seeds, out, k)
-
-
-# Flags that may accompany --resume: they change how the run is watched or compiled, not what it computes.
-_RESUME_FREE = {"resume", "out", "quiet", "no_compile_cache", "fast_compile", "checkpoint_every",
-                "keep_checkpoints", "no_checkpoints", "tensorboard", "wandb", "wandb_project", "wandb_entity",
-                "preset", "coordinator", "num_processes", "process_id"}
-
-
-def _resume_plan(args) -> _Plan:
-    from bpo_jax import checkpoint, envs, reporting, runner
-
-    if args.overwrite:
-        raise ConfigError("--resume continues a run in its own directory; it cannot be combined with --overwrite")
-    run_dir, ckpt = checkpoint.locate(args.resume)
-    if run_dir is None:
-        raise ConfigError(f"--resume needs a run directory (one holding {checkpoint.CHECKPOINTS}/); {ckpt} is not in one")
-    if args.out is not None and os.path.abspath(args.out) != os.path.abspath(run_dir):
-        raise ConfigError(f"--resume continues in the run's own directory {run_dir}; drop --out {args.out}")
-    if not reporting.is_incomplete(run_dir):
-        raise ConfigError(f"the run in {run_dir} has finished (no {reporting.INCOMPLETE} marker); nothing to resume "
-                          f"(evaluate it with: bpo-jax eval --checkpoint {run_dir})")
-    meta = checkpoint.read_metadata(ckpt)
-    config = checkpoint.read_config(ckpt)
-    if meta.get("num_updates") != config.num_updates:
-        raise checkpoint.CheckpointError(f"checkpoint {ckpt}: metadata and config.json disagree on the number of updates")
-    _check_same_run(args, config, meta)
-    envs.make(config.env, num_envs=1, **config.env_kwargs())
-    template = runner.state_template(config, meta["num_seeds"])
-    state, metrics, sps, meta = checkpoint.restore(ckpt, template)
-    start = runner.Start(state, meta["update"], metrics, sps, meta["train_seconds"])
-    return _Plan(config, meta["num_seeds"], run_dir, meta["chunk_updates"], start, ckpt)
-
-
-def _check_same_run(args, config: Config, meta: dict) -> None:
-    """Refuse flags given with --resume that differ from the checkpoint's run: its program
-    (configuration, seeds, chunk size) is fixed; repeating the original values is fine."""
-    from bpo_jax import runner
-
-    given = getattr(args, "given", set())
-    asked, saved = _config_from_args(args).resolved(), config.resolved()
-    for name in sorted(given - _RESUME_FREE):
-        flag = "--" + name.replace("_", "-")
-        if hasattr(saved, name):
-            if getattr(asked, name) != getattr(saved, name):
-                raise ConfigError(f"--resume continues the checkpoint's run, whose {name} is {_show(getattr(saved, name))}; "
-                                  f"drop {flag} (start a new run to change it)")
-        elif name == "seeds" and args.seeds != meta["num_seeds"]:
-            raise ConfigError(f"--resume continues the checkpoint's run of {meta['num_seeds']} seed(s); drop --seeds")
-        elif name == "chunk_updates" and args.chunk_updates != meta["chunk_updates"]:
-            raise ConfigError(f"--resume keeps the checkpoint's {meta['chunk_updates']} updates per chunk "
-                              f"(the compiled program); drop --chunk-updates")
-        elif name == "reports" and runner.chunk_size(config.num_updates, args.reports) != meta["chunk_updates"]:
-            raise ConfigError(f"--resume keeps the checkpoint's {meta['chunk_updates']} updates per chunk; drop --reports")
-        elif name == "overwrite":
-            pass  # refused above
+        raise ConfigError(f"jax.distributed.initialize failed: {type(e).__name__}: {first_line(e)}")
 
 
 def cmd_train(args) -> int:
-    from bpo_jax import checkpoint, reporting, runner, tracking
+    from bpo_jax import runner, session as sessions, tracking
 
     try:
         _init_distributed(args)
-        plan = _resume_plan(args) if args.resume else _fresh_plan(args)
-        runner.make_mesh(None, plan.config.num_envs)  # num_envs divisible by the device count
-        every = checkpoint.parse_every(args.checkpoint_every) if args.checkpoint_every else (None, None)
-        if args.keep_checkpoints < 1:
-            raise ConfigError(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
-        if args.wandb:
-            tracking.require_wandb()
-    except (ConfigError, ValueError, ImportError, reporting.OutputDirError, tracking.TrackingError) as e:
-        return _fail(_first_line(e))
+        session = _open_session(args)
+    except sessions.ProgramMismatch as e:
+        return _fail(f"--resume continues the checkpoint's run, whose {e.saved_field} is {_show(e.saved)}; "
+                     f"drop {_flag(e.field)} (start a new run to change it)")
+    except sessions.RunFinished as e:
+        return _fail(f"{e} (evaluate it with: bpo-jax eval --checkpoint {e.run_dir})")
+    except (ValueError, ImportError, tracking.TrackingError) as e:
+        return _fail(_worded(first_line(e)))
 
     # ---- every input check has passed: from here on the run directory exists
-    config, out, start = plan.config, plan.out, plan.start
-    if not _is_lead():
-        return _train_follower(args, plan)
-    if not args.no_compile_cache:
-        runner.enable_compilation_cache()
-    note = f"training has not finished (still running, or killed). Continue it with: bpo-jax train --resume {out}"
-    ckpt_dir = os.path.join(out, checkpoint.CHECKPOINTS)
-    if start is None:
-        reporting.open_run_dir(out, args.overwrite, note)
-        reporting.write_json(os.path.join(out, "config.json"), reporting.run_config(config, plan.num_seeds))
-    else:
-        checkpoint.remove_after(ckpt_dir, start.update)  # a resume from an older checkpoint abandons later ones
-        reporting.mark_incomplete(out, note)
-    label = f"{config.algo} {config.env}"
-    done = 0 if start is None else start.update
-    resumed = f"; resuming at update {done} from {plan.checkpoint}" if start is not None else ""
-    print(f"[{label}] {plan.num_seeds} seed(s) x {config.num_updates} updates x {config.batch_size} steps, "
-          f"{plan.chunk_updates} updates per chunk{resumed}; compiling...", file=sys.stderr, flush=True)
-
-    saver = None if args.no_checkpoints else checkpoint.Saver(
-        ckpt_dir, config, plan.num_seeds, keep=args.keep_checkpoints,
-        every_updates=every[0], every_seconds=every[1], start_update=done)
-    progress = loggers = None
+    lead = sessions.is_lead()
+    if lead:
+        _say(_header(session))
     try:
-        try:
-            loggers = tracking.Loggers([
-                tracking.TensorBoard(os.path.join(out, "tb"), plan.num_seeds, config.batch_size,
-                                     purge_step=done * config.batch_size + 1 if done else None)
-                if args.tensorboard else None,
-                tracking.WandB(out, reporting.run_config(config, plan.num_seeds), config.batch_size,
-                               args.wandb_project, args.wandb_entity) if args.wandb else None,
-            ])
-
-            def on_chunk(chunk):
-                if saver is not None:
-                    saver(chunk)
-                loggers(chunk)
-
-            progress = tracking.make_progress(label, config.num_updates * config.batch_size,
-                                              done * config.batch_size, quiet=args.quiet)
-            result = runner.run(config, num_seeds=plan.num_seeds, progress=progress,
-                                chunk_updates=plan.chunk_updates, start=start, on_chunk=on_chunk,
-                                compiler_options=_compiler_options(args))
-        finally:  # stop the progress bar before any message below
-            for closable in (progress, loggers):
-                if closable is not None:
-                    closable.close()
-    except runner.NonFiniteError as e:
-        kept = checkpoint.list_checkpoints(ckpt_dir)
-        where = f"; kept the last good checkpoint {kept[-1]}" if kept else "; no checkpoint was saved before it"
-        reporting.mark_incomplete(out, f"stopped: {e}{where}")
-        return _fail(f"{e}{where}", EXIT_FAILURE)
+        done = session.run()
     except KeyboardInterrupt:
-        return _fail(f"interrupted; continue with: bpo-jax train --resume {out}", 130)
-    except Exception as e:  # e.g. W&B cannot start: keep the one-line contract
-        if os.environ.get("BPO_JAX_DEBUG"):
+        return _fail(session.note, EXIT_INTERRUPTED)
+    except Exception as e:
+        if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.NonFiniteError):
             raise  # the full traceback, for a bug report
-        reporting.mark_incomplete(out, f"stopped: {type(e).__name__}: {_first_line(e)}")
-        return _fail(f"{type(e).__name__}: {_first_line(e)}", EXIT_FAILURE)
-
-    info = reporting.write_outputs(result, out)
-    reporting.mark_complete(out)
-    cached = f" ({result.cached_programs} from cache)" if result.cached_programs else ""
-    print(
-        f"[{label}] final return {info['final_episode_return']:.2f} (mean over seeds, last 10% of episodes) | "
-        f"compile {info['compile_seconds']:.1f}s{cached} | train {info['train_seconds']:.1f}s | "
-        f"checkpoints+logs {info['io_seconds']:.1f}s | {info['steps_per_second']:,.0f} steps/s",
-        file=sys.stderr,
-    )
-    extras = ",".join(x for x, on in (("checkpoints", saver is not None), ("tb", args.tensorboard)) if on)
-    print(f"wrote {out}/{{config.json,metrics.csv,summary.json,curve.png{',' + extras if extras else ''}}}")
+        return _fail(session.note, EXIT_FAILURE)
+    if lead:
+        _say(_final_line(session, done))
+        _say(f"wrote {session.out}/{{{','.join(done.files)}}}", sys.stdout)
     return 0
 
 
-def _compiler_options(args):
-    from bpo_jax import runner
+def _open_session(args):
+    """The run session the arguments ask for: a fresh run, or a resumed one."""
+    from bpo_jax.session import RunSession
 
-    return runner.FAST_COMPILE if args.fast_compile else None
+    options = _run_options(args)
+    if not args.resume:
+        return RunSession.start(_config_from_args(args), args.seeds, args.out, chunk_updates=args.chunk_updates,
+                                reports=args.reports, overwrite=args.overwrite, options=options)
+    if args.overwrite:
+        raise ConfigError("--resume continues a run in its own directory; it cannot be combined with --overwrite")
+    session = RunSession.resume(args.resume, options, expect=_expected(args))
+    if args.out is not None and os.path.abspath(args.out) != os.path.abspath(session.out):
+        raise ConfigError(f"--resume continues in the run's own directory {session.out}; drop --out {args.out}")
+    return session
 
 
-def _train_follower(args, plan: _Plan) -> int:
-    """A process other than 0 of a multi-process run: compute its share, write nothing."""
-    from bpo_jax import runner
+def _run_options(args):
+    """The watching and writing flags, which a resumed run may change."""
+    from bpo_jax.session import RunOptions
 
-    if not args.no_compile_cache:
-        runner.enable_compilation_cache()
-    try:
-        runner.run(plan.config, num_seeds=plan.num_seeds, chunk_updates=plan.chunk_updates, start=plan.start,
-                   compiler_options=_compiler_options(args))
-    except runner.NonFiniteError as e:
-        return _fail(str(e), EXIT_FAILURE)  # process 0 reports it and marks the run
-    return 0
+    cadence = {}
+    if args.checkpoint_every is not None:
+        cadence = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every))
+    return RunOptions(keep_checkpoints=args.keep_checkpoints, checkpoints=not args.no_checkpoints,
+                      tensorboard=args.tensorboard, wandb=args.wandb, wandb_project=args.wandb_project,
+                      wandb_entity=args.wandb_entity, progress=not args.quiet, compile_cache=not args.no_compile_cache,
+                      fast_compile=args.fast_compile, resume_hint="bpo-jax train --resume {out}", **cadence)
+
+
+def _expected(args) -> dict[str, Any]:
+    """The flags given with --resume that define a run's program (configuration, seeds, chunk
+    size), by their library names: the session refuses any that differs from the checkpoint's."""
+    names = (*_CONFIG_FIELDS, "num_seeds", "chunk_updates", "reports")
+    return {name: getattr(args, _dest(name)) for name in names if _dest(name) in args.given}
+
+
+def _header(session) -> str:
+    c = session.config
+    resumed = "" if session.resumed_from is None else \
+        f"; resuming at update {session.start_update} from {session.resumed_from.path}"
+    return (f"[{session.label}] {session.num_seeds} seed(s) x {c.num_updates} updates x {c.batch_size} steps, "
+            f"{session.chunk_updates} updates per chunk{resumed}; compiling...")
+
+
+def _final_line(session, done) -> str:
+    """The last line: return, the time split, what checkpoints cost, the run's throughput."""
+    from bpo_jax import tracking
+
+    info = done.summary
+
+    cached = f" ({info['cached_programs']} from cache)" if info["cached_programs"] else ""
+    return (f"[{session.label}] final return {info['final_episode_return']:.2f} (mean over seeds, last 10% of "
+            f"episodes) | compile {info['compile_seconds']:.1f}s{cached} | train {info['train_seconds']:.1f}s | "
+            f"checkpoints+logs {info['io_seconds']:.1f}s ({info['checkpoints_written']} checkpoint(s) "
+            f"{info['checkpoint_seconds']:.1f}s) | "
+            f"{tracking.throughput_text(done.result.throughput, session.num_seeds)}")
 
 
 def cmd_eval(args) -> int:
-    from bpo_jax import checkpoint, envs, evaluate, reporting, runner
+    from bpo_jax import checkpoint, evaluate, reporting
 
     try:
         if args.episodes < 1:
             raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
         if args.max_steps < 1:
             raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
-        run_dir, ckpt = checkpoint.locate(args.checkpoint)
-        meta = checkpoint.read_metadata(ckpt)
-        config = checkpoint.read_config(ckpt)
-        envs.make(config.env, num_envs=1, **config.env_kwargs())
-        state, _, _, meta = checkpoint.restore(ckpt, runner.state_template(config, meta["num_seeds"]))
-        out = args.out or evaluate.default_eval_path(run_dir, ckpt)
+        loaded = checkpoint.load(args.checkpoint)
+        out = args.out or evaluate.default_eval_path(loaded.run_dir, loaded.path)
         if os.path.isdir(out):
             raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, 'eval.json')}")
-    except (ConfigError, ValueError, ImportError) as e:
-        return _fail(_first_line(e))
+    except (ValueError, ImportError) as e:
+        return _fail(_worded(first_line(e)))
 
-    print(f"[{config.algo} {config.env}] checkpoint at update {meta['update']}: {args.episodes} episode(s) per seed, "
-          f"deterministic policy, eval seed {args.seed}; compiling...", file=sys.stderr, flush=True)
+    config, state, update = loaded.config, loaded.start.state, loaded.start.update
+    _say(f"[{config.algo} {config.env}] checkpoint at update {update}: {args.episodes} episode(s) per seed, "
+         f"deterministic policy, eval seed {args.seed}; compiling...")
     result = evaluate.run_eval(config, state, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps)
-    result = {"checkpoint": os.path.abspath(ckpt), "update": meta["update"],
-              "env_steps": meta["update"] * config.batch_size, **result}
+    result = {"checkpoint": os.path.abspath(loaded.path), "update": update, "env_steps": update * config.batch_size,
+              **result}
     if args.video:
         try:
             result["video"] = evaluate.record_video(config, state, os.path.join(os.path.dirname(os.path.abspath(out)), "video"),
                                                     seed=args.seed)
         except evaluate.VideoUnavailable as e:
-            print(f"bpo-jax: video skipped: {e}", file=sys.stderr)
+            _say(f"bpo-jax: video skipped: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     reporting.write_json(out, result)
     for line in evaluate.summary_lines(result):
-        print(line)
-    print(f"wrote {out}" + (f" and {result['video']}" if "video" in result else ""))
+        _say(line, sys.stdout)
+    _say(f"wrote {out}" + (f" and {result['video']}" if "video" in result else ""), sys.stdout)
     return 0
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already told in one line
+        return e.code if isinstance(e.code, int) else 0
     return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "presets": cmd_presets}[args.command](args)
 
 

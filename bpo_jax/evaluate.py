@@ -22,6 +22,7 @@ import numpy as np
 from bpo_jax import normalization as norm
 from bpo_jax.config import Config
 from bpo_jax.envs import make as make_env
+from bpo_jax.errors import first_line
 from bpo_jax.networks import action_to_env, make_network
 
 
@@ -124,7 +125,7 @@ def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frame
             warnings.simplefilter("ignore")  # glfw warns before failing without a display
             renderer = mujoco.Renderer(model, *size)
     except Exception as e:
-        raise VideoUnavailable(f"no OpenGL context for MuJoCo rendering ({_first_line(e)}); "
+        raise VideoUnavailable(f"no OpenGL context for MuJoCo rendering ({first_line(e)}); "
                                "try MUJOCO_GL=egl or MUJOCO_GL=osmesa")
     act = make_policy(config, make_network(config, env.action_space), env.action_space)
     params, obs_stats = jax.tree.map(lambda x: x[0], (state.params, state.obs_stats))
@@ -160,12 +161,7 @@ def _write_frames(frames: list, path: str, fps: int) -> str:
         imageio.mimsave(base + ".gif", frames, duration=1000.0 / fps)
         return base + ".gif"
     except Exception as e:
-        raise VideoUnavailable(f"could not encode the video ({_first_line(e)})")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+        raise VideoUnavailable(f"could not encode the video ({first_line(e)})")
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -173,7 +169,7 @@ def summary_lines(result: dict) -> list[str]:
     lines = []
     for s in result["per_seed"]:
         unfinished = result["episodes"] - s["episodes_finished"]
-        note = f"; {unfinished} cut at --max-steps" if unfinished else ""
+        note = f"; {unfinished} cut at the {result['max_steps']}-step limit" if unfinished else ""
         lines.append(f"seed {s['seed_index']}: return {s['mean_return']:.2f} +- {s['std_return']:.2f} over "
                      f"{result['episodes']} episodes (mean length {s['mean_length']:.1f}{note})")
     if len(result["per_seed"]) > 1:

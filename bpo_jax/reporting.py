@@ -1,13 +1,11 @@
 """Host-side outputs of a run: the run directory, metrics.csv, summary.json, config.json, curve.png.
 
-A CLI run streams checkpoints and TensorBoard events into its directory while it trains, so
-the directory exists from the start, marked by an ``INCOMPLETE`` file (what happened and how
-to resume) that is removed only once the final files are in place: a directory without the
-marker is a finished run.  Each final file is written to a temporary name and renamed, so no
-file is ever half-written.  Bad input is rejected before the directory is created.
-
-:func:`write_run` (library use) still writes a whole fresh directory through a private
-staging folder that is moved into place only when complete.
+A run (:mod:`bpo_jax.session`) streams checkpoints and TensorBoard events into its directory
+while it trains, so the directory exists from the start, marked by an ``INCOMPLETE`` file (what
+happened and how to resume) that is removed only once the final files are in place: a directory
+without the marker is a finished run.  Every file, here and in checkpoints, is written through
+:func:`write_atomic` (a temporary name, then a rename), so no file is ever half-written.  Bad
+input is rejected before the directory is created.
 """
 from __future__ import annotations
 
@@ -15,27 +13,19 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
+from bpo_jax import algorithms
+
 from bpo_jax.runner import RunResult
-from bpo_jax.tracking import ProgressLines as ProgressPrinter  # noqa: F401  (former home)
 
 INCOMPLETE = "INCOMPLETE"  # marker file of a run directory whose run has not finished
 OUTPUT_FILES = ("config.json", "metrics.csv", "summary.json", "curve.png")
 
-# Metric columns in CSV order (after update, seed, env_steps); missing ones (e.g. BPO-only
-# statistics in a PPO run) are skipped.
-CSV_METRICS = (
-    "episode_return_mean", "episode_length_mean", "episodes", "loss", "policy_loss",
-    "value_loss", "median_loss", "entropy", "approx_kl", "clip_fraction",
-    "target_up_fraction", "ratio_target_gap", "grad_norm", "value_mean",
-)
 
 
 class OutputDirError(ValueError):
@@ -53,13 +43,14 @@ def default_run_dir(config, root: str = "runs") -> str:
 
 
 def check_output_dir(path: str, overwrite: bool) -> None:
-    """Fail before training, not after, if ``path`` is a non-empty directory or a file."""
+    """Fail before training, not after, if ``path`` is a non-empty directory or a file.  The
+    message names parameters in backticks (`overwrite`), for a front end to reword."""
     if os.path.isfile(path):
         raise OutputDirError(f"output path {path!r} is a file; choose a directory")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        hint = f" (it holds an unfinished run: --resume {path} continues it)" if is_incomplete(path) else ""
+        hint = f" (it holds an unfinished run: `resume` {path} continues it)" if is_incomplete(path) else ""
         raise OutputDirError(
-            f"output directory {path!r} exists and is not empty; pass --overwrite or choose another --out{hint}")
+            f"output directory {path!r} exists and is not empty; set `overwrite` or choose another `out`{hint}")
 
 
 def is_incomplete(path: str) -> bool:
@@ -78,7 +69,7 @@ def open_run_dir(path: str, overwrite: bool, note: str) -> None:
 
 def mark_incomplete(path: str, note: str) -> None:
     """(Re)write the INCOMPLETE marker: when and why the run is not finished, how to go on."""
-    write_text_atomic(os.path.join(path, INCOMPLETE), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
+    write_text(os.path.join(path, INCOMPLETE), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
 
 
 def mark_complete(path: str) -> None:
@@ -88,29 +79,30 @@ def mark_complete(path: str) -> None:
         pass
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+def write_atomic(path: str, write: Callable[[str], Any]) -> None:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it into place: readers
+    (and a run killed half-way) see the old file or the new one, never a part."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def staged_dir(path: str, overwrite: bool) -> Iterator[str]:
-    """Yield a staging folder; on success it replaces ``path``, on any error it is removed."""
-    check_output_dir(path, overwrite)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.partial-", dir=parent)
     try:
-        yield staging
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        write(tmp)
+        os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise
+
+
+def write_text(path: str, text: str) -> None:
+    """``text`` into ``path``, atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+    write_atomic(path, write)
+
+
+def write_json(path: str, obj: dict) -> None:
+    """JSON (tuples as lists), written atomically."""
+    write_text(path, json.dumps(obj, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)) + "\n")
 
 
 def tail_returns(metrics: dict, fraction: float = 0.1) -> np.ndarray:
@@ -130,8 +122,10 @@ def final_episode_return(result: RunResult, fraction: float = 0.1) -> float:
     return float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else float("nan")
 
 
-def summary(result: RunResult) -> dict:
-    """summary.json: final return, steps, and time split into compile, training and host I/O."""
+def summary(result: RunResult, **extra: Any) -> dict:
+    """summary.json: final return, steps, the time split into compile, training and host work
+    between chunks, and the one throughput figure (all seeds, training time); ``extra`` adds
+    fields (e.g. what the checkpoints cost)."""
     return {
         "env": result.config.env,
         "algo": result.config.algo,
@@ -144,52 +138,31 @@ def summary(result: RunResult) -> dict:
         "cached_programs": result.cached_programs,
         "train_seconds": round(result.train_seconds, 3),
         "io_seconds": round(result.io_seconds, 3),
-        "steps_per_second": round(result.total_env_steps / result.train_seconds, 1),
+        "env_steps_per_second_all_seeds": round(result.throughput, 1),
         "chunk_updates": result.chunk_updates,
+        **extra,
     }
 
 
-def write_run(result: RunResult, path: str, overwrite: bool = False, extra: Optional[dict] = None) -> dict:
-    """Write config.json, metrics.csv, summary.json and curve.png into a fresh ``path`` atomically."""
-    with staged_dir(path, overwrite) as staging:
-        return write_outputs(result, staging, extra)
-
-
-def run_config(config, num_seeds: int, extra: Optional[dict] = None) -> dict:
+def run_config(config, num_seeds: int) -> dict:
     """config.json: the resolved configuration and the seed count."""
-    return {**config.resolved().to_dict(), "num_seeds": num_seeds, **(extra or {})}
+    return {**config.resolved().to_dict(), "num_seeds": num_seeds}
 
 
-def write_outputs(result: RunResult, path: str, extra: Optional[dict] = None) -> dict:
-    """Write (or replace) config.json, metrics.csv, summary.json and curve.png in the existing
-    directory ``path``, each file atomically; returns the summary."""
-    info = summary(result)
-    write_json(os.path.join(path, "config.json"), run_config(result.config, result.num_seeds, extra))
-    _atomic(os.path.join(path, "metrics.csv"), lambda tmp: _write_csv(result, tmp))
+def write_outputs(result: RunResult, path: str, **extra: Any) -> dict:
+    """Write (or replace) config.json, metrics.csv, summary.json (with ``extra``) and curve.png
+    in the existing directory ``path``, each file atomically; returns the summary."""
+    info = summary(result, **extra)
+    write_json(os.path.join(path, "config.json"), run_config(result.config, result.num_seeds))
+    write_atomic(os.path.join(path, "metrics.csv"), lambda tmp: _write_csv(result, tmp))
     write_json(os.path.join(path, "summary.json"), info)
-    _atomic(os.path.join(path, "curve.png"), lambda tmp: plot_curve(result, tmp, format="png"))
+    write_atomic(os.path.join(path, "curve.png"), lambda tmp: plot_curve(result, tmp, format="png"))
     return info
 
 
-def _atomic(path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path: str, obj: dict) -> None:
-    """JSON (tuples as lists), written atomically."""
-    text = json.dumps(obj, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)) + "\n"
-    write_text_atomic(path, text)
-
-
 def _write_csv(result: RunResult, path: str) -> None:
-    names = [m for m in CSV_METRICS if m in result.metrics]
+    # CSV order: the shared metrics, then the algorithm's own (absent ones are skipped).
+    names = [m for m in algorithms.metric_tags() if m in result.metrics]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["update", "seed", "env_steps", *names, "steps_per_second"])
@@ -202,11 +175,6 @@ def _write_csv(result: RunResult, path: str) -> None:
 def _fmt(x) -> str:
     x = float(x)
     return "" if np.isnan(x) else f"{x:.6g}"
-
-
-def smoothed_returns(result: RunResult) -> np.ndarray:
-    """[seeds, updates] episode return, carried forward over updates in which no episode ended."""
-    return carry_forward(result.metrics["episode_return_mean"])
 
 
 def carry_forward(returns) -> np.ndarray:
@@ -228,7 +196,7 @@ def plot_curve(result: RunResult, path: str, format: Optional[str] = None) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    r = smoothed_returns(result)
+    r = carry_forward(result.metrics["episode_return_mean"])  # over updates in which no episode ended
     x = result.env_steps
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode ended

@@ -57,6 +57,12 @@ class NonFiniteError(RuntimeError):
         self.seed = seed  # seed index
 
 
+def throughput(env_steps_all_seeds: float, train_seconds: float) -> float:
+    """The one steps/s figure of a run: environment steps of all seeds per second of training
+    time (the compiled chunks; compile time and host work between chunks left out)."""
+    return env_steps_all_seeds / max(train_seconds, 1e-9)
+
+
 @dataclass
 class RunResult:
     """Host-side outcome of :func:`run`.  Metric arrays are [num_seeds, num_updates]."""
@@ -65,17 +71,22 @@ class RunResult:
     num_seeds: int
     metrics: dict[str, np.ndarray]
     env_steps: np.ndarray  # [num_updates] environment steps per seed after each update
-    steps_per_second: np.ndarray  # [num_updates] env steps of all seeds per second, per chunk
+    steps_per_second: np.ndarray  # [num_updates] :func:`throughput` of the chunk each update ran in
     compile_seconds: float
     train_seconds: float  # compiled chunks and their metric transfers (all sessions of a resumed run)
     state: TrainState  # final state, leaves batched over seeds
-    io_seconds: float = 0.0  # host work between chunks in this session: checkpoints, logs, progress
-    chunk_updates: int = 0  # K, updates per compiled chunk
-    cached_programs: int = 0  # programs this session loaded from the persistent compilation cache
+    io_seconds: float  # host work between chunks in this session: checkpoints, logs, progress
+    chunk_updates: int  # K, updates per compiled chunk
+    cached_programs: int  # programs this session loaded from the persistent compilation cache
 
     @property
     def total_env_steps(self) -> int:
         return int(self.env_steps[-1]) * self.num_seeds
+
+    @property
+    def throughput(self) -> float:
+        """Environment steps of all seeds per second of training time, over the whole run."""
+        return throughput(self.total_env_steps, self.train_seconds)
 
 
 @dataclass
@@ -117,10 +128,24 @@ class Chunk:
     chunk_updates: int  # K
     metrics: dict[str, np.ndarray]  # this chunk's rows, [seeds, k]
     history: History  # every row so far
-    steps_per_second: float  # this chunk, all seeds
+    steps_per_second: float  # this chunk's :func:`throughput`
     train_seconds: float  # so far, all sessions
     compile_seconds: float  # this session
     first: bool  # the first chunk of this session
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display gets after each finite chunk."""
+
+    update: int  # updates done
+    num_updates: int
+    env_steps: int  # per seed, done
+    total_steps: int  # per seed, at the end of the run
+    num_seeds: int
+    episode_return: float  # mean return of the episodes that ended in the last chunk with any; NaN before
+    steps_per_second: float  # :func:`throughput` so far, over all sessions (the final summary's figure)
+    eta: float  # seconds left, from this session's wall-clock pace (host work included)
 
 
 def enable_compilation_cache(path: Optional[str] = None) -> str:
@@ -225,7 +250,7 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(get, tree)
 
 
-ProgressFn = Callable[[dict], None]
+ProgressFn = Callable[[Progress], None]
 
 
 def run(
@@ -245,9 +270,8 @@ def run(
     ``chunk_updates`` is K, the updates per compiled call (default: the largest divisor of
     num_updates giving at least ``reports`` chunks).  ``start`` resumes from a saved state at
     a chunk boundary.  After every chunk whose metrics are finite, ``on_chunk`` (e.g.
-    checkpoints and loggers) and then ``progress`` are called on the host; ``progress`` gets
-    a dict of update, num_updates, env_steps, total_steps, episode_return, steps_per_second,
-    eta.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
+    checkpoints and loggers) and then ``progress`` (with a :class:`Progress`) are called on
+    the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
     any callback sees that chunk (so the last checkpoint on disk is the last good state).
 
     ``devices`` (default: ``jax.devices()``, all processes' devices) split the env batch;
@@ -315,7 +339,7 @@ def run(
         metrics = to_host(metrics)  # the one host round-trip of the chunk (replicated: no gather)
         now = time.perf_counter()
         train_seconds += now - t_chunk
-        chunk_sps = size * config.batch_size * num_seeds / max(now - t_chunk, 1e-9)
+        chunk_sps = throughput(size * config.batch_size * num_seeds, now - t_chunk)
         _check_finite(metrics, first_update=done)
         history.blocks.append(metrics)
         history.sps.append(np.full(size, chunk_sps))
@@ -326,27 +350,28 @@ def run(
         # reach this line), so process 0 can checkpoint it; one all-gather per chunk.
         chunk_state = to_host(state) if multi else state
         if on_chunk is not None:
-            on_chunk(Chunk(chunk_state, done, n, k, metrics, history, chunk_sps, previous_seconds + train_seconds,
-                           compile_seconds, first=i == 0))
+            on_chunk(Chunk(state=chunk_state, update=done, num_updates=n, chunk_updates=k, metrics=metrics,
+                           history=history, steps_per_second=chunk_sps,
+                           train_seconds=previous_seconds + train_seconds, compile_seconds=compile_seconds,
+                           first=i == 0))
         if progress is not None:
             elapsed = time.perf_counter() - t_session  # wall time, host work included, for an honest ETA
-            progress({
-                "update": done,
-                "num_updates": n,
-                "env_steps": done * config.batch_size,
-                "total_steps": n * config.batch_size,
-                "episode_return": last_return,
-                "steps_per_second": (done - session_start) * config.batch_size * num_seeds / max(elapsed, 1e-9),
-                "eta": elapsed / (done - session_start) * (n - done),
-            })
+            progress(Progress(
+                update=done, num_updates=n, env_steps=done * config.batch_size, total_steps=n * config.batch_size,
+                num_seeds=num_seeds, episode_return=last_return,
+                steps_per_second=throughput(done * config.batch_size * num_seeds, previous_seconds + train_seconds),
+                eta=elapsed / (done - session_start) * (n - done),
+            ))
         io_seconds += time.perf_counter() - now
     jax.block_until_ready(state)
     if multi:
         state = to_host(state)
 
     env_steps = np.arange(1, n + 1) * config.batch_size
-    return RunResult(config, num_seeds, history.metrics(), env_steps, history.steps_per_second(),
-                     compile_seconds, previous_seconds + train_seconds, state, io_seconds, k, len(cache_hits))
+    return RunResult(config=config, num_seeds=num_seeds, metrics=history.metrics(), env_steps=env_steps,
+                     steps_per_second=history.steps_per_second(), compile_seconds=compile_seconds,
+                     train_seconds=previous_seconds + train_seconds, state=state, io_seconds=io_seconds,
+                     chunk_updates=k, cached_programs=len(cache_hits))
 
 
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # jax.monitoring event of a persistent-cache hit

@@ -4,15 +4,20 @@
 library's ``logging``, which JAX and orbax import.)
 
 Every logger is called with each finite chunk (a :class:`bpo_jax.runner.Chunk`) and
-closed at the end.  Metric names map to fixed namespaces, as CleanRL's:
+closed at the end.  Metric names map to fixed namespaces, as CleanRL's (declared by the
+algorithm objects, :func:`bpo_jax.algorithms.metric_tags`):
 
 * ``charts/``: episode_return, episode_length, episodes (training episodes that ended);
 * ``losses/``: policy_loss, value_loss, median_loss, entropy, approx_kl, clip_fraction,
   loss, grad_norm, value_mean and BPO's target_up_fraction, ratio_target_gap;
-* ``perf/``: steps_per_second (per chunk, all seeds), compile_seconds (once per session).
+* ``perf/``: steps_per_second (per chunk: env steps of all seeds per second of training
+  time), compile_seconds (once per session).
 
 The x axis is environment steps per seed.  The per-update metrics CSV is written at the end
 by :mod:`bpo_jax.reporting` from the same rows (and kept in every checkpoint meanwhile).
+
+Console progress never stops a run: when its stream's reader has gone (a closed pipe, as in
+``bpo-jax train | head -2``) it falls silent and training goes on.
 """
 from __future__ import annotations
 
@@ -20,38 +25,27 @@ import json
 import math
 import os
 import sys
-from typing import Iterator, Optional
+from typing import IO, Iterator, Optional
 
 import numpy as np
 
-TAGS = {
-    "episode_return_mean": "charts/episode_return",
-    "episode_length_mean": "charts/episode_length",
-    "episodes": "charts/episodes",
-    "policy_loss": "losses/policy_loss",
-    "value_loss": "losses/value_loss",
-    "median_loss": "losses/median_loss",
-    "entropy": "losses/entropy",
-    "approx_kl": "losses/approx_kl",
-    "clip_fraction": "losses/clip_fraction",
-    "loss": "losses/loss",
-    "grad_norm": "losses/grad_norm",
-    "value_mean": "losses/value_mean",
-    "target_up_fraction": "losses/target_up_fraction",
-    "ratio_target_gap": "losses/ratio_target_gap",
-}
+from bpo_jax import algorithms
+from bpo_jax.reporting import write_json
+from bpo_jax.runner import Chunk, Progress
 
-WANDB_HINT = "--wandb needs the wandb package: pip install 'bpo-jax[wandb]'"
+
+WANDB_HINT = "logging to W&B needs the wandb package: pip install 'bpo-jax[wandb]'"
 
 
 class TrackingError(RuntimeError):
-    """A logger cannot be used as asked (e.g. --wandb without wandb); one-line message."""
+    """A logger cannot be used as asked (e.g. W&B without wandb); one-line message."""
 
 
 def update_scalars(metrics: dict, first_update: int, batch_size: int) -> Iterator[tuple[int, int, str, float]]:
     """(seed, env_steps, tag, value) for every update of a chunk's rows [seeds, k]; a NaN
     (e.g. the return of an update in which no episode ended) is left out."""
-    names = [n for n in TAGS if n in metrics]
+    tags = algorithms.metric_tags()
+    names = [n for n in tags if n in metrics]
     seeds, k = np.shape(metrics[names[0]])
     for j in range(k):
         step = (first_update + j + 1) * batch_size
@@ -59,10 +53,10 @@ def update_scalars(metrics: dict, first_update: int, batch_size: int) -> Iterato
             for name in names:
                 value = float(metrics[name][seed, j])
                 if math.isfinite(value):
-                    yield seed, step, TAGS[name], value
+                    yield seed, step, tags[name], value
 
 
-def perf_scalars(chunk) -> dict[str, float]:
+def perf_scalars(chunk: Chunk) -> dict[str, float]:
     """perf/ scalars of a chunk: throughput always, compile time on a session's first chunk."""
     out = {"perf/steps_per_second": float(chunk.steps_per_second)}
     if chunk.first:
@@ -71,22 +65,42 @@ def perf_scalars(chunk) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- console
+def throughput_text(steps_per_second: float, num_seeds: int) -> str:
+    """The run's one steps/s figure, labelled (see :func:`bpo_jax.runner.throughput`)."""
+    seeds = "1 seed" if num_seeds == 1 else f"all {num_seeds} seeds"
+    return f"{steps_per_second:,.0f} env steps/s ({seeds}, training time)"
+
+
+def silence(stream: IO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader has gone (a closed pipe), and
+    neither a later write nor the interpreter's final flush may fail on it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not backed by a file descriptor (e.g. StringIO): dropping writes is all we can do
+
+
 class ProgressLines:
     """One plain line per chunk on a stream: progress, steps, return, throughput, ETA.
     Used when the stream is not a terminal (logs, CI, pipes)."""
 
-    def __init__(self, label: str, stream=None):
+    def __init__(self, label: str, stream: Optional[IO] = None):
         self.label = label
         self.stream = stream or sys.stderr
 
-    def __call__(self, p: dict) -> None:
-        pct = 100.0 * p["update"] / p["num_updates"]
-        print(
-            f"[{self.label}] {pct:5.1f}% | steps {p['env_steps']:>11,}/{p['total_steps']:,} | "
-            f"return {_return_text(p['episode_return'])} | {p['steps_per_second']:>10,.0f} steps/s | "
-            f"ETA {p['eta']:6.1f}s",
-            file=self.stream, flush=True,
-        )
+    def __call__(self, p: Progress) -> None:
+        if self.stream is None:
+            return
+        pct = 100.0 * p.update / p.num_updates
+        try:
+            print(f"[{self.label}] {pct:5.1f}% | steps per seed {p.env_steps:>11,}/{p.total_steps:,} | "
+                  f"return {_return_text(p.episode_return)} | {throughput_text(p.steps_per_second, p.num_seeds)} | "
+                  f"ETA {p.eta:6.1f}s", file=self.stream, flush=True)
+        except OSError:
+            silence(self.stream)
+            self.stream = None
 
     def close(self) -> None:
         pass
@@ -97,26 +111,36 @@ class ProgressBar:
 
     def __init__(self, label: str, total_steps: int, done_steps: int = 0, console=None):
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress as Bar, TextColumn
 
-        self.progress = Progress(
+        self.progress: Optional[Bar] = Bar(
             TextColumn("[bold]{task.description}"), BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps per seed"),
             TextColumn("return {task.fields[ret]}"),
-            TextColumn("{task.fields[sps]} steps/s"),
+            TextColumn("{task.fields[sps]}"),
             TextColumn("ETA {task.fields[eta]}"),
             console=console or Console(stderr=True), transient=False,
         )
         self.task = self.progress.add_task(label, total=total_steps, completed=done_steps,
-                                           ret="   n/a", sps="-", eta="-")
+                                           ret="   n/a", sps="- env steps/s", eta="-")
         self.progress.start()
 
-    def __call__(self, p: dict) -> None:
-        self.progress.update(self.task, completed=p["env_steps"], ret=_return_text(p["episode_return"]),
-                             sps=f"{p['steps_per_second']:,.0f}", eta=f"{p['eta']:.0f}s")
+    def __call__(self, p: Progress) -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress.update(self.task, completed=p.env_steps, ret=_return_text(p.episode_return),
+                                 sps=throughput_text(p.steps_per_second, p.num_seeds), eta=f"{p.eta:.0f}s")
+        except OSError:
+            self.close()
 
     def close(self) -> None:
-        self.progress.stop()
+        bar, self.progress = self.progress, None
+        if bar is not None:
+            try:
+                bar.stop()
+            except OSError:
+                silence(bar.console.file)
 
 
 def make_progress(label: str, total_steps: int, done_steps: int = 0, quiet: bool = False, stream=None):
@@ -146,7 +170,7 @@ class TensorBoard:
         self.writers = [SummaryWriter(os.path.join(logdir, f"seed_{i}"), purge_step=purge_step, flush_secs=30)
                         for i in range(num_seeds)]
 
-    def __call__(self, chunk) -> None:
+    def __call__(self, chunk: Chunk) -> None:
         first = chunk.update - np.shape(chunk.metrics["episodes"])[1]
         for seed, step, tag, value in update_scalars(chunk.metrics, first, self.batch_size):
             self.writers[seed].add_scalar(tag, value, step)
@@ -187,12 +211,11 @@ class WandB:
                 run_id = json.load(f)["id"]
         else:
             run_id = wandb.util.generate_id()
-            with open(id_file, "w") as f:
-                json.dump({"id": run_id}, f)
+            write_json(id_file, {"id": run_id})
         self.run = wandb.init(project=project, entity=entity, name=os.path.basename(os.path.abspath(out_dir)),
                               id=run_id, resume="allow", dir=out_dir, config=config)
 
-    def __call__(self, chunk) -> None:
+    def __call__(self, chunk: Chunk) -> None:
         first = chunk.update - np.shape(chunk.metrics["episodes"])[1]
         rows: dict[int, dict[str, list[float]]] = {}
         for seed, step, tag, value in update_scalars(chunk.metrics, first, self.batch_size):
@@ -216,7 +239,7 @@ class Loggers:
     def __init__(self, loggers: list):
         self.loggers = [lg for lg in loggers if lg is not None]
 
-    def __call__(self, chunk) -> None:
+    def __call__(self, chunk: Chunk) -> None:
         for lg in self.loggers:
             lg(chunk)
 

@@ -14,14 +14,14 @@ import jax
 import numpy as np
 import pytest
 
-from bpo_jax import Config, checkpoint, cli, runner
+from bpo_jax import Config, checkpoint, cli, runner, session
 from tests import probes
 
-# 32 updates of 64 steps, 2 updates per chunk: 16 chunks, a checkpoint after each.  Both
-# normalisers on, so their running statistics must survive the kill too.
+# 32 updates of 64 steps, 2 updates per chunk: 16 chunks, a checkpoint after each (not the
+# default 10-minute cadence).  Both normalisers on, so their running statistics must survive the kill too.
 TINY = ["--algo", "ppo", "--seeds", "2", "--total-steps", "2048", "--num-envs", "4", "--num-steps", "16",
-        "--num-minibatches", "2", "--hidden-sizes", "16", "--chunk-updates", "2", "--normalize-obs",
-        "--normalize-rewards", "--quiet", "--fast-compile"]
+        "--num-minibatches", "2", "--hidden-sizes", "16", "--chunk-updates", "2", "--checkpoint-every", "1",
+        "--normalize-obs", "--normalize-rewards", "--quiet", "--fast-compile"]
 
 
 def cli_proc(*args, env, wait=True):
@@ -86,7 +86,8 @@ def test_killed_run_resumes_to_the_same_result(finished_run, cache_env, tmp_path
     assert saved and checkpoint._step_of(saved[-1]) < 32  # killed mid-run
     assert "--resume" in (out / "INCOMPLETE").read_text()
 
-    resumed = cli_proc("train", "--resume", str(out), "--quiet", "--fast-compile", env=cache_env)
+    resumed = cli_proc("train", "--resume", str(out), "--quiet", "--fast-compile", "--checkpoint-every", "1",
+                       env=cache_env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at update" in resumed.stderr
     assert not (out / "INCOMPLETE").exists() and (out / "summary.json").is_file()
@@ -123,8 +124,8 @@ def test_nan_stop_keeps_the_last_good_checkpoint_and_nothing_recompiles(tmp_path
         out = tmp_path / "nan"
         code = cli.main(["train", "--env", "probe/NaNReward", "--algo", "bpo", "--seeds", "1", "--num-envs", "2",
                          "--num-steps", "10", "--num-epochs", "1", "--num-minibatches", "1", "--hidden-sizes", "8",
-                         "--total-steps", "800", "--chunk-updates", "5", "--quiet", "--no-compile-cache", "--fast-compile",
-                         "--out", str(out)])
+                         "--total-steps", "800", "--chunk-updates", "5", "--checkpoint-every", "5", "--quiet",
+                         "--no-compile-cache", "--fast-compile", "--out", str(out)])
     finally:
         jax.monitoring.unregister_event_duration_listener(on_event)
     assert code == 1
@@ -220,16 +221,23 @@ def test_checkpoint_round_trip_keeps_every_leaf(tmp_path):
     assert meta["num_seeds"] == 2 and meta["update"] == 3 and meta["bpo_jax_version"]
 
 
-@pytest.mark.parametrize("text,expected", [("50", (50, None)), ("30s", (None, 30.0)), ("10m", (None, 600.0)),
-                                           ("2h", (None, 7200.0))])
-def test_checkpoint_every_parses_updates_or_durations(text, expected):
-    assert checkpoint.parse_every(text) == expected
-
-
-@pytest.mark.parametrize("text", ["0", "-3", "abc", "5x", ""])
-def test_checkpoint_every_rejects_nonsense(text):
-    with pytest.raises(ValueError, match="--checkpoint-every"):
-        checkpoint.parse_every(text)
+def test_saver_cadence_by_updates_by_wall_clock_and_always_the_last_chunk(monkeypatch):
+    """Every N updates, or every S seconds of wall clock (the default: 10 minutes), and the last
+    chunk whatever the cadence."""
+    clock = [0.0]
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: clock[0])
+    by_updates = checkpoint.Saver("unused", Config(), 1, every_updates=4, every_seconds=None)
+    due = []
+    for update in (2, 4, 6, 8, 9):
+        if by_updates.due(update, 10):
+            due.append(update)
+            by_updates.last_update = update
+    assert due == [4, 8] and by_updates.due(10, 10)
+    by_clock = checkpoint.Saver("unused", Config(), 1, every_seconds=session.RunOptions().checkpoint_every_seconds)
+    clock[0] = 599.0
+    assert not by_clock.due(5, 10) and by_clock.due(10, 10)
+    clock[0] = 600.0
+    assert by_clock.due(5, 10)
 
 
 def test_eval_reports_each_seed_and_writes_json(finished_run, tmp_path, capsys):

@@ -1,8 +1,10 @@
 """The command line: bad input gets one line and a non-zero exit, nothing half-written;
 a small real run writes every output."""
+import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,13 +41,13 @@ def assert_one_line_error(proc, *fragments):
     (["--eps", "1.5"], ["eps_low must be in (0, 1]"]),
     (["--loss-type", "KL"], ["unknown loss_type", "adv_TV"]),
     (["--gamma", "2"], ["gamma must be in [0, 1]"]),
-    (["--lr", "abc"], ["invalid float value"]),
     (["--preset", "paper/Walker-v9"], ["unknown preset", "paper/Hopper-v4"]),
     (["--env-options", "max_steps_in_episode"], ["is not key=value"]),
     (["--env-options", "no_such_param=3"], ["has no parameter", "max_steps_in_episode"]),
+    (["--env", "mjx/Hopper-v4", "--env-options", "reset_noise_scale=abc"],
+     ["option reset_noise_scale takes a number", "'abc'"]),
     (["--action-squash", "sigmoid"], ["unknown action_squash", "clip, tanh"]),
     (["--reset-pool", "-1"], ["reset_pool must be >= 0"]),
-    (["--hidden-sizes", "64,x"], ["comma-separated integers"]),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path):
     out = tmp_path / "out"
@@ -59,12 +61,15 @@ def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path):
     (["--chunk-updates", "0"], ["--chunk-updates must be in [1, 976]"]),
     (["--chunk-updates", "977"], ["--chunk-updates must be in [1, 976]"]),
     (["--chunk-updates", "8", "--reports", "4"], ["both set the chunk size"]),
-    (["--checkpoint-every", "soon"], ["--checkpoint-every takes a positive number"]),
-    (["--checkpoint-every", "0"], ["--checkpoint-every takes a positive number"]),
+    (["--checkpoint-every", "soon"], ["--checkpoint-every", "takes a positive number"]),
+    (["--checkpoint-every", "0"], ["--checkpoint-every", "takes a positive number"]),
+    (["--lr", "abc"], ["--lr", "invalid float value"]),
+    (["--hidden-sizes", "64,abc"], ["--hidden-sizes", "comma-separated integers"]),
     (["--keep-checkpoints", "0"], ["--keep-checkpoints must be >= 1"]),
 ])
 def test_bad_run_flags_are_one_line_and_create_nothing(args, fragments, tmp_path, capsys):
-    """The new run flags are checked before the run directory exists (in-process: no start-up cost)."""
+    """Run flags and unparsable values are refused in one line (no usage block), exit code 2,
+    before the run directory exists (in-process: no start-up cost)."""
     out = tmp_path / "out"
     assert cli.main(["train", *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -89,15 +94,47 @@ def test_envs_lists_gymnax_and_rejects_unknown_suite():
     assert_one_line_error(run_cli("envs", "--suite", "nope"), "unknown suite")
 
 
-def test_help_lists_every_hyperparameter_with_default():
+def test_help_lists_every_hyperparameter_with_one_default(capsys):
     import dataclasses
 
     from bpo_jax.config import Config
 
-    text = run_cli("train", "--help").stdout
+    assert cli.main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
     for f in dataclasses.fields(Config):
         assert "--" + f.name.replace("_", "-") in text, f.name
-    assert "1e-3 for BPO, 2.5e-4 for PPO" in " ".join(text.split())
+    assert "1e-3 for BPO, 2.5e-4 for PPO" in text
+    for flag_help in text.split(" --")[1:]:
+        assert flag_help.count("(default") <= 1, flag_help
+    assert "other numbers" in text  # --fast-compile says that it changes the numerics
+
+
+@pytest.mark.parametrize("text,expected", [("50", (50, None)), ("30s", (None, 30.0)), ("10m", (None, 600.0)),
+                                           ("2h", (None, 7200.0))])
+def test_checkpoint_every_parses_updates_or_durations(text, expected):
+    assert cli.parse_every(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "abc", "5x", ""])
+def test_checkpoint_every_rejects_nonsense(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="takes a positive number"):
+        cli.parse_every(text)
+
+
+def test_presets_name_shows_every_value_for_both_algorithms(capsys):
+    from bpo_jax import presets
+
+    assert cli.main(["presets", "paper/Hopper-v4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = {line.split()[0]: line.split()[1:] for line in lines if not line.startswith(" ")}
+    assert table["field"] == ["bpo", "ppo"]
+    assert table["lr"] == ["9.808e-05", "9.808e-05"] and table["num_epochs"] == ["10", "5"]
+    assert table["hidden_sizes"] == ["256,256", "256,256"] and table["env"] == ["mjx/Hopper-v4"] * 2
+    if hasattr(presets, "source"):
+        assert any(line.startswith("  bpo: ") for line in lines) and any(line.startswith("  ppo: ") for line in lines)
+    assert cli.main(["presets", "paper/Walker-v9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown preset" in err and "fast/Ant-v4" in err
 
 
 def test_parser_round_trips_config_fields():
@@ -121,13 +158,20 @@ def test_small_run_writes_all_outputs(tmp_path):
     # Final outputs, checkpoints and TensorBoard runs; no INCOMPLETE marker: the run finished.
     assert sorted(os.listdir(path)) == ["checkpoints", "config.json", "curve.png", "metrics.csv", "summary.json", "tb"]
     assert sorted(os.listdir(path / "tb")) == ["seed_0", "seed_1"]
-    assert sorted(os.listdir(path / "checkpoints")) == ["step_00000012", "step_00000016"]
+    # A short run writes one checkpoint, the last (the default cadence is 10 minutes).
+    assert sorted(os.listdir(path / "checkpoints")) == ["step_00000016"]
     assert str(path.relative_to(tmp_path)) in proc.stdout
-    assert "steps/s" in proc.stderr and "ETA" in proc.stderr
+    assert "ETA" in proc.stderr
     summary = json.loads((path / "summary.json").read_text())
     for key in ("final_episode_return", "env_steps", "compile_seconds", "cached_programs", "train_seconds",
-                "io_seconds", "steps_per_second"):
+                "io_seconds", "checkpoints_written", "checkpoint_seconds", "env_steps_per_second_all_seeds"):
         assert key in summary
+    assert summary["checkpoints_written"] == 1
+    # One throughput figure, labelled, in the last progress line and the final line alike.
+    progress, final = [line for line in proc.stderr.splitlines() if "env steps/s" in line][-2:]
+    label = re.search(r"[\d,]+ env steps/s \(all 2 seeds, training time\)", final).group()
+    assert label in progress and "100.0%" in progress and "final return" in final
+    assert abs(float(label.split()[0].replace(",", "")) - summary["env_steps_per_second_all_seeds"]) <= 1
     assert summary["env_steps"] == 4096 and summary["num_seeds"] == 2
     assert 9 < summary["final_episode_return"] < 500
     rows = list(csv.DictReader(open(path / "metrics.csv")))
@@ -152,7 +196,7 @@ def test_small_run_writes_all_outputs(tmp_path):
 
 
 def test_preset_sets_paper_values_and_flags_override_it():
-    """paper/Hopper-v4 carries digest section 6.1's per-algorithm rows; explicit flags win."""
+    """paper/Hopper-v4 carries the paper's per-algorithm Hopper settings (bpo_jax/presets.py); explicit flags win."""
     bpo = cli._config_from_args(cli.parse_args(["train", "--preset", "paper/Hopper-v4"]))
     assert (bpo.env, bpo.algo, bpo.num_envs, bpo.num_steps, bpo.minibatch_size) == ("mjx/Hopper-v4", "bpo", 4, 512, 32)
     assert (bpo.lr, bpo.eps, bpo.bpo_lambda, bpo.gamma, bpo.num_epochs) == (9.808e-5, 0.25, 10.0, 0.999, 10)
@@ -172,3 +216,20 @@ def test_env_options_reach_the_environment():
 
     params = make_trainer(config.replace(num_envs=1, num_minibatches=1, total_steps=128)).env._params
     assert (params.max_steps_in_episode, params.max_speed) == (7, 4.5)
+
+
+def test_a_closed_output_pipe_never_stops_training(tmp_path):
+    """`bpo-jax train 2>&1 | head -2`: once the reader has gone, progress falls silent and the
+    run still finishes and writes every file."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bpo_jax.cli", "train", "--algo", "ppo", "--seeds", "1", "--total-steps", "2048",
+         "--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--hidden-sizes", "8",
+         "--chunk-updates", "2", "--fast-compile", "--no-tensorboard", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    head = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()  # as `head -2` exits
+    assert proc.wait(timeout=600) == 0
+    assert "compiling" in head[0] and "ETA" in head[1]
+    assert not (out / "INCOMPLETE").exists()
+    assert {"config.json", "metrics.csv", "summary.json", "curve.png"} <= set(os.listdir(out))

@@ -130,8 +130,9 @@ def test_wandb_missing_is_a_one_line_error_before_anything_is_written(tmp_path, 
     assert not out.exists()
 
 
-PROGRESS = {"update": 5, "num_updates": 10, "env_steps": 320, "total_steps": 640, "episode_return": 21.5,
-            "steps_per_second": 1500.0, "eta": 2.0}
+PROGRESS = runner.Progress(update=5, num_updates=10, env_steps=320, total_steps=640, num_seeds=2,
+                           episode_return=21.5, steps_per_second=1500.0, eta=2.0)
+THROUGHPUT = "1,500 env steps/s (all 2 seeds, training time)"  # the one labelled figure
 
 
 def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
@@ -141,7 +142,7 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     assert isinstance(lines, tracking.ProgressLines)
     lines(PROGRESS)
     text = stream.getvalue()
-    assert "50.0%" in text and "320/640" in text and "21.50" in text and "steps/s" in text and "ETA" in text
+    assert "50.0%" in text and "320/640" in text and "21.50" in text and THROUGHPUT in text and "ETA" in text
 
     from rich.console import Console
 
@@ -150,7 +151,30 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     bar(PROGRESS)
     bar.close()
     shown = screen.getvalue()
-    assert "320/640 steps" in shown and "21.50" in shown and "1,500 steps/s" in shown and "ETA 2s" in shown
+    assert "320/640 steps per seed" in shown and "21.50" in shown and THROUGHPUT in shown and "ETA 2s" in shown
+
+
+class ClosedPipe(io.StringIO):
+    """A stream whose reader has gone."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_progress_falls_silent_when_its_reader_has_gone():
+    """A closed pipe (``bpo-jax train | head``) silences the progress lines; it never raises."""
+    stream = ClosedPipe()
+    lines = tracking.make_progress("bpo x", 640, stream=stream)
+    lines(PROGRESS)
+    lines(PROGRESS)
+    assert lines.stream is None
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w") as pipe:
+        lines = tracking.ProgressLines("bpo x", pipe)
+        lines(PROGRESS)
+        assert lines.stream is None
+        print("later writes and the final flush go to /dev/null", file=pipe, flush=True)
 
 
 @pytest.mark.parametrize("flags", [["--tensorboard"], ["--no-tensorboard"]])

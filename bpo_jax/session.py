@@ -1,0 +1,337 @@
+"""A training run as a library object: start it in its directory, run it with checkpoints and
+loggers, resume it after a kill, and finish it with its final files.
+
+    from bpo_jax import Config
+    from bpo_jax.session import RunSession
+
+    session = RunSession.start(Config(env="gymnax/CartPole-v1"), num_seeds=3, out="runs/x")
+    done = session.run()                       # chunks, checkpoints, TensorBoard, progress
+    print(done.summary["final_episode_return"])
+    RunSession.resume("runs/x").run()          # after a kill: on from the newest checkpoint
+
+What a run computes (its :class:`~bpo_jax.config.Config`, number of seeds and chunk size) is
+fixed when it starts and saved in every checkpoint.  How it is watched and written
+(:class:`RunOptions`) is not, and is all that :meth:`RunSession.resume` takes besides the
+path.  A front end that re-reads its original arguments passes them as ``expect``: a value
+that differs from the checkpoint's run raises :class:`ProgramMismatch` naming it.
+
+Messages name parameters in backticks (`overwrite`), so that a front end can put its own
+spelling in their place (the command line writes ``--overwrite``).
+
+In a multi-process run (``jax.distributed``) every process makes the same session and calls
+:meth:`RunSession.run`; only process 0 writes the directory, checkpoints and logs.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+
+from bpo_jax import checkpoint, envs, reporting, runner, tracking
+from bpo_jax.config import Config
+from bpo_jax.errors import first_line
+
+DEFAULT_REPORTS = 20  # chunks (progress reports) per run when no chunk size is given
+
+
+class SessionError(ValueError):
+    """A run cannot start or resume as asked; one line.  ``field`` names the parameter to
+    change (a Config or RunOptions field, or an argument of start/resume), if one is to blame."""
+
+    def __init__(self, message: str, field: Optional[str] = None):
+        super().__init__(message)
+        self.field = field
+
+
+class ProgramMismatch(SessionError):
+    """A value given to :meth:`RunSession.resume` in ``expect`` differs from the checkpoint's run."""
+
+    def __init__(self, field: str, asked: Any, saved_field: str, saved: Any):
+        super().__init__(f"`{field}` = {asked!r} differs from the checkpoint's run, whose {saved_field} is "
+                         f"{saved!r}; a resumed run keeps what it computes (start a new run to change it)", field)
+        self.asked = asked
+        self.saved_field = saved_field  # the saved value's name (`reports` is checked as chunk_updates)
+        self.saved = saved
+
+
+class RunFinished(SessionError):
+    """:meth:`RunSession.resume` was given a run that has finished."""
+
+    def __init__(self, run_dir: str):
+        super().__init__(f"the run in {run_dir} has finished (no {reporting.INCOMPLETE} marker); nothing to resume")
+        self.run_dir = run_dir
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is watched and written.  None of it changes what the run computes, so a
+    resumed run may use other options than the session it continues."""
+
+    checkpoint_every_updates: Optional[int] = None
+    """When set: save a checkpoint at the first chunk end at least this many updates after the
+    last save, instead of by wall clock."""
+    checkpoint_every_seconds: Optional[float] = 600.0
+    """Save a checkpoint at the first chunk end this many seconds after the last save (or the
+    session's start).  With both cadences None: after every chunk.  The last chunk is always
+    saved."""
+    keep_checkpoints: int = 2
+    """Newest checkpoints kept in OUT/checkpoints."""
+    checkpoints: bool = True
+    """Write checkpoints at all (without them the run can be neither resumed nor evaluated)."""
+    tensorboard: bool = True
+    """TensorBoard event files in OUT/tb/seed_<i>."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs the wandb package)."""
+    wandb_project: str = "bpo-jax"
+    """W&B project."""
+    wandb_entity: Optional[str] = None
+    """W&B entity; None: the account's default."""
+    progress: bool = True
+    """Progress on stderr: a bar on a terminal, one line per chunk otherwise."""
+    compile_cache: bool = True
+    """Use JAX's persistent compilation cache (:func:`bpo_jax.runner.enable_compilation_cache`)."""
+    fast_compile: bool = False
+    """Compile with :data:`bpo_jax.runner.FAST_COMPILE`: less compile time, slower steps, and
+    other float rounding, so the same seed gives other numbers."""
+    resume_hint: str = "bpo_jax.session.RunSession.resume({out!r})"
+    """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory."""
+
+    def validate(self) -> "RunOptions":
+        """Raise :class:`SessionError` naming the field that cannot be used."""
+        for name in ("checkpoint_every_updates", "checkpoint_every_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise SessionError(f"`{name}` must be > 0, got {value}", name)
+        if self.keep_checkpoints < 1:
+            raise SessionError(f"`keep_checkpoints` must be >= 1, got {self.keep_checkpoints}", "keep_checkpoints")
+        if self.wandb:
+            tracking.require_wandb()
+        return self
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What :meth:`RunSession.run` returns."""
+
+    result: runner.RunResult
+    """Metric rows [seeds, updates], the final state (batched over seeds) and the timings."""
+    summary: dict[str, Any]
+    """summary.json's content: final return, steps, time split, throughput, checkpoint cost."""
+    files: tuple[str, ...]
+    """What this process wrote into the run directory (nothing on processes other than 0)."""
+
+
+@dataclass
+class RunSession:
+    """One training run in its directory.  Make it with :meth:`start` or :meth:`resume` (every
+    check happens there, before anything is written), then call :meth:`run` once."""
+
+    config: Config
+    """What the run computes."""
+    num_seeds: int
+    """Seeds trained together as one vmapped program."""
+    chunk_updates: int
+    """K, updates per compiled call; progress, logs and checkpoints happen between calls."""
+    out: str
+    """The run directory."""
+    options: RunOptions
+    """How this session is watched and written."""
+    resumed_from: Optional[checkpoint.Loaded] = None
+    """The checkpoint this session continues; None for a fresh run."""
+    note: Optional[str] = field(default=None, init=False)
+    """Why :meth:`run` stopped early (also in OUT/INCOMPLETE): what happened and how to go on."""
+    _ran: bool = field(default=False, init=False, repr=False)
+
+    # ------------------------------------------------------------ making one
+    @classmethod
+    def start(cls, config: Config, num_seeds: int = 1, out: Optional[str] = None, *,
+              chunk_updates: Optional[int] = None, reports: Optional[int] = None, overwrite: bool = False,
+              options: RunOptions = RunOptions()) -> "RunSession":
+        """Check everything, then create ``out`` (default ``runs/<env>__<algo>__<time>``) holding
+        config.json and an INCOMPLETE marker.  ``chunk_updates`` (K) or ``reports`` (K = the
+        largest divisor of the update count giving at least that many chunks, default 20) sets
+        the chunk size; ``overwrite`` empties an existing non-empty ``out``."""
+        options.validate()
+        config.validate()
+        if num_seeds < 1:
+            raise SessionError(f"`num_seeds` must be >= 1, got {num_seeds}", "num_seeds")
+        k = _chunk_size(config.num_updates, chunk_updates, reports)
+        # Unknown ids, bad env options, missing suite packages and settings that cannot apply
+        # to the env's actions fail here, before any compile; then the device count.
+        config.validate_env(envs.make(config.env, num_envs=1, **config.env_kwargs()).action_space)
+        runner.make_mesh(None, config.num_envs)
+        session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
+                      out=out or reporting.default_run_dir(config), options=options)
+        if is_lead():  # other processes write nothing (and would race process 0 creating it)
+            reporting.open_run_dir(session.out, overwrite, session._running_note())
+            reporting.write_json(os.path.join(session.out, "config.json"), reporting.run_config(config, num_seeds))
+        return session
+
+    @classmethod
+    def resume(cls, path: str, options: RunOptions = RunOptions(), *,
+               expect: Mapping[str, Any] = {}) -> "RunSession":
+        """Continue the unfinished run at ``path`` (its directory: from the newest checkpoint; or
+        one checkpoints/step_* folder: later ones are dropped when :meth:`run` starts) with its
+        configuration, seeds and chunk size.  ``expect``: values the caller means the run to
+        have (Config fields, ``num_seeds``, ``chunk_updates`` or ``reports``); one that differs
+        from the checkpoint's raises :class:`ProgramMismatch`.  Nothing is written here."""
+        options.validate()
+        run_dir, ckpt = checkpoint.locate(path)
+        if run_dir is None:
+            raise SessionError(f"a run resumes in its run directory (one holding {checkpoint.CHECKPOINTS}/); "
+                               f"{ckpt} is not in one", "resume")
+        if not reporting.is_incomplete(run_dir):
+            raise RunFinished(run_dir)
+        loaded = checkpoint.load(ckpt)
+        _check_expected(loaded, expect)
+        runner.make_mesh(None, loaded.config.num_envs)
+        return cls(config=loaded.config, num_seeds=loaded.meta["num_seeds"],
+                   chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
+
+    # ---------------------------------------------------------------- running
+    @property
+    def start_update(self) -> int:
+        """Updates already done when this session starts training."""
+        return 0 if self.resumed_from is None else self.resumed_from.start.update
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.algo} {self.config.env}"
+
+    def run(self, on_progress: Optional[runner.ProgressFn] = None) -> SessionResult:
+        """Train to the end, in chunks, with checkpoints, loggers and progress (``on_progress`` is
+        called with a :class:`bpo_jax.runner.Progress` too); then write the final files and
+        remove INCOMPLETE.  When anything stops it (a NaN, Ctrl-C, a logger failing), the note in
+        INCOMPLETE and :attr:`note` say what happened and how to go on, and the exception
+        propagates."""
+        if self._ran:
+            raise SessionError("a session runs once; resume the run or start another", "run")
+        self._ran = True
+        if self.options.compile_cache:
+            runner.enable_compilation_cache()
+        lead = is_lead()
+        saver = self._prepare_directory() if lead else None
+        try:
+            with contextlib.ExitStack() as stack:  # closes the progress bar before any message
+                on_chunk, progress = self._watchers(stack, saver, on_progress) if lead else (None, None)
+                result = runner.run(
+                    self.config, num_seeds=self.num_seeds, progress=progress, chunk_updates=self.chunk_updates,
+                    start=None if self.resumed_from is None else self.resumed_from.start, on_chunk=on_chunk,
+                    compiler_options=runner.FAST_COMPILE if self.options.fast_compile else None)
+        except BaseException as e:
+            self.note = self._stop_note(e)
+            if lead:
+                reporting.mark_incomplete(self.out, self.note)
+            raise
+        cost = {"checkpoints_written": saver.saved if saver else 0,
+                "checkpoint_seconds": round(saver.seconds, 3) if saver else 0.0}
+        if not lead:
+            return SessionResult(result=result, summary=reporting.summary(result, **cost), files=())
+        info = reporting.write_outputs(result, self.out, **cost)
+        reporting.mark_complete(self.out)
+        extras = (("checkpoints", saver is not None), ("tb", self.options.tensorboard))
+        return SessionResult(result=result, summary=info,
+                             files=reporting.OUTPUT_FILES + tuple(name for name, on in extras if on))
+
+    def _prepare_directory(self) -> Optional[checkpoint.Saver]:
+        """Process 0, before training: a resume drops checkpoints later than its own and marks
+        the run unfinished again; returns the checkpoint saver (None without checkpoints)."""
+        folder = os.path.join(self.out, checkpoint.CHECKPOINTS)
+        if self.resumed_from is not None:
+            checkpoint.remove_after(folder, self.start_update)
+            reporting.mark_incomplete(self.out, self._running_note())
+        o = self.options
+        if not o.checkpoints:
+            return None
+        return checkpoint.Saver(folder, self.config, self.num_seeds, keep=o.keep_checkpoints,
+                                every_updates=o.checkpoint_every_updates, every_seconds=o.checkpoint_every_seconds,
+                                last_update=self.start_update)
+
+    def _watchers(self, stack: contextlib.ExitStack, saver: Optional[checkpoint.Saver],
+                  on_progress: Optional[runner.ProgressFn]) -> tuple[Callable, Optional[runner.ProgressFn]]:
+        """(on_chunk, progress) for runner.run: checkpoints and loggers, then progress displays;
+        each one opened here is closed by ``stack``."""
+        o, c, done = self.options, self.config, self.start_update
+        loggers = stack.enter_context(contextlib.closing(tracking.Loggers([
+            tracking.TensorBoard(os.path.join(self.out, "tb"), self.num_seeds, c.batch_size,
+                                 purge_step=done * c.batch_size + 1 if done else None) if o.tensorboard else None,
+            tracking.WandB(self.out, reporting.run_config(c, self.num_seeds), c.batch_size, o.wandb_project,
+                           o.wandb_entity) if o.wandb else None,
+        ])))
+        console = tracking.make_progress(self.label, c.num_updates * c.batch_size, done * c.batch_size,
+                                         quiet=not o.progress)
+        if console is not None:
+            stack.callback(console.close)
+        shows = [show for show in (console, on_progress) if show is not None]
+
+        def on_chunk(chunk: runner.Chunk) -> None:
+            if saver is not None:
+                saver(chunk)
+            loggers(chunk)
+
+        def progress(p: runner.Progress) -> None:
+            for show in shows:
+                show(p)
+
+        return on_chunk, progress if shows else None
+
+    # ------------------------------------------------------------------ notes
+    def _running_note(self) -> str:
+        return ("training has not finished (still running, or killed). Continue it from its newest checkpoint "
+                f"with: {self.options.resume_hint.format(out=self.out)}")
+
+    def _stop_note(self, e: BaseException) -> str:
+        kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
+        if isinstance(e, runner.NonFiniteError):  # resuming would only meet the same NaN again
+            where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
+            return f"stopped: {e}; {where}"
+        what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
+        if not kept:
+            return f"{what} before the first checkpoint was saved; nothing to resume: start the run again"
+        return f"{what}; continue from {kept[-1]} with: {self.options.resume_hint.format(out=self.out)}"
+
+
+def is_lead() -> bool:
+    """Process 0 of a multi-process run (or the only process) writes every output."""
+    return jax.process_index() == 0
+
+
+def _chunk_size(num_updates: int, chunk_updates: Optional[int], reports: Optional[int]) -> int:
+    if chunk_updates is not None and reports is not None:
+        raise SessionError("`chunk_updates` and `reports` both set the chunk size; give one", "reports")
+    if reports is not None and reports < 1:
+        raise SessionError(f"`reports` must be >= 1, got {reports}", "reports")
+    k = chunk_updates if chunk_updates is not None else runner.chunk_size(num_updates, reports or DEFAULT_REPORTS)
+    if not 1 <= k <= num_updates:
+        raise SessionError(f"`chunk_updates` must be in [1, {num_updates}] (the run's updates), got {k}", "chunk_updates")
+    return k
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
+_RUN_FIELDS = frozenset({"num_seeds", "chunk_updates", "reports"})
+
+
+def _check_expected(loaded: checkpoint.Loaded, expect: Mapping[str, Any]) -> None:
+    """Raise :class:`ProgramMismatch` for the first value in ``expect`` that differs from the
+    checkpoint's run (repeating the original value is fine).  Config fields are compared after
+    resolving the algorithm's defaults, so lr=None and the algorithm's lr are the same."""
+    unknown = sorted(set(expect) - _CONFIG_FIELDS - _RUN_FIELDS)
+    if unknown:
+        raise TypeError(f"expect takes Config fields, num_seeds, chunk_updates and reports; got {', '.join(unknown)}")
+    saved = loaded.config.resolved()
+    asked = saved.replace(**{k: v for k, v in expect.items() if k in _CONFIG_FIELDS}).resolved()
+    meta = loaded.meta
+    for name in sorted(expect):
+        if name in _CONFIG_FIELDS:
+            mine, theirs, saved_field = getattr(asked, name), getattr(saved, name), name
+        elif name == "num_seeds":
+            mine, theirs, saved_field = expect[name], meta["num_seeds"], name
+        else:  # chunk_updates, or reports: the chunk size it gives
+            mine = expect[name] if name == "chunk_updates" else runner.chunk_size(saved.num_updates, expect[name])
+            theirs, saved_field = meta["chunk_updates"], "chunk_updates"
+        if mine != theirs:
+            raise ProgramMismatch(name, expect[name], saved_field, theirs)

@@ -1,0 +1,88 @@
+"""Runs from Python (bpo_jax.session): start, interrupt, resume and finish a checkpointed run;
+the checkpoint cadence and its cost; one throughput figure; input errors that name the
+parameter to change, in the library's words (no command-line flags), before anything is written."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bpo_jax import Config, checkpoint, reporting
+from bpo_jax.session import ProgramMismatch, RunOptions, RunSession, SessionError
+
+# 16 updates of 64 steps in chunks of 4.
+TINY = Config(algo="ppo", num_envs=4, num_steps=16, num_minibatches=2, hidden_sizes=(8,), total_steps=1024)
+QUIET = RunOptions(tensorboard=False, progress=False, fast_compile=True)
+EVERY_CHUNK = RunOptions(checkpoint_every_updates=1, tensorboard=False, progress=False, fast_compile=True)
+
+
+def stop_at(update):
+    """A progress callback that presses Ctrl-C after ``update``."""
+    def show(p):
+        if p.update == update:
+            raise KeyboardInterrupt
+    return show
+
+
+def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_path):
+    out = tmp_path / "run"
+    session = RunSession.start(TINY, num_seeds=2, out=str(out), chunk_updates=4, options=EVERY_CHUNK)
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json"]  # made by start, before any compile
+    with pytest.raises(KeyboardInterrupt):
+        session.run(on_progress=stop_at(8))
+    note = (out / "INCOMPLETE").read_text()
+    assert session.note in note and "interrupted (Ctrl-C)" in note and "step_00000008" in note
+    assert "RunSession.resume" in note and "--" not in note
+
+    # What the run computes is fixed: a value that differs is named, one that repeats is fine.
+    with pytest.raises(ProgramMismatch) as e:
+        RunSession.resume(str(out), QUIET, expect={"algo": "ppo", "lr": 0.5})
+    assert e.value.field == "lr" and e.value.saved == 2.5e-4 and "--" not in str(e.value)
+    with pytest.raises(ProgramMismatch) as e:
+        RunSession.resume(str(out), QUIET, expect={"reports": 1})
+    assert (e.value.field, e.value.saved_field, e.value.saved) == ("reports", "chunk_updates", 4)
+    resumed = RunSession.resume(str(out), QUIET, expect={"algo": "ppo", "lr": None, "num_seeds": 2, "chunk_updates": 4})
+    assert (resumed.start_update, resumed.num_seeds, resumed.chunk_updates, resumed.out) == (8, 2, 4, str(out))
+    done = resumed.run()
+    assert not reporting.is_incomplete(str(out)) and set(done.files) <= set(os.listdir(out))
+    assert done.summary["env_steps"] == 1024 and done.summary["num_seeds"] == 2
+
+    shown = []
+    whole = RunSession.start(TINY, num_seeds=2, out=str(tmp_path / "whole"), chunk_updates=4, options=QUIET)
+    uninterrupted = whole.run(on_progress=shown.append)
+    for a, b in zip(jax.tree.leaves(done.result.state.params), jax.tree.leaves(uninterrupted.result.state.params)):
+        np.testing.assert_array_equal(a, b)
+    for name, rows in uninterrupted.result.metrics.items():
+        np.testing.assert_array_equal(done.result.metrics[name], rows, err_msg=name)
+
+    # The default cadence (10 minutes) leaves one checkpoint in a short run, the last; the
+    # summary says what checkpoints and logs cost.
+    info = uninterrupted.summary
+    assert [checkpoint._step_of(p) for p in checkpoint.list_checkpoints(str(tmp_path / "whole" / "checkpoints"))] == [16]
+    assert info["checkpoints_written"] == 1 and 0 < info["checkpoint_seconds"] <= info["io_seconds"]
+    # One throughput figure: the last progress report's is the summary's.
+    assert shown[-1].update == 16 and shown[-1].steps_per_second == uninterrupted.result.throughput
+    assert info["env_steps_per_second_all_seeds"] == round(uninterrupted.result.throughput, 1)
+    assert uninterrupted.result.throughput == pytest.approx(1024 * 2 / uninterrupted.result.train_seconds)
+
+
+@pytest.mark.parametrize("start,options,field", [
+    (dict(num_seeds=0), QUIET, "num_seeds"),
+    (dict(chunk_updates=17), QUIET, "chunk_updates"),
+    (dict(chunk_updates=2, reports=4), QUIET, "reports"),
+    (dict(), RunOptions(keep_checkpoints=0), "keep_checkpoints"),
+    (dict(), RunOptions(checkpoint_every_seconds=0.0), "checkpoint_every_seconds"),
+])
+def test_bad_input_names_its_parameter_and_writes_nothing(tmp_path, start, options, field):
+    out = tmp_path / "run"
+    with pytest.raises(SessionError) as e:
+        RunSession.start(TINY, out=str(out), options=options, **start)
+    assert e.value.field == field and f"`{field}`" in str(e.value) and "--" not in str(e.value)
+    assert not out.exists()
+
+
+def test_a_non_empty_directory_needs_overwrite(tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    with pytest.raises(reporting.OutputDirError, match="set `overwrite` or choose another `out`") as e:
+        RunSession.start(TINY, out=str(tmp_path), options=QUIET)
+    assert "--" not in str(e.value) and (tmp_path / "keep.txt").read_text() == "precious"
