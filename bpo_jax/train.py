@@ -59,9 +59,16 @@ class Transition:
 
 class Trainer(NamedTuple):
     """The pieces of a run.  ``train`` is ``init`` followed by ``num_updates`` ``update`` calls;
-    a chunked driver calls ``update_chunk`` (K updates per compiled call) instead."""
+    a chunked driver calls ``update_chunk`` (K updates per compiled call) instead.
+
+    ``update`` is ``learn(state, *collect(state, hp), hp)``.  A driver whose simulator is not
+    JAX (its steps happen on the host) builds the :class:`Transition` rollout itself, sampling
+    with ``act``, and calls ``learn``: the same update, compiled once."""
 
     init: Callable[[jax.Array, HParams], TrainState]
+    act: Callable[[TrainState, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    collect: Callable[[TrainState, HParams], tuple[Transition, EnvState, jax.Array]]
+    learn: Callable[[TrainState, Transition, EnvState, jax.Array, HParams], tuple[TrainState, dict]]
     update: Callable[[TrainState, HParams], tuple[TrainState, dict]]
     update_chunk: Callable[[TrainState, HParams, int], tuple[TrainState, dict]]
     train: Callable[..., tuple[TrainState, dict]]
@@ -156,19 +163,23 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         )
         return total, metrics
 
-    # ---------------------------------------------------------------- UPDATE
-    def update(state: TrainState, hp: HParams) -> tuple[TrainState, dict]:
-        optimizer = make_optimizer(hp)
+    # --------------------------------------------------------------- COLLECT
+    def act(state: TrainState, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Sample from the current policy: obs [B, *O] -> (action [B] or [B, A], log_prob [B]).
+        The action is the unclipped sample; the env gets ``action_to_env`` of it."""
+        dist = network.apply(state.params, observe(state, obs), method="policy")
+        action = dist.sample(key)
+        return action, dist.log_prob(action)
 
-        # COLLECT TRAJECTORIES
+    def collect(state: TrainState, hp: HParams) -> tuple[Transition, EnvState, jax.Array]:
+        """``num_steps`` env steps with the current policy: (rollout [T, B], env state, key)."""
         def env_step(carry, _):
             env_state, key = carry
             key, act_key = jax.random.split(key)
-            dist = network.apply(state.params, observe(state, env_state.obs), method="policy")
-            action = dist.sample(act_key)
+            action, log_prob = act(state, env_state.obs, act_key)
             next_state = shard_envs(env.step(env_state, action_to_env(env.action_space, action, config.action_squash)))
             transition = Transition(
-                obs=env_state.obs, action=action, log_prob=dist.log_prob(action),
+                obs=env_state.obs, action=action, log_prob=log_prob,
                 reward=next_state.reward, terminated=next_state.terminated,
                 truncated=next_state.truncated, final_obs=next_state.final_obs,
                 done_return=next_state.done_return, done_length=next_state.done_length,
@@ -179,6 +190,14 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         (env_state, key), traj = jax.lax.scan(
             env_step, (state.env_state, state.key), None, length=config.num_steps
         )
+        return traj, env_state, key
+
+    # ----------------------------------------------------------------- LEARN
+    def learn(state: TrainState, traj: Transition, env_state: EnvState, key: jax.Array,
+              hp: HParams) -> tuple[TrainState, dict]:
+        """One update from a rollout ``traj`` [T, B] collected by ``state``'s policy;
+        ``env_state`` and ``key`` are carried to the next update."""
+        optimizer = make_optimizer(hp)
 
         # NORMALISE with the statistics the policy acted under; refresh them for the next update
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
@@ -244,6 +263,10 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         )
         return new_state, metrics
 
+    def update(state: TrainState, hp: HParams) -> tuple[TrainState, dict]:
+        """Collect a rollout, then learn from it."""
+        return learn(state, *collect(state, hp), hp)
+
     def update_chunk(state: TrainState, hp: HParams, num: int) -> tuple[TrainState, dict]:
         """``num`` updates in one scan; metrics stacked to [num]."""
         return jax.lax.scan(lambda s, _: update(s, hp), state, None, length=num)
@@ -254,7 +277,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         hp = config.hparams() if hp is None else hp
         return update_chunk(init(key, hp), hp, num_updates)
 
-    return Trainer(init, update, update_chunk, train, num_updates, config, env)
+    return Trainer(init=init, act=act, collect=collect, learn=learn, update=update, update_chunk=update_chunk,
+                   train=train, num_updates=num_updates, config=config, env=env)
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:
