@@ -144,7 +144,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     ``suppress``: no defaults at all, so the parsed namespace holds only the flags given."""
     d = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
     parser = _Parser(prog="bpo-jax", description="Bounded Policy Optimization and PPO in JAX.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,envs,presets}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,envs,presets,sweep,plot,report}")
     sub.required = True
 
     train = sub.add_parser(
@@ -220,7 +220,41 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     presets = sub.add_parser("presets", help="list named configurations, or show one's full setting")
     presets.add_argument("name", nargs="?", default=None, metavar="NAME",
                          help="show every configuration value this preset gives, for each algorithm")
+    _add_sweep_parsers(sub)
     return parser
+
+
+def _add_sweep_parsers(sub) -> None:
+    from bpo_jax import sweep
+
+    sw = sub.add_parser(
+        "sweep", help="every (task, algorithm) of a suite with its preset, then figure and report",
+        description="Run every (task, algorithm) of a suite with its preset, all seeds of a run as one vmapped "
+                    "program, and write curves.csv, figure.png, report.md (against the paper) and summary.json "
+                    "into --out.  Run the same command again to resume an interrupted sweep.",
+        epilog="suites: " + "; ".join(f"{name}: {s.description}" for name, s in sweep.SUITES.items()))
+    sw.add_argument("--suite", required=True, metavar="NAME", help=f"one of {', '.join(sweep.SUITES)}")
+    sw.add_argument("--algos", type=_parse_strings, default=("bpo", "ppo"), metavar="A,B",
+                    help="algorithms, each with its preset settings (default: bpo,ppo)")
+    sw.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds per run, one program (default: 10)")
+    sw.add_argument("--total-steps", type=int, default=None, metavar="N",
+                    help="environment steps per seed for every run (default: each preset's budget, the paper's)")
+    sw.add_argument("--out", required=True, metavar="DIR", help="the sweep directory (a new one, or this sweep's)")
+    sw.add_argument("--checkpoint-every", type=parse_every, default=None, metavar="N|30s|10m|2h",
+                    help="checkpoint cadence within each run (default: 10m)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar or lines")
+    sw.add_argument("--no-compile-cache", action="store_true", help="do not use the persistent XLA compilation cache")
+    sw.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+                    help="TensorBoard event files in each run's tb/ (default: on)")
+    for name, what in (("plot", "redraw the figure"), ("report", "write the Markdown report against the paper")):
+        cmd = sub.add_parser(name, help=f"{what} from finished runs' saved CSVs",
+                             description=f"{what[0].upper() + what[1:]} from finished runs: each DIR is a run "
+                                         "directory, a sweep directory or any folder holding run directories.")
+        cmd.add_argument("dirs", nargs="+", metavar="DIR")
+        cmd.add_argument("--out", default=None, metavar="FILE",
+                         help=f"where to write it (default: {'figure.png' if name == 'plot' else 'report.md'} in DIR; "
+                              "needed with several DIRs)")
+        cmd.add_argument("--title", default=None, help="title of the figure or report")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -467,12 +501,83 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from bpo_jax import sweep
+    from bpo_jax.session import RunOptions
+
+    try:
+        every = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every or ()))
+        options = RunOptions(progress=not args.quiet, compile_cache=not args.no_compile_cache,
+                             tensorboard=args.tensorboard, resume_hint=_sweep_command(args), **every).validate()
+        plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps)
+    except (ValueError, ImportError) as e:
+        return _fail(_worded(first_line(e)))
+    try:
+        summary = sweep.run(plan, args.out, options, say=_say)
+    except KeyboardInterrupt:
+        return _fail(f"interrupted; run the same command to resume: {_sweep_command(args)}", EXIT_INTERRUPTED)
+    except (ValueError, ImportError) as e:
+        return _fail(_worded(first_line(e)))
+    except Exception as e:
+        if os.environ.get("BPO_JAX_DEBUG"):
+            raise
+        return _fail(f"stopped: {type(e).__name__}: {first_line(e)}; run the same command to resume: "
+                     f"{_sweep_command(args)}", EXIT_FAILURE)
+    _say(f"{len(summary['runs'])} run(s) finished; wrote {args.out}/{{curves.csv,figure.png,report.md,summary.json}}",
+         sys.stdout)
+    return 0
+
+
+def _sweep_command(args) -> str:
+    steps = f" --total-steps {args.total_steps}" if args.total_steps else ""
+    return (f"bpo-jax sweep --suite {args.suite} --algos {','.join(args.algos)} --seeds {args.seeds}{steps} "
+            f"--out {args.out}")
+
+
+def cmd_plot(args) -> int:
+    from bpo_jax import curves, reporting
+
+    return _from_runs(args, "figure.png",
+                      lambda cs, path: reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, args.title)))
+
+
+def cmd_report(args) -> int:
+    from bpo_jax import report, reporting
+
+    def write(cs, path):
+        text = report.markdown(cs, args.title or "Results against the paper")
+        reporting.write_text(path, text)
+        _say(text, sys.stdout)
+    return _from_runs(args, "report.md", write)
+
+
+def _from_runs(args, default_name: str, write) -> int:
+    """Load the finished runs under args.dirs and ``write(curves, path)`` one file from them."""
+    from bpo_jax import curves
+
+    try:
+        if args.out is None and len(args.dirs) > 1:
+            raise ConfigError(f"--out is needed with several DIRs (where to write {default_name})")
+        out = args.out or os.path.join(args.dirs[0], default_name)
+        if os.path.isdir(out):
+            raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, default_name)}")
+        loaded = [curves.load(d) for d in curves.find_runs(args.dirs)]
+    except (ValueError, OSError) as e:
+        return _fail(first_line(e))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write(loaded, out)
+    _say(f"wrote {out} ({len(loaded)} run(s))", sys.stdout)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
-    return {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "presets": cmd_presets}[args.command](args)
+    commands = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
+                "plot": cmd_plot, "report": cmd_report}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

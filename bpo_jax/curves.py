@@ -1,0 +1,158 @@
+"""Learning curves read back from finished runs, and figures of several runs side by side.
+
+A run directory (what :class:`bpo_jax.session.RunSession` writes) holds ``config.json`` and
+``metrics.csv`` (one row per update and seed).  :func:`load` turns one into a :class:`Curve`;
+:func:`plot` draws several: one panel per environment, every algorithm on the same axes, the
+mean over seeds with a min-max band, x = environment steps per seed, the budget on the panel.
+
+The return of a run "at" a step is the one :func:`bpo_jax.reporting.tail_returns` defines for
+the end of a run: the mean return of the training episodes that ended in the last 10% of the
+updates up to that step, per seed.  It is what ``final_episode_return`` in summary.json reports.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from bpo_jax.reporting import carry_forward, tail_returns
+
+
+class CurveError(ValueError):
+    """A directory is not a finished run, or holds nothing to plot; one line."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's per-seed training returns."""
+
+    run_dir: str
+    env: str
+    algo: str
+    total_steps: int
+    """The run's budget: environment steps per seed it was configured for."""
+    steps: np.ndarray
+    """[U] environment steps per seed after each update."""
+    returns: np.ndarray
+    """[S, U] mean return of the episodes that ended in each update (NaN where none did)."""
+    episodes: np.ndarray
+    """[S, U] how many episodes ended in each update."""
+
+    @property
+    def num_seeds(self) -> int:
+        return self.returns.shape[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.algo.upper()} ({self.num_seeds} seed{'s' if self.num_seeds > 1 else ''})"
+
+    def at(self, step: float, fraction: float = 0.1) -> np.ndarray:
+        """[S] return per seed at ``step`` (the last ``fraction`` of updates up to it); NaN for
+        a seed with no episode in that window.  ``step`` beyond the run: its end."""
+        upto = max(1, int(np.searchsorted(self.steps, step, side="right")))
+        return tail_returns({"episodes": self.episodes[:, :upto], "episode_return_mean": self.returns[:, :upto]},
+                            fraction)
+
+
+def is_run_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "metrics.csv")) and os.path.isfile(os.path.join(path, "config.json"))
+
+
+def load(run_dir: str) -> Curve:
+    """The :class:`Curve` of a finished run directory."""
+    if not is_run_dir(run_dir):
+        raise CurveError(f"{run_dir} holds no finished run (config.json and metrics.csv)")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise CurveError(f"{run_dir}/metrics.csv has no rows")
+    seeds = sorted({int(r["seed"]) for r in rows})
+    updates = sorted({int(r["update"]) for r in rows})
+    s_index = {s: i for i, s in enumerate(seeds)}
+    u_index = {u: i for i, u in enumerate(updates)}
+    returns = np.full((len(seeds), len(updates)), np.nan)
+    episodes = np.zeros((len(seeds), len(updates)))
+    steps = np.zeros(len(updates))
+    for r in rows:
+        s, u = s_index[int(r["seed"])], u_index[int(r["update"])]
+        returns[s, u] = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
+        episodes[s, u] = float(r["episodes"]) if r.get("episodes") else float(np.isfinite(returns[s, u]))
+        steps[u] = int(r["env_steps"])
+    return Curve(run_dir=run_dir, env=config["env"], algo=config["algo"], total_steps=int(config["total_steps"]),
+                 steps=steps, returns=returns, episodes=episodes)
+
+
+def find_runs(paths: Sequence[str]) -> list[str]:
+    """Run directories among ``paths``: each path is a run directory, or a folder whose
+    sub-folders (at any depth) are; sorted, so figures and tables come out in a stable order."""
+    found = []
+    for path in paths:
+        if not os.path.isdir(path):
+            raise CurveError(f"{path} is not a directory")
+        if is_run_dir(path):
+            found.append(path)
+            continue
+        inside = sorted(root for root, _, _ in os.walk(path) if is_run_dir(root))
+        if not inside:
+            raise CurveError(f"{path} holds no finished run (no config.json with metrics.csv under it)")
+        found.extend(inside)
+    return found
+
+
+def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None) -> None:
+    """One panel per environment (in order of first appearance), each algorithm's mean over
+    seeds with a min-max band, x = environment steps per seed; written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = list(dict.fromkeys(c.env for c in curves))
+    cols = min(len(envs), 2)
+    rows = -(-len(envs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.8 * rows), dpi=110, squeeze=False)
+    colours = {algo: f"C{i}" for i, algo in enumerate(dict.fromkeys(c.algo for c in curves))}
+    for ax, env in zip(axes.flat, envs):
+        mine = [c for c in curves if c.env == env]
+        for c in mine:
+            r = carry_forward(c.returns)  # an update in which no episode ended keeps the last value
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
+                mean, lo, hi = np.nanmean(r, 0), np.nanmin(r, 0), np.nanmax(r, 0)
+            ax.plot(c.steps, mean, color=colours[c.algo], lw=1.6, label=f"{c.label}: mean")
+            if c.num_seeds > 1:
+                ax.fill_between(c.steps, lo, hi, color=colours[c.algo], alpha=0.2, lw=0)
+        budget = ", ".join(sorted({f"{c.algo.upper()} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in mine}))
+        ax.set_title(env, fontsize=10)
+        ax.text(0.01, 0.98, f"budget: {budget}", transform=ax.transAxes, va="top", fontsize=7, alpha=0.8)
+        ax.set_xlabel("environment steps per seed")
+        ax.set_ylabel("training episode return")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8, title="band: min-max over seeds", title_fontsize=7)
+    for ax in axes.flat[len(envs):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def write_csv(curves: Sequence[Curve], path: str) -> None:
+    """Every curve in one long table: run, env, algo, seed, update, env_steps, episodes, return."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "env", "algo", "seed", "update", "env_steps", "episodes", "episode_return_mean"])
+        for c in curves:
+            for s in range(c.num_seeds):
+                for u, steps in enumerate(c.steps):
+                    value = c.returns[s, u]
+                    w.writerow([c.run_dir, c.env, c.algo, s, u + 1, int(steps), int(c.episodes[s, u]),
+                                "" if np.isnan(value) else f"{value:.6g}"])

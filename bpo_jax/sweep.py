@@ -1,0 +1,225 @@
+"""Reproduce a figure in one call: every (task, algorithm) of a suite with its preset, all seeds
+of one run as one vmapped program, then curves, figures and a report against the paper.
+
+    from bpo_jax import sweep
+
+    plan = sweep.plan("paper/mujoco", algos=("bpo", "ppo"), num_seeds=10, total_steps=1_000_000)
+    sweep.run(plan, "sweeps/mujoco")        # resumable: finished runs are kept, killed ones resume
+
+The sweep directory holds ``sweep.json`` (what was asked), ``runs/<task>__<algo>/`` (one
+:class:`bpo_jax.session.RunSession` each: config.json, metrics.csv with per-seed rows,
+summary.json, checkpoints while it runs), and, refreshed after every run, ``curves.csv``
+(every seed's curve in one table), ``figure.png`` (one panel per task, the algorithms on the
+same axes), ``report.md`` (against the paper's values, :mod:`bpo_jax.report`) and
+``summary.json`` (per run: final return per seed, steps, wall-clock).
+
+Calling :func:`run` again on the same directory with the same plan skips finished runs and
+resumes an interrupted one from its newest checkpoint; another plan is refused.  Runs of one
+sweep differ in network shapes and rollout sizes (each task has its own preset), so each run
+is its own program; its seeds share it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+from bpo_jax import curves, presets, report, reporting
+from bpo_jax.config import Config
+from bpo_jax.session import RunOptions, RunSession
+
+SWEEP_FILE = "sweep.json"
+
+
+class SweepError(ValueError):
+    """A sweep cannot be planned or run as asked; one line, parameters in backticks."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    description: str
+    tasks: Callable[[], list[str]]
+    """The suite's task names (preset names, or smoke/<id>)."""
+    settings: Callable[[str, str], dict]
+    """(task, algo) -> Config fields."""
+
+
+def _paper_tasks(env_suite: str) -> Callable[[], list[str]]:
+    """The paper/ presets whose environment is in ``env_suite`` (mjx, atari, isaaclab)."""
+    def tasks() -> list[str]:
+        return [n for n in presets.names()
+                if n.startswith("paper/") and presets.resolve(n, "bpo")["env"].startswith(env_suite + "/")]
+    return tasks
+
+
+# Tiny runs of two gymnax tasks (one discrete, one continuous): the sweep machinery end to end
+# on a CPU in about a minute.  Learning is not the point.
+_SMOKE = {"smoke/CartPole-v1": {"env": "gymnax/CartPole-v1", "total_steps": 16_384},
+          "smoke/Pendulum-v1": {"env": "gymnax/Pendulum-v1", "total_steps": 16_384}}
+
+SUITES: dict[str, Suite] = {
+    "paper/mujoco": Suite("the paper's MuJoCo figure: mjx Ant, Hopper, Humanoid, Swimmer (v4), exact paper presets",
+                          _paper_tasks("mjx"), lambda task, algo: presets.resolve(task, algo)),
+    "paper/atari": Suite("the paper's Atari figure: Pong, Breakout, Boxing, Asterix, paper presets",
+                         _paper_tasks("atari"), lambda task, algo: presets.resolve(task, algo)),
+    "paper/isaaclab": Suite("the paper's IsaacLab figure: rough-terrain velocity tracking, paper presets",
+                            _paper_tasks("isaaclab"), lambda task, algo: presets.resolve(task, algo)),
+    "smoke": Suite("two tiny gymnax runs (CartPole, Pendulum): the whole sweep on a CPU in about a minute",
+                   lambda: list(_SMOKE), lambda task, algo: {**_SMOKE[task], "algo": algo}),
+}
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    name: str
+    """Its folder under runs/: <task>__<algo> with / as _."""
+    task: str
+    config: Config
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: str
+    algos: tuple[str, ...]
+    num_seeds: int
+    total_steps: Optional[int]
+    """Overrides every preset's budget when set (a shorter reproduction)."""
+    runs: tuple[SweepRun, ...]
+
+    def asked(self) -> dict:
+        """What sweep.json records: enough to tell whether a directory holds this sweep."""
+        return {"suite": self.suite, "algos": list(self.algos), "num_seeds": self.num_seeds,
+                "total_steps": self.total_steps, "runs": [r.name for r in self.runs]}
+
+
+def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
+         total_steps: Optional[int] = None) -> Plan:
+    """Every (task, algorithm) of ``suite`` with its preset; checks every configuration."""
+    from bpo_jax import algorithms
+
+    if suite not in SUITES:
+        raise SweepError(f"unknown suite {suite!r}; valid: {', '.join(SUITES)}")
+    if not algos:
+        raise SweepError("`algos` is empty; give one or more of " + ", ".join(algorithms.names()))
+    unknown = [a for a in algos if a not in algorithms.names()]
+    if unknown:
+        raise SweepError(f"unknown algo {unknown[0]!r} in `algos`; valid: {', '.join(algorithms.names())}")
+    if num_seeds < 1:
+        raise SweepError(f"`seeds` must be >= 1, got {num_seeds}")
+    if total_steps is not None and total_steps < 1:
+        raise SweepError(f"`total_steps` must be >= 1, got {total_steps}")
+    tasks = SUITES[suite].tasks()
+    if not tasks:
+        raise SweepError(f"suite {suite} has no tasks in this installation (its presets are not defined)")
+    runs = []
+    for task in tasks:
+        for algo in algos:
+            fields = SUITES[suite].settings(task, algo)
+            if total_steps is not None:
+                fields = {**fields, "total_steps": total_steps}
+            config = Config(**fields)
+            config.validate()
+            runs.append(SweepRun(f"{task.replace('/', '_')}__{algo}", task, config))
+    return Plan(suite, tuple(algos), num_seeds, total_steps, tuple(runs))
+
+
+def run(p: Plan, out: str, options: RunOptions = RunOptions(),
+        say: Callable[[str], None] = print) -> dict:
+    """Run (or finish) every run of ``p`` in ``out``, refreshing the figure, curves and report
+    after each; returns the summary.  A KeyboardInterrupt or failure propagates after the run's
+    session has written its INCOMPLETE note; calling again resumes."""
+    _claim(p, out)
+    for i, r in enumerate(p.runs):
+        run_dir = os.path.join(out, "runs", r.name)
+        state = status(run_dir)
+        head = f"[sweep {i + 1}/{len(p.runs)}] {r.task} {r.config.algo}"
+        if state == "finished":
+            say(f"{head}: finished earlier, kept")
+            continue
+        if state == "resumable":
+            say(f"{head}: resuming {run_dir}")
+            session = RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds})
+        else:
+            say(f"{head}: {p.num_seeds} seed(s) x {r.config.total_steps:,} steps")
+            session = RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
+        start = time.perf_counter()
+        done = session.run()
+        say(f"{head}: final return {done.summary['final_episode_return']:.1f} in {time.perf_counter() - start:.0f}s")
+        write_outputs(out, title=f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds")
+    return write_outputs(out, title=f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds")
+
+
+def status(run_dir: str) -> str:
+    """finished, resumable (a checkpoint to go on from), or new (nothing usable: start over)."""
+    from bpo_jax import checkpoint
+
+    if not os.path.isdir(run_dir):
+        return "new"
+    if not reporting.is_incomplete(run_dir) and curves.is_run_dir(run_dir):
+        return "finished"
+    if checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
+        return "resumable"
+    return "new"
+
+
+def _claim(p: Plan, out: str) -> None:
+    """Write sweep.json, or check that ``out`` holds this same sweep."""
+    path = os.path.join(out, SWEEP_FILE)
+    if os.path.isfile(path):
+        import json
+
+        with open(path) as f:
+            saved = json.load(f)
+        if saved != p.asked():
+            diff = next(k for k in p.asked() if saved.get(k) != p.asked()[k])
+            raise SweepError(f"{out} holds a sweep with another `{diff}` ({saved.get(diff)!r}, asked "
+                             f"{p.asked()[diff]!r}); choose another `out`")
+        return
+    if os.path.isdir(out) and os.listdir(out):
+        raise SweepError(f"{out} exists, is not empty and holds no {SWEEP_FILE}; choose another `out`")
+    os.makedirs(out, exist_ok=True)
+    reporting.write_json(path, p.asked())
+
+
+def write_outputs(out: str, title: Optional[str] = None) -> dict:
+    """curves.csv, figure.png, report.md and summary.json from the finished runs under ``out``."""
+    found = [d for d in sorted_runs(out) if status(d) == "finished"]
+    if not found:
+        return {"runs": []}
+    cs = [curves.load(d) for d in found]
+    reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
+    reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
+    reporting.write_text(os.path.join(out, "report.md"), report.markdown(cs, title or "Results against the paper"))
+    summary = {"runs": [_run_summary(c) for c in cs]}
+    reporting.write_json(os.path.join(out, "summary.json"), summary)
+    return summary
+
+
+def sorted_runs(out: str) -> list[str]:
+    """Run folders under out/runs in the order the sweep made them (sweep.json), else by name."""
+    root = os.path.join(out, "runs")
+    if not os.path.isdir(root):
+        return []
+    names = sorted(os.listdir(root))
+    path = os.path.join(out, SWEEP_FILE)
+    if os.path.isfile(path):
+        import json
+
+        with open(path) as f:
+            order = json.load(f).get("runs", [])
+        names = [n for n in order if n in names] + [n for n in names if n not in order]
+    return [os.path.join(root, n) for n in names if os.path.isdir(os.path.join(root, n))]
+
+
+def _run_summary(c: curves.Curve) -> dict:
+    import json
+
+    with open(os.path.join(c.run_dir, "summary.json")) as f:
+        s = json.load(f)
+    final = c.at(c.steps[-1])
+    return {"run": os.path.basename(c.run_dir), "env": c.env, "algo": c.algo, "seeds": c.num_seeds,
+            "env_steps": int(c.steps[-1]), "final_return_per_seed": [round(float(v), 3) for v in final],
+            "final_return_mean": s.get("final_episode_return"), "compile_seconds": s.get("compile_seconds"),
+            "train_seconds": s.get("train_seconds"),
+            "env_steps_per_second_all_seeds": s.get("env_steps_per_second_all_seeds")}

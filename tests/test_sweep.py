@@ -1,0 +1,145 @@
+"""bpo_jax.sweep, curves and report: the smoke suite end to end through the command line, an
+interrupted sweep resumed, and the verdicts against the paper's values on hand-made curves."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bpo_jax import cli, curves, report, sweep
+from bpo_jax.session import RunOptions, RunSession
+
+pytestmark = pytest.mark.slow  # ~1 minute: 6 small compiled runs
+
+STEPS = 4096  # 8 CartPole/Pendulum updates of 4 envs x 128 steps
+
+
+def _sweep_args(out, seeds=2):
+    return ["sweep", "--suite", "smoke", "--seeds", str(seeds), "--total-steps", str(STEPS), "--out", str(out),
+            "--quiet", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "smoke"
+    assert cli.main(_sweep_args(out)) == 0
+    return out
+
+
+def test_smoke_sweep_writes_runs_curves_figure_report_and_summary(smoke):
+    names = [f"smoke_{t}__{a}" for t in ("CartPole-v1", "Pendulum-v1") for a in ("bpo", "ppo")]
+    assert sorted(os.listdir(smoke / "runs")) == sorted(names)
+    for f in ("sweep.json", "curves.csv", "figure.png", "report.md", "summary.json"):
+        assert (smoke / f).stat().st_size > 0, f
+    summary = json.loads((smoke / "summary.json").read_text())
+    assert [r["run"] for r in summary["runs"]] == names  # the plan's order
+    for r in summary["runs"]:
+        assert r["seeds"] == 2 and r["env_steps"] == STEPS and len(r["final_return_per_seed"]) == 2
+        # summary.json of the run and the sweep's own per-seed values agree
+        assert np.nanmean(r["final_return_per_seed"]) == pytest.approx(r["final_return_mean"], rel=1e-4)
+    rows = list(csv.DictReader(open(smoke / "curves.csv")))
+    assert len(rows) == 4 * 2 * (STEPS // 512)  # runs x seeds x updates
+    assert {r["env"] for r in rows} == {"gymnax/CartPole-v1", "gymnax/Pendulum-v1"}
+    text = (smoke / "report.md").read_text()
+    assert text.count("no paper value for this task") == 4
+
+
+def test_rerun_keeps_finished_runs_and_another_plan_is_refused(smoke, capsys):
+    before = {p: os.path.getmtime(smoke / "runs" / p / "metrics.csv") for p in os.listdir(smoke / "runs")}
+    assert cli.main(_sweep_args(smoke)) == 0
+    assert capsys.readouterr().err.count("finished earlier, kept") == 4
+    assert before == {p: os.path.getmtime(smoke / "runs" / p / "metrics.csv") for p in before}
+    assert cli.main(_sweep_args(smoke, seeds=3)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "another --seeds (2, asked 3)" in err
+
+
+def test_plot_and_report_redraw_from_saved_csvs(smoke, tmp_path, capsys):
+    fig = tmp_path / "f.png"
+    assert cli.main(["plot", str(smoke), "--out", str(fig)]) == 0
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    one = smoke / "runs" / "smoke_CartPole-v1__bpo"
+    assert cli.main(["report", str(one)]) == 0
+    assert "| gymnax/CartPole-v1 | BPO | 4,096 | 2 |" in (one / "report.md").read_text()
+    capsys.readouterr()
+    assert cli.main(["plot", str(smoke), str(one)]) == 2  # two inputs need --out
+    assert cli.main(["report", str(tmp_path)]) == 2  # nothing finished in it
+    err = capsys.readouterr().err.splitlines()
+    assert "--out is needed" in err[0] and "holds no finished run" in err[1]
+
+
+def test_bad_sweep_input_is_one_line(tmp_path, capsys):
+    for args, fragment in ((["--suite", "nope"], "unknown suite 'nope'"),
+                           (["--suite", "smoke", "--algos", "bpo,sac"], "unknown algo 'sac' in --algos"),
+                           (["--suite", "smoke", "--seeds", "0"], "--seeds must be >= 1")):
+        assert cli.main(["sweep", *args, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and fragment in err
+        assert not (tmp_path / "o").exists()
+
+
+def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    plan = sweep.plan("smoke", algos=("ppo",), num_seeds=1, total_steps=STEPS)
+    options = RunOptions(progress=False, tensorboard=False, checkpoint_every_updates=1)
+    run_all = RunSession.run
+
+    def interrupted(self, on_progress=None):
+        def stop(p):
+            if p.update >= 4:
+                raise KeyboardInterrupt
+        return run_all(self, stop)
+
+    monkeypatch.setattr(RunSession, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(plan, str(tmp_path), options, say=lambda line: None)
+    first = tmp_path / "runs" / plan.runs[0].name
+    assert sweep.status(str(first)) == "resumable"
+    monkeypatch.setattr(RunSession, "run", run_all)
+    said = []
+    summary = sweep.run(plan, str(tmp_path), options, say=said.append)
+    assert any("resuming" in line for line in said) and [r["env_steps"] for r in summary["runs"]] == [STEPS, STEPS]
+    rows = list(csv.DictReader(open(first / "metrics.csv")))
+    assert [int(r["update"]) for r in rows] == list(range(1, STEPS // 512 + 1))
+
+
+def _curve(env, algo, steps, returns):
+    returns = np.asarray(returns, float)
+    return curves.Curve(run_dir="x", env=env, algo=algo, total_steps=int(steps[-1]), steps=np.asarray(steps, float),
+                        returns=returns, episodes=np.ones_like(returns))
+
+
+def test_curve_at_is_the_tail_mean_up_to_the_step():
+    steps = np.arange(1, 21) * 100_000  # 20 updates of 100k steps
+    r = np.stack([np.arange(20.0), 10 * np.arange(20.0)])
+    c = _curve("mjx/Hopper-v4", "bpo", steps, r)
+    # up to 1M = 10 updates; the last 10% of them is update 10 alone (index 9)
+    np.testing.assert_allclose(c.at(1_000_000), [9.0, 90.0])
+    # whole run: last 2 updates, equal episode counts -> plain mean
+    np.testing.assert_allclose(c.at(steps[-1]), [18.5, 185.0])
+
+
+def test_report_verdicts_against_the_paper_values():
+    steps = np.arange(1, 21) * 100_000
+    flat = lambda *seeds: np.array([[v] * 20 for v in seeds], float)
+    hopper = {row.step: row for row in report.compare(_curve("mjx/Hopper-v4", "bpo", steps, flat(3000, 3200)))}
+    assert sorted(hopper) == [1_000_000, 2_000_000]  # the paper's points reached; 20M not reached
+    assert hopper[1_000_000].paper == 2726 and hopper[1_000_000].verdict.startswith("above")
+    assert hopper[2_000_000].paper == 3047 and hopper[2_000_000].verdict.startswith("inside")
+    ppo = report.compare(_curve("mjx/Hopper-v4", "ppo", steps, flat(900, 1000)))
+    assert [r.verdict.split()[0] for r in ppo] == ["above", "below"]  # the paper: 853 at 1M, 1267 at 2M
+    long = np.arange(1, 21) * 1_000_000
+    final = report.compare(_curve("mjx/Hopper-v4", "ppo", long, flat(2400, 2500)))[-1]
+    assert final.step == 20_000_000 and final.band == (1831, 3008) and final.verdict == "inside the paper's band"
+    short = report.compare(_curve("mjx/Hopper-v4", "bpo", steps[:5], flat(1, 1)[:, :5]))
+    assert len(short) == 1 and short[0].verdict.startswith("not comparable") and short[0].paper is None
+    table = report.markdown([_curve("mjx/Hopper-v4", "bpo", steps, flat(3000, 3200))])
+    assert "| mjx/Hopper-v4 | BPO | 1,000,000 | 2 | 3,100.0 ± 141.4 [3,000.0, 3,200.0] | 2,726.0 |" in table
+
+
+def test_paper_values_cover_the_papers_figures():
+    values = report.paper_values()
+    assert {(v.env, v.algo) for v in values} >= {(f"mjx/{t}-v4", a) for t in ("Ant", "Hopper", "Humanoid", "Swimmer")
+                                                  for a in ("bpo", "ppo")}
+    for v in values:
+        assert v.band[0] <= v.final <= v.band[1] and all(p < v.budget for p in v.points)
