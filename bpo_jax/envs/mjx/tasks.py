@@ -491,6 +491,8 @@ def _check_types(name: str, given: dict, defaults: dict) -> None:
         return "text" if isinstance(v, str) else type(v).__name__
     for key, value in given.items():
         default = defaults[key]
+        if key == "naconmax" or (key == "main_body" and kind(value) in ("a number", "text")):
+            continue  # naconmax has its own, more precise check; main_body is a body index or name
         if default is not None and kind(value) != kind(default):
             raise ValueError(f"mjx/{name}: option {key} takes {kind(default)} (default {default!r}), got {value!r}")
 
