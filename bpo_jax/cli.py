@@ -234,6 +234,8 @@ def _add_sweep_parsers(sub) -> None:
                     "into --out.  Run the same command again to resume an interrupted sweep.",
         epilog="suites: " + "; ".join(f"{name}: {s.description}" for name, s in sweep.SUITES.items()))
     sw.add_argument("--suite", required=True, metavar="NAME", help=f"one of {', '.join(sweep.SUITES)}")
+    sw.add_argument("--tasks", type=_parse_strings, default=None, metavar="T,T",
+                    help="only these tasks of the suite, e.g. Hopper-v4 (default: all)")
     sw.add_argument("--algos", type=_parse_strings, default=("bpo", "ppo"), metavar="A,B",
                     help="algorithms, each with its preset settings (default: bpo,ppo)")
     sw.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds per run, one program (default: 10)")
@@ -509,7 +511,7 @@ def cmd_sweep(args) -> int:
         every = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every or ()))
         options = RunOptions(progress=not args.quiet, compile_cache=not args.no_compile_cache,
                              tensorboard=args.tensorboard, resume_hint=_sweep_command(args), **every).validate()
-        plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps)
+        plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
     try:
@@ -530,7 +532,8 @@ def cmd_sweep(args) -> int:
 
 def _sweep_command(args) -> str:
     steps = f" --total-steps {args.total_steps}" if args.total_steps else ""
-    return (f"bpo-jax sweep --suite {args.suite} --algos {','.join(args.algos)} --seeds {args.seeds}{steps} "
+    tasks = f" --tasks {','.join(args.tasks)}" if args.tasks else ""
+    return (f"bpo-jax sweep --suite {args.suite}{tasks} --algos {','.join(args.algos)} --seeds {args.seeds}{steps} "
             f"--out {args.out}")
 
 

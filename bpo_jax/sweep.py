@@ -90,12 +90,14 @@ class Plan:
     def asked(self) -> dict:
         """What sweep.json records: enough to tell whether a directory holds this sweep."""
         return {"suite": self.suite, "algos": list(self.algos), "num_seeds": self.num_seeds,
-                "total_steps": self.total_steps, "runs": [r.name for r in self.runs]}
+                "total_steps": self.total_steps, "tasks": list(dict.fromkeys(r.task for r in self.runs)),
+                "runs": [r.name for r in self.runs]}
 
 
 def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
-         total_steps: Optional[int] = None) -> Plan:
-    """Every (task, algorithm) of ``suite`` with its preset; checks every configuration."""
+         total_steps: Optional[int] = None, tasks: Optional[Sequence[str]] = None) -> Plan:
+    """Every (task, algorithm) of ``suite`` with its preset (only ``tasks`` when given: full
+    names such as paper/Hopper-v4, or the part after the slash); checks every configuration."""
     from bpo_jax import algorithms
 
     if suite not in SUITES:
@@ -109,11 +111,19 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
         raise SweepError(f"`seeds` must be >= 1, got {num_seeds}")
     if total_steps is not None and total_steps < 1:
         raise SweepError(f"`total_steps` must be >= 1, got {total_steps}")
-    tasks = SUITES[suite].tasks()
-    if not tasks:
+    available = SUITES[suite].tasks()
+    if not available:
         raise SweepError(f"suite {suite} has no tasks in this installation (its presets are not defined)")
+    chosen = available
+    if tasks is not None:
+        short = {t.partition("/")[2]: t for t in available}
+        unknown = [t for t in tasks if t not in available and t not in short]
+        if unknown or not tasks:
+            raise SweepError(f"suite {suite} has no task {unknown[0] if unknown else ''!r} in `tasks`; "
+                             f"valid: {', '.join(available)}")
+        chosen = [t for t in available if t in tasks or t.partition("/")[2] in tasks]
     runs = []
-    for task in tasks:
+    for task in chosen:
         for algo in algos:
             fields = SUITES[suite].settings(task, algo)
             if total_steps is not None:

@@ -72,11 +72,18 @@ def test_plot_and_report_redraw_from_saved_csvs(smoke, tmp_path, capsys):
 def test_bad_sweep_input_is_one_line(tmp_path, capsys):
     for args, fragment in ((["--suite", "nope"], "unknown suite 'nope'"),
                            (["--suite", "smoke", "--algos", "bpo,sac"], "unknown algo 'sac' in --algos"),
-                           (["--suite", "smoke", "--seeds", "0"], "--seeds must be >= 1")):
+                           (["--suite", "smoke", "--seeds", "0"], "--seeds must be >= 1"),
+                           (["--suite", "smoke", "--tasks", "Nope"], "no task 'Nope' in --tasks")):
         assert cli.main(["sweep", *args, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and fragment in err
         assert not (tmp_path / "o").exists()
+
+
+def test_tasks_select_by_full_or_short_name():
+    names = lambda tasks: [r.name for r in sweep.plan("smoke", ("ppo",), 1, STEPS, tasks).runs]
+    assert names(["Pendulum-v1"]) == names(["smoke/Pendulum-v1"]) == ["smoke_Pendulum-v1__ppo"]
+    assert len(names(None)) == 2
 
 
 def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
