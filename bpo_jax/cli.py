@@ -144,7 +144,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     ``suppress``: no defaults at all, so the parsed namespace holds only the flags given."""
     d = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
     parser = _Parser(prog="bpo-jax", description="Bounded Policy Optimization and PPO in JAX.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,envs,presets,sweep,plot,report}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,envs,presets,sweep,plot,report,llm}")
     sub.required = True
 
     train = sub.add_parser(
@@ -221,6 +221,9 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     presets.add_argument("name", nargs="?", default=None, metavar="NAME",
                          help="show every configuration value this preset gives, for each algorithm")
     _add_sweep_parsers(sub)
+    from bpo_jax.llm import cli as llm_cli  # argparse only; the trainer is imported when `llm` runs
+
+    llm_cli.add_parser(sub)
     return parser
 
 
@@ -573,13 +576,19 @@ def _from_runs(args, default_name: str, write) -> int:
     return 0
 
 
+def cmd_llm(args) -> int:
+    from bpo_jax.llm import cli as llm_cli
+
+    return llm_cli.run(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
     commands = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
-                "plot": cmd_plot, "report": cmd_report}
+                "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
     return commands[args.command](args)
 
 

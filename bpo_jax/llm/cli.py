@@ -1,0 +1,101 @@
+"""``bpo-jax llm``: warm start and RL-fine-tune the small transformer on two-digit addition.
+
+    bpo-jax llm --algo gbpo|grpo [--ttrl] [--epochs N] [--clip C] [--seeds S] [--out DIR] ...
+
+Writes ``DIR/seed{S}/curve.csv``, ``DIR/summary.json`` and ``DIR/curves.png``.  Imported only
+when the subcommand runs, so ``bpo-jax train`` never pays for it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bpo_jax.errors import first_line
+
+EXIT_USAGE = 2
+
+# flag -> LLMConfig field, for the flags that set a field directly.
+_FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "clip": "clip",
+           "clip_high": "clip_high", "minibatches": "minibatches", "lr": "lr", "steps": "rl_steps",
+           "prompts": "prompts_per_step", "group_size": "group_size", "ttrl_votes": "ttrl_votes",
+           "ttrl_train": "ttrl_train", "temperature": "temperature", "top_p": "top_p",
+           "gbpo_temperature": "gbpo_temperature", "kl_coef": "kl_coef", "kl_type": "kl_type",
+           "ent_coef": "ent_coef", "agg_mode": "agg_mode", "eval_every": "eval_every", "num_eval": "num_eval",
+           "warm_acc": "warm_target", "layers": "num_layers", "d_model": "d_model", "fast_compile": "fast_compile"}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``llm`` subcommand to an argparse subparsers object; returns its parser."""
+    from bpo_jax.llm import losses
+
+    p = subparsers.add_parser(
+        "llm", help="GBPO / GRPO fine-tuning of a small transformer (verifiable rewards or TTRL)",
+        description="Supervised warm start of a small decoder-only transformer on two-digit addition to partial "
+                    "accuracy, then RL with GBPO or GRPO: groups of sampled answers per prompt, rewards from the "
+                    "checker (or, with --ttrl, agreement with the majority vote), several epochs per batch.")
+    add = lambda flag, **kw: p.add_argument(flag, **kw)
+    add("--algo", choices=losses.ALGOS, default="gbpo", help="gbpo (the paper's) or grpo (default: gbpo)")
+    add("--ttrl", action="store_true", help="test-time RL: majority-vote pseudo-labels, no true labels")
+    add("--epochs", type=int, default=5, metavar="N", help="epochs over each sampled batch (default: 5)")
+    add("--clip", type=float, default=0.2, metavar="C", help="ratio box [1-C, 1+C] (default: 0.2)")
+    add("--clip-high", type=float, default=None, metavar="C", help="upper offset if asymmetric (default: --clip)")
+    add("--seeds", type=int, default=1, metavar="S", help="seeds run one after another from --seed (default: 1)")
+    add("--seed", type=int, default=0, help="first seed (default: 0)")
+    add("--out", default=None, metavar="DIR", help="output directory (default: llm_runs/<algo>[-ttrl]-e<N>-c<C>)")
+    add("--steps", type=int, default=30, metavar="N", help="RL steps (default: 30)")
+    add("--lr", type=float, default=1e-4, help="RL Adam learning rate (default: 1e-4)")
+    add("--minibatches", type=int, default=4, help="minibatches per epoch (default: 4)")
+    add("--prompts", type=int, default=16, metavar="P", help="prompts per RL step (default: 16)")
+    add("--group-size", type=int, default=8, metavar="G", help="responses per prompt (default: 8)")
+    add("--ttrl-votes", type=int, default=16, metavar="N", help="TTRL: responses sampled for the vote (default: 16)")
+    add("--ttrl-train", type=int, default=8, metavar="M", help="TTRL: the first M are trained on (default: 8)")
+    add("--temperature", type=float, default=1.0, help="rollout temperature (default: 1.0)")
+    add("--top-p", type=float, default=1.0, help="rollout nucleus threshold (default: 1.0, off)")
+    add("--gbpo-temperature", type=float, default=1e-4, metavar="TAU", help="GBPO target temperature (default: 1e-4)")
+    add("--kl-coef", type=float, default=0.001, help="KL penalty to the warm-start policy (default: 0.001)")
+    add("--kl-type", choices=losses.KL_TYPES, default="low_var_kl", help="KL estimator (default: low_var_kl)")
+    add("--ent-coef", type=float, default=0.0, help="entropy bonus (default: 0)")
+    add("--agg-mode", choices=losses.AGG_MODES, default="token-mean", help="loss aggregation (default: token-mean)")
+    add("--eval-every", type=int, default=5, metavar="N", help="greedy evaluation every N RL steps (default: 5)")
+    add("--num-eval", type=int, default=64, metavar="N", help="evaluation (and RL) problems (default: 64)")
+    add("--warm-acc", type=float, default=0.2, metavar="A", help="warm start stops at this accuracy (default: 0.2)")
+    add("--layers", type=int, default=1, help="transformer blocks (default: 1)")
+    add("--d-model", type=int, default=64, help="transformer width (default: 64)")
+    add("--fast-compile", action=argparse.BooleanOptionalAction, default=True,
+        help="cheap XLA compilation, good for a CPU (default: on)")
+    return p
+
+
+def _fail(message: str) -> int:
+    try:
+        print(f"bpo-jax: error: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    return EXIT_USAGE
+
+
+def config_from_args(args):
+    from bpo_jax.llm.trainer import LLMConfig
+
+    return LLMConfig(**{field: getattr(args, flag) for flag, field in _FIELDS.items()}, num_train=2048)
+
+
+def run(args) -> int:
+    """Run ``bpo-jax llm``; returns the exit code.  Bad input is one line on stderr, code 2."""
+    from bpo_jax.llm import trainer
+
+    try:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        cfg = config_from_args(args)
+        cfg.validate(len(trainer.make_mesh().devices.flat))
+    except (ValueError, TypeError) as e:
+        return _fail(first_line(e))
+    out = args.out or f"llm_runs/{cfg.algo}{'-ttrl' if cfg.ttrl else ''}-e{cfg.epochs}-c{cfg.clip}"
+    try:
+        summary = trainer.run(cfg, args.seeds, out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except OSError as e:
+        return _fail(f"cannot write to {out}: {first_line(e)}")
+    print(f"accuracy {summary['accuracy_before_mean']:.3f} -> {summary['accuracy_after_mean']:.3f} "
+          f"(mean over {args.seeds} seed(s)); wrote {out}/{{summary.json,curves.png,seed*/curve.csv}}", flush=True)
+    return 0

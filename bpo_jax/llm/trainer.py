@@ -1,0 +1,448 @@
+"""Fine-tune the small transformer on the addition task: a supervised warm start to partial
+accuracy, then GBPO or GRPO with verifiable rewards or test-time RL (TTRL).
+
+One RL step: draw P prompts, sample G responses each (P x N for TTRL, of which the first M are
+trained on), score them on the host, compute group advantages (and GBPO target logits), then
+run ``epochs`` passes of ``minibatches`` Adam steps over that fixed batch with the sampling
+policy's log-probs held fixed.  Sampling, scoring of old/reference log-probs and the whole
+multi-epoch update are each one jitted function; the batch is sharded over the devices along
+one ``data`` mesh axis (parameters replicated), as in :mod:`bpo_jax.runner`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from bpo_jax.llm import groups, losses, rewards, task
+from bpo_jax.llm.model import ModelConfig, make_model
+from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
+
+DATA_AXIS = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMConfig:
+    """Everything a run depends on (frozen: the jitted functions close over it)."""
+
+    algo: str = "gbpo"
+    """'gbpo' or 'grpo'."""
+    ttrl: bool = False
+    """Test-time RL: train on the evaluation prompts with majority-vote pseudo-labels, no true labels."""
+    seed: int = 0
+    """Seed of the parameters, the sampling and the RL prompt order (the problem sets use data_seed)."""
+    data_seed: int = 1234
+    """Seed of the training pool and evaluation problems (shared across seeds, so they compare)."""
+    epochs: int = 5
+    """Passes over each sampled batch (the paper's ppo_epochs: 1, 5 or 10)."""
+    clip: float = 0.2
+    """c_low, the box's lower offset: ratios are bounded to [1 - clip, 1 + clip_high]."""
+    clip_high: Optional[float] = None
+    """c_high; None: the same as clip (the paper's 0.2/0.2 and 0.3/0.3)."""
+    minibatches: int = 4
+    """Adam steps per epoch; the batch is shuffled and split into this many minibatches."""
+    lr: float = 1e-3
+    """Adam learning rate of the RL phase."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    rl_steps: int = 30
+    """Number of RL steps (sample, score, update)."""
+    prompts_per_step: int = 16
+    """P: prompts per RL step."""
+    group_size: int = 8
+    """G: responses per prompt (verifiable-reward mode)."""
+    ttrl_votes: int = 16
+    """N: responses per prompt sampled for the TTRL vote (the paper: 64)."""
+    ttrl_train: int = 8
+    """M: the first M of the N are trained on (the paper: 32)."""
+    temperature: float = 1.0
+    """Rollout temperature (the paper: 1.0); old log-probs use the same temperature."""
+    top_p: float = 1.0
+    """Rollout nucleus threshold (1: off)."""
+    gbpo_temperature: float = 1e-4
+    """tau of the GBPO target logit (the paper's TTRL scripts: 1e-4, a near-binary target)."""
+    kl_coef: float = 0.001
+    """Weight of the KL penalty to the warm-start policy (the paper: 0.001, low_var_kl)."""
+    kl_type: str = "low_var_kl"
+    """'k1' or 'low_var_kl'."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    agg_mode: str = "token-mean"
+    """Loss aggregation: token-mean, seq-mean-token-mean or seq-mean-token-sum."""
+    eval_every: int = 5
+    """Greedy accuracy on the evaluation set every this many RL steps (and at the start and end)."""
+    num_eval: int = 256
+    """Evaluation problems (held out from the training pool; the TTRL training prompts)."""
+    num_train: int = 4096
+    """Training pool of the warm start (and of the RL prompts when rl_on_eval is False)."""
+    rl_on_eval: bool = True
+    """Verifiable-reward RL draws its prompts from the evaluation problems, as the paper's test-time
+    setting does (AIME: the same 30 problems for training and test); False: from the training pool,
+    which measures generalisation to unseen problems and needs far more RL steps."""
+    warm_target: float = 0.2
+    """The warm start stops once greedy accuracy on a dev split of the pool reaches this."""
+    warm_max_steps: int = 4000
+    """Upper limit on warm-start steps."""
+    warm_lr: float = 1e-3
+    """Adam learning rate of the warm start."""
+    warm_batch: int = 64
+    """Warm-start minibatch size."""
+    warm_check_every: int = 25
+    """Warm-start steps between accuracy checks."""
+    d_model: int = 64
+    """Transformer width."""
+    num_layers: int = 2
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads."""
+    fast_compile: bool = False
+    """Compile with XLA's cheap settings (:data:`bpo_jax.runner.FAST_COMPILE`): about half the
+    compile time on a CPU, slower steps; for tests and short runs."""
+
+    def jit(self, fn: Callable, **kwargs) -> Callable:
+        """``jax.jit`` with this run's compiler options."""
+        if self.fast_compile:
+            from bpo_jax.runner import FAST_COMPILE
+
+            kwargs["compiler_options"] = FAST_COMPILE
+        return jax.jit(fn, **kwargs)
+
+    @property
+    def loss_config(self) -> losses.LossConfig:
+        return losses.LossConfig(algo=self.algo, clip_low=self.clip,
+                                 clip_high=self.clip if self.clip_high is None else self.clip_high,
+                                 kl_coef=self.kl_coef, kl_type=self.kl_type, ent_coef=self.ent_coef,
+                                 agg_mode=self.agg_mode)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(vocab_size=task.VOCAB_SIZE, max_len=task.PROMPT_LEN + task.MAX_ANSWER_LEN,
+                           d_model=self.d_model, num_layers=self.num_layers, num_heads=self.num_heads)
+
+    @property
+    def batch_size(self) -> int:
+        """Responses trained on per RL step."""
+        return self.prompts_per_step * (self.ttrl_train if self.ttrl else self.group_size)
+
+    def validate(self, num_devices: int = 1) -> "LLMConfig":
+        """Raise ValueError (one line, naming the field) on a bad setting."""
+        self.loss_config.validate()
+        positive = ("epochs", "minibatches", "rl_steps", "prompts_per_step", "group_size", "ttrl_votes",
+                    "ttrl_train", "eval_every", "num_eval", "num_train", "warm_batch", "warm_check_every",
+                    "d_model", "num_layers", "num_heads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "warm_lr", "gbpo_temperature", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for RL sampling, got {self.temperature}")
+        if self.kl_coef < 0 or self.ent_coef < 0:
+            raise ValueError("kl_coef and ent_coef must be >= 0")
+        if self.ttrl and self.ttrl_train > self.ttrl_votes:
+            raise ValueError(f"ttrl_train (M = {self.ttrl_train}) must be <= ttrl_votes (N = {self.ttrl_votes})")
+        if (self.ttrl or self.rl_on_eval) and self.prompts_per_step > self.num_eval:
+            raise ValueError(f"prompts_per_step {self.prompts_per_step} exceeds the {self.num_eval} evaluation prompts")
+        if self.batch_size % (self.minibatches * num_devices):
+            raise ValueError(f"the batch of {self.batch_size} responses must divide into {self.minibatches} "
+                             f"minibatches over {num_devices} device(s)")
+        sampled = self.prompts_per_step * (self.ttrl_votes if self.ttrl else self.group_size)
+        if sampled % num_devices:
+            raise ValueError(f"the {sampled} sampled responses per step must divide over {num_devices} device(s)")
+        if not 0 <= self.warm_target <= 1:
+            raise ValueError(f"warm_target must be in [0, 1], got {self.warm_target}")
+        if self.num_train + self.num_eval > 10000:
+            raise ValueError("num_train + num_eval must be <= 10000 (the distinct two-digit additions)")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# Data and evaluation
+
+
+@dataclasses.dataclass
+class Problems:
+    """The fixed problem sets of a run."""
+
+    train_prompts: np.ndarray  # [num_train, 6]
+    train_answers: np.ndarray  # [num_train]
+    eval_prompts: np.ndarray  # [num_eval, 6]
+
+
+def make_problem_sets(cfg: LLMConfig) -> Problems:
+    eval_prompts, eval_ops = task.make_problems(cfg.data_seed, cfg.num_eval)
+    train_prompts, train_ops = task.make_problems(cfg.data_seed + 1, cfg.num_train, exclude=eval_ops)
+    return Problems(train_prompts, train_ops.sum(1).astype(np.int32), eval_prompts)
+
+
+def make_mesh(devices=None) -> Mesh:
+    """1-D mesh over all devices along DATA_AXIS (one device on a CPU)."""
+    return Mesh(np.array(list(jax.devices() if devices is None else devices)), (DATA_AXIS,))
+
+
+@functools.lru_cache(maxsize=8)
+def greedy_generator(model_cfg: ModelConfig, fast_compile: bool = False) -> Callable:
+    """Jitted ``(params, prompts) -> greedy response tokens``, one per model size, shared by the
+    warm start and the RL loop so that each compiles it once."""
+    model, _ = make_model(model_cfg)
+    greedy = SamplingConfig(task.MAX_ANSWER_LEN, temperature=0.0, end_token=task.END, pad_token=task.PAD)
+    return LLMConfig(fast_compile=fast_compile).jit(lambda p, x: generate(model, p, x, jax.random.key(0), greedy).tokens)
+
+
+def greedy_accuracy(model_cfg: ModelConfig, params, prompts: np.ndarray, fast_compile: bool = False) -> float:
+    """Fraction of prompts whose greedy answer is a + b."""
+    responses = np.asarray(greedy_generator(model_cfg, fast_compile)(params, jnp.asarray(prompts)))
+    return float(rewards.score(task.reward, prompts, responses).mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# Supervised warm start
+
+
+def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = lambda s: None,
+               mesh: Optional[Mesh] = None) -> tuple[Any, dict]:
+    """Teacher-forced cross-entropy on (prompt, answer) pairs of the training pool until greedy
+    accuracy on a 256-problem dev split of the pool reaches ``warm_target`` (checked every
+    ``warm_check_every`` steps) or ``warm_max_steps`` pass.
+
+    Returns:
+      (params, info) with info = {"steps", "dev_accuracy", "seconds"}.
+    """
+    model, init = make_model(cfg.model_config)
+    key = jax.random.key(cfg.seed)
+    replicated = NamedSharding(mesh or make_mesh(), P())
+    params = jax.device_put(cfg.jit(init)(jax.random.fold_in(key, 0)), replicated)
+    tokens, mask = task.answer_tokens(problems.train_answers)
+    prompts = problems.train_prompts
+    dev = prompts[:256]
+    opt = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.warm_lr))
+    opt_state = jax.device_put(opt.init(params), replicated)
+
+    @functools.partial(cfg.jit, out_shardings=replicated)
+    def step(params, opt_state, x, y, m):
+        def loss_fn(p):
+            logp, _ = token_log_probs(model, p, x, y)
+            return -(logp * m).sum() / m.sum()
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rng = np.random.default_rng(cfg.seed)
+    t0, acc, n = time.perf_counter(), greedy_accuracy(cfg.model_config, params, dev, cfg.fast_compile), 0
+    while acc < cfg.warm_target and n < cfg.warm_max_steps:
+        for _ in range(cfg.warm_check_every):
+            idx = rng.integers(0, len(prompts), cfg.warm_batch)
+            params, opt_state, loss = step(params, opt_state, prompts[idx], tokens[idx], mask[idx])
+            n += 1
+        acc = greedy_accuracy(cfg.model_config, params, dev, cfg.fast_compile)
+        log(f"warm start step {n}: loss {float(loss):.3f}, dev accuracy {acc:.3f}")
+    return params, {"steps": n, "dev_accuracy": acc, "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------------------------
+# RL
+
+
+def make_rl_functions(cfg: LLMConfig, model: LanguageModel, mesh: Mesh):
+    """The jitted pieces of an RL step: (sample, score, advantages, update, opt)."""
+    lcfg = cfg.loss_config
+    rows = P(DATA_AXIS)
+    data = NamedSharding(mesh, rows)
+    replicated = NamedSharding(mesh, P())
+    samp = SamplingConfig(task.MAX_ANSWER_LEN, temperature=cfg.temperature, top_p=cfg.top_p,
+                          end_token=task.END, pad_token=task.PAD)
+    opt = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+
+    @cfg.jit
+    def sample(params, prompts, key):
+        """[n, 6] prompts (already repeated per response) -> tokens [n, R], mask [n, R]."""
+        prompts = jax.lax.with_sharding_constraint(prompts, data)
+        g = generate(model, params, prompts, key, samp)
+        return g.tokens, g.mask
+
+    @cfg.jit
+    def score(params, prompts, responses):
+        """Teacher-forced log-probs under ``params`` (old or reference policy): [n, R]."""
+        return token_log_probs(model, params, prompts, responses, cfg.temperature)[0]
+
+    @cfg.jit
+    def advantages(r, group_ids):
+        return groups.grpo_advantages(r, group_ids), groups.gbpo_target_logits(r, group_ids, cfg.gbpo_temperature)
+
+    def loss_fn(params, mb):
+        logp, ent = token_log_probs(model, params, mb["prompts"], mb["tokens"], cfg.temperature)
+        inputs = losses.LossInputs(logp, mb["old_logp"], mb["ref_logp"], ent, mb["mask"], mb["adv"], mb["target"])
+        return losses.policy_loss(inputs, lcfg)
+
+    # Pinned output shardings: the parameters come back exactly as they went in (replicated),
+    # so the next step's calls hit the compiled programs instead of recompiling for a new layout.
+    @functools.partial(cfg.jit, out_shardings=(replicated, replicated, replicated, replicated))
+    def update(params, opt_state, batch, key):
+        """``epochs`` x ``minibatches`` Adam steps on one batch; old log-probs stay fixed.
+
+        Returns (params, opt_state, metrics [epochs, minibatches], final ratio bound fractions)."""
+        batch = jax.lax.with_sharding_constraint(batch, jax.tree.map(lambda _: data, batch))
+        n = batch["tokens"].shape[0]
+
+        def minibatch(carry, mb):
+            params, opt_state = carry
+            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+            return (optax.apply_updates(params, updates), opt_state), metrics
+
+        def epoch(carry, k):
+            perm = jax.random.permutation(k, n)
+            mbs = jax.tree.map(lambda x: x[perm].reshape(cfg.minibatches, n // cfg.minibatches, *x.shape[1:]), batch)
+            return jax.lax.scan(minibatch, carry, mbs)
+
+        (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, cfg.epochs))
+        # Where the whole batch's ratio ended up after all epochs: the drift the box should limit.
+        new_logp, _ = token_log_probs(model, params, batch["prompts"], batch["tokens"], cfg.temperature)
+        final = losses.ratio_bound_fractions(new_logp, batch["old_logp"], batch["mask"], lcfg.clip_low, lcfg.clip_high)
+        return params, opt_state, metrics, final
+
+    place = lambda tree: jax.device_put(tree, jax.tree.map(lambda _: data, tree))
+    return sample, score, advantages, update, opt, place, replicated
+
+
+CSV_FIELDS = ("step", "accuracy", "sample_reward", "sample_accuracy", "label_accuracy", "ratio_out_frac",
+              "ratio_out_frac_final", "ratio_out_low_frac_final", "ratio_out_high_frac_final", "ratio_max",
+              "kl", "entropy", "pg_loss", "grad_norm", "seconds")
+
+
+def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], None] = lambda s: None,
+             mesh: Optional[Mesh] = None) -> tuple[Any, list[dict]]:
+    """The RL phase from ``params`` (also the KL reference).  Returns (params, history rows)."""
+    mesh = mesh or make_mesh()
+    cfg.validate(mesh.size)
+    model, _ = make_model(cfg.model_config)
+    sample, score, advantages, update, opt, place, replicated = make_rl_functions(cfg, model, mesh)
+    params = jax.device_put(params, replicated)
+    ref_params = params
+    opt_state = jax.device_put(opt.init(params), replicated)
+    key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    rng = np.random.default_rng(cfg.seed + 1)
+    pool = problems.eval_prompts if cfg.ttrl or cfg.rl_on_eval else problems.train_prompts
+    per_prompt = cfg.ttrl_votes if cfg.ttrl else cfg.group_size
+    history = []
+    t0 = time.perf_counter()
+    row = {"step": 0, "accuracy": greedy_accuracy(cfg.model_config, params, problems.eval_prompts, cfg.fast_compile)}
+    history.append(row)
+    log(f"step 0: accuracy {row['accuracy']:.3f}")
+    for step in range(1, cfg.rl_steps + 1):
+        key, k_sample, k_update = jax.random.split(key, 3)
+        prompts = pool[rng.choice(len(pool), cfg.prompts_per_step, replace=False)]
+        rep = np.repeat(prompts, per_prompt, axis=0)  # prompt-major: the responses of prompt i are rows i*G..
+        tokens, mask = jax.device_get(sample(params, place(jnp.asarray(rep)), k_sample))
+        true_r = rewards.score(task.reward, rep, tokens)
+        row = {"step": step, "sample_accuracy": float(true_r.mean())}
+        if cfg.ttrl:
+            answers = [task.extract_answer(t) for t in tokens]
+            tb = rewards.ttrl_rewards(answers, cfg.prompts_per_step, cfg.ttrl_votes, cfg.ttrl_train)
+            rep, tokens, mask, r, gid = rep[tb.index], tokens[tb.index], mask[tb.index], tb.rewards, tb.group_ids
+            truth = [task.true_answer(p) for p in prompts]
+            row["label_accuracy"] = float(np.mean([l == t for l, t in zip(tb.labels, truth)]))
+        else:
+            r, gid = true_r, np.arange(len(rep)) // per_prompt
+        adv, target = advantages(jnp.asarray(r), jnp.asarray(gid))
+        batch = place({"prompts": jnp.asarray(rep), "tokens": jnp.asarray(tokens), "mask": jnp.asarray(mask),
+                       "adv": adv, "target": target})
+        batch["old_logp"] = score(params, batch["prompts"], batch["tokens"])
+        batch["ref_logp"] = score(ref_params, batch["prompts"], batch["tokens"]) if cfg.kl_coef else batch["old_logp"]
+        params, opt_state, metrics, final = update(params, opt_state, batch, k_update)
+        metrics, final = jax.device_get((metrics, final))
+        row.update(sample_reward=float(r.mean()), ratio_out_frac=float(metrics["ratio_out_frac"].mean()),
+                   ratio_out_frac_final=float(final["ratio_out_frac"]),
+                   ratio_out_low_frac_final=float(final["ratio_out_low_frac"]),
+                   ratio_out_high_frac_final=float(final["ratio_out_high_frac"]),
+                   ratio_max=float(metrics["ratio_max"].max()), kl=float(metrics["kl"][-1].mean()),
+                   entropy=float(metrics["entropy"][-1].mean()), pg_loss=float(metrics["pg_loss"][-1].mean()),
+                   grad_norm=float(metrics["grad_norm"].mean()))
+        if step % cfg.eval_every == 0 or step == cfg.rl_steps:
+            row["accuracy"] = greedy_accuracy(cfg.model_config, params, problems.eval_prompts, cfg.fast_compile)
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        if "accuracy" in row:
+            log(f"step {step}: accuracy {row['accuracy']:.3f}, sample reward {row['sample_reward']:.3f}, "
+                f"ratio out of box {row['ratio_out_frac_final']:.3f}")
+    return params, history
+
+
+# ----------------------------------------------------------------------------------------------
+# Output
+
+
+def write_csv(path: str, history: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for row in history:
+            w.writerow({k: ("" if row.get(k) is None else row.get(k, "")) for k in CSV_FIELDS})
+
+
+def plot(path: str, histories: dict[str, list[dict]], title: str = "") -> None:
+    """Accuracy and the end-of-update fraction of tokens outside the ratio box, per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, hist in histories.items():
+        acc = [(h["step"], h["accuracy"]) for h in hist if h.get("accuracy") is not None]
+        ax1.plot(*zip(*acc), marker="o", ms=3, label=label)
+        frac = [(h["step"], h["ratio_out_frac_final"]) for h in hist if h.get("ratio_out_frac_final") is not None]
+        if frac:
+            ax2.plot(*zip(*frac), label=label)
+    ax1.set(xlabel="RL step", ylabel="greedy accuracy (eval set)")
+    ax2.set(xlabel="RL step", ylabel="tokens with ratio outside box")
+    ax1.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print) -> dict:
+    """Warm start and RL for seeds cfg.seed .. cfg.seed + seeds - 1; writes per seed
+    ``seed{S}/curve.csv``, and ``summary.json``, ``curves.png`` into ``out``."""
+    mesh = make_mesh()
+    cfg.validate(mesh.size)
+    os.makedirs(out, exist_ok=True)
+    problems = make_problem_sets(cfg)
+    summary, histories = {"config": dataclasses.asdict(cfg), "seeds": []}, {}
+    for s in range(cfg.seed, cfg.seed + seeds):
+        c = dataclasses.replace(cfg, seed=s)
+        params, warm = warm_start(c, problems, log=lambda m: log(f"[seed {s}] {m}"), mesh=mesh)
+        _, hist = rl_train(c, params, problems, log=lambda m: log(f"[seed {s}] {m}"), mesh=mesh)
+        os.makedirs(os.path.join(out, f"seed{s}"), exist_ok=True)
+        write_csv(os.path.join(out, f"seed{s}", "curve.csv"), hist)
+        histories[f"seed {s}"] = hist
+        summary["seeds"].append({"seed": s, "warm_start": warm, "accuracy_before": hist[0]["accuracy"],
+                                 "accuracy_after": hist[-1]["accuracy"],
+                                 "ratio_out_frac_final_mean": float(np.mean([h["ratio_out_frac_final"] for h in hist[1:]]))})
+    before = [x["accuracy_before"] for x in summary["seeds"]]
+    after = [x["accuracy_after"] for x in summary["seeds"]]
+    summary.update(accuracy_before_mean=float(np.mean(before)), accuracy_after_mean=float(np.mean(after)))
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    mode = "TTRL" if cfg.ttrl else "verifiable reward"
+    plot(os.path.join(out, "curves.png"), histories,
+         f"{cfg.algo.upper()} ({mode}), {cfg.epochs} epochs, clip {cfg.clip}")
+    return summary

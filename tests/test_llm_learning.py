@@ -1,0 +1,49 @@
+"""A short CPU run: the supervised warm start reaches partial accuracy, then GBPO with
+verifiable rewards raises it; the run writes its curves; the command line fails in one line."""
+import csv
+import os
+
+import pytest
+
+from bpo_jax.llm import trainer
+
+# Measured 2026-12-01 on the 2-core CPU with this exact configuration (1-layer model, 32
+# evaluation problems, 15 RL steps, lr 1e-4): accuracy before -> after was 0.25 -> 0.59
+# (seed 0), 0.19 -> 0.34 (seed 1), 0.19 -> 0.44 (seed 2); the 2-layer model gained
+# +0.09..+0.28 over four seeds.  The test asks for +0.09 (3 of 32 problems) on seed 0.
+MIN_GAIN = 0.09
+CFG = trainer.LLMConfig(seed=0, algo="gbpo", num_layers=1, num_eval=32, num_train=2048, rl_steps=15,
+                        eval_every=15, lr=1e-4, fast_compile=True)
+
+
+def test_rl_raises_accuracy_after_warm_start(tmp_path):
+    problems = trainer.make_problem_sets(CFG)
+    params, warm = trainer.warm_start(CFG, problems)
+    assert CFG.warm_target <= warm["dev_accuracy"] <= 0.5 and warm["steps"] < CFG.warm_max_steps
+    _, hist = trainer.rl_train(CFG, params, problems)
+    before, after = hist[0]["accuracy"], hist[-1]["accuracy"]
+    assert 0.05 <= before <= 0.4, before
+    assert after >= before + MIN_GAIN, (before, after)
+    # Ratio statistics are recorded per step and are fractions.
+    assert all(0.0 <= h["ratio_out_frac_final"] <= 1.0 for h in hist[1:])
+    path = tmp_path / "curve.csv"
+    trainer.write_csv(str(path), hist)
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == CFG.rl_steps + 1 and float(rows[-1]["accuracy"]) == pytest.approx(after)
+    trainer.plot(str(tmp_path / "curves.png"), {"seed 0": hist})
+    assert os.path.getsize(tmp_path / "curves.png") > 1000
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["llm", "--algo", "ppo"], "invalid choice"),
+    (["llm", "--epochs", "0"], "epochs must be >= 1"),
+    (["llm", "--clip", "1.5"], "clip"),
+    (["llm", "--ttrl", "--ttrl-votes", "4", "--ttrl-train", "8"], "ttrl_train"),
+    (["llm", "--seeds", "0"], "--seeds must be >= 1"),
+])
+def test_cli_rejects_bad_input_in_one_line(argv, message, capsys):
+    from bpo_jax import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
