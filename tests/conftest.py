@@ -11,7 +11,11 @@
   share module-scoped fixtures) unless the module sets ``SPLIT_ACROSS_WORKERS = True`` (its
   tests are independent and heavy), or a test names its own ``xdist_group``.  Tests marked
   ``slow`` are handed out first, so that no long test starts last and leaves a worker idle.
+* ``BPO_JAX_REQUIRE_EXTRAS=1`` (CI sets it): ``pytest.importorskip`` of a package that one of the
+  project's extras installs raises instead of skipping, so a broken install fails CI rather than
+  silently skipping a suite's tests.
 """
+import importlib
 import os
 import shutil
 import tempfile
@@ -19,6 +23,18 @@ import tempfile
 import pytest
 
 _CREATED = None
+# Top-level modules that `pip install -e ".[all,test]"` provides.
+EXTRAS_MODULES = {"torch", "rsl_rl", "envpool", "ale_py", "gymnasium", "mujoco", "brax", "mujoco_playground"}
+
+if os.environ.get("BPO_JAX_REQUIRE_EXTRAS"):
+    _importorskip = pytest.importorskip
+
+    def _import_or_fail(modname, *args, **kwargs):
+        if modname.partition(".")[0] in EXTRAS_MODULES:
+            return importlib.import_module(modname)
+        return _importorskip(modname, *args, **kwargs)
+
+    pytest.importorskip = _import_or_fail
 
 
 def pytest_configure(config):
