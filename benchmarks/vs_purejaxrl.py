@@ -1,0 +1,246 @@
+"""bpo-jax against PureJaxRL's ``ppo.py`` on PureJaxRL's own CartPole configuration, side by side.
+
+    python benchmarks/vs_purejaxrl.py --purejaxrl PATH [--rounds 3] [--seeds 10] [--out FILE.json]
+
+PATH is a checkout of https://github.com/luchris429/purejaxrl (the folder that holds
+``purejaxrl/ppo.py``); its code is imported from there, never copied.  It needs ``distrax``
+(``pip install distrax``).  PureJaxRL's ``wrappers.py`` imports ``navix`` for a wrapper that
+``ppo.py`` does not use; when navix is not installed an empty module stands in for it.
+PureJaxRL is written against gymnax < 1.0, whose ``step`` returns ``(obs, state, reward, done,
+info)``; gymnax 1.0 returns terminated and truncated apart, so the gymnax env PureJaxRL builds is
+wrapped to return ``done = terminated | truncated`` as the old API did (nothing else changes).
+
+Configuration (PureJaxRL's ``__main__``): CartPole-v1, 4 envs x 128 steps, 4 epochs x 4
+minibatches, 5e5 steps, tanh 64x64, lr 2.5e-4 annealed, clip 0.2, ent 0.01, vf 0.5.  Ours:
+``Config(algo="ppo")`` and ``Config(algo="bpo")`` with their defaults, which are that
+configuration.  All in one process, interleaved rounds, medians, so machine noise hits every
+number alike; the persistent compilation cache is off (cold compiles).  Reported:
+
+* raw env steps/s: random actions through PureJaxRL's wrappers (LogWrapper over
+  FlattenObservationWrapper) and through our env layer (which also carries ``final_obs``,
+  separate termination and truncation, and episode statistics), 4 envs, one compiled scan;
+* one seed: compile seconds (lower + compile) and training steps/s, PureJaxRL PPO, our PPO,
+  our BPO;
+* N seeds as one vmapped program: wall-clock including compile, and the final return per seed
+  (PureJaxRL's: the return of the last finished episode averaged over every step of its last
+  10 updates; ours: the mean return of the episodes that ended in the last 10% of updates);
+* the ratios the targets are stated in.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import final_return, log, machine, write_results  # noqa: E402
+
+from bpo_jax import Config, envs, make_train  # noqa: E402
+from bpo_jax.runner import seed_keys  # noqa: E402
+
+PUREJAXRL_CONFIG = {
+    "LR": 2.5e-4, "NUM_ENVS": 4, "NUM_STEPS": 128, "TOTAL_TIMESTEPS": 5e5, "UPDATE_EPOCHS": 4,
+    "NUM_MINIBATCHES": 4, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01,
+    "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": "CartPole-v1",
+    "ANNEAL_LR": True, "DEBUG": False,
+}
+OURS = dict(env="gymnax/CartPole-v1", total_steps=500_000)
+
+
+class OldGymnaxStep:
+    """A gymnax >= 1.0 env with the pre-1.0 ``step`` that PureJaxRL's wrappers unpack."""
+
+    def __init__(self, env):
+        self._env = env
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        return obs, state, reward, jnp.logical_or(terminated, truncated), info
+
+
+def make_old_gymnax(name: str):
+    import gymnax
+
+    env, params = gymnax.make(name)
+    return OldGymnaxStep(env), params
+
+
+def import_purejaxrl(path: str):
+    """PureJaxRL's ``ppo`` and ``wrappers`` modules from a checkout (``ppo`` builds its env
+    through :func:`make_old_gymnax`)."""
+    folder = os.path.join(os.path.abspath(path), "purejaxrl")
+    if not os.path.isfile(os.path.join(folder, "ppo.py")):
+        raise SystemExit(f"vs_purejaxrl: error: no purejaxrl/ppo.py under {path}; pass a PureJaxRL checkout")
+    try:
+        importlib.import_module("navix")
+    except ImportError:
+        sys.modules["navix"] = types.ModuleType("navix")  # only its unused Navix wrapper needs it
+    sys.path.insert(0, folder)
+    try:
+        ppo, wrappers = importlib.import_module("ppo"), importlib.import_module("wrappers")
+    except ImportError as e:
+        raise SystemExit(f"vs_purejaxrl: error: cannot import PureJaxRL ({e}); pip install distrax")
+    ppo.gymnax = types.SimpleNamespace(make=make_old_gymnax)
+    return ppo, wrappers
+
+
+def timed(fn, *args) -> tuple[float, float, object]:
+    """(compile seconds, run seconds, output) of ``jax.jit(fn)(*args)``."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    t1 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return t1 - t0, time.perf_counter() - t1, out
+
+
+def raw_purejaxrl(wrappers, steps: int, num_envs: int):
+    env, params = make_old_gymnax("CartPole-v1")
+    env = wrappers.LogWrapper(wrappers.FlattenObservationWrapper(env))
+
+    def rollout(key):
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+
+        def body(carry, _):
+            state, key = carry
+            key, k_act, k_step = jax.random.split(key, 3)
+            action = jax.random.randint(k_act, (num_envs,), 0, 2)
+            _, state, reward, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_step, num_envs), state, action, params)
+            return (state, key), reward.sum()
+
+        return jax.lax.scan(body, (state, key), None, length=steps)[1].sum()
+
+    return rollout
+
+
+def raw_ours(steps: int, num_envs: int):
+    env = envs.make(OURS["env"], num_envs=num_envs)
+
+    def rollout(key):
+        def body(carry, _):
+            state, key = carry
+            key, k = jax.random.split(key)
+            state = env.step(state, jax.random.randint(k, (num_envs,), 0, env.action_space.n))
+            return (state, key), state.reward.sum()
+
+        return jax.lax.scan(body, (env.reset(key), key), None, length=steps)[1].sum()
+
+    return rollout
+
+
+def purejaxrl_final_returns(metrics) -> np.ndarray:
+    """PureJaxRL's own figure: returned_episode_returns averaged over every step and env of the
+    last 10 updates; [seeds]."""
+    r = np.asarray(metrics["returned_episode_returns"])  # [seeds, updates, steps, envs]
+    return r[:, -10:].mean(axis=(1, 2, 3))
+
+
+def our_final_returns(metrics) -> np.ndarray:
+    from bpo_jax.reporting import tail_returns
+
+    return tail_returns({k: np.asarray(v) for k, v in metrics.items()})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--purejaxrl", required=True, metavar="PATH", help="a PureJaxRL checkout")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the one-seed timings (default 3)")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds in the vmapped programs (default 10)")
+    parser.add_argument("--out", default=None, help="also write the results JSON here")
+    args = parser.parse_args(argv)
+    jax.config.update("jax_enable_compilation_cache", False)
+    ppo_module, wrappers = import_purejaxrl(args.purejaxrl)
+
+    steps = int(PUREJAXRL_CONFIG["TOTAL_TIMESTEPS"])
+    num_envs = PUREJAXRL_CONFIG["NUM_ENVS"]
+    env_iters = steps // num_envs
+    trainers = {
+        "purejaxrl_ppo": lambda: ppo_module.make_train(dict(PUREJAXRL_CONFIG)),
+        "ours_ppo": lambda: make_train(Config(algo="ppo", **OURS)),
+        "ours_bpo": lambda: make_train(Config(algo="bpo", **OURS)),
+    }
+    raws = {"purejaxrl_wrappers": lambda: raw_purejaxrl(wrappers, env_iters, num_envs),
+            "ours_env_layer": lambda: raw_ours(env_iters, num_envs)}
+    key = jax.random.key(0)
+    one = {name: {"compile": [], "run": []} for name in trainers}
+    raw = {name: [] for name in raws}
+    log(f"machine: {machine()}")
+    for r in range(args.rounds):
+        for name, build in raws.items():
+            _, run_s, _ = timed(build(), jax.random.PRNGKey(r) if name.startswith("pure") else key)
+            raw[name].append(env_iters * num_envs / run_s)
+        for name, build in trainers.items():
+            rng = jax.random.PRNGKey(r) if name.startswith("pure") else jax.random.key(r)
+            compile_s, run_s, _ = timed(build(), rng)
+            one[name]["compile"].append(compile_s)
+            one[name]["run"].append(run_s)
+            log(f"round {r + 1}/{args.rounds} {name}: compile {compile_s:.1f}s, {steps / run_s:,.0f} steps/s")
+
+    seeds = {}
+    for name, build in trainers.items():
+        t0 = time.perf_counter()
+        keys = jax.random.split(jax.random.PRNGKey(0), args.seeds) if name.startswith("pure") \
+            else seed_keys(0, args.seeds)
+        out = jax.block_until_ready(jax.jit(jax.vmap(build()))(keys))
+        wall = time.perf_counter() - t0
+        metrics = out["metrics"] if name.startswith("pure") else out[1]
+        finals = purejaxrl_final_returns(metrics) if name.startswith("pure") else our_final_returns(metrics)
+        seeds[name] = {"wall_seconds_including_compile": wall, "final_return_per_seed": finals.tolist(),
+                       "final_return_mean": float(np.mean(finals))}
+        log(f"{args.seeds} seeds {name}: {wall:.1f}s incl. compile, final return {np.round(finals, 1).tolist()}")
+
+    med = statistics.median
+    summary = {name: {"compile_seconds": med(v["compile"]), "steps_per_second": steps / med(v["run"]),
+                      "compile_all": v["compile"], "run_all": v["run"]} for name, v in one.items()}
+    raw_sps = {name: med(v) for name, v in raw.items()}
+    pj = summary["purejaxrl_ppo"]
+    ratios = {
+        "ppo_steps_per_second_vs_purejaxrl": summary["ours_ppo"]["steps_per_second"] / pj["steps_per_second"],
+        "ppo_compile_vs_purejaxrl": summary["ours_ppo"]["compile_seconds"] / pj["compile_seconds"],
+        "bpo_steps_per_second_vs_ppo": summary["ours_bpo"]["steps_per_second"] / summary["ours_ppo"]["steps_per_second"],
+        "seeds_wall_ppo_vs_purejaxrl": seeds["ours_ppo"]["wall_seconds_including_compile"]
+        / seeds["purejaxrl_ppo"]["wall_seconds_including_compile"],
+        "seeds_wall_bpo_vs_purejaxrl": seeds["ours_bpo"]["wall_seconds_including_compile"]
+        / seeds["purejaxrl_ppo"]["wall_seconds_including_compile"],
+        "raw_env_vs_purejaxrl": raw_sps["ours_env_layer"] / raw_sps["purejaxrl_wrappers"],
+    }
+    targets = {  # issue targets: ratio and the direction that passes
+        "ppo_steps_per_second_vs_purejaxrl": (1.3, ">="), "ppo_compile_vs_purejaxrl": (1.0, "<="),
+        "bpo_steps_per_second_vs_ppo": (0.95, ">="), "seeds_wall_ppo_vs_purejaxrl": (0.5, "<="),
+        "raw_env_vs_purejaxrl": (1.0, ">="),
+    }
+    results = {"machine": machine(), "purejaxrl_config": PUREJAXRL_CONFIG, "rounds": args.rounds,
+               "seeds": args.seeds, "one_seed": summary, "raw_env_steps_per_second": raw_sps,
+               "vmapped_seeds": seeds, "ratios": ratios}
+    write_results(results, args.out, echo=False)
+    print(f"{'':38s} {'PureJaxRL':>12s} {'ours PPO':>12s} {'ours BPO':>12s}")
+    print(f"{'train steps/s, 1 seed (median)':38s} " + " ".join(
+        f"{summary[n]['steps_per_second']:12,.0f}" for n in trainers))
+    print(f"{'compile s, 1 seed (median)':38s} " + " ".join(f"{summary[n]['compile_seconds']:12.1f}" for n in trainers))
+    print(f"{f'{args.seeds} seeds vmapped, s incl. compile':38s} " + " ".join(
+        f"{seeds[n]['wall_seconds_including_compile']:12.1f}" for n in trainers))
+    print(f"{f'{args.seeds} seeds, mean final return':38s} " + " ".join(
+        f"{seeds[n]['final_return_mean']:12.1f}" for n in trainers))
+    print(f"{'raw env steps/s (median)':38s} {raw_sps['purejaxrl_wrappers']:12,.0f} {raw_sps['ours_env_layer']:12,.0f}")
+    for name, value in ratios.items():
+        target = targets.get(name)
+        verdict = "" if target is None else (
+            f"  target {target[1]} {target[0]}: " + ("met" if (value >= target[0] if target[1] == ">=" else value <= target[0])
+                                                    else "NOT met"))
+        print(f"{name:38s} {value:6.2f}x{verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
