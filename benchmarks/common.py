@@ -39,7 +39,7 @@ def machine() -> dict:
         if os.path.exists("/proc/cpuinfo") else platform.processor()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
-            "backend": jax.default_backend(), "device": str(jax.devices()[0]), "jax": jax.__version__,
+            "backend": jax.default_backend(), "device": str(jax.devices()[0]), "devices": len(jax.devices()), "jax": jax.__version__,
             "python": platform.python_version(), "load_avg_1min_at_start": load}
 
 

@@ -1,6 +1,11 @@
 """bpo-jax against PureJaxRL's ``ppo.py`` on PureJaxRL's own CartPole configuration, side by side.
 
     python benchmarks/vs_purejaxrl.py --purejaxrl PATH [--rounds 3] [--seeds 10] [--out FILE.json]
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/vs_purejaxrl.py --purejaxrl PATH
+
+With several (e.g. forced host) devices, our N-seed programs split the seeds over them, as
+``bpo-jax train --split seeds`` does; PureJaxRL's program runs as its ``ppo.py`` runs it, on the
+default device.  Every one-seed program runs on the default device.
 
 PATH is a checkout of https://github.com/luchris429/purejaxrl (the folder that holds
 ``purejaxrl/ppo.py``); its code is imported from there, never copied.  It needs ``distrax``
@@ -39,6 +44,7 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import final_return, log, machine, write_results  # noqa: E402
@@ -139,6 +145,15 @@ def raw_ours(steps: int, num_envs: int):
     return rollout
 
 
+def split_seeds(keys: jax.Array) -> jax.Array:
+    """Seed keys placed one block per device (the jit then splits the seed axis), when the
+    seeds divide over several devices; else as they are."""
+    devices = jax.devices()
+    if len(devices) == 1 or keys.shape[0] % len(devices):
+        return keys
+    return jax.device_put(keys, NamedSharding(Mesh(np.array(devices), ("seeds",)), P("seeds")))
+
+
 def purejaxrl_final_returns(metrics) -> np.ndarray:
     """PureJaxRL's own figure: returned_episode_returns averaged over every step and env of the
     last 10 updates; [seeds]."""
@@ -191,7 +206,7 @@ def main(argv=None) -> int:
     for name, build in trainers.items():
         t0 = time.perf_counter()
         keys = jax.random.split(jax.random.PRNGKey(0), args.seeds) if name.startswith("pure") \
-            else seed_keys(0, args.seeds)
+            else split_seeds(seed_keys(0, args.seeds))
         out = jax.block_until_ready(jax.jit(jax.vmap(build()))(keys))
         wall = time.perf_counter() - t0
         metrics = out["metrics"] if name.startswith("pure") else out[1]

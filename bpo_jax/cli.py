@@ -171,6 +171,11 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
                      help="compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower "
                           "on CPU; for short runs and debugging.  Float rounding differs, so the same seed gives "
                           "other numbers than without it")
+    run.add_argument("--split", choices=("envs", "seeds"), default=d("envs"),
+                     help="what several devices split: the env batch of every seed, or the seeds (each device "
+                          "trains whole seeds, no collectives; --seeds must divide over the devices).  On a CPU, "
+                          "XLA_FLAGS=--xla_force_host_platform_device_count=CORES with --split seeds puts the "
+                          "seeds on every core (default: envs)")
     dist = train.add_argument_group("multi-host (one process per host; the env batch is split over all devices)")
     dist.add_argument("--coordinator", default=d(None), metavar="HOST:PORT",
                       help="address of process 0 for jax.distributed.initialize; without it, a set "
@@ -439,7 +444,7 @@ def _run_options(args):
     return RunOptions(keep_checkpoints=args.keep_checkpoints, checkpoints=not args.no_checkpoints,
                       tensorboard=args.tensorboard, wandb=args.wandb, wandb_project=args.wandb_project,
                       wandb_entity=args.wandb_entity, progress=not args.quiet, compile_cache=not args.no_compile_cache,
-                      fast_compile=args.fast_compile, resume_hint="bpo-jax train --resume {out}", **cadence)
+                      fast_compile=args.fast_compile, split=args.split, resume_hint="bpo-jax train --resume {out}", **cadence)
 
 
 def _expected(args) -> dict[str, Any]:

@@ -188,19 +188,30 @@ def state_template(config: Config, num_seeds: int) -> TrainState:
     return jax.eval_shape(lambda hp: init(seed_keys(config.seed, num_seeds), hp), config.hparams())
 
 
-def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int) -> Mesh:
-    """1-D mesh over ``devices`` (default: all devices of all processes) along DATA_AXIS."""
+SPLITS = ("envs", "seeds")
+
+
+def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds: int = 1,
+              split: str = "envs") -> Mesh:
+    """1-D mesh over ``devices`` (default: all devices of all processes) along DATA_AXIS, which
+    splits the env batch (``split="envs"``) or the seeds (``"seeds"``)."""
     devices = list(jax.devices() if devices is None else devices)
-    if num_envs % len(devices):
-        raise ConfigError(f"num_envs = {num_envs} must be divisible by the number of devices ({len(devices)})")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    size, what = (num_envs, "num_envs") if split == "envs" else (num_seeds, "the number of seeds")
+    if size % len(devices):
+        raise ConfigError(f"{what} = {size} must be divisible by the number of devices ({len(devices)})")
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 
-def state_shardings(trainer: Trainer, mesh: Mesh) -> TrainState:
-    """NamedSharding per leaf of the seed-batched TrainState: env-state leaves (and the
-    per-env return accumulator) split along their env axis 1, everything else replicated."""
+def state_shardings(trainer: Trainer, mesh: Mesh, split: str = "envs") -> TrainState:
+    """NamedSharding per leaf of the seed-batched TrainState.  ``split="envs"``: env-state
+    leaves (and the per-env return accumulator) split along their env axis 1, everything else
+    replicated; ``"seeds"``: every leaf split along its seed axis 0."""
     config = trainer.config
     one = jax.eval_shape(trainer.init, jax.random.key(0), config.hparams())  # one seed, shapes only
+    if split == "seeds":
+        return jax.tree.map(lambda _: NamedSharding(mesh, P(DATA_AXIS)), one)
     env_specs = env_partition(one.env_state, config.num_envs)
     specs = jax.tree.map(lambda _: P(), one).replace(
         env_state=jax.tree.map(lambda s: P(None, *s), env_specs),  # seed axis first, whole
@@ -263,6 +274,7 @@ def run(
     start: Optional[Start] = None,
     on_chunk: Optional[Callable[[Chunk], Any]] = None,
     devices: Optional[Sequence[jax.Device]] = None,
+    split: str = "envs",
     compiler_options: Optional[dict[str, Any]] = None,
 ) -> RunResult:
     """Train ``num_seeds`` seeds of ``config`` as one vmapped program, chunk by chunk.
@@ -274,8 +286,10 @@ def run(
     the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
     any callback sees that chunk (so the last checkpoint on disk is the last good state).
 
-    ``devices`` (default: ``jax.devices()``, all processes' devices) split the env batch;
-    num_envs must be divisible by their number.  In a multi-process run every process calls
+    ``devices`` (default: ``jax.devices()``, all processes' devices) split the env batch
+    (``split="envs"``; num_envs must be divisible by their number) or the seeds (``"seeds"``;
+    num_seeds must be: every device trains its own seeds, no collectives, the way to use every
+    core of a CPU through forced host devices, see the README).  In a multi-process run every process calls
     ``run`` with the same arguments (give ``on_chunk``/``progress`` only where wanted, e.g.
     process 0); chunk states are then gathered to host numpy before ``on_chunk``.
 
@@ -283,8 +297,10 @@ def run(
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
-    mesh = make_mesh(devices, config.num_envs)
-    trainer = make_trainer(config, mesh=mesh)
+    mesh = make_mesh(devices, config.num_envs, num_seeds, split)
+    # Split seeds: each device runs whole programs of its own seeds, so nothing in the
+    # trainer is partitioned (no env-axis constraints); the seed axis is split by the jit.
+    trainer = make_trainer(config, mesh=mesh if split == "envs" else None)
     n = trainer.num_updates
     k = chunk_updates if chunk_updates is not None else chunk_size(n, reports)
     if not 1 <= k <= n:
@@ -295,7 +311,7 @@ def run(
         raise ValueError(f"cannot resume at update {done}: not a boundary of {k}-update chunks")
     todo = [e for e in ends if e > done]
     replicated = NamedSharding(mesh, P())
-    shardings = state_shardings(trainer, mesh)
+    shardings = state_shardings(trainer, mesh, split)
     hp = place(config.hparams(), jax.tree.map(lambda _: replicated, config.hparams()))
     multi = jax.process_count() > 1
 

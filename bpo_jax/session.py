@@ -97,6 +97,10 @@ class RunOptions:
     fast_compile: bool = False
     """Compile with :data:`bpo_jax.runner.FAST_COMPILE`: less compile time, slower steps, and
     other float rounding, so the same seed gives other numbers."""
+    split: str = "envs"
+    """What the devices split: ``envs`` (the env batch of every seed) or ``seeds`` (each device
+    trains whole seeds; the seed count must divide over the devices).  Same run up to float
+    rounding either way."""
     resume_hint: str = "bpo_jax.session.RunSession.resume({out!r})"
     """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory."""
 
@@ -106,6 +110,8 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise SessionError(f"`{name}` must be > 0, got {value}", name)
+        if self.split not in runner.SPLITS:
+            raise SessionError(f"`split` must be one of {', '.join(runner.SPLITS)}, got {self.split!r}", "split")
         if self.keep_checkpoints < 1:
             raise SessionError(f"`keep_checkpoints` must be >= 1, got {self.keep_checkpoints}", "keep_checkpoints")
         if self.wandb:
@@ -163,7 +169,7 @@ class RunSession:
         # Unknown ids, bad env options, missing suite packages and settings that cannot apply
         # to the env's actions fail here, before any compile; then the device count.
         config.validate_env(envs.make(config.env, num_envs=1, **config.env_kwargs()).action_space)
-        runner.make_mesh(None, config.num_envs)
+        runner.make_mesh(None, config.num_envs, num_seeds, options.split)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
                       out=out or reporting.default_run_dir(config), options=options)
         if is_lead():  # other processes write nothing (and would race process 0 creating it)
@@ -188,7 +194,7 @@ class RunSession:
             raise RunFinished(run_dir)
         loaded = checkpoint.load(ckpt)
         _check_expected(loaded, expect)
-        runner.make_mesh(None, loaded.config.num_envs)
+        runner.make_mesh(None, loaded.config.num_envs, loaded.meta["num_seeds"], options.split)
         return cls(config=loaded.config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
 
@@ -221,7 +227,7 @@ class RunSession:
                 result = runner.run(
                     self.config, num_seeds=self.num_seeds, progress=progress, chunk_updates=self.chunk_updates,
                     start=None if self.resumed_from is None else self.resumed_from.start, on_chunk=on_chunk,
-                    compiler_options=runner.FAST_COMPILE if self.options.fast_compile else None)
+                    split=self.options.split, compiler_options=runner.FAST_COMPILE if self.options.fast_compile else None)
         except BaseException as e:
             self.note = self._stop_note(e)
             if lead:

@@ -62,6 +62,35 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
     assert "ERR ConfigError num_envs = 6 must be divisible by the number of devices (4)" in out
 
 
+@pytest.mark.slow
+def test_seeds_split_over_devices_compute_the_one_device_run():
+    """split="seeds" on 2 forced CPU devices: every state leaf split along its seed axis, one
+    seed per device, and the same numbers as the one-device run; a seed count that does not
+    divide over the devices is refused before anything compiles."""
+    out = _python(f"""
+        import jax, numpy as np
+        from bpo_jax import Config, runner
+        from bpo_jax.config import ConfigError
+        cfg = Config(**{TINY!r})
+        r2 = runner.run(cfg, num_seeds=2, reports=1, split="seeds", compiler_options=runner.FAST_COMPILE)
+        r1 = runner.run(cfg, num_seeds=2, reports=1, devices=jax.devices()[:1], compiler_options=runner.FAST_COMPILE)
+        for leaf in jax.tree.leaves(r2.state.replace(env_state=r2.state.env_state.replace(reset_pool=None))):
+            if leaf.ndim:
+                assert leaf.sharding.shard_shape(leaf.shape)[0] == 1, (leaf.shape, leaf.sharding)
+        for a, b in zip(jax.tree.leaves(r2.state.params), jax.tree.leaves(r1.state.params)):
+            np.testing.assert_allclose(a, b, rtol={TOL['rtol']}, atol={TOL['atol']})
+        for k in r1.metrics:
+            np.testing.assert_allclose(r2.metrics[k], r1.metrics[k], rtol={TOL['rtol']}, atol={TOL['atol']}, err_msg=k)
+        try:
+            runner.run(cfg, num_seeds=3, reports=1, split="seeds")
+        except ConfigError as e:
+            print("ERR", e)
+        print("OK")
+    """, devices=2)
+    assert "OK" in out
+    assert "ERR the number of seeds = 3 must be divisible by the number of devices (2)" in out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
