@@ -389,6 +389,8 @@ def _init_distributed(args) -> None:
 def cmd_train(args) -> int:
     from bpo_jax import runner, session as sessions, tracking
 
+    if not args.resume and args.env.startswith("isaaclab/"):
+        return _train_host(args)
     try:
         _init_distributed(args)
         session = _open_session(args)
@@ -415,6 +417,35 @@ def cmd_train(args) -> int:
     if lead:
         _say(_final_line(session, done))
         _say(f"wrote {session.out}/{{{','.join(done.files)}}}", sys.stdout)
+    return 0
+
+
+def _train_host(args) -> int:
+    """isaaclab/<task>: the host-driven loop of :mod:`bpo_jax.host_loop` (the simulator is torch),
+    one seed, outputs and an exported policy in --out; no checkpoints or resume."""
+    from bpo_jax import host_loop, reporting
+
+    try:
+        if "seeds" in args.given and args.seeds != 1:
+            raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
+        config = _config_from_args(args)
+        config.validate()
+        out = args.out or reporting.default_run_dir(config)
+        reporting.check_output_dir(out, args.overwrite)
+        env = host_loop.make_env(config)  # one line with the install hint when IsaacLab is missing
+    except (ValueError, ImportError) as e:
+        return _fail(_worded(first_line(e)))
+    _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iterations x {config.batch_size} steps, "
+         "host-driven rollout; compiling...")
+    try:
+        result = host_loop.train(config, env, out=out, quiet=args.quiet)
+    except KeyboardInterrupt:
+        return _fail("interrupted (isaaclab/ runs keep no checkpoints)", EXIT_INTERRUPTED)
+    finally:
+        env.close()
+    _say(f"[{config.algo} {config.env}] final return {result.metrics['episode_return_mean'][-1]:.2f} | collect "
+         f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
+         f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
 
 

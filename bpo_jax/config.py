@@ -24,6 +24,7 @@ from bpo_jax.envs.base import ActionSpace, Discrete
 from bpo_jax.networks import SQUASHES
 
 ACTIVATIONS = ("tanh", "relu", "elu")
+LR_SCHEDULES = ("constant", "linear", "adaptive")
 
 
 class ConfigError(ValueError):
@@ -104,6 +105,28 @@ class Config:
     loss_type: str = _arg("adv_TV", "BPO divergence: adv_TV (paper), TV, log_TV, MSE, RKL, FKL")
     online_adv: bool = _arg(True, "BPO weight |Q_hat - V_current|; false: |GAE advantage| normalised over the batch")
     logit_clamp: Optional[float] = _arg(None, "BPO: clamp (Q_hat - u)/lambda to +-this (rsl_rl uses 10; off by default)")
+    # --- rsl_rl (IsaacLab) features, off by default ---
+    lr_schedule: Optional[str] = _arg(
+        None, "learning-rate schedule: constant, linear (to 0 over the run) or adaptive (rsl_rl's adaptive KL: per "
+              "minibatch lr /1.5 when KL(old||new) > 2 desired_kl, x1.5 when < desired_kl/2, within [1e-5, 1e-2]); "
+              "default: linear if anneal_lr else constant")
+    desired_kl: float = _arg(0.01, "adaptive lr_schedule: the KL between the old and new policy aimed at (rsl_rl 0.01)")
+    recompute_returns: bool = _arg(
+        False, "BPO: recompute values and GAE returns with the current critic before every epoch (rsl_rl BPO); "
+               "advantages stay the rollout's")
+    tv_loss_coef: float = _arg(0.0, "BPO: add tv_loss_coef * mean|rho - rho*| to the policy loss (rsl_rl BPO's term)")
+    separate_median: bool = _arg(
+        False, "BPO: the median u(s) is its own MLP (hidden_sizes) on the critic's input, as rsl_rl BPO's m_critic, "
+               "instead of a head on the critic trunk")
+    asymmetric_critic: bool = _arg(
+        False, "isaaclab/: the critic and median read the env's `critic` observation group (privileged), the actor "
+               "the `policy` group")
+    policy_obs_dim: int = _arg(
+        0, "asymmetric critic: the actor reads obs[..., :policy_obs_dim], critic and median the rest; 0 = all read "
+           "the whole observation (the isaaclab/ host loop sets it from the env)")
+    init_at_random_ep_len: bool = _arg(
+        False, "isaaclab/: start every env at a random point of its episode before training, as rsl_rl's "
+               "runner.learn(init_at_random_ep_len=True), so time-outs spread over iterations")
 
     # ---------------------------------------------------------------- derived
     @property
@@ -124,6 +147,13 @@ class Config:
     @property
     def num_updates(self) -> int:
         return self.total_steps // self.batch_size
+
+    @property
+    def schedule(self) -> str:
+        """The learning-rate schedule in force: ``lr_schedule``, or what ``anneal_lr`` says."""
+        if self.lr_schedule is not None:
+            return self.lr_schedule
+        return "linear" if self.anneal_lr else "constant"
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -181,7 +211,7 @@ class Config:
         need(self.total_steps >= self.batch_size,
              f"total_steps = {self.total_steps} is less than one update's batch "
              f"num_envs*num_steps = {self.batch_size}")
-        need(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+        need(all(h > 0 for h in self.hidden_sizes),  # empty: linear heads (e.g. SB3's Atari CnnPolicy)
              f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
         need(all(h > 0 for h in self.median_hidden_sizes),
              f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
@@ -204,6 +234,13 @@ class Config:
         need(self.obs_clip > 0 and self.reward_clip > 0,
              f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
         need(self.reset_pool >= 0, f"reset_pool must be >= 0 (0 = fresh resets), got {self.reset_pool}")
+        need(self.lr_schedule in (None,) + LR_SCHEDULES,
+             f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        need(self.desired_kl > 0, f"desired_kl must be > 0, got {self.desired_kl}")
+        need(self.policy_obs_dim >= 0, f"policy_obs_dim must be >= 0, got {self.policy_obs_dim}")
+        host_only = [f for f in ("asymmetric_critic", "init_at_random_ep_len") if getattr(self, f)]
+        need(not host_only or self.env.startswith("isaaclab/"),
+             f"{', '.join(host_only)} applies to isaaclab/ environments only, not {self.env}")
         self.env_kwargs()
         self._check_foreign_fields(algorithm)
         algorithm.validate(self)

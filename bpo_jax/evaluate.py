@@ -40,7 +40,7 @@ def make_evaluate(config: Config, episodes: int, max_steps: int):
     """evaluate(params, obs_stats, key) -> (returns [E], lengths [E], finished [E]) for one seed;
     an episode still running at ``max_steps`` reports its partial return and finished = False."""
     env = make_env(config.env, num_envs=episodes, reset_pool=0, **config.env_kwargs())
-    act = make_policy(config, make_network(config, env.action_space), env.action_space)
+    act = make_policy(config, make_network(config, env.action_space, env.obs_spec), env.action_space)
 
     def evaluate(params, obs_stats, key):
         state = env.reset(key)
@@ -54,10 +54,11 @@ def make_evaluate(config: Config, episodes: int, max_steps: int):
         def body(carry):
             t, state, finished, returns, lengths = carry
             state = env.step(state, act(params, obs_stats, state.obs))
-            first_end = state.done & ~finished  # auto-reset continues; only the first episode counts
+            ended = state.done_length > 0  # = done, except an Atari life loss (the game goes on)
+            first_end = ended & ~finished  # auto-reset continues; only the first episode counts
             returns = jnp.where(first_end, state.done_return, returns)
             lengths = jnp.where(first_end, state.done_length.astype(jnp.float32), lengths)
-            return t + 1, state, finished | state.done, returns, lengths
+            return t + 1, state, finished | ended, returns, lengths
 
         _, state, finished, returns, lengths = jax.lax.while_loop(cond, body, init)
         returns = jnp.where(finished, returns, state.episode_return)
@@ -127,7 +128,7 @@ def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frame
     except Exception as e:
         raise VideoUnavailable(f"no OpenGL context for MuJoCo rendering ({first_line(e)}); "
                                "try MUJOCO_GL=egl or MUJOCO_GL=osmesa")
-    act = make_policy(config, make_network(config, env.action_space), env.action_space)
+    act = make_policy(config, make_network(config, env.action_space, env.obs_spec), env.action_space)
     params, obs_stats = jax.tree.map(lambda x: x[0], (state.params, state.obs_stats))
 
     def step(env_state, _):

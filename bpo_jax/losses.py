@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-LOSS_TYPES = ("adv_TV", "TV", "log_TV", "MSE", "RKL", "FKL")
+LOSS_TYPES = ("adv_TV", "TV", "log_TV", "MSE", "RKL", "FKL", "JS")
 
 
 def gae(
@@ -117,6 +117,8 @@ def bpo_divergence(
       rho* = 0).  log_TV and FKL take log rho*, so they need c_l > 0 (the config refuses eps_low = 1).
     * ``FKL``: rho (log rho - log rho*), i.e. KL(pi || pi*) under pi_old, without the stray
       -log pi_old term of the reference code.
+    * ``JS``: (RKL + FKL) / 2, rsl_rl BPO's "JS" (a symmetrised KL, not the Jensen-Shannon
+      divergence), with this FKL (no -log pi_old term).
 
     Args:
       log_ratio: [N] log rho.  target: [N] rho* (detached).  weight: [N], e.g. Q_hat - V (detached).
@@ -138,6 +140,8 @@ def bpo_divergence(
         return jax.scipy.special.xlogy(target, target) - target * log_ratio
     if loss_type == "FKL":
         return ratio * (log_ratio - jnp.log(target))
+    if loss_type == "JS":
+        return 0.5 * (bpo_divergence(log_ratio, target, weight, "RKL") + bpo_divergence(log_ratio, target, weight, "FKL"))
     raise ValueError(f"unknown BPO loss_type {loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
 
 

@@ -186,6 +186,7 @@ class Critic(nn.Module):
     activation: str
     median_hidden_sizes: Sequence[int] = ()
     with_median: bool = True
+    separate_median: bool = False  # u(s) from its own MLP (hidden_sizes) on obs, as rsl_rl BPO's m_critic
 
     @nn.compact
     def __call__(self, obs):
@@ -193,6 +194,8 @@ class Critic(nn.Module):
         value = _head(1, 1.0)(h)[:, 0]
         if not self.with_median:
             return value, jnp.zeros_like(value)
+        if self.separate_median:
+            return value, _head(1, 1.0)(MLP(self.hidden_sizes, self.activation, name="median_net")(obs))[:, 0]
         u = _head(1, 1.0)(MLP(self.median_hidden_sizes, self.activation, name="median_trunk")(h))[:, 0]
         return value, u
 
@@ -207,23 +210,37 @@ class ActorCritic(nn.Module):
     with_median: bool
     init_std: float
     min_std: float
+    separate_median: bool = False
+    policy_obs_dim: int = 0  # asymmetric critic: actor reads obs[..., :d], critic and median obs[..., d:]; 0 = all
 
     def setup(self):
         self.actor = Actor(self.action_space, self.hidden_sizes, self.activation, self.init_std, self.min_std)
-        self.critic = Critic(self.hidden_sizes, self.activation, self.median_hidden_sizes, self.with_median)
+        self.critic = Critic(self.hidden_sizes, self.activation, self.median_hidden_sizes, self.with_median,
+                             self.separate_median)
+
+    def _actor_obs(self, obs):
+        return obs[..., :self.policy_obs_dim] if self.policy_obs_dim else obs
+
+    def _critic_obs(self, obs):
+        return obs[..., self.policy_obs_dim:] if self.policy_obs_dim else obs
 
     def __call__(self, obs):
-        return self.actor(obs), self.critic(obs)
+        return self.actor(self._actor_obs(obs)), self.critic(self._critic_obs(obs))
 
     def policy(self, obs):
-        return self.actor(obs)
+        return self.actor(self._actor_obs(obs))
 
     def values(self, obs):
-        return self.critic(obs)
+        return self.critic(self._critic_obs(obs))
 
 
-def make_network(config, action_space: ActionSpace) -> ActorCritic:
-    """The actor-critic a :class:`~bpo_jax.config.Config` describes."""
+def make_network(config, action_space: ActionSpace, obs_spec=None) -> nn.Module:
+    """The actor-critic a :class:`~bpo_jax.config.Config` describes; for image observations
+    (``obs_spec`` rank-3 uint8, e.g. Atari frames) the Nature-CNN one, :mod:`bpo_jax.cnn`."""
+    if obs_spec is not None and len(obs_spec.shape) == 3 and np.dtype(obs_spec.dtype) == np.uint8:
+        from bpo_jax.cnn import make_cnn_network
+
+        return make_cnn_network(config, action_space)
     return ActorCritic(
         action_space=action_space,
         hidden_sizes=tuple(config.hidden_sizes),
@@ -232,6 +249,8 @@ def make_network(config, action_space: ActionSpace) -> ActorCritic:
         with_median=config.algorithm.uses_median(config),
         init_std=config.init_std,
         min_std=config.min_std,
+        separate_median=config.separate_median,
+        policy_obs_dim=config.policy_obs_dim,
     )
 
 

@@ -75,17 +75,83 @@ _FAST_ROLLOUT: dict[str, Any] = {
 }
 
 
+# The paper's Atari settings (digest section 6.2: SB3 make_atari_env + VecFrameStack(4) on
+# *NoFrameskip-v4, here atari/<Game>-v5 with the same preprocessing, see bpo_jax.envs.atari).
+# The network is the Nature CNN (bpo_jax.cnn): BPOCnnPolicy's pi/vf [256] MLPs and 256 -> 256 -> 1
+# median head for BPO, SB3's CnnPolicy linear heads for PPO.  SB3 defaults otherwise: constant lr,
+# Adam eps 1e-5, unclipped value MSE, no observation or reward normalisation.
+_ATARI_GAMES = {"Pong": 20_000_000, "Breakout": 20_000_000, "Boxing": 20_000_000, "Asterix": 30_000_000}
+_ATARI_COMMON: dict[str, Any] = {
+    **_sb3(8, 128, 256), "activation": "relu", "anneal_lr": False, "adam_eps": 1e-5, "value_clip": 0.0,
+    "normalize_obs": False, "normalize_rewards": False, "lr": 2.5e-4, "gamma": 0.98, "gae_lambda": 0.95,
+    "vf_coef": 0.5,
+}
+_ATARI: dict[str, dict[str, Any]] = {
+    "bpo": {"hidden_sizes": (256,), "median_hidden_sizes": (256,), "num_epochs": 5, "eps": 0.3, "bpo_lambda": 0.001,
+            "ent_coef": 0.001, "u_coef": 0.5, "max_grad_norm": 1.0, "use_median": True},
+    "ppo": {"hidden_sizes": (), "num_epochs": 4, "eps": 0.1, "ent_coef": 0.01, "max_grad_norm": 0.5,
+            "normalize_advantages": True},
+}
+
+
+# The paper's IsaacLab settings (digest section 6.3, rsl_rl BPO in section 3.3): IsaacLab 2.1's rough
+# velocity tasks, 4096 envs x 24 steps, [512, 256, 128] ELU actor and critic, init std 1, no
+# normalisation, Adam lr 1e-3 with rsl_rl's adaptive KL (0.01), 4 minibatches, grad norm 1, value
+# coefficient 1.  BPO as rsl_rl BPO: lambda 0.01, median net of its own, z clamped to +-10, returns
+# recomputed per epoch, unclipped value loss.  PPO: IsaacLab's stock rsl_rl config.
+_ISAACLAB_COMMON: dict[str, Any] = {
+    "num_envs": 4096, "num_steps": 24, "num_minibatches": 4, "hidden_sizes": (512, 256, 128), "activation": "elu",
+    "init_std": 1.0, "normalize_obs": False, "normalize_rewards": False, "gamma": 0.99, "gae_lambda": 0.95,
+    "lr": 1e-3, "anneal_lr": False, "lr_schedule": "adaptive", "desired_kl": 0.01, "max_grad_norm": 1.0, "vf_coef": 1.0,
+    "adam_eps": 1e-8, "init_at_random_ep_len": True,  # torch's Adam eps; IsaacLab's train.py randomises
+}
+_ISAACLAB_ALGO: dict[str, dict[str, Any]] = {
+    "bpo": {"bpo_lambda": 0.01, "use_median": True, "separate_median": True, "loss_type": "adv_TV", "u_coef": 1.0,
+            "value_clip": 0.0, "logit_clamp": 10.0, "recompute_returns": True},
+    "ppo": {"eps": 0.2, "value_clip": 0.2, "normalize_advantages": True, "num_epochs": 5},
+}
+# preset task: (IsaacLab task, iterations, PPO entropy, BPO {eps, entropy, epochs, online_adv})
+_ISAACLAB_TASKS: dict[str, tuple[str, int, float, dict[str, Any]]] = {
+    "Anymal-C-rough": ("Isaac-Velocity-Rough-Anymal-C-v0", 1500, 0.005,
+                       {"eps": 0.25, "ent_coef": 0.0, "num_epochs": 5, "online_adv": True}),
+    "G1-rough": ("Isaac-Velocity-Rough-G1-v0", 3000, 0.008,
+                 {"eps": 0.2, "ent_coef": 0.0, "num_epochs": 10, "online_adv": True}),
+    "Go1-rough": ("Isaac-Velocity-Rough-Unitree-Go1-v0", 1500, 0.01,
+                  {"eps": 0.3, "ent_coef": 0.001, "num_epochs": 10, "online_adv": False}),
+    "H1-rough": ("Isaac-Velocity-Rough-H1-v0", 3000, 0.01,
+                 {"eps": 0.2, "ent_coef": 0.0, "num_epochs": 5, "online_adv": False}),
+}
+
+
+def _isaaclab(task: str, algo: str) -> dict[str, Any]:
+    """The Config fields of preset paper/isaaclab/<task> for ``algo``."""
+    env, iterations, ppo_ent, bpo = _ISAACLAB_TASKS[task]
+    per_task = bpo if algo == "bpo" else {"ent_coef": ppo_ent}
+    return {**_ISAACLAB_COMMON, "env": f"isaaclab/{env}", "algo": algo, "total_steps": iterations * 4096 * 24,
+            **_ISAACLAB_ALGO[algo], **per_task}
+
+
 class PresetError(ValueError):
     """Unknown preset name; the message lists the valid ones."""
 
 
 def names() -> list[str]:
-    return [f"{kind}/{task}-v4" for kind in ("paper", "fast") for task in _PAPER]
+    return [f"{kind}/{task}-v4" for kind in ("paper", "fast") for task in _PAPER] + [f"paper/{g}" for g in _ATARI_GAMES] \
+        + [f"paper/isaaclab/{t}" for t in _ISAACLAB_TASKS]
 
 
 def resolve(name: str, algo: str) -> dict[str, Any]:
     """The Config fields that preset ``name`` sets for ``algo`` (bpo or ppo)."""
     kind, _, env = name.partition("/")
+    if kind == "paper" and env in _ATARI_GAMES:
+        if algo not in _ATARI:
+            raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(_ATARI)}")
+        return {**_ATARI_COMMON, "env": f"atari/{env}-v5", "algo": algo, "total_steps": _ATARI_GAMES[env],
+                **_ATARI[algo]}
+    if kind == "paper" and env.startswith("isaaclab/") and env.partition("/")[2] in _ISAACLAB_TASKS:
+        if algo not in _ISAACLAB_ALGO:
+            raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(_ISAACLAB_ALGO)}")
+        return _isaaclab(env.partition("/")[2], algo)
     task = env.removesuffix("-v4")
     if kind not in ("paper", "fast") or task not in _PAPER or not env.endswith("-v4"):
         raise PresetError(f"unknown preset {name!r}; valid: {', '.join(names())}")
@@ -106,6 +172,16 @@ def source(name: str, algo: str) -> str:
     """Where preset ``name``'s ``algo`` settings come from (which implementation it equals)."""
     kind = name.partition("/")[0]
     resolve(name, algo)  # unknown names raise PresetError
+    if name.partition("/")[2] in _ATARI_GAMES:
+        return ("the paper authors' SB3 BPO Atari settings with BPOCnnPolicy (reference digest section 6.2)"
+                if algo == "bpo" else
+                "the paper's Atari PPO baseline: SB3 PPO with CnnPolicy, normalised advantages (reference digest "
+                "section 6.2)")
+    if name.startswith("paper/isaaclab/"):
+        return ("the paper authors' rsl_rl BPO (src/rsl_rl/rsl_bpo.py) with their per-task IsaacLab 2.1 settings "
+                "(reference digest sections 3.3 and 6.3)" if algo == "bpo" else
+                "the paper's IsaacLab PPO baseline: IsaacLab's stock rsl_rl PPO config, clipped value loss, "
+                "normalised advantages (reference digest section 6.3)")
     if algo == "bpo":
         origin = ("the paper authors' SB3 BPO: cfgs/algo/bpo/mujoco.yaml plus the task's sweeps/mujoco/*/bpo_seed.yaml "
                   "(reference digest section 6.1)")

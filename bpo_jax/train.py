@@ -20,7 +20,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bpo_jax import losses, normalization as norm
+from bpo_jax import losses, lr_schedule, normalization as norm
 from bpo_jax.algorithms import Batch, LossInputs
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, make as make_env
@@ -101,7 +101,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     config.validate_env(env.action_space)
     algorithm = config.algorithm
     value_clip = config.resolved().value_clip or None  # 0 = off
-    network = make_network(config, env.action_space)
+    network = make_network(config, env.action_space, env.obs_spec)
     num_updates = config.num_updates
     grad_steps_per_update = config.num_epochs * config.num_minibatches
 
@@ -114,8 +114,12 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         return jax.tree.map(lambda x, s: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, s)),
                             env_state, specs)
 
+    adaptive_lr = config.schedule == "adaptive"
+
     def make_optimizer(hp: HParams):
-        if config.anneal_lr:
+        if adaptive_lr:  # rsl_rl's adaptive KL: the lr lives in the optimiser state (bpo_jax.lr_schedule)
+            return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), lr_schedule.adaptive_adam(hp.lr, hp.adam_eps))
+        if config.schedule == "linear":
             lr = lambda count: hp.lr * (1.0 - (count // grad_steps_per_update) / num_updates)
         else:
             lr = hp.lr
@@ -145,8 +149,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
 
     # ------------------------------------------------------------------ LOSS
     def loss_fn(params, mb: Batch, hp: HParams):
-        dist = network.apply(params, mb.obs, method="policy")
-        value, u = network.apply(params, mb.obs, method="values")
+        # One call, so a network with a shared torso (the Nature CNN) runs it once per minibatch.
+        dist, (value, u) = network.apply(params, mb.obs)
         log_ratio = dist.log_prob(mb.action) - mb.log_prob
         ratio = jnp.exp(log_ratio)
         entropy = dist.entropy().mean()
@@ -222,22 +226,37 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             value=flat(values), advantage=flat(advantages), q_hat=flat(q_hat),
         ))
 
+        def recompute(params, b: Batch) -> Batch:
+            """rsl_rl BPO's per-epoch refresh: values and GAE returns from the current critic
+            (the advantages stay the rollout's)."""
+            v, nv = network.apply(params, both, method="values")[0].reshape((2,) + traj.reward.shape)
+            _, q = losses.gae(rewards, v, nv, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda)
+            return b.replace(value=flat(v), q_hat=flat(q))
+
         # UPDATE NETWORK: epochs x minibatches
         def minibatch_step(carry, mb):
             params, opt_state = carry
+            if adaptive_lr:  # set this step's lr from KL(pi_old || pi_current) on the minibatch, as rsl_rl
+                kl = lr_schedule.policy_kl(network.apply(state.params, mb.obs, method="policy"),
+                                           network.apply(params, mb.obs, method="policy")).mean()
+                lr = lr_schedule.adapt_lr(lr_schedule.get_lr(opt_state), kl, config.desired_kl)
+                opt_state = lr_schedule.set_lr(opt_state, lr)
             (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, hp)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             metrics["grad_norm"] = optax.tree.norm(grads)
+            if adaptive_lr:
+                metrics.update(policy_kl=kl, lr=lr)
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         def epoch(carry, epoch_key):
+            batch_ = recompute(carry[0], batch) if config.recompute_returns else batch
             # A global permutation of the flat batch, as on one device: with the batch split
             # over devices, ``x[perm]`` makes XLA move the rollout between devices (a gather of
             # the whole batch, once per epoch).  Correct and identical to the 1-device run; a
             # per-device shuffle would avoid the traffic but change which samples meet.
             perm = jax.random.permutation(epoch_key, config.batch_size)
             shuffled = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch
+                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch_
             )
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
@@ -247,12 +266,17 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         )
 
         # METRICS: one small row per update
-        episodes = traj.done.sum()
+        # An episode's statistics are reported where done_length > 0: for every suite that is where
+        # done is true, except Atari, whose life losses end the learner's episode but not the game.
+        ended = traj.done_length > 0
+        episodes = ended.sum()
         metrics = jax.tree.map(jnp.mean, loss_metrics)
+        if adaptive_lr:
+            metrics["lr"] = lr_schedule.get_lr(opt_state)  # the lr the next update starts from
         metrics.update(
             episodes=episodes,
-            episode_return_mean=_masked_mean(traj.done_return, traj.done, episodes),
-            episode_length_mean=_masked_mean(traj.done_length.astype(jnp.float32), traj.done, episodes),
+            episode_return_mean=_masked_mean(traj.done_return, ended, episodes),
+            episode_length_mean=_masked_mean(traj.done_length.astype(jnp.float32), ended, episodes),
             value_mean=values.mean(),
             # A NaN/Inf anywhere in a loss or gradient reaches these means; parameters can only
             # turn non-finite through a non-finite gradient.

@@ -134,11 +134,12 @@ def np_divergence(log_ratio, target, weight, loss_type):
         "MSE": (rho - t) ** 2,
         "RKL": t * (np.log(t) - lr),
         "FKL": rho * (lr - np.log(t)),
+        "JS": 0.5 * (t * (np.log(t) - lr) + rho * (lr - np.log(t))),  # rsl_rl BPO's (RKL + FKL) / 2
     }[loss_type]
 
 
 def test_loss_types_list():
-    assert set(losses.LOSS_TYPES) == {"adv_TV", "TV", "log_TV", "MSE", "RKL", "FKL"}
+    assert set(losses.LOSS_TYPES) == {"adv_TV", "TV", "log_TV", "MSE", "RKL", "FKL", "JS"}
 
 
 @pytest.mark.parametrize("loss_type", losses.LOSS_TYPES)
@@ -286,7 +287,7 @@ def test_kl_losses_stationary_at_target_on_the_simplex(loss_type):
 
 def test_divergence_unknown_type_raises():
     with pytest.raises(ValueError):
-        losses.bpo_divergence(jnp.zeros(3), jnp.ones(3), jnp.ones(3), "JS")
+        losses.bpo_divergence(jnp.zeros(3), jnp.ones(3), jnp.ones(3), "Hellinger")
     with pytest.raises(ValueError):
         losses.bpo_divergence(jnp.zeros(3), jnp.ones(3), jnp.ones(3), "adv_tv")
 

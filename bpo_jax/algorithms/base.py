@@ -56,6 +56,9 @@ COMMON_METRICS: dict[str, str] = {
     "clip_fraction": "losses/clip_fraction",
     "grad_norm": "losses/grad_norm",
     "value_mean": "losses/value_mean",
+    # Only with lr_schedule adaptive (bpo_jax.lr_schedule): the lr after the update, the mean KL(old||new).
+    "lr": "charts/learning_rate",
+    "policy_kl": "losses/policy_kl",
 }
 
 

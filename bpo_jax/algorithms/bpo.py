@@ -9,7 +9,7 @@ from bpo_jax import losses
 from bpo_jax.algorithms.base import Algorithm, Batch, LossInputs, as_metric, normalize
 
 # Divergences that take log rho*: with c_l = 0 (eps_low = 1, the CEM limit) the target can be 0.
-_LOG_TARGET_LOSSES = ("log_TV", "FKL")
+_LOG_TARGET_LOSSES = ("log_TV", "FKL", "JS")
 
 
 class BPO(Algorithm):
@@ -19,7 +19,7 @@ class BPO(Algorithm):
     # The reference's value loss: vf_coef 0.5 on an unclipped MSE.
     defaults = {"lr": 1e-3, "ent_coef": 0.0, "vf_coef": 0.5, "value_clip": 0.0}
     own_fields = ("bpo_lambda", "u_coef", "use_median", "loss_type", "online_adv", "logit_clamp",
-                  "median_hidden_sizes")
+                  "median_hidden_sizes", "recompute_returns", "tv_loss_coef", "separate_median")
     metrics = {
         "median_loss": "losses/median_loss",
         "target_up_fraction": "losses/target_up_fraction",
@@ -36,6 +36,10 @@ class BPO(Algorithm):
             raise ConfigError(f"unknown loss_type {config.loss_type!r}; valid: {', '.join(losses.LOSS_TYPES)}")
         if config.bpo_lambda <= 0:
             raise ConfigError(f"bpo_lambda must be > 0, got {config.bpo_lambda}")
+        if config.tv_loss_coef < 0:
+            raise ConfigError(f"tv_loss_coef must be >= 0, got {config.tv_loss_coef}")
+        if config.separate_median and not config.use_median:
+            raise ConfigError("separate_median needs use_median (there is no median network to separate)")
         if config.logit_clamp is not None and config.logit_clamp <= 0:
             raise ConfigError(f"logit_clamp must be > 0, got {config.logit_clamp}")
         if config.loss_type in _LOG_TARGET_LOSSES and config.bounds[0] >= 1.0:
@@ -57,6 +61,8 @@ class BPO(Algorithm):
         # Weight |Q_hat - V|: V is detached so the policy loss never trains the critic.
         weight = jax.lax.stop_gradient(mb.q_hat - x.value) if config.online_adv else mb.advantage
         pi_loss = losses.bpo_divergence(x.log_ratio, target, weight, config.loss_type).mean()
+        if config.tv_loss_coef:  # rsl_rl BPO's extra unweighted TV term
+            pi_loss = pi_loss + config.tv_loss_coef * jnp.mean(jnp.abs(x.ratio - target))
         if config.use_median:
             # The quantile level follows the bounds of *this* configuration (traced), so a vmapped
             # sweep over asymmetric eps_low/eps_high fits each member's own (1-p)-quantile.

@@ -183,6 +183,8 @@ _BUILTIN = {
     "mjx": "Gymnasium's MuJoCo locomotion tasks (v4, v5) reimplemented on MJX, checked against Gymnasium",
     "brax": "brax's own tasks on its physics pipelines (default backend mjx)",
     "playground": "MuJoCo Playground: DM Control Suite ports; locomotion and manipulation need MuJoCo Menagerie",
+    "atari": "Arcade Learning Environment games (ale-py ROMs) with SB3's Atari preprocessing; EnvPool XLA or ale-py",
+    "isaaclab": "IsaacLab tasks through rsl_rl's VecEnv, stepped from the host (bpo_jax.host_loop); needs Isaac Sim",
 }
 
 

@@ -1,0 +1,253 @@
+"""Host-driven training for simulators that are not JAX (the isaaclab/ suite).
+
+The rollout runs on the host: once per env step one compiled policy call (``Trainer.act``)
+samples the actions, the torch environment steps, and the arrays cross through DLPack.  Once
+per iteration one compiled call assembles the [T, B] :class:`~bpo_jax.train.Transition` rollout
+(episode statistics, time-out bootstrap observations) and one compiled ``Trainer.learn`` runs
+the same update as the JAX suites.  rsl_rl's runner features come along: iteration time split
+into collection and learning, per-reward-term episode logs from ``extras["log"]``, and
+``init_at_random_ep_len``.
+
+    from bpo_jax.host_loop import train
+    result = train(Config(algo="bpo", num_steps=24, ...), env=my_rsl_rl_vec_env, out="runs/x")
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bpo_jax.config import Config, ConfigError
+from bpo_jax.envs.isaaclab import SUITE, IsaacLabEnv, unpack
+from bpo_jax.export import export_policy
+from bpo_jax.train import Trainer, TrainState, Transition, make_trainer
+
+
+@dataclass
+class HostRunResult:
+    """Outcome of :func:`train`.  Per-iteration arrays are [num_iterations]."""
+
+    config: Config
+    metrics: dict[str, np.ndarray]  # the update's metrics (as the JAX suites' metrics.csv)
+    episode_terms: dict[str, np.ndarray]  # extras["log"] keys, mean over the iteration's steps (NaN: none)
+    env_steps: np.ndarray  # env steps (all envs) after each iteration
+    collection_seconds: np.ndarray
+    learning_seconds: np.ndarray
+    compile_seconds: float
+    state: TrainState
+    trainer: Trainer = field(repr=False)
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.collection_seconds.sum() + self.learning_seconds.sum())
+
+    @property
+    def steps_per_second(self) -> float:
+        return float(self.env_steps[-1]) / max(self.train_seconds, 1e-9)
+
+
+def wrap(env: Any, asymmetric_critic: bool = False) -> IsaacLabEnv:
+    """``env`` as an :class:`IsaacLabEnv`: an rsl_rl VecEnv gets wrapped, an adapter passes."""
+    if isinstance(env, IsaacLabEnv):
+        return env
+    return IsaacLabEnv(env, asymmetric_critic=asymmetric_critic)
+
+
+def make_env(config: Config) -> IsaacLabEnv:
+    """Build ``config.env`` = ``isaaclab/<IsaacLab task>`` through IsaacLab."""
+    suite, _, task = config.env.partition("/")
+    if suite != SUITE or not task:
+        raise ConfigError(f"the host loop trains isaaclab/<task> environments, got env {config.env!r}")
+    from bpo_jax.envs import isaaclab
+
+    return isaaclab.make(task, num_envs=config.num_envs, asymmetric_critic=config.asymmetric_critic,
+                         **config.env_kwargs())
+
+
+def host_config(config: Config, env: IsaacLabEnv) -> Config:
+    """``config`` adjusted to the env: its name (an rsl_rl env passed in is ``isaaclab/custom``),
+    batch size, and where the actor's observation ends."""
+    changes: dict[str, Any] = {}
+    if config.env != env.name:
+        changes["env"] = env.name
+    if config.num_envs != env.num_envs:
+        changes["num_envs"] = env.num_envs
+    split = env.policy_obs_dim if env.asymmetric else 0
+    if config.policy_obs_dim != split:
+        changes["policy_obs_dim"] = split
+    return config.replace(**changes) if changes else config
+
+
+def first_frame(obs: jax.Array) -> jax.Array:
+    """The observation [B, D] as a packed frame [B, D + 3] (reward and flags 0), to start a rollout."""
+    return jnp.pad(obs, ((0, 0), (0, 3)))
+
+
+def _commit(tree):
+    """``tree`` placed on JAX's default device explicitly.  A compiled function's cache key
+    includes whether each argument is committed to a device, and the programs' own outputs are;
+    without this, iteration 1 feeds uncommitted arrays and iteration 2 recompiles everything."""
+    return jax.device_put(tree, jax.devices()[0])
+
+
+def make_programs(trainer: Trainer):
+    """(policy_step, assemble, learn), each compiled once."""
+    def policy_step(params, obs_stats, frame, key):
+        """frame [B, D + 3] (an :class:`~bpo_jax.envs.isaaclab.HostStep` frame) -> action [B, A],
+        log_prob [B], the next key."""
+        key, sub = jax.random.split(key)
+        light = TrainState(params=params, opt_state=None, env_state=None, key=None, update=None, obs_stats=obs_stats)
+        action, log_prob = trainer.act(light, unpack(frame)[0], sub)
+        return action, log_prob, key
+
+    def assemble(frames, actions, log_probs, episode):
+        """Stack T host steps into the Transition rollout [T, B].  ``frames``: T + 1 packed frames
+        [B, D + 3], the one acted on first, then each step's; ``episode`` = (return, length)
+        running per env, carried across iterations."""
+        frames, actions, log_probs = map(jnp.stack, (frames, actions, log_probs))
+        obs = unpack(frames[:-1])[0]
+        next_obs, rewards, terminated, truncated = unpack(frames[1:])
+        done = terminated | truncated
+        # rsl_rl bootstraps a time-out from V(s_t): the reset already replaced s_{t+1}.
+        final_obs = jnp.where(truncated[..., None], obs, next_obs)
+
+        def step(carry, xs):
+            ret, length = carry
+            reward, d = xs
+            ret, length = ret + reward, length + 1
+            out = (jnp.where(d, ret, 0.0), jnp.where(d, length, 0))
+            return (jnp.where(d, 0.0, ret), jnp.where(d, 0, length)), out
+
+        episode, (done_return, done_length) = jax.lax.scan(step, episode, (rewards, done))
+        traj = Transition(obs=obs, action=actions, log_prob=log_probs, reward=rewards, terminated=terminated,
+                          truncated=truncated, final_obs=final_obs, done_return=done_return,
+                          done_length=done_length, done=done)
+        return traj, episode
+
+    return jax.jit(policy_step), jax.jit(assemble), jax.jit(trainer.learn, donate_argnums=(0,))
+
+
+def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = None,
+          out: Optional[str] = None, log_interval: int = 1,
+          on_iteration: Optional[Callable[[int, dict], None]] = None, quiet: bool = False) -> HostRunResult:
+    """Train ``config.algo`` on a host-stepped environment.
+
+    ``env``: an rsl_rl ``VecEnv`` (IsaacLab's ``RslRlVecEnvWrapper``), an :class:`IsaacLabEnv`, or
+    None to build ``config.env`` (``isaaclab/<task>``) through IsaacLab.  ``num_iterations``:
+    default ``config.num_updates``.  ``out``: a directory for config.json, metrics.csv,
+    summary.json, curve.png (as :mod:`bpo_jax.reporting` writes them) and iterations.csv (time
+    split, learning rate and the per-term episode logs).  ``on_iteration(i, row)`` sees each row."""
+    env = make_env(config) if env is None else wrap(env, config.asymmetric_critic)
+    config = host_config(config, env)
+    trainer = make_trainer(config, env)
+    hp = config.hparams()
+    iterations = trainer.num_updates if num_iterations is None else int(num_iterations)
+    if config.init_at_random_ep_len:
+        env.randomize_episode_lengths(config.seed)
+
+    t0 = time.perf_counter()
+    hp = _commit(hp)
+    state = _commit(jax.jit(trainer.init)(jax.random.key(config.seed), hp))
+    policy_step, assemble, learn = make_programs(trainer)
+    key = state.key
+    frame = _commit(first_frame(env.observe()))
+    episode = _commit((jnp.zeros(env.num_envs), jnp.zeros(env.num_envs, jnp.int32)))
+    compile_seconds = time.perf_counter() - t0  # init only; the step programs compile in iteration 1
+
+    rows: list[dict] = []
+    terms: list[dict[str, float]] = []
+    collect_s, learn_s = [], []
+    for it in range(iterations):
+        t_start = time.perf_counter()
+        frames, actions, log_probs = [frame], [], []
+        logs: dict[str, list[float]] = {}
+        for _ in range(config.num_steps):
+            action, log_prob, key = policy_step(state.params, state.obs_stats, frame, key)
+            step = env.step(action)
+            frame = step.frame
+            frames.append(frame)
+            actions.append(action)
+            log_probs.append(log_prob)
+            for k, v in step.log.items():
+                logs.setdefault(k, []).append(v)
+        traj, episode = assemble(frames, actions, log_probs, episode)
+        jax.block_until_ready(traj)
+        t_collected = time.perf_counter()
+        state, metrics = learn(state, traj, state.env_state, key, hp)
+        key = state.key
+        row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        t_learned = time.perf_counter()
+        collect_s.append(t_collected - t_start)
+        learn_s.append(t_learned - t_collected)
+        if row.get("nonfinite"):
+            raise FloatingPointError(f"non-finite loss or gradient at iteration {it + 1}")
+        rows.append(row)
+        terms.append({k: float(np.mean(v)) for k, v in logs.items()})
+        if on_iteration is not None:
+            on_iteration(it, {**row, **terms[-1]})
+        if not quiet and (it % log_interval == 0 or it == iterations - 1):
+            _print_progress(it, iterations, row, collect_s[-1], learn_s[-1], config.batch_size)
+
+    names = [k for k in rows[0] if k != "nonfinite"]
+    term_names = sorted({k for t in terms for k in t})
+    result = HostRunResult(
+        config=config,
+        metrics={k: np.array([r[k] for r in rows]) for k in names},
+        episode_terms={k: np.array([t.get(k, np.nan) for t in terms]) for k in term_names},
+        env_steps=np.arange(1, iterations + 1) * config.batch_size,
+        collection_seconds=np.array(collect_s), learning_seconds=np.array(learn_s),
+        compile_seconds=compile_seconds, state=state, trainer=trainer,
+    )
+    if out is not None:
+        write_outputs(result, out)
+    return result
+
+
+def _print_progress(it: int, total: int, row: dict, collect: float, learn: float, batch: int) -> None:
+    ret = row.get("episode_return_mean", math.nan)
+    lr = f" | lr {row['lr']:.2e}" if "lr" in row else ""
+    print(f"it {it + 1}/{total} | return {ret:8.3f} | length {row.get('episode_length_mean', math.nan):6.1f}{lr}"
+          f" | collect {collect:.3f} s, learn {learn:.3f} s | {batch / max(collect + learn, 1e-9):,.0f} steps/s",
+          file=sys.stdout, flush=True)
+
+
+def write_outputs(result: HostRunResult, path: str) -> dict:
+    """config.json, metrics.csv, summary.json and curve.png as :func:`bpo_jax.reporting.write_outputs`
+    (one seed), plus iterations.csv (time split, lr and the per-term episode logs) and
+    policy.jaxexport (:func:`bpo_jax.export.export_policy`)."""
+    from bpo_jax import reporting
+    from bpo_jax.runner import RunResult
+
+    os.makedirs(path, exist_ok=True)
+    n = len(result.env_steps)
+    sps = result.config.batch_size / np.maximum(result.collection_seconds + result.learning_seconds, 1e-9)
+    run = RunResult(
+        config=result.config, num_seeds=1, metrics={k: v[None] for k, v in result.metrics.items()},
+        env_steps=result.env_steps, steps_per_second=sps, compile_seconds=result.compile_seconds,
+        train_seconds=result.train_seconds, state=result.state, io_seconds=0.0, chunk_updates=1, cached_programs=0)
+    info = reporting.write_outputs(
+        run, path, collection_seconds=round(float(result.collection_seconds.sum()), 3),
+        learning_seconds=round(float(result.learning_seconds.sum()), 3), driver="host_loop")
+    try:  # the deployable policy, runnable with jax alone (bpo_jax.export)
+        export_policy(os.path.join(path, "policy.jaxexport"), result.config, result.trainer.env.action_space,
+                      result.state, obs_dim=result.trainer.env.obs_spec.shape[-1])
+    except ImportError as e:  # jax.export serialises with flatbuffers, part of the isaaclab extra
+        print(f"policy export skipped: {e}", file=sys.stderr)
+    with open(os.path.join(path, "iterations.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        extra = [k for k in ("lr",) if k in result.metrics]
+        w.writerow(["iteration", "env_steps", "collection_seconds", "learning_seconds", *extra,
+                    *result.episode_terms])
+        for i in range(n):
+            w.writerow([i + 1, int(result.env_steps[i]), f"{result.collection_seconds[i]:.4f}",
+                        f"{result.learning_seconds[i]:.4f}", *(f"{result.metrics[k][i]:.6g}" for k in extra),
+                        *(reporting._fmt(result.episode_terms[k][i]) for k in result.episode_terms)])
+    return info
