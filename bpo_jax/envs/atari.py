@@ -74,6 +74,7 @@ Options (``--env-options key=value,...``): ``backend`` (envpool|ale), ``noop_max
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import importlib.util
@@ -183,8 +184,11 @@ class AtariEnv:
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         length = state.episode_length + 1
         cut = length >= self.max_steps  # the ale backend truncates on this; EnvPool counts the same steps itself
+        # The lives argument orders this step after the call that made ``state``: emulator calls
+        # are side effects, and an action that does not depend on the frames (a random policy)
+        # would leave the compiler free to run a step before the reset.
         frame, raw, game_over, truncated, lives, final_frame = self._backend.op("step", self.num_envs)(
-            action.astype(jnp.int32), cut)
+            action.astype(jnp.int32), cut, state.inner.lives)
         game_end = game_over | truncated
         life_loss = (lives < state.inner.lives) & ~game_end if self.episodic_life else jnp.zeros_like(game_end)
         terminated = game_over | life_loss
@@ -232,6 +236,9 @@ class _Backend:
     def __init__(self, game: str, rom: str, options: dict[str, Any]):
         self.game, self.rom, self.options = game, rom, options
         self._pools: dict[int, Any] = {}
+        # Compiled programs keep this backend alive to the end; free the emulators before the
+        # interpreter tears down their bindings (ale-py's otherwise prints nanobind leak reports).
+        atexit.register(self._pools.clear)
 
     def pool(self, size: int):
         if size not in self._pools:
@@ -308,9 +315,9 @@ class _EnvPoolBackend(_Backend):
                 return h, tuple(o.at[e].set(v) for o, v in zip(outs, values))
             return jax.lax.fori_loop(0, count, one, (handle, outputs))
 
-        def step(action, cut):
+        def step(action, cut, after):
             del cut  # EnvPool truncates at max_episode_steps itself (the same agent-step count)
-            h = jnp.asarray(handle)
+            h, _ = jax.lax.optimization_barrier((jnp.asarray(handle), after))
             h = jax.lax.fori_loop(0, size, lambda e, h: send(h, action[e][None], e[None]), h)
             empty = (jnp.zeros((size,) + FRAME, jnp.uint8), jnp.zeros(size, jnp.float32), jnp.zeros(size, bool),
                      jnp.zeros(size, bool), jnp.zeros(size, jnp.int32))
@@ -356,7 +363,8 @@ class _AleBackend(_Backend):
         return lambda seeds: io_callback(host, self._reset_shapes(size), seeds)
 
     def _step(self, size: int) -> Callable:
-        def host(action, cut):
+        def host(action, cut, after):
+            del after  # only orders the call (see AtariEnv.step)
             env = self.pool(size)
             obs, reward, game_over, truncated, info = env.step(np.asarray(action, np.int32))
             frame = np.array(obs[:, 0])
@@ -374,4 +382,4 @@ class _AleBackend(_Backend):
                     np.asarray(truncated, bool) | cut, lives, final)
 
         from jax.experimental import io_callback
-        return lambda action, cut: io_callback(host, self._out_shapes(size), action, cut)
+        return lambda action, cut, after: io_callback(host, self._out_shapes(size), action, cut, after)
