@@ -51,7 +51,7 @@ step() {  # step N "title" command...: run unless skipped, log without Warp's pe
     echo "== $n. exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 
-bench() { python3 benchmarks/throughput_mujoco.py --num-envs "$sizes" --updates "$updates" "$@"; }
+bench() { python3 benchmarks/throughput.py --num-envs "$sizes" --updates "$updates" "$@"; }
 
 learn() {  # the run folder holds more files than come back: keep its summary, metrics and curve
     local run=/tmp/gpu-check-hopper

@@ -1,24 +1,31 @@
-"""Raw environment steps/s against full BPO (and PPO) training steps/s on MJX and Brax tasks.
+"""Raw environment steps/s against full BPO (and PPO) training steps/s, on any suite.
 
-    python benchmarks/throughput_mujoco.py [--envs mjx/Ant-v4,mjx/Humanoid-v4,brax/ant]
+    python benchmarks/throughput.py [--envs mjx/Ant-v4,mjx/Humanoid-v4,brax/ant]
         [--num-envs 64,256] [--updates 4] [--algos bpo] [--reset-pool 0] [--impls jax,warp]
+        [--preset paper/Pong] [--num-steps 128] [--variants "backend=envpool;backend=ale"]
         [--out results/NAME.json]
 
-For every (task, env count) pair, side by side in one process so machine noise hits every
+For every (task, variant, env count), side by side in one process so machine noise hits every
 number alike:
 
-* raw: uniform random actions through the same env layer (same auto-reset mode) in one
-  compiled ``lax.scan`` of ``updates * num_steps`` steps: the physics limit at that count;
-* train: the full training program (rollout with the policy, GAE, 4 epochs x 4 minibatches
-  of a 256x256 actor and critic, observation normalisation) for ``updates`` updates;
-* the ratio train / raw, which says how much the learner costs on top of the physics
-  (target: >= 90% at large env counts, i.e. the learner is not the bottleneck).
+* raw: uniform random actions (in the box, or over the discrete choices) through the same
+  env layer (same auto-reset mode) in one compiled ``lax.scan`` of ``updates * num_steps``
+  steps: the environment's limit at that count;
+* train: the training program's ``updates`` updates (rollout with the policy, GAE, epochs x
+  minibatches).  Both start from a state reset before the timed call.  By default a 256x256 relu actor and critic, 16 steps per env,
+  4 epochs x 4 minibatches, observation normalisation; with ``--preset NAME`` that preset's
+  settings for each algorithm instead (``paper/Pong``: the paper's Nature CNN, 5 epochs x 4
+  minibatches for BPO), rollout length ``--num-steps``;
+* the ratio train / raw, which says how much the learner costs on top of the environment
+  (target: >= 90% at large env counts on MJX; >= 70% on Atari).
 
-``--impls jax,warp`` repeats every measurement per MJX implementation (MuJoCo Warp against
-MJX's JAX one), for suites that take an ``impl`` option (mjx, playground).
+Variants repeat every measurement with other env options: ``--variants
+"backend=envpool;backend=ale"`` (Atari's two stepping paths), or ``--impls jax,warp`` (short
+for ``--variants "impl=jax;impl=warp"``: MuJoCo Warp against MJX's JAX implementation, for
+suites that take an ``impl`` option).
 
 Compile time is reported apart from run time (the persistent compilation cache is off).
-Each program runs twice after compiling and the faster run counts.
+Each program runs ``--repeats`` times after compiling and the fastest run counts.
 
 With ``--paper-projection`` the script also projects the wall-clock of the paper's whole
 MuJoCo figure (4 tasks x BPO/PPO x 10 seeds x 20M steps) from the measured training rates
@@ -37,39 +44,50 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import compile_and_time, log, machine, write_results  # noqa: E402
 
-from bpo_jax import Config, envs, make_train  # noqa: E402
-from bpo_jax.envs import Box  # noqa: E402
+from bpo_jax import Config, envs, make_trainer, presets  # noqa: E402
+from bpo_jax.envs import Box, Discrete  # noqa: E402
 
 TRAIN = dict(num_steps=16, num_epochs=4, num_minibatches=4, hidden_sizes=(256, 256), activation="relu",
              median_hidden_sizes=(), normalize_obs=True, anneal_lr=False, lr=3e-4)
 
 
 def raw_env(config: Config, steps: int, repeats: int) -> dict:
-    """Uniform random actions in the box, through the same env layer and reset mode."""
+    """Uniform random actions, through the same env layer and reset mode; the reset is made
+    before the timed program (Atari resets replay up to 30 no-ops per game)."""
     env = envs.make(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
     space = env.action_space
-    assert isinstance(space, Box), f"{config.env} has no continuous action space"
 
-    def rollout(key):
-        state = env.reset(key)
+    def sample(key):
+        if isinstance(space, Discrete):
+            return jax.random.randint(key, (env.num_envs,), 0, space.n)
+        assert isinstance(space, Box), f"{config.env}: unknown action space {space}"
+        return jax.random.uniform(key, (env.num_envs,) + space.shape, minval=space.low, maxval=space.high)
 
+    def rollout(state, key):
         def body(carry, _):
             state, key = carry
             key, k = jax.random.split(key)
-            action = jax.random.uniform(k, (env.num_envs,) + space.shape, minval=space.low, maxval=space.high)
-            state = env.step(state, action)
+            state = env.step(state, sample(k))
             return (state, key), state.reward.sum()
 
         (_, _), rewards = jax.lax.scan(body, (state, key), None, length=steps)
         return rewards.sum()
 
-    compile_s, runs, _ = compile_and_time(rollout, (jax.random.key(0),), repeats)
+    key = jax.random.key(0)
+    state = jax.block_until_ready(jax.jit(env.reset)(key))
+    compile_s, runs, _ = compile_and_time(rollout, (state, key), repeats)
     return {"compile_seconds": compile_s, "seconds": min(runs),
             "steps_per_second": steps * config.num_envs / min(runs)}
 
 
 def train(config: Config, repeats: int) -> dict:
-    compile_s, runs, (_, metrics) = compile_and_time(make_train(config), (jax.random.key(0),), repeats)
+    """The training program's updates (rollout with the policy, GAE, epochs x minibatches),
+    from a state initialised before the timed program."""
+    trainer = make_trainer(config)
+    hp = config.hparams()
+    state = jax.block_until_ready(jax.jit(trainer.init)(jax.random.key(0), hp))
+    compile_s, runs, (_, metrics) = compile_and_time(
+        lambda s, h: trainer.update_chunk(s, h, trainer.num_updates), (state, hp), repeats)
     steps = config.num_updates * config.batch_size
     finite = bool(jnp.all(jnp.isfinite(metrics["loss"])))
     return {"compile_seconds": compile_s, "seconds": min(runs), "steps_per_second": steps / min(runs),
@@ -89,37 +107,65 @@ def paper_projection(rates: dict[str, float]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", default="mjx/Ant-v4,mjx/Humanoid-v4,brax/ant")
+    parser.add_argument("--envs", default=None,
+                        help="comma-separated env ids (default: mjx/Ant-v4,mjx/Humanoid-v4,brax/ant, or the preset's env)")
     parser.add_argument("--num-envs", default="64,256", help="comma-separated env counts")
     parser.add_argument("--updates", type=int, default=4, help="training updates per timed program")
     parser.add_argument("--algos", default="bpo", help="comma-separated: bpo,ppo")
     parser.add_argument("--reset-pool", type=int, default=0, help="auto-reset mode for both raw and train")
     parser.add_argument("--impls", default=None,
                         help="comma-separated MJX implementations to compare, e.g. jax,warp (mjx and playground suites)")
+    parser.add_argument("--variants", default=None,
+                        help='env-option sets to compare, ";"-separated, each "key=value,key=value", '
+                             'e.g. "backend=envpool;backend=ale"')
+    parser.add_argument("--preset", default=None,
+                        help="train with this preset's settings per algorithm (e.g. paper/Pong); "
+                             "--envs defaults to its env")
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help=f"rollout steps per env and update (default {TRAIN['num_steps']}, or the preset's)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    results = {"machine": machine(), "train_config": {k: v for k, v in TRAIN.items()}, "runs": []}
+    algos = args.algos.split(",")
+    if args.preset:
+        settings = {algo: {k: v for k, v in presets.resolve(args.preset, algo).items() if k != "total_steps"}
+                    for algo in algos}
+    else:
+        settings = {algo: {**TRAIN, "algo": algo} for algo in algos}
+    default_envs = settings[algos[0]]["env"] if args.preset else "mjx/Ant-v4,mjx/Humanoid-v4,brax/ant"
+    env_ids = (args.envs or default_envs).split(",")
+    if args.impls:
+        variants = [f"impl={impl}" for impl in args.impls.split(",")]
+    else:
+        variants = args.variants.split(";") if args.variants else [""]
+    results = {"machine": machine(), "preset": args.preset, "train_config": settings, "runs": []}
     log(f"machine: {results['machine']}")
     largest = {}
-    impls = args.impls.split(",") if args.impls else [None]
-    for env_id, impl, n in itertools.product(args.envs.split(","), impls, (int(x) for x in args.num_envs.split(","))):
-        options = () if impl is None else (f"impl={impl}",)
-        base = Config(env=env_id, num_envs=n, total_steps=args.updates * n * TRAIN["num_steps"],
-                      reset_pool=args.reset_pool, env_options=options, **TRAIN)
-        row = {"env": env_id, "impl": impl, "num_envs": n, "reset_pool": args.reset_pool}
-        label = env_id if impl is None else f"{env_id}[{impl}]"
+    for env_id, variant, n in itertools.product(env_ids, variants, (int(x) for x in args.num_envs.split(","))):
+        options = tuple(o for o in variant.split(",") if o)
+
+        def config(algo: str) -> Config:
+            fields = {**settings[algo], "env": env_id, "num_envs": n, "reset_pool": args.reset_pool,
+                      "env_options": options}
+            if args.num_steps:
+                fields["num_steps"] = args.num_steps
+            c = Config(**fields)
+            return c.replace(total_steps=args.updates * n * c.num_steps)
+
+        base = config(algos[0])
+        row = {"env": env_id, "options": variant, "num_envs": n, "reset_pool": args.reset_pool}
+        label = env_id if not variant else f"{env_id}[{variant}]"
         row["raw"] = raw_env(base, args.updates * base.num_steps, args.repeats)
         log(f"{label} x{n}: raw {row['raw']['steps_per_second']:,.0f} steps/s "
             f"(compile {row['raw']['compile_seconds']:.1f}s)")
-        for algo in args.algos.split(","):
-            row[algo] = train(base.replace(algo=algo), args.repeats)
+        for algo in algos:
+            row[algo] = train(config(algo), args.repeats)
             row[algo]["train_over_raw"] = row[algo]["steps_per_second"] / row["raw"]["steps_per_second"]
             log(f"{label} x{n}: {algo} {row[algo]['steps_per_second']:,.0f} steps/s = "
                 f"{row[algo]['train_over_raw']:.0%} of raw (compile {row[algo]['compile_seconds']:.1f}s)")
-            if algo == "bpo" and impl in (None, "jax"):
+            if algo == "bpo" and variant in ("", "impl=jax"):
                 largest[env_id] = row[algo]["steps_per_second"]
         results["runs"].append(row)
         write_results(results, args.out, echo=False)  # keep partial results if a later size fails
