@@ -389,7 +389,7 @@ def _init_distributed(args) -> None:
 def cmd_train(args) -> int:
     from bpo_jax import runner, session as sessions, tracking
 
-    if not args.resume and args.env.startswith("isaaclab/"):
+    if _host_run(args):
         return _train_host(args)
     try:
         _init_distributed(args)
@@ -420,33 +420,75 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _train_host(args) -> int:
-    """isaaclab/<task>: the host-driven loop of :mod:`bpo_jax.host_loop` (the simulator is torch),
-    one seed, outputs and an exported policy in --out; no checkpoints or resume."""
-    from bpo_jax import host_loop, reporting
+def _host_run(args) -> bool:
+    """Whether the run is an isaaclab/ one (the host loop): by --env, or with --resume by the
+    checkpoint's configuration."""
+    if not args.resume:
+        return args.env.startswith("isaaclab/")
+    from bpo_jax import checkpoint
 
     try:
-        if "seeds" in args.given and args.seeds != 1:
-            raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
-        config = _config_from_args(args)
-        config.validate()
-        out = args.out or reporting.default_run_dir(config)
-        reporting.check_output_dir(out, args.overwrite)
+        return checkpoint.read_config(checkpoint.locate(args.resume)[1]).env.startswith("isaaclab/")
+    except (ValueError, OSError):
+        return False  # the run session reports what is wrong with the checkpoint
+
+
+def _train_host(args) -> int:
+    """isaaclab/<task>: the host-driven loop of :mod:`bpo_jax.host_loop` (the simulator is torch),
+    one seed, outputs, checkpoints and an exported policy in --out; --resume continues one."""
+    from bpo_jax import checkpoint, host_loop, reporting
+
+    try:
+        if args.resume:
+            changed = sorted(_flag(name) for name in _expected(args))
+            if changed:
+                raise ConfigError(f"--resume continues the checkpoint's run with its configuration; drop {', '.join(changed)}")
+            run_dir, ckpt = checkpoint.locate(args.resume)
+            if run_dir is None:
+                raise ConfigError(f"--resume needs the run's directory around {ckpt}")
+            if args.out and os.path.abspath(args.out) != os.path.abspath(run_dir):
+                raise ConfigError(f"--resume continues in the run's own directory {run_dir}; drop --out {args.out}")
+            config, out = checkpoint.read_config(ckpt), run_dir
+            done = checkpoint.read_metadata(ckpt)["update"]
+            if done >= config.num_updates:
+                raise ConfigError(f"the run in {run_dir} has finished ({done} of {config.num_updates} iterations)")
+        else:
+            if "seeds" in args.given and args.seeds != 1:
+                raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
+            config = _config_from_args(args)
+            config.validate()
+            out = args.out or reporting.default_run_dir(config)
+            reporting.check_output_dir(out, args.overwrite)
         env = host_loop.make_env(config)  # one line with the install hint when IsaacLab is missing
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
+    every_updates, every_seconds = args.checkpoint_every or (None, 600.0)
+    if args.no_checkpoints:
+        every_updates = every_seconds = None
+    resuming = f"; resuming from {args.resume}" if args.resume else ""
     _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iterations x {config.batch_size} steps, "
-         "host-driven rollout; compiling...")
+         f"host-driven rollout{resuming}; compiling...")
     try:
-        result = host_loop.train(config, env, out=out, quiet=args.quiet)
+        result = host_loop.train(config, env, out=out, quiet=args.quiet, resume=args.resume,
+                                 checkpoint_every=every_updates, checkpoint_seconds=every_seconds,
+                                 keep_checkpoints=args.keep_checkpoints)
     except KeyboardInterrupt:
-        return _fail("interrupted (isaaclab/ runs keep no checkpoints)", EXIT_INTERRUPTED)
+        hint = f"; continue with: bpo-jax train --resume {out}" if _checkpoint_written(out) else ""
+        return _fail(f"interrupted{hint}", EXIT_INTERRUPTED)
+    except checkpoint.CheckpointError as e:
+        return _fail(first_line(e))
     finally:
         env.close()
     _say(f"[{config.algo} {config.env}] final return {result.metrics['episode_return_mean'][-1]:.2f} | collect "
          f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
          f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
+
+
+def _checkpoint_written(run_dir: str) -> bool:
+    from bpo_jax import checkpoint
+
+    return bool(checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)))
 
 
 def _open_session(args):

@@ -5,8 +5,12 @@ samples the actions, the torch environment steps, and the arrays cross through D
 per iteration one compiled call assembles the [T, B] :class:`~bpo_jax.train.Transition` rollout
 (episode statistics, time-out bootstrap observations) and one compiled ``Trainer.learn`` runs
 the same update as the JAX suites.  rsl_rl's runner features come along: iteration time split
-into collection and learning, per-reward-term episode logs from ``extras["log"]``, and
-``init_at_random_ep_len``.
+into collection and learning, per-reward-term episode logs from ``extras["log"]``,
+``init_at_random_ep_len``, and checkpoints with resume: with ``out``, the learner's state
+(parameters, optimiser, normaliser, key) and every row so far are saved to
+``out/checkpoints/step_*`` (the same format as every run's), and ``resume=DIR`` continues from
+the newest one.  As rsl_rl's ``--resume``, the simulator itself is not saved: a resumed run
+starts from the environment's current state and fresh episode counters.
 
     from bpo_jax.host_loop import train
     result = train(Config(algo="bpo", num_steps=24, ...), env=my_rsl_rl_vec_env, out="runs/x")
@@ -25,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bpo_jax import checkpoint
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs.isaaclab import SUITE, IsaacLabEnv, unpack
 from bpo_jax.export import export_policy
@@ -135,16 +140,28 @@ def make_programs(trainer: Trainer):
     return jax.jit(policy_step), jax.jit(assemble), jax.jit(trainer.learn, donate_argnums=(0,))
 
 
+_TERM = "term:"  # checkpointed metric rows: the per-term episode logs under this prefix
+_TIMES = ("collection_seconds", "learning_seconds")
+
+
 def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = None,
           out: Optional[str] = None, log_interval: int = 1,
-          on_iteration: Optional[Callable[[int, dict], None]] = None, quiet: bool = False) -> HostRunResult:
+          on_iteration: Optional[Callable[[int, dict], None]] = None, quiet: bool = False,
+          resume: Optional[str] = None, checkpoint_every: Optional[int] = None,
+          checkpoint_seconds: Optional[float] = 600.0, keep_checkpoints: int = 2) -> HostRunResult:
     """Train ``config.algo`` on a host-stepped environment.
 
     ``env``: an rsl_rl ``VecEnv`` (IsaacLab's ``RslRlVecEnvWrapper``), an :class:`IsaacLabEnv`, or
     None to build ``config.env`` (``isaaclab/<task>``) through IsaacLab.  ``num_iterations``:
     default ``config.num_updates``.  ``out``: a directory for config.json, metrics.csv,
-    summary.json, curve.png (as :mod:`bpo_jax.reporting` writes them) and iterations.csv (time
-    split, learning rate and the per-term episode logs).  ``on_iteration(i, row)`` sees each row."""
+    summary.json, curve.png (as :mod:`bpo_jax.reporting` writes them), iterations.csv (time
+    split, learning rate and the per-term episode logs) and checkpoints/: one after every
+    ``checkpoint_every`` iterations or ``checkpoint_seconds`` seconds (whichever is given;
+    ``checkpoint_seconds=None`` and no ``checkpoint_every``: none) and after the last, the newest
+    ``keep_checkpoints`` kept.  ``resume``: a run directory, its checkpoints/ or one step_*
+    folder of a host-loop run of the same program (:class:`~bpo_jax.checkpoint.CheckpointError`
+    otherwise), continued from its newest checkpoint up to ``num_iterations``.
+    ``on_iteration(i, row)`` sees each row."""
     env = make_env(config) if env is None else wrap(env, config.asymmetric_critic)
     config = host_config(config, env)
     trainer = make_trainer(config, env)
@@ -156,16 +173,26 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     t0 = time.perf_counter()
     hp = _commit(hp)
     state = _commit(jax.jit(trainer.init)(jax.random.key(config.seed), hp))
+    rows: list[dict] = []
+    terms: list[dict[str, float]] = []
+    collect_s, learn_s = [], []
+    if resume is not None:
+        state, rows, terms, collect_s, learn_s = _restore(resume, state)
+        if len(rows) >= iterations:
+            raise checkpoint.CheckpointError(f"{resume} has already run {len(rows)} of {iterations} iterations")
     policy_step, assemble, learn = make_programs(trainer)
     key = state.key
     frame = _commit(first_frame(env.observe()))
     episode = _commit((jnp.zeros(env.num_envs), jnp.zeros(env.num_envs, jnp.int32)))
     compile_seconds = time.perf_counter() - t0  # init only; the step programs compile in iteration 1
+    saver = None
+    if out is not None and (checkpoint_every or checkpoint_seconds):
+        saver = checkpoint.Saver(os.path.join(out, "checkpoints"), config, num_seeds=1, keep=keep_checkpoints,
+                                 every_updates=checkpoint_every,
+                                 every_seconds=None if checkpoint_every else checkpoint_seconds,
+                                 last_update=len(rows))
 
-    rows: list[dict] = []
-    terms: list[dict[str, float]] = []
-    collect_s, learn_s = [], []
-    for it in range(iterations):
+    for it in range(len(rows), iterations):
         t_start = time.perf_counter()
         frames, actions, log_probs = [frame], [], []
         logs: dict[str, list[float]] = {}
@@ -195,6 +222,8 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
             on_iteration(it, {**row, **terms[-1]})
         if not quiet and (it % log_interval == 0 or it == iterations - 1):
             _print_progress(it, iterations, row, collect_s[-1], learn_s[-1], config.batch_size)
+        if saver is not None and saver.due(it + 1, iterations):
+            _save(saver, state, rows, terms, collect_s, learn_s, iterations)
 
     names = [k for k in rows[0] if k != "nonfinite"]
     term_names = sorted({k for t in terms for k in t})
@@ -209,6 +238,43 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     if out is not None:
         write_outputs(result, out)
     return result
+
+
+def _history(rows, terms, collect_s, learn_s) -> dict[str, np.ndarray]:
+    """Every row so far as checkpoint metrics, [1 seed, iterations] each."""
+    names = {k for t in terms for k in t}
+    columns = {k: [r[k] for r in rows] for k in rows[0]}
+    columns.update({f"{_TERM}{k}": [t.get(k, np.nan) for t in terms] for k in names})
+    columns.update(zip(_TIMES, (collect_s, learn_s)))
+    return {k: np.asarray(v, np.float64)[None] for k, v in columns.items()}
+
+
+def _save(saver: checkpoint.Saver, state, rows, terms, collect_s, learn_s, iterations: int) -> None:
+    from bpo_jax.runner import Chunk, History
+
+    seconds = np.asarray(collect_s) + np.asarray(learn_s)
+    sps = saver.config.batch_size / np.maximum(seconds, 1e-9)
+    saver(Chunk(state=jax.tree.map(lambda x: x[None], state), update=len(rows), num_updates=iterations,
+                chunk_updates=1, metrics={}, history=History([_history(rows, terms, collect_s, learn_s)], [sps]),
+                steps_per_second=float(sps[-1]), train_seconds=float(seconds.sum()), compile_seconds=0.0,
+                first=False))
+
+
+def _restore(path: str, fresh: TrainState):
+    """(state, rows, terms, collection and learning seconds) of the newest checkpoint in ``path``,
+    its leaves checked against ``fresh`` (this program's initial state)."""
+    _, ckpt = checkpoint.locate(path)
+    batched, metrics, _, _ = checkpoint.restore(ckpt, jax.tree.map(lambda x: x[None], fresh))
+    missing = [k for k in _TIMES if k not in metrics]
+    if missing:
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt} is not a host-loop (isaaclab/) run's")
+    n = metrics[_TIMES[0]].shape[1]
+    row_names = [k for k in metrics if k not in _TIMES and not k.startswith(_TERM)]
+    rows = [{k: float(metrics[k][0, i]) for k in row_names} for i in range(n)]
+    terms = [{k[len(_TERM):]: float(v[0, i]) for k, v in metrics.items()
+              if k.startswith(_TERM) and not np.isnan(v[0, i])} for i in range(n)]
+    state = _commit(jax.tree.map(lambda x: x[0], batched))
+    return state, rows, terms, list(metrics[_TIMES[0]][0]), list(metrics[_TIMES[1]][0])
 
 
 def _print_progress(it: int, total: int, row: dict, collect: float, learn: float, batch: int) -> None:

@@ -112,6 +112,45 @@ def test_bpo_learns_through_the_adapter(tmp_path):
     assert "collection_seconds" in header and "Episode_Reward/tracking" in header and "lr" in header
 
 
+class BufferedPointGoalEnv(PointGoalEnv):
+    """``get_observations`` reads the observation buffer of the last step instead of drawing new
+    observation noise, so that reading it does not move the env's random stream."""
+
+    def _observations(self):
+        self.buffer = super()._observations()
+        return self.buffer
+
+    def get_observations(self):
+        return self.buffer if hasattr(self, "buffer") else self._observations()
+
+
+def test_checkpoint_and_resume_continue_the_learner_exactly(tmp_path):
+    """6 iterations straight against 3, a checkpoint, and 3 more resumed from it: with the
+    simulator carried on (the checkpoint holds the learner, not the simulator, as rsl_rl's),
+    the parameters, optimiser and key end bit-identical and the resumed run reports all 6 rows."""
+    from bpo_jax import checkpoint
+
+    config = Config(algo="bpo", num_envs=16, num_steps=8, num_epochs=2, num_minibatches=2, total_steps=16 * 8 * 6,
+                    hidden_sizes=(16,), lr_schedule="adaptive", normalize_obs=True, seed=3)
+    straight = host_loop.train(config, BufferedPointGoalEnv(16, seed=0), quiet=True)
+    env = BufferedPointGoalEnv(16, seed=0)
+    out = tmp_path / "run"
+    first = host_loop.train(config, env, num_iterations=3, out=str(out), checkpoint_every=2, quiet=True)
+    assert [p.rsplit("_", 1)[1] for p in checkpoint.list_checkpoints(str(out / "checkpoints"))] == ["00000002", "00000003"]
+    resumed = host_loop.train(config, env, resume=str(out), out=str(out), quiet=True)
+    for a, b in zip(jax.tree.leaves((straight.state.params, straight.state.opt_state, straight.state.obs_stats)),
+                    jax.tree.leaves((resumed.state.params, resumed.state.opt_state, resumed.state.obs_stats))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(jax.random.key_data(straight.state.key), jax.random.key_data(resumed.state.key))
+    np.testing.assert_array_equal(resumed.metrics["loss"], straight.metrics["loss"])
+    np.testing.assert_array_equal(resumed.metrics["loss"][:3], first.metrics["loss"])
+    assert resumed.collection_seconds.shape == (6,) and len((out / "iterations.csv").read_text().splitlines()) == 7
+    with pytest.raises(checkpoint.CheckpointError, match="already run 6 of 6"):
+        host_loop.train(config, env, resume=str(out), quiet=True)
+    with pytest.raises(checkpoint.CheckpointError, match="does not match"):
+        host_loop.train(config.replace(hidden_sizes=(8,)), env, resume=str(out), quiet=True)
+
+
 def test_legacy_api_asymmetric_critic_random_ep_len_and_export(tmp_path):
     """IsaacLab 2.1's (obs, extras) API, critic group fed to critic and median, init_at_random_ep_len,
     then the exported policy reproduces the trained actor without the training code."""
@@ -158,3 +197,37 @@ def test_cli_trains_an_isaaclab_task_through_the_host_loop(tmp_path, monkeypatch
     assert len(rows) == 3 and rows[0].startswith("iteration,env_steps,collection_seconds,learning_seconds,lr")
     assert '"env": "isaaclab/Isaac-Velocity-Rough-G1-v0"' in (out / "config.json").read_text()
     assert load_policy(str(out / "policy.jaxexport"))(np.zeros((3, 4), np.float32)).shape == (3, 2)
+
+
+def test_cli_resumes_an_interrupted_isaaclab_run(tmp_path, monkeypatch, capsys):
+    """An isaaclab/ run stopped in its third iteration (Ctrl-C) points at --resume; resuming
+    finishes the 3 iterations in the same directory from the checkpoint of iteration 2; a
+    finished run is refused in one line."""
+    from bpo_jax import cli
+
+    class Interrupted(PointGoalEnv):
+        calls = 0
+
+        def step(self, actions):
+            Interrupted.calls += 1
+            if Interrupted.calls == 17:  # iteration 3's first step (8 steps per iteration)
+                raise KeyboardInterrupt
+            return super().step(actions)
+
+    monkeypatch.setattr(host_loop, "make_env", lambda c: IsaacLabEnv(Interrupted(c.num_envs, seed=0), name=c.env))
+    out = tmp_path / "run"
+    argv = ["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v0", "--algo", "ppo", "--num-envs", "8",
+            "--num-steps", "8", "--num-minibatches", "2", "--num-epochs", "1", "--total-steps", "192",
+            "--checkpoint-every", "1", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert f"continue with: bpo-jax train --resume {out}" in err and "Traceback" not in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
+    assert cli.main(["train", "--resume", str(out), "--num-envs", "16"]) == 2
+    assert "drop --num-envs" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert len((out / "iterations.csv").read_text().splitlines()) == 4  # header + 3 iterations
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "has finished (3 of 3 iterations)" in err and len(err.strip().splitlines()) == 1
