@@ -8,7 +8,9 @@
 #    thousands of envs, and the projected wall-clock of the paper's whole MuJoCo figure;
 # 2. brax/ant, the same columns (its train/raw ratio is 57% on a 2-core CPU);
 # 3. MuJoCo Warp against MJX's JAX implementation (impl=warp), on Ant and Hopper;
-# 4. a short BPO learning run on mjx/Hopper-v4, 2 seeds in one program (fast/ preset).
+# 4. a short BPO learning run on mjx/Hopper-v4, 2 seeds in one program (fast/ preset);
+# 5. Atari (paper/Pong settings, EnvPool backend): raw emulator steps/s against BPO and PPO
+#    training at 8, 32 and 128 envs (on a 2-core CPU the Nature CNN holds training to 3-5% of raw).
 #
 # On a GPU the MJX programs' compile times dominate (8 in step 1 alone, Humanoid's the longest; not
 # yet measured on a GPU here): if one call cannot hold all four steps, split it, SKIP="3 4" first,
@@ -16,9 +18,9 @@
 # and a failing step does not stop the others.  At most 8 files land in OUT_DIR (the device tool brings back 8).  Overrides, as environment
 # variables: SIZES (env counts, default 4096), UPDATES (timed updates per program, default 4),
 # TASKS (step 1), LEARN_STEPS and LEARN_ENVS (step 4, default 20000000 steps on the preset's 2048
-# envs), SKIP (steps to leave out, e.g. "3 4").
+# envs), ATARI_SIZES (step 5, default 8,32,128), SKIP (steps to leave out, e.g. "3 4").
 # Wheels for packages the machine lacks (brax, mujoco, mujoco-mjx, playground, gymnasium,
-# warp-lang, ...) are installed from .whl/ when that folder exists (see the device README).
+# warp-lang, envpool, ale-py, ...) are installed from .whl/ when that folder exists (see the device README).
 #
 # CPU dry run of the plumbing (minutes):
 #   SIZES=4 UPDATES=1 TASKS=mjx/Hopper-v4 LEARN_ENVS=8 LEARN_STEPS=1024 bash benchmarks/gpu_check.sh /tmp/gpu
@@ -67,3 +69,6 @@ step 1 "paper tasks: raw vs BPO training, figure projection" bench --envs "$task
 step 2 "brax/ant: raw vs BPO training" bench --envs brax/ant --out "$out/throughput_brax.json"
 step 3 "MuJoCo Warp against MJX-JAX" bench --envs mjx/Ant-v4,mjx/Hopper-v4 --impls jax,warp --out "$out/warp_vs_jax.json"
 step 4 "learning: BPO on mjx/Hopper-v4, 2 seeds" learn
+step 5 "Atari: raw emulators vs BPO and PPO training (paper/Pong)" python3 benchmarks/throughput.py \
+    --preset paper/Pong --algos bpo,ppo --num-envs "${ATARI_SIZES:-8,32,128}" --num-steps 128 --updates 2 \
+    --out "$out/throughput_atari.json"
