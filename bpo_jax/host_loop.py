@@ -187,7 +187,7 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     compile_seconds = time.perf_counter() - t0  # init only; the step programs compile in iteration 1
     saver = None
     if out is not None and (checkpoint_every or checkpoint_seconds):
-        saver = checkpoint.Saver(os.path.join(out, "checkpoints"), config, num_seeds=1, keep=keep_checkpoints,
+        saver = checkpoint.Saver(os.path.join(out, checkpoint.CHECKPOINTS), config, num_seeds=1, keep=keep_checkpoints,
                                  every_updates=checkpoint_every,
                                  every_seconds=None if checkpoint_every else checkpoint_seconds,
                                  last_update=len(rows))
@@ -265,8 +265,7 @@ def _restore(path: str, fresh: TrainState):
     its leaves checked against ``fresh`` (this program's initial state)."""
     _, ckpt = checkpoint.locate(path)
     batched, metrics, _, _ = checkpoint.restore(ckpt, jax.tree.map(lambda x: x[None], fresh))
-    missing = [k for k in _TIMES if k not in metrics]
-    if missing:
+    if not all(k in metrics for k in _TIMES):
         raise checkpoint.CheckpointError(f"checkpoint {ckpt} is not a host-loop (isaaclab/) run's")
     n = metrics[_TIMES[0]].shape[1]
     row_names = [k for k in metrics if k not in _TIMES and not k.startswith(_TERM)]
