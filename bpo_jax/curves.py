@@ -130,8 +130,8 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None) -> Non
             if c.num_seeds > 1:
                 ax.fill_between(c.steps, lo, hi, color=colours[c.algo], alpha=0.2, lw=0)
         budget = ", ".join(sorted({f"{c.algo.upper()} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in mine}))
-        ax.set_title(env, fontsize=10)
-        ax.text(0.01, 0.98, f"budget: {budget}", transform=ax.transAxes, va="top", fontsize=7, alpha=0.8)
+        # The budget under the panel's title, where no curve or legend can cover it.
+        ax.set_title(f"{env}\nbudget: {budget}", fontsize=9)
         ax.set_xlabel("environment steps per seed")
         ax.set_ylabel("training episode return")
         ax.grid(alpha=0.3)
