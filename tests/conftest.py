@@ -14,6 +14,8 @@
 * ``BPO_JAX_REQUIRE_EXTRAS=1`` (CI sets it): ``pytest.importorskip`` of a package that one of the
   project's extras installs raises instead of skipping, so a broken install fails CI rather than
   silently skipping a suite's tests.
+* A check that the groups took: pytest 9.2 with pytest-xdist 3.8 drops them without a word (the
+  test extra pins pytest below 9.2); the session stops with a one-line message if they did.
 """
 import importlib
 import os
@@ -44,6 +46,8 @@ def pytest_configure(config):
     from bpo_jax import runner
 
     runner.enable_compilation_cache()
+    if config.pluginmanager.hasplugin("xdist") and config.getvalue("dist") == "loadgroup":  # the controller
+        config.pluginmanager.register(_GroupCheck(), "bpo-jax-xdist-group-check")
 
 
 def pytest_unconfigure(config):
@@ -57,3 +61,21 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("xdist_group") is None and not getattr(item.module, "SPLIT_ACROSS_WORKERS", False):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+
+
+class _GroupCheck:
+    """The controller of ``pytest -n N --dist loadgroup``: every test this suite collects carries
+    an xdist group but those of SPLIT_ACROSS_WORKERS modules, so a worker that reports a node id
+    without a group suffix from another module has lost them (pytest 9.2 with pytest-xdist 3.8: the scheduler would
+    hand a module's tests to both workers and build its fixtures twice, without a word)."""
+
+    @pytest.hookimpl
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        def grouped_module(path: str) -> bool:  # the controller has no items to ask, only ids
+            with open(os.path.join(str(node.config.rootpath), path)) as f:
+                return "\nSPLIT_ACROSS_WORKERS = True" not in f.read()
+
+        ungrouped = {i.partition("::")[0] for i in ids if "@" not in i}
+        if any(grouped_module(path) for path in ungrouped):
+            pytest.exit(f"pytest-xdist lost the test groups on {node.gateway.id} (pytest {pytest.__version__}); "
+                        f"install the test extra's pins: pip install -e '.[test]'", returncode=4)
