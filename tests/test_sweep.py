@@ -22,10 +22,7 @@ def _sweep_args(out, seeds=2):
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    # A fixed folder of this worker's session: should xdist tear the module fixture down between
-    # tests and set it up again, the second set-up finds the finished sweep and keeps it (seconds)
-    # instead of training the four runs again.
-    out = tmp_path_factory.getbasetemp() / "sweep-smoke"
+    out = tmp_path_factory.mktemp("sweep") / "smoke"
     assert cli.main(_sweep_args(out)) == 0
     return out
 
