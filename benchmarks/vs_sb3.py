@@ -40,9 +40,9 @@ def sb3_kwargs(task: str) -> dict:
     batch = p["num_envs"] * p["num_steps"]
     if batch % p["num_minibatches"]:
         raise SystemExit(f"error: {batch} samples do not split into {p['num_minibatches']} minibatches")
-    unsupported = {"normalize_obs": False, "normalize_rewards": False, "value_clip": 0.0, "anneal_lr": False,
+    assumed = {"normalize_obs": False, "normalize_rewards": False, "value_clip": 0.0, "anneal_lr": False,
                    "action_squash": "clip", "reward_scale": 1.0, "activation": "relu"}
-    for field, sb3_value in unsupported.items():
+    for field, sb3_value in assumed.items():
         if p[field] != sb3_value:
             raise SystemExit(f"error: paper/{task} sets {field}={p[field]!r}; this comparison assumes {sb3_value!r}")
     return dict(
@@ -101,6 +101,7 @@ def sb3_curve(task: str, total_steps: int, runs: list[dict]) -> curves.Curve:
     sums = np.array([r["sums"][:n] for r in runs], float)
     with np.errstate(invalid="ignore", divide="ignore"):
         returns = np.where(counts > 0, sums / counts, np.nan)
+    # Ours trains mjx/<task>; the same env name puts both on one panel of curves.plot.
     return curves.Curve(run_dir="sb3", env=f"mjx/{task}", algo="sb3 ppo", total_steps=total_steps,
                         steps=np.asarray(runs[0]["steps"][:n], float), returns=returns, episodes=counts)
 
@@ -133,6 +134,9 @@ def main(argv=None) -> int:
         return 2
     if args.seeds < 1 or args.total_steps < 1 or args.workers < 1:
         print("error: --seeds, --total-steps and --workers must be >= 1", file=sys.stderr)
+        return 2
+    if args.figure and not args.ours:
+        print("error: --figure draws both curves and needs --ours", file=sys.stderr)
         return 2
     ours = None
     if args.ours:

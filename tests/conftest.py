@@ -66,8 +66,8 @@ def pytest_collection_modifyitems(config, items):
 class _GroupCheck:
     """The controller of ``pytest -n N --dist loadgroup``: every test this suite collects carries
     an xdist group but those of SPLIT_ACROSS_WORKERS modules, so a worker that reports a node id
-    without a group suffix from another module has lost them (pytest 9.2 with pytest-xdist 3.8: the scheduler would
-    hand a module's tests to both workers and build its fixtures twice, without a word)."""
+    without a group suffix from another module has lost them (pytest 9.2 with pytest-xdist 3.8:
+    the scheduler would hand a module's tests to both workers and build their fixtures twice)."""
 
     @pytest.hookimpl
     def pytest_xdist_node_collection_finished(self, node, ids):
