@@ -187,7 +187,8 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     ckpt.add_argument("--resume", default=d(None), metavar="DIR",
                       help="continue the unfinished run in DIR (its run directory, checkpoints/ folder or one "
                            "checkpoints/step_* folder) from its newest checkpoint, with its configuration; flags that "
-                           "would change the run's program are refused")
+                           "would change the run's program are refused, except --total-steps: a larger budget takes "
+                           "the run, finished or not, on to it (JAX environments; not with a linearly annealed lr)")
     ckpt.add_argument("--checkpoint-every", type=parse_every, default=d(None), metavar="N|30s|10m|2h",
                       help="save a checkpoint every N updates or after a wall-clock duration, at the next chunk end "
                            "(default: 10m); the last chunk is always saved")
@@ -398,7 +399,7 @@ def cmd_train(args) -> int:
         return _fail(f"--resume continues the checkpoint's run, whose {e.saved_field} is {_show(e.saved)}; "
                      f"drop {_flag(e.field)} (start a new run to change it)")
     except sessions.RunFinished as e:
-        return _fail(f"{e} (evaluate it with: bpo-jax eval --checkpoint {e.run_dir})")
+        return _fail(_worded(f"{e}; or evaluate it with: bpo-jax eval --checkpoint {e.run_dir}"))
     except (ValueError, ImportError, tracking.TrackingError) as e:
         return _fail(_worded(first_line(e)))
 

@@ -280,8 +280,9 @@ def run(
     """Train ``num_seeds`` seeds of ``config`` as one vmapped program, chunk by chunk.
 
     ``chunk_updates`` is K, the updates per compiled call (default: the largest divisor of
-    num_updates giving at least ``reports`` chunks).  ``start`` resumes from a saved state at
-    a chunk boundary.  After every chunk whose metrics are finite, ``on_chunk`` (e.g.
+    num_updates giving at least ``reports`` chunks).  ``start`` resumes from a saved state
+    (after any number of updates; from a chunk boundary, with the same K, the rest of the run
+    is the very program an uninterrupted run runs).  After every chunk whose metrics are finite, ``on_chunk`` (e.g.
     checkpoints and loggers) and then ``progress`` (with a :class:`Progress`) are called on
     the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
     any callback sees that chunk (so the last checkpoint on disk is the last good state).
@@ -307,8 +308,10 @@ def run(
         raise ValueError(f"chunk_updates must be in [1, num_updates = {n}], got {k}")
     ends = chunk_plan(n, k)
     done = 0 if start is None else start.update
-    if done != 0 and done not in ends:
-        raise ValueError(f"cannot resume at update {done}: not a boundary of {k}-update chunks")
+    if done > n:
+        raise ValueError(f"cannot resume at update {done}: the run has {n} updates")
+    # A start between chunk boundaries (a run gone on to a larger budget, whose old end was a
+    # tail chunk) first runs up to the next boundary: one more compiled program size.
     todo = [e for e in ends if e > done]
     replicated = NamedSharding(mesh, P())
     shardings = state_shardings(trainer, mesh, split)

@@ -15,6 +15,14 @@ fixed when it starts and saved in every checkpoint.  How it is watched and writt
 path.  A front end that re-reads its original arguments passes them as ``expect``: a value
 that differs from the checkpoint's run raises :class:`ProgramMismatch` naming it.
 
+The one exception is the budget: a run, finished or not, can go on to more steps,
+
+    RunSession.resume("runs/x", total_steps=2_000_000).run()   # a 1M-step run, on to 2M
+
+and computes what a run started with that budget computes (on CPU, bit for bit when the old
+end is a chunk boundary), provided its updates do not depend on the budget: not with
+``lr_schedule`` linear, whose learning rate anneals to 0 at the end of the old budget.
+
 Messages name parameters in backticks (`overwrite`), so that a front end can put its own
 spelling in their place (the command line writes ``--overwrite``).
 
@@ -62,7 +70,8 @@ class RunFinished(SessionError):
     """:meth:`RunSession.resume` was given a run that has finished."""
 
     def __init__(self, run_dir: str):
-        super().__init__(f"the run in {run_dir} has finished (no {reporting.INCOMPLETE} marker); nothing to resume")
+        super().__init__(f"the run in {run_dir} has finished (no {reporting.INCOMPLETE} marker); nothing to resume "
+                         "(a larger `total_steps` takes it further)")
         self.run_dir = run_dir
 
 
@@ -179,23 +188,37 @@ class RunSession:
 
     @classmethod
     def resume(cls, path: str, options: RunOptions = RunOptions(), *,
-               expect: Mapping[str, Any] = {}) -> "RunSession":
+               expect: Mapping[str, Any] = {}, total_steps: Optional[int] = None) -> "RunSession":
         """Continue the unfinished run at ``path`` (its directory: from the newest checkpoint; or
         one checkpoints/step_* folder: later ones are dropped when :meth:`run` starts) with its
         configuration, seeds and chunk size.  ``expect``: values the caller means the run to
         have (Config fields, ``num_seeds``, ``chunk_updates`` or ``reports``); one that differs
-        from the checkpoint's raises :class:`ProgramMismatch`.  Nothing is written here."""
+        from the checkpoint's raises :class:`ProgramMismatch` (except ``total_steps``, taken as
+        the argument below when that is not given).
+
+        ``total_steps``: another budget (steps per seed) for the run, finished or not: it goes
+        on to that many steps (see :func:`regrow`).  Without it, an unfinished run goes to the
+        budget in its config.json, which is the checkpoint's, or the larger one of an extension
+        stopped before its first new checkpoint.  Nothing is written here."""
         options.validate()
         run_dir, ckpt = checkpoint.locate(path)
         if run_dir is None:
             raise SessionError(f"a run resumes in its run directory (one holding {checkpoint.CHECKPOINTS}/); "
                                f"{ckpt} is not in one", "resume")
-        if not reporting.is_incomplete(run_dir):
+        unfinished = reporting.is_incomplete(run_dir)
+        if total_steps is None:  # a front end's expected budget is a budget to go on to
+            total_steps = expect.get("total_steps")
+        if not unfinished and total_steps is None:
             raise RunFinished(run_dir)
         loaded = checkpoint.load(ckpt)
-        _check_expected(loaded, expect)
-        runner.make_mesh(None, loaded.config.num_envs, loaded.meta["num_seeds"], options.split)
-        return cls(config=loaded.config, num_seeds=loaded.meta["num_seeds"],
+        _check_expected(loaded, {k: v for k, v in expect.items() if k != "total_steps"})
+        if total_steps is None:
+            total_steps = _planned_steps(run_dir, loaded.config)
+        config = regrow(loaded.config, total_steps, done=loaded.start.update)
+        if not unfinished and config.num_updates == loaded.start.update:
+            raise RunFinished(run_dir)
+        runner.make_mesh(None, config.num_envs, loaded.meta["num_seeds"], options.split)
+        return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
 
     # ---------------------------------------------------------------- running
@@ -250,6 +273,9 @@ class RunSession:
         if self.resumed_from is not None:
             checkpoint.remove_after(folder, self.start_update)
             reporting.mark_incomplete(self.out, self._running_note())
+            # The budget this session trains to (another one after regrow), so that a kill before
+            # the first new checkpoint still resumes to it.
+            reporting.write_json(os.path.join(self.out, "config.json"), reporting.run_config(self.config, self.num_seeds))
         o = self.options
         if not o.checkpoints:
             return None
@@ -304,6 +330,42 @@ class RunSession:
 def is_lead() -> bool:
     """Process 0 of a multi-process run (or the only process) writes every output."""
     return jax.process_index() == 0
+
+
+def regrow(config: Config, total_steps: int, done: int = 0) -> Config:
+    """``config`` with the budget ``total_steps`` (steps per seed), for a run that has done
+    ``done`` updates under ``config``.  Its finished updates stay valid only if no update
+    depends on the budget, so with ``lr_schedule`` linear (the lr anneals to 0 at the end of the
+    budget) the number of updates cannot change; nor can it fall below ``done``.  Raises
+    :class:`SessionError` naming ``total_steps``."""
+    if total_steps == config.total_steps:
+        return config
+    grown = config.replace(total_steps=total_steps)
+    try:
+        grown.validate()
+    except ValueError as e:
+        raise SessionError(first_line(e), "total_steps") from None
+    if grown.num_updates == config.num_updates:
+        return grown
+    if config.schedule == "linear":
+        raise SessionError(f"`total_steps` cannot change the number of updates of this run: its learning rate anneals "
+                           f"linearly to 0 over its {config.num_updates} updates (lr_schedule linear), so its "
+                           "updates depend on its budget; start a new run with the budget you want", "total_steps")
+    if grown.num_updates < done:
+        raise SessionError(f"`total_steps` = {total_steps:,} gives {grown.num_updates} updates, but the run has done "
+                           f"{done}; give at least {done * config.batch_size:,}", "total_steps")
+    return grown
+
+
+def _planned_steps(run_dir: str, saved: Config) -> int:
+    """The budget in the run directory's config.json (``saved``'s when it has none)."""
+    import json
+
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            return int(json.load(f)["total_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return saved.total_steps
 
 
 def _chunk_size(num_updates: int, chunk_updates: Optional[int], reports: Optional[int]) -> int:

@@ -14,7 +14,11 @@ same axes), ``report.md`` (against the paper's values, :mod:`bpo_jax.report`) an
 ``summary.json`` (per run: final return per seed, steps, wall-clock).
 
 Calling :func:`run` again on the same directory with the same plan skips finished runs and
-resumes an interrupted one from its newest checkpoint; another plan is refused.  Runs of one
+resumes an interrupted one from its newest checkpoint; a plan that differs only by a larger
+``total_steps`` takes every run on from its last checkpoint to the new budget (the 1M-step
+sweep becomes the 2M-step one without redoing the first million steps; runs whose
+learning rate anneals over their budget cannot, see :func:`bpo_jax.session.regrow`); any other
+plan is refused.  Runs of one
 sweep differ in network shapes and rollout sizes (each task has its own preset), so each run
 is its own program; its seeds share it.
 """
@@ -55,8 +59,9 @@ def _paper_tasks(env_suite: str) -> Callable[[], list[str]]:
 
 # Tiny runs of two gymnax tasks (one discrete, one continuous): the sweep machinery end to end
 # on a CPU in about a minute.  Learning is not the point.
-_SMOKE = {"smoke/CartPole-v1": {"env": "gymnax/CartPole-v1", "total_steps": 16_384},
-          "smoke/Pendulum-v1": {"env": "gymnax/Pendulum-v1", "total_steps": 16_384}}
+# Constant learning rate, as the paper presets: a smoke sweep can go on to a larger budget.
+_SMOKE = {"smoke/CartPole-v1": {"env": "gymnax/CartPole-v1", "total_steps": 16_384, "anneal_lr": False},
+          "smoke/Pendulum-v1": {"env": "gymnax/Pendulum-v1", "total_steps": 16_384, "anneal_lr": False}}
 
 SUITES: dict[str, Suite] = {
     "paper/mujoco": Suite("the paper's MuJoCo figure: mjx Ant, Hopper, Humanoid, Swimmer (v4), exact paper presets",
@@ -150,12 +155,15 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
         run_dir = os.path.join(out, "runs", r.name)
         state = status(run_dir)
         head = f"[sweep {i + 1}/{len(p.runs)}] {r.task} {r.config.algo}"
-        if state == "finished":
+        budget = r.config.total_steps
+        saved = None if state == "new" else saved_config(run_dir).total_steps
+        if state == "finished" and saved == budget:
             say(f"{head}: finished earlier, kept")
             continue
-        if state == "resumable":
-            say(f"{head}: resuming {run_dir}")
-            session = RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds})
+        if state != "new":
+            further = "" if saved == budget else f" from {saved:,} on to {budget:,} steps per seed"
+            say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
+            session = RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
         else:
             say(f"{head}: {p.num_seeds} seed(s) x {r.config.total_steps:,} steps")
             session = RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
@@ -179,23 +187,62 @@ def status(run_dir: str) -> str:
     return "new"
 
 
+def saved_config(run_dir: str) -> Config:
+    """The configuration in a run directory's config.json (the budget it trains to)."""
+    import json
+
+    from bpo_jax import checkpoint
+
+    with open(os.path.join(run_dir, "config.json")) as f:
+        values = json.load(f)
+    values.pop("num_seeds", None)
+    return checkpoint.config_from_dict(values)
+
+
 def _claim(p: Plan, out: str) -> None:
-    """Write sweep.json, or check that ``out`` holds this same sweep."""
+    """Write sweep.json, or check that ``out`` holds this same sweep (or the same with a budget
+    every run in it can go on to, and then record the new budget)."""
     path = os.path.join(out, SWEEP_FILE)
+    asked = p.asked()
     if os.path.isfile(path):
         import json
 
         with open(path) as f:
             saved = json.load(f)
-        if saved != p.asked():
-            diff = next(k for k in p.asked() if saved.get(k) != p.asked()[k])
-            raise SweepError(f"{out} holds a sweep with another `{diff}` ({saved.get(diff)!r}, asked "
-                             f"{p.asked()[diff]!r}); choose another `out`")
+        diff = [k for k in asked if saved.get(k) != asked[k]]
+        other = [k for k in diff if k != "total_steps"]
+        if other:
+            raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({saved.get(other[0])!r}, asked "
+                             f"{asked[other[0]]!r}); choose another `out`")
+        if diff:
+            _check_budgets(p, out)
+            reporting.write_json(path, asked)
         return
     if os.path.isdir(out) and os.listdir(out):
         raise SweepError(f"{out} exists, is not empty and holds no {SWEEP_FILE}; choose another `out`")
     os.makedirs(out, exist_ok=True)
     reporting.write_json(path, p.asked())
+
+
+def _check_budgets(p: Plan, out: str) -> None:
+    """Before anything runs: every run already in ``out`` can go on to the plan's budget."""
+    from bpo_jax import checkpoint
+    from bpo_jax.session import SessionError, regrow
+
+    for r in p.runs:
+        run_dir = os.path.join(out, "runs", r.name)
+        if status(run_dir) == "new":
+            continue
+        saved = saved_config(run_dir)
+        if r.config.total_steps < saved.total_steps:
+            raise SweepError(f"{r.name} in {out} trains to {saved.total_steps:,} steps per seed; a sweep goes on to "
+                             f"more steps, not fewer: raise `total_steps` or choose another `out`")
+        if not checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
+            raise SweepError(f"{r.name} in {out} kept no checkpoint to go on from; choose another `out`")
+        try:
+            regrow(saved, r.config.total_steps)
+        except SessionError as e:
+            raise SweepError(f"{r.name} in {out}: {e}") from None
 
 
 def write_outputs(out: str, title: Optional[str] = None) -> dict:

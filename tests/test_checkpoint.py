@@ -171,12 +171,14 @@ def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, cap
 
 def test_resume_refuses_flags_that_change_the_run(finished_run, tmp_path, capsys):
     assert cli.main(["train", "--resume", str(finished_run)]) == 2
-    one_line_error(capsys, "has finished", "bpo-jax eval")
+    one_line_error(capsys, "has finished", "a larger --total-steps takes it further", "bpo-jax eval")
+    # Its lr anneals over its 32 updates: a budget with more updates would change those it has done.
+    assert cli.main(["train", "--resume", str(finished_run), "--total-steps", "4096"]) == 2
+    one_line_error(capsys, "--total-steps cannot change the number of updates", "anneals linearly")
     run = tmp_path / "copy"
     shutil.copytree(finished_run, run)
     (run / "INCOMPLETE").write_text("pretend it was killed\n")
-    for flags, fragment in [(["--lr", "0.1"], "drop --lr"), (["--total-steps", "4096"], "drop --total-steps"),
-                            (["--seeds", "3"], "drop --seeds"), (["--chunk-updates", "4"], "drop --chunk-updates"),
+    for flags, fragment in [(["--lr", "0.1"], "drop --lr"), (["--seeds", "3"], "drop --seeds"), (["--chunk-updates", "4"], "drop --chunk-updates"),
                             (["--overwrite"], "--overwrite"), (["--out", str(tmp_path / "elsewhere")], "drop --out")]:
         assert cli.main(["train", "--resume", str(run), *flags]) == 2, flags
         one_line_error(capsys, fragment)

@@ -1,6 +1,7 @@
 """Runs from Python (bpo_jax.session): start, interrupt, resume and finish a checkpointed run;
 the checkpoint cadence and its cost; one throughput figure; input errors that name the
 parameter to change, in the library's words (no command-line flags), before anything is written."""
+import json
 import os
 
 import jax
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 
 from bpo_jax import Config, checkpoint, reporting
-from bpo_jax.session import ProgramMismatch, RunOptions, RunSession, SessionError
+from bpo_jax.session import ProgramMismatch, RunFinished, RunOptions, RunSession, SessionError
 
 # 16 updates of 64 steps in chunks of 4.
 TINY = Config(algo="ppo", num_envs=4, num_steps=16, num_minibatches=2, hidden_sizes=(8,), total_steps=1024)
 QUIET = RunOptions(tensorboard=False, progress=False, fast_compile=True)
 EVERY_CHUNK = RunOptions(checkpoint_every_updates=1, tensorboard=False, progress=False, fast_compile=True)
+LAST_ONLY = RunOptions(checkpoint_every_updates=1000, tensorboard=False, progress=False, fast_compile=True)
+CONSTANT_LR = TINY.replace(anneal_lr=False, total_steps=512)  # 8 updates; nothing depends on the budget
 
 
 def stop_at(update):
@@ -86,3 +89,64 @@ def test_a_non_empty_directory_needs_overwrite(tmp_path):
     with pytest.raises(reporting.OutputDirError, match="set `overwrite` or choose another `out`") as e:
         RunSession.start(TINY, out=str(tmp_path), options=QUIET)
     assert "--" not in str(e.value) and (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def _assert_same_run(a, b):
+    for x, y in zip(jax.tree.leaves(a.result.state.params), jax.tree.leaves(b.result.state.params)):
+        np.testing.assert_array_equal(x, y)
+    for name, rows in b.result.metrics.items():
+        np.testing.assert_array_equal(a.result.metrics[name], rows, err_msg=name)
+
+
+def test_a_finished_run_goes_on_to_a_larger_budget_as_if_started_with_it(tmp_path):
+    out = str(tmp_path / "run")
+    RunSession.start(CONSTANT_LR, num_seeds=2, out=out, chunk_updates=4, options=QUIET).run()
+    with pytest.raises(RunFinished, match="a larger `total_steps` takes it further"):
+        RunSession.resume(out, QUIET)
+
+    # On to 16 updates, killed at 12 before any new checkpoint: the run directory keeps the new
+    # budget, so a plain resume goes on to it from the old final checkpoint.
+    longer = RunSession.resume(out, LAST_ONLY, total_steps=1024)
+    assert (longer.start_update, longer.config.num_updates, longer.chunk_updates) == (8, 16, 4)
+    with pytest.raises(KeyboardInterrupt):
+        longer.run(on_progress=stop_at(12))
+    assert json.load(open(os.path.join(out, "config.json")))["total_steps"] == 1024
+    assert [checkpoint._step_of(p) for p in checkpoint.list_checkpoints(os.path.join(out, "checkpoints"))] == [8]
+    done = RunSession.resume(out, QUIET).run()
+    assert done.summary["env_steps"] == 1024 and not reporting.is_incomplete(out)
+
+    whole = RunSession.start(CONSTANT_LR.replace(total_steps=1024), num_seeds=2, out=str(tmp_path / "whole"),
+                             chunk_updates=4, options=QUIET).run()
+    _assert_same_run(done, whole)
+
+    with pytest.raises(SessionError) as e:  # fewer updates than it has done
+        RunSession.resume(out, QUIET, total_steps=256)
+    assert e.value.field == "total_steps" and "has done 16; give at least 1,024" in str(e.value)
+
+
+def test_a_budget_the_finished_updates_depend_on_is_refused_and_nothing_changes(tmp_path):
+    out = tmp_path / "run"
+    RunSession.start(TINY, out=str(out), chunk_updates=8, options=QUIET).run()  # lr annealed over 16 updates
+    before = {f: (out / f).read_bytes() for f in ("config.json", "metrics.csv", "summary.json")}
+    with pytest.raises(SessionError) as e:
+        RunSession.resume(str(out), QUIET, total_steps=2048)
+    assert e.value.field == "total_steps" and "anneals linearly to 0 over its 16 updates" in str(e.value)
+    assert before == {f: (out / f).read_bytes() for f in before} and not reporting.is_incomplete(str(out))
+    # A budget with the same number of updates is the same run: finished.
+    with pytest.raises(RunFinished):
+        RunSession.resume(str(out), QUIET, total_steps=1024 + 63)
+
+
+def test_a_run_whose_old_end_was_a_tail_chunk_goes_on_through_the_next_boundary(tmp_path):
+    out = str(tmp_path / "run")
+    short = RunSession.start(CONSTANT_LR, num_seeds=1, out=out, chunk_updates=3, options=QUIET).run()  # 3, 6, 8
+    shown = []
+    done = RunSession.resume(out, QUIET, total_steps=1024).run(on_progress=shown.append)
+    assert [p.update for p in shown] == [9, 12, 15, 16]  # back on the 3-update boundaries, then the tail
+    for name, rows in short.result.metrics.items():
+        np.testing.assert_array_equal(done.result.metrics[name][:, :8], rows, err_msg=name)
+    # Other chunk programs than an uninterrupted run's, so equal only up to float rounding.
+    whole = RunSession.start(CONSTANT_LR.replace(total_steps=1024), num_seeds=1, out=str(tmp_path / "whole"),
+                             chunk_updates=3, options=QUIET).run()
+    for x, y in zip(jax.tree.leaves(done.result.state.params), jax.tree.leaves(whole.result.state.params)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)

@@ -3,6 +3,7 @@ interrupted sweep resumed, and the verdicts against the paper's values on hand-m
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.slow  # ~1 minute: 6 small compiled runs
 STEPS = 4096  # 8 CartPole/Pendulum updates of 4 envs x 128 steps
 
 
-def _sweep_args(out, seeds=2):
-    return ["sweep", "--suite", "smoke", "--seeds", str(seeds), "--total-steps", str(STEPS), "--out", str(out),
+def _sweep_args(out, seeds=2, steps=STEPS):
+    return ["sweep", "--suite", "smoke", "--seeds", str(seeds), "--total-steps", str(steps), "--out", str(out),
             "--quiet", "--no-tensorboard"]
 
 
@@ -53,6 +54,27 @@ def test_rerun_keeps_finished_runs_and_another_plan_is_refused(smoke, capsys):
     assert cli.main(_sweep_args(smoke, seeds=3)) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "another --seeds (2, asked 3)" in err
+
+
+def test_a_larger_budget_takes_every_run_further_and_a_smaller_one_is_refused(smoke, tmp_path, capsys):
+    out = tmp_path / "longer"
+    shutil.copytree(smoke, out)
+    first = {p: (out / "runs" / p / "metrics.csv").read_text().splitlines() for p in os.listdir(out / "runs")}
+    assert cli.main(_sweep_args(out, steps=2 * STEPS)) == 0
+    assert capsys.readouterr().err.count(f"on to {2 * STEPS:,} steps per seed") == 4
+    assert json.loads((out / "sweep.json").read_text())["total_steps"] == 2 * STEPS
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["env_steps"] for r in summary["runs"]] == [2 * STEPS] * 4
+    for p, rows in first.items():  # the first budget's updates are kept as they were, not redone
+        longer = (out / "runs" / p / "metrics.csv").read_text().splitlines()  # rows by seed, then update
+        kept = [row for row in longer[1:] if int(row.split(",")[0]) <= STEPS // 512]
+        assert len(longer) == 1 + 2 * (len(rows) - 1) and longer[0] == rows[0] and kept == rows[1:], p
+    assert len(list(csv.DictReader(open(out / "curves.csv")))) == 4 * 2 * (2 * STEPS // 512)
+
+    assert cli.main(_sweep_args(out, steps=STEPS)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"trains to {2 * STEPS:,} steps per seed; a sweep goes on to more steps, not fewer" in err
+    assert json.loads((out / "sweep.json").read_text())["total_steps"] == 2 * STEPS
 
 
 def test_plot_and_report_redraw_from_saved_csvs(smoke, tmp_path, capsys):
