@@ -1,0 +1,169 @@
+"""Where a CartPole PPO update spends its time on this machine, measured piece by piece.
+
+    python benchmarks/where_time_goes.py [--rounds 3] [--out FILE.json]
+
+PureJaxRL's CartPole configuration (4 envs x 128 steps, 4 epochs x 4 minibatches of 128,
+tanh 64x64 actor and critic), our PPO at its defaults.  Every figure is the median of
+``--rounds`` interleaved calls of one compiled scan (AOT-compiled, so no compile time is in
+it), divided by the scan's length:
+
+* per update (200 updates): the whole update; the rollout alone (``collect``: 128 env steps
+  with the policy); the learning alone (``learn`` on one fixed rollout: critic, GAE, 4
+  shuffles, 16 minibatch steps);
+* per minibatch step (2,000 steps of 128 samples): the loss's forward pass alone; its
+  gradient with a plain SGD step; its gradient with the optimiser the run uses (global-norm
+  clip and Adam); that optimiser alone;
+* per operation (5,000 calls): the kernels the networks are made of at minibatch size, a
+  [128, 64] x [64, 64] matmul and a tanh over [128, 64], alone and chained as two layers.
+
+The question it answers is whether an update is bound by arithmetic (then any program doing
+PureJaxRL's computation costs what PureJaxRL's costs) or by overheads a better program could
+remove (dispatch, host round-trips, metrics).  See RESULTS.md for a reading.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import log, machine, write_results  # noqa: E402
+
+from bpo_jax import Config  # noqa: E402
+from bpo_jax.networks import init_params, make_network  # noqa: E402
+from bpo_jax.train import make_trainer  # noqa: E402
+
+UPDATES, STEPS, CALLS = 200, 2_000, 5_000
+
+
+def update_programs(config: Config) -> dict:
+    """name -> (compiled scan, its argument, its length): whole update, rollout, learning."""
+    trainer = make_trainer(config)
+    hp = config.hparams()
+    state = jax.jit(trainer.init)(jax.random.key(0), hp)
+    traj, env_state, _ = jax.jit(trainer.collect)(state, hp)
+
+    def whole(s):
+        return trainer.update_chunk(s, hp, UPDATES)[1]["loss"].sum()
+
+    def collect(s):
+        def body(s, _):
+            t, es, key = trainer.collect(s, hp)
+            return s.replace(env_state=es, key=key), t.reward.sum()
+        return jax.lax.scan(body, s, None, length=UPDATES)[1].sum()
+
+    def learn(s):
+        def body(s, _):  # always the same rollout: only the learning is timed
+            s, metrics = trainer.learn(s, traj, env_state, s.key, hp)
+            return s, metrics["loss"]
+        return jax.lax.scan(body, s, None, length=UPDATES)[1].sum()
+
+    return {f"update: {name}": (jax.jit(fn).lower(state).compile(), state, UPDATES)
+            for name, fn in (("whole", whole), ("rollout", collect), ("learn", learn))}
+
+
+def minibatch_programs(config: Config) -> dict:
+    """name -> (compiled scan, its argument, its length) for one 128-sample PPO minibatch."""
+    trainer = make_trainer(config)
+    network = make_network(config, trainer.env.action_space, trainer.env.obs_spec)
+    keys = jax.random.split(jax.random.key(1), 4)
+    n = config.minibatch_size
+    obs = jax.random.normal(keys[0], (n, 4))
+    action = jax.random.bernoulli(keys[1], 0.5, (n,)).astype(jnp.int32)
+    adv = jax.random.normal(keys[2], (n,))
+    params = init_params(network, keys[3], obs)
+    optimizer = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(2.5e-4, eps=1e-5))
+
+    def loss(p):  # PureJaxRL's PPO loss on a minibatch: clipped surrogate, value MSE, entropy
+        dist, (value, _) = network.apply(p, obs)
+        ratio = jnp.exp(dist.log_prob(action) - jnp.log(0.5))
+        a = (adv - adv.mean()) / (adv.std() + 1e-8)
+        surrogate = -jnp.minimum(ratio * a, jnp.clip(ratio, 0.8, 1.2) * a).mean()
+        return surrogate + 0.25 * ((value - adv) ** 2).mean() - 0.01 * dist.entropy().mean()
+
+    def forward(p):
+        return jax.lax.scan(lambda c, _: (c + loss(jax.tree.map(lambda x: x + 1e-9 * c, p)), None),
+                            0.0, None, length=STEPS)[0]
+
+    def sgd(p):
+        def body(p, _):
+            return jax.tree.map(lambda w, g: w - 1e-4 * g, p, jax.grad(loss)(p)), None
+        return jax.lax.scan(body, p, None, length=STEPS)[0]
+
+    def adam(p):
+        def body(c, _):
+            p, s = c
+            u, s = optimizer.update(jax.grad(loss)(p), s, p)
+            return (optax.apply_updates(p, u), s), None
+        return jax.lax.scan(body, (p, optimizer.init(p)), None, length=STEPS)[0]
+
+    def adam_only(p):  # the optimiser on a stand-in gradient (the parameters themselves)
+        def body(c, _):
+            p, s = c
+            u, s = optimizer.update(p, s, p)
+            return (optax.apply_updates(p, u), s), None
+        return jax.lax.scan(body, (p, optimizer.init(p)), None, length=STEPS)[0]
+
+    return {f"minibatch: {name}": (jax.jit(fn).lower(params).compile(), params, STEPS)
+            for name, fn in (("loss forward", forward), ("gradient + SGD", sgd),
+                             ("gradient + clip + Adam", adam), ("clip + Adam alone", adam_only))}
+
+
+def op_programs(n: int) -> dict:
+    """name -> (compiled scan, its argument, its length) for the networks' kernels at n samples."""
+    x = jax.random.normal(jax.random.key(2), (n, 64))
+    w = jax.random.normal(jax.random.key(3), (64, 64)) * 0.1
+    bodies = {
+        "op: matmul [n,64]x[64,64]": lambda c: jnp.sum(jnp.dot(x + c, w)),
+        "op: tanh [n,64]": lambda c: jnp.sum(jnp.tanh(x + c)),
+        "op: two tanh layers": lambda c: jnp.sum(jnp.tanh(jnp.dot(jnp.tanh(jnp.dot(x + c, w)), w))),
+        "op: sum [n,64] (a floor)": lambda c: jnp.sum(x + c),
+    }
+    out = {}
+    for name, body in bodies.items():
+        fn = lambda c, body=body: jax.lax.scan(lambda c, _: (c + 1e-9 * body(c), None), c, None, length=CALLS)[0]
+        out[name] = (jax.jit(fn).lower(0.0).compile(), 0.0, CALLS)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved calls per program (median taken)")
+    parser.add_argument("--out", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+
+    config = Config(env="gymnax/CartPole-v1", algo="ppo", total_steps=500_000)
+    log("compiling...")
+    programs = {**update_programs(config), **minibatch_programs(config), **op_programs(config.minibatch_size)}
+    times: dict[str, list[float]] = {name: [] for name in programs}
+    for r in range(args.rounds):
+        log(f"round {r + 1}/{args.rounds}")
+        for name, (compiled, arg, length) in programs.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(arg))
+            times[name].append((time.perf_counter() - t0) / length * 1e6)
+    us = {name: round(statistics.median(t), 2) for name, t in times.items()}
+    for name, value in us.items():
+        log(f"{name:<40} {value:>10,.1f} us")
+    whole = us["update: whole"]
+    shares = {"rollout / update": us["update: rollout"] / whole, "learn / update": us["update: learn"] / whole,
+              "16 minibatch steps / learn": 16 * us["minibatch: gradient + clip + Adam"] / us["update: learn"],
+              "2 x (two tanh layers) / loss forward": 2 * us["op: two tanh layers"] / us["minibatch: loss forward"]}
+    for name, value in shares.items():
+        log(f"{name:<40} {value:>10.2f}")
+    write_results({"machine": machine(), "config": "PureJaxRL CartPole: 4 envs x 128 steps, 4 x 4 minibatches of 128",
+                   "rounds": args.rounds, "median_microseconds": us, "all_microseconds": times,
+                   "ratios": {k: round(v, 3) for k, v in shares.items()}}, args.out, echo=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
