@@ -281,9 +281,9 @@ def run(
 
     ``chunk_updates`` is K, the updates per compiled call (default: the largest divisor of
     num_updates giving at least ``reports`` chunks).  ``start`` resumes from a saved state
-    (after any number of updates; from a chunk boundary, with the same K, the rest of the run
-    is the very program an uninterrupted run runs).  After every chunk whose metrics are finite, ``on_chunk`` (e.g.
-    checkpoints and loggers) and then ``progress`` (with a :class:`Progress`) are called on
+    after any number of updates (from a chunk boundary, with the same K, the rest of the run
+    is the very program an uninterrupted run runs).  After every chunk whose metrics are
+    finite, ``on_chunk`` (e.g. checkpoints and loggers) and then ``progress`` (with a :class:`Progress`) are called on
     the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
     any callback sees that chunk (so the last checkpoint on disk is the last good state).
 

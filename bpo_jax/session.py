@@ -357,14 +357,22 @@ def regrow(config: Config, total_steps: int, done: int = 0) -> Config:
     return grown
 
 
-def _planned_steps(run_dir: str, saved: Config) -> int:
-    """The budget in the run directory's config.json (``saved``'s when it has none)."""
+def run_dir_config(run_dir: str) -> Config:
+    """The configuration in a run directory's config.json: the budget the run trains to, which
+    after :func:`regrow` is ahead of its checkpoints' until the first new one is saved."""
     import json
 
+    with open(os.path.join(run_dir, "config.json")) as f:
+        values = json.load(f)
+    values.pop("num_seeds", None)
+    return checkpoint.config_from_dict(values)
+
+
+def _planned_steps(run_dir: str, saved: Config) -> int:
+    """The budget in the run directory's config.json (``saved``'s when it is unreadable)."""
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            return int(json.load(f)["total_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return run_dir_config(run_dir).total_steps
+    except (OSError, ValueError, TypeError):
         return saved.total_steps
 
 

@@ -18,9 +18,8 @@ resumes an interrupted one from its newest checkpoint; a plan that differs only 
 ``total_steps`` takes every run on from its last checkpoint to the new budget (the 1M-step
 sweep becomes the 2M-step one without redoing the first million steps; runs whose
 learning rate anneals over their budget cannot, see :func:`bpo_jax.session.regrow`); any other
-plan is refused.  Runs of one
-sweep differ in network shapes and rollout sizes (each task has its own preset), so each run
-is its own program; its seeds share it.
+plan is refused.  Runs of one sweep differ in network shapes and rollout sizes (each task has
+its own preset), so each run is its own program; its seeds share it.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from typing import Callable, Optional, Sequence
 
 from bpo_jax import curves, presets, report, reporting
 from bpo_jax.config import Config
-from bpo_jax.session import RunOptions, RunSession
+from bpo_jax.session import RunOptions, RunSession, run_dir_config
 
 SWEEP_FILE = "sweep.json"
 
@@ -156,7 +155,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
         state = status(run_dir)
         head = f"[sweep {i + 1}/{len(p.runs)}] {r.task} {r.config.algo}"
         budget = r.config.total_steps
-        saved = None if state == "new" else saved_config(run_dir).total_steps
+        saved = None if state == "new" else run_dir_config(run_dir).total_steps
         if state == "finished" and saved == budget:
             say(f"{head}: finished earlier, kept")
             continue
@@ -165,7 +164,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
             say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
             session = RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
         else:
-            say(f"{head}: {p.num_seeds} seed(s) x {r.config.total_steps:,} steps")
+            say(f"{head}: {p.num_seeds} seed(s) x {budget:,} steps")
             session = RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
         start = time.perf_counter()
         done = session.run()
@@ -185,18 +184,6 @@ def status(run_dir: str) -> str:
     if checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
         return "resumable"
     return "new"
-
-
-def saved_config(run_dir: str) -> Config:
-    """The configuration in a run directory's config.json (the budget it trains to)."""
-    import json
-
-    from bpo_jax import checkpoint
-
-    with open(os.path.join(run_dir, "config.json")) as f:
-        values = json.load(f)
-    values.pop("num_seeds", None)
-    return checkpoint.config_from_dict(values)
 
 
 def _claim(p: Plan, out: str) -> None:
@@ -233,7 +220,7 @@ def _check_budgets(p: Plan, out: str) -> None:
         run_dir = os.path.join(out, "runs", r.name)
         if status(run_dir) == "new":
             continue
-        saved = saved_config(run_dir)
+        saved = run_dir_config(run_dir)
         if r.config.total_steps < saved.total_steps:
             raise SweepError(f"{r.name} in {out} trains to {saved.total_steps:,} steps per seed; a sweep goes on to "
                              f"more steps, not fewer: raise `total_steps` or choose another `out`")
