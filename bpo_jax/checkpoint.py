@@ -43,7 +43,7 @@ from bpo_jax.errors import first_line
 from bpo_jax.reporting import write_json
 from bpo_jax.runner import Chunk, Start, is_key as _is_key, state_template
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the optimiser state is over one raveled parameter vector
 STEP_PREFIX = "step_"
 CHECKPOINTS = "checkpoints"  # the folder inside a run directory
 _TMP_PREFIX = ".tmp-"

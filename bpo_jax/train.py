@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import losses, lr_schedule, normalization as norm
@@ -32,7 +33,7 @@ class TrainState:
     """Everything a run carries from one update to the next (one seed)."""
 
     params: Any
-    opt_state: Any
+    opt_state: Any  # the optimiser's state for the parameters raveled into one vector
     env_state: EnvState
     key: jax.Array
     update: jax.Array  # int32, updates done so far
@@ -133,7 +134,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         key, net_key, env_key = jax.random.split(key, 3)
         env_state = shard_envs(env.reset(env_key))
         params = init_params(network, net_key, env_state.obs)
-        opt_state = make_optimizer(hp).init(params)
+        opt_state = make_optimizer(hp).init(ravel_pytree(params)[0])
         state = TrainState(params, opt_state, env_state, key, jnp.zeros((), jnp.int32))
         if config.normalize_obs:
             state = state.replace(obs_stats=norm.init_stats(env.obs_spec.shape))
@@ -226,27 +227,34 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             value=flat(values), advantage=flat(advantages), q_hat=flat(q_hat),
         ))
 
-        def recompute(params, b: Batch) -> Batch:
+        def recompute(flat_params, b: Batch) -> Batch:
             """rsl_rl BPO's per-epoch refresh: values and GAE returns from the current critic
             (the advantages stay the rollout's)."""
-            v, nv = network.apply(params, both, method="values")[0].reshape((2,) + traj.reward.shape)
+            v, nv = network.apply(unravel(flat_params), both, method="values")[0].reshape((2,) + traj.reward.shape)
             _, q = losses.gae(rewards, v, nv, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda)
             return b.replace(value=flat(v), q_hat=flat(q))
 
-        # UPDATE NETWORK: epochs x minibatches
+        # UPDATE NETWORK: epochs x minibatches.  The optimiser works on the parameters raveled
+        # into one vector [P]: clipping and Adam are then a few kernels over one array instead of
+        # a few per layer, which is most of a small network's step time on a CPU
+        # (benchmarks/where_time_goes.py).  The gradient is the same; its global norm is summed
+        # in another order (float rounding).
+        flat_params, unravel = ravel_pytree(state.params)
+        flat_loss = lambda p, mb: loss_fn(unravel(p), mb, hp)
+
         def minibatch_step(carry, mb):
-            params, opt_state = carry
+            params, opt_state = carry  # params: [P]
             if adaptive_lr:  # set this step's lr from KL(pi_old || pi_current) on the minibatch, as rsl_rl
                 kl = lr_schedule.policy_kl(network.apply(state.params, mb.obs, method="policy"),
-                                           network.apply(params, mb.obs, method="policy")).mean()
+                                           network.apply(unravel(params), mb.obs, method="policy")).mean()
                 lr = lr_schedule.adapt_lr(lr_schedule.get_lr(opt_state), kl, config.desired_kl)
                 opt_state = lr_schedule.set_lr(opt_state, lr)
-            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, hp)
+            (_, metrics), grads = jax.value_and_grad(flat_loss, has_aux=True)(params, mb)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            metrics["grad_norm"] = optax.tree.norm(grads)
+            metrics["grad_norm"] = jnp.linalg.norm(grads)
             if adaptive_lr:
                 metrics.update(policy_kl=kl, lr=lr)
-            return (optax.apply_updates(params, updates), opt_state), metrics
+            return (params + updates, opt_state), metrics
 
         def epoch(carry, epoch_key):
             batch_ = recompute(carry[0], batch) if config.recompute_returns else batch
@@ -261,9 +269,10 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
         key, *epoch_keys = jax.random.split(key, config.num_epochs + 1)
-        (params, opt_state), loss_metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jnp.stack(epoch_keys)
+        (flat_params, opt_state), loss_metrics = jax.lax.scan(
+            epoch, (flat_params, state.opt_state), jnp.stack(epoch_keys)
         )
+        params = unravel(flat_params)
 
         # METRICS: one small row per update
         # An episode's statistics are reported where done_length > 0: for every suite that is where
