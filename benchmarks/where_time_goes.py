@@ -1,6 +1,6 @@
 """Where a CartPole PPO update spends its time on this machine, measured piece by piece.
 
-    python benchmarks/where_time_goes.py [--rounds 3] [--out FILE.json]
+    python benchmarks/where_time_goes.py [--rounds 3] [--seeds 10] [--out FILE.json]
 
 PureJaxRL's CartPole configuration (4 envs x 128 steps, 4 epochs x 4 minibatches of 128,
 tanh 64x64 actor and critic), our PPO at its defaults.  Every figure is the median of
@@ -11,10 +11,15 @@ it), divided by the scan's length:
   with the policy); the learning alone (``learn`` on one fixed rollout: critic, GAE, 4
   shuffles, 16 minibatch steps);
 * per minibatch step (2,000 steps of 128 samples): the loss's forward pass alone; its
-  gradient with a plain SGD step; its gradient with the optimiser the run uses (global-norm
-  clip and Adam); that optimiser alone;
+  gradient with a plain SGD step; its gradient with global-norm clip and Adam on every layer's
+  arrays, and on the parameters raveled into one vector (as ``train.py`` runs it); that
+  optimiser alone; the flat-vector step vmapped over ``--seeds`` seeds;
 * per operation (5,000 calls): the kernels the networks are made of at minibatch size, a
-  [128, 64] x [64, 64] matmul and a tanh over [128, 64], alone and chained as two layers.
+  [128, 64] x [64, 64] matmul and a tanh over [128, 64], alone and chained as two layers; and
+  a [1024, 1024] matmul, the rate this core reaches when dispatch does not count.
+
+FLOPs per call come from XLA's cost analysis of each step compiled alone (the matmuls: 2mnk),
+so every timed program also has an arithmetic rate (GFLOP/s).
 
 The question it answers is whether an update is bound by arithmetic (then any program doing
 PureJaxRL's computation costs what PureJaxRL's costs) or by overheads a better program could
@@ -31,6 +36,7 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, machine, write_results  # noqa: E402
@@ -39,11 +45,11 @@ from bpo_jax import Config  # noqa: E402
 from bpo_jax.networks import init_params, make_network  # noqa: E402
 from bpo_jax.train import make_trainer  # noqa: E402
 
-UPDATES, STEPS, CALLS = 200, 2_000, 5_000
+UPDATES, STEPS, CALLS, BIG = 200, 2_000, 5_000, 1024
 
 
 def update_programs(config: Config) -> dict:
-    """name -> (compiled scan, its argument, its length): whole update, rollout, learning."""
+    """name -> (compiled scan, its arguments, its length): whole update, rollout, learning."""
     trainer = make_trainer(config)
     hp = config.hparams()
     state = jax.jit(trainer.init)(jax.random.key(0), hp)
@@ -64,59 +70,86 @@ def update_programs(config: Config) -> dict:
             return s, metrics["loss"]
         return jax.lax.scan(body, s, None, length=UPDATES)[1].sum()
 
-    return {f"update: {name}": (jax.jit(fn).lower(state).compile(), state, UPDATES)
+    return {f"update: {name}": (jax.jit(fn).lower(state).compile(), (state,), UPDATES)
             for name, fn in (("whole", whole), ("rollout", collect), ("learn", learn))}
 
 
-def minibatch_programs(config: Config) -> dict:
-    """name -> (compiled scan, its argument, its length) for one 128-sample PPO minibatch."""
+def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
+    """name -> (compiled scan, its argument, its length) for one 128-sample PPO minibatch, and
+    name -> FLOPs of one step (XLA's cost analysis of the step compiled alone)."""
     trainer = make_trainer(config)
     network = make_network(config, trainer.env.action_space, trainer.env.obs_spec)
     keys = jax.random.split(jax.random.key(1), 4)
     n = config.minibatch_size
-    obs = jax.random.normal(keys[0], (n, 4))
-    action = jax.random.bernoulli(keys[1], 0.5, (n,)).astype(jnp.int32)
-    adv = jax.random.normal(keys[2], (n,))
-    params = init_params(network, keys[3], obs)
+    obs = jax.random.normal(keys[0], (seeds, n, 4))
+    action = jax.random.bernoulli(keys[1], 0.5, (seeds, n)).astype(jnp.int32)
+    adv = jax.random.normal(keys[2], (seeds, n))
+    params = jax.vmap(lambda k, o: init_params(network, k, o))(jax.random.split(keys[3], seeds), obs)
+    one = lambda tree: jax.tree.map(lambda x: x[0], tree)
     optimizer = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(2.5e-4, eps=1e-5))
 
-    def loss(p):  # PureJaxRL's PPO loss on a minibatch: clipped surrogate, value MSE, entropy
+    def loss(p, obs, action, adv):  # PureJaxRL's PPO loss on a minibatch: clipped surrogate, value MSE, entropy
         dist, (value, _) = network.apply(p, obs)
         ratio = jnp.exp(dist.log_prob(action) - jnp.log(0.5))
         a = (adv - adv.mean()) / (adv.std() + 1e-8)
         surrogate = -jnp.minimum(ratio * a, jnp.clip(ratio, 0.8, 1.2) * a).mean()
         return surrogate + 0.25 * ((value - adv) ** 2).mean() - 0.01 * dist.entropy().mean()
 
-    def forward(p):
-        return jax.lax.scan(lambda c, _: (c + loss(jax.tree.map(lambda x: x + 1e-9 * c, p)), None),
+    data = lambda: (obs[0], action[0], adv[0])
+    unravel = ravel_pytree(one(params))[1]
+
+    def forward_step(p, data):
+        return loss(p, *data)
+
+    def sgd_step(p, data):
+        return jax.tree.map(lambda w, g: w - 1e-4 * g, p, jax.grad(loss)(p, *data))
+
+    def adam_step(c, data):  # the optimiser on every layer's arrays (optax's own tree handling)
+        p, s = c
+        u, s = optimizer.update(jax.grad(loss)(p, *data), s, p)
+        return optax.apply_updates(p, u), s
+
+    def flat_step(c, data):  # the optimiser on the parameters raveled into one vector, as train.py
+        f, s = c
+        g = jax.grad(lambda f: loss(unravel(f), *data))(f)
+        u, s = optimizer.update(g, s, f)
+        return f + u, s
+
+    def adam_only_step(c, data):  # the optimiser on a stand-in gradient (the parameters themselves)
+        p, s = c
+        u, s = optimizer.update(p, s, p)
+        return optax.apply_updates(p, u), s
+
+    def looped(step, vmapped=False):
+        step = jax.vmap(step) if vmapped else step
+        return lambda c, data: jax.lax.scan(lambda c, _: (step(c, data), None), c, None, length=STEPS)[0]
+
+    def forward_loop(p, data):
+        return jax.lax.scan(lambda c, _: (c + forward_step(jax.tree.map(lambda x: x + 1e-9 * c, p), data), None),
                             0.0, None, length=STEPS)[0]
 
-    def sgd(p):
-        def body(p, _):
-            return jax.tree.map(lambda w, g: w - 1e-4 * g, p, jax.grad(loss)(p)), None
-        return jax.lax.scan(body, p, None, length=STEPS)[0]
-
-    def adam(p):
-        def body(c, _):
-            p, s = c
-            u, s = optimizer.update(jax.grad(loss)(p), s, p)
-            return (optax.apply_updates(p, u), s), None
-        return jax.lax.scan(body, (p, optimizer.init(p)), None, length=STEPS)[0]
-
-    def adam_only(p):  # the optimiser on a stand-in gradient (the parameters themselves)
-        def body(c, _):
-            p, s = c
-            u, s = optimizer.update(p, s, p)
-            return (optax.apply_updates(p, u), s), None
-        return jax.lax.scan(body, (p, optimizer.init(p)), None, length=STEPS)[0]
-
-    return {f"minibatch: {name}": (jax.jit(fn).lower(params).compile(), params, STEPS)
-            for name, fn in (("loss forward", forward), ("gradient + SGD", sgd),
-                             ("gradient + clip + Adam", adam), ("clip + Adam alone", adam_only))}
+    p1 = one(params)
+    f1, fs = ravel_pytree(p1)[0], jax.vmap(lambda p: ravel_pytree(p)[0])(params)
+    cases = {  # name: (step, looped program, argument)
+        "loss forward": (forward_step, forward_loop, p1),
+        "gradient + SGD": (sgd_step, looped(sgd_step), p1),
+        "gradient + clip + Adam": (adam_step, looped(adam_step), (p1, optimizer.init(p1))),
+        "gradient + clip + Adam, flat vector": (flat_step, looped(flat_step), (f1, optimizer.init(f1))),
+        "clip + Adam alone": (adam_only_step, looped(adam_only_step), (p1, optimizer.init(p1))),
+        f"{seeds} seeds vmapped: gradient + clip + Adam, flat vector":
+            (jax.vmap(flat_step), looped(flat_step, vmapped=True), (fs, jax.vmap(optimizer.init)(fs))),
+    }
+    programs, flops = {}, {}
+    for name, (step, loop, arg) in cases.items():
+        d = (obs, action, adv) if name.startswith(f"{seeds} seeds") else data()
+        programs[f"minibatch: {name}"] = (jax.jit(loop).lower(arg, d).compile(), (arg, d), STEPS)
+        flops[f"minibatch: {name}"] = float(jax.jit(step).lower(arg, d).compile().cost_analysis().get("flops", 0.0))
+    return programs, flops
 
 
-def op_programs(n: int) -> dict:
-    """name -> (compiled scan, its argument, its length) for the networks' kernels at n samples."""
+def op_programs(n: int) -> tuple[dict, dict]:
+    """name -> (compiled scan, its argument, its length) for the networks' kernels at n samples,
+    and name -> FLOPs of one call for the matmuls."""
     x = jax.random.normal(jax.random.key(2), (n, 64))
     w = jax.random.normal(jax.random.key(3), (64, 64)) * 0.1
     bodies = {
@@ -125,42 +158,58 @@ def op_programs(n: int) -> dict:
         "op: two tanh layers": lambda c: jnp.sum(jnp.tanh(jnp.dot(jnp.tanh(jnp.dot(x + c, w)), w))),
         "op: sum [n,64] (a floor)": lambda c: jnp.sum(x + c),
     }
+    flops = {"op: matmul [n,64]x[64,64]": 2.0 * n * 64 * 64, "op: two tanh layers": 4.0 * n * 64 * 64}
     out = {}
     for name, body in bodies.items():
         fn = lambda c, body=body: jax.lax.scan(lambda c, _: (c + 1e-9 * body(c), None), c, None, length=CALLS)[0]
-        out[name] = (jax.jit(fn).lower(0.0).compile(), 0.0, CALLS)
-    return out
+        out[name] = (jax.jit(fn).lower(0.0).compile(), (0.0,), CALLS)
+    # The core's ceiling: a matmul large enough that dispatch does not count.
+    big = jax.random.normal(jax.random.key(4), (BIG, BIG))
+    fn = lambda c: jax.lax.scan(lambda c, _: (c + 1e-9 * jnp.sum(jnp.dot(big + c, big)), None), c, None, length=20)[0]
+    out[f"op: matmul [{BIG},{BIG}]x[{BIG},{BIG}] (the ceiling)"] = (jax.jit(fn).lower(0.0).compile(), (0.0,), 20)
+    flops[f"op: matmul [{BIG},{BIG}]x[{BIG},{BIG}] (the ceiling)"] = 2.0 * BIG**3
+    return out, flops
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved calls per program (median taken)")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds in the vmapped minibatch step (default 10)")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be >= 1")
+    if args.rounds < 1 or args.seeds < 1:
+        parser.error("--rounds and --seeds must be >= 1")
 
     config = Config(env="gymnax/CartPole-v1", algo="ppo", total_steps=500_000)
     log("compiling...")
-    programs = {**update_programs(config), **minibatch_programs(config), **op_programs(config.minibatch_size)}
+    minibatch, mb_flops = minibatch_programs(config, args.seeds)
+    ops, op_flops = op_programs(config.minibatch_size)
+    programs, flops = {**update_programs(config), **minibatch, **ops}, {**mb_flops, **op_flops}
     times: dict[str, list[float]] = {name: [] for name in programs}
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")
-        for name, (compiled, arg, length) in programs.items():
+        for name, (compiled, args_, length) in programs.items():
             t0 = time.perf_counter()
-            jax.block_until_ready(compiled(arg))
+            jax.block_until_ready(compiled(*args_))
             times[name].append((time.perf_counter() - t0) / length * 1e6)
     us = {name: round(statistics.median(t), 2) for name, t in times.items()}
+    gflops = {name: round(flops[name] / us[name] / 1e3, 2) for name in flops if flops[name] > 0}
     for name, value in us.items():
-        log(f"{name:<40} {value:>10,.1f} us")
+        rate = f"  {gflops[name]:>6.1f} GFLOP/s" if name in gflops else ""
+        log(f"{name:<62} {value:>10,.1f} us{rate}")
     whole = us["update: whole"]
     shares = {"rollout / update": us["update: rollout"] / whole, "learn / update": us["update: learn"] / whole,
-              "16 minibatch steps / learn": 16 * us["minibatch: gradient + clip + Adam"] / us["update: learn"],
+              "16 minibatch steps / learn": 16 * us["minibatch: gradient + clip + Adam, flat vector"] / us["update: learn"],
+              "flat vector / per-layer step": us["minibatch: gradient + clip + Adam, flat vector"]
+              / us["minibatch: gradient + clip + Adam"],
+              f"{args.seeds} seeds vmapped / 1 seed, per step": us[f"minibatch: {args.seeds} seeds vmapped: gradient + clip + Adam, flat vector"]
+              / us["minibatch: gradient + clip + Adam, flat vector"],
               "2 x (two tanh layers) / loss forward": 2 * us["op: two tanh layers"] / us["minibatch: loss forward"]}
     for name, value in shares.items():
-        log(f"{name:<40} {value:>10.2f}")
+        log(f"{name:<62} {value:>10.2f}")
     write_results({"machine": machine(), "config": "PureJaxRL CartPole: 4 envs x 128 steps, 4 x 4 minibatches of 128",
-                   "rounds": args.rounds, "median_microseconds": us, "all_microseconds": times,
+                   "rounds": args.rounds, "median_microseconds": us,
+                   "flops_per_call": flops, "gflops_per_second": gflops, "all_microseconds": times,
                    "ratios": {k: round(v, 3) for k, v in shares.items()}}, args.out, echo=False)
     return 0
 
