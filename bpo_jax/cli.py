@@ -139,6 +139,11 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+FAST_COMPILE_HELP = ("compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower on CPU; "
+                     "for short runs and debugging.  Float rounding differs, so the same seed gives other numbers "
+                     "than without it")
+
+
 def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = False) -> argparse.ArgumentParser:
     """The argument parser; ``defaults`` (a preset's values) replace Config's defaults.
     ``suppress``: no defaults at all, so the parsed namespace holds only the flags given."""
@@ -167,10 +172,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     run.add_argument("--quiet", action="store_true", default=d(False), help="no progress bar or lines")
     run.add_argument("--no-compile-cache", action="store_true", default=d(False),
                      help="do not use the persistent XLA compilation cache (~/.cache/bpo-jax/xla or $BPO_JAX_CACHE_DIR)")
-    run.add_argument("--fast-compile", action="store_true", default=d(False),
-                     help="compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower "
-                          "on CPU; for short runs and debugging.  Float rounding differs, so the same seed gives "
-                          "other numbers than without it")
+    run.add_argument("--fast-compile", action="store_true", default=d(False), help=FAST_COMPILE_HELP)
     run.add_argument("--split", choices=("envs", "seeds"), default=d("envs"),
                      help="what several devices split: the env batch of every seed, or the seeds (each device "
                           "trains whole seeds, no collectives; --seeds must divide over the devices).  On a CPU, "
@@ -255,6 +257,7 @@ def _add_sweep_parsers(sub) -> None:
                     help="checkpoint cadence within each run (default: 10m)")
     sw.add_argument("--quiet", action="store_true", help="no progress bar or lines")
     sw.add_argument("--no-compile-cache", action="store_true", help="do not use the persistent XLA compilation cache")
+    sw.add_argument("--fast-compile", action="store_true", help=FAST_COMPILE_HELP)
     sw.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
                     help="TensorBoard event files in each run's tb/ (default: on)")
     for name, what in (("plot", "redraw the figure"), ("report", "write the Markdown report against the paper")):
@@ -592,7 +595,8 @@ def cmd_sweep(args) -> int:
     try:
         every = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every or ()))
         options = RunOptions(progress=not args.quiet, compile_cache=not args.no_compile_cache,
-                             tensorboard=args.tensorboard, resume_hint=_sweep_command(args), **every).validate()
+                             fast_compile=args.fast_compile, tensorboard=args.tensorboard,
+                             resume_hint=_sweep_command(args), **every).validate()
         plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
@@ -615,8 +619,9 @@ def cmd_sweep(args) -> int:
 def _sweep_command(args) -> str:
     steps = f" --total-steps {args.total_steps}" if args.total_steps else ""
     tasks = f" --tasks {','.join(args.tasks)}" if args.tasks else ""
+    fast = " --fast-compile" if args.fast_compile else ""
     return (f"bpo-jax sweep --suite {args.suite}{tasks} --algos {','.join(args.algos)} --seeds {args.seeds}{steps} "
-            f"--out {args.out}")
+            f"--out {args.out}{fast}")
 
 
 def cmd_plot(args) -> int:

@@ -18,7 +18,7 @@ STEPS = 4096  # 8 CartPole/Pendulum updates of 4 envs x 128 steps
 
 def _sweep_args(out, seeds=2, steps=STEPS):
     return ["sweep", "--suite", "smoke", "--seeds", str(seeds), "--total-steps", str(steps), "--out", str(out),
-            "--quiet", "--no-tensorboard"]
+            "--quiet", "--no-tensorboard", "--fast-compile"]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,8 @@ def test_rerun_keeps_finished_runs_and_another_plan_is_refused(smoke, capsys):
     assert cli.main(_sweep_args(smoke, seeds=3)) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "another --seeds (2, asked 3)" in err
+    # The resume hint repeats every flag that shapes the programs, --fast-compile included.
+    assert cli._sweep_command(cli.parse_args(_sweep_args(smoke))).endswith(f"--out {smoke} --fast-compile")
 
 
 def test_a_larger_budget_takes_every_run_further_and_a_smaller_one_is_refused(smoke, tmp_path, capsys):
@@ -110,7 +112,7 @@ def test_tasks_select_by_full_or_short_name():
 
 def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     plan = sweep.plan("smoke", algos=("ppo",), num_seeds=1, total_steps=STEPS)
-    options = RunOptions(progress=False, tensorboard=False, checkpoint_every_updates=1)
+    options = RunOptions(progress=False, tensorboard=False, checkpoint_every_updates=1, fast_compile=True)
     run_all = RunSession.run
 
     def interrupted(self, on_progress=None):
