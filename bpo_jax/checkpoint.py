@@ -43,7 +43,8 @@ from bpo_jax.errors import first_line
 from bpo_jax.reporting import write_json
 from bpo_jax.runner import Chunk, Start, is_key as _is_key, state_template
 
-FORMAT_VERSION = 2  # 2: the optimiser state is over one raveled parameter vector
+FORMAT_VERSION = 2
+FORMAT_CHANGES = {2: "the optimiser state is that of the parameters raveled into one vector"}  # format -> what changed
 STEP_PREFIX = "step_"
 CHECKPOINTS = "checkpoints"  # the folder inside a run directory
 _TMP_PREFIX = ".tmp-"
@@ -230,6 +231,10 @@ def read_metadata(ckpt: str) -> dict:
     meta = _read_json(ckpt, "metadata.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         got = meta.get("format") if isinstance(meta, dict) else None
+        if isinstance(got, int) and 0 < got < FORMAT_VERSION:
+            raise CheckpointError(f"checkpoint {ckpt} was written by an older bpo-jax (format {got}; this version reads "
+                                  f"format {FORMAT_VERSION}: {FORMAT_CHANGES[FORMAT_VERSION]}); resume or evaluate it "
+                                  f"with the bpo-jax that wrote it")
         raise CheckpointError(f"checkpoint {ckpt} has format {got!r}; this bpo-jax reads format {FORMAT_VERSION}")
     for name in ("update", "num_seeds", "chunk_updates", "train_seconds", "leaves", "files"):
         if name not in meta:

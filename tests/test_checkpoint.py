@@ -142,6 +142,7 @@ def test_nan_stop_keeps_the_last_good_checkpoint_and_nothing_recompiles(tmp_path
     ("metadata", ["unreadable metadata.json"]),
     ("hidden", ["does not match", "Dense_0/kernel"]),
     ("algo", ["does not match", "critic/Dense_1"]),
+    ("old-format", ["written by an older bpo-jax (format 1", "with the bpo-jax that wrote it"]),
 ])
 def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, capsys, damage, fragments):
     run = tmp_path / "copy"
@@ -155,7 +156,10 @@ def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, cap
             f.truncate(10)
     elif damage == "metadata":
         with open(os.path.join(ckpt, "metadata.json"), "w") as f:
-            f.write('{"format": 1, "upd')
+            f.write('{"format": 2, "upd')
+    elif damage == "old-format":
+        path = os.path.join(ckpt, "metadata.json")
+        json.dump({**json.load(open(path)), "format": 1}, open(path, "w"))
     else:
         path = os.path.join(ckpt, "config.json")
         config = json.load(open(path))
