@@ -75,7 +75,7 @@ def update_programs(config: Config) -> dict:
 
 
 def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
-    """name -> (compiled scan, its argument, its length) for one 128-sample PPO minibatch, and
+    """name -> (compiled scan, its arguments, its length) for one 128-sample PPO minibatch, and
     name -> FLOPs of one step (XLA's cost analysis of the step compiled alone)."""
     trainer = make_trainer(config)
     network = make_network(config, trainer.env.action_space, trainer.env.obs_spec)
@@ -95,7 +95,6 @@ def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
         surrogate = -jnp.minimum(ratio * a, jnp.clip(ratio, 0.8, 1.2) * a).mean()
         return surrogate + 0.25 * ((value - adv) ** 2).mean() - 0.01 * dist.entropy().mean()
 
-    data = lambda: (obs[0], action[0], adv[0])
     unravel = ravel_pytree(one(params))[1]
 
     def forward_step(p, data):
@@ -130,25 +129,25 @@ def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
 
     p1 = one(params)
     f1, fs = ravel_pytree(p1)[0], jax.vmap(lambda p: ravel_pytree(p)[0])(params)
-    cases = {  # name: (step, looped program, argument)
-        "loss forward": (forward_step, forward_loop, p1),
-        "gradient + SGD": (sgd_step, looped(sgd_step), p1),
-        "gradient + clip + Adam": (adam_step, looped(adam_step), (p1, optimizer.init(p1))),
-        "gradient + clip + Adam, flat vector": (flat_step, looped(flat_step), (f1, optimizer.init(f1))),
-        "clip + Adam alone": (adam_only_step, looped(adam_only_step), (p1, optimizer.init(p1))),
+    d1, ds = (obs[0], action[0], adv[0]), (obs, action, adv)  # one seed's minibatch, every seed's
+    cases = {  # name: (step, looped program, carry, minibatch)
+        "loss forward": (forward_step, forward_loop, p1, d1),
+        "gradient + SGD": (sgd_step, looped(sgd_step), p1, d1),
+        "gradient + clip + Adam": (adam_step, looped(adam_step), (p1, optimizer.init(p1)), d1),
+        "gradient + clip + Adam, flat vector": (flat_step, looped(flat_step), (f1, optimizer.init(f1)), d1),
+        "clip + Adam alone": (adam_only_step, looped(adam_only_step), (p1, optimizer.init(p1)), d1),
         f"{seeds} seeds vmapped: gradient + clip + Adam, flat vector":
-            (jax.vmap(flat_step), looped(flat_step, vmapped=True), (fs, jax.vmap(optimizer.init)(fs))),
+            (jax.vmap(flat_step), looped(flat_step, vmapped=True), (fs, jax.vmap(optimizer.init)(fs)), ds),
     }
     programs, flops = {}, {}
-    for name, (step, loop, arg) in cases.items():
-        d = (obs, action, adv) if name.startswith(f"{seeds} seeds") else data()
+    for name, (step, loop, arg, d) in cases.items():
         programs[f"minibatch: {name}"] = (jax.jit(loop).lower(arg, d).compile(), (arg, d), STEPS)
         flops[f"minibatch: {name}"] = float(jax.jit(step).lower(arg, d).compile().cost_analysis().get("flops", 0.0))
     return programs, flops
 
 
 def op_programs(n: int) -> tuple[dict, dict]:
-    """name -> (compiled scan, its argument, its length) for the networks' kernels at n samples,
+    """name -> (compiled scan, its arguments, its length) for the networks' kernels at n samples,
     and name -> FLOPs of one call for the matmuls."""
     x = jax.random.normal(jax.random.key(2), (n, 64))
     w = jax.random.normal(jax.random.key(3), (64, 64)) * 0.1

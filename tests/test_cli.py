@@ -30,6 +30,14 @@ def assert_one_line_error(proc, *fragments):
         assert fragment in err, err
 
 
+def assert_one_line_in_process(capsys, *fragments):
+    """What cli.main wrote to stderr is one error line holding every fragment."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bpo-jax: error:"), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["--env", "nosuch/CartPole-v1"], ["unknown environment suite", "gymnax"]),
     (["--env", "gymnax/CartPole-v7"], ["unknown gymnax environment", "CartPole-v1"]),
@@ -54,10 +62,7 @@ def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
     the same one line is checked through subprocesses below (an existing --out, an unknown suite)."""
     out = tmp_path / "out"
     assert cli.main(["train", *args, "--out", str(out)]) != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("bpo-jax: error:"), err
-    for fragment in fragments:
-        assert fragment in err, err
+    assert_one_line_in_process(capsys, *fragments)
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p != "out"]
 
@@ -77,10 +82,7 @@ def test_bad_run_flags_are_one_line_and_create_nothing(args, fragments, tmp_path
     before the run directory exists (in-process: no start-up cost)."""
     out = tmp_path / "out"
     assert cli.main(["train", *args, "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("bpo-jax: error:"), err
-    for fragment in fragments:
-        assert fragment in err, err
+    assert_one_line_in_process(capsys, *fragments)
     assert not out.exists()
 
 

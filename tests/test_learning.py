@@ -30,7 +30,8 @@ def test_bpo_learns_pendulum():
     up and balances from every start gets above about -200 (the upright pose costs nothing,
     the swing-up from hanging costs ~-100 to -400).  We require a mean above -250 over the
     last 10% of training episodes for each of 3 seeds: every seed swings up and holds (6 seeds
-    measured at 3e5 steps, 2026-11-27: -150 to -176; these 3 seeds at 2e5 steps, 2026-12-03: -171, -151, -195)."""
+    measured at 3e5 steps, 2026-11-27: -150 to -176; these 3 seeds at 2e5 steps, 2026-12-03:
+    -171, -151, -195)."""
     config = Config(
         algo="bpo", env="gymnax/Pendulum-v1", total_steps=200_000, num_envs=16, num_steps=64,
         num_epochs=10, num_minibatches=8, reward_scale=0.1, gamma=0.95, lr=1e-3, bpo_lambda=0.001,

@@ -51,9 +51,10 @@ def test_bpo_learns_mjx_cartpole_balance():
     cart centred scores close to 1000.  BPO with running observation normalisation, 2 seeds as
     one vmapped program, 3e5 steps: every seed's first episodes are below 500 and its episodes
     in the last 10% of updates (all envs end their 9th episode there) average above 800
-    (measured 2026-12-03: 907 and 924; in a 4e5-step run 627-629 at 2e5, 890-907 at 2.4e5).  Episodes restart from a cached pool of 256
-    initial states (8 per env): a fresh reset would compile MJX's forward pass into the step
-    program a second time (the fresh-reset path is tested in test_brax_playground.py)."""
+    (measured 2026-12-03: 907 and 924; in a 4e5-step run 627-629 at 2e5, 890-907 at 2.4e5).
+    Episodes restart from a cached pool of 256 initial states (8 per env): a fresh reset would
+    compile MJX's forward pass into the step program a second time (the fresh-reset path is
+    tested in test_brax_playground.py)."""
     config = Config(env="playground/CartpoleBalance", algo="bpo", num_envs=32, num_steps=32, num_epochs=4,
                     num_minibatches=4, total_steps=300_000, hidden_sizes=(64, 64), lr=1e-3, normalize_obs=True,
                     reset_pool=256)
