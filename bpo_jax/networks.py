@@ -26,8 +26,17 @@ class Categorical:
 
     logits: jax.Array
 
+    @staticmethod
+    def noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """Standard Gumbel noise [..., n]: what ``sample_with`` turns into samples."""
+        return jax.random.gumbel(key, shape)
+
+    def sample_with(self, noise: jax.Array) -> jax.Array:
+        """Gumbel-max: argmax(logits + noise) [...], exactly ``jax.random.categorical``."""
+        return jnp.argmax(noise + self.logits, axis=-1)
+
     def sample(self, key: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, self.logits)
+        return self.sample_with(self.noise(key, self.logits.shape))
 
     def mode(self) -> jax.Array:
         return jnp.argmax(self.logits, axis=-1)
@@ -48,8 +57,16 @@ class DiagGaussian:
     mean: jax.Array
     std: jax.Array
 
+    @staticmethod
+    def noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """Standard normal noise [..., A]: what ``sample_with`` turns into samples."""
+        return jax.random.normal(key, shape)
+
+    def sample_with(self, noise: jax.Array) -> jax.Array:
+        return self.mean + self.std * noise
+
     def sample(self, key: jax.Array) -> jax.Array:
-        return self.mean + self.std * jax.random.normal(key, self.mean.shape)
+        return self.sample_with(self.noise(key, self.mean.shape))
 
     def mode(self) -> jax.Array:
         return self.mean
@@ -61,6 +78,16 @@ class DiagGaussian:
     def entropy(self) -> jax.Array:
         per_dim = 0.5 + 0.5 * np.log(2 * np.pi) + jnp.log(self.std)
         return jnp.sum(jnp.broadcast_to(per_dim, self.mean.shape), axis=-1)
+
+
+def policy_noise(action_space: ActionSpace, key: jax.Array, batch_shape: tuple[int, ...]) -> jax.Array:
+    """The noise for sampling the policy's actions over ``batch_shape`` states at once,
+    [*batch_shape, n] (Discrete(n)) or [*batch_shape, *A] (Box); ``dist.sample_with(noise[i])``
+    then samples with no random call of its own.  Drawing a whole rollout's noise [T, B, ...]
+    in one call saves T small threefry calls, each a loop of kernels on a CPU."""
+    if isinstance(action_space, Discrete):
+        return Categorical.noise(key, (*batch_shape, action_space.n))
+    return DiagGaussian.noise(key, (*batch_shape, *action_space.shape))
 
 
 def orthogonal_kernels(key: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Array]:

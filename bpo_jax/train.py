@@ -21,11 +21,11 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bpo_jax import losses, lr_schedule, normalization as norm
+from bpo_jax import losses, lr_schedule, normalization as norm, shuffle
 from bpo_jax.algorithms import Batch, LossInputs
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, make as make_env
-from bpo_jax.networks import action_to_env, init_params, make_network
+from bpo_jax.networks import action_to_env, init_params, make_network, policy_noise
 
 
 @struct.dataclass
@@ -172,16 +172,18 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     def act(state: TrainState, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Sample from the current policy: obs [B, *O] -> (action [B] or [B, A], log_prob [B]).
         The action is the unclipped sample; the env gets ``action_to_env`` of it."""
+        return act_with(state, obs, policy_noise(env.action_space, key, obs.shape[:1]))
+
+    def act_with(state: TrainState, obs: jax.Array, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``act`` with the sampling noise given: noise [B, n] or [B, A] (``policy_noise``)."""
         dist = network.apply(state.params, observe(state, obs), method="policy")
-        action = dist.sample(key)
+        action = dist.sample_with(noise)
         return action, dist.log_prob(action)
 
     def collect(state: TrainState, hp: HParams) -> tuple[Transition, EnvState, jax.Array]:
         """``num_steps`` env steps with the current policy: (rollout [T, B], env state, key)."""
-        def env_step(carry, _):
-            env_state, key = carry
-            key, act_key = jax.random.split(key)
-            action, log_prob = act(state, env_state.obs, act_key)
+        def env_step(env_state, noise):
+            action, log_prob = act_with(state, env_state.obs, noise)
             next_state = shard_envs(env.step(env_state, action_to_env(env.action_space, action, config.action_squash)))
             transition = Transition(
                 obs=env_state.obs, action=action, log_prob=log_prob,
@@ -190,11 +192,12 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
                 done_return=next_state.done_return, done_length=next_state.done_length,
                 done=next_state.done,
             )
-            return (next_state, key), transition
+            return next_state, transition
 
-        (env_state, key), traj = jax.lax.scan(
-            env_step, (state.env_state, state.key), None, length=config.num_steps
-        )
+        # The whole rollout's sampling noise in one draw, not one small random call per step.
+        key, noise_key = jax.random.split(state.key)
+        noise = policy_noise(env.action_space, noise_key, (config.num_steps, env.num_envs))
+        env_state, traj = jax.lax.scan(env_step, state.env_state, noise)
         return traj, env_state, key
 
     # ----------------------------------------------------------------- LEARN
@@ -262,7 +265,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             # over devices, ``x[perm]`` makes XLA move the rollout between devices (a gather of
             # the whole batch, once per epoch).  Correct and identical to the 1-device run; a
             # per-device shuffle would avoid the traffic but change which samples meet.
-            perm = jax.random.permutation(epoch_key, config.batch_size)
+            perm = shuffle.permutation(epoch_key, config.batch_size)
             shuffled = jax.tree.map(
                 lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch_
             )

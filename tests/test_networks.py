@@ -1,4 +1,4 @@
-"""Initial parameters (orthogonal kernels with the reference's gains) and the action mapping
+"""Initial parameters (orthogonal kernels with the reference's gains), sampling, and the action mapping
 to environment bounds."""
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 
 from bpo_jax import Config
 from bpo_jax.envs import Box, Discrete
-from bpo_jax.networks import action_to_env, init_params, make_network, orthogonal_kernels
+from bpo_jax.networks import (Categorical, DiagGaussian, action_to_env, init_params, make_network,
+                              orthogonal_kernels, policy_noise)
 
 BOX = Box(low=jnp.array([-1.0, 0.0]), high=jnp.array([1.0, 4.0]), shape=(2,))
 
@@ -88,3 +89,18 @@ def test_orthogonal_kernels_are_haar_and_independent():
     a, b = np.asarray(ws[2], np.float64), np.asarray(ws[3], np.float64)
     np.testing.assert_allclose(np.mean(a[:, 0, 0] ** 2 * b[:, 0, 0] ** 2), 1 / m**2, rtol=0.1)
     np.testing.assert_allclose(np.corrcoef(a[:, 0, 0], b[:, 0, 0])[0, 1], 0.0, atol=0.03)
+
+
+def test_sampling_with_given_noise_equals_sampling_with_a_key():
+    """``sample_with(noise(key, shape))`` is ``sample(key)``: the categorical is jax.random.categorical
+    draw for draw; the Gaussian mean + std * normal; policy_noise has the rollout's shape."""
+    key = jax.random.key(3)
+    logits = jax.random.normal(jax.random.key(4), (16, 5))
+    cat = Categorical(logits)
+    np.testing.assert_array_equal(cat.sample(key), jax.random.categorical(key, logits))
+    np.testing.assert_array_equal(cat.sample_with(policy_noise(Discrete(5), key, (16,))), cat.sample(key))
+    gauss = DiagGaussian(jnp.ones((16, 3)), jnp.full((3,), 0.5))
+    np.testing.assert_allclose(gauss.sample(key), 1.0 + 0.5 * jax.random.normal(key, (16, 3)))
+    box = Box(low=-jnp.ones(3), high=jnp.ones(3), shape=(3,))
+    assert policy_noise(box, key, (128, 16)).shape == (128, 16, 3)
+    assert policy_noise(Discrete(5), key, (128, 16)).shape == (128, 16, 5)

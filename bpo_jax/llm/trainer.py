@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from bpo_jax import shuffle
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
 from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
@@ -306,7 +307,7 @@ def make_rl_functions(cfg: LLMConfig, model: LanguageModel, mesh: Mesh):
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         def epoch(carry, k):
-            perm = jax.random.permutation(k, n)
+            perm = shuffle.permutation(k, n)
             mbs = jax.tree.map(lambda x: x[perm].reshape(cfg.minibatches, n // cfg.minibatches, *x.shape[1:]), batch)
             return jax.lax.scan(minibatch, carry, mbs)
 
