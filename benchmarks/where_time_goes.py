@@ -14,6 +14,9 @@ it), divided by the scan's length:
   gradient with a plain SGD step; its gradient with global-norm clip and Adam on every layer's
   arrays, and on the parameters raveled into one vector (as ``train.py`` runs it); that
   optimiser alone; the flat-vector step vmapped over ``--seeds`` seeds;
+* random draws (5,000 calls): one shuffle of the 512-sample batch by ``jax.random.permutation``
+  and by ``bpo_jax.shuffle.permutation`` (train.py); one rollout step sampling with a key split
+  per step and with the noise drawn for the whole rollout beforehand (train.py);
 * per operation (5,000 calls): the kernels the networks are made of at minibatch size, a
   [128, 64] x [64, 64] matmul and a tanh over [128, 64], alone and chained as two layers; and
   a [1024, 1024] matmul, the rate this core reaches when dispatch does not count.
@@ -41,8 +44,8 @@ from jax.flatten_util import ravel_pytree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, machine, write_results  # noqa: E402
 
-from bpo_jax import Config  # noqa: E402
-from bpo_jax.networks import init_params, make_network  # noqa: E402
+from bpo_jax import Config, shuffle  # noqa: E402
+from bpo_jax.networks import init_params, make_network, policy_noise  # noqa: E402
 from bpo_jax.train import make_trainer  # noqa: E402
 
 UPDATES, STEPS, CALLS, BIG = 200, 2_000, 5_000, 1024
@@ -170,6 +173,46 @@ def op_programs(n: int) -> tuple[dict, dict]:
     return out, flops
 
 
+def random_programs(config: Config) -> dict:
+    """name -> (compiled scan, its arguments, its length) for the random draws of an update: a
+    shuffle of the batch, by ``jax.random.permutation`` and by ``bpo_jax.shuffle`` (train.py);
+    one rollout step (policy + env) sampling with a key split per step, and with the noise
+    given (train.py draws the whole rollout's noise at once)."""
+    trainer = make_trainer(config)
+    env, hp = trainer.env, config.hparams()
+    state = jax.jit(trainer.init)(jax.random.key(0), hp)
+    network = make_network(config, env.action_space, env.obs_spec)
+    keys = jax.random.split(jax.random.key(5), CALLS)
+    n = config.batch_size
+
+    def shuffles(permutation):
+        return lambda ks: jax.lax.scan(lambda c, k: (c + permutation(k, n)[0], None), 0, ks)[0]
+
+    def env_step(es, dist, sample):
+        action = sample(dist)
+        es = env.step(es, action)
+        return es, es.reward.sum() + dist.log_prob(action).sum()
+
+    def steps_with_key(s):
+        def body(carry, _):
+            es, key = carry
+            key, k = jax.random.split(key)
+            es, out = env_step(es, network.apply(s.params, es.obs, method="policy"), lambda d: d.sample(k))
+            return (es, key), out
+        return jax.lax.scan(body, (s.env_state, s.key), None, length=CALLS)[1].sum()
+
+    def steps_with_noise(s):
+        def body(es, noise):
+            return env_step(es, network.apply(s.params, es.obs, method="policy"), lambda d: d.sample_with(noise))
+        return jax.lax.scan(body, s.env_state, policy_noise(env.action_space, s.key, (CALLS, env.num_envs)))[1].sum()
+
+    cases = {f"random: jax.random.permutation({n})": (shuffles(jax.random.permutation), keys),
+             f"random: bpo_jax.shuffle.permutation({n})": (shuffles(shuffle.permutation), keys),
+             "random: rollout step, key split + sample each step": (steps_with_key, state),
+             "random: rollout step, noise drawn for the rollout": (steps_with_noise, state)}
+    return {name: (jax.jit(fn).lower(arg).compile(), (arg,), CALLS) for name, (fn, arg) in cases.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved calls per program (median taken)")
@@ -183,7 +226,7 @@ def main(argv=None) -> int:
     log("compiling...")
     minibatch, mb_flops = minibatch_programs(config, args.seeds)
     ops, op_flops = op_programs(config.minibatch_size)
-    programs, flops = {**update_programs(config), **minibatch, **ops}, {**mb_flops, **op_flops}
+    programs, flops = {**update_programs(config), **minibatch, **ops, **random_programs(config)}, {**mb_flops, **op_flops}
     times: dict[str, list[float]] = {name: [] for name in programs}
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")
@@ -203,7 +246,11 @@ def main(argv=None) -> int:
               / us["minibatch: gradient + clip + Adam"],
               f"{args.seeds} seeds vmapped / 1 seed, per step": us[f"minibatch: {args.seeds} seeds vmapped: gradient + clip + Adam, flat vector"]
               / us["minibatch: gradient + clip + Adam, flat vector"],
-              "2 x (two tanh layers) / loss forward": 2 * us["op: two tanh layers"] / us["minibatch: loss forward"]}
+              "2 x (two tanh layers) / loss forward": 2 * us["op: two tanh layers"] / us["minibatch: loss forward"],
+              "bpo_jax.shuffle / jax.random.permutation": us[f"random: bpo_jax.shuffle.permutation({config.batch_size})"]
+              / us[f"random: jax.random.permutation({config.batch_size})"],
+              "rollout step, noise given / key per step": us["random: rollout step, noise drawn for the rollout"]
+              / us["random: rollout step, key split + sample each step"]}
     for name, value in shares.items():
         log(f"{name:<62} {value:>10.2f}")
     write_results({"machine": machine(), "config": "PureJaxRL CartPole: 4 envs x 128 steps, 4 x 4 minibatches of 128",

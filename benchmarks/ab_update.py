@@ -1,0 +1,67 @@
+"""Two versions of bpo-jax in ONE process: per-update time of the whole update, the rollout and
+the learning (``where_time_goes.update_programs``), interleaved call by call.
+
+    git worktree add /tmp/before <commit>
+    python benchmarks/ab_update.py /tmp/before [--algo ppo] [--rounds 7]
+
+Each checkout's ``bpo_jax`` is imported in turn (the modules are swapped in ``sys.modules``) and
+its programs are AOT-compiled; then every round calls each program once, so both versions see
+the same machine load.  Run an A/A comparison first (a copy of the same commit on both sides):
+on the 2-core VM on 2026-12-03 identical programs differed by up to 12% (rollout 0.88x, whole
+update 1.015x, 11 rounds), so only differences beyond that say anything there.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import time
+
+import jax
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def programs(root: str, algo: str) -> dict:
+    """name -> (compiled, args, length) from the bpo_jax and where_time_goes under ``root``."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("bpo_jax", "where_time_goes", "common")]:
+        del sys.modules[name]
+    sys.path[:0] = [root, os.path.join(root, "benchmarks")]
+    try:
+        wtg = importlib.import_module("where_time_goes")
+        return wtg.update_programs(importlib.import_module("bpo_jax").Config(algo=algo))
+    finally:
+        del sys.path[:2]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", help="path of the other checkout (a git worktree of the commit to compare with)")
+    parser.add_argument("--algo", default="ppo", help="ppo or bpo (default ppo)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved calls per program (median taken)")
+    args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.before, "benchmarks", "where_time_goes.py")):
+        parser.error(f"{args.before} is not a bpo-jax checkout with benchmarks/where_time_goes.py")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    roots = {"before": os.path.abspath(args.before), "after": os.path.dirname(HERE)}
+    progs = {(label, name): p for label, root in roots.items() for name, p in programs(root, args.algo).items()}
+    times = {key: [] for key in progs}
+    for _ in range(args.rounds):
+        for key, (compiled, call_args, length) in progs.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(*call_args))
+            times[key].append((time.perf_counter() - t0) / length * 1e6)
+    med = {key: statistics.median(t) for key, t in times.items()}
+    names = [name for label, name in progs if label == "before"]
+    print(f"{args.algo}, us per update (median of {args.rounds}); after/before")
+    for name in names:
+        b, a = med[("before", name)], med[("after", name)]
+        print(f"  {name:<18} before {b:9,.0f}  after {a:9,.0f}  {a / b:6.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
