@@ -24,11 +24,15 @@ import jax.numpy as jnp
 MAX_PACKED = 1 << 20  # above this the random bits left (< 12) make the rounds too many
 
 
+def _index_bits(n: int) -> int:
+    """Low bits of a packed key that hold the position, ceil(log2 n) (at least 1)."""
+    return max(1, math.ceil(math.log2(n)))
+
+
 def rounds(n: int) -> int:
     """Sort rounds for a permutation of n items: ceil(3 ln n / ln 2^r), r = 32 - ceil(log2 n)
-    random bits per key."""
-    index_bits = max(1, math.ceil(math.log2(n)))
-    return max(1, math.ceil(3 * math.log(n) / ((32 - index_bits) * math.log(2)))) if n > 1 else 1
+    random bits per key (at least 1)."""
+    return max(1, math.ceil(3 * math.log(n) / ((32 - _index_bits(n)) * math.log(2))))
 
 
 def permutation(key: jax.Array, n: int) -> jax.Array:
@@ -36,8 +40,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     ``jax.random.permutation``'s (up to ties, see the module docstring); not the same draws."""
     if n > MAX_PACKED:
         return jax.random.permutation(key, n)
-    index_bits = max(1, math.ceil(math.log2(n)))
-    low = jnp.uint32((1 << index_bits) - 1)
+    low = jnp.uint32((1 << _index_bits(n)) - 1)
     position = jnp.arange(n, dtype=jnp.uint32)
     num = rounds(n)
     perm = None
