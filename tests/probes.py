@@ -40,10 +40,10 @@ class NaNReward(ConstantReward):
         reward = jnp.where(total > self.nan_after, jnp.nan, 1.0)
         return (t, total), jnp.ones(1), reward, False, t >= self.horizon
 
-    def _step_and_autoreset(self, state, action, pool=None):
-        out = super()._step_and_autoreset(state, action, pool)
+    def _restart_one(self, done, carry, pool):
+        key, inner, obs = super()._restart_one(done, carry, pool)
         # The total step counter survives auto-resets; only the episode clock restarts.
-        return out.replace(inner=(out.inner[0], state.inner[1] + 1))
+        return key, (inner[0], carry[1][1]), obs
 
 
 def register():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from bpo_jax import envs
+from bpo_jax.envs import base
 
 
 def test_unknown_suite_lists_valid_suites():
@@ -113,6 +114,43 @@ def test_cached_reset_restarts_only_from_the_pool():
     assert len({tuple(o.round(5)) for o in restarts}) > 1  # drawn at random, not one fixed state
     fresh = envs.make("gymnax/Pendulum-v1", num_envs=4, max_steps_in_episode=2)
     assert fresh.reset(jax.random.key(0)).reset_pool is None
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("gymnax/CartPole-v1", {}),                                          # deterministic step
+    ("gymnax/Pendulum-v1", {"reset_pool": 3, "max_steps_in_episode": 7}),  # cached resets
+    ("gymnax/Acrobot-v1", {"max_steps_in_episode": 50}),                 # stochastic step
+])
+def test_skipping_idle_resets_changes_nothing(name, kwargs, monkeypatch):
+    """On the CPU a step where no episode ended skips the reset (``lax.cond``); the same rollout
+    with the reset computed on every step and selected per env (other backends, vmapped seeds)
+    is bit-identical, keys included."""
+    runs = []
+    for skip in (True, False):
+        monkeypatch.setattr(base, "skip_idle_resets", lambda: skip)
+        env = envs.make(name, num_envs=4, **kwargs)
+        n = getattr(env.action_space, "n", None)
+        act = ((lambda i: (jnp.arange(4) + i) % n) if n else (lambda i: jnp.sin(jnp.arange(4.0) + i)[:, None]))
+        traj = _rollout(env, act, 120)
+        runs.append(jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x), traj))
+    assert np.asarray(runs[0].done).any() and not np.asarray(runs[0].done).all()
+    jax.tree.map(np.testing.assert_array_equal, runs[0], runs[1])
+
+
+def test_a_deterministic_step_draws_no_key_until_an_episode_ends():
+    """A task whose step ignores its key (found from its trace) leaves each env's key as it is
+    until its episode ends; one whose step reads it (Acrobot: torque noise) gets a fresh key every step."""
+    cartpole, acrobot = envs.make("gymnax/CartPole-v1", num_envs=4), envs.make("gymnax/Acrobot-v1", num_envs=4)
+    traj = _rollout(cartpole, lambda i: jnp.zeros(4, jnp.int32), 60)
+    assert cartpole.step_uses_key is False
+    keys = np.asarray(jax.random.key_data(traj.key))  # [T, B, 2]
+    changed = np.any(keys[1:] != keys[:-1], axis=-1)
+    np.testing.assert_array_equal(changed, traj.done[1:])
+    assert traj.done.any()
+    traj = _rollout(acrobot, lambda i: jnp.zeros(4, jnp.int32), 5)
+    assert acrobot.step_uses_key is True
+    keys = np.asarray(jax.random.key_data(traj.key))
+    assert np.all(np.any(keys[1:] != keys[:-1], axis=-1))
 
 
 def test_reset_pool_must_be_non_negative():

@@ -109,8 +109,10 @@ class FunctionalEnv:
 
     * ``0`` (default): every finished episode restarts from a fresh random initial state,
       exactly the task's initial-state distribution.  Because a step is traced for every
-      environment at once, ``_reset_one`` runs on *every* step (its result is selected only
-      where an episode ended); for MJX tasks that is a second physics call per step.
+      environment at once, ``_reset_one`` runs for every environment on any step where one
+      episode ended (its result is selected only where one did); for MJX tasks that is a
+      second physics call on such steps.  On the CPU a step where no episode ended skips it
+      (:func:`skip_idle_resets`).
     * ``P > 0`` (cached reset): ``P`` initial states are drawn once at ``reset`` and finished
       episodes restart from one of them picked uniformly at random, a cheap gather.  Bias:
       the run only ever sees ``P`` distinct starts, so with a small pool the policy can
@@ -120,10 +122,18 @@ class FunctionalEnv:
     themselves (``old.where(cond, new)``, ``node[index]``) because not all their leaves have a
     per-environment axis (e.g. MuJoCo Warp's ``mjx.Data`` keeps buffers shared by the whole
     batch); every other leaf is selected and indexed on its own.
+
+    Randomness: each environment carries its own key.  A step splits a fresh key off it for
+    ``_step_one`` only if the step reads its key (:attr:`step_uses_key`), and a finished
+    episode splits one off for its reset; so a deterministic task draws nothing on a step
+    where no episode ends.
     """
 
     reset_pool_size = 0
     state_nodes: tuple[type, ...] = ()
+    # Whether ``_step_one`` reads its key (stochastic dynamics).  None: found out from a trace of
+    # one environment's step at the first ``step`` (gymnax wraps tasks of either kind).
+    step_uses_key: bool | None = None
 
     def __init__(self, name: str, num_envs: int, obs_spec: ObsSpec, action_space: ActionSpace):
         if num_envs < 1:
@@ -174,9 +184,64 @@ class FunctionalEnv:
         )
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        pool = state.reset_pool
-        step = jax.vmap(self._step_and_autoreset, in_axes=(0, 0, None))
-        return step(state.replace(reset_pool=None), action, pool).replace(reset_pool=pool)
+        pool, keys = state.reset_pool, state.key
+        if self._step_uses_key(state, action):
+            keys, step_keys = _split_each(keys)
+        else:  # the step ignores its key: no random call for it
+            step_keys = keys
+        inner, obs, reward, terminated, truncated = jax.vmap(self._step_one)(step_keys, state.inner, action)
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated, bool)
+        # A transition that is both terminal and at the time limit is terminal: nothing to bootstrap.
+        truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
+        done = jnp.logical_or(terminated, truncated)
+
+        def restart(carry):
+            """Finished episodes restart: their key splits off a reset key, the others keep theirs."""
+            return jax.vmap(self._restart_one, in_axes=(0, 0, None))(done, carry, pool)
+
+        # A reset draws random numbers (and for physics suites runs the simulator) for every env,
+        # yet is needed only where an episode ended: on the CPU a step without one skips it all.
+        # The result is the same either way (where no episode ended, restart keeps everything),
+        # so the other backends, and vmapped seeds (where a cond becomes a select), run it always.
+        carry = (keys, inner, obs)
+        keys, inner, next_obs = (jax.lax.cond(jnp.any(done), restart, lambda c: c, carry)
+                                 if skip_idle_resets() else restart(carry))
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        return EnvState(
+            obs=next_obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=obs,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            done_return=jnp.where(done, episode_return, 0.0),
+            done_length=jnp.where(done, episode_length, 0),
+            inner=inner,
+            key=keys,
+            reset_pool=pool,
+        )
+
+    def _restart_one(self, done: jax.Array, carry: tuple, pool: Any) -> tuple:
+        """One environment (no batch axis): (key, inner, obs) after its step, restarted if done."""
+        key, inner, obs = carry
+        next_key, reset_key = jax.random.split(key)
+        reset_inner, reset_obs = self._initial_state(reset_key, pool)
+        return (jnp.where(done, next_key, key), tree_where(done, reset_inner, inner, self.state_nodes),
+                jnp.where(done, reset_obs, obs))
+
+    def _step_uses_key(self, state: EnvState, action: jax.Array) -> bool:
+        """Whether ``_step_one`` reads its key (stochastic dynamics): :attr:`step_uses_key`, or
+        when that is None, read off a trace of one environment's step (once per instance)."""
+        if self.step_uses_key is None:
+            one = lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+            args = jax.tree.map(one, (state.key, state.inner, action), is_leaf=lambda x: isinstance(x, self.state_nodes))
+            jaxpr = jax.make_jaxpr(self._step_one)(*args).jaxpr
+            key = jaxpr.invars[0]
+            self.step_uses_key = any(v is key for e in jaxpr.eqns for v in e.invars) or key in jaxpr.outvars
+        return self.step_uses_key
 
     def _initial_state(self, key: jax.Array, pool: Any) -> tuple[Any, jax.Array]:
         """(inner, obs) to restart from: fresh, or drawn from the cached pool."""
@@ -186,32 +251,13 @@ class FunctionalEnv:
         index = jax.random.randint(key, (), 0, obs.shape[0])
         return tree_take(inner, index, self.state_nodes), obs[index]
 
-    def _step_and_autoreset(self, state: EnvState, action: jax.Array, pool: Any = None) -> EnvState:
-        """One environment (no batch axis): step, record statistics, reset if done."""
-        key, step_key, reset_key = jax.random.split(state.key, 3)
-        inner, obs, reward, terminated, truncated = self._step_one(step_key, state.inner, action)
-        reward = jnp.asarray(reward, jnp.float32)
-        terminated = jnp.asarray(terminated, bool)
-        # A transition that is both terminal and at the time limit is terminal: nothing to bootstrap.
-        truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
-        done = jnp.logical_or(terminated, truncated)
 
-        episode_return = state.episode_return + reward
-        episode_length = state.episode_length + 1
-        reset_inner, reset_obs = self._initial_state(reset_key, pool)
-        return EnvState(
-            obs=jnp.where(done, reset_obs, obs),
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_obs=obs,
-            episode_return=jnp.where(done, 0.0, episode_return),
-            episode_length=jnp.where(done, 0, episode_length),
-            done_return=jnp.where(done, episode_return, 0.0),
-            done_length=jnp.where(done, episode_length, 0),
-            inner=tree_where(done, reset_inner, inner, self.state_nodes),
-            key=key,
-        )
+def skip_idle_resets() -> bool:
+    """Whether ``FunctionalEnv.step`` skips the reset on steps where no episode ended (a
+    ``lax.cond``): on the CPU only.  On a GPU a cond inside the rollout loop would wait on the
+    device for its predicate every step, and with thousands of environments some episode ends
+    on nearly every step anyway."""
+    return jax.default_backend() == "cpu"
 
 
 def _split_each(keys: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -133,6 +133,8 @@ class BraxApiEnv(FunctionalEnv):
     :class:`FunctionalEnv` (playground passes MJX's ``Data``, which MuJoCo Warp batches its own way).
     """
 
+    step_uses_key = False  # the wrapped env keeps its own randomness (see ``_step_one``)
+
     def __init__(self, name: str, num_envs: int, sim: Any, *, episode_length: int,
                  action_repeat: int = 1, obs_key: str = "state", state_nodes: tuple[type, ...] = ()):
         for option, value in (("episode_length", episode_length), ("action_repeat", action_repeat)):

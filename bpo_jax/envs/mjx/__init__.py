@@ -29,7 +29,8 @@ Faithful (checked against Gymnasium by ``tests/test_mjx_parity.py``, see its tol
 * reset: ``init_qpos + U(-s, s)``, ``init_qvel + U(-s, s)`` or ``+ s N(0, 1)`` (HalfCheetah, Ant)
   as each ``reset_model``; after ``mj_resetData`` + ``set_state`` the ctrl, ``qfrc_actuator``,
   ``cfrc_ext`` and warm start are zero and qpos keeps an unnormalized noisy quaternion: reproduced
-  with kinematics only, so the auto-reset the base class evaluates every step is cheap.
+  with kinematics only, so the auto-reset the base class evaluates (on any step where an episode
+  ended; on GPUs and for vmapped seeds every step) is cheap.
 
 Where MJX 3.x differs from the installed MuJoCo, this suite follows MuJoCo:
 

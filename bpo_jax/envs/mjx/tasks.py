@@ -165,6 +165,8 @@ class MjxEnv(FunctionalEnv):
     * :meth:`initial` ``(qpos, qvel) -> (inner, obs)``: the state Gymnasium's reset gives.
     """
 
+    step_uses_key = False  # MuJoCo's dynamics are deterministic; only resets draw
+
     def __init__(self, name: str, num_envs: int, **kwargs):
         import mujoco
         from mujoco import mjx
