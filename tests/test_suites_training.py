@@ -51,9 +51,9 @@ def test_bpo_learns_mjx_cartpole_balance():
     a random policy scores about 250-350 per episode; one that keeps the pole upright and the
     cart centred scores close to 1000.  BPO with running observation normalisation, 2 seeds as
     one vmapped program, 4e5 steps: every seed's first episodes are below 500 and its episodes
-    in the last 10% of updates average above 800 (measured 2026-12-03, after the rollout's
-    sampling noise and the shuffles changed: 987 and 984; per tenth of the run 355, 335, 284,
-    352, 756, 947, ... for the first seed; at 3e5 steps one seed ended at 808, too close to the bar).
+    in the last 10% of updates average above 800 (measured 2026-12-03, after the env's random
+    draws changed: 988 and 986; per tenth of the run 355, 236, 288, 433, 842, 963, ... for the
+    first seed; at 3e5 steps, before that change, one seed ended at 808, too close to the bar).
     Episodes restart from a cached pool of 256 initial states (8 per env): a fresh reset would
     compile MJX's forward pass into the step program a second time (the fresh-reset path is
     tested in test_brax_playground.py)."""
