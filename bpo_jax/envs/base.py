@@ -234,11 +234,13 @@ class FunctionalEnv:
 
     def _step_uses_key(self, state: EnvState, action: jax.Array) -> bool:
         """Whether ``_step_one`` reads its key (stochastic dynamics): :attr:`step_uses_key`, or
-        when that is None, read off a trace of one environment's step (once per instance)."""
+        when that is None, read off a trace of one environment's step (once per instance; a
+        suite with ``state_nodes``, whose leaves are not all per-env, is assumed to read it)."""
+        if self.step_uses_key is None and self.state_nodes:
+            self.step_uses_key = True
         if self.step_uses_key is None:
             one = lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
-            args = jax.tree.map(one, (state.key, state.inner, action), is_leaf=lambda x: isinstance(x, self.state_nodes))
-            jaxpr = jax.make_jaxpr(self._step_one)(*args).jaxpr
+            jaxpr = jax.make_jaxpr(self._step_one)(*jax.tree.map(one, (state.key, state.inner, action))).jaxpr
             key = jaxpr.invars[0]
             self.step_uses_key = any(v is key for e in jaxpr.eqns for v in e.invars) or key in jaxpr.outvars
         return self.step_uses_key
