@@ -1,6 +1,6 @@
 """Where a CartPole PPO update spends its time on this machine, measured piece by piece.
 
-    python benchmarks/where_time_goes.py [--rounds 3] [--seeds 10] [--out FILE.json]
+    python benchmarks/where_time_goes.py [--rounds 3] [--seeds 10] [--only GROUP] [--out FILE.json]
 
 PureJaxRL's CartPole configuration (4 envs x 128 steps, 4 epochs x 4 minibatches of 128,
 tanh 64x64 actor and critic), our PPO at its defaults.  Every figure is the median of
@@ -17,6 +17,9 @@ it), divided by the scan's length:
 * random draws (5,000 calls): one shuffle of the 512-sample batch by ``jax.random.permutation``
   and by ``bpo_jax.shuffle.permutation`` (train.py); one rollout step sampling with a key split
   per step and with the noise drawn for the whole rollout beforehand (train.py);
+* the env layer (5,000 steps, ``--only env``): ``env.step`` as the CPU runs it, the same with the
+  reset computed on every step (GPUs, vmapped seeds), the task's own step alone, and one key
+  split per env per step (what every step cost before keys were drawn only where used);
 * per operation (5,000 calls): the kernels the networks are made of at minibatch size, a
   [128, 64] x [64, 64] matmul and a tanh over [128, 64], alone and chained as two layers; and
   a [1024, 1024] matmul, the rate this core reaches when dispatch does not count.
@@ -45,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, machine, write_results  # noqa: E402
 
 from bpo_jax import Config, shuffle  # noqa: E402
+from bpo_jax.envs import base  # noqa: E402
 from bpo_jax.networks import init_params, make_network, policy_noise  # noqa: E402
 from bpo_jax.train import make_trainer  # noqa: E402
 
@@ -213,20 +217,70 @@ def random_programs(config: Config) -> dict:
     return {name: (jax.jit(fn).lower(arg).compile(), (arg,), CALLS) for name, (fn, arg) in cases.items()}
 
 
+def env_programs(config: Config) -> dict:
+    """name -> (compiled scan, its arguments, its length) for the env layer's step alone (actions
+    alternating 0/1, no policy): ``env.step`` as the CPU runs it (the reset skipped on steps
+    where no episode ended); the same with the reset computed on every step and selected per env
+    (as GPUs and vmapped seeds run it); the task's own step (``_step_one``) alone; and the key
+    split each env made on every step before the env layer drew keys only where used."""
+    env = make_trainer(config).env
+    state = jax.jit(env.reset)(jax.random.key(0))
+    actions = lambda i: jnp.full((env.num_envs,), i % 2, jnp.int32)
+
+    def stepping(step):
+        def run(s):
+            def body(s, i):
+                s = step(s, actions(i))
+                return s, s.reward.sum()
+            return jax.lax.scan(body, s, jnp.arange(CALLS))[1].sum()
+        return run
+
+    def physics(s, a):
+        inner, obs, reward, _, _ = jax.vmap(env._step_one)(s.key, s.inner, a)
+        return s.replace(inner=inner, obs=obs, reward=reward)
+
+    def key_split(s, a):
+        keys = jax.vmap(lambda k: jax.random.split(k, 3))(s.key)
+        return s.replace(key=keys[:, 0], reward=jax.random.uniform(keys[0, 1], (env.num_envs,)) + a)
+
+    def every_step_reset(s, a):
+        skip, base.skip_idle_resets = base.skip_idle_resets, lambda: False
+        try:  # only while tracing: the compiled program keeps the select
+            return env.step(s, a)
+        finally:
+            base.skip_idle_resets = skip
+
+    cases = {"env: step (reset skipped where no episode ended)": env.step,
+             "env: step, reset computed every step": every_step_reset,
+             "env: the task's step alone": physics,
+             "env: one 3-way key split per env": key_split}
+    return {name: (jax.jit(stepping(fn)).lower(state).compile(), (state,), CALLS) for name, fn in cases.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved calls per program (median taken)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds in the vmapped minibatch step (default 10)")
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--only", default=None, choices=["update", "minibatch", "op", "random", "env"],
+                        help="time only this group of programs (default: all)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seeds < 1:
         parser.error("--rounds and --seeds must be >= 1")
 
     config = Config(env="gymnax/CartPole-v1", algo="ppo", total_steps=500_000)
     log("compiling...")
-    minibatch, mb_flops = minibatch_programs(config, args.seeds)
-    ops, op_flops = op_programs(config.minibatch_size)
-    programs, flops = {**update_programs(config), **minibatch, **ops, **random_programs(config)}, {**mb_flops, **op_flops}
+    groups = {"update": lambda: (update_programs(config), {}),
+              "minibatch": lambda: minibatch_programs(config, args.seeds),
+              "op": lambda: op_programs(config.minibatch_size),
+              "random": lambda: (random_programs(config), {}),
+              "env": lambda: (env_programs(config), {})}
+    programs, flops = {}, {}
+    for group, build in groups.items():
+        if args.only in (None, group):
+            built, built_flops = build()
+            programs.update(built)
+            flops.update(built_flops)
     times: dict[str, list[float]] = {name: [] for name in programs}
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")
@@ -239,18 +293,25 @@ def main(argv=None) -> int:
     for name, value in us.items():
         rate = f"  {gflops[name]:>6.1f} GFLOP/s" if name in gflops else ""
         log(f"{name:<62} {value:>10,.1f} us{rate}")
-    whole = us["update: whole"]
-    shares = {"rollout / update": us["update: rollout"] / whole, "learn / update": us["update: learn"] / whole,
-              "16 minibatch steps / learn": 16 * us["minibatch: gradient + clip + Adam, flat vector"] / us["update: learn"],
-              "flat vector / per-layer step": us["minibatch: gradient + clip + Adam, flat vector"]
-              / us["minibatch: gradient + clip + Adam"],
-              f"{args.seeds} seeds vmapped / 1 seed, per step": us[f"minibatch: {args.seeds} seeds vmapped: gradient + clip + Adam, flat vector"]
-              / us["minibatch: gradient + clip + Adam, flat vector"],
-              "2 x (two tanh layers) / loss forward": 2 * us["op: two tanh layers"] / us["minibatch: loss forward"],
-              "bpo_jax.shuffle / jax.random.permutation": us[f"random: bpo_jax.shuffle.permutation({config.batch_size})"]
-              / us[f"random: jax.random.permutation({config.batch_size})"],
-              "rollout step, noise given / key per step": us["random: rollout step, noise drawn for the rollout"]
-              / us["random: rollout step, key split + sample each step"]}
+    flat_step, n = "minibatch: gradient + clip + Adam, flat vector", config.batch_size
+    ratios = {  # name -> (numerator programs, denominator program), each a sum of medians
+        "rollout / update": (["update: rollout"], "update: whole"),
+        "learn / update": (["update: learn"], "update: whole"),
+        "16 minibatch steps / learn": ([flat_step] * 16, "update: learn"),
+        "flat vector / per-layer step": ([flat_step], "minibatch: gradient + clip + Adam"),
+        f"{args.seeds} seeds vmapped / 1 seed, per step":
+            ([f"minibatch: {args.seeds} seeds vmapped: gradient + clip + Adam, flat vector"], flat_step),
+        "2 x (two tanh layers) / loss forward": (["op: two tanh layers"] * 2, "minibatch: loss forward"),
+        "bpo_jax.shuffle / jax.random.permutation":
+            ([f"random: bpo_jax.shuffle.permutation({n})"], f"random: jax.random.permutation({n})"),
+        "rollout step, noise given / key per step":
+            (["random: rollout step, noise drawn for the rollout"], "random: rollout step, key split + sample each step"),
+        "env step, resets skipped / computed every step":
+            (["env: step (reset skipped where no episode ended)"], "env: step, reset computed every step"),
+        "task's step alone / env step": (["env: the task's step alone"], "env: step (reset skipped where no episode ended)"),
+    }
+    shares = {name: sum(us[p] for p in num) / us[den] for name, (num, den) in ratios.items()
+              if den in us and all(p in us for p in num)}  # the groups timed (--only)
     for name, value in shares.items():
         log(f"{name:<62} {value:>10.2f}")
     write_results({"machine": machine(), "config": "PureJaxRL CartPole: 4 envs x 128 steps, 4 x 4 minibatches of 128",
