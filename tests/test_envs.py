@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from bpo_jax import envs
-from bpo_jax.envs import base
 
 
 def test_unknown_suite_lists_valid_suites():
@@ -121,14 +120,14 @@ def test_cached_reset_restarts_only_from_the_pool():
     ("gymnax/Pendulum-v1", {"reset_pool": 3, "max_steps_in_episode": 7}),  # cached resets
     ("gymnax/Acrobot-v1", {"max_steps_in_episode": 50}),                 # stochastic step
 ])
-def test_skipping_idle_resets_changes_nothing(name, kwargs, monkeypatch):
+def test_skipping_idle_resets_changes_nothing(name, kwargs):
     """On the CPU a step where no episode ended skips the reset (``lax.cond``); the same rollout
     with the reset computed on every step and selected per env (other backends, vmapped seeds)
     is bit-identical, keys included."""
     runs = []
     for skip in (True, False):
-        monkeypatch.setattr(base, "skip_idle_resets", lambda: skip)
         env = envs.make(name, num_envs=4, **kwargs)
+        env.skip_idle_resets = skip
         n = getattr(env.action_space, "n", None)
         act = ((lambda i: (jnp.arange(4) + i) % n) if n else (lambda i: jnp.sin(jnp.arange(4.0) + i)[:, None]))
         traj = _rollout(env, act, 120)

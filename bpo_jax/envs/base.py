@@ -112,7 +112,7 @@ class FunctionalEnv:
       environment at once, ``_reset_one`` runs for every environment on any step where one
       episode ended (its result is selected only where one did); for MJX tasks that is a
       second physics call on such steps.  On the CPU a step where no episode ended skips it
-      (:func:`skip_idle_resets`).
+      (:attr:`skip_idle_resets`).
     * ``P > 0`` (cached reset): ``P`` initial states are drawn once at ``reset`` and finished
       episodes restart from one of them picked uniformly at random, a cheap gather.  Bias:
       the run only ever sees ``P`` distinct starts, so with a small pool the policy can
@@ -134,6 +134,10 @@ class FunctionalEnv:
     # Whether ``_step_one`` reads its key (stochastic dynamics).  None: found out from a trace of
     # one environment's step at the first ``step`` (gymnax wraps tasks of either kind).
     step_uses_key: bool | None = None
+    # Whether a step where no episode ended skips the reset (a ``lax.cond``).  None: on the CPU
+    # only.  On a GPU a cond inside the rollout loop would wait on the device for its predicate
+    # every step, and with thousands of environments some episode ends on nearly every step.
+    skip_idle_resets: bool | None = None
 
     def __init__(self, name: str, num_envs: int, obs_spec: ObsSpec, action_space: ActionSpace):
         if num_envs < 1:
@@ -204,9 +208,9 @@ class FunctionalEnv:
         # yet is needed only where an episode ended: on the CPU a step without one skips it all.
         # The result is the same either way (where no episode ended, restart keeps everything),
         # so the other backends, and vmapped seeds (where a cond becomes a select), run it always.
+        skip = jax.default_backend() == "cpu" if self.skip_idle_resets is None else self.skip_idle_resets
         carry = (keys, inner, obs)
-        keys, inner, next_obs = (jax.lax.cond(jnp.any(done), restart, lambda c: c, carry)
-                                 if skip_idle_resets() else restart(carry))
+        keys, inner, next_obs = jax.lax.cond(jnp.any(done), restart, lambda c: c, carry) if skip else restart(carry)
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
         return EnvState(
@@ -238,7 +242,7 @@ class FunctionalEnv:
         suite with ``state_nodes``, whose leaves are not all per-env, is assumed to read it)."""
         if self.step_uses_key is None and self.state_nodes:
             self.step_uses_key = True
-        if self.step_uses_key is None:
+        elif self.step_uses_key is None:
             one = lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
             jaxpr = jax.make_jaxpr(self._step_one)(*jax.tree.map(one, (state.key, state.inner, action))).jaxpr
             key = jaxpr.invars[0]
@@ -252,14 +256,6 @@ class FunctionalEnv:
         inner, obs = pool
         index = jax.random.randint(key, (), 0, obs.shape[0])
         return tree_take(inner, index, self.state_nodes), obs[index]
-
-
-def skip_idle_resets() -> bool:
-    """Whether ``FunctionalEnv.step`` skips the reset on steps where no episode ended (a
-    ``lax.cond``): on the CPU only.  On a GPU a cond inside the rollout loop would wait on the
-    device for its predicate every step, and with thousands of environments some episode ends
-    on nearly every step anyway."""
-    return jax.default_backend() == "cpu"
 
 
 def _split_each(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
