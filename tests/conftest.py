@@ -7,10 +7,17 @@
   session never sees another session's programs; xdist workers and CLI subprocesses inherit it
   through the environment.  Tests that measure compilation pass their own folder or
   ``--no-compile-cache``.
+* Cheap compiles: ``XLA_FLAGS`` carries :data:`bpo_jax.runner.FAST_COMPILE` for the session (set
+  here, before any backend starts; workers and subprocesses inherit it), so a program compiles in
+  about a quarter of the time at XLA:CPU's defaults; learning runs pass ``tests.compiling.FULL``
+  (see that module).
 * Scheduling for ``pytest -n 2 --dist loadgroup``: a module's tests stay on one worker (they
   share module-scoped fixtures) unless the module sets ``SPLIT_ACROSS_WORKERS = True`` (its
   tests are independent and heavy), or a test names its own ``xdist_group``.  Tests marked
   ``slow`` are handed out first, so that no long test starts last and leaves a worker idle.
+* Tiers: pyproject's ``addopts`` deselect tests marked ``extended`` (the same checks on further
+  variants: more MuJoCo families, MuJoCo Warp, four devices, the MJX learning run), so that the
+  default suite stays under 10 minutes on a 2-core CPU; ``-m extended`` runs them, and CI runs both.
 * ``BPO_JAX_REQUIRE_EXTRAS=1`` (CI sets it): ``pytest.importorskip`` of a package that one of the
   project's extras installs raises instead of skipping, so a broken install fails CI rather than
   silently skipping a suite's tests.
@@ -24,7 +31,11 @@ import tempfile
 
 import pytest
 
+from tests.compiling import fast_compile_flags
+
 _CREATED = None
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # not twice in a worker
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {fast_compile_flags()}".strip()
 # Top-level modules that `pip install -e ".[all,test]"` provides.
 EXTRAS_MODULES = {"torch", "rsl_rl", "envpool", "ale_py", "gymnasium", "mujoco", "brax", "mujoco_playground"}
 

@@ -144,6 +144,7 @@ def test_brax_bad_backend_and_options():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.xdist_group("warp")  # with the other Warp test: a cold warp-lang kernel cache costs ~50 s once
 def test_playground_cartpole_rollout_jax_and_warp():
     def run(impl, pool=0):

@@ -22,7 +22,8 @@ TOL = dict(rtol=1e-5, atol=1e-6)
 
 
 def _env(devices: int) -> dict:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
 
 
 def _python(code: str, devices: int, timeout=300):
@@ -33,6 +34,7 @@ def _python(code: str, devices: int, timeout=300):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the default suite splits envs over 4 devices in test_two_processes_train_together_like_one
 def test_four_devices_compute_the_one_device_run(tmp_path):
     """One program per device count, in one process with 4 forced CPU devices: same params
     and metrics, and every env-state leaf (incl. per-env keys) really split 4 ways."""

@@ -9,7 +9,7 @@ import pytest
 
 from bpo_jax import Config, make_trainer, runner
 from bpo_jax.reporting import tail_returns
-from tests.compiling import compile_fast
+from tests.compiling import FULL, compile_fast
 
 SPLIT_ACROSS_WORKERS = True  # independent tests, each compiling its own programs (see conftest.py)
 
@@ -46,6 +46,7 @@ def test_smoke_training_updates_parameters(env_id, algo):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # 97 s, mostly compiling MJX; the default suite trains each physics suite in smoke runs
 def test_bpo_learns_mjx_cartpole_balance():
     """playground/CartpoleBalance (MJX physics, 1000-step episodes, reward in [0, 1] per step):
     a random policy scores about 250-350 per episode; one that keeps the pole upright and the
@@ -60,7 +61,7 @@ def test_bpo_learns_mjx_cartpole_balance():
     config = Config(env="playground/CartpoleBalance", algo="bpo", num_envs=32, num_steps=32, num_epochs=4,
                     num_minibatches=4, total_steps=400_000, hidden_sizes=(64, 64), lr=1e-3, normalize_obs=True,
                     reset_pool=256)
-    result = runner.run(config, num_seeds=2)
+    result = runner.run(config, num_seeds=2, compiler_options=FULL)
     returns, episodes = result.metrics["episode_return_mean"], result.metrics["episodes"]
     first = np.array([r[e > 0][0] for r, e in zip(returns, episodes)])
     final = tail_returns(result.metrics)
