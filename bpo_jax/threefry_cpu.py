@@ -10,11 +10,11 @@ Where that matters: with N seeds vmapped, the rollout's ``lax.cond`` that skips 
 episode ended becomes a select, so every step runs the reset's two draws (key split, initial
 state) for every environment: two rolled loops per step.  CartPole with PureJaxRL's
 configuration, 10 seeds vmapped, one process, AOT-compiled, medians of 5 interleaved calls
-(``benchmarks/RESULTS.md``, 2026-12-05): 3.05 s against 3.52 s per 1e5 steps with this rule,
-compile 2.5 s against 3.8 s; 4,096 CartPole envs stepping, 29.1M against 13.0M steps/s.  But
-unrolling is not always faster: for one seed, whose shuffles and rollout noise hash 512 or
-1,024 counters under one key, unrolling every draw made the run slower on two cores (2.16 s
-against 1.93 s per 5e5 steps), though not on one.
+(``benchmarks/threefry_lowering.py``, 2-core Xeon, 2026-12-05): 3.24 s against 3.77 s per 1e5
+steps with this rule, compile 2.75 s against 4.09 s; 4,096 CartPole envs stepping, 24.1M
+against 11.7M steps/s.  But unrolling is not always faster: for one seed, whose shuffles and
+rollout noise hash 512 or 1,024 counters under one key, unrolling every draw made the run
+slower on two cores (2.38 s against 2.14 s per 5e5 steps), though not pinned to one.
 
 So the rule: unroll a draw when its keys are batched (a vmapped key: one key per seed or per
 environment), keep JAX's rolled loop for a single key.  Both lowerings compute JAX's own
