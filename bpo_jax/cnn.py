@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from bpo_jax.dense import Dense, weight_gradient
 from bpo_jax.envs.base import ActionSpace, Discrete
 from bpo_jax.networks import MLP, Categorical, _gain, _head
 
@@ -53,7 +54,7 @@ def _valid_conv_bwd(strides, residuals, dy):
     kh, kw, c, o = kernel.shape
     # Patches' features are ordered (C, kh, kw), channel-major.
     patches = lax.conv_general_dilated_patches(x, (kh, kw), strides, "VALID", dimension_numbers=_DIMS)
-    dkernel = (patches.reshape(-1, c * kh * kw).T @ dy.reshape(-1, o)).reshape(c, kh, kw, o).transpose(1, 2, 0, 3)
+    dkernel = weight_gradient(patches.reshape(-1, c * kh * kw), dy.reshape(-1, o)).reshape(c, kh, kw, o).transpose(1, 2, 0, 3)
     # The input gradient keeps XLA's own transpose (not slow in loops); for the first layer
     # (frames, not differentiated) the compiler drops it.
     _, input_vjp = jax.vjp(lambda x: lax.conv_general_dilated(x, kernel, strides, "VALID", dimension_numbers=_DIMS), x)
@@ -83,7 +84,7 @@ class NatureCNN(nn.Module):
             x = nn.relu(nn.Conv(features, (size, size), (stride, stride), padding="VALID",
                                 kernel_init=_gain(np.sqrt(2)), conv_general_dilated=_conv_general_dilated)(x))
         x = x.reshape((x.shape[0], -1))
-        return nn.relu(nn.Dense(512, kernel_init=_gain(np.sqrt(2)))(x))
+        return nn.relu(Dense(512, kernel_init=_gain(np.sqrt(2)))(x))
 
 
 class CNNActorCritic(nn.Module):
