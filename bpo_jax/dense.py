@@ -6,7 +6,7 @@ to Eigen, which runs it at about half the rate of the layer's forward matmul (YN
 for a narrow output ([64, 2]: a policy head) at a few percent of it.  Materialising ``x^T``
 first (a copy that an optimisation barrier keeps XLA from folding back into the dot) gives a
 row-major matmul that XLA:CPU runs through YNNPACK (benchmarks/RESULTS.md, 2026-12-05 evening:
-a PureJaxRL-sized CartPole PPO update 4% faster with one seed, 5% with ten vmapped).
+a PureJaxRL-sized CartPole PPO run 2-4% faster with one seed, 5% with ten vmapped).
 
 Other backends get JAX's own formulation (``lax.platform_dependent``): GPU and TPU matmuls take
 transposed operands natively.  Same function; on the CPU the kernel gradient is summed by

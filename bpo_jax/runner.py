@@ -148,13 +148,30 @@ class Progress:
     eta: float  # seconds left, from this session's wall-clock pace (host work included)
 
 
+CACHE_MIN_SECONDS_VAR = "BPO_JAX_CACHE_MIN_COMPILE_SECONDS"
+
+
+def cache_min_compile_seconds() -> float:
+    """Programs that compile faster than this are not stored in the persistent cache (reading one
+    back would cost about as much): ``$BPO_JAX_CACHE_MIN_COMPILE_SECONDS``, default 0.5."""
+    raw = os.environ.get(CACHE_MIN_SECONDS_VAR, "0.5")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigError(f"{CACHE_MIN_SECONDS_VAR} must be a number of seconds >= 0, got {raw!r}")
+    return seconds
+
+
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/bpo-jax/xla``, or
     ``$BPO_JAX_CACHE_DIR``), so an identical second run skips most of its compile time."""
+    min_seconds = cache_min_compile_seconds()
     path = path or os.environ.get("BPO_JAX_CACHE_DIR") or DEFAULT_CACHE_DIR
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_seconds)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
 

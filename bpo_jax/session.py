@@ -125,6 +125,8 @@ class RunOptions:
             raise SessionError(f"`keep_checkpoints` must be >= 1, got {self.keep_checkpoints}", "keep_checkpoints")
         if self.wandb:
             tracking.require_wandb()
+        if self.compile_cache:
+            runner.cache_min_compile_seconds()  # a bad $BPO_JAX_CACHE_MIN_COMPILE_SECONDS, before anything is written
         return self
 
 
