@@ -34,10 +34,16 @@ remove (dispatch, host round-trips, metrics).  See RESULTS.md for a reading.
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
+import glob
+import gzip
+import json
 import os
+import re
 import statistics
 import sys
+import tempfile
 import time
 
 import jax
@@ -55,33 +61,35 @@ from bpo_jax.train import make_trainer  # noqa: E402
 UPDATES, STEPS, CALLS, BIG = 200, 2_000, 5_000, 1024
 
 
-def update_programs(config: Config) -> dict:
-    """name -> (compiled scan, its arguments, its length): whole update, rollout, learning."""
+def update_programs(config: Config, updates: int = UPDATES, options: dict | None = None) -> dict:
+    """name -> (compiled scan, its arguments, its length): whole update, rollout, learning
+    (``updates`` per scan, compiled with the XLA ``options``)."""
     trainer = make_trainer(config)
     hp = config.hparams()
     state = jax.jit(trainer.init)(jax.random.key(0), hp)
     traj, env_state, _ = jax.jit(trainer.collect)(state, hp)
 
     def whole(s):
-        return trainer.update_chunk(s, hp, UPDATES)[1]["loss"].sum()
+        return trainer.update_chunk(s, hp, updates)[1]["loss"].sum()
 
     def collect(s):
         def body(s, _):
             t, es, key = trainer.collect(s, hp)
             return s.replace(env_state=es, key=key), t.reward.sum()
-        return jax.lax.scan(body, s, None, length=UPDATES)[1].sum()
+        return jax.lax.scan(body, s, None, length=updates)[1].sum()
 
     def learn(s):
         def body(s, _):  # always the same rollout: only the learning is timed
             s, metrics = trainer.learn(s, traj, env_state, s.key, hp)
             return s, metrics["loss"]
-        return jax.lax.scan(body, s, None, length=UPDATES)[1].sum()
+        return jax.lax.scan(body, s, None, length=updates)[1].sum()
 
-    return {f"update: {name}": (jax.jit(fn).lower(state).compile(), (state,), UPDATES)
+    return {f"update: {name}": (jax.jit(fn).lower(state).compile(options), (state,), updates)
             for name, fn in (("whole", whole), ("rollout", collect), ("learn", learn))}
 
 
-def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
+def minibatch_programs(config: Config, seeds: int = 10, steps: int = STEPS,
+                       options: dict | None = None) -> tuple[dict, dict]:
     """name -> (compiled scan, its arguments, its length) for one 128-sample PPO minibatch, and
     name -> FLOPs of one step (XLA's cost analysis of the step compiled alone)."""
     trainer = make_trainer(config)
@@ -128,11 +136,11 @@ def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
 
     def looped(step, vmapped=False):
         step = jax.vmap(step) if vmapped else step
-        return lambda c, data: jax.lax.scan(lambda c, _: (step(c, data), None), c, None, length=STEPS)[0]
+        return lambda c, data: jax.lax.scan(lambda c, _: (step(c, data), None), c, None, length=steps)[0]
 
     def forward_loop(p, data):
         return jax.lax.scan(lambda c, _: (c + forward_step(jax.tree.map(lambda x: x + 1e-9 * c, p), data), None),
-                            0.0, None, length=STEPS)[0]
+                            0.0, None, length=steps)[0]
 
     p1 = one(params)
     f1, fs = ravel_pytree(p1)[0], jax.vmap(lambda p: ravel_pytree(p)[0])(params)
@@ -148,7 +156,7 @@ def minibatch_programs(config: Config, seeds: int = 10) -> tuple[dict, dict]:
     }
     programs, flops = {}, {}
     for name, (step, loop, arg, d) in cases.items():
-        programs[f"minibatch: {name}"] = (jax.jit(loop).lower(arg, d).compile(), (arg, d), STEPS)
+        programs[f"minibatch: {name}"] = (jax.jit(loop).lower(arg, d).compile(options), (arg, d), steps)
         flops[f"minibatch: {name}"] = float(jax.jit(step).lower(arg, d).compile().cost_analysis().get("flops", 0.0))
     return programs, flops
 
@@ -253,6 +261,40 @@ def env_programs(config: Config) -> dict:
     return {name: (jax.jit(stepping(fn)).lower(state).compile(), (state,), CALLS) for name, fn in cases.items()}
 
 
+# XLA:CPU records each kernel it runs in the JAX profiler's trace when compiled with this option.
+TRACE_OPTIONS = {"xla_cpu_enable_xprof_traceme": True}
+KERNEL_PROGRAMS = {"update": ("update: whole", 20), "minibatch": ("minibatch: gradient + clip + Adam, flat vector", 500)}
+
+
+def kernel_profile(compiled, args: tuple, length: int, top: int) -> list[dict]:
+    """The ``top`` kernels of one call of ``compiled`` (compiled with TRACE_OPTIONS) by total time:
+    per kernel, microseconds and launches per step of the program's scan (``length`` steps), its
+    output shape and the operation it came from.  The trace costs ~0.4 us a kernel, so small
+    kernels read large: compare the large ones."""
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.block_until_ready(compiled(*args))  # warm
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            jax.block_until_ready(compiled(*args))
+        (path,) = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+        with gzip.open(path) as f:
+            events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    instructions = {}  # thunk name -> (output shape, op_name)
+    for line in compiled.as_text().splitlines():
+        m = re.match(r"\s+(?:ROOT )?%(\S+) = (\S+) ([\w-]+)\(", line)
+        if m and m.group(3) not in ("while", "conditional", "call"):  # containers: their kernels are listed
+            op = re.search(r'op_name="([^"]*)"', line)
+            instructions[m.group(1)] = (m.group(2), "/".join(op.group(1).split("/")[-3:]) if op else "")
+    total, launches = collections.defaultdict(float), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in instructions:
+            total[e["name"]] += e["dur"]
+            launches[e["name"]] += 1
+    rows = sorted(total, key=total.get, reverse=True)[:top]
+    return [{"kernel": k, "us_per_step": round(total[k] / length, 2), "launches_per_step": round(launches[k] / length, 2),
+             "shape": instructions[k][0], "op": instructions[k][1]} for k in rows]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved calls per program (median taken)")
@@ -260,9 +302,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="also write the results to this JSON file")
     parser.add_argument("--only", default=None, choices=["update", "minibatch", "op", "random", "env"],
                         help="time only this group of programs (default: all)")
+    parser.add_argument("--kernels", type=int, default=0, metavar="N",
+                        help="also list the N most expensive kernels of the whole update and the minibatch step "
+                             "(XLA:CPU's per-kernel trace events; groups update and minibatch)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.seeds < 1:
-        parser.error("--rounds and --seeds must be >= 1")
+    if args.rounds < 1 or args.seeds < 1 or args.kernels < 0:
+        parser.error("--rounds and --seeds must be >= 1, --kernels >= 0")
 
     config = Config(env="gymnax/CartPole-v1", algo="ppo", total_steps=500_000)
     log("compiling...")
@@ -310,10 +355,22 @@ def main(argv=None) -> int:
               if den in us and all(p in us for p in num)}  # the groups timed (--only)
     for name, value in shares.items():
         log(f"{name:<62} {value:>10.2f}")
+    kernels = {}
+    for group, (name, length) in KERNEL_PROGRAMS.items() if args.kernels else ():
+        if args.only not in (None, group):
+            continue
+        built = (update_programs(config, updates=length, options=TRACE_OPTIONS) if group == "update"
+                 else minibatch_programs(config, args.seeds, steps=length, options=TRACE_OPTIONS)[0])
+        compiled, args_, _ = built[name]
+        kernels[name] = kernel_profile(compiled, args_, length, args.kernels)
+        log(f"{name}: the {args.kernels} most expensive kernels, per step (traced: ~0.4 us a kernel added)")
+        for row in kernels[name]:
+            log(f"  {row['kernel']:<40} {row['us_per_step']:>9,.2f} us {row['launches_per_step']:>6.1f}x  "
+                f"{row['shape'][:28]:<28} {row['op'][:60]}")
     write_results({"machine": machine(), "config": "PureJaxRL CartPole: 4 envs x 128 steps, 4 x 4 minibatches of 128",
                    "rounds": args.rounds, "median_microseconds": us,
                    "flops_per_call": flops, "gflops_per_second": gflops, "all_microseconds": times,
-                   "ratios": {k: round(v, 3) for k, v in shares.items()}}, args.out, echo=False)
+                   "ratios": {k: round(v, 3) for k, v in shares.items()}, "kernels": kernels}, args.out, echo=False)
     return 0
 
 

@@ -70,3 +70,21 @@ def test_other_contractions_are_refused():
     x, w, _ = _data((4, 3), 2)
     with pytest.raises(NotImplementedError, match="only x @ kernel"):
         dense.dot_general(x, w.T, (((1,), (1,)), ((), ())))
+
+
+@pytest.mark.parametrize("rows", [1, 4, 8, 32])
+def test_product_equals_the_matmul_for_few_and_many_rows(rows):
+    """A few rows (a rollout step's environments) are multiplied by a fused multiply-and-sum on
+    the CPU, more by the matmul: the same product to float rounding, vmapped too."""
+    x, w, _ = _data((rows, 64), 64)
+    np.testing.assert_allclose(dense.product(x, w), np.asarray(x, np.float64) @ np.asarray(w, np.float64),
+                               rtol=1e-5, atol=1e-4)
+    xs = jnp.stack([x, 2 * x, -x])
+    np.testing.assert_allclose(jax.vmap(dense.product, (0, None))(xs, w), jnp.einsum("sri,io->sro", xs, w),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_on_the_cpu_a_few_rows_are_a_multiply_and_sum_not_a_matmul():
+    compiled = lambda rows: jax.jit(dense.product).lower(*_data((rows, 64), 64)[:2]).compile().as_text()
+    assert not _dots(compiled(4)) and "reduce" in compiled(4)
+    assert _dots(compiled(32))  # a matmul (alone or inside a library fusion)
