@@ -86,6 +86,6 @@ def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_t
 
 
 def Dense(features: int, **kwargs) -> nn.Dense:
-    """``flax.linen.Dense`` whose kernel gradient is :func:`weight_gradient`'s (same parameters,
-    same names)."""
+    """``flax.linen.Dense`` computing :func:`matmul` (the few-rows product, the kernel gradient
+    of :func:`weight_gradient`); same parameters, same names."""
     return nn.Dense(features, dot_general=dot_general, **kwargs)
