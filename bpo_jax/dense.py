@@ -46,10 +46,11 @@ def product(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """``x @ kernel``: x [..., I], kernel [I, O] -> [..., O].  On the CPU, for a few rows (a rollout
     step's handful of environments), a multiply-and-sum that XLA runs as one kernel instead of a
     library call whose overhead is most of a tiny matmul's time (float rounding differs)."""
+    plain = lambda x, kernel: x @ kernel
     if math.prod(x.shape[:-1]) not in FEW_ROWS:
-        return x @ kernel
+        return plain(x, kernel)
     fused = lambda x, kernel: jnp.sum(x[..., :, None] * kernel, axis=-2)
-    return lax.platform_dependent(x, kernel, cpu=fused, default=lambda x, kernel: x @ kernel)
+    return lax.platform_dependent(x, kernel, cpu=fused, default=plain)
 
 
 @jax.custom_vjp
