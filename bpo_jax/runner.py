@@ -377,6 +377,7 @@ def run(
         train_seconds += now - t_chunk
         chunk_sps = throughput(size * config.batch_size * num_seeds, now - t_chunk)
         _check_finite(metrics, first_update=done)
+        _check_bootstrap(metrics, first_update=done, env=config.env)
         history.blocks.append(metrics)
         history.sps.append(np.full(size, chunk_sps))
         chunk_return = _weighted_return(metrics)
@@ -435,6 +436,16 @@ def _weighted_return(metrics: dict) -> float:
     returns = np.nan_to_num(np.asarray(metrics["episode_return_mean"], np.float64))
     total = counts.sum()
     return float((returns * counts).sum() / total) if total > 0 else float("nan")
+
+
+def _check_bootstrap(metrics: dict, first_update: int, env: str) -> None:
+    bad = np.asarray(metrics.get("bootstrap_overflow", False)).astype(bool)  # [seeds, K]
+    if bad.any():
+        seed, offset = np.argwhere(bad)[0]
+        raise RuntimeError(
+            f"{env} truncated episodes sooner than its declared time_limit at update "
+            f"{first_update + offset + 1} (seed index {seed}), so that update's value targets miss "
+            f"bootstrap values: the env must set time_limit = None (see bpo_jax.envs.base.FunctionalEnv)")
 
 
 def _check_finite(metrics: dict, first_update: int) -> None:

@@ -21,7 +21,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bpo_jax import losses, lr_schedule, normalization as norm, shuffle
+from bpo_jax import bootstrap, losses, lr_schedule, normalization as norm, shuffle
 from bpo_jax.algorithms import Batch, LossInputs
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, make as make_env
@@ -201,6 +201,22 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         return traj, env_state, key
 
     # ----------------------------------------------------------------- LEARN
+    slots = bootstrap.truncation_slots(config.num_steps, getattr(env, "time_limit", None))
+
+    def critic_pass(obs: jax.Array, final_obs: jax.Array, truncated: jax.Array):
+        """params -> (V(obs) [T, B], V(final_obs) [T, B]) for obs, final_obs [T, B, *O]: one
+        batched critic call, over the rows GAE needs (bpo_jax.bootstrap) where the env declares
+        a time limit, else over every obs and final_obs."""
+        shape = truncated.shape
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        if slots is None:
+            rows = jnp.concatenate([flat(obs), flat(final_obs)])
+            return lambda params: network.apply(params, rows, method="values")[0].reshape((2,) + shape)
+        times = bootstrap.truncation_times(truncated, slots)
+        rows = flat(bootstrap.critic_inputs(obs, final_obs, times))
+        return lambda params: bootstrap.split_values(
+            network.apply(params, rows, method="values")[0].reshape((-1, shape[1])), times)
+
     def learn(state: TrainState, traj: Transition, env_state: EnvState, key: jax.Array,
               hp: HParams) -> tuple[TrainState, dict]:
         """One update from a rollout ``traj`` [T, B] collected by ``state``'s policy;
@@ -220,8 +236,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             rewards = norm.scale_rewards(stats["return_stats"], rewards, config.reward_clip)
 
         # CALCULATE ADVANTAGES (critic batched over the whole rollout, once)
-        both = jnp.concatenate([flat(obs), flat(final_obs)])
-        values, next_values = network.apply(state.params, both, method="values")[0].reshape((2,) + traj.reward.shape)
+        critic_values = critic_pass(obs, final_obs, traj.truncated)
+        values, next_values = critic_values(state.params)
         advantages, q_hat = losses.gae(
             rewards, values, next_values, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda,
         )
@@ -233,7 +249,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         def recompute(flat_params, b: Batch) -> Batch:
             """rsl_rl BPO's per-epoch refresh: values and GAE returns from the current critic
             (the advantages stay the rollout's)."""
-            v, nv = network.apply(unravel(flat_params), both, method="values")[0].reshape((2,) + traj.reward.shape)
+            v, nv = critic_values(unravel(flat_params))
             _, q = losses.gae(rewards, v, nv, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda)
             return b.replace(value=flat(v), q_hat=flat(q))
 
@@ -294,6 +310,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             # turn non-finite through a non-finite gradient.
             nonfinite=~(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])),
         )
+        if slots is not None:  # the env's declared time limit was broken: a bootstrap value is missing
+            metrics["bootstrap_overflow"] = bootstrap.overflow(traj.truncated, slots)
         new_state = state.replace(
             params=params, opt_state=opt_state, env_state=env_state, key=key, update=state.update + 1, **stats
         )

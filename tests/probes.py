@@ -11,9 +11,12 @@ class ConstantReward(envs.FunctionalEnv):
     one, 1 / (1 - gamma), and only if truncation bootstraps: treating the cut as terminal
     drags the learned value down to the average truncated return."""
 
-    def __init__(self, num_envs, horizon=5):
+    def __init__(self, num_envs, horizon=5, time_limit=None):
         super().__init__("probe/ConstantReward", num_envs, envs.ObsSpec((1,)), envs.Discrete(2))
         self.horizon = horizon
+        self.time_limit = time_limit  # declared (True: the horizon; an int: a wrong declaration)
+        if time_limit is True:
+            self.time_limit = horizon
 
     def _reset_one(self, key):
         return jnp.zeros((), jnp.int32), jnp.ones(1)

@@ -82,7 +82,10 @@ class EnvState:
 
 
 class Env(Protocol):
-    """What the trainer needs from an environment of any suite."""
+    """What the trainer needs from an environment of any suite.
+
+    Optional: ``time_limit`` (int), declared where episodes are truncated only on reaching
+    that many agent steps (see :class:`FunctionalEnv`)."""
 
     name: str
     num_envs: int
@@ -138,6 +141,11 @@ class FunctionalEnv:
     # only.  On a GPU a cond inside the rollout loop would wait on the device for its predicate
     # every step, and with thousands of environments some episode ends on nearly every step.
     skip_idle_resets: bool | None = None
+    # Declared by a suite whose episodes are truncated only on reaching this many agent steps
+    # (a time limit), so each copy truncates at most once in any ``time_limit`` consecutive
+    # steps: the trainer then evaluates the critic on the few truncated final observations
+    # only (bpo_jax.bootstrap).  None: undeclared, every final observation is evaluated.
+    time_limit: int | None = None
 
     def __init__(self, name: str, num_envs: int, obs_spec: ObsSpec, action_space: ActionSpace):
         if num_envs < 1:

@@ -144,6 +144,8 @@ class BraxApiEnv(FunctionalEnv):
         self._episode_length = int(episode_length)
         self._action_repeat = int(action_repeat)
         self._obs_key = obs_key
+        # Truncated at the first agent step whose sim step count reaches episode_length.
+        self.time_limit = -(-self._episode_length // self._action_repeat)
         self.state_nodes = tuple(state_nodes)
         # Observation structure of a reset state, without running it.
         obs = self._select(jax.eval_shape(sim.reset, jax.random.PRNGKey(0)).obs, name)

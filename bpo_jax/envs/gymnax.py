@@ -28,7 +28,7 @@ class GymnaxEnv(FunctionalEnv):
     def __init__(self, env_id: str, num_envs: int, **params):
         """``params`` override fields of the task's gymnax ``EnvParams`` (e.g. max_steps_in_episode)."""
         import gymnax
-        from gymnax.environments import spaces
+        from gymnax.environments import environment, spaces
 
         self._env, self._params = gymnax.make(env_id)
         unknown = sorted(set(params) - set(self._params.__dataclass_fields__))
@@ -36,6 +36,9 @@ class GymnaxEnv(FunctionalEnv):
             raise ValueError(f"gymnax/{env_id} has no parameter(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(self._params.__dataclass_fields__))}")
         self._params = self._params.replace(**params)
+        # gymnax's own is_truncated is a time limit; a task that redefines it declares none.
+        if type(self._env).is_truncated is environment.Environment.is_truncated:
+            self.time_limit = int(getattr(self._params, "max_steps_in_episode", 0)) or None
         obs_space = self._env.observation_space(self._params)
         act_space = self._env.action_space(self._params)
         if isinstance(act_space, spaces.Discrete):

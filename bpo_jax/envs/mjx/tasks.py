@@ -183,7 +183,7 @@ class MjxEnv(FunctionalEnv):
         _check_options(name, opts)
         self.options = opts
         self._cfg = _Config(family, version == "v5")
-        self.max_episode_steps = int(opts["max_episode_steps"])
+        self.max_episode_steps = self.time_limit = int(opts["max_episode_steps"])
         self.frame_skip = int(opts.get("frame_skip", _FAMILIES[family]["frame_skip"]))
 
         self.mj_model = load_model(name)
