@@ -45,16 +45,18 @@ def critic_inputs(obs: jax.Array, final_obs: jax.Array, times: jax.Array) -> jax
     return jnp.concatenate([obs, final_obs[-1:], truncated_obs])
 
 
-def split_values(v: jax.Array, times: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The critic's values of :func:`critic_inputs`, v [T + 1 + k, B] -> (values [T, B],
-    next_values [T, B]): V(obs[t]) and V(final_obs[t]).  Where an episode terminated,
-    next_values holds V of the next episode's first observation, which GAE multiplies by 0."""
-    t = v.shape[0] - 1 - times.shape[0]
-    values, next_values = v[:t], v[1:t + 1]
-    envs = jnp.broadcast_to(jnp.arange(v.shape[1]), times.shape)
-    # Slots an env did not use point at row T and are dropped.
-    next_values = next_values.at[times, envs].set(v[t + 1:], mode="drop")
-    return values, next_values
+def split_values(v: jax.Array, truncated: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The critic's values of :func:`critic_inputs`, v [T + 1 + k, B], truncated [T, B] ->
+    (values [T, B], next_values [T, B]): V(obs[t]) and V(final_obs[t]).  Where an episode
+    terminated, next_values holds V of the next episode's first observation, which GAE
+    multiplies by 0."""
+    t = truncated.shape[0]
+    values, shifted, slots = v[:t], v[1:t + 1], v[t + 1:]
+    # The n-th truncation of an env is its slot n - 1: a gather along time, per env, so an env
+    # batch split over devices stays split (a scatter would gather it).
+    slot = jnp.cumsum(truncated, axis=0, dtype=jnp.int32) - 1
+    truncated_values = jnp.take_along_axis(slots, jnp.clip(slot, 0, slots.shape[0] - 1), axis=0)
+    return values, jnp.where(truncated, truncated_values, shifted)
 
 
 def overflow(truncated: jax.Array, k: int) -> jax.Array:

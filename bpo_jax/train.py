@@ -215,7 +215,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         times = bootstrap.truncation_times(truncated, slots)
         rows = flat(bootstrap.critic_inputs(obs, final_obs, times))
         return lambda params: bootstrap.split_values(
-            network.apply(params, rows, method="values")[0].reshape((-1, shape[1])), times)
+            network.apply(params, rows, method="values")[0].reshape((-1, shape[1])), truncated)
 
     def learn(state: TrainState, traj: Transition, env_state: EnvState, key: jax.Array,
               hp: HParams) -> tuple[TrainState, dict]:

@@ -57,7 +57,7 @@ def test_values_equal_those_of_every_obs_and_final_obs(t, b, limit):
     times = bootstrap.truncation_times(jnp.asarray(trunc), k)
     rows = bootstrap.critic_inputs(jnp.asarray(obs), jnp.asarray(final), times)
     assert rows.shape == (t + 1 + k, b, 3)
-    values, next_values = bootstrap.split_values(jnp.asarray(_critic(np.asarray(rows))), times)
+    values, next_values = bootstrap.split_values(jnp.asarray(_critic(np.asarray(rows))), jnp.asarray(trunc))
     np.testing.assert_array_equal(values, _critic(obs))
     # Every value GAE reads: next_values wherever the episode did not terminate.
     want = _critic(final)
