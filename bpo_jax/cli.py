@@ -415,7 +415,7 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:
         return _fail(session.note, EXIT_INTERRUPTED)
     except Exception as e:
-        if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.NonFiniteError):
+        if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
             raise  # the full traceback, for a bug report
         return _fail(session.note, EXIT_FAILURE)
     if lead:

@@ -48,13 +48,22 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
                 "xla_cpu_use_fusion_emitters": False}
 
 
-class NonFiniteError(RuntimeError):
-    """A loss, gradient or parameter became NaN or Inf; the message names the update and seed."""
+class BadUpdateError(RuntimeError):
+    """An update went wrong in a way that resuming would only repeat; the message names the
+    update and seed."""
 
     def __init__(self, message: str, update: int = 0, seed: int = 0):
         super().__init__(message)
         self.update = update  # 1-based index of the first bad update
         self.seed = seed  # seed index
+
+
+class NonFiniteError(BadUpdateError):
+    """A loss, gradient or parameter became NaN or Inf."""
+
+
+class TimeLimitError(BadUpdateError):
+    """The env truncated episodes sooner than its declared ``time_limit`` (bpo_jax.bootstrap)."""
 
 
 def throughput(env_steps_all_seeds: float, train_seconds: float) -> float:
@@ -442,10 +451,11 @@ def _check_bootstrap(metrics: dict, first_update: int, env: str) -> None:
     bad = np.asarray(metrics.get("bootstrap_overflow", False)).astype(bool)  # [seeds, K]
     if bad.any():
         seed, offset = np.argwhere(bad)[0]
-        raise RuntimeError(
-            f"{env} truncated episodes sooner than its declared time_limit at update "
-            f"{first_update + offset + 1} (seed index {seed}), so that update's value targets miss "
-            f"bootstrap values: the env must set time_limit = None (see bpo_jax.envs.base.FunctionalEnv)")
+        update = int(first_update + offset + 1)
+        raise TimeLimitError(
+            f"{env} truncated episodes sooner than its declared time_limit at update {update} "
+            f"(seed index {seed}), so that update's value targets miss bootstrap values: the env "
+            f"must declare time_limit = None (see bpo_jax.envs.base.FunctionalEnv)", update, int(seed))
 
 
 def _check_finite(metrics: dict, first_update: int) -> None:

@@ -320,7 +320,7 @@ class RunSession:
 
     def _stop_note(self, e: BaseException) -> str:
         kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
-        if isinstance(e, runner.NonFiniteError):  # resuming would only meet the same NaN again
+        if isinstance(e, runner.BadUpdateError):  # resuming would only meet the same failure again
             where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
             return f"stopped: {e}; {where}"
         what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"

@@ -140,5 +140,19 @@ def test_a_broken_time_limit_stops_the_run_with_a_clear_error():
     miss bootstrap values: the runner stops at the first such update and names it."""
     cfg = Config(env="probe/ConstantReward", num_envs=2, num_steps=10, num_epochs=1, num_minibatches=1,
                  hidden_sizes=(8,), total_steps=2 * 10 * 4, env_options=("time_limit=50",))
-    with pytest.raises(RuntimeError, match=r"declared time_limit at update 1 \(seed index 0\)"):
+    with pytest.raises(runner.TimeLimitError, match=r"declared time_limit at update 1 \(seed index 0\)"):
         runner.run(cfg, num_seeds=1, reports=2, compiler_options=runner.FAST_COMPILE)
+
+
+def test_a_session_stopped_by_a_broken_time_limit_does_not_offer_to_resume(tmp_path):
+    from bpo_jax.session import RunOptions, RunSession
+
+    cfg = Config(env="probe/ConstantReward", num_envs=2, num_steps=10, num_epochs=1, num_minibatches=1,
+                 hidden_sizes=(8,), total_steps=2 * 10 * 4, env_options=("time_limit=50",))
+    options = RunOptions(tensorboard=False, progress=False, fast_compile=True)
+    session = RunSession.start(cfg, num_seeds=1, out=str(tmp_path / "run"), chunk_updates=2, options=options)
+    with pytest.raises(runner.TimeLimitError):
+        session.run()
+    note = (tmp_path / "run" / "INCOMPLETE").read_text()
+    assert "declared time_limit at update 1" in note and "no checkpoint was saved before it" in note
+    assert "resume" not in note.lower()
