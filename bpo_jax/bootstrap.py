@@ -6,7 +6,7 @@ episode ended, ``final_obs[t] == obs[t + 1]``; where one terminated its value is
 only where one was *truncated* is ``final_obs[t]`` an observation the first set lacks.  An env
 whose episodes are truncated only by a time limit of L steps truncates each copy at most
 ``ceil(T / L)`` times in T steps, so the critic needs T + 1 + ceil(T / L) rows per env instead
-of 2 T (CartPole with PureJaxRL's rollout: 129 + 1 against 256).
+of 2 T (CartPole with PureJaxRL's rollout, T = 128 and L = 500: 130 against 256).
 
 Shapes: T = rollout length, B = number of environments, k = truncation slots per env.
 """
