@@ -385,8 +385,7 @@ def run(
         now = time.perf_counter()
         train_seconds += now - t_chunk
         chunk_sps = throughput(size * config.batch_size * num_seeds, now - t_chunk)
-        _check_finite(metrics, first_update=done)
-        _check_bootstrap(metrics, first_update=done, env=config.env)
+        _check_updates(metrics, first_update=done, env=config.env)
         history.blocks.append(metrics)
         history.sps.append(np.full(size, chunk_sps))
         chunk_return = _weighted_return(metrics)
@@ -447,24 +446,19 @@ def _weighted_return(metrics: dict) -> float:
     return float((returns * counts).sum() / total) if total > 0 else float("nan")
 
 
-def _check_bootstrap(metrics: dict, first_update: int, env: str) -> None:
-    bad = np.asarray(metrics.get("bootstrap_overflow", False)).astype(bool)  # [seeds, K]
-    if bad.any():
-        seed, offset = np.argwhere(bad)[0]
-        update = int(first_update + offset + 1)
-        raise TimeLimitError(
-            f"{env} truncated episodes sooner than its declared time_limit at update {update} "
-            f"(seed index {seed}), so that update's value targets miss bootstrap values: the env "
-            f"must declare time_limit = None (see bpo_jax.envs.base.FunctionalEnv)", update, int(seed))
-
-
-def _check_finite(metrics: dict, first_update: int) -> None:
-    bad = np.asarray(metrics["nonfinite"]).astype(bool)  # [seeds, K]
-    if bad.any():
-        seed, offset = np.argwhere(bad)[0]
-        update = int(first_update + offset + 1)
-        raise NonFiniteError(
-            f"non-finite loss, gradient or parameters at update {update} "
-            f"(seed index {seed}); lower lr, raise max_grad_norm clipping or check the env's rewards",
-            update, int(seed),
-        )
+def _check_updates(metrics: dict, first_update: int, env: str) -> None:
+    """Raise a BadUpdateError naming the first update (and seed) that flagged a non-finite loss,
+    else a broken time limit."""
+    checks = (
+        ("nonfinite", NonFiniteError, "non-finite loss, gradient or parameters at update {update} (seed index "
+         "{seed}); lower lr, raise max_grad_norm clipping or check the env's rewards"),
+        ("bootstrap_overflow", TimeLimitError, f"{env} truncated episodes sooner than its declared time_limit at "
+         "update {update} (seed index {seed}), so that update's value targets miss bootstrap values: the env "
+         "must declare time_limit = None (see bpo_jax.envs.base.FunctionalEnv)"),
+    )
+    for name, error, message in checks:
+        bad = np.asarray(metrics.get(name, False)).astype(bool)  # [seeds, K]
+        if bad.any():
+            seed, offset = np.argwhere(bad)[0]
+            update = int(first_update + offset + 1)
+            raise error(message.format(update=update, seed=seed), update, int(seed))

@@ -81,6 +81,11 @@ class Trainer(NamedTuple):
 DATA_AXIS = "data"  # the mesh axis the environment batch is split along
 
 
+def _flat(x: jax.Array) -> jax.Array:
+    """[T, B, ...] -> [T * B, ...]."""
+    return x.reshape((-1,) + x.shape[2:])
+
+
 def env_partition(env_state: EnvState, num_envs: int) -> EnvState:
     """PartitionSpec per EnvState leaf (one seed): leaves with a leading [num_envs] axis
     (observations, per-env keys, simulator state) are split along DATA_AXIS, everything else
@@ -208,12 +213,11 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         batched critic call, over the rows GAE needs (bpo_jax.bootstrap) where the env declares
         a time limit, else over every obs and final_obs."""
         shape = truncated.shape
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])
         if slots is None:
-            rows = jnp.concatenate([flat(obs), flat(final_obs)])
+            rows = jnp.concatenate([_flat(obs), _flat(final_obs)])
             return lambda params: network.apply(params, rows, method="values")[0].reshape((2,) + shape)
         times = bootstrap.truncation_times(truncated, slots)
-        rows = flat(bootstrap.critic_inputs(obs, final_obs, times))
+        rows = _flat(bootstrap.critic_inputs(obs, final_obs, times))
         return lambda params: bootstrap.split_values(
             network.apply(params, rows, method="values")[0].reshape((-1, shape[1])), truncated)
 
@@ -224,15 +228,14 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         optimizer = make_optimizer(hp)
 
         # NORMALISE with the statistics the policy acted under; refresh them for the next update
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])
         obs, final_obs = observe(state, traj.obs), observe(state, traj.final_obs)
         rewards = traj.reward * hp.reward_scale
         stats = {}
         if config.normalize_obs:
-            stats["obs_stats"] = norm.update(state.obs_stats, flat(traj.obs))
+            stats["obs_stats"] = norm.update(state.obs_stats, _flat(traj.obs))
         if config.normalize_rewards:
             returns, stats["return_acc"] = norm.discounted_returns(rewards, traj.done, state.return_acc, hp.gamma)
-            stats["return_stats"] = norm.update(state.return_stats, flat(returns))
+            stats["return_stats"] = norm.update(state.return_stats, _flat(returns))
             rewards = norm.scale_rewards(stats["return_stats"], rewards, config.reward_clip)
 
         # CALCULATE ADVANTAGES (critic batched over the whole rollout, once)
@@ -242,8 +245,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             rewards, values, next_values, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda,
         )
         batch = algorithm.prepare(config, Batch(
-            obs=flat(obs), action=flat(traj.action), log_prob=flat(traj.log_prob),
-            value=flat(values), advantage=flat(advantages), q_hat=flat(q_hat),
+            obs=_flat(obs), action=_flat(traj.action), log_prob=_flat(traj.log_prob),
+            value=_flat(values), advantage=_flat(advantages), q_hat=_flat(q_hat),
         ))
 
         def recompute(flat_params, b: Batch) -> Batch:
@@ -251,7 +254,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             (the advantages stay the rollout's)."""
             v, nv = critic_values(unravel(flat_params))
             _, q = losses.gae(rewards, v, nv, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda)
-            return b.replace(value=flat(v), q_hat=flat(q))
+            return b.replace(value=_flat(v), q_hat=_flat(q))
 
         # UPDATE NETWORK: epochs x minibatches.  The optimiser works on the parameters raveled
         # into one vector [P]: clipping and Adam are then a few kernels over one array instead of
