@@ -88,3 +88,14 @@ def test_on_the_cpu_a_few_rows_are_a_multiply_and_sum_not_a_matmul():
     compiled = lambda rows: jax.jit(dense.product).lower(*_data((rows, 64), 64)[:2]).compile().as_text()
     assert not _dots(compiled(4)) and "reduce" in compiled(4)
     assert _dots(compiled(32))  # a matmul (alone or inside a library fusion)
+
+
+def test_on_the_cpu_a_narrow_kernel_gradient_transposes_the_smaller_operand():
+    """A head's kernel gradient (O < I) is (g^T x)^T: the [N, O] gradient is transposed, not the
+    [N, I] input, and the dot stays row-major; the value is x^T g (float64 NumPy)."""
+    x, w, g = _data((128, 64), 2)
+    fn = jax.jit(lambda x, w: jax.vjp(dense.matmul, x, w)[1](g)[1])
+    hlo = fn.lower(x, w).compile().as_text()
+    assert not any("lhs_contracting_dims={0}" in d for d in _dots(hlo))
+    assert any("f32[2,64]" in d for d in _dots(hlo))  # g^T x, the small operand transposed
+    np.testing.assert_allclose(fn(x, w), np.asarray(x, np.float64).T @ np.asarray(g, np.float64), rtol=1e-5, atol=1e-4)
