@@ -278,22 +278,20 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
                 metrics.update(policy_kl=kl, lr=lr)
             return (params + updates, opt_state), metrics
 
-        def epoch(carry, epoch_key):
+        def epoch(carry, perm):
             batch_ = recompute(carry[0], batch) if config.recompute_returns else batch
             # A global permutation of the flat batch, as on one device: with the batch split
             # over devices, ``x[perm]`` makes XLA move the rollout between devices (a gather of
             # the whole batch, once per epoch).  Correct and identical to the 1-device run; a
             # per-device shuffle would avoid the traffic but change which samples meet.
-            perm = shuffle.permutation(epoch_key, config.batch_size)
             shuffled = jax.tree.map(
                 lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch_
             )
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
-        key, *epoch_keys = jax.random.split(key, config.num_epochs + 1)
-        (flat_params, opt_state), loss_metrics = jax.lax.scan(
-            epoch, (flat_params, state.opt_state), jnp.stack(epoch_keys)
-        )
+        key, shuffle_key = jax.random.split(key)
+        perms = shuffle.permutations(shuffle_key, config.num_epochs, config.batch_size)  # [E, N]
+        (flat_params, opt_state), loss_metrics = jax.lax.scan(epoch, (flat_params, state.opt_state), perms)
         params = unravel(flat_params)
 
         # METRICS: one small row per update

@@ -306,12 +306,11 @@ def make_rl_functions(cfg: LLMConfig, model: LanguageModel, mesh: Mesh):
             metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
             return (optax.apply_updates(params, updates), opt_state), metrics
 
-        def epoch(carry, k):
-            perm = shuffle.permutation(k, n)
+        def epoch(carry, perm):
             mbs = jax.tree.map(lambda x: x[perm].reshape(cfg.minibatches, n // cfg.minibatches, *x.shape[1:]), batch)
             return jax.lax.scan(minibatch, carry, mbs)
 
-        (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, cfg.epochs))
+        (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), shuffle.permutations(key, cfg.epochs, n))
         # Where the whole batch's ratio ended up after all epochs: the drift the box should limit.
         new_logp, _ = token_log_probs(model, params, batch["prompts"], batch["tokens"], cfg.temperature)
         final = losses.ratio_bound_fractions(new_logp, batch["old_logp"], batch["mask"], lcfg.clip_low, lcfg.clip_high)
