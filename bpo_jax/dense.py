@@ -29,19 +29,18 @@ from jax import lax
 
 def weight_gradient(x: jax.Array, g: jax.Array) -> jax.Array:
     """``x^T g``: x [N, I], g [N, O] -> [I, O], the kernel gradient of ``x @ W``."""
-    def materialised(x):  # the CPU: a row-major x^T that XLA cannot fold back into the dot
-        return lax.optimization_barrier(x.T)
+    def row_major(a, b):  # a^T b with a row-major a^T that XLA cannot fold back into the dot
+        return lax.optimization_barrier(a.T) @ b
 
-    def narrow(x, g):
-        # A narrow output (a policy or value head, O < I): transpose the smaller operand,
-        # x^T g = (g^T x)^T, the [O, I] product kept as it is (else XLA folds the transpose
-        # back into a dot that Eigen runs, ~4x slower) and flipped as a copy of O x I numbers.
-        return lax.optimization_barrier(weight_gradient(g, x)).T
+    def cpu(x, g):
+        if g.shape[-1] < x.shape[-1]:
+            # A narrow output (a policy or value head): transpose the smaller operand,
+            # x^T g = (g^T x)^T, the [O, I] product kept as it is (else XLA folds the flip back
+            # into a dot that Eigen runs, ~4x slower) and flipped as a copy of O x I numbers.
+            return lax.optimization_barrier(row_major(g, x)).T
+        return row_major(x, g)
 
-    if g.shape[-1] < x.shape[-1]:
-        return lax.platform_dependent(x, g, cpu=narrow, default=lambda x, g: x.T @ g)
-    xt = lax.platform_dependent(x, cpu=materialised, default=lambda x: x.T)
-    return xt @ g
+    return lax.platform_dependent(x, g, cpu=cpu, default=lambda x, g: x.T @ g)
 
 
 # Rows for which the CPU computes ``x @ kernel`` as one multiply-and-sum kernel: below
