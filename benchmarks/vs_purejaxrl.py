@@ -21,9 +21,14 @@ minibatches, 5e5 steps, tanh 64x64, lr 2.5e-4 annealed, clip 0.2, ent 0.01, vf 0
 configuration.  All in one process, interleaved rounds, medians, so machine noise hits every
 number alike; the persistent compilation cache is off (cold compiles).  Reported:
 
-* raw env steps/s: random actions through PureJaxRL's wrappers (LogWrapper over
-  FlattenObservationWrapper) and through our env layer (which also carries ``final_obs``,
-  separate termination and truncation, and episode statistics), 4 envs, one compiled scan;
+* raw env steps/s: the same random actions (drawn once, before the timed call) stepped through
+  PureJaxRL's wrappers (LogWrapper over FlattenObservationWrapper) and through our env layer
+  (which also carries ``final_obs``, separate termination and truncation, and episode
+  statistics), 4 envs, one compiled scan.  gymnax's ``step`` takes a key per environment: the
+  target's PureJaxRL figure draws them as ``ppo.py``'s rollout does (a split of the loop's key,
+  then one key per environment, every step), and a second figure draws every step's keys in
+  one batch before the loop, so the env layers' own costs compare apart from that schedule.
+  Ours carries a key per environment and splits it only where an episode ends;
 * one seed: compile seconds (lower + compile) and training steps/s, PureJaxRL PPO, our PPO,
   our BPO;
 * N seeds as one vmapped program: wall-clock including compile (median of ``--seed-rounds``
@@ -112,37 +117,48 @@ def timed(fn, *args) -> tuple[float, float, object]:
     return t1 - t0, time.perf_counter() - t1, out
 
 
-def raw_purejaxrl(wrappers, steps: int, num_envs: int):
+def raw_purejaxrl(wrappers, num_envs: int, keys_in_loop: bool = True):
+    """Random actions [steps, num_envs] through PureJaxRL's wrappers; the keys gymnax's ``step``
+    takes drawn every step as ``ppo.py`` does (``keys_in_loop``) or all in one batch first."""
     env, params = make_old_gymnax("CartPole-v1")
     env = wrappers.LogWrapper(wrappers.FlattenObservationWrapper(env))
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def rollout(key):
-        _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+    def rollout(key, actions):
+        steps = actions.shape[0]
+        key, k_reset, k_steps = jax.random.split(key, 3)
+        _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
+        if keys_in_loop:
+            xs = actions
+        else:
+            xs = (actions, jax.random.split(k_steps, steps * num_envs).reshape(steps, num_envs, -1))
 
-        def body(carry, _):
+        def body(carry, x):
             state, key = carry
-            key, k_act, k_step = jax.random.split(key, 3)
-            action = jax.random.randint(k_act, (num_envs,), 0, 2)
-            _, state, reward, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_step, num_envs), state, action, params)
+            if keys_in_loop:
+                action = x
+                key, k_step = jax.random.split(key)
+                step_keys = jax.random.split(k_step, num_envs)
+            else:
+                action, step_keys = x
+            _, state, reward, _, _ = step(step_keys, state, action, params)
             return (state, key), reward.sum()
 
-        return jax.lax.scan(body, (state, key), None, length=steps)[1].sum()
+        return jax.lax.scan(body, (state, key), xs)[1].sum()
 
     return rollout
 
 
-def raw_ours(steps: int, num_envs: int):
+def raw_ours(num_envs: int):
+    """Random actions [steps, num_envs] through our env layer."""
     env = envs.make(OURS["env"], num_envs=num_envs)
 
-    def rollout(key):
-        def body(carry, _):
-            state, key = carry
-            key, k = jax.random.split(key)
-            state = env.step(state, jax.random.randint(k, (num_envs,), 0, env.action_space.n))
-            return (state, key), state.reward.sum()
+    def rollout(key, actions):
+        def body(state, action):
+            state = env.step(state, action)
+            return state, state.reward.sum()
 
-        return jax.lax.scan(body, (env.reset(key), key), None, length=steps)[1].sum()
+        return jax.lax.scan(body, env.reset(key), actions)[1].sum()
 
     return rollout
 
@@ -189,15 +205,17 @@ def main(argv=None) -> int:
         "ours_ppo": lambda: make_train(Config(algo="ppo", **OURS)),
         "ours_bpo": lambda: make_train(Config(algo="bpo", **OURS)),
     }
-    raws = {"purejaxrl_wrappers": lambda: raw_purejaxrl(wrappers, env_iters, num_envs),
-            "ours_env_layer": lambda: raw_ours(env_iters, num_envs)}
+    raws = {"purejaxrl_wrappers": lambda: raw_purejaxrl(wrappers, num_envs),
+            "purejaxrl_wrappers_batched_keys": lambda: raw_purejaxrl(wrappers, num_envs, keys_in_loop=False),
+            "ours_env_layer": lambda: raw_ours(num_envs)}
+    actions = jax.random.randint(jax.random.key(1), (env_iters, num_envs), 0, 2)
     key = jax.random.key(0)
     one = {name: {"compile": [], "run": []} for name in trainers}
     raw = {name: [] for name in raws}
     log(f"machine: {machine()}")
     for r in range(args.rounds):
         for name, build in raws.items():
-            _, run_s, _ = timed(build(), jax.random.PRNGKey(r) if name.startswith("pure") else key)
+            _, run_s, _ = timed(build(), jax.random.PRNGKey(r) if name.startswith("pure") else key, actions)
             raw[name].append(env_iters * num_envs / run_s)
         for name, build in trainers.items():
             rng = jax.random.PRNGKey(r) if name.startswith("pure") else jax.random.key(r)
@@ -237,6 +255,7 @@ def main(argv=None) -> int:
         "seeds_wall_bpo_vs_purejaxrl": seeds["ours_bpo"]["wall_seconds_including_compile"]
         / seeds["purejaxrl_ppo"]["wall_seconds_including_compile"],
         "raw_env_vs_purejaxrl": raw_sps["ours_env_layer"] / raw_sps["purejaxrl_wrappers"],
+        "raw_env_vs_purejaxrl_batched_keys": raw_sps["ours_env_layer"] / raw_sps["purejaxrl_wrappers_batched_keys"],
     }
     # The same ratios round by round (each round times both sides back to back): their spread
     # says how much of a median ratio is the machine's noise.
@@ -248,6 +267,7 @@ def main(argv=None) -> int:
         "seeds_wall_ppo_vs_purejaxrl": pair(seeds["ours_ppo"]["wall_all"], seeds["purejaxrl_ppo"]["wall_all"]),
         "seeds_wall_bpo_vs_purejaxrl": pair(seeds["ours_bpo"]["wall_all"], seeds["purejaxrl_ppo"]["wall_all"]),
         "raw_env_vs_purejaxrl": pair(raw["ours_env_layer"], raw["purejaxrl_wrappers"]),
+        "raw_env_vs_purejaxrl_batched_keys": pair(raw["ours_env_layer"], raw["purejaxrl_wrappers_batched_keys"]),
     }
     targets = {  # issue targets: ratio and the direction that passes
         "ppo_steps_per_second_vs_purejaxrl": (1.3, ">="), "ppo_compile_vs_purejaxrl": (1.0, "<="),
@@ -267,6 +287,7 @@ def main(argv=None) -> int:
     print(f"{f'{args.seeds} seeds, mean final return':38s} " + " ".join(
         f"{seeds[n]['final_return_mean']:12.1f}" for n in trainers))
     print(f"{'raw env steps/s (median)':38s} {raw_sps['purejaxrl_wrappers']:12,.0f} {raw_sps['ours_env_layer']:12,.0f}")
+    print(f"{'  PureJaxRL, step keys in one batch':38s} {raw_sps['purejaxrl_wrappers_batched_keys']:12,.0f}")
     for name, value in ratios.items():
         target = targets.get(name)
         verdict = "" if target is None else (
