@@ -165,18 +165,26 @@ class TensorBoard:
 
     def __init__(self, logdir: str, num_seeds: int, batch_size: int, purge_step: Optional[int] = None):
         from tensorboardX import SummaryWriter
+        from tensorboardX.proto.summary_pb2 import Summary
 
+        self._summary, self._value = Summary, Summary.Value
         self.batch_size = batch_size
         self.writers = [SummaryWriter(os.path.join(logdir, f"seed_{i}"), purge_step=purge_step, flush_secs=30)
                         for i in range(num_seeds)]
 
     def __call__(self, chunk: Chunk) -> None:
+        # One event per (seed, update) holding all of its scalars: an event is a trip through
+        # tensorboardX's writer queue, ~0.1 ms each, which one event per scalar made as long as
+        # the training itself on a CartPole run (3 seeds x 976 updates x 14 tags).
         first = chunk.update - np.shape(chunk.metrics["episodes"])[1]
+        events: dict[tuple[int, int], list] = {}
         for seed, step, tag, value in update_scalars(chunk.metrics, first, self.batch_size):
-            self.writers[seed].add_scalar(tag, value, step)
+            events.setdefault((seed, step), []).append(self._value(tag=tag, simple_value=value))
         step = chunk.update * self.batch_size
-        for tag, value in perf_scalars(chunk).items():
-            self.writers[0].add_scalar(tag, value, step)
+        events.setdefault((0, step), []).extend(self._value(tag=tag, simple_value=value)
+                                                for tag, value in perf_scalars(chunk).items())
+        for (seed, step), values in events.items():
+            self.writers[seed].file_writer.add_summary(self._summary(value=values), step)
         for w in self.writers:  # a killed run keeps what it logged up to its last chunk
             w.flush()
 
