@@ -173,11 +173,11 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     run.add_argument("--no-compile-cache", action="store_true", default=d(False),
                      help="do not use the persistent XLA compilation cache (~/.cache/bpo-jax/xla or $BPO_JAX_CACHE_DIR)")
     run.add_argument("--fast-compile", action="store_true", default=d(False), help=FAST_COMPILE_HELP)
-    run.add_argument("--split", choices=("envs", "seeds"), default=d("envs"),
+    run.add_argument("--split", choices=("auto", "envs", "seeds"), default=d("auto"),
                      help="what several devices split: the env batch of every seed, or the seeds (each device "
-                          "trains whole seeds, no collectives; --seeds must divide over the devices).  On a CPU, "
-                          "XLA_FLAGS=--xla_force_host_platform_device_count=CORES with --split seeds puts the "
-                          "seeds on every core (default: envs)")
+                          "trains whole seeds, no collectives; --seeds must divide over the devices).  auto "
+                          "(default): on a CPU, several seeds go whole onto every core (the cores become host "
+                          "devices, the same numbers as one device), else the env batch")
     dist = train.add_argument_group("multi-host (one process per host; the env batch is split over all devices)")
     dist.add_argument("--coordinator", default=d(None), metavar="HOST:PORT",
                       help="address of process 0 for jax.distributed.initialize; without it, a set "
@@ -372,7 +372,7 @@ def _init_distributed(args) -> None:
     """Join a multi-process run before anything touches a device: with --coordinator (and
     --num-processes, --process-id), or JAX's own detection when $JAX_COORDINATOR_ADDRESS is set."""
     flags = (args.coordinator, args.num_processes, args.process_id)
-    if all(f is None for f in flags) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    if not jax_distributed(args):
         return
     import jax
 
@@ -397,6 +397,7 @@ def cmd_train(args) -> int:
         return _train_host(args)
     try:
         _init_distributed(args)
+        _use_cpu_cores(args)
         session = _open_session(args)
     except sessions.ProgramMismatch as e:
         return _fail(f"--resume continues the checkpoint's run, whose {e.saved_field} is {_show(e.saved)}; "
@@ -422,6 +423,28 @@ def cmd_train(args) -> int:
         _say(_final_line(session, done))
         _say(f"wrote {session.out}/{{{','.join(done.files)}}}", sys.stdout)
     return 0
+
+
+def _use_cpu_cores(args) -> None:
+    """Before anything starts JAX's backends: with --split auto or seeds in a one-process run,
+    this CPU's cores become host devices for the run's seeds (:func:`bpo_jax.runner.use_cpu_cores`)."""
+    from bpo_jax import checkpoint, runner
+
+    if args.split == "envs" or jax_distributed(args):
+        return
+    seeds = args.seeds
+    if args.resume:
+        try:
+            seeds = checkpoint.read_metadata(checkpoint.locate(args.resume)[1])["num_seeds"]
+        except (ValueError, OSError):
+            return  # the run session reports what is wrong with the checkpoint
+    runner.use_cpu_cores(seeds)
+
+
+def jax_distributed(args) -> bool:
+    """Whether this is one process of a multi-process run."""
+    return any(getattr(args, f) is not None for f in ("coordinator", "num_processes", "process_id")) \
+        or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
 
 
 def _host_run(args) -> bool:
@@ -536,7 +559,22 @@ def _header(session) -> str:
     resumed = "" if session.resumed_from is None else \
         f"; resuming at update {session.start_update} from {session.resumed_from.path}"
     return (f"[{session.label}] {session.num_seeds} seed(s) x {c.num_updates} updates x {c.batch_size} steps, "
-            f"{session.chunk_updates} updates per chunk{resumed}; compiling...")
+            f"{session.chunk_updates} updates per chunk{_layout(session)}{resumed}; compiling...")
+
+
+def _layout(session) -> str:
+    """How the run spreads over several devices ("" on one)."""
+    import jax
+
+    from bpo_jax import runner
+
+    devices = jax.devices()
+    if len(devices) == 1:
+        return ""
+    kind = f"{devices[0].platform.upper()} devices"
+    if runner.resolve_split(session.options.split, session.num_seeds) == "seeds":
+        return f", seeds split over {len(devices)} {kind}"
+    return f", env batch split over {len(devices)} {kind}"
 
 
 def _final_line(session, done) -> str:
@@ -589,7 +627,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from bpo_jax import sweep
+    from bpo_jax import runner, sweep
     from bpo_jax.session import RunOptions
 
     try:
@@ -600,6 +638,7 @@ def cmd_sweep(args) -> int:
         plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
+    runner.use_cpu_cores(plan.num_seeds)  # several seeds of every run go whole onto the CPU's cores
     try:
         summary = sweep.run(plan, args.out, options, say=_say)
     except KeyboardInterrupt:

@@ -214,16 +214,64 @@ def state_template(config: Config, num_seeds: int) -> TrainState:
     return jax.eval_shape(lambda hp: init(seed_keys(config.seed, num_seeds), hp), config.hparams())
 
 
-SPLITS = ("envs", "seeds")
+SPLITS = ("auto", "envs", "seeds")
+
+
+def resolve_split(split: str, num_seeds: int, devices: Optional[Sequence[jax.Device]] = None) -> str:
+    """``"auto"`` -> ``"seeds"`` where ``devices`` (default all) are several CPU devices of one
+    process and the seeds divide over them, else ``"envs"``; any other value as it is.
+
+    On a CPU every device is a core (:func:`use_cpu_cores`): whole seeds per core need no
+    communication, where split envs would add partitioning costs to every step."""
+    if split != "auto":
+        return split
+    devices = list(jax.devices() if devices is None else devices)
+    cpu = all(d.platform == "cpu" for d in devices) and jax.process_count() == 1
+    return "seeds" if cpu and len(devices) > 1 and num_seeds % len(devices) == 0 else "envs"
+
+
+def cpu_devices_for(num_seeds: int, cores: int) -> int:
+    """Host devices for ``num_seeds`` seeds on ``cores`` cores: the smallest divisor of num_seeds
+    that is at least ``cores`` (num_seeds itself when there are fewer seeds than cores).  One
+    device per core at most where the seeds divide so; otherwise a few more devices than cores
+    (3 seeds on 2 cores: 3), still far faster than one device for all of them."""
+    return next(d for d in range(min(cores, num_seeds), num_seeds + 1) if num_seeds % d == 0)
+
+
+def use_cpu_cores(num_seeds: int) -> Optional[int]:
+    """Expose this machine's cores as CPU devices (``jax_num_cpu_devices``, :func:`cpu_devices_for`)
+    so that a ``split="auto"`` run of ``num_seeds`` seeds puts whole seeds on every core.
+
+    Why: XLA runs one program on one CPU device, spreading each kernel over the cores with
+    intra-op threads, which do not pay on small kernels: 10 vmapped CartPole seeds train about
+    1.6x faster on two host devices of one core each than on one device with both (2-core VM,
+    benchmarks/RESULTS.md), and the per-seed numbers are the same.  Call it before anything
+    starts JAX's backends (the device count is fixed then); on a GPU or TPU machine it only
+    shapes the unused CPU backend.  Returns the device count it set, or None where it leaves
+    things as they are: fewer than 2 seeds or cores, the backends already started, or a count
+    the user chose (``--xla_force_host_platform_device_count`` in XLA_FLAGS, or
+    ``jax_num_cpu_devices`` / $JAX_NUM_CPU_DEVICES)."""
+    from jax._src import xla_bridge
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    chosen = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+              or jax.config.jax_num_cpu_devices != -1)
+    if num_seeds < 2 or cores < 2 or chosen or xla_bridge.backends_are_initialized():
+        return None
+    count = cpu_devices_for(num_seeds, cores)
+    jax.config.update("jax_num_cpu_devices", count)
+    return count
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds: int = 1,
-              split: str = "envs") -> Mesh:
+              split: str = "auto") -> Mesh:
     """1-D mesh over ``devices`` (default: all devices of all processes) along DATA_AXIS, which
-    splits the env batch (``split="envs"``) or the seeds (``"seeds"``)."""
+    splits the env batch (``split="envs"``) or the seeds (``"seeds"``; ``"auto"``:
+    :func:`resolve_split`)."""
     devices = list(jax.devices() if devices is None else devices)
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    split = resolve_split(split, num_seeds, devices)
     size, what = (num_envs, "num_envs") if split == "envs" else (num_seeds, "the number of seeds")
     if size % len(devices):
         raise ConfigError(f"{what} = {size} must be divisible by the number of devices ({len(devices)})")
@@ -300,7 +348,7 @@ def run(
     start: Optional[Start] = None,
     on_chunk: Optional[Callable[[Chunk], Any]] = None,
     devices: Optional[Sequence[jax.Device]] = None,
-    split: str = "envs",
+    split: str = "auto",
     compiler_options: Optional[dict[str, Any]] = None,
 ) -> RunResult:
     """Train ``num_seeds`` seeds of ``config`` as one vmapped program, chunk by chunk.
@@ -316,7 +364,8 @@ def run(
     ``devices`` (default: ``jax.devices()``, all processes' devices) split the env batch
     (``split="envs"``; num_envs must be divisible by their number) or the seeds (``"seeds"``;
     num_seeds must be: every device trains its own seeds, no collectives, the way to use every
-    core of a CPU through forced host devices, see the README).  In a multi-process run every process calls
+    core of a CPU through host devices, :func:`use_cpu_cores`); ``"auto"`` (default): seeds
+    where the devices are CPUs of one process and the seeds divide over them, else envs.  In a multi-process run every process calls
     ``run`` with the same arguments (give ``on_chunk``/``progress`` only where wanted, e.g.
     process 0); chunk states are then gathered to host numpy before ``on_chunk``.
 
@@ -324,6 +373,7 @@ def run(
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    split = resolve_split(split, num_seeds, devices)
     mesh = make_mesh(devices, config.num_envs, num_seeds, split)
     # Split seeds: each device runs whole programs of its own seeds, so nothing in the
     # trainer is partitioned (no env-axis constraints); the seed axis is split by the jit.

@@ -106,10 +106,11 @@ class RunOptions:
     fast_compile: bool = False
     """Compile with :data:`bpo_jax.runner.FAST_COMPILE`: less compile time, slower steps, and
     other float rounding, so the same seed gives other numbers."""
-    split: str = "envs"
+    split: str = "auto"
     """What the devices split: ``envs`` (the env batch of every seed) or ``seeds`` (each device
-    trains whole seeds; the seed count must divide over the devices).  Same run up to float
-    rounding either way."""
+    trains whole seeds; the seed count must divide over the devices); ``auto``: seeds where the
+    devices are CPUs of one process and the seeds divide over them (:func:`bpo_jax.runner.use_cpu_cores`
+    makes a CPU's cores its devices), else envs.  Same run up to float rounding either way."""
     resume_hint: str = "bpo_jax.session.RunSession.resume({out!r})"
     """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory."""
 

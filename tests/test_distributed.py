@@ -1,5 +1,6 @@
 """Data parallelism: the env batch split over devices (forced CPU devices) and over processes
 (jax.distributed on localhost, gloo collectives) computes the one-device run."""
+import csv
 import os
 import socket
 import subprocess
@@ -42,7 +43,7 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
         import jax, numpy as np
         from bpo_jax import Config, runner
         cfg = Config(**{TINY!r})
-        r4 = runner.run(cfg, num_seeds=2, reports=1, compiler_options=runner.FAST_COMPILE)
+        r4 = runner.run(cfg, num_seeds=2, reports=1, split="envs", compiler_options=runner.FAST_COMPILE)
         r1 = runner.run(cfg, num_seeds=2, reports=1, devices=jax.devices()[:1], compiler_options=runner.FAST_COMPILE)
         assert len(r4.state.env_state.obs.sharding.device_set) == 4
         for leaf in jax.tree.leaves(r4.state.env_state.replace(reset_pool=None)):
@@ -55,7 +56,8 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
         for k in r1.metrics:
             np.testing.assert_allclose(r4.metrics[k], r1.metrics[k], rtol={TOL['rtol']}, atol={TOL['atol']}, err_msg=k)
         try:
-            runner.run(cfg.replace(num_envs=6, total_steps=96), reports=1, compiler_options=runner.FAST_COMPILE)
+            runner.run(cfg.replace(num_envs=6, total_steps=96), reports=1, split="envs",
+                       compiler_options=runner.FAST_COMPILE)
         except Exception as e:
             print("ERR", type(e).__name__, e)
         print("OK")
@@ -91,6 +93,72 @@ def test_seeds_split_over_devices_compute_the_one_device_run():
     """, devices=2)
     assert "OK" in out
     assert "ERR the number of seeds = 3 must be divisible by the number of devices (2)" in out
+
+
+@pytest.mark.parametrize("seeds, cores, devices", [
+    (1, 2, 1), (2, 2, 2), (4, 2, 2), (10, 2, 2), (3, 2, 3), (7, 2, 7), (10, 4, 5), (6, 4, 6), (12, 5, 6),
+    (10, 16, 10), (2, 1, 1)])
+def test_cpu_devices_for_seeds(seeds, cores, devices):
+    """The smallest divisor of the seed count that is at least the core count (or the seed count)."""
+    from bpo_jax import runner
+
+    assert runner.cpu_devices_for(seeds, cores) == devices
+    assert seeds % devices == 0 and devices >= min(cores, seeds)
+    assert not any(seeds % d == 0 for d in range(min(cores, seeds), devices))
+
+
+# A machine with two cores, whatever this one has.
+TWO_CORES = "import os; os.sched_getaffinity = lambda pid: {0, 1}\n"
+
+
+def test_cpu_cores_become_devices_before_the_backends_start():
+    """use_cpu_cores: nothing for one seed; 10 seeds on 2 cores -> 2 CPU devices, and an auto
+    split then splits seeds that divide over them (10) and the env batch otherwise (3); once
+    the backends run it changes nothing.  A device count the user chose is left alone."""
+    code = TWO_CORES + textwrap.dedent("""
+        from bpo_jax import runner
+        import jax
+        print(runner.use_cpu_cores(1), runner.use_cpu_cores(10), len(jax.devices()),
+              runner.resolve_split("auto", 10), runner.resolve_split("auto", 3), runner.resolve_split("envs", 10),
+              runner.use_cpu_cores(10))
+    """)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
+    run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                     env=env, timeout=300)
+    proc = run(env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["None", "2", "2", "seeds", "envs", "envs", "None"]
+    proc = run(_env(3))  # the user's XLA_FLAGS count stands: 3 devices, seeds that do not divide get envs
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["None", "None", "3", "envs", "seeds", "envs", "None"]
+
+
+@pytest.mark.slow
+def test_train_puts_seeds_on_every_core_with_the_one_device_numbers(tmp_path):
+    """bpo-jax train with several seeds on a 2-core CPU: the seeds split over 2 CPU devices, as
+    its first line says, and the same run as --split envs on one device (float rounding)."""
+    flags = [f if f != "1" or TINY_FLAGS[i - 1] != "--seeds" else "2" for i, f in enumerate(TINY_FLAGS)]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    runs = {}
+    for split in ("auto", "envs"):
+        code = TWO_CORES + "import sys\nfrom bpo_jax import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
+        proc = subprocess.run([sys.executable, "-c", code, "train", *flags, "--split", split,
+                               "--out", str(tmp_path / split)], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[split] = (proc.stderr, list(csv.DictReader(open(tmp_path / split / "metrics.csv"))))
+    assert "2 seed(s)" in runs["auto"][0] and "seeds split over 2 CPU devices" in runs["auto"][0]
+    assert "split over" not in runs["envs"][0]
+    auto, envs = runs["auto"][1], runs["envs"][1]
+    assert len(auto) == len(envs) == 4
+    for a, b in zip(auto, envs):
+        for column in a:
+            if column != "steps_per_second":  # empty cells: no episode ended in that update
+                value = lambda cell: float(cell or "nan")
+                np.testing.assert_allclose(value(a[column]), value(b[column]), **TOL, err_msg=column)
 
 
 def _free_port() -> int:
