@@ -7,7 +7,8 @@ does not persist executables that call back into Python).  So this driver compil
 programs, ``init`` and ``K updates`` (plus a shorter tail chunk when K does not divide the
 run), and calls the chunk program ``num_updates / K`` times with donated state: no
 recompilation, one host round-trip per chunk, and the chunk boundaries are where progress,
-NaN checks, logging and checkpoints happen.
+NaN checks, logging and checkpoints happen.  Unless a checkpoint is due, the next chunk starts
+before the host logs the last one, so logging costs the devices no time.
 
 The env batch is split over devices (``devices``, default all of ``jax.devices()``, every
 process's in a multi-host run): a 1-D mesh with axis ``data`` splits axis 1 of every env-state
@@ -128,10 +129,12 @@ class Start:
 class Chunk:
     """What the host sees after one finite compiled chunk (passed to ``on_chunk``).
 
-    ``state`` is only valid during the callback: the next chunk donates (reuses) its buffers.
+    ``state`` is only valid during the callback: the next chunk donates (reuses) its buffers;
+    None where the run's ``wants_state`` said the callback does not need it (the next chunk is
+    already running on those buffers).
     """
 
-    state: TrainState
+    state: Optional[TrainState]
     update: int  # updates done after this chunk
     num_updates: int
     chunk_updates: int  # K
@@ -347,6 +350,7 @@ def run(
     chunk_updates: Optional[int] = None,
     start: Optional[Start] = None,
     on_chunk: Optional[Callable[[Chunk], Any]] = None,
+    wants_state: Optional[Callable[[int], bool]] = None,
     devices: Optional[Sequence[jax.Device]] = None,
     split: str = "auto",
     compiler_options: Optional[dict[str, Any]] = None,
@@ -360,6 +364,13 @@ def run(
     finite, ``on_chunk`` (e.g. checkpoints and loggers) and then ``progress`` (with a :class:`Progress`) are called on
     the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
     any callback sees that chunk (so the last checkpoint on disk is the last good state).
+
+    ``wants_state(updates_done)``: whether ``on_chunk`` needs the state after that chunk (e.g. a
+    checkpoint is due).  Where it says no, the next chunk starts before ``on_chunk`` and
+    ``progress`` run, so the host's logging overlaps the training, and ``on_chunk`` gets
+    ``Chunk.state`` None (the next chunk has taken over its buffers).  Without it, every chunk's
+    state is handed over and the host work waits between chunks; without ``on_chunk``, no chunk
+    waits.  Numbers are the same either way.
 
     ``devices`` (default: ``jax.devices()``, all processes' devices) split the env batch
     (``split="envs"``; num_envs must be divisible by their number) or the seeds (``"seeds"``;
@@ -426,11 +437,16 @@ def run(
     train_seconds, io_seconds = time.perf_counter() - t_init, 0.0  # init (or the upload) counts as training
     last_return = float("nan")
     session_start, t_session = done, time.perf_counter()
+    running = None  # the next chunk's outputs and start time, when it started before the host work
     for i, end in enumerate(todo):
         size = end - done
-        _barrier(f"chunk_{end}")  # process 0 may have spent a while writing a checkpoint
-        t_chunk = time.perf_counter()
-        state, metrics = programs[size](state, hp)
+        if running is None:
+            _barrier(f"chunk_{end}")  # process 0 may have spent a while writing a checkpoint
+            t_chunk = time.perf_counter()
+            state, metrics = programs[size](state, hp)
+        else:
+            (state, metrics), t_chunk = running
+            running = None
         metrics = to_host(metrics)  # the one host round-trip of the chunk (replicated: no gather)
         now = time.perf_counter()
         train_seconds += now - t_chunk
@@ -441,9 +457,17 @@ def run(
         chunk_return = _weighted_return(metrics)
         last_return = chunk_return if np.isfinite(chunk_return) else last_return
         done = end
-        # Multi-process: gather the split env state to every host, collectively (all processes
-        # reach this line), so process 0 can checkpoint it; one all-gather per chunk.
-        chunk_state = to_host(state) if multi else state
+        # The next chunk starts now unless the callback needs this chunk's state: the host's
+        # logging then overlaps the training instead of keeping the devices waiting.  (Never in a
+        # multi-process run, whose processes meet at every chunk.)
+        if i + 1 < len(todo) and not multi and (on_chunk is None or (wants_state is not None
+                                                                     and not wants_state(done))):
+            running = programs[todo[i + 1] - done](state, hp), time.perf_counter()
+            chunk_state = None
+        else:
+            # Multi-process: gather the split env state to every host, collectively (all processes
+            # reach this line), so process 0 can checkpoint it; one all-gather per chunk.
+            chunk_state = to_host(state) if multi else state
         if on_chunk is not None:
             on_chunk(Chunk(state=chunk_state, update=done, num_updates=n, chunk_updates=k, metrics=metrics,
                            history=history, steps_per_second=chunk_sps,
@@ -457,7 +481,8 @@ def run(
                 steps_per_second=throughput(done * config.batch_size * num_seeds, previous_seconds + train_seconds),
                 eta=elapsed / (done - session_start) * (n - done),
             ))
-        io_seconds += time.perf_counter() - now
+        if running is None:  # host work that overlapped the next chunk is in that chunk's time
+            io_seconds += time.perf_counter() - now
     jax.block_until_ready(state)
     if multi:
         state = to_host(state)

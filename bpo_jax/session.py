@@ -253,6 +253,7 @@ class RunSession:
                 result = runner.run(
                     self.config, num_seeds=self.num_seeds, progress=progress, chunk_updates=self.chunk_updates,
                     start=None if self.resumed_from is None else self.resumed_from.start, on_chunk=on_chunk,
+                    wants_state=lambda update: saver is not None and saver.due(update, self.config.num_updates),
                     split=self.options.split, compiler_options=runner.FAST_COMPILE if self.options.fast_compile else None)
         except BaseException as e:
             self.note = self._stop_note(e)
@@ -304,7 +305,7 @@ class RunSession:
         shows = [show for show in (console, on_progress) if show is not None]
 
         def on_chunk(chunk: runner.Chunk) -> None:
-            if saver is not None:
+            if saver is not None and chunk.state is not None:  # None: no checkpoint was due
                 saver(chunk)
             loggers(chunk)
 

@@ -69,6 +69,27 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     assert uninterrupted.result.throughput == pytest.approx(1024 * 2 / uninterrupted.result.train_seconds)
 
 
+def test_chunks_run_ahead_of_the_host_work_only_where_no_state_is_wanted():
+    """runner.run starts the next chunk before on_chunk where wants_state says no (on_chunk then
+    gets no state), hands the state over where it says yes and after the last chunk, and
+    computes the same numbers as a run that waits for the host after every chunk."""
+    from bpo_jax import runner
+
+    seen = []
+    record = lambda chunk: seen.append((chunk.update, chunk.state is not None))
+    ahead = runner.run(TINY, num_seeds=2, chunk_updates=4, on_chunk=record, wants_state=lambda update: update == 8,
+                       compiler_options=runner.FAST_COMPILE)
+    assert seen == [(4, False), (8, True), (12, False), (16, True)]
+    seen.clear()
+    waiting = runner.run(TINY, num_seeds=2, chunk_updates=4, on_chunk=record, compiler_options=runner.FAST_COMPILE)
+    assert seen == [(4, True), (8, True), (12, True), (16, True)]
+    plain = lambda x: jax.random.key_data(x) if runner.is_key(x) else x
+    for a, b in zip(jax.tree.leaves(ahead.state), jax.tree.leaves(waiting.state)):
+        np.testing.assert_array_equal(plain(a), plain(b))
+    for name, rows in waiting.metrics.items():
+        np.testing.assert_array_equal(ahead.metrics[name], rows, err_msg=name)
+
+
 @pytest.mark.parametrize("start,options,field", [
     (dict(num_seeds=0), QUIET, "num_seeds"),
     (dict(chunk_updates=17), QUIET, "chunk_updates"),
