@@ -372,7 +372,7 @@ def _init_distributed(args) -> None:
     """Join a multi-process run before anything touches a device: with --coordinator (and
     --num-processes, --process-id), or JAX's own detection when $JAX_COORDINATOR_ADDRESS is set."""
     flags = (args.coordinator, args.num_processes, args.process_id)
-    if not jax_distributed(args):
+    if not _distributed(args):
         return
     import jax
 
@@ -430,7 +430,7 @@ def _use_cpu_cores(args) -> None:
     this CPU's cores become host devices for the run's seeds (:func:`bpo_jax.runner.use_cpu_cores`)."""
     from bpo_jax import checkpoint, runner
 
-    if args.split == "envs" or jax_distributed(args):
+    if args.split == "envs" or _distributed(args):
         return
     seeds = args.seeds
     if args.resume:
@@ -441,7 +441,7 @@ def _use_cpu_cores(args) -> None:
     runner.use_cpu_cores(seeds)
 
 
-def jax_distributed(args) -> bool:
+def _distributed(args) -> bool:
     """Whether this is one process of a multi-process run."""
     return any(getattr(args, f) is not None for f in ("coordinator", "num_processes", "process_id")) \
         or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
