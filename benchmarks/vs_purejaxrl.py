@@ -4,8 +4,8 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/vs_purejaxrl.py --purejaxrl PATH
 
 With several (e.g. forced host) devices, our N-seed programs split the seeds over them, as
-``bpo-jax train --split seeds`` does; PureJaxRL's program runs as its ``ppo.py`` runs it, on the
-default device.  Every one-seed program runs on the default device.
+``bpo-jax train`` does on a CPU by default (``--split auto``); PureJaxRL's program runs as its
+``ppo.py`` runs it, on the default device.  Every one-seed program runs on the default device.
 
 PATH is a checkout of https://github.com/luchris429/purejaxrl (the folder that holds
 ``purejaxrl/ppo.py``); its code is imported from there, never copied.  It needs ``distrax``
