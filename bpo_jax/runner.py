@@ -23,6 +23,7 @@ same numbers, so the result is bit-identical to an uninterrupted run.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import time
@@ -419,9 +420,16 @@ def run(
     # Compile everything up front (and only what this session runs), so compile time is
     # reported apart from training time and nothing compiles between chunks.
     with _counting(CACHE_HIT_EVENT) as cache_hits:
-        programs = {size: chunk_program(size).lower(state_shape, hp).compile(compiler_options)
-                    for size in sorted({b - a for a, b in zip([done] + todo, todo)})}
-        init_c = init.lower(hp).compile(compiler_options) if start is None else None
+        lowered = {size: chunk_program(size).lower(state_shape, hp)
+                   for size in sorted({b - a for a, b in zip([done] + todo, todo)})}
+        if start is None:
+            lowered["init"] = init.lower(hp)
+        # XLA compiles without holding the GIL, so the programs compile side by side: the init
+        # program beside the chunk's (CartPole, 2 cores: 3.3-3.8 s instead of 4.6-4.9 s).
+        with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+            compiled = dict(zip(lowered, pool.map(lambda low: low.compile(compiler_options), lowered.values())))
+        init_c = compiled.pop("init", None)
+        programs = compiled
     compile_seconds = time.perf_counter() - t0
     _barrier("compiled")
 
