@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -22,9 +23,15 @@ TINY_FLAGS = ["--env", "gymnax/CartPole-v1", "--algo", "bpo", "--num-envs", "8",
 TOL = dict(rtol=1e-5, atol=1e-6)
 
 
-def _env(devices: int) -> dict:
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
-    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+def _env(devices: Optional[int]) -> dict:
+    """This environment on the CPU with ``devices`` forced host devices (None: no count chosen,
+    so the CLI picks its own)."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    if devices is not None:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    env = {**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_NUM_CPU_DEVICES", None)  # it would override XLA_FLAGS
+    return env
 
 
 def _python(code: str, devices: int, timeout=300):
@@ -122,12 +129,9 @@ def test_cpu_cores_become_devices_before_the_backends_start():
               runner.resolve_split("auto", 10), runner.resolve_split("auto", 3), runner.resolve_split("envs", 10),
               runner.use_cpu_cores(10))
     """)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("JAX_NUM_CPU_DEVICES", None)
-    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
     run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                      env=env, timeout=300)
-    proc = run(env)
+    proc = run(_env(None))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["None", "2", "2", "seeds", "envs", "envs", "None"]
     proc = run(_env(3))  # the user's XLA_FLAGS count stands: 3 devices, seeds that do not divide get envs
@@ -139,15 +143,13 @@ def test_cpu_cores_become_devices_before_the_backends_start():
 def test_train_puts_seeds_on_every_core_with_the_one_device_numbers(tmp_path):
     """bpo-jax train with several seeds on a 2-core CPU: the seeds split over 2 CPU devices, as
     its first line says, and the same run as --split envs on one device (float rounding)."""
-    flags = [f if f != "1" or TINY_FLAGS[i - 1] != "--seeds" else "2" for i, f in enumerate(TINY_FLAGS)]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f)
-    env.pop("JAX_NUM_CPU_DEVICES", None)
+    at = TINY_FLAGS.index("--seeds") + 1
+    flags = TINY_FLAGS[:at] + ["2"] + TINY_FLAGS[at + 1:]
     runs = {}
     for split in ("auto", "envs"):
         code = TWO_CORES + "import sys\nfrom bpo_jax import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
         proc = subprocess.run([sys.executable, "-c", code, "train", *flags, "--split", split,
-                               "--out", str(tmp_path / split)], capture_output=True, text=True, env=env, timeout=300)
+                               "--out", str(tmp_path / split)], capture_output=True, text=True, env=_env(None), timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[split] = (proc.stderr, list(csv.DictReader(open(tmp_path / split / "metrics.csv"))))
     assert "2 seed(s)" in runs["auto"][0] and "seeds split over 2 CPU devices" in runs["auto"][0]
