@@ -601,8 +601,7 @@ def cmd_eval(args) -> int:
             raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
         loaded = checkpoint.load(args.checkpoint)
         out = args.out or evaluate.default_eval_path(loaded.run_dir, loaded.path)
-        if os.path.isdir(out):
-            raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, 'eval.json')}")
+        _check_file_out(out, "eval.json")
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
 
@@ -680,6 +679,18 @@ def cmd_report(args) -> int:
     return _from_runs(args, "report.md", write)
 
 
+def _check_file_out(out: str, example: str) -> None:
+    """Before any work: --out names a file that can be written (its folder exists or can be made)."""
+    from bpo_jax import reporting
+
+    if os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, example)}")
+    try:
+        reporting.check_creatable(os.path.dirname(os.path.abspath(out)))
+    except reporting.OutputDirError as e:
+        raise ConfigError(f"cannot write --out {out}: {e}") from None
+
+
 def _from_runs(args, default_name: str, write) -> int:
     """Load the finished runs under args.dirs and ``write(curves, path)`` one file from them."""
     from bpo_jax import curves
@@ -688,8 +699,7 @@ def _from_runs(args, default_name: str, write) -> int:
         if args.out is None and len(args.dirs) > 1:
             raise ConfigError(f"--out is needed with several DIRs (where to write {default_name})")
         out = args.out or os.path.join(args.dirs[0], default_name)
-        if os.path.isdir(out):
-            raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, default_name)}")
+        _check_file_out(out, default_name)
         loaded = [curves.load(d) for d in curves.find_runs(args.dirs)]
     except (ValueError, OSError) as e:
         return _fail(first_line(e))

@@ -42,11 +42,25 @@ def default_run_dir(config, root: str = "runs") -> str:
     return path
 
 
-def check_output_dir(path: str, overwrite: bool) -> None:
-    """Fail before training, not after, if ``path`` is a non-empty directory or a file.  The
-    message names parameters in backticks (`overwrite`), for a front end to reword."""
-    if os.path.isfile(path):
+def check_creatable(path: str) -> None:
+    """Fail if directory ``path`` can be neither used nor created: a file in its place or above
+    it, or the nearest existing folder above it not writable (os.makedirs would fail late)."""
+    if os.path.exists(path) and not os.path.isdir(path):
         raise OutputDirError(f"output path {path!r} is a file; choose a directory")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputDirError(f"cannot create {path!r}: {existing!r} is a file; choose another directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputDirError(f"cannot write in {existing!r}; choose another directory")
+
+
+def check_output_dir(path: str, overwrite: bool) -> None:
+    """Fail before training, not after, if ``path`` is a non-empty directory, a file, or cannot
+    be created.  The message names parameters in backticks (`overwrite`), for a front end to
+    reword."""
+    check_creatable(path)
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         hint = f" (it holds an unfinished run: `resume` {path} continues it)" if is_incomplete(path) else ""
         raise OutputDirError(

@@ -189,6 +189,7 @@ def status(run_dir: str) -> str:
 def _claim(p: Plan, out: str) -> None:
     """Write sweep.json, or check that ``out`` holds this same sweep (or the same with a budget
     every run in it can go on to, and then record the new budget)."""
+    reporting.check_creatable(out)
     path = os.path.join(out, SWEEP_FILE)
     asked = p.asked()
     if os.path.isfile(path):

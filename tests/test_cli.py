@@ -95,6 +95,25 @@ def test_a_bad_cache_threshold_is_one_line_and_creates_nothing(value, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["train", "--out", "{blocker}/run"],
+    ["train", "--out", "{blocker}"],
+    ["sweep", "--suite", "smoke", "--out", "{blocker}/sweep/deeper"],
+    ["sweep", "--suite", "smoke", "--out", "{blocker}"],
+    ["plot", "{tmp}", "--out", "{blocker}/figure.png"],
+    ["report", "{tmp}", "--out", "{blocker}/report.md"],
+])
+def test_an_out_path_through_a_file_is_one_line(command, tmp_path, capsys):
+    """An --out that cannot be created (a file where a folder must be) is refused before any
+    work, in one line naming the file, never as an OSError traceback from os.makedirs."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    args = [a.format(blocker=blocker, tmp=tmp_path) for a in command]
+    assert cli.main(args) == 2
+    assert_one_line_in_process(capsys, str(blocker), "is a file")
+    assert blocker.read_text() == "not a folder" and os.listdir(tmp_path) == ["a_file"]
+
+
 def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
