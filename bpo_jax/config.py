@@ -21,6 +21,7 @@ from flax import struct
 
 from bpo_jax import algorithms
 from bpo_jax.envs.base import ActionSpace, Discrete
+from bpo_jax.errors import unknown_name
 from bpo_jax.networks import SQUASHES
 
 ACTIVATIONS = ("tanh", "relu", "elu")
@@ -133,7 +134,7 @@ class Config:
     def algorithm(self) -> algorithms.Algorithm:
         """The algorithm object named by ``algo``."""
         if self.algo not in algorithms.names():
-            raise ConfigError(f"unknown algo {self.algo!r}; valid: {', '.join(algorithms.names())}")
+            raise ConfigError(unknown_name("algo", self.algo, algorithms.names()))
         return algorithms.get(self.algo)
 
     @property

@@ -6,3 +6,19 @@ def first_line(e: BaseException) -> str:
     """First non-empty line of str(e), or the exception's type name."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def unknown_name(what: str, name: str, valid) -> str:
+    """"unknown <what> 'name'; did you mean 'X'? valid: a, b, ..." -- the suggestion (the
+    valid names that start with ``name``, else the closest spellings; case ignored; at most
+    three) because lists such as Atari's 100+ games bury the one meant."""
+    import difflib
+
+    valid = list(valid)
+    prefixed = [v for v in valid if v.lower().startswith(name.lower())] if name else []
+    score = {v: difflib.SequenceMatcher(None, name.lower(), v.lower()).ratio() for v in valid}
+    best = max(score.values(), default=0.0)
+    close = [v for v in valid if score[v] == best >= 0.6]
+    guesses = prefixed if 0 < len(prefixed) <= 3 else close if len(close) <= 3 else []
+    hint = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ";"
+    return f"unknown {what} {name!r}{hint} valid: {', '.join(valid)}"

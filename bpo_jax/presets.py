@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bpo_jax.errors import unknown_name
+
 # Shared by every paper preset: SB3's MlpPolicy as the reference configures it.
 _PAPER_COMMON: dict[str, Any] = {
     "hidden_sizes": (256, 256),
@@ -154,7 +156,7 @@ def resolve(name: str, algo: str) -> dict[str, Any]:
         return _isaaclab(env.partition("/")[2], algo)
     task = env.removesuffix("-v4")
     if kind not in ("paper", "fast") or task not in _PAPER or not env.endswith("-v4"):
-        raise PresetError(f"unknown preset {name!r}; valid: {', '.join(names())}")
+        raise PresetError(unknown_name("preset", name, names()))
     if algo not in _PAPER[task]:
         raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(_PAPER[task])}")
     values = {**_PAPER_COMMON, "env": f"mjx/{env}", "algo": algo}

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 
 from bpo_jax import curves, presets, report, reporting
 from bpo_jax.config import Config
+from bpo_jax.errors import unknown_name
 from bpo_jax.session import RunOptions, RunSession, run_dir_config
 
 SWEEP_FILE = "sweep.json"
@@ -105,7 +106,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
     from bpo_jax import algorithms
 
     if suite not in SUITES:
-        raise SweepError(f"unknown suite {suite!r}; valid: {', '.join(SUITES)}")
+        raise SweepError(unknown_name("suite", suite, SUITES))
     if not algos:
         raise SweepError("`algos` is empty; give one or more of " + ", ".join(algorithms.names()))
     unknown = [a for a in algos if a not in algorithms.names()]

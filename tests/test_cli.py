@@ -41,6 +41,7 @@ def assert_one_line_in_process(capsys, *fragments):
 @pytest.mark.parametrize("args,fragments", [
     (["--env", "nosuch/CartPole-v1"], ["unknown environment suite", "gymnax"]),
     (["--env", "gymnax/CartPole-v7"], ["unknown gymnax environment", "CartPole-v1"]),
+    (["--env", "gymnax/cartpole"], ["unknown gymnax environment 'cartpole'; did you mean 'CartPole-v1'?"]),
     (["--algo", "sac"], ["unknown algo", "bpo, ppo"]),
     (["--num-envs", "-4"], ["num_envs must be a positive integer"]),
     (["--num-minibatches", "3"], ["not divisible", "num_minibatches = 3"]),

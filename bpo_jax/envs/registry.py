@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from bpo_jax.envs.base import Env
+from bpo_jax.errors import unknown_name
 
 
 class UnknownEnvError(ValueError):
@@ -151,7 +152,7 @@ def list_envs(suite: str | None = None) -> list[str]:
     if suite is None:
         return [i for info in describe_suites() for i in info.ids]
     if suite not in _SUITES:
-        raise UnknownEnvError(f"unknown suite {suite!r}; valid: {', '.join(suites())}")
+        raise UnknownEnvError(unknown_name("suite", suite, suites()))
     return [f"{suite}/{n}" for n in _SUITES[suite].names()]
 
 
@@ -167,7 +168,7 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
         )
     valid = _SUITES[suite].names()
     if name not in valid:
-        raise UnknownEnvError(f"unknown {suite} environment {name!r}; valid: {', '.join(valid)}")
+        raise UnknownEnvError(unknown_name(f"{suite} environment", name, valid))
     env = _SUITES[suite].constructor(name, num_envs, **kwargs)
     if reset_pool:
         if not hasattr(env, "with_reset_pool"):

@@ -1,0 +1,28 @@
+"""Error text: the one-line messages' suggestions for a mistyped name."""
+import pytest
+
+from bpo_jax.errors import first_line, unknown_name
+
+GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
+
+
+@pytest.mark.parametrize("name,valid,hint", [
+    ("Pong", GAMES, "did you mean 'Pong-v5'?"),                      # the version left off
+    ("space", GAMES, "did you mean 'SpaceInvaders-v5' or 'SpaceWar-v5'?"),  # a prefix, case ignored
+    ("Breakuot-v5", GAMES, "did you mean 'Breakout-v5'?"),           # a typo
+    ("bpp", ["bpo", "ppo"], "did you mean 'bpo' or 'ppo'?"),         # equally close: both
+])
+def test_a_close_name_is_suggested(name, valid, hint):
+    text = unknown_name("game", name, valid)
+    assert text == f"unknown game {name!r}; {hint} valid: {', '.join(valid)}"
+
+
+def test_nothing_close_gets_only_the_valid_list():
+    assert unknown_name("algo", "sac", ["bpo", "ppo"]) == "unknown algo 'sac'; valid: bpo, ppo"
+    many = [f"Game{i}-v5" for i in range(10)]
+    assert "did you mean" not in unknown_name("game", "Game", many)  # ten prefixed: no help to list
+
+
+def test_first_line():
+    assert first_line(ValueError("one\ntwo")) == "one"
+    assert first_line(ValueError("\n  ")) == "ValueError"
