@@ -287,6 +287,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         values = presets.resolve(args.preset, args.algo)
     except presets.PresetError as e:
         raise SystemExit(_fail(str(e)))
+    if "env" in args.given and args.env != values["env"]:
+        # Allowed (a Hopper preset on Walker2d is a fair start), but an Atari preset on a MuJoCo
+        # task is more likely a slip: say so before a long run starts.
+        _say(f"bpo-jax: note: preset {args.preset} was set for {values['env']}; training {args.env} with it")
     given = args.given | set(values)
     args = build_parser(values).parse_args(argv)
     args.given = given

@@ -245,6 +245,15 @@ def test_preset_sets_paper_values_and_flags_override_it():
     assert (override.num_envs, override.bpo_lambda, override.normalize_obs) == (64, 0.001, True)
 
 
+def test_a_preset_on_another_env_is_noted_not_refused(capsys):
+    walker = cli._config_from_args(cli.parse_args(["train", "--preset", "paper/Hopper-v4", "--env", "mjx/Walker2d-v4"]))
+    assert (walker.env, walker.bpo_lambda) == ("mjx/Walker2d-v4", 10.0)
+    assert capsys.readouterr().err.strip() == \
+        "bpo-jax: note: preset paper/Hopper-v4 was set for mjx/Hopper-v4; training mjx/Walker2d-v4 with it"
+    cli.parse_args(["train", "--preset", "paper/Hopper-v4", "--env", "mjx/Hopper-v4"])
+    assert capsys.readouterr().err == ""
+
+
 def test_env_options_reach_the_environment():
     config = cli._config_from_args(cli.parse_args(
         ["train", "--env", "gymnax/Pendulum-v1", "--env-options", "max_steps_in_episode=7, max_speed=4.5"]))
