@@ -534,7 +534,7 @@ def _check_updates(metrics: dict, first_update: int, env: str) -> None:
     else a broken time limit."""
     checks = (
         ("nonfinite", NonFiniteError, "non-finite loss, gradient or parameters at update {update} (seed index "
-         "{seed}); lower lr, raise max_grad_norm clipping or check the env's rewards"),
+         "{seed}); lower lr or max_grad_norm (clip harder), or check the env's rewards (reward_scale)"),
         ("bootstrap_overflow", TimeLimitError, f"{env} truncated episodes sooner than its declared time_limit at "
          "update {update} (seed index {seed}), so that update's value targets miss bootstrap values: the env "
          "must declare time_limit = None (see bpo_jax.envs.base.FunctionalEnv)"),
