@@ -333,8 +333,14 @@ def cmd_presets(args) -> int:
     from bpo_jax import presets
 
     if args.name is None:
-        for name in presets.names():
-            _say(name, sys.stdout)
+        rows = [("name", "env", "steps", "what")] + [
+            (name, values["env"], f"{values['total_steps']:,}", presets.summary(name))
+            for name in presets.names() for values in [presets.resolve(name, "bpo")]]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            _say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3], sys.stdout)
+        _say("bpo-jax presets NAME: every value for BPO and PPO and the implementation each equals; without "
+             "--preset, train runs PureJaxRL's CartPole configuration (its PPO equals PureJaxRL's ppo.py)", sys.stdout)
         return 0
     try:
         settings = _preset_settings(args.name)

@@ -170,6 +170,18 @@ def resolve(name: str, algo: str) -> dict[str, Any]:
     return values
 
 
+def summary(name: str) -> str:
+    """One line on what preset ``name`` is, for the list of presets."""
+    kind, _, rest = name.partition("/")
+    if rest in _ATARI_GAMES:
+        return "the paper's Atari settings (SB3 BPO with BPOCnnPolicy; SB3 PPO with CnnPolicy), EnvPool"
+    if rest.startswith("isaaclab/"):
+        return "the paper's IsaacLab settings (rsl_rl BPO; IsaacLab's rsl_rl PPO), 4096 envs; needs IsaacLab"
+    if kind == "fast":
+        return "the paper's values with a rollout for accelerators: 2048 envs x 32 steps, normalised observations"
+    return "the paper's exact MuJoCo settings (the authors' SB3 BPO; SB3 PPO, RL-Zoo values)"
+
+
 def source(name: str, algo: str) -> str:
     """Where preset ``name``'s ``algo`` settings come from (which implementation it equals)."""
     kind = name.partition("/")[0]

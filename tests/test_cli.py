@@ -157,6 +157,19 @@ def test_checkpoint_every_rejects_nonsense(text):
         cli.parse_every(text)
 
 
+def test_presets_lists_every_preset_with_its_env_and_budget(capsys):
+    from bpo_jax import presets
+
+    assert cli.main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "env", "steps", "what"]
+    rows = {line.split()[0]: line.split()[1:3] for line in lines[1:-1]}
+    assert list(rows) == presets.names()
+    assert rows["paper/Hopper-v4"] == ["mjx/Hopper-v4", "20,000,000"]
+    assert rows["paper/Asterix"] == ["atari/Asterix-v5", "30,000,000"]
+    assert lines[-1].startswith("bpo-jax presets NAME:")
+
+
 def test_presets_name_shows_every_value_for_both_algorithms(capsys):
     from bpo_jax import presets
 
