@@ -10,7 +10,9 @@
 # 3. MuJoCo Warp against MJX's JAX implementation (impl=warp), on Ant and Hopper;
 # 4. a short BPO learning run on mjx/Hopper-v4, 2 seeds in one program (fast/ preset);
 # 5. Atari (paper/Pong settings, EnvPool backend): raw emulator steps/s against BPO and PPO
-#    training at 8, 32 and 128 envs (on a 2-core CPU the Nature CNN holds training to 3-5% of raw).
+#    training at 8, 32 and 128 envs (on a 2-core CPU the Nature CNN holds training to 3-5% of raw);
+# 6. what true float32 costs: step 1's Hopper and Ant again at --matmul-precision default (TF32
+#    allowed), against step 1's highest (the default); rates in log.txt only.
 #
 # On a GPU the MJX programs' compile times dominate (8 in step 1 alone, Humanoid's the longest; not
 # yet measured on a GPU here): if one call cannot hold all four steps, split it, SKIP="3 4" first,
@@ -72,3 +74,5 @@ step 4 "learning: BPO on mjx/Hopper-v4, 2 seeds" learn
 step 5 "Atari: raw emulators vs BPO and PPO training (paper/Pong)" python3 benchmarks/throughput.py \
     --preset paper/Pong --algos bpo,ppo --num-envs "${ATARI_SIZES:-8,32,128}" --num-steps 128 --updates 2 \
     --out "$out/throughput_atari.json"
+step 6 "TF32 allowed: mjx Hopper and Ant at --matmul-precision default" \
+    bench --envs mjx/Hopper-v4,mjx/Ant-v4 --matmul-precision default

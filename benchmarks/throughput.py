@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import compile_and_time, log, machine, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_trainer, presets  # noqa: E402
+from bpo_jax.config import MATMUL_PRECISIONS  # noqa: E402
 from bpo_jax.envs import Box, Discrete  # noqa: E402
 
 TRAIN = dict(num_steps=16, num_epochs=4, num_minibatches=4, hidden_sizes=(256, 256), activation="relu",
@@ -75,7 +76,8 @@ def raw_env(config: Config, steps: int, repeats: int) -> dict:
 
     key = jax.random.key(0)
     state = jax.block_until_ready(jax.jit(env.reset)(key))
-    compile_s, runs, _ = compile_and_time(rollout, (state, key), repeats)
+    # The physics at the training run's matmul precision, so the two rates compare like with like.
+    compile_s, runs, _ = compile_and_time(config.with_precision(rollout), (state, key), repeats)
     return {"compile_seconds": compile_s, "seconds": min(runs),
             "steps_per_second": steps * config.num_envs / min(runs)}
 
@@ -123,6 +125,9 @@ def main(argv=None) -> int:
                              "--envs defaults to its env")
     parser.add_argument("--num-steps", type=int, default=None,
                         help=f"rollout steps per env and update (default {TRAIN['num_steps']}, or the preset's)")
+    parser.add_argument("--matmul-precision", default=None, choices=MATMUL_PRECISIONS,
+                        help="float32 matmul precision of raw stepping and training alike (default: Config's, "
+                             "highest; 'default' lets GPUs use TF32)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
     parser.add_argument("--out", default=None)
@@ -151,11 +156,14 @@ def main(argv=None) -> int:
                       "env_options": options}
             if args.num_steps:
                 fields["num_steps"] = args.num_steps
+            if args.matmul_precision:
+                fields["matmul_precision"] = args.matmul_precision
             c = Config(**fields)
             return c.replace(total_steps=args.updates * n * c.num_steps)
 
         base = config(algos[0])
-        row = {"env": env_id, "options": variant, "num_envs": n, "reset_pool": args.reset_pool}
+        row = {"env": env_id, "options": variant, "num_envs": n, "reset_pool": args.reset_pool,
+               "matmul_precision": base.matmul_precision}
         label = env_id if not variant else f"{env_id}[{variant}]"
         row["raw"] = raw_env(base, args.updates * base.num_steps, args.repeats)
         log(f"{label} x{n}: raw {row['raw']['steps_per_second']:,.0f} steps/s "

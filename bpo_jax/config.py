@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ from bpo_jax.errors import unknown_name
 from bpo_jax.networks import SQUASHES
 
 ACTIVATIONS = ("tanh", "relu", "elu")
+MATMUL_PRECISIONS = ("highest", "high", "default")
 LR_SCHEDULES = ("constant", "linear", "adaptive")
 
 
@@ -128,6 +130,11 @@ class Config:
     init_at_random_ep_len: bool = _arg(
         False, "isaaclab/: start every env at a random point of its episode before training, as rsl_rl's "
                "runner.learn(init_at_random_ep_len=True), so time-outs spread over iterations")
+    # --- numerics ---
+    matmul_precision: str = _arg(
+        "highest", "float32 matmuls and convolutions on GPUs and TPUs (networks and MJX physics alike): highest "
+                   "(true float32, as Playground and Brax advise), high, or default (the backend's fastest: TF32 on "
+                   "NVIDIA Ampere and later, which changes physics and results); no effect on CPUs")
 
     # ---------------------------------------------------------------- derived
     @property
@@ -197,6 +204,15 @@ class Config:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     # ------------------------------------------------------------- validation
+    def with_precision(self, fn: Callable) -> Callable:
+        """``fn`` traced at this run's ``matmul_precision``: every dot and convolution traced inside
+        it (the networks', the env's physics) that does not name its own precision."""
+        @functools.wraps(fn)
+        def traced(*args, **kwargs):
+            with jax.default_matmul_precision(self.matmul_precision):
+                return fn(*args, **kwargs)
+        return traced
+
     def validate(self) -> "Config":
         """Raise :class:`ConfigError` with a one-line, actionable message if anything is off."""
         def need(ok: bool, msg: str):
@@ -216,6 +232,8 @@ class Config:
              f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
         need(all(h > 0 for h in self.median_hidden_sizes),
              f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
+        need(self.matmul_precision in MATMUL_PRECISIONS,
+             unknown_name("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS))
         need(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
         full = self.resolved()
         need(full.lr > 0, f"lr must be > 0, got {full.lr}")

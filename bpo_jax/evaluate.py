@@ -65,7 +65,7 @@ def make_evaluate(config: Config, episodes: int, max_steps: int):
         lengths = jnp.where(finished, lengths, state.episode_length.astype(jnp.float32))
         return returns, lengths, finished
 
-    return evaluate, env
+    return config.with_precision(evaluate), env
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,8 +135,8 @@ def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frame
         next_state = env.step(env_state, act(params, obs_stats, env_state.obs))
         return next_state, (env_state.inner.qpos[0], next_state.done[0])
 
-    _, (qpos, done) = jax.jit(lambda key: jax.lax.scan(step, env.reset(key), None, length=max_frames))(
-        jax.random.key(seed))
+    episode = config.with_precision(lambda key: jax.lax.scan(step, env.reset(key), None, length=max_frames))
+    _, (qpos, done) = jax.jit(episode)(jax.random.key(seed))
     qpos, done = np.asarray(qpos), np.asarray(done)
     end = int(np.argmax(done)) + 1 if done.any() else max_frames
     data = mujoco.MjData(model)

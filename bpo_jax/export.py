@@ -38,7 +38,7 @@ def policy_function(config, action_space, params, obs_stats=None, obs_dim: int |
         dist = network.apply(params, full, method="policy")
         return action_to_env(action_space, dist.mode(), config.action_squash)
 
-    return policy
+    return config.with_precision(policy)
 
 
 def export_policy(path: str, config, action_space, state, obs_dim: int) -> bytes:

@@ -332,8 +332,9 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         hp = config.hparams() if hp is None else hp
         return update_chunk(init(key, hp), hp, num_updates)
 
-    return Trainer(init=init, act=act, collect=collect, learn=learn, update=update, update_chunk=update_chunk,
-                   train=train, num_updates=num_updates, config=config, env=env)
+    at = config.with_precision  # every program built from these traces at the run's matmul precision
+    return Trainer(init=at(init), act=at(act), collect=at(collect), learn=at(learn), update=at(update),
+                   update_chunk=at(update_chunk), train=at(train), num_updates=num_updates, config=config, env=env)
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:

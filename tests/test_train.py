@@ -1,12 +1,16 @@
 """The training program: determinism, vmap over seeds and configurations, truncation
-bootstrapping on a probe with a known value, NaN detection, chunked driving."""
+bootstrapping on a probe with a known value, NaN detection, chunked driving, the matmul
+precision every program is traced at."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpo_jax import Config, HParams, make_train, make_trainer
+from bpo_jax import Config, ConfigError, HParams, make_train, make_trainer
 from bpo_jax import runner
+from bpo_jax.envs.base import Discrete
+from bpo_jax.export import policy_function
+from bpo_jax.networks import init_params, make_network
 from tests import probes
 from tests.compiling import compile_fast, compile_full
 
@@ -133,3 +137,40 @@ def test_gaussian_std_stays_positive_and_finite():
     dist = actor.apply(params, jnp.zeros((1, 3)))
     np.testing.assert_allclose(dist.std, 1e-3, rtol=1e-5)
     assert np.isfinite(dist.log_prob(jnp.ones((1, 2)))).all() and np.isfinite(dist.entropy()).all()
+
+
+def _dot_precisions(lowered) -> list[str]:
+    """The precision attribute of every dot in a lowered program's StableHLO."""
+    lines = [line for line in lowered.as_text().splitlines() if "stablehlo.dot_general" in line]
+    assert lines, "no dot in the program"
+    return [line.split("precision = [")[1].split(",")[0] if "precision = [" in line else "none" for line in lines]
+
+
+@pytest.mark.parametrize("precision, expected", [("highest", "HIGHEST"), ("high", "HIGH"), ("default", "DEFAULT")])
+def test_every_trainer_program_traces_at_the_run_precision(precision, expected):
+    """Init, the update chunk (rollout, critic, minibatch steps) and the acting step: every dot
+    carries the precision the config names, whatever the process-wide default is."""
+    config = Config(total_steps=1024, matmul_precision=precision)
+    trainer, hp = make_trainer(config), config.hparams()
+    state = jax.eval_shape(trainer.init, jax.random.key(0), hp)
+    programs = [jax.jit(trainer.init).lower(jax.random.key(0), hp),
+                jax.jit(lambda s, h: trainer.update_chunk(s, h, 1)).lower(state, hp),
+                # 16 rows: for 2-8 (a rollout step's few envs) the CPU takes a multiply-and-sum, no dot
+                jax.jit(trainer.act).lower(state, jnp.zeros((16, 4)), jax.random.key(1))]
+    with jax.default_matmul_precision("bfloat16" if precision != "default" else "highest"):
+        programs.append(jax.jit(trainer.train).lower(jax.random.key(0)))  # the caller's setting does not leak in
+    for lowered in programs:
+        assert set(_dot_precisions(lowered)) == {expected}
+
+
+def test_the_exported_policy_keeps_the_precision():
+    config = Config(matmul_precision="highest")
+    network = make_network(config, Discrete(2))
+    params = init_params(network, jax.random.key(0), jnp.zeros((1, 4)))
+    policy = policy_function(config, Discrete(2), params)
+    assert set(_dot_precisions(jax.jit(policy).lower(jnp.zeros((16, 4))))) == {"HIGHEST"}
+
+
+def test_an_unknown_precision_is_refused_with_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown matmul_precision 'tf32'; valid: highest, high, default"):
+        Config(matmul_precision="tf32").validate()
