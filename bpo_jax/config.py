@@ -73,6 +73,10 @@ class Config:
     normalize_obs: bool = _arg(
         False, "running mean/std observation normalisation (off by default: the paper's MuJoCo runs use none)")
     obs_clip: float = _arg(10.0, "clip normalised observations to +-this")
+    obs_norm_window: int = _arg(
+        0, "normalize_obs over about the last N observations (older ones decay exponentially, each update's "
+           "batch B weighing B/(N+B)) for long runs whose observations drift, as Brax's EMA option; 0 = over "
+           "every observation seen (exact running mean and variance)")
     normalize_rewards: bool = _arg(
         False, "divide rewards by the running std of the discounted return, as SB3 VecNormalize (no shift)")
     reward_clip: float = _arg(10.0, "clip normalised rewards to +-this")
@@ -250,6 +254,7 @@ class Config:
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
         need(self.action_squash in SQUASHES,
              f"unknown action_squash {self.action_squash!r}; valid: {', '.join(SQUASHES)}")
+        need(self.obs_norm_window >= 0, f"obs_norm_window must be >= 0 (0 = all observations), got {self.obs_norm_window}")
         need(self.obs_clip > 0 and self.reward_clip > 0,
              f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
         need(self.reset_pool >= 0, f"reset_pool must be >= 0 (0 = fresh resets), got {self.reset_pool}")

@@ -52,9 +52,21 @@ def merge(a: RunningStats, b: RunningStats) -> RunningStats:
     return RunningStats(count, mean, m2)
 
 
-def update(stats: RunningStats, x: jax.Array) -> RunningStats:
-    """Fold a batch [N, *S] into ``stats``."""
+def update(stats: RunningStats, x: jax.Array, window: int = 0) -> RunningStats:
+    """Fold a batch [N, *S] into ``stats``.  ``window`` > 0: the old summary first counts for at
+    most ``window`` samples (:func:`cap`), so the result follows about the last ``window``
+    samples, an exponential moving average giving each new batch the weight N / (window + N)."""
+    if window:
+        stats = cap(stats, window)
     return merge(stats, batch_stats(x))
+
+
+def cap(stats: RunningStats, window: int) -> RunningStats:
+    """``stats`` counted as at most ``window`` samples: the same mean and variance, less weight
+    against the samples merged next.  Exact statistics of a long run stop moving (each batch
+    weighs N / count); a drifting observation distribution needs them to keep up."""
+    scale = jnp.minimum(1.0, window / jnp.maximum(stats.count, 1.0))
+    return RunningStats(stats.count * scale, stats.mean, stats.m2 * scale)
 
 
 def normalize(stats: RunningStats, x: jax.Array, clip: float, eps: float = 1e-8) -> jax.Array:

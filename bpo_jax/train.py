@@ -232,7 +232,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         rewards = traj.reward * hp.reward_scale
         stats = {}
         if config.normalize_obs:
-            stats["obs_stats"] = norm.update(state.obs_stats, _flat(traj.obs))
+            stats["obs_stats"] = norm.update(state.obs_stats, _flat(traj.obs), config.obs_norm_window)
         if config.normalize_rewards:
             returns, stats["return_acc"] = norm.discounted_returns(rewards, traj.done, state.return_acc, hp.gamma)
             stats["return_stats"] = norm.update(state.return_stats, _flat(returns))

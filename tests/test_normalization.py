@@ -45,6 +45,32 @@ def test_welford_one_sample_at_a_time():
     np.testing.assert_allclose(s.variance, x.var(0), rtol=1e-4)
 
 
+def test_a_window_is_an_exponential_moving_average():
+    """With a window W and batches of B samples, once the count has reached W every batch weighs
+    B/(W+B): mean and second moment follow NumPy's EMA with that weight; the variance those give
+    is the windowed statistics' variance."""
+    rng = np.random.default_rng(2)
+    W, B = 64, 16
+    batches = [rng.normal(0.25 * i, 1.0 + 0.1 * i, size=(B, 2)).astype(np.float32) for i in range(30)]
+    stats = norm.init_stats((2,))
+    for x in batches:
+        stats = norm.update(stats, jnp.asarray(x), window=W)
+    # NumPy: exact statistics up to W samples (4 batches), then the EMA of the batches' moments.
+    first = np.concatenate(batches[:W // B])
+    mean, second = first.mean(0), (first ** 2).mean(0)
+    alpha = B / (W + B)
+    for x in batches[W // B:]:
+        mean, second = (1 - alpha) * mean + alpha * x.mean(0), (1 - alpha) * second + alpha * (x ** 2).mean(0)
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-4)
+    np.testing.assert_allclose(stats.variance, second - mean ** 2, rtol=1e-3)
+    assert float(stats.count) == W + B
+    # It follows the drift; exact statistics of the same stream lag far behind.
+    exact = norm.init_stats((2,))
+    for x in batches:
+        exact = norm.update(exact, jnp.asarray(x))
+    assert abs(float(stats.mean[0]) - 0.25 * 29) < 1.0 < abs(float(exact.mean[0]) - 0.25 * 29)
+
+
 def test_normalize_identity_before_samples_then_standardises_and_clips():
     x = jnp.array([[100.0, -3.0]])
     np.testing.assert_array_equal(norm.normalize(norm.init_stats((2,)), x, clip=5.0), x)
@@ -106,3 +132,15 @@ def test_statistics_off_by_default():
     trainer = make_trainer(Config(num_envs=2, num_steps=8, total_steps=16, num_minibatches=1))
     state = trainer.init(jax.random.key(0), trainer.config.hparams())
     assert state.obs_stats is None and state.return_stats is None and state.return_acc is None
+
+
+def test_the_training_loop_keeps_a_window_of_observations():
+    """obs_norm_window in the loop: every update's batch is merged into statistics counted as at
+    most the window, so after a few updates the count is window + one batch."""
+    config = Config(env="gymnax/Pendulum-v1", num_envs=4, num_steps=16, num_epochs=1, num_minibatches=1,
+                    total_steps=4 * 16 * 5, normalize_obs=True, obs_norm_window=100)
+    trainer = make_trainer(config)
+    key = jax.random.key(0)
+    state, metrics = compile_fast(trainer.train, key)(key)
+    assert float(state.obs_stats.count) == 100 + config.batch_size
+    assert np.all(np.isfinite(np.asarray(state.obs_stats.variance))) and np.all(np.isfinite(np.asarray(metrics["loss"])))
