@@ -6,6 +6,7 @@
     bpo-jax train --resume DIR
     bpo-jax train ... --coordinator HOST:PORT --num-processes N --process-id I   (one per host)
     bpo-jax eval --checkpoint DIR [--episodes N] [--seed S] [--video]
+    bpo-jax export --checkpoint DIR [--format onnx|jax] [--seed-index I] [--out FILE]
     bpo-jax envs [--suite gymnax]
     bpo-jax presets [NAME]
 """
@@ -149,7 +150,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     ``suppress``: no defaults at all, so the parsed namespace holds only the flags given."""
     d = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
     parser = _Parser(prog="bpo-jax", description="Bounded Policy Optimization and PPO in JAX.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,envs,presets,sweep,plot,report,llm}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,export,envs,presets,sweep,plot,report,llm}")
     sub.required = True
 
     train = sub.add_parser(
@@ -222,6 +223,19 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     ev.add_argument("--video", action="store_true",
                     help="also render seed 0's first episode beside eval.json (MuJoCo tasks with an OpenGL context; "
                          "skipped with a message otherwise)")
+
+    ex = sub.add_parser(
+        "export", help="write a checkpoint's deterministic policy for deployment (ONNX or jax.export)",
+        description="Write one seed's deterministic policy (Gaussian mean mapped to the action bounds, or argmax) "
+                    "with its observation normaliser as constants: ONNX (input obs [batch, D] float32; the onnx "
+                    "extra) or a jax.export file that needs only jax (bpo_jax.export.load_policy).",
+    )
+    ex.add_argument("--checkpoint", required=True, metavar="DIR",
+                    help="a run directory (its newest checkpoint), its checkpoints/ folder or one step_* folder")
+    ex.add_argument("--format", choices=("onnx", "jax"), default="onnx", help="file format (default: onnx)")
+    ex.add_argument("--seed-index", type=int, default=0, metavar="I", help="which of the run's seeds (default: 0)")
+    ex.add_argument("--out", default=None, metavar="FILE",
+                    help="where to write it (default: policy_seed<I>.onnx or .jaxexport in the run directory)")
 
     envs = sub.add_parser("envs", help="list environment ids")
     envs.add_argument("--suite", default=None, help="only this suite")
@@ -635,6 +649,39 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import jax
+    import numpy as np
+
+    from bpo_jax import checkpoint, export
+    from bpo_jax.envs import make as make_env
+
+    try:
+        if _host_run(argparse.Namespace(resume=args.checkpoint)):
+            raise ConfigError("an isaaclab/ run writes policy.jaxexport (and policy.onnx with the onnx extra) in its "
+                              "folder when it ends; bpo-jax export reads the runs of the other suites")
+        loaded = checkpoint.load(args.checkpoint)
+        config, seeds = loaded.config, loaded.meta["num_seeds"]
+        if not 0 <= args.seed_index < seeds:
+            raise ConfigError(f"--seed-index must be in [0, {seeds - 1}] (the run has {seeds} seed(s)), "
+                              f"got {args.seed_index}")
+        suffix = ".onnx" if args.format == "onnx" else ".jaxexport"
+        out = args.out or os.path.join(loaded.run_dir or os.path.dirname(loaded.path),
+                                       f"policy_seed{args.seed_index}{suffix}")
+        _check_file_out(out, f"policy{suffix}")
+        env = make_env(config.env, num_envs=1, reset_pool=0, **config.env_kwargs())
+        if len(env.obs_spec.shape) != 1:
+            raise ConfigError(f"{config.env} observes images; export covers MLP policies on vector observations")
+        state = jax.tree.map(lambda x: x[args.seed_index], loaded.start.state)
+        write = export.export_onnx if args.format == "onnx" else export.export_policy
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        write(out, config, env.action_space, state, obs_dim=int(np.prod(env.obs_spec.shape)))
+    except (ValueError, ImportError) as e:
+        return _fail(_worded(first_line(e)))
+    _say(f"wrote {out}: seed {args.seed_index}'s deterministic policy at update {loaded.start.update}", sys.stdout)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from bpo_jax import runner, sweep
     from bpo_jax.session import RunOptions
@@ -730,7 +777,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
-    commands = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
+    commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
                 "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
     return commands[args.command](args)
 

@@ -10,6 +10,11 @@ discrete action) with the run's observation normalisation baked in as constants,
 
 or :func:`load_policy`.  With an asymmetric critic the function takes the actor's observation
 (the ``policy`` group) only.
+
+``export_onnx`` writes the same policy as an ONNX graph (opset 17: Gemm layers, the activation,
+the normaliser and the action mapping as constants; the ``onnx`` extra), for robot deployment
+stacks and runtimes that read ONNX, as rsl_rl's ``policy.onnx``: input ``obs`` [batch, D] float32,
+output ``action`` (float32 [batch, A], or int64 [batch] for discrete actions).  MLP policies only.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpo_jax import normalization as norm
+from bpo_jax.envs.base import Discrete
 from bpo_jax.networks import action_to_env, make_network
 
 
@@ -61,3 +67,73 @@ def load_policy(path: str):
     with open(path, "rb") as f:
         exported = jax.export.deserialize(bytearray(f.read()))
     return lambda obs: exported.call(np.asarray(obs, np.float32))
+
+
+class ExportError(ValueError):
+    """The policy cannot be written in the format asked (the message says why and what to do)."""
+
+
+def export_onnx(path: str, config, action_space, state, obs_dim: int) -> bytes:
+    """Write the deterministic policy of ``state`` (a TrainState of one seed) to ``path`` as ONNX;
+    returns the bytes.  The graph computes what :func:`policy_function` computes, in float32."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'") from None
+    params = jax.device_get(state.params)["params"]
+    if "actor" not in params or "MLP_0" not in params["actor"]:
+        raise ExportError(f"ONNX export covers MLP policies; {config.env}'s network is not one "
+                          "(use export_policy's jax.export format)")
+    actor = params["actor"]
+    width = config.policy_obs_dim or obs_dim
+    nodes, consts = [], []
+
+    def const(name, value, dtype=np.float32):
+        consts.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def node(op, inputs, name, **attrs):
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    x = "obs"
+    stats = jax.device_get(state.obs_stats) if state.obs_stats is not None else None
+    if stats is not None and float(stats.count) > 0:  # the normaliser, as norm.normalize computes it
+        mean = np.asarray(stats.mean, np.float32)[:width]
+        std = np.sqrt(np.asarray(stats.variance, np.float32)[:width] + np.float32(1e-8))
+        x = node("Div", [node("Sub", [x, const("obs_mean", mean)], "centred"), const("obs_std", std)], "scaled")
+        x = node("Clip", [x, const("obs_low", -config.obs_clip), const("obs_high", config.obs_clip)], "normalised")
+    activation = {"tanh": "Tanh", "relu": "Relu", "elu": "Elu"}[config.activation]
+    layers = sorted(actor["MLP_0"], key=lambda name: int(name.rpartition("_")[2]))
+    for i, name in enumerate(layers):
+        layer = actor["MLP_0"][name]
+        x = node("Gemm", [x, const(f"w{i}", layer["kernel"]), const(f"b{i}", layer["bias"])], f"dense{i}")
+        x = node(activation, [x], f"hidden{i}")
+    head = actor["Dense_0"]
+    x = node("Gemm", [x, const("w_head", head["kernel"]), const("b_head", head["bias"])], "head")
+    if isinstance(action_space, Discrete):  # the most likely action
+        nodes.append(helper.make_node("ArgMax", [x], ["action"], name="action", axis=1, keepdims=0))
+        out_type, out_shape = TensorProto.INT64, ["batch"]
+    else:  # the Gaussian's mean, mapped to the bounds as action_to_env
+        low = np.broadcast_to(np.asarray(action_space.low, np.float32), action_space.shape)
+        high = np.broadcast_to(np.asarray(action_space.high, np.float32), action_space.shape)
+        if config.action_squash == "tanh":
+            x = node("Add", [node("Tanh", [x], "squashed"), const("one", 1.0)], "shifted")
+            x = node("Mul", [x, const("half_range", 0.5 * (high - low))], "scaled_action")
+            nodes.append(helper.make_node("Add", [x, const("act_low", low)], ["action"], name="action"))
+        else:
+            x = node("Min", [x, const("act_high", high)], "below_high")
+            nodes.append(helper.make_node("Max", [x, const("act_low", low)], ["action"], name="action"))
+        out_type, out_shape = TensorProto.FLOAT, ["batch", int(np.prod(action_space.shape))]
+    graph = helper.make_graph(
+        nodes, "bpo_jax_policy", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("action", out_type, out_shape)], initializer=consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bpo-jax")
+    model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    from bpo_jax.reporting import write_atomic
+
+    write_atomic(path, lambda tmp: open(tmp, "wb").write(data))
+    return data

@@ -18,6 +18,7 @@ starts from the environment's current state and fresh episode counters.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
 import sys
@@ -32,7 +33,7 @@ import numpy as np
 from bpo_jax import checkpoint
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs.isaaclab import SUITE, IsaacLabEnv, unpack
-from bpo_jax.export import export_policy
+from bpo_jax.export import export_onnx, export_policy
 from bpo_jax.train import Trainer, TrainState, Transition, make_trainer
 
 
@@ -287,7 +288,7 @@ def _print_progress(it: int, total: int, row: dict, collect: float, learn: float
 def write_outputs(result: HostRunResult, path: str) -> dict:
     """config.json, metrics.csv, summary.json and curve.png as :func:`bpo_jax.reporting.write_outputs`
     (one seed), plus iterations.csv (time split, lr and the per-term episode logs) and
-    policy.jaxexport (:func:`bpo_jax.export.export_policy`)."""
+    policy.jaxexport (:func:`bpo_jax.export.export_policy`) and, with the onnx extra, policy.onnx."""
     from bpo_jax import reporting
     from bpo_jax.runner import RunResult
 
@@ -306,6 +307,9 @@ def write_outputs(result: HostRunResult, path: str) -> dict:
                       result.state, obs_dim=result.trainer.env.obs_spec.shape[-1])
     except ImportError as e:  # jax.export serialises with flatbuffers, part of the isaaclab extra
         print(f"policy export skipped: {e}", file=sys.stderr)
+    if importlib.util.find_spec("onnx") is not None:  # as rsl_rl's policy.onnx, with the onnx extra
+        export_onnx(os.path.join(path, "policy.onnx"), result.config, result.trainer.env.action_space,
+                    result.state, obs_dim=result.trainer.env.obs_spec.shape[-1])
     with open(os.path.join(path, "iterations.csv"), "w", newline="") as f:
         w = csv.writer(f)
         extra = [k for k in ("lr",) if k in result.metrics]

@@ -37,7 +37,8 @@ _CREATED = None
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # not twice in a worker
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {fast_compile_flags()}".strip()
 # Top-level modules that `pip install -e ".[all,test]"` provides.
-EXTRAS_MODULES = {"torch", "rsl_rl", "envpool", "ale_py", "gymnasium", "mujoco", "brax", "mujoco_playground"}
+EXTRAS_MODULES = {"torch", "rsl_rl", "envpool", "ale_py", "gymnasium", "mujoco", "brax", "mujoco_playground", "onnx",
+                  "onnxruntime"}
 
 if os.environ.get("BPO_JAX_REQUIRE_EXTRAS"):
     _importorskip = pytest.importorskip

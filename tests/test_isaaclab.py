@@ -181,6 +181,13 @@ def test_legacy_api_asymmetric_critic_random_ep_len_and_export(tmp_path):
     expected = net.apply(result.state.params, norm.normalize(result.state.obs_stats, full, 10.0), method="policy").mean
     np.testing.assert_allclose(policy(obs), expected, rtol=1e-5, atol=1e-6)
     assert policy(obs[:2]).shape == (2, 2)  # symbolic batch size
+    # The ONNX file of the same policy (the actor's group only, its slice of the normaliser).
+    ort = pytest.importorskip("onnxruntime")
+    from bpo_jax.export import export_onnx
+
+    export_onnx(str(tmp_path / "policy.onnx"), result.config, result.trainer.env.action_space, result.state, 10)
+    onnx_actions = ort.InferenceSession(str(tmp_path / "policy.onnx")).run(None, {"obs": obs})[0]
+    np.testing.assert_allclose(onnx_actions, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_cli_trains_an_isaaclab_task_through_the_host_loop(tmp_path, monkeypatch, capsys):
