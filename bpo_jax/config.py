@@ -207,7 +207,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    # ------------------------------------------------------------- validation
     def with_precision(self, fn: Callable) -> Callable:
         """``fn`` traced at this run's ``matmul_precision``: every dot and convolution traced inside
         it (the networks', the env's physics) that does not name its own precision."""
@@ -217,6 +216,7 @@ class Config:
                 return fn(*args, **kwargs)
         return traced
 
+    # ------------------------------------------------------------- validation
     def validate(self) -> "Config":
         """Raise :class:`ConfigError` with a one-line, actionable message if anything is off."""
         def need(ok: bool, msg: str):
