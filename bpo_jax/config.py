@@ -34,6 +34,16 @@ class ConfigError(ValueError):
     """An invalid or inconsistent configuration; the message says what to change."""
 
 
+def at_precision(precision: str, fn: Callable) -> Callable:
+    """``fn`` traced at float32 matmul ``precision`` (one of MATMUL_PRECISIONS): every dot and
+    convolution traced inside it (networks, an env's physics) that does not name its own."""
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        with jax.default_matmul_precision(precision):
+            return fn(*args, **kwargs)
+    return traced
+
+
 def _arg(default: Any, help: str, sweep: bool = False):
     return field(default=default, metadata={"help": help, "sweep": sweep})
 
@@ -208,13 +218,8 @@ class Config:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def with_precision(self, fn: Callable) -> Callable:
-        """``fn`` traced at this run's ``matmul_precision``: every dot and convolution traced inside
-        it (the networks', the env's physics) that does not name its own precision."""
-        @functools.wraps(fn)
-        def traced(*args, **kwargs):
-            with jax.default_matmul_precision(self.matmul_precision):
-                return fn(*args, **kwargs)
-        return traced
+        """``fn`` traced at this run's ``matmul_precision`` (:func:`at_precision`)."""
+        return at_precision(self.matmul_precision, fn)
 
     # ------------------------------------------------------------- validation
     def validate(self) -> "Config":

@@ -3,6 +3,7 @@ verifiable rewards raises it; the run writes its curves; the command line fails 
 import csv
 import os
 
+import jax.numpy as jnp
 import pytest
 
 from bpo_jax.llm import trainer
@@ -47,3 +48,13 @@ def test_cli_rejects_bad_input_in_one_line(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("precision", ["highest", "default"])
+def test_programs_trace_at_the_configured_matmul_precision(precision):
+    """Every LLM program goes through LLMConfig.jit, which traces at the run's precision."""
+    x = jnp.ones((4, 8))
+    text = trainer.LLMConfig(matmul_precision=precision).jit(lambda a: a @ a.T).lower(x).as_text()
+    assert f"precision = [{precision.upper()}, {precision.upper()}]" in text
+    with pytest.raises(ValueError, match="unknown matmul_precision 'tf32'"):
+        trainer.LLMConfig(matmul_precision="tf32").validate()

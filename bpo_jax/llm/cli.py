@@ -21,7 +21,8 @@ _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "
            "ttrl_train": "ttrl_train", "temperature": "temperature", "top_p": "top_p",
            "gbpo_temperature": "gbpo_temperature", "kl_coef": "kl_coef", "kl_type": "kl_type",
            "ent_coef": "ent_coef", "agg_mode": "agg_mode", "eval_every": "eval_every", "num_eval": "num_eval",
-           "warm_acc": "warm_target", "layers": "num_layers", "d_model": "d_model", "fast_compile": "fast_compile"}
+           "warm_acc": "warm_target", "layers": "num_layers", "d_model": "d_model", "fast_compile": "fast_compile",
+           "matmul_precision": "matmul_precision"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -63,6 +64,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--d-model", type=int, default=64, help="transformer width (default: 64)")
     add("--fast-compile", action=argparse.BooleanOptionalAction, default=True,
         help="cheap XLA compilation, good for a CPU (default: on)")
+    add("--matmul-precision", choices=("highest", "high", "default"), default="highest",
+        help="float32 matmuls on GPUs/TPUs; default allows TF32 (default: highest; no effect on CPUs)")
     return p
 
 

@@ -110,14 +110,20 @@ class LLMConfig:
     fast_compile: bool = False
     """Compile with XLA's cheap settings (:data:`bpo_jax.runner.FAST_COMPILE`): about half the
     compile time on a CPU, slower steps; for tests and short runs."""
+    matmul_precision: str = "highest"
+    """float32 matmuls on GPUs and TPUs, as the RL runs' ``matmul_precision``: highest, high or
+    default (TF32 on NVIDIA GPUs, whose noise in the logits moves the ratios the clip box and GBPO's
+    target act on); no effect on CPUs."""
 
     def jit(self, fn: Callable, **kwargs) -> Callable:
-        """``jax.jit`` with this run's compiler options."""
+        """``jax.jit`` with this run's compiler options and matmul precision."""
+        from bpo_jax.config import at_precision
+
         if self.fast_compile:
             from bpo_jax.runner import FAST_COMPILE
 
             kwargs["compiler_options"] = FAST_COMPILE
-        return jax.jit(fn, **kwargs)
+        return jax.jit(at_precision(self.matmul_precision, fn), **kwargs)
 
     @property
     def loss_config(self) -> losses.LossConfig:
@@ -148,6 +154,11 @@ class LLMConfig:
         for name in ("lr", "warm_lr", "gbpo_temperature", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        from bpo_jax.config import MATMUL_PRECISIONS
+        from bpo_jax.errors import unknown_name
+
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(unknown_name("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS))
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.temperature <= 0:
