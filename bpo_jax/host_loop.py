@@ -302,14 +302,12 @@ def write_outputs(result: HostRunResult, path: str) -> dict:
     info = reporting.write_outputs(
         run, path, collection_seconds=round(float(result.collection_seconds.sum()), 3),
         learning_seconds=round(float(result.learning_seconds.sum()), 3), driver="host_loop")
-    try:  # the deployable policy, runnable with jax alone (bpo_jax.export)
-        export_policy(os.path.join(path, "policy.jaxexport"), result.config, result.trainer.env.action_space,
-                      result.state, obs_dim=result.trainer.env.obs_spec.shape[-1])
-    except ImportError as e:  # jax.export serialises with flatbuffers, part of the isaaclab extra
-        print(f"policy export skipped: {e}", file=sys.stderr)
-    if importlib.util.find_spec("onnx") is not None:  # as rsl_rl's policy.onnx, with the onnx extra
-        export_onnx(os.path.join(path, "policy.onnx"), result.config, result.trainer.env.action_space,
-                    result.state, obs_dim=result.trainer.env.obs_spec.shape[-1])
+    # The deployable policy, runnable with jax alone (bpo_jax.export), and as rsl_rl's policy.onnx
+    # where the onnx extra is installed.
+    space, obs_dim = result.trainer.env.action_space, result.trainer.env.obs_spec.shape[-1]
+    export_policy(os.path.join(path, "policy.jaxexport"), result.config, space, result.state, obs_dim=obs_dim)
+    if importlib.util.find_spec("onnx") is not None:
+        export_onnx(os.path.join(path, "policy.onnx"), result.config, space, result.state, obs_dim=obs_dim)
     with open(os.path.join(path, "iterations.csv"), "w", newline="") as f:
         w = csv.writer(f)
         extra = [k for k in ("lr",) if k in result.metrics]
