@@ -670,12 +670,11 @@ def cmd_export(args) -> int:
                                        f"policy_seed{args.seed_index}{suffix}")
         _check_file_out(out, f"policy{suffix}")
         env = make_env(config.env, num_envs=1, reset_pool=0, **config.env_kwargs())
-        if len(env.obs_spec.shape) != 1:
-            raise ConfigError(f"{config.env} observes images; export covers MLP policies on vector observations")
+        shape = tuple(env.obs_spec.shape)
         state = jax.tree.map(lambda x: x[args.seed_index], loaded.start.state)
         write = export.export_onnx if args.format == "onnx" else export.export_policy
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        write(out, config, env.action_space, state, obs_dim=int(np.prod(env.obs_spec.shape)))
+        write(out, config, env.action_space, state, obs_dim=shape if len(shape) == 3 else int(np.prod(shape)))
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
     _say(f"wrote {out}: seed {args.seed_index}'s deterministic policy at update {loaded.start.update}", sys.stdout)

@@ -14,7 +14,8 @@ or :func:`load_policy`.  With an asymmetric critic the function takes the actor'
 ``export_onnx`` writes the same policy as an ONNX graph (opset 17: Gemm layers, the activation,
 the normaliser and the action mapping as constants; the ``onnx`` extra), for robot deployment
 stacks and runtimes that read ONNX, as rsl_rl's ``policy.onnx``: input ``obs`` [batch, D] float32,
-output ``action`` (float32 [batch, A], or int64 [batch] for discrete actions).  MLP policies only.
+output ``action`` (float32 [batch, A], or int64 [batch] for discrete actions); for the Nature
+CNN (Atari) the input is the uint8 frames [batch, H, W, C].
 """
 from __future__ import annotations
 
@@ -27,8 +28,18 @@ from bpo_jax.envs.base import Discrete
 from bpo_jax.networks import action_to_env, make_network
 
 
-def policy_function(config, action_space, params, obs_stats=None, obs_dim: int | None = None):
-    """obs [B, policy_obs] -> deterministic env action [B, ...], a pure function of obs alone."""
+def _image_shape(obs_dim) -> tuple[int, ...] | None:
+    """(H, W, C) where ``obs_dim`` is an image's shape (the Nature-CNN policies), else None."""
+    return tuple(obs_dim) if isinstance(obs_dim, (tuple, list)) and len(obs_dim) == 3 else None
+
+
+def policy_function(config, action_space, params, obs_stats=None, obs_dim: int | tuple | None = None):
+    """obs [B, policy_obs] (or uint8 frames [B, H, W, C] where ``obs_dim`` is an image's shape)
+    -> deterministic env action [B, ...], a pure function of obs alone."""
+    image = _image_shape(obs_dim)
+    if image is not None:  # the Nature CNN scales its uint8 frames itself; no normaliser applies
+        network = make_network(config, action_space, jax.ShapeDtypeStruct(image, jnp.uint8))
+        return config.with_precision(lambda obs: network.apply(params, obs, method="policy").mode())
     network = make_network(config, action_space)
     split = config.policy_obs_dim
 
@@ -47,15 +58,17 @@ def policy_function(config, action_space, params, obs_stats=None, obs_dim: int |
     return config.with_precision(policy)
 
 
-def export_policy(path: str, config, action_space, state, obs_dim: int) -> bytes:
+def export_policy(path: str, config, action_space, state, obs_dim: int | tuple) -> bytes:
     """Serialize the policy of ``state`` (a TrainState of one seed) to ``path``; returns the bytes.
-    ``obs_dim``: the full observation width the networks were trained on."""
+    ``obs_dim``: the full observation width the networks were trained on, or an image's (H, W, C)."""
     params = jax.device_get(state.params)
     stats = jax.device_get(state.obs_stats) if state.obs_stats is not None else None
     fn = policy_function(config, action_space, params, stats, obs_dim)
-    width = config.policy_obs_dim or obs_dim
     (batch,) = jax.export.symbolic_shape("b")
-    exported = jax.export.export(jax.jit(fn))(jax.ShapeDtypeStruct((batch, width), jnp.float32))
+    image = _image_shape(obs_dim)
+    obs = jax.ShapeDtypeStruct((batch, *image), jnp.uint8) if image else \
+        jax.ShapeDtypeStruct((batch, config.policy_obs_dim or obs_dim), jnp.float32)
+    exported = jax.export.export(jax.jit(fn))(obs)
     data = exported.serialize()
     with open(path, "wb") as f:
         f.write(data)
@@ -63,30 +76,28 @@ def export_policy(path: str, config, action_space, state, obs_dim: int) -> bytes
 
 
 def load_policy(path: str):
-    """The exported policy as a callable obs [B, D] -> action (needs only jax)."""
+    """The exported policy as a callable obs [B, D] (or uint8 frames) -> action (needs only jax)."""
     with open(path, "rb") as f:
         exported = jax.export.deserialize(bytearray(f.read()))
-    return lambda obs: exported.call(np.asarray(obs, np.float32))
+    dtype = exported.in_avals[0].dtype
+    return lambda obs: exported.call(np.asarray(obs, dtype))
 
 
 class ExportError(ValueError):
     """The policy cannot be written in the format asked (the message says why and what to do)."""
 
 
-def export_onnx(path: str, config, action_space, state, obs_dim: int) -> bytes:
+def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) -> bytes:
     """Write the deterministic policy of ``state`` (a TrainState of one seed) to ``path`` as ONNX;
-    returns the bytes.  The graph computes what :func:`policy_function` computes, in float32."""
+    returns the bytes.  The graph computes what :func:`policy_function` computes, in float32;
+    ``obs_dim`` as :func:`export_policy` takes it."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         raise ExportError("ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'") from None
     params = jax.device_get(state.params)["params"]
-    if "actor" not in params or "MLP_0" not in params["actor"]:
-        raise ExportError(f"ONNX export covers MLP policies; {config.env}'s network is not one "
-                          "(use export_policy's jax.export format)")
-    actor = params["actor"]
-    width = config.policy_obs_dim or obs_dim
+    image = _image_shape(obs_dim)
     nodes, consts = [], []
 
     def const(name, value, dtype=np.float32):
@@ -97,20 +108,42 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int) -> bytes:
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
 
-    x = "obs"
-    stats = jax.device_get(state.obs_stats) if state.obs_stats is not None else None
-    if stats is not None and float(stats.count) > 0:  # the normaliser, as norm.normalize computes it
-        mean = np.asarray(stats.mean, np.float32)[:width]
-        std = np.sqrt(np.asarray(stats.variance, np.float32)[:width] + np.float32(1e-8))
-        x = node("Div", [node("Sub", [x, const("obs_mean", mean)], "centred"), const("obs_std", std)], "scaled")
-        x = node("Clip", [x, const("obs_low", -config.obs_clip), const("obs_high", config.obs_clip)], "normalised")
+    if image is not None and "torso" in params:  # the Nature CNN (bpo_jax.cnn): uint8 NHWC frames
+        torso = params["torso"]
+        x = node("Mul", [node("Cast", ["obs"], "frames", to=TensorProto.FLOAT), const("inv_255", 1.0 / 255.0)], "scaled")
+        x = node("Transpose", [x], "nchw", perm=[0, 3, 1, 2])  # ONNX convolutions are NCHW
+        for i, stride in enumerate((4, 2, 1)):
+            conv = torso[f"Conv_{i}"]
+            kernel = np.transpose(np.asarray(conv["kernel"]), (3, 2, 0, 1))  # HWIO -> OIHW
+            x = node("Conv", [x, const(f"conv{i}_w", kernel), const(f"conv{i}_b", conv["bias"])], f"conv{i}",
+                     strides=[stride, stride])
+            x = node("Relu", [x], f"conv{i}_relu")
+        # Flattened in the network's NHWC order, so the dense layer's rows line up.
+        x = node("Flatten", [node("Transpose", [x], "nhwc", perm=[0, 2, 3, 1])], "flat", axis=1)
+        dense = torso["Dense_0"]
+        x = node("Relu", [node("Gemm", [x, const("torso_w", dense["kernel"]), const("torso_b", dense["bias"])],
+                               "torso_dense")], "features")
+        mlp, head = params.get("pi_mlp", {}), params["pi_head"]
+        obs_type, obs_shape = TensorProto.UINT8, ["batch", *image]
+    elif image is None and "actor" in params and "MLP_0" in params["actor"]:
+        x = "obs"
+        width = config.policy_obs_dim or obs_dim
+        stats = jax.device_get(state.obs_stats) if state.obs_stats is not None else None
+        if stats is not None and float(stats.count) > 0:  # the normaliser, as norm.normalize computes it
+            mean = np.asarray(stats.mean, np.float32)[:width]
+            std = np.sqrt(np.asarray(stats.variance, np.float32)[:width] + np.float32(1e-8))
+            x = node("Div", [node("Sub", [x, const("obs_mean", mean)], "centred"), const("obs_std", std)], "scaled")
+            x = node("Clip", [x, const("obs_low", -config.obs_clip), const("obs_high", config.obs_clip)], "normalised")
+        mlp, head = params["actor"]["MLP_0"], params["actor"]["Dense_0"]
+        obs_type, obs_shape = TensorProto.FLOAT, ["batch", width]
+    else:
+        raise ExportError(f"ONNX export covers MLP policies and the Nature CNN; {config.env}'s network is neither "
+                          "(use export_policy's jax.export format)")
     activation = {"tanh": "Tanh", "relu": "Relu", "elu": "Elu"}[config.activation]
-    layers = sorted(actor["MLP_0"], key=lambda name: int(name.rpartition("_")[2]))
-    for i, name in enumerate(layers):
-        layer = actor["MLP_0"][name]
+    for i, name in enumerate(sorted(mlp, key=lambda name: int(name.rpartition("_")[2]))):
+        layer = mlp[name]
         x = node("Gemm", [x, const(f"w{i}", layer["kernel"]), const(f"b{i}", layer["bias"])], f"dense{i}")
         x = node(activation, [x], f"hidden{i}")
-    head = actor["Dense_0"]
     x = node("Gemm", [x, const("w_head", head["kernel"]), const("b_head", head["bias"])], "head")
     if isinstance(action_space, Discrete):  # the most likely action
         nodes.append(helper.make_node("ArgMax", [x], ["action"], name="action", axis=1, keepdims=0))
@@ -127,7 +160,7 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int) -> bytes:
             nodes.append(helper.make_node("Max", [x, const("act_low", low)], ["action"], name="action"))
         out_type, out_shape = TensorProto.FLOAT, ["batch", int(np.prod(action_space.shape))]
     graph = helper.make_graph(
-        nodes, "bpo_jax_policy", [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", width])],
+        nodes, "bpo_jax_policy", [helper.make_tensor_value_info("obs", obs_type, obs_shape)],
         [helper.make_tensor_value_info("action", out_type, out_shape)], initializer=consts)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="bpo-jax")
     model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too

@@ -55,3 +55,30 @@ def test_cli_exports_a_runs_seed_in_both_formats(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "bpo-jax: error: --seed-index must be in [0, 1] (the run has 2 seed(s)), got 2"
     assert err[1].startswith(f"bpo-jax: error: --out {run} is a directory")
+
+
+def test_the_nature_cnn_exports_to_onnx_and_jax(tmp_path):
+    """Atari's Nature-CNN policy (uint8 NHWC frames in): the ONNX graph (NCHW convolutions,
+    flattened back in NHWC order) and the jax.export file choose the JAX policy's actions."""
+    from types import SimpleNamespace
+
+    from bpo_jax.envs.base import Discrete
+    from bpo_jax.export import export_policy
+    from bpo_jax.networks import init_params, make_network
+
+    config, space, image = Config(env="atari/Pong-v5", hidden_sizes=(32,), activation="relu"), Discrete(6), (84, 84, 4)
+    network = make_network(config, space, jax.ShapeDtypeStruct(image, jnp.uint8))
+    params = init_params(network, jax.random.key(0), jnp.zeros((1, *image), jnp.uint8))
+    # The head's gain 0.01 leaves near-ties that float rounding could break either way: widen it.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 1000.0 if "pi_head" in jax.tree_util.keystr(path) else x, params)
+    state = SimpleNamespace(params=params, obs_stats=None)
+    frames = np.random.default_rng(2).integers(0, 256, size=(16, *image), dtype=np.uint8)
+    want = np.asarray(policy_function(config, space, params, None, image)(jnp.asarray(frames)))
+    assert len(set(want.tolist())) > 1  # the frames do not all get one action
+
+    export_onnx(str(tmp_path / "cnn.onnx"), config, space, state, image)
+    got = ort.InferenceSession(str(tmp_path / "cnn.onnx")).run(None, {"obs": frames})[0]
+    assert np.array_equal(got, want)
+    export_policy(str(tmp_path / "cnn.jaxexport"), config, space, state, image)
+    assert np.array_equal(np.asarray(load_policy(str(tmp_path / "cnn.jaxexport"))(frames)), want)
