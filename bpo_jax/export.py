@@ -69,10 +69,9 @@ def export_policy(path: str, config, action_space, state, obs_dim: int | tuple) 
     obs = jax.ShapeDtypeStruct((batch, *image), jnp.uint8) if image else \
         jax.ShapeDtypeStruct((batch, config.policy_obs_dim or obs_dim), jnp.float32)
     exported = jax.export.export(jax.jit(fn))(obs)
-    data = exported.serialize()
-    with open(path, "wb") as f:
-        f.write(data)
-    return bytes(data)
+    data = bytes(exported.serialize())
+    _write(path, data)
+    return data
 
 
 def load_policy(path: str):
@@ -166,7 +165,15 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) ->
     model.ir_version = min(model.ir_version, 8)  # readable by older runtimes too
     onnx.checker.check_model(model)
     data = model.SerializeToString()
+    _write(path, data)
+    return data
+
+
+def _write(path: str, data: bytes) -> None:
+    """``data`` to ``path`` atomically (a killed export leaves the old file or none, never a part)."""
     from bpo_jax.reporting import write_atomic
 
-    write_atomic(path, lambda tmp: open(tmp, "wb").write(data))
-    return data
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    write_atomic(path, write)
