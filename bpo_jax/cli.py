@@ -227,8 +227,8 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     ex = sub.add_parser(
         "export", help="write a checkpoint's deterministic policy for deployment (ONNX or jax.export)",
         description="Write one seed's deterministic policy (Gaussian mean mapped to the action bounds, or argmax) "
-                    "with its observation normaliser as constants: ONNX (input obs [batch, D] float32; the onnx "
-                    "extra) or a jax.export file that needs only jax (bpo_jax.export.load_policy).",
+                    "with its observation normaliser as constants: ONNX (input obs [batch, D] float32, or uint8 frames "
+                    "[batch, H, W, C] for Atari's CNN; the onnx extra) or a jax.export file that needs only jax (bpo_jax.export.load_policy).",
     )
     ex.add_argument("--checkpoint", required=True, metavar="DIR",
                     help="a run directory (its newest checkpoint), its checkpoints/ folder or one step_* folder")
