@@ -476,12 +476,18 @@ def _host_run(args) -> bool:
     checkpoint's configuration."""
     if not args.resume:
         return args.env.startswith("isaaclab/")
+    return _is_isaaclab_checkpoint(args.resume)
+
+
+def _is_isaaclab_checkpoint(path: str) -> bool:
+    """Whether the checkpoint at ``path`` is of an isaaclab/ run; False where it cannot be read
+    (whoever loads it next reports what is wrong with it)."""
     from bpo_jax import checkpoint
 
     try:
-        return checkpoint.read_config(checkpoint.locate(args.resume)[1]).env.startswith("isaaclab/")
+        return checkpoint.read_config(checkpoint.locate(path)[1]).env.startswith("isaaclab/")
     except (ValueError, OSError):
-        return False  # the run session reports what is wrong with the checkpoint
+        return False
 
 
 def _train_host(args) -> int:
@@ -657,7 +663,7 @@ def cmd_export(args) -> int:
     from bpo_jax.envs import make as make_env
 
     try:
-        if _host_run(argparse.Namespace(resume=args.checkpoint)):
+        if _is_isaaclab_checkpoint(args.checkpoint):
             raise ConfigError("an isaaclab/ run writes policy.jaxexport (and policy.onnx with the onnx extra) in its "
                               "folder when it ends; bpo-jax export reads the runs of the other suites")
         loaded = checkpoint.load(args.checkpoint)

@@ -228,6 +228,10 @@ class Config:
             if not ok:
                 raise ConfigError(msg)
 
+        def one_of(name: str, valid) -> None:  # the message (with its suggestions) only on failure
+            if getattr(self, name) not in valid:
+                raise ConfigError(unknown_name(name, getattr(self, name), valid))
+
         algorithm = self.algorithm
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -241,9 +245,8 @@ class Config:
              f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
         need(all(h > 0 for h in self.median_hidden_sizes),
              f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
-        need(self.matmul_precision in MATMUL_PRECISIONS,
-             unknown_name("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS))
-        need(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        one_of("matmul_precision", MATMUL_PRECISIONS)
+        one_of("activation", ACTIVATIONS)
         full = self.resolved()
         need(full.lr > 0, f"lr must be > 0, got {full.lr}")
         need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
@@ -257,14 +260,13 @@ class Config:
         for name in ("vf_coef", "u_coef", "adam_eps", "value_clip"):
             need(getattr(full, name) >= 0, f"{name} must be >= 0, got {getattr(full, name)}")
         need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
-        need(self.action_squash in SQUASHES,
-             f"unknown action_squash {self.action_squash!r}; valid: {', '.join(SQUASHES)}")
+        one_of("action_squash", SQUASHES)
         need(self.obs_norm_window >= 0, f"obs_norm_window must be >= 0 (0 = all observations), got {self.obs_norm_window}")
         need(self.obs_clip > 0 and self.reward_clip > 0,
              f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
         need(self.reset_pool >= 0, f"reset_pool must be >= 0 (0 = fresh resets), got {self.reset_pool}")
-        need(self.lr_schedule in (None,) + LR_SCHEDULES,
-             f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        if self.lr_schedule is not None:
+            one_of("lr_schedule", LR_SCHEDULES)
         need(self.desired_kl > 0, f"desired_kl must be > 0, got {self.desired_kl}")
         need(self.policy_obs_dim >= 0, f"policy_obs_dim must be >= 0, got {self.policy_obs_dim}")
         host_only = [f for f in ("asymmetric_critic", "init_at_random_ep_len") if getattr(self, f)]

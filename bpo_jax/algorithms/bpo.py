@@ -31,9 +31,10 @@ class BPO(Algorithm):
 
     def validate(self, config) -> None:
         from bpo_jax.config import ConfigError
+        from bpo_jax.errors import unknown_name
 
         if config.loss_type not in losses.LOSS_TYPES:
-            raise ConfigError(f"unknown loss_type {config.loss_type!r}; valid: {', '.join(losses.LOSS_TYPES)}")
+            raise ConfigError(unknown_name("loss_type", config.loss_type, losses.LOSS_TYPES))
         if config.bpo_lambda <= 0:
             raise ConfigError(f"bpo_lambda must be > 0, got {config.bpo_lambda}")
         if config.tv_loss_coef < 0:

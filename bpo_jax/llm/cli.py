@@ -27,6 +27,7 @@ _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``llm`` subcommand to an argparse subparsers object; returns its parser."""
+    from bpo_jax.config import MATMUL_PRECISIONS
     from bpo_jax.llm import losses
 
     p = subparsers.add_parser(
@@ -64,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--d-model", type=int, default=64, help="transformer width (default: 64)")
     add("--fast-compile", action=argparse.BooleanOptionalAction, default=True,
         help="cheap XLA compilation, good for a CPU (default: on)")
-    add("--matmul-precision", choices=("highest", "high", "default"), default="highest",
+    add("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
         help="float32 matmuls on GPUs/TPUs; default allows TF32 (default: highest; no effect on CPUs)")
     return p
 
