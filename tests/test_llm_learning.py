@@ -37,9 +37,9 @@ def test_rl_raises_accuracy_after_warm_start(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["llm", "--algo", "ppo"], "invalid choice"),
-    (["llm", "--epochs", "0"], "epochs must be >= 1"),
+    (["llm", "--epochs", "0"], "--epochs must be >= 1"),
     (["llm", "--clip", "1.5"], "clip"),
-    (["llm", "--ttrl", "--ttrl-votes", "4", "--ttrl-train", "8"], "ttrl_train"),
+    (["llm", "--ttrl", "--ttrl-votes", "4", "--ttrl-train", "8"], "--ttrl-train"),
     (["llm", "--seeds", "0"], "--seeds must be >= 1"),
 ])
 def test_cli_rejects_bad_input_in_one_line(argv, message, capsys):
@@ -56,5 +56,5 @@ def test_programs_trace_at_the_configured_matmul_precision(precision):
     x = jnp.ones((4, 8))
     text = trainer.LLMConfig(matmul_precision=precision).jit(lambda a: a @ a.T).lower(x).as_text()
     assert f"precision = [{precision.upper()}, {precision.upper()}]" in text
-    with pytest.raises(ValueError, match="unknown matmul_precision 'tf32'"):
+    with pytest.raises(ValueError, match="unknown `matmul_precision` 'tf32'"):
         trainer.LLMConfig(matmul_precision="tf32").validate()

@@ -1,18 +1,27 @@
 """``bpo-jax llm``: warm start and RL-fine-tune the small transformer on two-digit addition.
 
-    bpo-jax llm --algo gbpo|grpo [--ttrl] [--epochs N] [--clip C] [--seeds S] [--out DIR] ...
+    bpo-jax llm --algo gbpo|grpo [--ttrl] [--epochs N] [--clip C] [--seeds S] [--out DIR [--overwrite]] ...
 
-Writes ``DIR/seed{S}/curve.csv``, ``DIR/summary.json`` and ``DIR/curves.png``.  Imported only
-when the subcommand runs, so ``bpo-jax train`` never pays for it.
+Writes ``DIR/seed{S}/curve.csv``, ``DIR/summary.json`` and ``DIR/curves.png``.  As ``bpo-jax
+train``: bad input (settings, a --out that is a file or a non-empty directory without
+--overwrite) is one line naming the flag, exit 2, before anything is written; a run stopped by a
+NaN is one line naming the step and seed, exit 1, and its directory keeps an INCOMPLETE file
+saying so.  The trainer is imported only when the subcommand runs, so ``bpo-jax train`` never
+pays for it.
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import re
 import sys
 
 from bpo_jax.errors import first_line
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as `bpo-jax train` reports Ctrl-C
 
 # flag -> LLMConfig field, for the flags that set a field directly.
 _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "clip": "clip",
@@ -20,7 +29,8 @@ _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "
            "prompts": "prompts_per_step", "group_size": "group_size", "ttrl_votes": "ttrl_votes",
            "ttrl_train": "ttrl_train", "temperature": "temperature", "top_p": "top_p",
            "gbpo_temperature": "gbpo_temperature", "kl_coef": "kl_coef", "kl_type": "kl_type",
-           "ent_coef": "ent_coef", "agg_mode": "agg_mode", "eval_every": "eval_every", "num_eval": "num_eval",
+           "ent_coef": "ent_coef", "agg_mode": "agg_mode", "max_grad_norm": "max_grad_norm",
+           "eval_every": "eval_every", "num_eval": "num_eval",
            "warm_acc": "warm_target", "layers": "num_layers", "d_model": "d_model", "fast_compile": "fast_compile",
            "matmul_precision": "matmul_precision"}
 
@@ -43,9 +53,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--clip-high", type=float, default=None, metavar="C", help="upper offset if asymmetric (default: --clip)")
     add("--seeds", type=int, default=1, metavar="S", help="seeds run one after another from --seed (default: 1)")
     add("--seed", type=int, default=0, help="first seed (default: 0)")
-    add("--out", default=None, metavar="DIR", help="output directory (default: llm_runs/<algo>[-ttrl]-e<N>-c<C>)")
+    add("--out", default=None, metavar="DIR",
+        help="output directory (default: llm_runs/<algo>[-ttrl]-e<N>-c<C>, with a -1, -2, ... suffix if that exists)")
+    add("--overwrite", action="store_true", help="replace a non-empty --out directory (deleted when the run starts)")
     add("--steps", type=int, default=30, metavar="N", help="RL steps (default: 30)")
     add("--lr", type=float, default=1e-4, help="RL Adam learning rate (default: 1e-4)")
+    add("--max-grad-norm", type=float, default=1.0, metavar="N",
+        help="global gradient-norm clip of the warm start and RL steps (default: 1.0)")
     add("--minibatches", type=int, default=4, help="minibatches per epoch (default: 4)")
     add("--prompts", type=int, default=16, metavar="P", help="prompts per RL step (default: 16)")
     add("--group-size", type=int, default=8, metavar="G", help="responses per prompt (default: 8)")
@@ -70,12 +84,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
     try:
         print(f"bpo-jax: error: {message}", file=sys.stderr, flush=True)
     except OSError:
         pass
-    return EXIT_USAGE
+    return code
+
+
+@functools.lru_cache(maxsize=1)
+def _flags() -> dict[str, str]:
+    """Library name -> this subcommand's flag: each argparse destination (``seeds``) and each
+    LLMConfig field a flag sets (``rl_steps`` -> ``--steps``), read from the parser itself."""
+    parser = add_parser(argparse.ArgumentParser(add_help=False).add_subparsers())
+    by_dest = {a.dest: next(o for o in a.option_strings if o.startswith("--"))
+               for a in parser._actions if a.option_strings and a.dest != "help"}
+    return {**by_dest, **{field: by_dest[dest] for dest, field in _FIELDS.items()}}
+
+
+def worded(message: str) -> str:
+    """A library message in this command's words: the names it writes in backticks (`rl_steps`)
+    become flags (--steps); a name no flag sets loses its backticks."""
+    return re.sub(r"`(\w+)`", lambda m: _flags().get(m.group(1), m.group(1)), message)
 
 
 def config_from_args(args):
@@ -84,22 +114,55 @@ def config_from_args(args):
     return LLMConfig(**{field: getattr(args, flag) for flag, field in _FIELDS.items()}, num_train=2048)
 
 
+def default_out(cfg) -> str:
+    """llm_runs/<algo>[-ttrl]-e<N>-c<C>, with a suffix if that exists already (never an earlier run)."""
+    base = f"llm_runs/{cfg.algo}{'-ttrl' if cfg.ttrl else ''}-e{cfg.epochs}-c{cfg.clip}"
+    path, i = base, 1
+    while os.path.lexists(path):
+        path, i = f"{base}-{i}", i + 1
+    return path
+
+
+def check_out(out: str, overwrite: bool) -> None:
+    """Before any work, as ``bpo-jax train`` checks its --out: a directory that can be created,
+    empty unless ``overwrite``.  Raises OutputDirError (names in backticks)."""
+    from bpo_jax import reporting
+
+    if not out:
+        raise reporting.OutputDirError("the output directory must be named, got ''; choose another `out`")
+    try:
+        reporting.check_output_dir(out, overwrite)
+    except reporting.OutputDirError:
+        if reporting.is_incomplete(out):  # train's hint names `bpo-jax train --resume`; an llm run cannot resume
+            raise reporting.OutputDirError(f"output directory {out!r} exists and is not empty (it holds an unfinished "
+                                           f"run); set `overwrite` to replace it or choose another `out`") from None
+        raise
+
+
 def run(args) -> int:
-    """Run ``bpo-jax llm``; returns the exit code.  Bad input is one line on stderr, code 2."""
+    """Run ``bpo-jax llm``; returns the exit code.  Bad input is one line on stderr, code 2,
+    before anything is written; a run that stops (a NaN, Ctrl-C) is one line, code 1 (130),
+    and its directory's INCOMPLETE file says the same."""
     from bpo_jax.llm import trainer
 
     try:
         if args.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+            raise ValueError(f"`seeds` must be >= 1, got {args.seeds}")
         cfg = config_from_args(args)
         cfg.validate(len(trainer.make_mesh().devices.flat))
+        out = default_out(cfg) if args.out is None else args.out
+        check_out(out, args.overwrite)
     except (ValueError, TypeError) as e:
-        return _fail(first_line(e))
-    out = args.out or f"llm_runs/{cfg.algo}{'-ttrl' if cfg.ttrl else ''}-e{cfg.epochs}-c{cfg.clip}"
+        return _fail(worded(first_line(e)))
     try:
-        summary = trainer.run(cfg, args.seeds, out, log=lambda m: print(m, file=sys.stderr, flush=True))
-    except OSError as e:
-        return _fail(f"cannot write to {out}: {first_line(e)}")
+        summary = trainer.run(cfg, args.seeds, out, log=lambda m: print(m, file=sys.stderr, flush=True),
+                              overwrite=args.overwrite, words=worded)
+    except KeyboardInterrupt as e:
+        return _fail(worded(trainer.stop_note(e, out)), EXIT_INTERRUPTED)
+    except Exception as e:
+        if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, trainer.NonFiniteError):
+            raise  # the full traceback, for a bug report
+        return _fail(worded(trainer.stop_note(e, out)), EXIT_FAILURE)
     print(f"accuracy {summary['accuracy_before_mean']:.3f} -> {summary['accuracy_after_mean']:.3f} "
           f"(mean over {args.seeds} seed(s)); wrote {out}/{{summary.json,curves.png,seed*/curve.csv}}", flush=True)
     return 0

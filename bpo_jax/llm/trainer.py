@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
@@ -26,11 +25,26 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import shuffle
+from bpo_jax.errors import first_line
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
 from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
 
 DATA_AXIS = "data"
+# Float settings that may be infinite (max_grad_norm = inf: no clipping), as in bpo_jax.config.
+_MAY_BE_INFINITE = ("max_grad_norm",)
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss, gradient or parameter became NaN or Inf: the run stops there (continuing would
+    only train on NaN).  The message names the phase, step and seed, and a remedy, with the
+    settings in backticks (`lr`) as :meth:`LLMConfig.validate` writes them."""
+
+    def __init__(self, message: str, phase: str, step: int, seed: int):
+        super().__init__(message)
+        self.phase = phase  # "warm start" or "RL"
+        self.step = step  # 1-based step of that phase at whose report the NaN was seen
+        self.seed = seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,42 +157,59 @@ class LLMConfig:
         return self.prompts_per_step * (self.ttrl_train if self.ttrl else self.group_size)
 
     def validate(self, num_devices: int = 1) -> "LLMConfig":
-        """Raise ValueError (one line, naming the field) on a bad setting."""
-        self.loss_config.validate()
+        """Raise ValueError with a one-line message on a bad setting.  The message names the
+        fields in backticks (`rl_steps`), for a front end to reword into its own names
+        (:mod:`bpo_jax.llm.cli` writes the flags)."""
+        from bpo_jax.config import MATMUL_PRECISIONS
+        from bpo_jax.errors import unknown_name
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        for name, valid in (("algo", losses.ALGOS), ("kl_type", losses.KL_TYPES), ("agg_mode", losses.AGG_MODES),
+                            ("matmul_precision", MATMUL_PRECISIONS)):
+            need(getattr(self, name) in valid, unknown_name(f"`{name}`", getattr(self, name), valid))
+        for f in dataclasses.fields(self):  # inf and nan would pass some of the range checks below
+            value = getattr(self, f.name)
+            if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
+                need(math.isfinite(value), f"`{f.name}` must be finite, got {value}")
         positive = ("epochs", "minibatches", "rl_steps", "prompts_per_step", "group_size", "ttrl_votes",
                     "ttrl_train", "eval_every", "num_eval", "num_train", "warm_batch", "warm_check_every",
                     "d_model", "num_layers", "num_heads")
         for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "warm_lr", "gbpo_temperature", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        from bpo_jax.config import MATMUL_PRECISIONS
-        from bpo_jax.errors import unknown_name
-
-        if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(unknown_name("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS))
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for RL sampling, got {self.temperature}")
-        if self.kl_coef < 0 or self.ent_coef < 0:
-            raise ValueError("kl_coef and ent_coef must be >= 0")
-        if self.ttrl and self.ttrl_train > self.ttrl_votes:
-            raise ValueError(f"ttrl_train (M = {self.ttrl_train}) must be <= ttrl_votes (N = {self.ttrl_votes})")
-        if (self.ttrl or self.rl_on_eval) and self.prompts_per_step > self.num_eval:
-            raise ValueError(f"prompts_per_step {self.prompts_per_step} exceeds the {self.num_eval} evaluation prompts")
-        if self.batch_size % (self.minibatches * num_devices):
-            raise ValueError(f"the batch of {self.batch_size} responses must divide into {self.minibatches} "
-                             f"minibatches over {num_devices} device(s)")
+            need(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}")
+        need(self.warm_max_steps >= 0, f"`warm_max_steps` must be >= 0, got {self.warm_max_steps}")
+        for name in ("seed", "data_seed"):  # numpy's generators take no negative seed, JAX's keys none >= 2**63
+            need(0 <= getattr(self, name) < 2**32, f"`{name}` must be in [0, 2**32), got {getattr(self, name)}")
+        for name in ("lr", "warm_lr", "gbpo_temperature", "max_grad_norm", "temperature"):
+            need(getattr(self, name) > 0, f"`{name}` must be > 0, got {getattr(self, name)}")
+        need(0 <= self.clip < 1, f"`clip` must be in [0, 1), got {self.clip}")
+        need(self.clip_high is None or self.clip_high >= 0, f"`clip_high` must be >= 0, got {self.clip_high}")
+        need(0 < self.top_p <= 1, f"`top_p` must be in (0, 1], got {self.top_p}")
+        for name in ("kl_coef", "ent_coef"):
+            need(getattr(self, name) >= 0, f"`{name}` must be >= 0, got {getattr(self, name)}")
+        need(0 <= self.warm_target <= 1, f"`warm_target` must be in [0, 1], got {self.warm_target}")
+        need(self.d_model % self.num_heads == 0,
+             f"`d_model` must be a multiple of {self.num_heads} (the attention heads), got {self.d_model}")
+        need(not self.ttrl or self.ttrl_train <= self.ttrl_votes,
+             f"`ttrl_train` ({self.ttrl_train}) must be <= `ttrl_votes` ({self.ttrl_votes}): the responses trained "
+             f"on are the first of those voted on")
+        need(self.num_eval <= 10000 - self.num_train,
+             f"`num_eval` must be <= {10000 - self.num_train}, got {self.num_eval}: the 10000 distinct two-digit "
+             f"additions also hold the {self.num_train} training problems")
+        need(not (self.ttrl or self.rl_on_eval) or self.prompts_per_step <= self.num_eval,
+             f"`prompts_per_step` ({self.prompts_per_step}) must be <= `num_eval` ({self.num_eval}): the RL "
+             f"prompts are drawn from the evaluation problems")
+        per_prompt = "ttrl_train" if self.ttrl else "group_size"
+        need(self.batch_size % (self.minibatches * num_devices) == 0,
+             f"the batch of `prompts_per_step` x `{per_prompt}` = {self.batch_size} responses must divide into "
+             f"`minibatches` ({self.minibatches}) x {num_devices} device(s)")
         sampled = self.prompts_per_step * (self.ttrl_votes if self.ttrl else self.group_size)
-        if sampled % num_devices:
-            raise ValueError(f"the {sampled} sampled responses per step must divide over {num_devices} device(s)")
-        if not 0 <= self.warm_target <= 1:
-            raise ValueError(f"warm_target must be in [0, 1], got {self.warm_target}")
-        if self.num_train + self.num_eval > 10000:
-            raise ValueError("num_train + num_eval must be <= 10000 (the distinct two-digit additions)")
+        need(sampled % num_devices == 0,
+             f"`prompts_per_step` x `{'ttrl_votes' if self.ttrl else 'group_size'}` = {sampled} sampled responses "
+             f"must divide over {num_devices} device(s)")
+        self.loss_config.validate()  # a safety net: the checks above cover it
         return self
 
 
@@ -260,8 +291,12 @@ def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = 
             idx = rng.integers(0, len(prompts), cfg.warm_batch)
             params, opt_state, loss = step(params, opt_state, prompts[idx], tokens[idx], mask[idx])
             n += 1
+        loss = float(loss)  # the one value fetched per check: NaN parameters keep the last loss NaN
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"non-finite loss in the warm start by step {n} (seed {cfg.seed}); lower "
+                                 f"`max_grad_norm` (clip harder) or `warm_lr`", "warm start", n, cfg.seed)
         acc = greedy_accuracy(cfg.model_config, params, dev, cfg.fast_compile)
-        log(f"warm start step {n}: loss {float(loss):.3f}, dev accuracy {acc:.3f}")
+        log(f"warm start step {n}: loss {loss:.3f}, dev accuracy {acc:.3f}")
     return params, {"steps": n, "dev_accuracy": acc, "seconds": time.perf_counter() - t0}
 
 
@@ -377,6 +412,7 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
         batch["ref_logp"] = score(ref_params, batch["prompts"], batch["tokens"]) if cfg.kl_coef else batch["old_logp"]
         params, opt_state, metrics, final = update(params, opt_state, batch, k_update)
         metrics, final = jax.device_get((metrics, final))
+        check_finite(metrics, step, cfg.seed)
         row.update(sample_reward=float(r.mean()), ratio_out_frac=float(metrics["ratio_out_frac"].mean()),
                    ratio_out_frac_final=float(final["ratio_out_frac"]),
                    ratio_out_low_frac_final=float(final["ratio_out_low_frac"]),
@@ -394,6 +430,18 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
     return params, history
 
 
+def check_finite(metrics: dict, step: int, seed: int) -> None:
+    """Raise :class:`NonFiniteError` if RL step ``step``'s update met a NaN or Inf, from the host
+    copies of its logged ``metrics`` ([epochs, minibatches] per name: the loss and gradient norm
+    of every minibatch, KL, entropy, ratios), which are fetched for the CSV anyway.  Parameters
+    that turned NaN show up there too: in the next minibatch's loss, or the next step's.  (Any
+    further output of the update program, e.g. a finite flag over the parameters, changes how XLA
+    compiles the update, and with it the run's rounding.)"""
+    if not all(np.isfinite(v).all() for v in metrics.values()):
+        raise NonFiniteError(f"non-finite loss, gradient or parameters at RL step {step} (seed {seed}); lower "
+                             f"`lr` or `max_grad_norm` (clip harder)", "RL", step, seed)
+
+
 # ----------------------------------------------------------------------------------------------
 # Output
 
@@ -406,7 +454,7 @@ def write_csv(path: str, history: list[dict]) -> None:
             w.writerow({k: ("" if row.get(k) is None else row.get(k, "")) for k in CSV_FIELDS})
 
 
-def plot(path: str, histories: dict[str, list[dict]], title: str = "") -> None:
+def plot(path: str, histories: dict[str, list[dict]], title: str = "", format: Optional[str] = None) -> None:
     """Accuracy and the end-of-update fraction of tokens outside the ratio box, per run."""
     import matplotlib
 
@@ -426,34 +474,87 @@ def plot(path: str, histories: dict[str, list[dict]], title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format=format)
     plt.close(fig)
 
 
-def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print) -> dict:
+RUNNING_NOTE = ("the run has not finished (still running, or killed); an llm run cannot resume: start it again "
+                "with `overwrite`")
+
+
+def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print, *, overwrite: bool = False,
+        words: Callable[[str], str] = lambda text: text.replace("`", "")) -> dict:
     """Warm start and RL for seeds cfg.seed .. cfg.seed + seeds - 1; writes per seed
-    ``seed{S}/curve.csv``, and ``summary.json``, ``curves.png`` into ``out``."""
+    ``seed{S}/curve.csv`` as each seed finishes, then ``summary.json`` and ``curves.png`` into
+    ``out``.
+
+    Every input check comes first; then ``out`` is created (emptied first with ``overwrite``; a
+    non-empty one is refused without it) and marked unfinished by an ``INCOMPLETE`` file, as
+    :func:`bpo_jax.reporting.open_run_dir` does for an RL run, which is removed once the final
+    files are in place; each file is written atomically.  When anything stops the run (a
+    :class:`NonFiniteError`, Ctrl-C), INCOMPLETE says why (:func:`stop_note`, through
+    ``words``, which rewords the settings named in backticks; default: their field names) and
+    the exception propagates: the curves of the seeds that finished stay, nothing else is
+    written."""
+    from bpo_jax import reporting
+
     mesh = make_mesh()
     cfg.validate(mesh.size)
-    os.makedirs(out, exist_ok=True)
-    problems = make_problem_sets(cfg)
-    summary, histories = {"config": dataclasses.asdict(cfg), "seeds": []}, {}
-    for s in range(cfg.seed, cfg.seed + seeds):
-        c = dataclasses.replace(cfg, seed=s)
-        params, warm = warm_start(c, problems, log=lambda m: log(f"[seed {s}] {m}"), mesh=mesh)
-        _, hist = rl_train(c, params, problems, log=lambda m: log(f"[seed {s}] {m}"), mesh=mesh)
-        os.makedirs(os.path.join(out, f"seed{s}"), exist_ok=True)
-        write_csv(os.path.join(out, f"seed{s}", "curve.csv"), hist)
-        histories[f"seed {s}"] = hist
-        summary["seeds"].append({"seed": s, "warm_start": warm, "accuracy_before": hist[0]["accuracy"],
-                                 "accuracy_after": hist[-1]["accuracy"],
-                                 "ratio_out_frac_final_mean": float(np.mean([h["ratio_out_frac_final"] for h in hist[1:]]))})
-    before = [x["accuracy_before"] for x in summary["seeds"]]
-    after = [x["accuracy_after"] for x in summary["seeds"]]
-    summary.update(accuracy_before_mean=float(np.mean(before)), accuracy_after_mean=float(np.mean(after)))
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    mode = "TTRL" if cfg.ttrl else "verifiable reward"
-    plot(os.path.join(out, "curves.png"), histories,
-         f"{cfg.algo.upper()} ({mode}), {cfg.epochs} epochs, clip {cfg.clip}")
+    if seeds < 1:
+        raise ValueError(f"`seeds` must be >= 1, got {seeds}")
+    if cfg.seed + seeds > 2**32:
+        raise ValueError(f"`seed` + `seeds` must be <= 2**32 (seeds {cfg.seed}..{cfg.seed + seeds - 1}), got "
+                         f"{cfg.seed + seeds}")
+    if not out:
+        raise reporting.OutputDirError("the output directory must be named, got ''; choose another `out`")
+    reporting.open_run_dir(out, overwrite, words(RUNNING_NOTE))
+    try:
+        problems = make_problem_sets(cfg)
+        summary, histories = {"config": dataclasses.asdict(cfg), "seeds": []}, {}
+        for s in range(cfg.seed, cfg.seed + seeds):
+            c = dataclasses.replace(cfg, seed=s)
+            params, warm = warm_start(c, problems, log=lambda m: log(f"[seed {s}] {m}"), mesh=mesh)
+            _, hist = rl_train(c, params, problems, log=lambda m: log(f"[seed {s}] {m}"), mesh=mesh)
+            os.makedirs(os.path.join(out, f"seed{s}"), exist_ok=True)
+            reporting.write_atomic(os.path.join(out, f"seed{s}", "curve.csv"), lambda tmp: write_csv(tmp, hist))
+            histories[f"seed {s}"] = hist
+            summary["seeds"].append({"seed": s, "warm_start": warm, "accuracy_before": hist[0]["accuracy"],
+                                     "accuracy_after": hist[-1]["accuracy"],
+                                     "ratio_out_frac_final_mean": float(np.mean([h["ratio_out_frac_final"]
+                                                                                 for h in hist[1:]]))})
+        before = [x["accuracy_before"] for x in summary["seeds"]]
+        after = [x["accuracy_after"] for x in summary["seeds"]]
+        summary.update(accuracy_before_mean=float(np.mean(before)), accuracy_after_mean=float(np.mean(after)))
+        reporting.write_json(os.path.join(out, "summary.json"), summary)
+        mode = "TTRL" if cfg.ttrl else "verifiable reward"
+        title = f"{cfg.algo.upper()} ({mode}), {cfg.epochs} epochs, clip {cfg.clip}"
+        reporting.write_atomic(os.path.join(out, "curves.png"),
+                               lambda tmp: plot(tmp, histories, title, format="png"))
+    except BaseException as e:
+        reporting.mark_incomplete(out, words(stop_note(e, out)))
+        raise
+    reporting.mark_complete(out)
     return summary
+
+
+def finished_seeds(out: str) -> list[str]:
+    """The seed folders of ``out`` whose curve.csv is written (their seeds finished)."""
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return []
+    return sorted((n for n in names if n.startswith("seed") and os.path.isfile(os.path.join(out, n, "curve.csv"))),
+                  key=lambda n: int(n[4:]) if n[4:].isdigit() else -1)
+
+
+def stop_note(e: BaseException, out: str) -> str:
+    """What stopped the run in ``out`` and how to go on, in one line (settings in backticks)."""
+    if isinstance(e, KeyboardInterrupt):
+        what = "interrupted (Ctrl-C)"
+    elif isinstance(e, NonFiniteError):
+        what = f"stopped: {e}"
+    else:
+        what = f"stopped: {type(e).__name__}: {first_line(e)}"
+    kept = finished_seeds(out)
+    kept = f"; kept the curves of the finished seeds ({', '.join(kept)})" if kept else ""
+    return f"{what}{kept}; an llm run cannot resume: start it again with `overwrite` to replace {out}"

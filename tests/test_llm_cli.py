@@ -1,0 +1,205 @@
+"""`bpo-jax llm`'s input handling: bad input is one line naming the flag, exit 2, before any work
+and with nothing written; --out is checked as `bpo-jax train` checks it (a file, a non-empty
+directory without --overwrite, ''); a NaN stops the run with one line (step, seed, remedy),
+exit 1, and leaves the run directory marked unfinished."""
+import argparse
+import csv
+import dataclasses
+import os
+import re
+
+import numpy as np
+import pytest
+
+from bpo_jax import cli
+from bpo_jax.llm import cli as llm_cli
+from bpo_jax.llm import trainer
+
+# The smallest run that exercises every phase: no warm-start steps (--warm-acc 0), one tiny
+# RL step; about 10 s on a 2-core CPU, most of it compiling.
+TINY = ["llm", "--warm-acc", "0", "--num-eval", "16", "--prompts", "4", "--group-size", "4", "--minibatches", "2",
+        "--epochs", "1", "--d-model", "16", "--layers", "1", "--steps", "1"]
+SNAKE_CASE = re.compile(r"\b[a-z]+_[a-z0-9_]+\b")  # a field name (rl_steps) where a flag (--steps) belongs
+
+# LLMConfig fields no flag sets: the command line runs them at fixed values (num_train=2048) or
+# the defaults, which pass validation.
+NOT_ON_THE_COMMAND_LINE = {"data_seed", "num_train", "rl_on_eval", "warm_max_steps", "warm_lr", "warm_batch",
+                           "warm_check_every", "num_heads"}
+
+
+def _error(capsys, progress: bool = False) -> str:
+    """The one error line on stderr (after the run's progress lines, with ``progress``)."""
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    if progress:
+        assert all(not line.startswith("bpo-jax:") for line in lines[:-1]), err
+        lines = lines[-1:]
+    assert len(lines) == 1 and lines[0].startswith("bpo-jax: error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Fail the test if the run starts: the input checks must refuse before any work."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the run started despite bad input")
+    monkeypatch.setattr(trainer, "run", refuse)
+    monkeypatch.setattr(trainer, "warm_start", refuse)
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--warm-acc", "1.5"], "--warm-acc must be in [0, 1], got 1.5"),
+    (["--ttrl", "--ttrl-train", "8", "--ttrl-votes", "4"], "--ttrl-train (8) must be <= --ttrl-votes (4)"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--prompts", "0"], "--prompts must be >= 1"),
+    (["--group-size", "0"], "--group-size must be >= 1"),
+    (["--layers", "0"], "--layers must be >= 1"),
+    (["--num-eval", "0"], "--num-eval must be >= 1"),
+    (["--eval-every", "0"], "--eval-every must be >= 1"),
+    (["--d-model", "10"], "--d-model must be a multiple of 4"),
+    (["--num-eval", "9000"], "--num-eval must be <= 7952"),
+    (["--prompts", "40", "--num-eval", "32"], "--prompts (40) must be <= --num-eval (32)"),
+    (["--minibatches", "3"], "--prompts x --group-size = 128 responses must divide into --minibatches (3)"),
+    (["--ttrl", "--minibatches", "3"], "--prompts x --ttrl-train = 128 responses must divide into --minibatches"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--lr", "inf"], "--lr must be finite"),
+    (["--temperature", "nan"], "--temperature must be finite"),
+    (["--temperature", "0"], "--temperature must be > 0"),
+    (["--gbpo-temperature", "0"], "--gbpo-temperature must be > 0"),
+    (["--max-grad-norm", "0"], "--max-grad-norm must be > 0"),
+    (["--clip", "1.5"], "--clip must be in [0, 1)"),
+    (["--clip-high", "-1"], "--clip-high must be >= 0"),
+    (["--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["--kl-coef", "-1"], "--kl-coef must be >= 0"),
+    (["--ent-coef", "-1"], "--ent-coef must be >= 0"),
+    (["--seed", "-1"], "--seed must be in [0, 2**32)"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+])
+def test_bad_input_names_the_flag_in_one_line(argv, flag, capsys, no_run):
+    assert cli.main(["llm", *argv]) == 2
+    err = _error(capsys)
+    assert err.startswith("bpo-jax: error: ") and flag in err, err
+    assert "`" not in err and not SNAKE_CASE.search(err), err
+
+
+def test_every_setting_the_command_line_sets_has_its_flag():
+    """The rewording reads the parser itself: each LLMConfig field is set by a flag that
+    exists (or is one the command line never sets), and `name` -> that flag."""
+    parser = llm_cli.add_parser(argparse.ArgumentParser().add_subparsers())
+    options = {o for a in parser._actions for o in a.option_strings}
+    for f in dataclasses.fields(trainer.LLMConfig):
+        if f.name in NOT_ON_THE_COMMAND_LINE:
+            continue
+        flag = llm_cli.worded(f"`{f.name}`")
+        assert flag in options, (f.name, flag)
+    assert llm_cli.worded("`rl_steps` and `warm_target`, `seeds`, `out`, `overwrite`") == \
+        "--steps and --warm-acc, --seeds, --out, --overwrite"
+    assert llm_cli.worded("`num_train`") == "num_train"  # no flag: the name, without backticks
+
+
+def test_library_messages_name_fields_in_backticks():
+    with pytest.raises(ValueError, match="^`rl_steps` must be >= 1, got 0$"):
+        trainer.LLMConfig(rl_steps=0).validate()
+    with pytest.raises(ValueError, match=r"^`ttrl_train` \(8\) must be <= `ttrl_votes` \(4\)"):
+        trainer.LLMConfig(ttrl=True, ttrl_train=8, ttrl_votes=4).validate()
+    with pytest.raises(ValueError, match="^`warm_lr` must be finite"):
+        trainer.LLMConfig(warm_lr=float("nan")).validate()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys, no_run):
+    path = tmp_path / "afile"
+    path.write_text("mine")
+    assert cli.main([*TINY, "--out", str(path)]) == 2
+    err = _error(capsys)
+    assert "is a file; choose a directory" in err, err
+    assert path.read_text() == "mine"
+    assert cli.main([*TINY, "--out", str(path / "sub")]) == 2
+    assert "is a file; choose another directory" in _error(capsys)
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_empty_out_is_refused(direct, tmp_path, capsys, monkeypatch, no_run):
+    monkeypatch.chdir(tmp_path)
+    if direct:  # the subcommand's own check, whatever the top-level command line does first
+        assert llm_cli.run(cli.build_parser().parse_args([*TINY, "--out", ""])) == 2
+    else:
+        assert cli.main([*TINY, "--out", ""]) == 2
+    err = _error(capsys)
+    assert "--out" in err and "`" not in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_non_empty_out_is_refused_without_overwrite(tmp_path, capsys, no_run):
+    (tmp_path / "summary.json").write_text("{}")
+    assert cli.main([*TINY, "--out", str(tmp_path)]) == 2
+    err = _error(capsys)
+    assert "exists and is not empty; set --overwrite or choose another --out" in err, err
+    assert os.listdir(tmp_path) == ["summary.json"] and (tmp_path / "summary.json").read_text() == "{}"
+    # An unfinished llm run: no `train --resume` hint (an llm run cannot resume).
+    (tmp_path / "INCOMPLETE").write_text("stopped")
+    assert cli.main([*TINY, "--out", str(tmp_path)]) == 2
+    err = _error(capsys)
+    assert "unfinished" in err and "--overwrite" in err and "resume" not in err, err
+
+
+def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
+    """lr 1e6: the first update's gradients are NaN.  The run stops there (exit 1, one line
+    naming step, seed and remedy), writes no curve, summary or figure, and leaves INCOMPLETE
+    saying the same; --overwrite then replaces the directory with a finished run, and a run
+    into it without --overwrite is refused."""
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--steps", "2", "--eval-every", "1", "--lr", "1e6", "--out", str(out)]) == 1
+    err = _error(capsys, progress=True)
+    assert "non-finite" in err and "RL step 1 (seed 0)" in err and "--lr" in err and "--max-grad-norm" in err, err
+    assert "`" not in err and not SNAKE_CASE.search(err.replace(str(out), "OUT")), err
+    assert sorted(os.listdir(out)) == ["INCOMPLETE"]
+    note = (out / "INCOMPLETE").read_text()
+    assert err.removeprefix("bpo-jax: error: ") in note
+
+    assert cli.main([*TINY, "--out", str(out)]) == 2  # the stopped run is not silently replaced
+    assert "--overwrite" in _error(capsys)
+
+    assert cli.main([*TINY, "--out", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert sorted(os.listdir(out)) == ["curves.png", "seed0", "summary.json"]
+    rows = list(csv.DictReader(open(out / "seed0" / "curve.csv")))
+    assert len(rows) == 2
+    values = [float(v) for row in rows for k, v in row.items() if v != "" and k != "step"]
+    assert np.isfinite(values).all()
+
+    before = (out / "summary.json").read_text()
+    assert cli.main([*TINY, "--out", str(out)]) == 2  # a finished run is not silently replaced either
+    assert "exists and is not empty; set --overwrite" in _error(capsys)
+    assert (out / "summary.json").read_text() == before
+
+
+def test_check_finite_names_step_and_seed():
+    good = {"loss": np.zeros((1, 2)), "grad_norm": np.ones((1, 2))}
+    trainer.check_finite(good, 3, 7)
+    with pytest.raises(trainer.NonFiniteError, match=r"at RL step 3 \(seed 7\); lower `lr` or `max_grad_norm`"):
+        trainer.check_finite({**good, "grad_norm": np.array([[1.0, np.nan]])}, 3, 7)
+    with pytest.raises(trainer.NonFiniteError):
+        trainer.check_finite({**good, "loss": np.array([[np.inf, 0.0]])}, 3, 7)
+
+
+def test_warm_start_stops_on_a_nan_loss():
+    cfg = trainer.LLMConfig(warm_lr=1e6, warm_check_every=2, warm_max_steps=6, warm_target=1.0, num_eval=16,
+                            num_train=256, warm_batch=16, d_model=16, num_layers=1, fast_compile=True)
+    with pytest.raises(trainer.NonFiniteError, match=r"non-finite loss in the warm start by step \d+ \(seed 0\)"):
+        trainer.warm_start(cfg, trainer.make_problem_sets(cfg))
+
+
+@pytest.mark.parametrize("error,code,said", [(KeyboardInterrupt(), 130, "interrupted (Ctrl-C)"),
+                                             (RuntimeError("boom"), 1, "stopped: RuntimeError: boom")])
+def test_a_stopped_run_is_one_line_and_marked_unfinished(error, code, said, tmp_path, capsys, monkeypatch):
+    def stop(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(trainer, "warm_start", stop)
+    monkeypatch.delenv("BPO_JAX_DEBUG", raising=False)
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(out)]) == code
+    err = _error(capsys, progress=True)
+    assert said in err and "--overwrite" in err, err
+    assert sorted(os.listdir(out)) == ["INCOMPLETE"] and said in (out / "INCOMPLETE").read_text()
