@@ -64,29 +64,62 @@ def is_run_dir(path: str) -> bool:
 
 
 def load(run_dir: str) -> Curve:
-    """The :class:`Curve` of a finished run directory."""
+    """The :class:`Curve` of a finished run directory.  A file that cannot be read, a row that
+    does not parse, a seed missing updates, or rows that end short of the steps summary.json
+    records (a cut metrics.csv) raise :class:`CurveError` naming the file."""
     if not is_run_dir(run_dir):
         raise CurveError(f"{run_dir} holds no finished run (config.json and metrics.csv)")
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise CurveError(f"{run_dir}/metrics.csv has no rows")
-    seeds = sorted({int(r["seed"]) for r in rows})
-    updates = sorted({int(r["update"]) for r in rows})
-    s_index = {s: i for i, s in enumerate(seeds)}
-    u_index = {u: i for i, u in enumerate(updates)}
-    returns = np.full((len(seeds), len(updates)), np.nan)
-    episodes = np.zeros((len(seeds), len(updates)))
-    steps = np.zeros(len(updates))
-    for r in rows:
-        s, u = s_index[int(r["seed"])], u_index[int(r["update"])]
-        returns[s, u] = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
-        episodes[s, u] = float(r["episodes"]) if r.get("episodes") else float(np.isfinite(returns[s, u]))
-        steps[u] = int(r["env_steps"])
+    config = _read_json(os.path.join(run_dir, "config.json"), ("env", "algo", "total_steps"))
+    path = os.path.join(run_dir, "metrics.csv")
+    cells: dict[tuple[int, int], tuple[float, float]] = {}
+    steps_of: dict[int, int] = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        for r in reader:
+            if None in r or None in r.values():  # more or fewer cells than the header names
+                cells = sum(v is not None for k, v in r.items() if k is not None) + len(r.get(None, ()))
+                raise CurveError(f"{path} line {reader.line_num} has {cells} cells for {len(reader.fieldnames)} "
+                                 "columns (a cut or edited file?)")
+            try:
+                seed, update = int(r["seed"]), int(r["update"])
+                ret = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
+                count = float(r["episodes"]) if r.get("episodes") else float(np.isfinite(ret))
+                steps_of[update] = int(r["env_steps"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CurveError(f"{path} line {reader.line_num} does not parse ({type(e).__name__}: {e})") from None
+            if count > 0 and not np.isfinite(ret):
+                raise CurveError(f"{path} line {reader.line_num}: episode_return_mean is {ret} where {count:g} "
+                                 "episode(s) ended (non-finite rewards?)")
+            cells[seed, update] = ret, count
+    if not cells:
+        raise CurveError(f"{path} has no rows")
+    seeds, updates = sorted({s for s, _ in cells}), sorted(steps_of)
+    if len(cells) != len(seeds) * len(updates):
+        raise CurveError(f"{path} lacks rows: {len(cells)} (seed, update) rows for {len(seeds)} seed(s) x "
+                         f"{len(updates)} updates (a cut or edited file?)")
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.isfile(summary_path):
+        recorded = _read_json(summary_path, ("env_steps",))["env_steps"]
+        if recorded != steps_of[updates[-1]]:
+            raise CurveError(f"{path} ends at {steps_of[updates[-1]]:,} steps per seed but {summary_path} records "
+                             f"{recorded:,} (a cut or edited file?)")
+    returns = np.array([[cells[s, u][0] for u in updates] for s in seeds]).reshape(len(seeds), len(updates))
+    episodes = np.array([[cells[s, u][1] for u in updates] for s in seeds]).reshape(len(seeds), len(updates))
     return Curve(run_dir=run_dir, env=config["env"], algo=config["algo"], total_steps=int(config["total_steps"]),
-                 steps=steps, returns=returns, episodes=episodes)
+                 steps=np.array([steps_of[u] for u in updates], dtype=float), returns=returns, episodes=episodes)
+
+
+def _read_json(path: str, needs: Sequence[str]) -> dict:
+    """A JSON object holding the keys ``needs``, else a one-line CurveError naming the file."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CurveError(f"{path} is unreadable ({e})") from None
+    missing = [k for k in needs if not isinstance(values, dict) or k not in values]
+    if missing:
+        raise CurveError(f"{path} lacks {', '.join(missing)}")
+    return values
 
 
 def find_runs(paths: Sequence[str]) -> list[str]:
@@ -106,9 +139,10 @@ def find_runs(paths: Sequence[str]) -> list[str]:
     return found
 
 
-def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None) -> None:
+def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format: str = "png") -> None:
     """One panel per environment (in order of first appearance), each algorithm's mean over
-    seeds with a min-max band, x = environment steps per seed; written to ``path`` (PNG)."""
+    seeds with a min-max band, x = environment steps per seed; written to ``path`` as
+    ``format`` (one of :func:`image_formats`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,8 +175,18 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None) -> Non
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    fig.savefig(path, format=format)
     plt.close(fig)
+
+
+def image_formats() -> list[str]:
+    """The file formats :func:`plot` writes (matplotlib's: png, pdf, svg, ...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
 def write_csv(curves: Sequence[Curve], path: str) -> None:

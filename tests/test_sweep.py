@@ -93,6 +93,68 @@ def test_plot_and_report_redraw_from_saved_csvs(smoke, tmp_path, capsys):
     assert "--out is needed" in err[0] and "holds no finished run" in err[1]
 
 
+def test_plot_writes_the_format_its_file_name_asks_for(smoke, tmp_path, capsys):
+    assert cli.main(["plot", str(smoke), "--out", str(tmp_path / "f.pdf")]) == 0
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
+    assert cli.main(["plot", str(smoke), "--out", str(tmp_path / "f.svg")]) == 0
+    assert b"<svg" in (tmp_path / "f.svg").read_bytes()[:1000]
+    capsys.readouterr()
+    assert cli.main(["plot", str(smoke), "--out", str(tmp_path / "f.xyz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the file name's extension picks the image format" in err
+    assert not (tmp_path / "f.xyz").exists()
+
+
+def _damaged_copy(smoke, tmp_path, damage):
+    run = tmp_path / damage
+    shutil.copytree(smoke / "runs" / "smoke_CartPole-v1__bpo", run,
+                    ignore=shutil.ignore_patterns("figure.png", "report.md"))  # another test's outputs
+    metrics, config = run / "metrics.csv", run / "config.json"
+    lines = metrics.read_text().splitlines(keepends=True)
+    header = lines[0].strip().split(",")
+    if damage == "cut-row":
+        metrics.write_text("".join(lines)[:-30])
+    elif damage == "cut-rows":  # seed 0's first 6 updates left: a whole grid, short of summary.json
+        metrics.write_text("".join(lines[:7]))
+    elif damage == "missing-seed-row":
+        metrics.write_text("".join(lines[:-3] + lines[-2:]))
+    elif damage == "nan":
+        cells = lines[-1].strip().split(",")
+        assert float(cells[header.index("episodes")]) > 0
+        cells[header.index("episode_return_mean")] = "nan"
+        metrics.write_text("".join(lines[:-1]) + ",".join(cells) + "\n")
+    elif damage == "text":
+        cells = lines[2].strip().split(",")
+        cells[header.index("episode_return_mean")] = "abc"
+        metrics.write_text("".join(lines[:2]) + ",".join(cells) + "\n" + "".join(lines[3:]))
+    elif damage == "config":
+        config.write_text(config.read_text()[:40])
+    return run
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    ("cut-row", ["metrics.csv line", "cells for", "columns (a cut or edited file?)"]),
+    ("cut-rows", ["metrics.csv ends at 3,072 steps per seed but", "summary.json records 4,096"]),
+    ("missing-seed-row", ["metrics.csv lacks rows: 15 (seed, update) rows for 2 seed(s) x 8 updates"]),
+    ("nan", ["episode_return_mean is nan where", "non-finite rewards?"]),
+    ("text", ["metrics.csv line 3 does not parse", "could not convert string to float: 'abc'"]),
+    ("config", ["config.json is unreadable"]),
+])
+def test_a_damaged_run_is_named_not_reported_wrong(smoke, tmp_path, capsys, damage, fragments):
+    """plot and report refuse a run whose files were cut or edited, in one line naming the file,
+    instead of a traceback or a report of the wrong numbers."""
+    run = _damaged_copy(smoke, tmp_path, damage)
+    with pytest.raises(curves.CurveError) as e:
+        curves.load(str(run))
+    for fragment in fragments:
+        assert fragment in str(e.value), str(e.value)
+    for command in ("plot", "report"):
+        assert cli.main([command, str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(run) in err and fragments[0] in err
+    assert not (run / "figure.png").exists() and not (run / "report.md").exists()
+
+
 def test_bad_sweep_input_is_one_line(tmp_path, capsys):
     for args, fragment in ((["--suite", "nope"], "unknown suite 'nope'"),
                            (["--suite", "smoke", "--algos", "bpo,sac"], "unknown algo 'sac' in --algos"),
