@@ -54,6 +54,11 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not fit this program; one-line message."""
 
 
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint's files are missing, cut or unreadable (not a checkpoint of another program):
+    an older checkpoint of the same run may still be whole."""
+
+
 # ------------------------------------------------------------------ leaves
 def leaf_path(path) -> str:
     """'params/params/actor/Dense_0/kernel' from a jax key path."""
@@ -201,6 +206,8 @@ def locate(path: str) -> tuple[Optional[str], str]:
     """(run directory or None, checkpoint folder) for ``path``: a run directory (its newest
     checkpoint), its ``checkpoints`` folder, or one ``step_*`` checkpoint."""
     path = os.path.normpath(path)
+    if os.path.isfile(path):
+        raise CheckpointError(f"{path} is a file, not a run directory or checkpoint folder")
     if not os.path.isdir(path):
         raise CheckpointError(f"no such directory: {path}")
     if os.path.isfile(os.path.join(path, "metadata.json")) or os.path.isdir(os.path.join(path, "arrays")):
@@ -221,9 +228,9 @@ def _read_json(ckpt: str, name: str):
         with open(os.path.join(ckpt, name)) as f:
             return json.load(f)
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {ckpt} is incomplete: no {name}")
+        raise DamagedCheckpoint(f"checkpoint {ckpt} is incomplete: no {name}")
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} has an unreadable {name} ({first_line(e)})")
+        raise DamagedCheckpoint(f"checkpoint {ckpt} has an unreadable {name} ({first_line(e)})")
 
 
 def read_metadata(ckpt: str) -> dict:
@@ -238,7 +245,7 @@ def read_metadata(ckpt: str) -> dict:
         raise CheckpointError(f"checkpoint {ckpt} has format {got!r}; this bpo-jax reads format {FORMAT_VERSION}")
     for name in ("update", "num_seeds", "chunk_updates", "train_seconds", "leaves", "files"):
         if name not in meta:
-            raise CheckpointError(f"checkpoint {ckpt} metadata.json lacks {name!r}")
+            raise DamagedCheckpoint(f"checkpoint {ckpt} metadata.json lacks {name!r}")
     return meta
 
 
@@ -279,7 +286,7 @@ def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.nd
     try:
         _check_leaves(ckpt, meta["leaves"], expected)
     except (KeyError, TypeError, AttributeError):
-        raise CheckpointError(f"checkpoint {ckpt} has a malformed metadata.json (leaves)")
+        raise DamagedCheckpoint(f"checkpoint {ckpt} has a malformed metadata.json (leaves)")
     _verify_files(ckpt, meta)
     try:
         arrays = _checkpointer().restore(os.path.abspath(os.path.join(ckpt, "arrays")))
@@ -290,7 +297,7 @@ def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.nd
             dtype = "uint32" if impl else desc["dtype"]
             value = np.asarray(saved[f"{i:05d}"]) if np.prod(desc["shape"]) > 0 else np.zeros(desc["shape"], dtype)
             if list(value.shape) != desc["shape"] or value.dtype.name != dtype:
-                raise CheckpointError(f"checkpoint {ckpt}: stored {desc['path']} is {value.shape} {value.dtype}, "
+                raise DamagedCheckpoint(f"checkpoint {ckpt}: stored {desc['path']} is {value.shape} {value.dtype}, "
                                       f"metadata says {_shape_text(desc)}")
             leaves.append(jax.random.wrap_key_data(value, impl=impl) if impl else value)
         metrics = {k: np.asarray(v) for k, v in arrays["metrics"].items()}
@@ -298,11 +305,11 @@ def restore(ckpt: str, template: Any) -> tuple[Any, dict[str, np.ndarray], np.nd
     except CheckpointError:
         raise
     except Exception as e:  # orbax/tensorstore raise many types for truncated or missing files
-        raise CheckpointError(f"checkpoint {ckpt} is unreadable ({type(e).__name__}: {first_line(e)})")
+        raise DamagedCheckpoint(f"checkpoint {ckpt} is unreadable ({type(e).__name__}: {first_line(e)})")
     update, seeds = meta["update"], meta["num_seeds"]
     bad = [k for k, v in metrics.items() if v.shape != (seeds, update)]
     if bad or sps.shape != (update,):
-        raise CheckpointError(f"checkpoint {ckpt} holds metric rows that do not cover its {update} updates")
+        raise DamagedCheckpoint(f"checkpoint {ckpt} holds metric rows that do not cover its {update} updates")
     return jax.tree_util.tree_unflatten(treedef, leaves), metrics, sps, meta
 
 
@@ -321,11 +328,18 @@ def load(path: str) -> Loaded:
     """The checkpoint at ``path`` (a run directory: its newest; its checkpoints/ folder; or one
     step_* folder), checked against the program its config.json describes."""
     run_dir, ckpt = locate(path)
-    meta = read_metadata(ckpt)
-    config = read_config(ckpt)
-    if meta.get("num_updates") != config.num_updates:
-        raise CheckpointError(f"checkpoint {ckpt}: metadata and config.json disagree on the number of updates")
-    state, metrics, sps, meta = restore(ckpt, state_template(config, meta["num_seeds"]))
+    try:
+        meta = read_metadata(ckpt)
+        config = read_config(ckpt)
+        if meta.get("num_updates") != config.num_updates:
+            raise CheckpointError(f"checkpoint {ckpt}: metadata and config.json disagree on the number of updates")
+        state, metrics, sps, meta = restore(ckpt, state_template(config, meta["num_seeds"]))
+    except DamagedCheckpoint as e:
+        # The newest was picked for the caller: name the one before it, which may be whole.
+        older = list_checkpoints(os.path.dirname(ckpt))[:-1] if os.path.normpath(path) != ckpt else []
+        if older:
+            raise DamagedCheckpoint(f"{e}; the older checkpoint {older[-1]} can be given instead") from None
+        raise
     start = Start(state=state, update=meta["update"], metrics=metrics, steps_per_second=sps,
                   train_seconds=meta["train_seconds"])
     return Loaded(run_dir=run_dir, path=ckpt, config=config, meta=meta, start=start)
@@ -367,18 +381,18 @@ def _verify_files(ckpt: str, meta: dict) -> None:
     """Every array file recorded at save time is present with the same size and hash."""
     files = meta.get("files")
     if not isinstance(files, dict) or not files:
-        raise CheckpointError(f"checkpoint {ckpt} has a malformed metadata.json (files)")
+        raise DamagedCheckpoint(f"checkpoint {ckpt} has a malformed metadata.json (files)")
     root = os.path.join(ckpt, "arrays")
     for rel, (size, digest) in files.items():
         path = os.path.join(root, rel)
         if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} is missing")
+            raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} is missing")
         if os.path.getsize(path) != size:
-            raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} has {os.path.getsize(path)} bytes, "
+            raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} has {os.path.getsize(path)} bytes, "
                                   f"{size} were written")
         with open(path, "rb") as f:
             if hashlib.file_digest(f, "sha256").hexdigest() != digest:
-                raise CheckpointError(f"checkpoint {ckpt} is damaged: arrays/{rel} does not match its sha256")
+                raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} does not match its sha256")
 
 
 # ------------------------------------------------------------------ policy

@@ -118,7 +118,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
         default = argparse.SUPPRESS if suppress else defaults.get(f.name, f.default)
         help_text = f.metadata["help"]
-        if "default" not in help_text:  # some helps say their default in words already
+        if not re.search(r"\(default|by default", help_text):  # some helps say their default in words already
             help_text += f" (default: {_show(defaults.get(f.name, f.default))})"
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
@@ -438,11 +438,11 @@ def cmd_train(args) -> int:
     try:
         done = session.run()
     except KeyboardInterrupt:
-        return _fail(session.note, EXIT_INTERRUPTED)
+        return _fail(_worded(session.note), EXIT_INTERRUPTED)
     except Exception as e:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
             raise  # the full traceback, for a bug report
-        return _fail(session.note, EXIT_FAILURE)
+        return _fail(_worded(session.note), EXIT_FAILURE)
     if lead:
         _say(_final_line(session, done))
         _say(f"wrote {session.out}/{{{','.join(done.files)}}}", sys.stdout)
@@ -514,7 +514,7 @@ def _train_host(args) -> int:
                 raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
             config = _config_from_args(args)
             config.validate()
-            out = args.out or reporting.default_run_dir(config)
+            out = reporting.default_run_dir(config) if args.out is None else args.out
             reporting.check_output_dir(out, args.overwrite)
         env = host_loop.make_env(config)  # one line with the install hint when IsaacLab is missing
     except (ValueError, ImportError) as e:
@@ -530,7 +530,8 @@ def _train_host(args) -> int:
                                  checkpoint_every=every_updates, checkpoint_seconds=every_seconds,
                                  keep_checkpoints=args.keep_checkpoints)
     except KeyboardInterrupt:
-        hint = f"; continue with: bpo-jax train --resume {out}" if _checkpoint_written(out) else ""
+        hint = (f"; continue with: bpo-jax train --resume {out}" if reporting.has_checkpoint(out)
+                else "; nothing to resume: start it again with --overwrite")
         return _fail(f"interrupted{hint}", EXIT_INTERRUPTED)
     except checkpoint.CheckpointError as e:
         return _fail(first_line(e))
@@ -540,12 +541,6 @@ def _train_host(args) -> int:
          f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
          f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
-
-
-def _checkpoint_written(run_dir: str) -> bool:
-    from bpo_jax import checkpoint
-
-    return bool(checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)))
 
 
 def _open_session(args):
@@ -727,8 +722,16 @@ def _sweep_command(args) -> str:
 def cmd_plot(args) -> int:
     from bpo_jax import curves, reporting
 
-    return _from_runs(args, "figure.png",
-                      lambda cs, path: reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, args.title)))
+    def write(cs, path):
+        fmt = os.path.splitext(path)[1].lstrip(".").lower()
+        reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, args.title, format=fmt))
+
+    def check(path):
+        fmt = os.path.splitext(path)[1].lstrip(".").lower()
+        if fmt not in curves.image_formats():
+            raise ConfigError(f"--out {path}: the file name's extension picks the image format; use .png, .pdf or "
+                              f".svg (any of {', '.join(curves.image_formats())})")
+    return _from_runs(args, "figure.png", write, check)
 
 
 def cmd_report(args) -> int:
@@ -750,11 +753,12 @@ def _check_file_out(out: str, example: str) -> None:
     try:
         reporting.check_creatable(os.path.dirname(os.path.abspath(out)))
     except reporting.OutputDirError as e:
-        raise ConfigError(f"cannot write --out {out}: {e}") from None
+        raise ConfigError(f"--out {out}: {e}") from None
 
 
-def _from_runs(args, default_name: str, write) -> int:
-    """Load the finished runs under args.dirs and ``write(curves, path)`` one file from them."""
+def _from_runs(args, default_name: str, write, check=lambda out: None) -> int:
+    """Load the finished runs under args.dirs and ``write(curves, path)`` one file from them;
+    ``check(path)`` first refuses a path ``write`` cannot serve."""
     from bpo_jax import curves
 
     try:
@@ -762,6 +766,7 @@ def _from_runs(args, default_name: str, write) -> int:
             raise ConfigError(f"--out is needed with several DIRs (where to write {default_name})")
         out = args.out or os.path.join(args.dirs[0], default_name)
         _check_file_out(out, default_name)
+        check(out)
         loaded = [curves.load(d) for d in curves.find_runs(args.dirs)]
     except (ValueError, OSError) as e:
         return _fail(first_line(e))
@@ -782,10 +787,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
+    if getattr(args, "out", None) == "":
+        return _fail("--out is empty; name where to write")
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
                 "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except OSError as e:  # the file system refused what every check before allowed (disk full, a mount gone)
+        if os.environ.get("BPO_JAX_DEBUG"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"file system error: {where}{e.strerror or first_line(e)}", EXIT_FAILURE)
+
+
+def entry() -> None:
+    """The ``bpo-jax`` command.  After an interrupt the process leaves at once: its files are
+    closed by then, and a normal interpreter exit while XLA still runs the interrupted program
+    on its own threads can abort ("terminate called ...") after the one-line message."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

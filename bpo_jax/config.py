@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
@@ -69,7 +70,8 @@ class Config:
         0, "auto-reset: 0 = a fresh random initial state per episode (exact); P > 0 = draw from P initial "
            "states sampled once per run (much cheaper for MJX; biased towards those P starts)")
     # --- network ---
-    hidden_sizes: tuple[int, ...] = _arg((64, 64), "hidden layer widths of the actor and critic MLPs")
+    hidden_sizes: tuple[int, ...] = _arg(
+        (64, 64), "hidden layer widths of the actor and critic MLPs; empty = linear policy and value")
     activation: str = _arg("tanh", "hidden activation: tanh, relu or elu")
     median_hidden_sizes: tuple[int, ...] = _arg(
         (), "hidden widths of the median head on the critic trunk; empty = a linear head "
@@ -119,7 +121,7 @@ class Config:
     bpo_lambda: float = _arg(0.001, "BPO temperature lambda of the target sigmoid, on the raw return scale", sweep=True)
     u_coef: float = _arg(0.5, "BPO median-head loss coefficient (0.5 as the reference's sb3 code)", sweep=True)
     use_median: bool = _arg(True, "BPO: target from Q_hat - u(s) (median head); false: from Q_hat - V(s) (ablation)")
-    loss_type: str = _arg("adv_TV", "BPO divergence: adv_TV (paper), TV, log_TV, MSE, RKL, FKL")
+    loss_type: str = _arg("adv_TV", "BPO divergence: adv_TV (paper), TV, log_TV, MSE, RKL, FKL, JS")
     online_adv: bool = _arg(True, "BPO weight |Q_hat - V_current|; false: |GAE advantage| normalised over the batch")
     logit_clamp: Optional[float] = _arg(None, "BPO: clamp (Q_hat - u)/lambda to +-this (rsl_rl uses 10; off by default)")
     # --- rsl_rl (IsaacLab) features, off by default ---
@@ -233,8 +235,14 @@ class Config:
                 raise ConfigError(unknown_name(name, getattr(self, name), valid))
 
         algorithm = self.algorithm
+        for f in fields(self):  # inf passes the range checks below (nan fails them, with a less clear message)
+            value = getattr(self, f.name)
+            if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
+                need(math.isfinite(value), f"{f.name} must be finite, got {value}")
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
+        need(self.num_updates < 2**31, f"total_steps = {self.total_steps:,} gives {self.num_updates:,} updates, more "
+             f"than the int32 update counter holds; give at most {(2**31 - 1) * self.batch_size:,}")
         need(self.batch_size % self.num_minibatches == 0,
              f"num_envs*num_steps = {self.batch_size} is not divisible into num_minibatches = "
              f"{self.num_minibatches}; change one of them")
@@ -292,6 +300,10 @@ class Config:
             raise ConfigError(f"action_squash {self.action_squash!r} applies to continuous actions only; "
                               f"{self.env} has {action_space.n} discrete actions")
         return self
+
+
+# Clipping thresholds, where inf means no clipping; every other float setting must be finite.
+_MAY_BE_INFINITE = ("max_grad_norm", "obs_clip", "reward_clip", "value_clip")
 
 
 def _stack(cls, hparams: list) -> "HParams":

@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from typing import Any, Callable, Optional
@@ -45,6 +46,8 @@ def default_run_dir(config, root: str = "runs") -> str:
 def check_creatable(path: str) -> None:
     """Fail if directory ``path`` can be neither used nor created: a file in its place or above
     it, or the nearest existing folder above it not writable (os.makedirs would fail late)."""
+    if not path:
+        raise OutputDirError("the output path is empty; name a directory")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputDirError(f"output path {path!r} is a file; choose a directory")
     existing = os.path.abspath(path)
@@ -52,8 +55,11 @@ def check_creatable(path: str) -> None:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise OutputDirError(f"cannot create {path!r}: {existing!r} is a file; choose another directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputDirError(f"cannot write in {existing!r}; choose another directory")
+    try:  # a real file, not os.access: root passes os.access on read-only mounts and pseudo-filesystems
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OutputDirError(f"cannot write in {existing!r} ({e.strerror or e}); choose another directory") from None
 
 
 def check_output_dir(path: str, overwrite: bool) -> None:
@@ -62,13 +68,23 @@ def check_output_dir(path: str, overwrite: bool) -> None:
     reword."""
     check_creatable(path)
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        hint = f" (it holds an unfinished run: `resume` {path} continues it)" if is_incomplete(path) else ""
+        hint = ""
+        if is_incomplete(path):
+            hint = (f" (it holds an unfinished run: `resume` {path} continues it)" if has_checkpoint(path) else
+                    " (it holds a run stopped before its first checkpoint: set `overwrite` to start it again)")
         raise OutputDirError(
             f"output directory {path!r} exists and is not empty; set `overwrite` or choose another `out`{hint}")
 
 
 def is_incomplete(path: str) -> bool:
     return os.path.isfile(os.path.join(path, INCOMPLETE))
+
+
+def has_checkpoint(run_dir: str) -> bool:
+    """Whether a run directory holds a checkpoint to resume from."""
+    from bpo_jax import checkpoint
+
+    return bool(checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)))
 
 
 def open_run_dir(path: str, overwrite: bool, note: str) -> None:
@@ -125,7 +141,8 @@ def tail_returns(metrics: dict, fraction: float = 0.1) -> np.ndarray:
     n = metrics["episodes"].shape[1]
     tail = slice(n - max(1, int(round(n * fraction))), n)
     counts = metrics["episodes"][:, tail].astype(np.float64)
-    returns = np.nan_to_num(metrics["episode_return_mean"][:, tail].astype(np.float64))
+    # No episode ended: the row's mean is NaN and its weight 0.  A NaN where episodes ended stays.
+    returns = np.where(counts > 0, metrics["episode_return_mean"][:, tail].astype(np.float64), 0.0)
     per_seed = (returns * counts).sum(1) / np.maximum(counts.sum(1), 1)
     return np.where(counts.sum(1) > 0, per_seed, np.nan)
 

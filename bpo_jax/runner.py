@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -199,7 +200,8 @@ def chunk_size(num_updates: int, reports: int) -> int:
     """Largest divisor of num_updates that gives at least ``reports`` chunks (so every
     chunk is the same compiled program)."""
     target = max(1, num_updates // max(1, reports))
-    return max(d for d in range(1, target + 1) if num_updates % d == 0)
+    small = [d for d in range(1, math.isqrt(num_updates) + 1) if num_updates % d == 0]  # O(sqrt n), not O(n)
+    return max(d for d in small + [num_updates // d for d in small] if d <= target)
 
 
 def chunk_plan(num_updates: int, k: int) -> list[int]:
@@ -534,7 +536,7 @@ def _check_updates(metrics: dict, first_update: int, env: str) -> None:
     else a broken time limit."""
     checks = (
         ("nonfinite", NonFiniteError, "non-finite loss, gradient or parameters at update {update} (seed index "
-         "{seed}); lower lr or max_grad_norm (clip harder), or check the env's rewards (reward_scale)"),
+         "{seed}); lower `lr` or `max_grad_norm` (clip harder), or check the env's rewards (`reward_scale`)"),
         ("bootstrap_overflow", TimeLimitError, f"{env} truncated episodes sooner than its declared time_limit at "
          "update {update} (seed index {seed}), so that update's value targets miss bootstrap values: the env "
          "must declare time_limit = None (see bpo_jax.envs.base.FunctionalEnv)"),

@@ -69,9 +69,11 @@ class ProgramMismatch(SessionError):
 class RunFinished(SessionError):
     """:meth:`RunSession.resume` was given a run that has finished."""
 
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, config: Config):
+        further = ("a larger `total_steps` takes it further" if config.schedule != "linear" else
+                   "its learning rate anneals over its budget, so a larger budget needs a new run")
         super().__init__(f"the run in {run_dir} has finished (no {reporting.INCOMPLETE} marker); nothing to resume "
-                         "(a larger `total_steps` takes it further)")
+                         f"({further})")
         self.run_dir = run_dir
 
 
@@ -183,7 +185,7 @@ class RunSession:
         config.validate_env(envs.make(config.env, num_envs=1, **config.env_kwargs()).action_space)
         runner.make_mesh(None, config.num_envs, num_seeds, options.split)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
-                      out=out or reporting.default_run_dir(config), options=options)
+                      out=reporting.default_run_dir(config) if out is None else out, options=options)
         if is_lead():  # other processes write nothing (and would race process 0 creating it)
             reporting.open_run_dir(session.out, overwrite, session._running_note())
             reporting.write_json(os.path.join(session.out, "config.json"), reporting.run_config(config, num_seeds))
@@ -212,14 +214,14 @@ class RunSession:
         if total_steps is None:  # a front end's expected budget is a budget to go on to
             total_steps = expect.get("total_steps")
         if not unfinished and total_steps is None:
-            raise RunFinished(run_dir)
-        loaded = checkpoint.load(ckpt)
+            raise RunFinished(run_dir, checkpoint.read_config(ckpt))
+        loaded = checkpoint.load(path)  # names an older checkpoint where the newest is damaged
         _check_expected(loaded, {k: v for k, v in expect.items() if k != "total_steps"})
         if total_steps is None:
             total_steps = _planned_steps(run_dir, loaded.config)
         config = regrow(loaded.config, total_steps, done=loaded.start.update)
         if not unfinished and config.num_updates == loaded.start.update:
-            raise RunFinished(run_dir)
+            raise RunFinished(run_dir, config)
         runner.make_mesh(None, config.num_envs, loaded.meta["num_seeds"], options.split)
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
@@ -327,7 +329,7 @@ class RunSession:
             return f"stopped: {e}; {where}"
         what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
         if not kept:
-            return f"{what} before the first checkpoint was saved; nothing to resume: start the run again"
+            return f"{what} before the first checkpoint was saved; nothing to resume: start the run again with `overwrite`"
         return f"{what}; continue from {kept[-1]} with: {self.options.resume_hint.format(out=self.out)}"
 
 

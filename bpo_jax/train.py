@@ -338,7 +338,7 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:
-    """``train(key, hparams=None) -> (final TrainState, metrics [num_updates])``, pure and jittable."""
+    """``train(key, hp=None) -> (final TrainState, metrics [num_updates])``, pure and jittable."""
     return make_trainer(config, env).train
 
 

@@ -166,16 +166,29 @@ def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, cap
         config.update({"hidden": {"hidden_sizes": [32]}, "algo": {"algo": "bpo"}}[damage])
         json.dump(config, open(path, "w"))
     before = sorted(os.listdir(run))
-    assert cli.main(["train", "--resume", str(run), "--no-compile-cache"]) == 2
-    one_line_error(capsys, *fragments)
-    assert cli.main(["eval", "--checkpoint", str(run)]) == 2
-    one_line_error(capsys, *fragments)
+    # A damaged newest checkpoint, picked for the user: the message names the one before it
+    # (not for one of another program: the run's older checkpoints are of that program too).
+    older = "the older checkpoint " + os.path.join(str(run), "checkpoints", "step_00000030")
+    for args in (["train", "--resume", str(run), "--no-compile-cache"], ["eval", "--checkpoint", str(run)]):
+        assert cli.main(args) == 2
+        line = one_line_error(capsys, *fragments)
+        assert (older in line) == (damage in ("truncate", "metadata")), line
+    assert cli.main(["eval", "--checkpoint", ckpt]) == 2  # named by the user: no other is offered
+    assert "the older checkpoint" not in one_line_error(capsys, *fragments)
     assert sorted(os.listdir(run)) == before  # refused before anything was touched
+
+
+def test_a_file_given_as_a_checkpoint_is_named_as_a_file(finished_run, capsys):
+    for args in (["eval", "--checkpoint"], ["export", "--checkpoint"], ["train", "--resume"]):
+        assert cli.main([*args, str(finished_run / "config.json")]) == 2
+        one_line_error(capsys, "config.json is a file, not a run directory")
 
 
 def test_resume_refuses_flags_that_change_the_run(finished_run, tmp_path, capsys):
     assert cli.main(["train", "--resume", str(finished_run)]) == 2
-    one_line_error(capsys, "has finished", "a larger --total-steps takes it further", "bpo-jax eval")
+    # Its lr anneals linearly: the hint does not send the user to a larger budget it would refuse.
+    one_line_error(capsys, "has finished", "a larger budget needs a new run", "bpo-jax eval")
+    assert "takes it further" not in capsys.readouterr().err
     # Its lr anneals over its 32 updates: a budget with more updates would change those it has done.
     assert cli.main(["train", "--resume", str(finished_run), "--total-steps", "4096"]) == 2
     one_line_error(capsys, "--total-steps cannot change the number of updates", "anneals linearly")

@@ -57,6 +57,8 @@ def assert_one_line_in_process(capsys, *fragments):
      ["option reset_noise_scale takes a number", "'abc'"]),
     (["--action-squash", "sigmoid"], ["unknown action_squash", "clip, tanh"]),
     (["--reset-pool", "-1"], ["reset_pool must be >= 0"]),
+    (["--lr", "inf"], ["lr must be finite"]),  # passes "> 0"; would only fail as NaNs after compiling
+    (["--total-steps", "99999999999999999999999"], ["int32 update counter", "give at most"]),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
     """In-process (no interpreter start-up per case); that the process itself exits non-zero with
@@ -113,6 +115,53 @@ def test_an_out_path_through_a_file_is_one_line(command, tmp_path, capsys):
     assert cli.main(args) == 2
     assert_one_line_in_process(capsys, str(blocker), "is a file")
     assert blocker.read_text() == "not a folder" and os.listdir(tmp_path) == ["a_file"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+@pytest.mark.parametrize("command", [
+    ["train", "--out", "/proc/bpo-jax-test/run"],
+    ["sweep", "--suite", "smoke", "--out", "/proc/bpo-jax-test"],
+    ["plot", "{tmp}", "--out", "/proc/figure.png"],
+    ["report", "{tmp}", "--out", "/proc/report.md"],
+])
+def test_an_out_path_where_nothing_can_be_written_is_one_line(command, tmp_path, capsys):
+    """Where the permission bits say yes but the file system says no (/proc, a read-only mount:
+    root passes os.access there), --out is refused before any work, not by a traceback at the end."""
+    assert cli.main([a.format(tmp=tmp_path) for a in command]) == 2
+    assert_one_line_in_process(capsys, "cannot write in '/proc'", "choose another directory")
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "--suite", "smoke"], ["plot", "{tmp}"], ["report", "{tmp}"],
+                                     ["eval", "--checkpoint", "{tmp}"], ["export", "--checkpoint", "{tmp}"]])
+def test_an_empty_out_is_refused(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([a.format(tmp=tmp_path) for a in command] + ["--out", ""]) == 2
+    assert_one_line_in_process(capsys, "--out is empty")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_file_system_error_after_the_checks_is_one_line(monkeypatch, capsys):
+    """A write the checks allowed but the disk refused (full, a mount gone) ends in one line, exit 1."""
+    def full(args):
+        raise OSError(28, "No space left on device", "/data/run/metrics.csv")
+    monkeypatch.setattr(cli, "cmd_envs", full)
+    assert cli.main(["envs"]) == 1
+    assert_one_line_in_process(capsys, "file system error: /data/run/metrics.csv: No space left on device")
+
+
+def test_the_command_leaves_at_once_after_an_interrupt(monkeypatch):
+    """After Ctrl-C the process exits without the interpreter's shutdown, during which XLA threads
+    still running the interrupted program can abort the process after the one-line message."""
+    exits = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    monkeypatch.setattr(cli, "main", lambda: cli.EXIT_INTERRUPTED)
+    with pytest.raises(SystemExit):  # os._exit is replaced, so entry goes on to sys.exit
+        cli.entry()
+    assert exits == [130]
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    with pytest.raises(SystemExit) as e:
+        cli.entry()
+    assert e.value.code == 0 and exits == [130]
 
 
 def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):

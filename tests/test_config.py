@@ -48,6 +48,17 @@ def test_ppo_only_settings_are_refused_for_bpo():
         Config(algo="bpo", normalize_advantages=False).validate()
 
 
+@pytest.mark.parametrize("field", ["lr", "gamma", "ent_coef", "reward_scale", "init_std", "bpo_lambda"])
+def test_an_infinite_setting_is_refused(field):
+    with pytest.raises(ConfigError, match=f"^{field} must be finite, got inf$"):
+        Config(**{field: float("inf")}).validate()
+
+
+@pytest.mark.parametrize("field", ["max_grad_norm", "obs_clip", "reward_clip", "value_clip"])
+def test_an_infinite_clip_means_no_clipping(field):
+    Config(**{field: float("inf")}).validate()
+
+
 def test_tanh_squash_is_refused_on_discrete_actions():
     with pytest.raises(ConfigError, match="continuous actions only"):
         Config(action_squash="tanh").validate_env(Discrete(2))

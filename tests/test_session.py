@@ -69,6 +69,21 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     assert uninterrupted.result.throughput == pytest.approx(1024 * 2 / uninterrupted.result.train_seconds)
 
 
+def test_a_run_stopped_before_its_first_checkpoint_points_to_overwrite_not_resume(tmp_path):
+    out = str(tmp_path / "run")
+    session = RunSession.start(TINY, out=out, chunk_updates=4, options=LAST_ONLY)
+    with pytest.raises(KeyboardInterrupt):
+        session.run(on_progress=stop_at(4))
+    assert "nothing to resume: start the run again with `overwrite`" in session.note
+    with pytest.raises(reporting.OutputDirError) as e:
+        RunSession.start(TINY, out=out, options=QUIET)
+    assert "stopped before its first checkpoint: set `overwrite`" in str(e.value) and "`resume`" not in str(e.value)
+    with pytest.raises(KeyboardInterrupt):
+        RunSession.start(TINY, out=out, chunk_updates=4, overwrite=True, options=EVERY_CHUNK).run(on_progress=stop_at(4))
+    with pytest.raises(reporting.OutputDirError, match="unfinished run: `resume`"):  # now there is one to resume
+        RunSession.start(TINY, out=out, options=QUIET)
+
+
 def test_chunks_run_ahead_of_the_host_work_only_where_no_state_is_wanted():
     """runner.run starts the next chunk before on_chunk where wants_state says no (on_chunk then
     gets no state), hands the state over where it says yes and after the last chunk, and

@@ -124,6 +124,15 @@ def test_chunk_size_divides_updates(n, reports, expected):
     assert k == expected and n % k == 0 and n // k >= min(n, reports)
 
 
+def test_chunk_size_is_the_largest_divisor_within_the_target_even_for_huge_runs():
+    rng = np.random.default_rng(0)
+    for n, reports in zip(rng.integers(1, 5000, 300), rng.integers(1, 300, 300)):
+        target = max(1, n // reports)
+        assert runner.chunk_size(int(n), int(reports)) == max(d for d in range(1, target + 1) if n % d == 0)
+    assert runner.chunk_size(2**31 - 1, 50) == 1  # a prime: found by the square-root search, not 43M tries
+    assert runner.chunk_size(2**30, 50) == 2**24
+
+
 def test_gaussian_std_stays_positive_and_finite():
     from bpo_jax.envs import Box
     from bpo_jax.networks import Actor
