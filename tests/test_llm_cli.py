@@ -52,6 +52,9 @@ def no_run(monkeypatch):
     (["--steps", "0"], "--steps must be >= 1, got 0"),
     (["--warm-acc", "1.5"], "--warm-acc must be in [0, 1], got 1.5"),
     (["--ttrl", "--ttrl-train", "8", "--ttrl-votes", "4"], "--ttrl-train (8) must be <= --ttrl-votes (4)"),
+    (["--ttrl-votes", "8"], "--ttrl-votes applies only with --ttrl"),  # would be silently ignored
+    (["--ttrl-train", "4"], "--ttrl-train applies only with --ttrl"),
+    (["--ttrl", "--group-size", "4"], "--group-size applies only without --ttrl"),
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--prompts", "0"], "--prompts must be >= 1"),
     (["--group-size", "0"], "--group-size must be >= 1"),

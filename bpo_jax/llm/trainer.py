@@ -192,6 +192,13 @@ class LLMConfig:
         need(0 <= self.warm_target <= 1, f"`warm_target` must be in [0, 1], got {self.warm_target}")
         need(self.d_model % self.num_heads == 0,
              f"`d_model` must be a multiple of {self.num_heads} (the attention heads), got {self.d_model}")
+        # A setting the chosen mode never reads is refused, not silently ignored (as Config does).
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        unused = ("group_size",) if self.ttrl else ("ttrl_votes", "ttrl_train")
+        for name in unused:
+            need(getattr(self, name) == defaults[name],
+                 f"`{name}` applies only {'without' if self.ttrl else 'with'} `ttrl`; leave it at its default "
+                 f"({defaults[name]})" + (" (TTRL samples `ttrl_votes` responses per prompt)" if self.ttrl else ""))
         need(not self.ttrl or self.ttrl_train <= self.ttrl_votes,
              f"`ttrl_train` ({self.ttrl_train}) must be <= `ttrl_votes` ({self.ttrl_votes}): the responses trained "
              f"on are the first of those voted on")
