@@ -11,8 +11,10 @@ from bpo_jax.llm import trainer
 # Measured 2026-12-01 on the 2-core CPU with this exact configuration (1-layer model, 32
 # evaluation problems, 15 RL steps, lr 1e-4): accuracy before -> after was 0.25 -> 0.59
 # (seed 0), 0.19 -> 0.34 (seed 1), 0.19 -> 0.44 (seed 2); the 2-layer model gained
-# +0.09..+0.28 over four seeds.  The test asks for +0.09 (3 of 32 problems) on seed 0.
-MIN_GAIN = 0.09
+# +0.09..+0.28 over four seeds; seed 0 again 0.25 -> 0.59 on 2026-12-06.  The test asks for
+# +0.2 (7 of 32 problems) on seed 0: with GBPO's target logits zeroed (no learning signal) the
+# same run still drifted +0.06, so a bar of a few problems could not tell learning from drift.
+MIN_GAIN = 0.2
 CFG = trainer.LLMConfig(seed=0, algo="gbpo", num_layers=1, num_eval=32, num_train=2048, rl_steps=15,
                         eval_every=15, lr=1e-4, fast_compile=True)
 
@@ -25,8 +27,9 @@ def test_rl_raises_accuracy_after_warm_start(tmp_path):
     before, after = hist[0]["accuracy"], hist[-1]["accuracy"]
     assert 0.05 <= before <= 0.4, before
     assert after >= before + MIN_GAIN, (before, after)
-    # Ratio statistics are recorded per step and are fractions.
+    # Ratio statistics are recorded per step; multi-epoch updates move some tokens' ratios.
     assert all(0.0 <= h["ratio_out_frac_final"] <= 1.0 for h in hist[1:])
+    assert any(h["ratio_out_frac_final"] > 0 for h in hist[1:])
     path = tmp_path / "curve.csv"
     trainer.write_csv(str(path), hist)
     rows = list(csv.DictReader(open(path)))
