@@ -1,0 +1,448 @@
+"""The algorithm objects of bpo_jax.algorithms (base.py, bpo.py, ppo.py) against independent
+float64 NumPy references written from the spec, not from the library's loss kernels.
+
+Spec: the reference digest of the paper (shared/reference/bpo-paper.md beside the checkout), sections:
+* 1.5  target ratio rho* = c_l + (c_h - c_l) * sigmoid((Q - u(s)) / lambda), u the
+       (1 - p)-quantile threshold, p = (1 - c_l) / (c_h - c_l);
+* 1.6  the median head's logistic (pinball-like) loss softplus(Q_hat - u) - p (Q_hat - u)
+       (p = 1/2 in the reference code; bpo_jax.losses.quantile_level generalises it to the
+       asymmetric bounds, as 1.5 and 3.4 item 7 ask);
+* 3.2  sb3 adv_TV: mean |rho - rho*| * |Q_hat - V_current.detach()|, target from the median
+       head (use_median) or V (ablation), detached;
+* 3.3  rsl_rl: logit clamp of (Q_hat - u)/lambda, the extra tv_loss_coef * mean|rho* - rho| term,
+       the offline weight |A_GAE normalised over the batch| (online_adv=False), and values and
+       GAE returns recomputed with the current critic once per epoch, effective from the next
+       epoch, while the advantages stay the rollout's;
+* 4    PPO's clipped surrogate (with per-minibatch advantage normalisation, PureJaxRL).
+
+Every test but the last two calls ``Algorithm.loss`` / ``Algorithm.prepare`` directly on
+random float32 inputs (fixed seeds) with values where the clamp and the clip are active; the
+last two run one ``learn`` (a single update) on a fixed CartPole rollout.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpo_jax import algorithms
+from bpo_jax.algorithms import BPO, PPO, Batch, LossInputs
+from bpo_jax.config import Config
+from bpo_jax.networks import make_network
+from bpo_jax.train import make_trainer
+
+RTOL, ATOL = 1e-5, 1e-6
+N = 257  # odd, not a power of two: no accidental symmetry in the means
+
+
+# ----------------------------------------------------------------------------- NumPy references
+
+
+def f64(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+def np_sigmoid(x):
+    x = f64(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def np_softplus(x):
+    x = f64(x)
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)
+
+
+def np_target(q_hat, baseline, eps_low, eps_high, lam, clamp=None):
+    """Paper 1.5: rho* = c_l + (c_h - c_l) sigmoid((Q_hat - u)/lambda); rsl_rl clamps the logit."""
+    z = (f64(q_hat) - f64(baseline)) / lam
+    if clamp is not None:
+        z = np.clip(z, -clamp, clamp)
+    c_l, c_h = 1.0 - eps_low, 1.0 + eps_high
+    return c_l + (c_h - c_l) * np_sigmoid(z)
+
+
+def np_quantile_loss(q_hat, u, p):
+    """Paper 1.6 (at level p of 1.5): softplus(Q_hat - u) - p (Q_hat - u), per sample."""
+    x = f64(q_hat) - f64(u)
+    return np_softplus(x) - p * x
+
+
+def np_normalize(a):
+    """(a - mean) / (std + 1e-8), population std (base.normalize's documented form)."""
+    a = f64(a)
+    return (a - a.mean()) / (a.std() + 1e-8)
+
+
+def np_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """GAE over [T, B], termination (no bootstrap) and truncation (bootstrap, cut the trace) apart."""
+    rewards, values, next_values = f64(rewards), f64(values), f64(next_values)
+    terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+    adv = np.zeros_like(values)
+    last = np.zeros(values.shape[1])
+    for t in reversed(range(values.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] * (~terminated[t]) - values[t]
+        last = delta + gamma * lam * (~(terminated[t] | truncated[t])) * last
+        adv[t] = last
+    return adv, adv + values
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def make_inputs(seed, n=N, log_ratio_scale=0.3):
+    """Random float32 LossInputs.  V, u and Q_hat are drawn apart, so the target from u differs
+    from the one from V and the weight |Q_hat - V_current| from |A| and from 1."""
+    rng = np.random.default_rng(seed)
+    value_old = rng.normal(size=n) * 2.0
+    advantage = 1.5 + rng.normal(size=n) * 3.0  # non-zero mean and non-unit scale: normalising matters
+    q_hat = value_old + advantage
+    value = value_old + rng.normal(size=n) * 0.7  # the current critic has moved
+    median = value + rng.normal(size=n) * 1.5  # the median head is not the value head
+    log_ratio = rng.normal(size=n) * log_ratio_scale  # |rho - 1| > eps for many samples
+    c = lambda x: jnp.asarray(x, jnp.float32)
+    batch = Batch(obs=c(rng.normal(size=(n, 3))), action=c(rng.normal(size=(n, 2))), log_prob=c(rng.normal(size=n)),
+                  value=c(value_old), advantage=c(advantage), q_hat=c(q_hat))
+    return LossInputs(batch=batch, log_ratio=c(log_ratio), ratio=jnp.exp(c(log_ratio)), value=c(value), median=c(median))
+
+
+def bpo_call(seed=0, **cfg):
+    config = Config(algo="bpo", **cfg).validate()
+    algo = config.algorithm
+    assert isinstance(algo, BPO)
+    x = make_inputs(seed)
+    x = x.replace(batch=algo.prepare(config, x.batch))
+    pi_loss, head_loss, metrics = algo.loss(config, config.hparams(), x)
+    return config, x, float(pi_loss), float(head_loss), {k: float(v) for k, v in metrics.items()}
+
+
+def bpo_reference(x, *, eps_low, eps_high, lam, use_median=True, online_adv=True, clamp=None, tv_coef=0.0):
+    """(policy loss, per-sample target) of the paper's adv_TV from x's float32 inputs, in float64."""
+    b = x.batch
+    baseline = x.median if use_median else x.value
+    target = np_target(b.q_hat, baseline, eps_low, eps_high, lam, clamp)
+    rho = np.exp(f64(x.log_ratio))
+    weight = f64(b.q_hat) - f64(x.value) if online_adv else f64(b.advantage)
+    loss = np.mean(np.abs(rho - target) * np.abs(weight)) + tv_coef * np.mean(np.abs(rho - target))
+    return loss, target
+
+
+def close(got, expected):
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+
+
+# ----------------------------------------------------------------------------- BPO loss
+
+
+@pytest.mark.parametrize("use_median", [True, False])
+def test_bpo_adv_tv_loss_matches_paper_with_median_head_or_value_baseline(use_median):
+    """Paper 3.2: mean |rho - rho*| |Q_hat - V|, rho* from the median head u (or V, the ablation)."""
+    lam = 0.7  # a soft target, so its baseline shows in the loss, not just its sign
+    config, x, pi_loss, head_loss, metrics = bpo_call(bpo_lambda=lam, use_median=use_median)
+    expected, target = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam, use_median=use_median)
+    close(pi_loss, expected)
+    rho = np.exp(f64(x.log_ratio))
+    close(metrics["ratio_target_gap"], np.mean(np.abs(rho - target)))
+    assert metrics["target_up_fraction"] == pytest.approx(np.mean(target > 1.0), abs=1e-6)
+    # The test has power: the other baseline gives a clearly different loss.
+    other, _ = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam, use_median=not use_median)
+    assert abs(other - expected) > 1e-3 * expected
+    if use_median:
+        u_loss = np.mean(np_quantile_loss(x.batch.q_hat, x.median, 0.5))
+        close(metrics["median_loss"], u_loss)
+        close(head_loss, 0.5 * u_loss)  # u_coef 0.5 (the sb3 reference)
+    else:
+        assert head_loss == 0.0 and metrics["median_loss"] == 0.0
+
+
+def test_bpo_default_lambda_gives_the_sign_target_from_the_median():
+    """Paper 1.5 / 3.1: at the default lambda = 0.001 the target is c_h where Q_hat > u, c_l where
+    Q_hat < u (u the median head, not V), weighted by |Q_hat - V_current|."""
+    config, x, pi_loss, _, metrics = bpo_call(seed=3)
+    q, u = f64(x.batch.q_hat), f64(x.median)
+    assert np.min(np.abs(q - u)) > 0.02  # every |logit| > 20 at lambda = 1e-3: sigmoid within 3e-9 of 0 or 1
+    sign_target = np.where(q > u, 1.2, 0.8)
+    rho = np.exp(f64(x.log_ratio))
+    close(pi_loss, np.mean(np.abs(rho - sign_target) * np.abs(q - f64(x.value))))
+    assert metrics["target_up_fraction"] == pytest.approx(np.mean(q > u), abs=1e-6)
+    assert np.mean(q > u) != np.mean(q > f64(x.value))  # V as the threshold would move other samples
+
+
+def test_bpo_policy_loss_gradient_flows_through_the_ratio_only():
+    """Paper 3.2 / 8.1-2: target and weight are detached, so the policy loss gives the value and
+    median heads no gradient; d/d log rho is sign(rho - rho*) |Q_hat - V| rho / N."""
+    lam = 0.5
+    config = Config(algo="bpo", bpo_lambda=lam).validate()
+    hp, algo, x = config.hparams(), config.algorithm, make_inputs(4)
+
+    def policy_loss(log_ratio, value, median):
+        return algo.loss(config, hp, x.replace(log_ratio=log_ratio, ratio=jnp.exp(log_ratio), value=value,
+                                                median=median))[0]
+
+    g_lr, g_v, g_u = jax.grad(policy_loss, argnums=(0, 1, 2))(x.log_ratio, x.value, x.median)
+    _, target = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam)
+    rho = np.exp(f64(x.log_ratio))
+    expected = np.sign(rho - target) * np.abs(f64(x.batch.q_hat) - f64(x.value)) * rho / N
+    np.testing.assert_allclose(g_lr, expected, rtol=RTOL, atol=1e-7)
+    assert not np.any(np.asarray(g_v)) and not np.any(np.asarray(g_u))
+
+
+def test_bpo_median_head_loss_gradient_fits_the_quantile():
+    """Paper 1.6: d/du of softplus(Q_hat - u) - p (Q_hat - u) is p - sigmoid(Q_hat - u) (zero in
+    expectation at the (1-p)-quantile), times u_coef / N, here with p = 0.1 / 0.4 = 1/4."""
+    config = Config(algo="bpo", eps_low=0.1, eps_high=0.3, u_coef=0.8).validate()
+    hp, algo, x = config.hparams(), config.algorithm, make_inputs(5)
+    g_u = jax.grad(lambda u: algo.loss(config, hp, x.replace(median=u))[1])(x.median)
+    expected = 0.8 * (0.25 - np_sigmoid(f64(x.batch.q_hat) - f64(x.median))) / N
+    np.testing.assert_allclose(g_u, expected, rtol=RTOL, atol=1e-8)
+
+
+def test_bpo_offline_weight_is_the_batch_normalised_gae_advantage():
+    """Paper 3.3 (rsl_rl online_adv=False): prepare normalises the GAE advantages over the whole
+    batch, and the weight is |A_norm| (not |Q_hat - V_current|); online_adv=True leaves the batch."""
+    lam = 0.7
+    config_on = Config(algo="bpo").validate()
+    raw = make_inputs(6).batch
+    same = config_on.algorithm.prepare(config_on, raw)
+    for name in ("advantage", "q_hat", "value", "log_prob", "obs", "action"):
+        np.testing.assert_array_equal(getattr(same, name), getattr(raw, name))
+
+    config, x, pi_loss, _, _ = bpo_call(seed=6, bpo_lambda=lam, online_adv=False)
+    close(f64(x.batch.advantage), np_normalize(raw.advantage))
+    for name in ("q_hat", "value", "log_prob", "obs", "action"):  # only the advantage changes
+        np.testing.assert_array_equal(getattr(x.batch, name), getattr(raw, name))
+    expected, _ = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam, online_adv=False)
+    close(pi_loss, expected)
+    online, _ = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam, online_adv=True)
+    assert abs(online - expected) > 1e-3 * expected
+
+
+def test_bpo_weight_is_not_uniform():
+    """Paper 3.3's ablation: unweighted TV is a different loss (BPO_TV); adv_TV must weight by
+    |Q_hat - V| sample by sample, so rescaling one sample's Q_hat - V gap rescales its term."""
+    lam = 0.7
+    config, x, pi_loss, _, _ = bpo_call(seed=7, bpo_lambda=lam)
+    expected, target = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam)
+    close(pi_loss, expected)
+    rho = np.exp(f64(x.log_ratio))
+    assert abs(np.mean(np.abs(rho - target)) - expected) > 1e-3 * expected  # the unweighted (ones) loss
+    # loss_type TV is the unweighted one, and differs
+    config_tv = Config(algo="bpo", bpo_lambda=lam, loss_type="TV").validate()
+    tv = float(config_tv.algorithm.loss(config_tv, config_tv.hparams(), x)[0])
+    close(tv, np.mean(np.abs(rho - target)))
+
+
+def test_bpo_logit_clamp_clamps_the_scaled_gap():
+    """Paper 3.3 (rsl_rl): z = (Q_hat - u)/lambda clamped to [-clamp, clamp] before the sigmoid."""
+    lam, clamp = 0.5, 1.5
+    config, x, pi_loss, _, metrics = bpo_call(seed=8, bpo_lambda=lam, logit_clamp=clamp)
+    z = (f64(x.batch.q_hat) - f64(x.median)) / lam
+    assert np.mean(np.abs(z) > clamp) > 0.3 and np.mean(np.abs(z) < clamp) > 0.1  # both regimes present
+    expected, target = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam, clamp=clamp)
+    close(pi_loss, expected)
+    rho = np.exp(f64(x.log_ratio))
+    close(metrics["ratio_target_gap"], np.mean(np.abs(rho - target)))
+    assert target.max() < 1.0 + 0.2 * (2 * np_sigmoid(clamp) - 1) + 1e-12  # the clamp bounds the target
+    unclamped, _ = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam)
+    assert abs(unclamped - expected) > 1e-3 * expected
+
+
+def test_bpo_tv_loss_coef_adds_the_unweighted_tv_term():
+    """Paper 3.3 table (rsl_rl adv_TV): + tv_loss_coef * mean|rho* - rho| (bpo.py: ``pi_loss +
+    config.tv_loss_coef * jnp.mean(jnp.abs(x.ratio - target))``), with the head loss unchanged."""
+    lam, coef = 0.7, 0.75
+    _, x, base, head0, _ = bpo_call(seed=9, bpo_lambda=lam)
+    _, x2, pi_loss, head, _ = bpo_call(seed=9, bpo_lambda=lam, tv_loss_coef=coef)
+    expected, target = bpo_reference(x2, eps_low=0.2, eps_high=0.2, lam=lam, tv_coef=coef)
+    close(pi_loss, expected)
+    rho = np.exp(f64(x2.log_ratio))
+    close(pi_loss - base, coef * np.mean(np.abs(rho - target)))
+    assert head == head0
+
+
+@pytest.mark.parametrize("eps_low,eps_high", [(0.1, 0.3), (0.4, 0.15), (1.0, 2.0)])
+def test_bpo_asymmetric_bounds_target_and_quantile_level(eps_low, eps_high):
+    """Paper 1.5 / 2.2: rho* in [1 - eps_low, 1 + eps_high] and the median head fits the
+    (1 - p)-quantile, p = (1 - c_l)/(c_h - c_l) = eps_low / (eps_low + eps_high)."""
+    lam = 0.6
+    config, x, pi_loss, head_loss, metrics = bpo_call(
+        seed=10, bpo_lambda=lam, eps_low=eps_low, eps_high=eps_high, u_coef=1.25)
+    expected, target = bpo_reference(x, eps_low=eps_low, eps_high=eps_high, lam=lam)
+    assert target.min() >= 1.0 - eps_low and target.max() <= 1.0 + eps_high
+    close(pi_loss, expected)
+    p = (1.0 - (1.0 - eps_low)) / ((1.0 + eps_high) - (1.0 - eps_low))
+    u_loss = np.mean(np_quantile_loss(x.batch.q_hat, x.median, p))
+    close(metrics["median_loss"], u_loss)
+    close(head_loss, 1.25 * u_loss)
+    assert abs(np.mean(np_quantile_loss(x.batch.q_hat, x.median, 0.5)) - u_loss) > 1e-3  # p != 1/2 shows
+    rho = np.exp(f64(x.log_ratio))
+    close(metrics["ratio_target_gap"], np.mean(np.abs(rho - target)))
+
+
+@pytest.mark.parametrize("loss_type", ["TV", "log_TV", "MSE", "RKL", "FKL", "JS"])
+def test_bpo_other_divergences(loss_type):
+    """Paper 3.3 table (FKL without the stray -log pi_old term, as bpo_divergence documents)."""
+    lam = 0.7
+    _, x, pi_loss, _, _ = bpo_call(seed=11, bpo_lambda=lam, loss_type=loss_type)
+    _, t = bpo_reference(x, eps_low=0.2, eps_high=0.2, lam=lam)
+    lr = f64(x.log_ratio)
+    rho = np.exp(lr)
+    rkl = t * (np.log(t) - lr)
+    fkl = rho * (lr - np.log(t))
+    per = {"TV": np.abs(rho - t), "log_TV": np.abs(lr - np.log(t)), "MSE": (rho - t) ** 2,
+           "RKL": rkl, "FKL": fkl, "JS": 0.5 * (rkl + fkl)}[loss_type]
+    np.testing.assert_allclose(pi_loss, per.mean(), rtol=RTOL, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- PPO loss
+
+
+def np_ppo(log_ratio, adv, eps_low, eps_high):
+    rho = np.exp(f64(log_ratio))
+    adv = f64(adv)
+    return np.mean(-np.minimum(rho * adv, np.clip(rho, 1.0 - eps_low, 1.0 + eps_high) * adv))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("eps_low,eps_high", [(0.2, 0.2), (0.1, 0.3)])
+def test_ppo_clipped_surrogate(normalize, eps_low, eps_high):
+    """Paper 4: -min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A), A normalised per minibatch
+    (mean 0, population std + 1e-8) when normalize_advantages, raw otherwise; no head loss."""
+    config = Config(algo="ppo", normalize_advantages=normalize, eps_low=eps_low, eps_high=eps_high).validate()
+    algo = config.algorithm
+    assert isinstance(algo, PPO) and algo is algorithms.get("ppo")
+    x = make_inputs(12, log_ratio_scale=0.4)
+    assert algo.prepare(config, x.batch) is x.batch  # PPO normalises per minibatch, in the loss
+    rho = np.exp(f64(x.log_ratio))
+    assert np.mean((rho < 1 - eps_low) | (rho > 1 + eps_high)) > 0.3  # the clip is active
+    pi_loss, head_loss, metrics = algo.loss(config, config.hparams(), x)
+    adv = np_normalize(x.batch.advantage) if normalize else f64(x.batch.advantage)
+    close(float(pi_loss), np_ppo(x.log_ratio, adv, eps_low, eps_high))
+    other = f64(x.batch.advantage) if normalize else np_normalize(x.batch.advantage)
+    assert abs(np_ppo(x.log_ratio, other, eps_low, eps_high) - float(pi_loss)) > 1e-2
+    assert float(head_loss) == 0.0 and metrics == {}
+
+
+def test_ppo_normalisation_is_per_minibatch():
+    """The same samples in a minibatch with other samples give other normalised advantages:
+    the loss of a sub-batch equals the NumPy loss with the sub-batch's own mean and std."""
+    config = Config(algo="ppo").validate()
+    x = make_inputs(13, log_ratio_scale=0.4)
+    half = jax.tree.map(lambda a: a[:100], x)
+    got = float(config.algorithm.loss(config, config.hparams(), half)[0])
+    close(got, np_ppo(half.log_ratio, np_normalize(half.batch.advantage), 0.2, 0.2))
+
+
+# ----------------------------------------------------------------------------- recompute_returns (one learn)
+
+RECOMPUTE_CFG = dict(algo="bpo", num_envs=4, num_steps=32, num_epochs=2, num_minibatches=1, total_steps=128,
+                     hidden_sizes=(16,), lr=0.05, anneal_lr=False, bpo_lambda=0.5)
+
+
+@pytest.fixture(scope="module")
+def rollout():
+    """A fixed CartPole rollout [T, B] from the initial policy (with terminations inside it)."""
+    trainer = make_trainer(Config(**RECOMPUTE_CFG))
+    hp = trainer.config.hparams()
+    state = jax.jit(trainer.init)(jax.random.key(0), hp)
+    traj, env_state, key = jax.jit(trainer.collect)(state, hp)
+    assert np.asarray(traj.terminated).any()
+    return state, traj, env_state, key
+
+
+def learn_with_spy(monkeypatch, rollout, **changes):
+    """One ``learn`` on the fixed rollout; returns (new state, [per gradient step: the minibatch
+    rows as the BPO loss saw them]) recorded from inside the compiled update."""
+    state, traj, env_state, key = rollout
+    config = Config(**{**RECOMPUTE_CFG, **changes})
+    algo = algorithms.get("bpo")
+    seen = []
+
+    def record(obs, q_hat, value, advantage, value_now):
+        seen.append(dict(obs=np.asarray(obs), q_hat=np.asarray(q_hat), value=np.asarray(value),
+                         advantage=np.asarray(advantage), value_now=np.asarray(value_now)))
+
+    def spy(cfg, hp, x):
+        jax.debug.callback(record, x.batch.obs, x.batch.q_hat, x.batch.value, x.batch.advantage, x.value,
+                           ordered=True)
+        return BPO.loss(algo, cfg, hp, x)
+
+    monkeypatch.setattr(algo, "loss", spy)
+    trainer = make_trainer(config)
+    new_state, _ = jax.jit(trainer.learn)(state, traj, env_state, key, config.hparams())
+    jax.effects_barrier()
+    monkeypatch.undo()
+    return trainer, new_state, seen
+
+
+def rows_of(seen_obs, flat_obs):
+    """The index into the flat rollout of every row a minibatch holds (rows are unique states)."""
+    d = np.abs(seen_obs[:, None, :] - flat_obs[None, :, :]).sum(-1)
+    idx = d.argmin(1)
+    assert np.all(d[np.arange(len(idx)), idx] == 0)
+    assert len(np.unique(idx)) == len(idx)
+    return idx
+
+
+def np_targets(trainer, params, traj, gamma, lam):
+    """NumPy GAE (advantages, returns, values) [T*B] of the rollout with the critic at ``params``."""
+    network = make_network(trainer.config, trainer.env.action_space, trainer.env.obs_spec)
+    T, B = traj.reward.shape
+    v = f64(network.apply(params, traj.obs.reshape((T * B, -1)), method="values")[0]).reshape(T, B)
+    nv = f64(network.apply(params, traj.final_obs.reshape((T * B, -1)), method="values")[0]).reshape(T, B)
+    adv, q = np_gae(traj.reward, v, nv, traj.terminated, traj.truncated, gamma, lam)
+    return adv.reshape(-1), q.reshape(-1), v.reshape(-1)
+
+
+def test_recompute_returns_refreshes_values_and_gae_returns_each_epoch(monkeypatch, rollout):
+    """Paper 3.3 / 8.6 (rsl_rl): with recompute_returns, epoch 2 regresses on Q_hat = GAE with the
+    critic after epoch 1 (values too), the advantages staying the rollout's; off, on the rollout's.
+    Epoch 1's parameters come from the same update with one epoch (one full-batch step each)."""
+    state, traj, _, _ = rollout
+    gamma, lam = 0.99, 0.95
+    flat_obs = np.asarray(traj.obs).reshape(-1, traj.obs.shape[-1])
+
+    trainer1, after_epoch1, seen1 = learn_with_spy(monkeypatch, rollout, num_epochs=1, recompute_returns=True)
+    trainer, after_on, seen_on = learn_with_spy(monkeypatch, rollout, recompute_returns=True)
+    _, after_off, seen_off = learn_with_spy(monkeypatch, rollout, recompute_returns=False)
+    assert len(seen1) == 1 and len(seen_on) == 2 and len(seen_off) == 2
+
+    adv0, q0, v0 = np_targets(trainer, state.params, traj, gamma, lam)
+    _, q1, v1 = np_targets(trainer, after_epoch1.params, traj, gamma, lam)
+    assert np.max(np.abs(q1 - q0)) > 1e-2  # the critic moved: recomputing matters
+
+    for seen in (seen1, seen_on, seen_off):  # epoch 1: the rollout's targets (initial critic)
+        idx = rows_of(seen[0]["obs"], flat_obs)
+        close(seen[0]["q_hat"], q0[idx])
+        close(seen[0]["value"], v0[idx])
+        close(seen[0]["advantage"], adv0[idx])
+
+    # Epoch 2, on: values and returns from the current critic; the advantages are the rollout's.
+    e2 = seen_on[1]
+    idx = rows_of(e2["obs"], flat_obs)
+    np.testing.assert_allclose(e2["value_now"], v1[idx], rtol=1e-5, atol=1e-5)  # epoch-1 params confirmed
+    np.testing.assert_allclose(e2["value"], v1[idx], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(e2["q_hat"], q1[idx], rtol=1e-5, atol=1e-5)
+    close(e2["advantage"], adv0[idx])
+
+    # Epoch 2, off: the rollout's targets, unchanged.
+    idx = rows_of(seen_off[1]["obs"], flat_obs)
+    close(seen_off[1]["q_hat"], q0[idx])
+    close(seen_off[1]["value"], v0[idx])
+
+    # And the update itself differs.
+    diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), after_on.params, after_off.params)
+    assert max(jax.tree.leaves(diff)) > 1e-4
+
+
+def test_recompute_returns_with_offline_weight_keeps_normalised_rollout_advantages(monkeypatch, rollout):
+    """Paper 3.3: with online_adv=False the weight stays the stale batch-normalised GAE advantage
+    after the recompute (storage.advantages is reassigned, not rewritten)."""
+    state, traj, _, _ = rollout
+    flat_obs = np.asarray(traj.obs).reshape(-1, traj.obs.shape[-1])
+    trainer, _, seen = learn_with_spy(monkeypatch, rollout, recompute_returns=True, online_adv=False)
+    adv0, _, _ = np_targets(trainer, state.params, traj, 0.99, 0.95)
+    for step in seen:
+        idx = rows_of(step["obs"], flat_obs)
+        close(step["advantage"], np_normalize(adv0)[idx])
