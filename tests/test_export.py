@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpo_jax import Config, cli, make_trainer
+from bpo_jax import Config, checkpoint, cli, make_trainer
+from bpo_jax.envs import Discrete
 from bpo_jax.export import export_onnx, load_policy, policy_function
 from tests.compiling import compile_fast
 
@@ -45,10 +46,18 @@ def test_cli_exports_a_runs_seed_in_both_formats(tmp_path, capsys):
     assert cli.main(["export", "--checkpoint", str(run), "--format", "jax", "--out", str(tmp_path / "p.jaxexport")]) == 0
     out = capsys.readouterr().out
     assert f"wrote {run / 'policy_seed1.onnx'}: seed 1's deterministic policy at update 2" in out
-    obs = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    # Each file against policy_function of ITS seed's restored parameters and normaliser.
+    loaded = checkpoint.load(str(run))
+    space = Discrete(2)
+    obs = (np.random.default_rng(1).normal(size=(256, 4)) * 3).astype(np.float32)
+    want = [np.asarray(policy_function(loaded.config, space, *jax.tree.map(lambda x: x[i], (
+        loaded.start.state.params, loaded.start.state.obs_stats)), 4)(jnp.asarray(obs))) for i in (0, 1)]
+    assert not np.array_equal(want[0], want[1])  # the seeds' policies differ on these observations
     onnx_actions = ort.InferenceSession(str(run / "policy_seed1.onnx")).run(None, {"obs": obs})[0]
     jax_actions = np.asarray(load_policy(str(tmp_path / "p.jaxexport"))(obs))  # seed 0
-    assert onnx_actions.shape == jax_actions.shape == (8,) and set(onnx_actions) | set(jax_actions) <= {0, 1}
+    assert onnx_actions.shape == jax_actions.shape == (256,)
+    np.testing.assert_array_equal(onnx_actions, want[1])
+    np.testing.assert_array_equal(jax_actions, want[0])
 
     assert cli.main(["export", "--checkpoint", str(run), "--seed-index", "2"]) == 2
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(run)]) == 2

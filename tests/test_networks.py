@@ -136,3 +136,107 @@ def test_two_choice_categorical_is_bit_identical_to_jax_log_softmax():
     action = jax.random.randint(jax.random.key(6), (256,), 0, 2)
     ref = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], -1)[:, 0]
     np.testing.assert_array_equal(Categorical(logits).log_prob(action), ref)
+
+
+def _gaussian_reference(action, mean, raw, min_std):
+    """float64 SciPy reference: std = min_std + softplus(raw), log N(a; mean, std) summed over the
+    action axis, and the closed-form entropy sum(0.5 + 0.5 log 2 pi + log std) per state."""
+    from scipy import stats
+
+    std = min_std + np.logaddexp(0.0, np.asarray(raw, np.float64))
+    logp = stats.norm.logpdf(np.asarray(action, np.float64), np.asarray(mean, np.float64), std).sum(-1)
+    entropy = np.full(np.shape(mean)[:-1], np.sum(0.5 + 0.5 * np.log(2 * np.pi) + np.log(std)))
+    return logp, entropy
+
+
+def _central_difference(f, x, h):
+    """d sum(f(x)) / dx by float64 central differences, entry by entry."""
+    x = np.asarray(x, np.float64)
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = h
+        grad[i] = (np.sum(f(x + step)) - np.sum(f(x - step))) / (2 * h)
+    return grad
+
+
+def test_gaussian_log_prob_entropy_and_gradients_equal_scipy():
+    """DiagGaussian with std = min_std + softplus(raw) (as the Actor builds it): log pi(a) against
+    scipy.stats.norm.logpdf summed over the action axis, the entropy against the closed form, and
+    the gradients of sum(log pi(a)) + c * sum(entropy) w.r.t. the mean and the raw std parameter
+    against float64 central differences of the SciPy reference and against the closed forms
+    d/dmean = (a - mean)/std^2, d/draw = sigmoid(raw) (sum_b ((a - mean)^2/std^3 - 1/std) + c B/std).
+    The first raw is so negative that std sits on its floor min_std."""
+    min_std, c = 0.05, 0.3
+    raw = np.array([-30.0, 0.0, 1.5], np.float32)  # std = 0.05 (the floor), 0.05 + log 2, 0.05 + softplus(1.5)
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(16, 3)).astype(np.float32)
+    std64 = min_std + np.logaddexp(0.0, raw.astype(np.float64))
+    action = (mean + rng.normal(size=(16, 3)) * std64 * 1.5).astype(np.float32)
+    np.testing.assert_allclose(std64[0], min_std, rtol=1e-10)
+
+    def dist(m, r):
+        return DiagGaussian(m, min_std + jax.nn.softplus(r))
+
+    want_logp, want_entropy = _gaussian_reference(action, mean, raw, min_std)
+    d = dist(jnp.asarray(mean), jnp.asarray(raw))
+    assert float(d.std[0]) == np.float32(min_std)  # the floor
+    assert d.log_prob(jnp.asarray(action)).shape == d.entropy().shape == (16,)
+    np.testing.assert_allclose(d.log_prob(jnp.asarray(action)), want_logp, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(d.entropy(), want_entropy, rtol=1e-5, atol=1e-5)
+
+    def objective(m, r):
+        g = dist(m, r)
+        return jnp.sum(g.log_prob(jnp.asarray(action))) + c * jnp.sum(g.entropy())
+
+    grad_mean, grad_raw = jax.grad(objective, argnums=(0, 1))(jnp.asarray(mean), jnp.asarray(raw))
+
+    def reference(m, r):
+        logp, entropy = _gaussian_reference(action, m, r, min_std)
+        return logp + c * entropy
+
+    fd_mean = _central_difference(lambda m: reference(m, raw), mean, 1e-6)
+    fd_raw = _central_difference(lambda r: reference(mean, r), raw, 1e-6)
+    np.testing.assert_allclose(grad_mean, fd_mean, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(grad_raw, fd_raw, rtol=1e-4, atol=1e-4)
+    a64, m64 = action.astype(np.float64), mean.astype(np.float64)
+    sigmoid = 1.0 / (1.0 + np.exp(-raw.astype(np.float64)))
+    np.testing.assert_allclose(grad_mean, (a64 - m64) / std64**2, rtol=1e-4, atol=1e-3)
+    closed_raw = sigmoid * (np.sum((a64 - m64) ** 2 / std64**3 - 1.0 / std64, axis=0) + c * 16 / std64)
+    np.testing.assert_allclose(grad_raw, closed_raw, rtol=1e-4, atol=1e-4)
+    assert abs(float(grad_raw[0])) < 1e-6  # on the floor the raw parameter no longer moves std
+
+
+def test_the_actors_gaussian_is_min_std_plus_softplus_of_its_parameter():
+    """Through the network: the Gaussian's std is min_std + softplus(params['actor']['std_raw'])
+    (NumPy), its mean the policy head's output, and log pi / entropy and their gradients w.r.t.
+    std_raw and the head's bias (which shifts the mean of every state) equal the SciPy reference."""
+    min_std, c = 0.02, 0.1
+    config = Config(hidden_sizes=(8,), init_std=0.5, min_std=min_std)
+    network = make_network(config, Box(low=-jnp.ones(3), high=jnp.ones(3), shape=(3,)))
+    obs = jax.random.normal(jax.random.key(0), (32, 4))
+    params = init_params(network, jax.random.key(1), obs)
+    raw0 = np.asarray(params["params"]["actor"]["std_raw"], np.float64)
+    np.testing.assert_allclose(min_std + np.logaddexp(0.0, raw0), 0.5, rtol=1e-5)  # init_std
+    raw = np.array([-25.0, -0.5, 0.8], np.float32)
+    params["params"]["actor"]["std_raw"] = jnp.asarray(raw)
+    params["params"]["actor"]["Dense_0"]["bias"] = jnp.array([0.3, -0.2, 0.1])
+    d = network.apply(params, obs, method="policy")
+    np.testing.assert_allclose(d.std, min_std + np.logaddexp(0.0, raw.astype(np.float64)), rtol=1e-6)
+    mean = np.asarray(d.mean, np.float64)
+    action = jax.random.normal(jax.random.key(2), (32, 3)) * 0.4
+    want_logp, want_entropy = _gaussian_reference(action, mean, raw, min_std)
+    np.testing.assert_allclose(d.log_prob(action), want_logp, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(d.entropy(), want_entropy, rtol=1e-5, atol=1e-5)
+
+    def objective(p):
+        g = network.apply(p, obs, method="policy")
+        return jnp.sum(g.log_prob(action)) + c * jnp.sum(g.entropy())
+
+    grads = jax.grad(objective)(params)["params"]["actor"]
+    reference = lambda m, r: _gaussian_reference(action, m, r, min_std)[0] + c * _gaussian_reference(action, m, r, min_std)[1]
+    bias = np.zeros(3)
+    fd_bias = _central_difference(lambda b: reference(mean + b, raw), bias, 1e-6)
+    fd_raw = _central_difference(lambda r: reference(mean, r), raw, 1e-6)
+    np.testing.assert_allclose(grads["Dense_0"]["bias"], fd_bias, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(grads["std_raw"], fd_raw, rtol=1e-4, atol=1e-4)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpo_jax import normalization as norm
+from bpo_jax import losses, normalization as norm
 from bpo_jax.config import Config
 from bpo_jax.train import make_trainer
 from tests.compiling import compile_fast
@@ -106,26 +106,96 @@ def test_reward_scaling_keeps_signs_and_divides_by_return_std():
 
 @pytest.fixture(scope="module")
 def normalized_run():
+    """A tiny Pendulum run with both normalisers, twice: ``train`` as one program, and the same
+    updates driven here as ``collect`` then ``learn``, keeping every rollout and the rewards that
+    reached GAE (a spy on ``losses.gae``, its argument returned from the compiled update).
+    Episodes of 20 steps, so the discounted returns restart within the rollouts."""
     config = Config(env="gymnax/Pendulum-v1", num_envs=4, num_steps=16, total_steps=4 * 16 * 3,
-                    num_epochs=1, num_minibatches=2, hidden_sizes=(8,),
-                    normalize_obs=True, normalize_rewards=True)
+                    num_epochs=1, num_minibatches=2, hidden_sizes=(8,), reward_scale=0.5, reward_clip=0.25,
+                    normalize_obs=True, normalize_rewards=True, env_options=("max_steps_in_episode=20",))
     trainer = make_trainer(config)
     key, hp = jax.random.key(0), config.hparams()
     state = compile_fast(trainer.init, key, hp)(key, hp)
     first_obs = state.env_state.obs
     after, metrics = compile_fast(trainer.train, key)(key)
-    return config, first_obs, after, metrics
+
+    real_gae = losses.gae
+
+    def update_and_gae_rewards(state, hp):
+        """``update`` = ``learn(state, *collect(state, hp), hp)``, also returning the rollout and
+        the rewards GAE received."""
+        seen = []
+
+        def spy(rewards, *args, **kwargs):
+            seen.append(rewards)
+            return real_gae(rewards, *args, **kwargs)
+
+        traj, env_state, next_key = trainer.collect(state, hp)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(losses, "gae", spy)
+            new_state, _ = trainer.learn(state, traj, env_state, next_key, hp)
+        assert len(seen) == 1  # recompute_returns is off: GAE runs once per update
+        return new_state, traj, seen[0]
+
+    update = compile_fast(update_and_gae_rewards, state, hp)
+    states, trajs, gae_rewards = [state], [], []
+    for _ in range(trainer.num_updates):
+        new_state, traj, rewards = update(states[-1], hp)
+        states.append(new_state)
+        trajs.append(jax.device_get(traj))
+        gae_rewards.append(np.asarray(rewards))
+    return config, first_obs, after, metrics, states, trajs, gae_rewards
 
 
 def test_training_loop_accumulates_statistics_of_every_observation(normalized_run):
-    config, _, state, metrics = normalized_run
-    steps = config.num_updates * config.batch_size
-    assert float(state.obs_stats.count) == steps
-    assert float(state.return_stats.count) == steps
-    # Pendulum observations: cos, sin in [-1, 1] and angular velocity in [-8, 8]
-    assert np.all(np.abs(np.asarray(state.obs_stats.mean)[:2]) <= 1.0)
+    """After every update the observation statistics are NumPy's count, mean and (population)
+    variance of every observation acted on so far; ``train`` ends with the same statistics."""
+    config, first_obs, after, metrics, states, trajs, _ = normalized_run
+    assert len(trajs) == config.num_updates == 3
+    np.testing.assert_array_equal(trajs[0].obs[0], first_obs)
+    for k in range(1, len(states)):
+        seen = np.concatenate([t.obs.reshape(-1, 3) for t in trajs[:k]]).astype(np.float64)
+        stats = states[k].obs_stats
+        assert float(stats.count) == len(seen) == k * config.batch_size
+        np.testing.assert_allclose(stats.mean, seen.mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(stats.variance, seen.var(0), rtol=1e-4, atol=1e-6)
+    assert np.all(seen.std(0) > 0.05)  # statistics of a moving pendulum, not of constants
+    # The one-program run folds in the same observations.
+    for got, want in ((after.obs_stats, states[-1].obs_stats), (after.return_stats, states[-1].return_stats)):
+        np.testing.assert_allclose(got.count, want.count)
+        np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.variance, want.variance, rtol=1e-3, atol=1e-4)
     assert np.all(np.isfinite(np.asarray(metrics["loss"])))
-    assert state.return_acc.shape == (config.num_envs,)
+    assert after.return_acc.shape == (config.num_envs,)
+
+
+def test_normalized_rewards_reaching_gae_are_scaled_by_the_return_std(normalized_run):
+    """SB3 VecNormalize's reward scaling, in NumPy: r = reward * reward_scale; per env the
+    discounted return R_t = gamma R_{t-1} + r_t, restarting at 0 after an episode ends; the
+    return statistics take every R_t so far, this rollout's included; GAE then receives
+    clip(r / sqrt(var(R) + 1e-8), -reward_clip, reward_clip), no shift."""
+    config, _, _, _, states, trajs, gae_rewards = normalized_run
+    acc, all_returns = np.zeros(config.num_envs), []
+    clipped = 0
+    for k, (traj, got) in enumerate(zip(trajs, gae_rewards)):
+        r = np.asarray(traj.reward, np.float64) * config.reward_scale
+        for t in range(config.num_steps):
+            acc = acc * config.gamma + r[t]
+            all_returns.append(acc.copy())
+            acc = np.where(traj.done[t], 0.0, acc)
+        returns = np.stack(all_returns)
+        scaled = r / np.sqrt(returns.var() + 1e-8)
+        want = np.clip(scaled, -config.reward_clip, config.reward_clip)
+        assert got.shape == r.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+        clipped += int(np.sum(np.abs(scaled) > config.reward_clip))
+        stats = states[k + 1]
+        assert float(stats.return_stats.count) == returns.size
+        np.testing.assert_allclose(stats.return_stats.mean, returns.mean(), rtol=1e-4)
+        np.testing.assert_allclose(stats.return_stats.variance, returns.var(), rtol=1e-3)
+        np.testing.assert_allclose(stats.return_acc, acc, rtol=1e-4, atol=1e-4)
+    assert 0 < clipped < sum(g.size for g in gae_rewards)  # the clip is exercised, not everywhere
+    assert sum(int(t.done.sum()) for t in trajs) >= 2 * config.num_envs  # and the restart after an episode
 
 
 def test_statistics_off_by_default():

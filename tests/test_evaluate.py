@@ -1,0 +1,121 @@
+"""Evaluation of a trained run's deterministic policy (bpo_jax.evaluate) against a rollout loop
+written here: fresh resets from the evaluation key, the policy's mode on observations normalised
+in NumPy with the run's saved statistics, rewards summed per episode until its first end."""
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from bpo_jax import Config, make_trainer
+from bpo_jax.envs import Box, make as make_env
+from bpo_jax.evaluate import run_eval
+from bpo_jax.networks import make_network
+from tests.compiling import compile_fast
+
+EPISODES = 6
+SEEDS = 2
+CONFIGS = {
+    # Discrete actions; episodes end at different steps, and the auto-reset that follows must not count.
+    "cartpole": (Config(env="gymnax/CartPole-v1", num_envs=4, num_steps=16, total_steps=4 * 16 * 4, num_epochs=1,
+                        num_minibatches=2, hidden_sizes=(16,), normalize_obs=True), 200),
+    # Continuous actions clipped to [-2, 2]; every 200-step episode is cut at max_steps = 40.
+    "pendulum": (Config(env="gymnax/Pendulum-v1", num_envs=4, num_steps=16, total_steps=4 * 16 * 4, num_epochs=1,
+                        num_minibatches=2, hidden_sizes=(16,), normalize_obs=True, obs_clip=3.0), 40),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def trained(request):
+    """A tiny run of SEEDS seeds with observation normalisation: the state run_eval takes."""
+    config, max_steps = CONFIGS[request.param]
+    trainer = make_trainer(config)
+    keys = jax.random.split(jax.random.key(0), SEEDS)
+    state, _ = compile_fast(jax.vmap(trainer.train), keys)(keys)
+    return config, max_steps, jax.device_get(state)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_pieces(config):
+    """The env of EPISODES copies, the jitted policy (params, obs) -> distribution and env step."""
+    env = make_env(config.env, num_envs=EPISODES, reset_pool=0, **config.env_kwargs())
+    network = make_network(config, env.action_space, env.obs_spec)
+    return env, jax.jit(lambda params, x: network.apply(params, x, method="policy")), jax.jit(env.step)
+
+
+def reference_rollout(config, params, obs_stats, seed, max_steps):
+    """Per-episode (returns, lengths, finished) of ``EPISODES`` copies of the env reset from
+    jax.random.key(seed), acting with the policy's mode: argmax of the logits, or the Gaussian
+    mean clipped to the bounds, on obs normalised as (obs - mean) / sqrt(m2 / count + 1e-8)
+    clipped to +-obs_clip (in NumPy; no normalisation when obs_stats is None)."""
+    env, policy, step = _reference_pieces(config)
+    state = env.reset(jax.random.key(seed))
+    returns, lengths = np.zeros(EPISODES), np.zeros(EPISODES)
+    finished = np.zeros(EPISODES, bool)
+    for _ in range(max_steps):
+        obs = np.asarray(state.obs, np.float64)
+        if obs_stats is not None:
+            var = np.asarray(obs_stats.m2, np.float64) / max(float(obs_stats.count), 1.0)
+            obs = np.clip((obs - np.asarray(obs_stats.mean)) / np.sqrt(var + 1e-8), -config.obs_clip, config.obs_clip)
+        dist = policy(params, obs.astype(np.float32))
+        if isinstance(env.action_space, Box):
+            action = np.clip(np.asarray(dist.mean), np.asarray(env.action_space.low), np.asarray(env.action_space.high))
+        else:
+            action = np.argmax(np.asarray(dist.logits), axis=-1)
+        state = step(state, action)
+        running = ~finished
+        returns += np.where(running, np.asarray(state.reward, np.float64), 0.0)
+        lengths += running
+        finished |= np.asarray(state.done)
+        if finished.all():
+            break
+    return returns, lengths, finished
+
+
+def _seed(state, i):
+    return jax.tree.map(lambda x: x[i], state)
+
+
+def test_evaluate_equals_an_independent_rollout_with_the_saved_normaliser(trained):
+    config, max_steps, state = trained
+    stats = state.obs_stats
+    assert np.all(np.asarray(stats.count) == config.num_updates * config.batch_size)
+    var = np.asarray(stats.m2) / np.asarray(stats.count)[:, None]
+    # Statistics that change what the policy sees: far from mean 0, variance 1.
+    assert np.max(np.abs(np.log(var))) > 1.0 or np.max(np.abs(np.asarray(stats.mean))) > 0.5
+    result = run_eval(config, state, episodes=EPISODES, seed=3, max_steps=max_steps)
+    assert len(result["per_seed"]) == SEEDS and result["episodes"] == EPISODES
+    all_returns = []
+    for i, got in enumerate(result["per_seed"]):
+        params, obs_stats = _seed(state.params, i), _seed(stats, i)
+        returns, lengths, finished = reference_rollout(config, params, obs_stats, 3, max_steps)
+        np.testing.assert_allclose(got["returns"], returns, rtol=1e-4, atol=1e-3)
+        assert got["mean_length"] == pytest.approx(lengths.mean())
+        assert got["episodes_finished"] == finished.sum()
+        assert got["mean_return"] == pytest.approx(np.mean(got["returns"]), rel=1e-6)
+        assert got["std_return"] == pytest.approx(np.std(got["returns"]), rel=1e-5, abs=1e-6)
+        all_returns.append(got["returns"])
+        # The normaliser matters: the same policy on raw observations scores differently.
+        raw, _, _ = reference_rollout(config, params, None, 3, max_steps)
+        assert np.max(np.abs(raw - returns)) > 1e-2
+    assert result["mean_return"] == pytest.approx(np.mean(all_returns), rel=1e-6)
+    if config.env == "gymnax/Pendulum-v1":
+        assert result["per_seed"][0]["episodes_finished"] == 0  # cut at max_steps: partial returns
+    else:
+        assert 0 < lengths.min() < max_steps  # CartPole's episodes end, at different steps
+        assert len(set(lengths.tolist())) > 1
+
+
+def test_evaluate_is_deterministic_per_seed_and_differs_across_seeds(trained):
+    """Same evaluation seed: identical results; another seed: other initial states (both tasks
+    draw them at random), so other returns, and still the reference rollout's."""
+    config, max_steps, state = trained
+    first = run_eval(config, state, episodes=EPISODES, seed=0, max_steps=max_steps)
+    again = run_eval(config, state, episodes=EPISODES, seed=0, max_steps=max_steps)
+    other = run_eval(config, state, episodes=EPISODES, seed=1, max_steps=max_steps)
+    assert first == again
+    assert first["seed"] == 0 and other["seed"] == 1
+    for i in range(SEEDS):
+        assert first["per_seed"][i]["returns"] != other["per_seed"][i]["returns"]
+        returns, _, _ = reference_rollout(config, _seed(state.params, i), _seed(state.obs_stats, i), 1, max_steps)
+        np.testing.assert_allclose(other["per_seed"][i]["returns"], returns, rtol=1e-4, atol=1e-3)
