@@ -16,8 +16,10 @@ import argparse
 import dataclasses
 import os
 import re
+import shlex
 import sys
 import typing
+import urllib.error
 from typing import IO, Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
@@ -106,7 +108,14 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def _parse_strings(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+    """'a,b' -> ('a', 'b'); a comma inside brackets stays (healthy_z_range=(0.8,2.0) is one item)."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth <= 0:
+            items.append(text[start:i].strip())
+            start, depth = i + 1, 0
+    return tuple(x for x in items if x)
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any], suppress: bool = False) -> None:
@@ -297,6 +306,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.given = set(vars(build_parser(suppress=True).parse_args(argv))) - {"command"}
     if args.preset is None:
         return args
+    if args.resume:  # the preset's values would be reported as flags the user never typed
+        raise SystemExit(_fail("--resume continues the checkpoint's run with its configuration; drop --preset"))
     try:
         values = presets.resolve(args.preset, args.algo)
     except presets.PresetError as e:
@@ -624,6 +635,8 @@ def cmd_eval(args) -> int:
             raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
         if args.max_steps < 1:
             raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
+        if not 0 <= args.seed < 2**32:
+            raise ConfigError(f"--seed must be in [0, 2**32), got {args.seed}")
         loaded = checkpoint.load(args.checkpoint)
         out = args.out or evaluate.default_eval_path(loaded.run_dir, loaded.path)
         _check_file_out(out, "eval.json")
@@ -658,6 +671,10 @@ def cmd_export(args) -> int:
     from bpo_jax.envs import make as make_env
 
     try:
+        named = os.path.splitext(args.out or "")[1].lower()
+        if named in (".onnx", ".jaxexport") and named != (".onnx" if args.format == "onnx" else ".jaxexport"):
+            raise ConfigError(f"--out {args.out} names the other format than --format {args.format} writes; "
+                              "change one of them")
         if _is_isaaclab_checkpoint(args.checkpoint):
             raise ConfigError("an isaaclab/ run writes policy.jaxexport (and policy.onnx with the onnx extra) in its "
                               "folder when it ends; bpo-jax export reads the runs of the other suites")
@@ -688,9 +705,11 @@ def cmd_sweep(args) -> int:
 
     try:
         every = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every or ()))
+        again = _sweep_command(args).replace("{", "{{").replace("}", "}}")  # a brace in --out is a path's
         options = RunOptions(progress=not args.quiet, compile_cache=not args.no_compile_cache,
                              fast_compile=args.fast_compile, tensorboard=args.tensorboard,
-                             resume_hint=_sweep_command(args), **every).validate()
+                             resume_hint=again, restart_hint=again,
+                             **every).validate()
         plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
@@ -712,11 +731,20 @@ def cmd_sweep(args) -> int:
 
 
 def _sweep_command(args) -> str:
+    """The command that resumes this sweep as it was started, watching flags included (quoted
+    for a shell)."""
+    q = shlex.quote
     steps = f" --total-steps {args.total_steps}" if args.total_steps else ""
-    tasks = f" --tasks {','.join(args.tasks)}" if args.tasks else ""
+    tasks = f" --tasks {q(','.join(args.tasks))}" if args.tasks else ""
     fast = " --fast-compile" if args.fast_compile else ""
-    return (f"bpo-jax sweep --suite {args.suite}{tasks} --algos {','.join(args.algos)} --seeds {args.seeds}{steps} "
-            f"--out {args.out}{fast}")
+    watch = ""
+    if args.checkpoint_every:
+        updates, seconds = args.checkpoint_every
+        watch += f" --checkpoint-every {updates if updates else f'{seconds:g}s'}"
+    watch += " --quiet" * args.quiet + " --no-compile-cache" * args.no_compile_cache
+    watch += " --no-tensorboard" * (not args.tensorboard)
+    return (f"bpo-jax sweep --suite {q(args.suite)}{tasks} --algos {q(','.join(args.algos))} --seeds {args.seeds}"
+            f"{steps} --out {q(args.out)}{fast}{watch}")
 
 
 def cmd_plot(args) -> int:
@@ -793,6 +821,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
     try:
         return commands[args.command](args)
+    except KeyboardInterrupt:  # commands with something to resume say more themselves
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except urllib.error.URLError as e:  # an OSError: a library fetching data on first use, offline
+        return _fail(f"network error: {first_line(e)} (this environment downloads data on first use; "
+                     "connect once, or choose another --env)", EXIT_FAILURE)
     except OSError as e:  # the file system refused what every check before allowed (disk full, a mount gone)
         if os.environ.get("BPO_JAX_DEBUG"):
             raise

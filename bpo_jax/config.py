@@ -14,6 +14,8 @@ import ast
 import dataclasses
 import functools
 import math
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
@@ -43,6 +45,36 @@ def at_precision(precision: str, fn: Callable) -> Callable:
         with jax.default_matmul_precision(precision):
             return fn(*args, **kwargs)
     return traced
+
+
+def type_error(name: str, value: Any, hint: Any) -> Optional[str]:
+    """The message for a ``value`` of field ``name`` that does not fit its type ``hint`` (None if
+    it fits): an int where an int is declared (a bool is not one), a real number where a float
+    is, a tuple of such where a tuple is.  Without this a string or a float reaches JAX as a
+    shape or a key and fails deep inside, after the run directory exists."""
+    def fits(v, h) -> bool:
+        args = typing.get_args(h)
+        if typing.get_origin(h) in (typing.Union, types.UnionType):
+            return any(fits(v, a) for a in args)
+        if typing.get_origin(h) is tuple:
+            return isinstance(v, tuple) and all(fits(x, args[0]) for x in v)
+        if h is type(None):
+            return v is None
+        if h is float:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if h is int:
+            return isinstance(v, int) and not isinstance(v, bool)
+        return isinstance(v, h) if isinstance(h, type) else True
+
+    def say(h) -> str:
+        words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "None"}
+        if typing.get_origin(h) in (typing.Union, types.UnionType):
+            return " or ".join(say(a) for a in typing.get_args(h))
+        if typing.get_origin(h) is tuple:
+            return f"a tuple of {say(typing.get_args(h)[0]).removeprefix('an ').removeprefix('a ')}s"
+        return words.get(h, f"a {h.__name__}" if isinstance(h, type) else str(h))
+
+    return None if fits(value, hint) else f"{name} must be {say(hint)}, got {value!r}"
 
 
 def _arg(default: Any, help: str, sweep: bool = False):
@@ -210,6 +242,8 @@ class Config:
                 value = ast.literal_eval(text.strip())
             except (ValueError, SyntaxError):
                 value = text.strip()
+            if key.strip() in out:
+                raise ConfigError(f"env option {key.strip()} is given twice in env_options")
             out[key.strip()] = value
         return out
 
@@ -234,6 +268,11 @@ class Config:
             if getattr(self, name) not in valid:
                 raise ConfigError(unknown_name(name, getattr(self, name), valid))
 
+        hints = _hints()
+        for f in fields(self):
+            message = type_error(f.name, getattr(self, f.name), hints[f.name])
+            need(message is None, message)
+        need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
         algorithm = self.algorithm
         for f in fields(self):  # inf passes the range checks below (nan fails them, with a less clear message)
             value = getattr(self, f.name)
@@ -277,7 +316,7 @@ class Config:
             one_of("lr_schedule", LR_SCHEDULES)
         need(self.desired_kl > 0, f"desired_kl must be > 0, got {self.desired_kl}")
         need(self.policy_obs_dim >= 0, f"policy_obs_dim must be >= 0, got {self.policy_obs_dim}")
-        host_only = [f for f in ("asymmetric_critic", "init_at_random_ep_len") if getattr(self, f)]
+        host_only = [f for f in ("asymmetric_critic", "init_at_random_ep_len", "policy_obs_dim") if getattr(self, f)]
         need(not host_only or self.env.startswith("isaaclab/"),
              f"{', '.join(host_only)} applies to isaaclab/ environments only, not {self.env}")
         self.env_kwargs()
@@ -300,6 +339,11 @@ class Config:
             raise ConfigError(f"action_squash {self.action_squash!r} applies to continuous actions only; "
                               f"{self.env} has {action_space.n} discrete actions")
         return self
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
 
 
 # Clipping thresholds, where inf means no clipping; every other float setting must be finite.

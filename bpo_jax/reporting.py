@@ -131,8 +131,17 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, obj: dict) -> None:
-    """JSON (tuples as lists), written atomically."""
-    write_text(path, json.dumps(obj, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)) + "\n")
+    """JSON (tuples as lists; NaN and infinities as null, which strict JSON readers require: a
+    run in which no episode ended has no final return), written atomically."""
+    def strict(o):
+        if isinstance(o, float) and not np.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: strict(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [strict(v) for v in o]
+        return o
+    write_text(path, json.dumps(strict(obj), indent=2, allow_nan=False, default=str) + "\n")
 
 
 def tail_returns(metrics: dict, fraction: float = 0.1) -> np.ndarray:

@@ -34,13 +34,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 import jax
 
 from bpo_jax import checkpoint, envs, reporting, runner, tracking
-from bpo_jax.config import Config
+from bpo_jax.config import Config, type_error
 from bpo_jax.errors import first_line
 
 DEFAULT_REPORTS = 20  # chunks (progress reports) per run when no chunk size is given
@@ -115,9 +116,21 @@ class RunOptions:
     makes a CPU's cores its devices), else envs.  Same run up to float rounding either way."""
     resume_hint: str = "bpo_jax.session.RunSession.resume({out!r})"
     """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory."""
+    restart_hint: Optional[str] = None
+    """How it tells a reader to start again a run stopped before its first checkpoint (a sweep:
+    its own command, which restarts such runs); None: start it again with `overwrite`."""
 
     def validate(self) -> "RunOptions":
         """Raise :class:`SessionError` naming the field that cannot be used."""
+        hints = typing.get_type_hints(RunOptions)
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        for name in ("resume_hint", "restart_hint"):
+            try:
+                (getattr(self, name) or "").format(out="OUT")
+            except (KeyError, IndexError, ValueError) as e:
+                raise SessionError(f"`{name}` may name only {{out}} (a literal brace is written doubled), got "
+                                   f"{getattr(self, name)!r} ({first_line(e)})", name) from None
         for name in ("checkpoint_every_updates", "checkpoint_every_seconds"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -175,6 +188,12 @@ class RunSession:
         config.json and an INCOMPLETE marker.  ``chunk_updates`` (K) or ``reports`` (K = the
         largest divisor of the update count giving at least that many chunks, default 20) sets
         the chunk size; ``overwrite`` empties an existing non-empty ``out``."""
+        _check_type("config", config, Config)
+        _check_type("options", options, RunOptions)
+        for name, value, hint in (("num_seeds", num_seeds, int), ("out", out, Optional[str]),
+                                  ("chunk_updates", chunk_updates, Optional[int]), ("reports", reports, Optional[int]),
+                                  ("overwrite", overwrite, bool)):
+            _check_type(name, value, hint)
         options.validate()
         config.validate()
         if num_seeds < 1:
@@ -205,6 +224,11 @@ class RunSession:
         on to that many steps (see :func:`regrow`).  Without it, an unfinished run goes to the
         budget in its config.json, which is the checkpoint's, or the larger one of an extension
         stopped before its first new checkpoint.  Nothing is written here."""
+        _check_type("path", os.fspath(path) if isinstance(path, os.PathLike) else path, str)
+        _check_type("options", options, RunOptions)
+        _check_type("total_steps", total_steps, Optional[int])
+        if not isinstance(expect, Mapping):
+            raise SessionError(f"`expect` must be a mapping of names to values, got {expect!r}", "expect")
         options.validate()
         run_dir, ckpt = checkpoint.locate(path)
         if run_dir is None:
@@ -329,7 +353,9 @@ class RunSession:
             return f"stopped: {e}; {where}"
         what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
         if not kept:
-            return f"{what} before the first checkpoint was saved; nothing to resume: start the run again with `overwrite`"
+            again = (f"with: {self.options.restart_hint.format(out=self.out)}" if self.options.restart_hint
+                     else "with `overwrite`")
+            return f"{what} before the first checkpoint was saved; nothing to resume: start the run again {again}"
         return f"{what}; continue from {kept[-1]} with: {self.options.resume_hint.format(out=self.out)}"
 
 
@@ -380,6 +406,14 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
         return run_dir_config(run_dir).total_steps
     except (OSError, ValueError, TypeError):
         return saved.total_steps
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    """A SessionError naming ``name`` where ``value`` does not fit ``hint``: a float seed count
+    or budget would otherwise train and then fail writing outputs, or corrupt a resumed run."""
+    message = type_error(f"`{name}`", value, hint)
+    if message:
+        raise SessionError(message, name)
 
 
 def _chunk_size(num_updates: int, chunk_updates: Optional[int], reports: Optional[int]) -> int:

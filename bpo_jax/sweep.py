@@ -23,6 +23,7 @@ its own preset), so each run is its own program; its seeds share it.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from dataclasses import dataclass
@@ -105,17 +106,20 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
     names such as paper/Hopper-v4, or the part after the slash); checks every configuration."""
     from bpo_jax import algorithms
 
+    if not isinstance(suite, str):
+        raise SweepError(f"`suite` must be a suite name (one of {', '.join(SUITES)}), got {_shown(suite)}")
     if suite not in SUITES:
         raise SweepError(unknown_name("suite", suite, SUITES))
+    algos = _names("algos", algos)
     if not algos:
         raise SweepError("`algos` is empty; give one or more of " + ", ".join(algorithms.names()))
     unknown = [a for a in algos if a not in algorithms.names()]
     if unknown:
         raise SweepError(f"unknown algo {unknown[0]!r} in `algos`; valid: {', '.join(algorithms.names())}")
-    if num_seeds < 1:
-        raise SweepError(f"`seeds` must be >= 1, got {num_seeds}")
-    if total_steps is not None and total_steps < 1:
-        raise SweepError(f"`total_steps` must be >= 1, got {total_steps}")
+    _refuse_repeats("algos", algos)
+    num_seeds = _positive_int("num_seeds", num_seeds)
+    if total_steps is not None:
+        total_steps = _positive_int("total_steps", total_steps, "None (each preset's budget) or ")
     available = SUITES[suite].tasks()
     if not available:
         raise SweepError(f"suite {suite} has no tasks in this installation (its presets are not defined)")
@@ -127,11 +131,14 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
                          "bpo-jax train --preset paper/isaaclab/<task> --algo bpo|ppo (the host loop)")
     chosen = available
     if tasks is not None:
+        tasks = _names("tasks", tasks)
+        if not tasks:
+            raise SweepError(f"`tasks` is empty; give one or more of {', '.join(available)} (or leave it out: all)")
         short = {t.partition("/")[2]: t for t in available}
         unknown = [t for t in tasks if t not in available and t not in short]
-        if unknown or not tasks:
-            raise SweepError(f"suite {suite} has no task {unknown[0] if unknown else ''!r} in `tasks`; "
-                             f"valid: {', '.join(available)}")
+        if unknown:
+            raise SweepError(f"suite {suite} has no task {unknown[0]!r} in `tasks`; valid: {', '.join(available)}")
+        _refuse_repeats("tasks", tasks, lambda t: t if t in available else short[t])
         chosen = [t for t in available if t in tasks or t.partition("/")[2] in tasks]
     runs = []
     for task in chosen:
@@ -142,7 +149,46 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
             config = Config(**fields)
             config.validate()
             runs.append(SweepRun(f"{task.replace('/', '_')}__{algo}", task, config))
-    return Plan(suite, tuple(algos), num_seeds, total_steps, tuple(runs))
+    return Plan(suite, algos, num_seeds, total_steps, tuple(runs))
+
+
+def _shown(value) -> str:
+    """A value and its type for an error line: 2.5 (float), '2' (str)."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _names(param: str, value) -> tuple[str, ...]:
+    """``value`` as a tuple of names: one string is one name (not its characters)."""
+    if isinstance(value, str):
+        return (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise SweepError(f"`{param}` must be a name or a sequence of names, got {_shown(value)}") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise SweepError(f"`{param}` must hold names (strings), got {_shown(name)} in it")
+    return names
+
+
+def _refuse_repeats(param: str, names: Sequence[str], key: Callable[[str], str] = lambda n: n) -> None:
+    """One line naming the first name that ``names`` gives twice (``key``: what a name stands for)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        k = key(name)
+        if k in seen:
+            same = f" ({seen[k]!r} and {name!r})" if seen[k] != name else ""
+            raise SweepError(f"`{param}` names {k!r} twice{same}; give each once")
+        seen[k] = name
+
+
+def _positive_int(param: str, value, alternative: str = "") -> int:
+    """``value`` as an int >= 1, or one line naming ``param`` (a bool or 2.5 is no count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise SweepError(f"`{param}` must be {alternative}a positive integer, got {_shown(value)}")
+    if value < 1:
+        raise SweepError(f"`{param}` must be >= 1, got {value}")
+    return int(value)
 
 
 def run(p: Plan, out: str, options: RunOptions = RunOptions(),
@@ -150,6 +196,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
     """Run (or finish) every run of ``p`` in ``out``, refreshing the figure, curves and report
     after each; returns the summary.  A KeyboardInterrupt or failure propagates after the run's
     session has written its INCOMPLETE note; calling again resumes."""
+    options.validate()  # SessionError (a ValueError), one line, resume_hint included: before anything is written
     _claim(p, out)
     for i, r in enumerate(p.runs):
         run_dir = os.path.join(out, "runs", r.name)

@@ -149,6 +149,59 @@ def test_a_file_system_error_after_the_checks_is_one_line(monkeypatch, capsys):
     assert_one_line_in_process(capsys, "file system error: /data/run/metrics.csv: No space left on device")
 
 
+def test_an_interrupt_or_an_offline_download_is_one_line(monkeypatch, capsys):
+    import urllib.error
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_envs", interrupted)
+    assert cli.main(["envs"]) == cli.EXIT_INTERRUPTED
+    assert_one_line_in_process(capsys, "interrupted")
+
+    def offline(args):  # URLError is an OSError: it must not read as a file-system error
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(cli, "cmd_envs", offline)
+    assert cli.main(["envs"]) == 1
+    assert_one_line_in_process(capsys, "network error", "downloads data on first use")
+
+
+def test_resume_with_a_preset_names_the_preset(tmp_path, capsys):
+    assert cli.main(["train", "--resume", str(tmp_path), "--preset", "paper/Hopper-v4"]) == 2
+    assert_one_line_in_process(capsys, "drop --preset")
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["eval", "--checkpoint", "{tmp}", "--seed", "99999999999999999999"], "--seed must be in [0, 2**32)"),
+    (["export", "--checkpoint", "{tmp}", "--format", "jax", "--out", "{tmp}/p.onnx"], "names the other format"),
+    (["export", "--checkpoint", "{tmp}", "--out", "{tmp}/p.jaxexport"], "names the other format"),
+])
+def test_eval_and_export_refuse_before_reading_the_checkpoint(args, fragment, tmp_path, capsys):
+    assert cli.main([a.format(tmp=tmp_path) for a in args]) == 2
+    assert_one_line_in_process(capsys, fragment)
+    assert os.listdir(tmp_path) == []
+
+
+def test_env_options_keep_commas_inside_brackets():
+    assert cli._parse_strings("healthy_z_range=(0.8,2.0),x=1") == ("healthy_z_range=(0.8,2.0)", "x=1")
+    assert cli._parse_strings("a=[1,2],b=(3,(4,5)),c") == ("a=[1,2]", "b=(3,(4,5))", "c")
+    assert cli._parse_strings("bpo, ppo,") == ("bpo", "ppo")
+
+
+def test_json_outputs_are_strict_json(tmp_path):
+    """No bare NaN (a run in which no episode ended has no final return): strict readers such as
+    JavaScript's JSON.parse reject it."""
+    import json
+
+    from bpo_jax import reporting
+
+    path = tmp_path / "summary.json"
+    reporting.write_json(str(path), {"final_episode_return": float("nan"), "x": [1.0, float("inf")], "t": (1, 2)})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"final_episode_return": None,
+                                                                         "x": [1.0, None], "t": [1, 2]}
+
+
 def test_the_command_leaves_at_once_after_an_interrupt(monkeypatch):
     """After Ctrl-C the process exits without the interpreter's shutdown, during which XLA threads
     still running the interrupted program can abort the process after the one-line message."""

@@ -48,6 +48,35 @@ def test_ppo_only_settings_are_refused_for_bpo():
         Config(algo="bpo", normalize_advantages=False).validate()
 
 
+@pytest.mark.parametrize("changes,message", [
+    (dict(seed="0"), "seed must be an integer, got '0'"),
+    (dict(seed=1.5), "seed must be an integer, got 1.5"),
+    (dict(seed=2**40), "seed must be in [0, 2**32)"),
+    (dict(total_steps=2048.0), "total_steps must be an integer, got 2048.0"),
+    (dict(num_envs=True), "num_envs must be an integer, got True"),  # a bool is not a count
+    (dict(hidden_sizes=[64, 64]), "hidden_sizes must be a tuple of integers, got [64, 64]"),
+    (dict(hidden_sizes=(8.5,)), "hidden_sizes must be a tuple of integers"),
+    (dict(normalize_obs="False"), "normalize_obs must be true or false, got 'False'"),  # was truthy: normalised
+    (dict(lr="1e-3"), "lr must be a number or None, got '1e-3'"),
+    (dict(gamma=None), "gamma must be a number, got None"),
+    (dict(algo=None), "algo must be a string, got None"),
+    (dict(env_options="max_steps_in_episode=10"), "env_options must be a tuple of strings"),
+    (dict(policy_obs_dim=3), "policy_obs_dim applies to isaaclab/ environments only"),
+    (dict(env_options=("max_steps_in_episode=10", "max_steps_in_episode=20")), "given twice"),
+])
+def test_a_value_of_the_wrong_type_is_named_before_jax_sees_it(changes, message):
+    """A string, float or list where the field declares otherwise once reached JAX as a shape or
+    a key and failed deep inside, after the run directory existed (or trained with the wrong
+    meaning: normalize_obs='False' normalised)."""
+    with pytest.raises(ConfigError) as e:
+        Config(**changes).validate()
+    assert message in str(e.value)
+
+
+def test_integers_are_numbers():
+    Config(lr=1, gamma=1, ent_coef=0).validate()
+
+
 @pytest.mark.parametrize("field", ["lr", "gamma", "ent_coef", "reward_scale", "init_std", "bpo_lambda"])
 def test_an_infinite_setting_is_refused(field):
     with pytest.raises(ConfigError, match=f"^{field} must be finite, got inf$"):

@@ -53,6 +53,8 @@ def no_run(monkeypatch):
     (["--warm-acc", "1.5"], "--warm-acc must be in [0, 1], got 1.5"),
     (["--ttrl", "--ttrl-train", "8", "--ttrl-votes", "4"], "--ttrl-train (8) must be <= --ttrl-votes (4)"),
     (["--ttrl-votes", "8"], "--ttrl-votes applies only with --ttrl"),  # would be silently ignored
+    (["--algo", "grpo", "--gbpo-temperature", "0.1"], "--gbpo-temperature applies only with --algo gbpo"),
+    (["--kl-type", "k1", "--kl-coef", "0"], "--kl-type k1 has no effect with --kl-coef 0"),
     (["--ttrl-train", "4"], "--ttrl-train applies only with --ttrl"),
     (["--ttrl", "--group-size", "4"], "--group-size applies only without --ttrl"),
     (["--epochs", "0"], "--epochs must be >= 1"),

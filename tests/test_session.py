@@ -1,6 +1,7 @@
 """Runs from Python (bpo_jax.session): start, interrupt, resume and finish a checkpointed run;
 the checkpoint cadence and its cost; one throughput figure; input errors that name the
 parameter to change, in the library's words (no command-line flags), before anything is written."""
+import dataclasses
 import json
 import os
 
@@ -82,6 +83,35 @@ def test_a_run_stopped_before_its_first_checkpoint_points_to_overwrite_not_resum
         RunSession.start(TINY, out=out, chunk_updates=4, overwrite=True, options=EVERY_CHUNK).run(on_progress=stop_at(4))
     with pytest.raises(reporting.OutputDirError, match="unfinished run: `resume`"):  # now there is one to resume
         RunSession.start(TINY, out=out, options=QUIET)
+    # A sweep restarts such runs itself: its note names its own command instead.
+    swept = RunSession.start(TINY, out=str(tmp_path / "swept"), chunk_updates=4,
+                             options=dataclasses.replace(LAST_ONLY, restart_hint="bpo-jax sweep --out S"))
+    with pytest.raises(KeyboardInterrupt):
+        swept.run(on_progress=stop_at(4))
+    assert swept.note.endswith("nothing to resume: start the run again with: bpo-jax sweep --out S")
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda out: RunSession.start(TINY, 2.5, out), "`num_seeds` must be an integer, got 2.5"),
+    (lambda out: RunSession.start(TINY, "2", out), "`num_seeds` must be an integer, got '2'"),
+    (lambda out: RunSession.start(TINY, out=out, chunk_updates=4.5), "`chunk_updates` must be an integer or None"),
+    (lambda out: RunSession.start({"algo": "bpo"}, out=out), "`config` must be a Config"),
+    (lambda out: RunSession.start(TINY, out=out, options=None), "`options` must be a RunOptions"),
+    (lambda out: RunSession.start(TINY, out=out, options=RunOptions(keep_checkpoints="2")),
+     "`keep_checkpoints` must be an integer"),
+    (lambda out: RunSession.start(TINY, out=out, options=RunOptions(resume_hint="{nope}")),
+     "`resume_hint` may name only {out}"),
+    (lambda out: RunSession.resume(None), "`path` must be a string, got None"),
+    (lambda out: RunSession.resume(out, 4096), "`options` must be a RunOptions, got 4096"),
+    (lambda out: RunSession.resume(out, total_steps=4096.5), "`total_steps` must be an integer or None"),
+])
+def test_arguments_of_the_wrong_type_are_named_and_nothing_is_written(tmp_path, call, message):
+    """A float seed count trained 3 seeds and then failed writing outputs; a float budget on
+    resume rewrote a finished run's config.json and marked it unfinished."""
+    out = str(tmp_path / "run")
+    with pytest.raises(SessionError) as e:
+        call(out)
+    assert message in str(e.value) and not os.path.exists(out)
 
 
 def test_chunks_run_ahead_of_the_host_work_only_where_no_state_is_wanted():

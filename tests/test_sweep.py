@@ -55,7 +55,12 @@ def test_rerun_keeps_finished_runs_and_another_plan_is_refused(smoke, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "another --seeds (2, asked 3)" in err
     # The resume hint repeats every flag that shapes the programs, --fast-compile included.
-    assert cli._sweep_command(cli.parse_args(_sweep_args(smoke))).endswith(f"--out {smoke} --fast-compile")
+    # So do the watching flags, so a resumed sweep watches as the first call did; paths are quoted.
+    assert cli._sweep_command(cli.parse_args(_sweep_args(smoke))).endswith(
+        f"--out {smoke} --fast-compile --quiet --no-tensorboard")
+    command = cli._sweep_command(cli.parse_args(["sweep", "--suite", "smoke", "--out", "my runs/{x}",
+                                                 "--checkpoint-every", "90s"]))
+    assert command.endswith("--out 'my runs/{x}' --checkpoint-every 90s")
 
 
 def test_a_larger_budget_takes_every_run_further_and_a_smaller_one_is_refused(smoke, tmp_path, capsys):
@@ -159,11 +164,65 @@ def test_bad_sweep_input_is_one_line(tmp_path, capsys):
     for args, fragment in ((["--suite", "nope"], "unknown suite 'nope'"),
                            (["--suite", "smoke", "--algos", "bpo,sac"], "unknown algo 'sac' in --algos"),
                            (["--suite", "smoke", "--seeds", "0"], "--seeds must be >= 1"),
-                           (["--suite", "smoke", "--tasks", "Nope"], "no task 'Nope' in --tasks")):
+                           (["--suite", "smoke", "--tasks", "Nope"], "no task 'Nope' in --tasks"),
+                           (["--suite", "smoke", "--algos", "bpo,bpo"], "--algos names 'bpo' twice"),
+                           (["--suite", "smoke", "--tasks", "CartPole-v1,smoke/CartPole-v1"],
+                            "--tasks names 'smoke/CartPole-v1' twice ('CartPole-v1' and 'smoke/CartPole-v1')"),
+                           (["--suite", "smoke", "--tasks", ","], "--tasks is empty")):
         assert cli.main(["sweep", *args, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
-        assert "\n" not in err and fragment in err
+        assert "\n" not in err and fragment in err, err
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"algos": ("bpo", "bpo")}, "`algos` names 'bpo' twice"),
+    ({"algos": ("ppo", "bpo", "ppo")}, "`algos` names 'ppo' twice"),
+    ({"tasks": ("Pendulum-v1", "Pendulum-v1")}, "`tasks` names 'smoke/Pendulum-v1' twice"),
+    ({"tasks": ("CartPole-v1", "smoke/CartPole-v1")}, "`tasks` names 'smoke/CartPole-v1' twice"),
+    ({"tasks": ()}, "`tasks` is empty"),
+    ({"algos": None}, "`algos` must be a name or a sequence of names, got None"),
+    ({"algos": ("bpo", 1)}, "`algos` must hold names (strings), got 1 (int)"),
+    ({"num_seeds": 2.5}, "`num_seeds` must be a positive integer, got 2.5 (float)"),
+    ({"num_seeds": "2"}, "`num_seeds` must be a positive integer, got '2' (str)"),
+    ({"num_seeds": None}, "`num_seeds` must be a positive integer, got None"),
+    ({"num_seeds": True}, "`num_seeds` must be a positive integer, got True (bool)"),
+    ({"num_seeds": 0}, "`num_seeds` must be >= 1, got 0"),
+    ({"total_steps": 4096.7}, "`total_steps` must be None (each preset's budget) or a positive integer, got 4096.7"),
+    ({"total_steps": "4096"}, "`total_steps` must be None (each preset's budget) or a positive integer, got '4096'"),
+    ({"total_steps": False}, "`total_steps` must be None (each preset's budget) or a positive integer, got False"),
+    ({"total_steps": -1}, "`total_steps` must be >= 1, got -1"),
+    ({"suite": None}, "`suite` must be a suite name (one of paper/mujoco"),
+    ({"suite": ["smoke"]}, "`suite` must be a suite name"),
+])
+def test_bad_plan_input_is_one_sweep_error_naming_the_parameter(kwargs, fragment):
+    kwargs = {"suite": "smoke", **kwargs}
+    with pytest.raises(sweep.SweepError) as e:
+        sweep.plan(**kwargs)
+    assert isinstance(e.value, ValueError) and "\n" not in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_one_string_is_one_algo_or_task_not_its_characters():
+    p = sweep.plan("smoke", algos="bpo", num_seeds=1, total_steps=STEPS, tasks="CartPole-v1")
+    assert p.algos == ("bpo",) and [r.name for r in p.runs] == ["smoke_CartPole-v1__bpo"]
+    assert sweep.plan("smoke", algos="ppo", num_seeds=1).asked()["runs"] == ["smoke_CartPole-v1__ppo",
+                                                                             "smoke_Pendulum-v1__ppo"]
+    # A one-shot iterable is read once, not emptied by the checks; numpy ints are counts.
+    p = sweep.plan("smoke", algos=(a for a in ["ppo"]), num_seeds=np.int64(2), total_steps=np.int64(STEPS))
+    assert len(p.runs) == 2 and type(p.num_seeds) is int and type(p.total_steps) is int
+    json.dumps(p.asked())  # what sweep.json records
+
+
+def test_run_options_that_cannot_be_used_are_refused_before_anything_is_written(tmp_path):
+    """Each run's session formats the resume hint with out=: a brace in it (from a path) used to stop
+    the sweep with a KeyError after sweep.json was written, and running it again failed the same way."""
+    out = tmp_path / "sweep{b}"
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, total_steps=STEPS, tasks="CartPole-v1")
+    for options in (RunOptions(resume_hint=f"again: sweep --out {out}"), RunOptions(checkpoint_every_updates=0)):
+        with pytest.raises(ValueError) as e:
+            sweep.run(p, str(out), options, say=lambda line: None)
+        assert "\n" not in str(e.value) and ("resume_hint" in str(e.value) or "checkpoint_every_updates" in str(e.value))
+        assert not out.exists()
 
 
 def test_tasks_select_by_full_or_short_name():

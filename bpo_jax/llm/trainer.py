@@ -199,6 +199,10 @@ class LLMConfig:
             need(getattr(self, name) == defaults[name],
                  f"`{name}` applies only {'without' if self.ttrl else 'with'} `ttrl`; leave it at its default "
                  f"({defaults[name]})" + (" (TTRL samples `ttrl_votes` responses per prompt)" if self.ttrl else ""))
+        need(self.algo == "gbpo" or self.gbpo_temperature == defaults["gbpo_temperature"],
+             f"`gbpo_temperature` applies only with `algo` gbpo (its target's temperature), not {self.algo}")
+        need(self.kl_coef > 0 or self.kl_type == defaults["kl_type"],
+             f"`kl_type` {self.kl_type} has no effect with `kl_coef` 0; set `kl_coef` > 0 or leave `kl_type`")
         need(not self.ttrl or self.ttrl_train <= self.ttrl_votes,
              f"`ttrl_train` ({self.ttrl_train}) must be <= `ttrl_votes` ({self.ttrl_votes}): the responses trained "
              f"on are the first of those voted on")
