@@ -646,13 +646,16 @@ def cmd_eval(args) -> int:
     config, state, update = loaded.config, loaded.start.state, loaded.start.update
     _say(f"[{config.algo} {config.env}] checkpoint at update {update}: {args.episodes} episode(s) per seed, "
          f"deterministic policy, eval seed {args.seed}; compiling...")
-    result = evaluate.run_eval(config, state, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps)
+    try:
+        result = evaluate.run_eval(config, state, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps)
+    except ValueError as e:  # e.g. a checkpoint whose state does not match its config.json
+        return _fail(_worded(first_line(e)))
     result = {"checkpoint": os.path.abspath(loaded.path), "update": update, "env_steps": update * config.batch_size,
               **result}
     if args.video:
         try:
             result["video"] = evaluate.record_video(config, state, os.path.join(os.path.dirname(os.path.abspath(out)), "video"),
-                                                    seed=args.seed)
+                                                    seed=args.seed, max_steps=args.max_steps)
         except evaluate.VideoUnavailable as e:
             _say(f"bpo-jax: video skipped: {e}")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -692,7 +695,8 @@ def cmd_export(args) -> int:
         state = jax.tree.map(lambda x: x[args.seed_index], loaded.start.state)
         write = export.export_onnx if args.format == "onnx" else export.export_policy
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        write(out, config, env.action_space, state, obs_dim=shape if len(shape) == 3 else int(np.prod(shape)))
+        image = len(shape) == 3 and np.dtype(env.obs_spec.dtype) == np.uint8  # Atari frames; MinAtar's grids are flat
+        write(out, config, env.action_space, state, obs_dim=shape if image else int(np.prod(shape)))
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
     _say(f"wrote {out}: seed {args.seed_index}'s deterministic policy at update {loaded.start.update}", sys.stdout)

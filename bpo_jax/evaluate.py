@@ -23,6 +23,7 @@ from bpo_jax import normalization as norm
 from bpo_jax.config import Config
 from bpo_jax.envs import make as make_env
 from bpo_jax.errors import first_line
+from bpo_jax.export import check_config, check_int, check_seed, state_seeds
 from bpo_jax.networks import action_to_env, make_network
 
 
@@ -39,6 +40,8 @@ def make_policy(config: Config, network, action_space):
 def make_evaluate(config: Config, episodes: int, max_steps: int):
     """evaluate(params, obs_stats, key) -> (returns [E], lengths [E], finished [E]) for one seed;
     an episode still running at ``max_steps`` reports its partial return and finished = False."""
+    check_config(config)
+    episodes, max_steps = check_int("episodes", episodes), check_int("max_steps", max_steps)
     env = make_env(config.env, num_envs=episodes, reset_pool=0, **config.env_kwargs())
     act = make_policy(config, make_network(config, env.action_space, env.obs_spec), env.action_space)
 
@@ -70,16 +73,31 @@ def make_evaluate(config: Config, episodes: int, max_steps: int):
 
 @functools.lru_cache(maxsize=4)
 def _program(config: Config, episodes: int, max_steps: int):
-    """The jitted, seed-vmapped evaluation (cached: a second evaluation does not recompile)."""
-    evaluate, _ = make_evaluate(config, episodes, max_steps)
-    return jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)))
+    """The jitted, seed-vmapped evaluation (cached: a second evaluation does not recompile), the
+    env's action space and observation spec."""
+    evaluate, env = make_evaluate(config, episodes, max_steps)
+    return jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None))), env.action_space, env.obs_spec
+
+
+def _seeds_of(config: Config, action_space, obs_spec, state: Any) -> tuple[Any, Any]:
+    """(params, obs_stats) of ``state`` with a leading seed axis (one seed's state gets one);
+    ValueError where they are not those of ``config``'s network."""
+    seeds = state_seeds(config, action_space, obs_spec, state)
+    params, obs_stats = state.params, state.obs_stats
+    return (params, obs_stats) if seeds is not None else jax.tree.map(lambda x: np.asarray(x)[None], (params, obs_stats))
 
 
 def run_eval(config: Config, state: Any, episodes: int = 10, seed: int = 0, max_steps: int = 10_000) -> dict:
-    """Evaluate every seed of a (vmapped, restored) TrainState; returns the eval.json content
-    without the checkpoint fields."""
-    program = _program(config, episodes, max_steps)
-    returns, lengths, finished = jax.device_get(program(state.params, state.obs_stats, jax.random.key(seed)))
+    """Evaluate every seed of a (vmapped, restored) TrainState (one seed's unbatched state counts as
+    a run of one seed); returns the eval.json content without the checkpoint fields.  ValueError,
+    before anything compiles, where an argument is off: ``episodes`` and ``max_steps`` integers
+    >= 1, ``seed`` in [0, 2**32), ``state`` the parameters of ``config``'s network."""
+    check_config(config)
+    episodes, max_steps = check_int("episodes", episodes), check_int("max_steps", max_steps)
+    seed = check_seed(seed)
+    program, action_space, obs_spec = _program(config, episodes, max_steps)
+    params, obs_stats = _seeds_of(config, action_space, obs_spec, state)
+    returns, lengths, finished = jax.device_get(program(params, obs_stats, jax.random.key(seed)))
     per_seed = [
         {
             "seed_index": i,
@@ -110,12 +128,25 @@ class VideoUnavailable(RuntimeError):
 
 
 def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frames: int = 1000,
-                 size: tuple[int, int] = (240, 320)) -> str:
-    """Render the first episode of seed 0's deterministic policy to ``path`` (.mp4 when an
-    ffmpeg writer is installed, else .gif); returns the path written.  MuJoCo-based tasks only
-    (an env with ``mj_model`` whose state has ``qpos``), and only with an OpenGL context
-    (MUJOCO_GL=egl or osmesa on a headless machine): otherwise :class:`VideoUnavailable`."""
+                 size: tuple[int, int] = (240, 320), max_steps: Optional[int] = None) -> str:
+    """Render the first episode of seed 0's deterministic policy (of a run's state, or of one
+    seed's unbatched state) to ``path`` (.mp4 when an ffmpeg writer is installed, else .gif);
+    returns the path written.  At most ``max_frames`` frames, one per env step, and at most
+    ``max_steps`` where given (as :func:`run_eval`'s: the episode is cut there; the renderer
+    then simulates no further).  MuJoCo-based tasks only (an env with ``mj_model`` whose state has
+    ``qpos``), and only with an OpenGL context (MUJOCO_GL=egl or osmesa on a headless machine):
+    otherwise :class:`VideoUnavailable`.  Arguments as :func:`run_eval` checks them (ValueError)."""
+    check_config(config)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a file path, got {path!r}")
+    seed, max_frames = check_seed(seed), check_int("max_frames", max_frames)
+    if max_steps is not None:
+        max_frames = min(max_frames, check_int("max_steps", max_steps))
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and
+            all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"size must be (height, width) in pixels, got {size!r}")
     env = make_env(config.env, num_envs=1, reset_pool=0, **config.env_kwargs())
+    params, obs_stats = jax.tree.map(lambda x: x[0], _seeds_of(config, env.action_space, env.obs_spec, state))
     model = getattr(env, "mj_model", None)
     if model is None:
         raise VideoUnavailable(f"{config.env} has no MuJoCo model to render (video: mjx/ tasks only)")
@@ -124,12 +155,11 @@ def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frame
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # glfw warns before failing without a display
-            renderer = mujoco.Renderer(model, *size)
+            renderer = mujoco.Renderer(model, *map(int, size))
     except Exception as e:
         raise VideoUnavailable(f"no OpenGL context for MuJoCo rendering ({first_line(e)}); "
                                "try MUJOCO_GL=egl or MUJOCO_GL=osmesa")
     act = make_policy(config, make_network(config, env.action_space, env.obs_spec), env.action_space)
-    params, obs_stats = jax.tree.map(lambda x: x[0], (state.params, state.obs_stats))
 
     def step(env_state, _):
         next_state = env.step(env_state, act(params, obs_stats, env_state.obs))

@@ -19,13 +19,63 @@ CNN (Atari) the input is the uint8 frames [batch, H, W, C].
 """
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bpo_jax import normalization as norm
-from bpo_jax.envs.base import Discrete
+from bpo_jax.envs.base import Box, Discrete
 from bpo_jax.networks import action_to_env, make_network
+
+
+# ------------------------------------------------------------------ argument checks
+# Shared with bpo_jax.evaluate: bad arguments fail here, in one line that names them, before any
+# tracing, rather than as a JAX shape error or a flax ScopeParamShapeError deep inside.
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else text[:57].replace("\n", " ") + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    """``value`` as an int >= ``low``; ValueError naming ``name`` otherwise (a bool or a float is no integer)."""
+    if not _is_int(value):
+        raise ValueError(f"{name} must be an integer >= {low}, got {_show(value)}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A PRNG seed: an integer in [0, 2**32), as Config.seed."""
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be an integer in [0, 2**32), got {_show(seed)}")
+    return int(seed)
+
+
+def check_config(config: Any) -> None:
+    from bpo_jax.config import Config
+
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a bpo_jax Config, got {type(config).__name__}")
+
+
+def check_obs_dim(obs_dim: Any) -> int | tuple[int, int, int]:
+    """``obs_dim`` as the observation width (an int; a 1-tuple counts as its entry) or an image's
+    (H, W, C) tuple."""
+    dims = tuple(obs_dim) if isinstance(obs_dim, (tuple, list)) else None
+    if dims is not None and len(dims) in (1, 3) and all(_is_int(d) and d >= 1 for d in dims):
+        return int(dims[0]) if len(dims) == 1 else tuple(int(d) for d in dims)
+    if dims is None and _is_int(obs_dim) and obs_dim >= 1:
+        return int(obs_dim)
+    raise ValueError(f"obs_dim must be the observation width (an integer >= 1) or an image's (H, W, C), "
+                     f"got {_show(obs_dim)}")
 
 
 def _image_shape(obs_dim) -> tuple[int, ...] | None:
@@ -33,9 +83,156 @@ def _image_shape(obs_dim) -> tuple[int, ...] | None:
     return tuple(obs_dim) if isinstance(obs_dim, (tuple, list)) and len(obs_dim) == 3 else None
 
 
+def _obs_spec(obs_dim) -> jax.ShapeDtypeStruct:
+    """One observation as export takes it: uint8 frames for an image's shape, else float32 [obs_dim]."""
+    image = _image_shape(obs_dim)
+    return jax.ShapeDtypeStruct(image, jnp.uint8) if image else jax.ShapeDtypeStruct((obs_dim,), jnp.float32)
+
+
+def _leaf_shapes(prefix: str, tree) -> dict[str, tuple[int, ...]]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {prefix + jax.tree_util.keystr(path): tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf)
+            for path, leaf in leaves}
+
+
+def _expected_shapes(config, action_space, obs_spec) -> dict[str, tuple[int, ...]]:
+    """The shapes of one seed's ``state.params`` (and ``state.obs_stats`` with normalize_obs) that
+    ``config``'s network has for observations of ``obs_spec`` (traced abstractly: no computation)."""
+    shape, dtype = tuple(obs_spec.shape), obs_spec.dtype
+    network = make_network(config, action_space, jax.ShapeDtypeStruct(shape, dtype))
+    params = jax.eval_shape(network.init, jax.random.key(0), jax.ShapeDtypeStruct((1, *shape), dtype))
+    shapes = _leaf_shapes("state.params", params)
+    if config.normalize_obs:
+        shapes.update(_leaf_shapes("state.obs_stats", jax.eval_shape(lambda: norm.init_stats(shape))))
+    return shapes
+
+
+def _state_shapes(state) -> dict[str, tuple[int, ...]]:
+    if not (hasattr(state, "params") and hasattr(state, "obs_stats")):
+        raise ValueError(f"state must be a TrainState (with params and obs_stats), got {type(state).__name__}")
+    shapes = _leaf_shapes("state.params", state.params)
+    if state.obs_stats is not None:
+        shapes.update(_leaf_shapes("state.obs_stats", state.obs_stats))
+    return shapes
+
+
+def _flat_stats(stats, width: int):
+    """Observation statistics of a multi-axis observation (e.g. gymnax DeepSea's [8, 8]) as those
+    of its flattened width, the observation the exported function takes (the MLP flattens too)."""
+    if stats is None:
+        return None
+    return jax.tree.map(lambda x: np.reshape(x, (width,)) if np.ndim(x) > 1 and np.size(x) == width else x, stats)
+
+
+def _flat_stat_shapes(actual: dict, width: int) -> dict:
+    """:func:`_state_shapes` with multi-axis statistics (one seed's, or a leading seed axis and
+    then one seed's) shown as the flattened width, as :func:`_flat_stats` will pass them."""
+    def flat(k, shape):
+        if not k.startswith("state.obs_stats") or len(shape) < 2:
+            return shape
+        if int(np.prod(shape)) == width:
+            return (width,)
+        return (shape[0], width) if len(shape) > 2 and int(np.prod(shape[1:])) == width else shape
+    return {k: flat(k, shape) for k, shape in actual.items()}
+
+
+def _match(expected: dict, actual: dict) -> tuple[int | None, str | None]:
+    """(None, None): ``actual`` is one seed's state; (S, None): S seeds' (every array with a
+    leading seed axis of S); (None, why): neither."""
+    missing, extra = [k for k in expected if k not in actual], [k for k in actual if k not in expected]
+    if missing or extra:
+        if all(k.startswith("state.obs_stats") for k in missing + extra):
+            return None, ("the configuration normalizes observations (normalize_obs) but the state holds no "
+                          "observation statistics" if missing else "the state holds observation statistics but "
+                          "the configuration does not normalize observations (normalize_obs)")
+        keys = missing or extra
+        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+        return None, (f"the state lacks {keys[0]}{more}" if missing else
+                      f"the state has {keys[0]}{more}, which the configuration's network has not")
+    if all(actual[k] == expected[k] for k in expected):
+        return None, None
+    batched = [k for k in expected if actual[k][1:] == expected[k] and len(actual[k]) == len(expected[k]) + 1]
+    seeds = {actual[k][0] for k in batched}
+    if len(batched) == len(expected) and len(seeds) == 1:
+        return seeds.pop(), None
+    wrong = [k for k in expected if actual[k] != expected[k] and k not in batched]
+    if not wrong:
+        return None, "its arrays disagree on the leading seed axis"
+    k = wrong[0]
+    if batched and len(actual[k]) == len(expected[k]) + 1:  # a run's state: compare one seed's
+        return None, f"{k} has shape {actual[k][1:]} per seed where the configuration's network has {expected[k]}"
+    return None, f"{k} has shape {actual[k]} where the configuration's network has {expected[k]}"
+
+
+def state_seeds(config, action_space, obs_spec, state) -> int | None:
+    """How many seeds ``state`` holds: None where it is one seed's (unbatched), S where every array
+    has a leading axis of S seeds.  ValueError where its parameters (or observation statistics)
+    are not those of ``config``'s network for observations of ``obs_spec`` (.shape, .dtype)."""
+    seeds, why = _match(_expected_shapes(config, action_space, obs_spec), _state_shapes(state))
+    if why is not None:
+        raise ValueError(f"the state does not match the configuration (another env, algorithm or network?): {why}")
+    return seeds
+
+
+def _obs_dim_mismatch(config, action_space, obs_dim: int, actual: dict) -> str | None:
+    """Where ``state`` fits ``config`` but not the width ``obs_dim``: the message that says so."""
+    # The leaves whose shape follows obs_dim (the first layers' kernels) tell the state's width.
+    base = _expected_shapes(config, action_space, _obs_spec(obs_dim))
+    other = _expected_shapes(config, action_space, _obs_spec(obs_dim + 1))
+    for k in base:
+        if base[k] == other[k] or k not in actual:
+            continue
+        axis = next(i for i, (a, b) in enumerate(zip(base[k], other[k])) if a != b)
+        got = actual[k][1:] if len(actual[k]) == len(base[k]) + 1 else actual[k]
+        if len(got) != len(base[k]):
+            return None
+        width = obs_dim + got[axis] - base[k][axis]
+        if width > config.policy_obs_dim and width != obs_dim and \
+                _match(_expected_shapes(config, action_space, _obs_spec(width)), actual)[1] is None:
+            return f"obs_dim {obs_dim} does not match the state, whose networks read observations of width {width}"
+        return None
+    return None
+
+
+def _checked(path, config, action_space, state, obs_dim) -> int | tuple[int, int, int]:
+    """The export's arguments checked (one seed's state that ``config``'s network for ``obs_dim``
+    fits); returns ``obs_dim`` as an int or an image's (H, W, C)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a file path, got {_show(path)}")
+    check_config(config)
+    if not isinstance(action_space, (Box, Discrete)):
+        raise ValueError(f"action_space must be a bpo_jax Box or Discrete, got {_show(action_space)}")
+    obs_dim = check_obs_dim(obs_dim)
+    if _image_shape(obs_dim) is None and config.policy_obs_dim and obs_dim <= config.policy_obs_dim:
+        raise ValueError(f"obs_dim must be the full observation width, above policy_obs_dim "
+                         f"{config.policy_obs_dim} (the actor's part, then the critic's), got {obs_dim}")
+    actual = _state_shapes(state)
+    image, cnn = _image_shape(obs_dim) is not None, any("['torso']" in k for k in actual)
+    if image and not cnn:
+        raise ValueError(f"obs_dim {obs_dim} is an image's (H, W, C), which the Nature-CNN policy reads, but the "
+                         "state holds an MLP policy: pass the observation width (an integer)")
+    if cnn and not image:
+        raise ValueError(f"obs_dim {obs_dim} is an observation width, but the state holds a Nature-CNN policy: "
+                         "pass the image's (H, W, C)")
+    if not image:
+        actual = _flat_stat_shapes(actual, obs_dim)
+    seeds, why = _match(_expected_shapes(config, action_space, _obs_spec(obs_dim)), actual)
+    if why is not None:
+        raise ValueError((not image and _obs_dim_mismatch(config, action_space, obs_dim, actual)) or
+                         f"the state does not match the configuration and obs_dim {obs_dim} (another env, algorithm, "
+                         f"network or observation shape?): {why}")
+    if seeds is not None:
+        raise ValueError(f"state holds {seeds} seed{'s' * (seeds != 1)}; pass one seed's state "
+                         "(jax.tree.map(lambda x: x[i], state))")
+    return obs_dim
+
+
+# ------------------------------------------------------------------ export
 def policy_function(config, action_space, params, obs_stats=None, obs_dim: int | tuple | None = None):
     """obs [B, policy_obs] (or uint8 frames [B, H, W, C] where ``obs_dim`` is an image's shape)
     -> deterministic env action [B, ...], a pure function of obs alone."""
+    if obs_dim is not None:
+        obs_dim = check_obs_dim(obs_dim)
     image = _image_shape(obs_dim)
     if image is not None:  # the Nature CNN scales its uint8 frames itself; no normaliser applies
         network = make_network(config, action_space, jax.ShapeDtypeStruct(image, jnp.uint8))
@@ -60,9 +257,12 @@ def policy_function(config, action_space, params, obs_stats=None, obs_dim: int |
 
 def export_policy(path: str, config, action_space, state, obs_dim: int | tuple) -> bytes:
     """Serialize the policy of ``state`` (a TrainState of one seed) to ``path``; returns the bytes.
-    ``obs_dim``: the full observation width the networks were trained on, or an image's (H, W, C)."""
+    ``obs_dim``: the full observation width the networks were trained on (an int or a 1-tuple), or
+    an image's (H, W, C).  ValueError, before any tracing, where ``state`` is not one seed's state
+    of ``config``'s network for ``obs_dim`` observations."""
+    obs_dim = _checked(path, config, action_space, state, obs_dim)
     params = jax.device_get(state.params)
-    stats = jax.device_get(state.obs_stats) if state.obs_stats is not None else None
+    stats = None if _image_shape(obs_dim) else _flat_stats(jax.device_get(state.obs_stats), obs_dim)
     fn = policy_function(config, action_space, params, stats, obs_dim)
     (batch,) = jax.export.symbolic_shape("b")
     image = _image_shape(obs_dim)
@@ -75,10 +275,26 @@ def export_policy(path: str, config, action_space, state, obs_dim: int | tuple) 
 
 
 def load_policy(path: str):
-    """The exported policy as a callable obs [B, D] (or uint8 frames) -> action (needs only jax)."""
+    """The exported policy as a callable obs [B, D] (or uint8 frames) -> action (needs only jax).
+    FileNotFoundError where ``path`` does not exist; ValueError where it is not a file that
+    :func:`export_policy` wrote."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path must be a file path, got {_show(path)}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not a bpo-jax jax.export policy file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no policy file {path}")
     with open(path, "rb") as f:
-        exported = jax.export.deserialize(bytearray(f.read()))
-    dtype = exported.in_avals[0].dtype
+        data = f.read()
+    not_ours = f"{path} is not a bpo-jax jax.export policy (export_policy or `bpo-jax export --format jax` writes one)"
+    try:
+        exported = jax.export.deserialize(bytearray(data))
+        avals = exported.in_avals
+    except Exception:  # a foreign file fails anywhere in the flatbuffer reader (struct.error, ...)
+        raise ValueError(not_ours) from None
+    if len(avals) != 1 or len(avals[0].shape) < 2 or len(exported.out_avals) != 1:
+        raise ValueError(not_ours + ": its function does not take one batch of observations to one of actions")
+    dtype = avals[0].dtype
     return lambda obs: exported.call(np.asarray(obs, dtype))
 
 
@@ -89,7 +305,8 @@ class ExportError(ValueError):
 def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) -> bytes:
     """Write the deterministic policy of ``state`` (a TrainState of one seed) to ``path`` as ONNX;
     returns the bytes.  The graph computes what :func:`policy_function` computes, in float32;
-    ``obs_dim`` as :func:`export_policy` takes it."""
+    ``obs_dim`` (and the checks) as :func:`export_policy` takes it."""
+    obs_dim = _checked(path, config, action_space, state, obs_dim)
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -127,7 +344,7 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) ->
     elif image is None and "actor" in params and "MLP_0" in params["actor"]:
         x = "obs"
         width = config.policy_obs_dim or obs_dim
-        stats = jax.device_get(state.obs_stats) if state.obs_stats is not None else None
+        stats = _flat_stats(jax.device_get(state.obs_stats), obs_dim)
         if stats is not None and float(stats.count) > 0:  # the normaliser, as norm.normalize computes it
             mean = np.asarray(stats.mean, np.float32)[:width]
             std = np.sqrt(np.asarray(stats.variance, np.float32)[:width] + np.float32(1e-8))

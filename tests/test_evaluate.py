@@ -119,3 +119,120 @@ def test_evaluate_is_deterministic_per_seed_and_differs_across_seeds(trained):
         assert first["per_seed"][i]["returns"] != other["per_seed"][i]["returns"]
         returns, _, _ = reference_rollout(config, _seed(state.params, i), _seed(state.obs_stats, i), 1, max_steps)
         np.testing.assert_allclose(other["per_seed"][i]["returns"], returns, rtol=1e-4, atol=1e-3)
+
+
+# ------------------------------------------------------------------ argument checks
+BAD_ARGUMENTS = [
+    ({"max_steps": 0}, "max_steps must be >= 1, got 0"),
+    ({"max_steps": -5}, "max_steps must be >= 1, got -5"),
+    ({"max_steps": 7.0}, "max_steps must be an integer >= 1, got 7.0"),
+    ({"episodes": 2.5}, "episodes must be an integer >= 1, got 2.5"),
+    ({"episodes": 0}, "episodes must be >= 1, got 0"),
+    ({"episodes": True}, "episodes must be an integer >= 1, got True"),
+    ({"seed": "1"}, "seed must be an integer in [0, 2**32), got '1'"),
+    ({"seed": 1.5}, "seed must be an integer in [0, 2**32), got 1.5"),
+    ({"seed": -1}, "seed must be an integer in [0, 2**32), got -1"),
+    ({"seed": 2**32}, f"seed must be an integer in [0, 2**32), got {2**32}"),
+    ({"seed": 2**70}, f"seed must be an integer in [0, 2**32), got {2**70}"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    pytest.param(kwargs, message, id=",".join(f"{k}={v!r}" for k, v in kwargs.items())) for kwargs, message in BAD_ARGUMENTS])
+def test_run_eval_refuses_bad_arguments_in_one_line(trained, kwargs, message):
+    """Each a one-line ValueError naming the argument, before any program is built (max_steps 0
+    used to return a mean return of 0.0; the others failed inside JAX)."""
+    from bpo_jax.evaluate import _program
+
+    config, max_steps, state = trained
+    builds = _program.cache_info().misses
+    with pytest.raises(ValueError) as e:
+        run_eval(config, state, **{"episodes": EPISODES, "max_steps": max_steps, **kwargs})
+    assert str(e.value) == message
+    assert _program.cache_info().misses == builds
+
+
+def test_run_eval_refuses_a_state_of_another_configuration(trained):
+    config, max_steps, state = trained
+    for other in (config.replace(hidden_sizes=(8,)), config.replace(normalize_obs=False),
+                  config.replace(env="gymnax/Acrobot-v1" if config.env != "gymnax/Acrobot-v1" else "gymnax/CartPole-v1")):
+        with pytest.raises(ValueError) as e:
+            run_eval(other, state, episodes=EPISODES, max_steps=max_steps)
+        assert str(e.value).startswith("the state does not match the configuration (another env, algorithm or "
+                                       "network?): ")
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError) as e:
+        run_eval(config.replace(hidden_sizes=(8,)), state, episodes=EPISODES, max_steps=max_steps)
+    assert str(e.value).endswith("state.params['params']['actor']['Dense_0']['kernel'] has shape (16, "
+                                 f"{2 if config.env == 'gymnax/CartPole-v1' else 1}) per seed where the "
+                                 "configuration's network has (8, " +
+                                 f"{2 if config.env == 'gymnax/CartPole-v1' else 1})")
+
+
+def test_run_eval_takes_one_seeds_state_as_a_run_of_one_seed(trained):
+    config, max_steps, state = trained
+    both = run_eval(config, state, episodes=EPISODES, seed=2**32 - 1, max_steps=max_steps)
+    one = run_eval(config, _seed(state, 1), episodes=EPISODES, seed=2**32 - 1, max_steps=max_steps)
+    assert [s["returns"] for s in one["per_seed"]] == [both["per_seed"][1]["returns"]]
+
+
+def test_record_video_stops_at_max_steps(trained, monkeypatch, tmp_path):
+    """The rendered episode is cut at ``max_steps`` (as the evaluation's) and at ``max_frames``;
+    a stand-in env (MuJoCo model, qpos) and renderer, so no OpenGL context is needed."""
+    from typing import NamedTuple
+
+    import jax.numpy as jnp
+
+    from bpo_jax import evaluate
+
+    mujoco = pytest.importorskip("mujoco")
+    config, _, state = trained
+    real = make_env(config.env, num_envs=1, reset_pool=0)
+
+    class Inner(NamedTuple):
+        qpos: jax.Array
+
+    class State(NamedTuple):
+        obs: jax.Array
+        done: jax.Array
+        inner: Inner
+
+    class Env:
+        action_space, obs_spec, dt = real.action_space, real.obs_spec, 0.05
+        mj_model = mujoco.MjModel.from_xml_string(
+            "<mujoco><worldbody><body><joint type='hinge'/><geom size='0.1'/></body></worldbody></mujoco>")
+
+        def reset(self, key):
+            return State(jnp.zeros((1, *self.obs_spec.shape)), jnp.zeros(1, bool), Inner(jnp.zeros((1, 1))))
+
+        def step(self, s, action):
+            return State(s.obs + 0.1, jnp.zeros(1, bool), Inner(s.inner.qpos + 0.01))
+
+    class Renderer:
+        def __init__(self, model, height, width):
+            self.shape = (height, width, 3)
+
+        def update_scene(self, data):
+            pass
+
+        def render(self):
+            return np.zeros(self.shape, np.uint8)
+
+    written = []
+    monkeypatch.setattr(evaluate, "make_env", lambda *args, **kwargs: Env())
+    monkeypatch.setattr(mujoco, "Renderer", Renderer)
+    monkeypatch.setattr(evaluate, "_write_frames", lambda frames, path, fps: written.append(len(frames)) or path)
+    path = str(tmp_path / "video")
+    assert evaluate.record_video(config, state, path, max_frames=20, max_steps=5, size=(8, 8)) == path
+    evaluate.record_video(config, state, path, max_frames=3, max_steps=5, size=(8, 8))
+    evaluate.record_video(config, state, path, max_frames=9, size=(8, 8))
+    assert written == [5, 3, 9]
+    for kwargs, message in [({"max_steps": 0}, "max_steps must be >= 1, got 0"),
+                            ({"max_frames": 2.5}, "max_frames must be an integer >= 1, got 2.5"),
+                            ({"seed": -1}, "seed must be an integer in [0, 2**32), got -1")]:
+        with pytest.raises(ValueError) as e:
+            evaluate.record_video(config, state, path, **kwargs)
+        assert str(e.value) == message
+    with pytest.raises(ValueError, match=r"^the state does not match the configuration"):
+        evaluate.record_video(config.replace(hidden_sizes=(8,)), state, path, max_steps=5)
+    assert written == [5, 3, 9]

@@ -1,11 +1,13 @@
 """Policy export: the ONNX graph and the jax.export file compute the JAX policy's actions."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bpo_jax import Config, checkpoint, cli, make_trainer
-from bpo_jax.envs import Discrete
+from bpo_jax.envs import Box, Discrete
 from bpo_jax.export import export_onnx, load_policy, policy_function
 from tests.compiling import compile_fast
 
@@ -91,3 +93,135 @@ def test_the_nature_cnn_exports_to_onnx_and_jax(tmp_path):
     assert np.array_equal(got, want)
     export_policy(str(tmp_path / "cnn.jaxexport"), config, space, state, image)
     assert np.array_equal(np.asarray(load_policy(str(tmp_path / "cnn.jaxexport"))(frames)), want)
+
+
+# ------------------------------------------------------------------ argument checks
+# Untrained parameters suffice: the checks read shapes, before anything is traced or written.
+CARTPOLE = Config(env="gymnax/CartPole-v1", hidden_sizes=(16,), normalize_obs=True)
+
+
+def _one_seed(config, obs_shape=(4,), seeds=None):
+    """An untrained state of ``config``'s network for observations of ``obs_shape``, with
+    statistics of a normaliser that saw samples (one seed's, or ``seeds`` seeds' stacked)."""
+    from types import SimpleNamespace
+
+    from bpo_jax import normalization as norm
+    from bpo_jax.envs import make as make_env
+    from bpo_jax.networks import init_params, make_network
+
+    env = make_env(config.env, num_envs=1, reset_pool=0)
+    params = init_params(make_network(config, env.action_space, env.obs_spec), jax.random.key(0),
+                         jnp.zeros((1, *obs_shape)))
+    rng = np.random.default_rng(3)
+    stats = norm.RunningStats(jnp.float32(100.0), jnp.asarray(rng.normal(size=obs_shape), jnp.float32),
+                              jnp.asarray(rng.uniform(1, 300, size=obs_shape), jnp.float32))
+    state = SimpleNamespace(params=params, obs_stats=stats if config.normalize_obs else None)
+    if seeds:
+        state = SimpleNamespace(**jax.tree.map(lambda x: jnp.stack([x] * seeds), vars(state)))
+    return state, env
+
+
+def _writers():
+    from bpo_jax.export import export_policy
+    return [pytest.param(export_onnx, id="onnx"), pytest.param(export_policy, id="jax")]
+
+
+@pytest.mark.parametrize("write", _writers())
+@pytest.mark.parametrize("normalize", [True, False], ids=["normaliser", "no-normaliser"])
+def test_export_refuses_a_state_batched_over_seeds(write, normalize, tmp_path):
+    """A run's state (leading seed axis): a one-line ValueError naming ``state``, and no file
+    (ONNX used to write a graph the checker rejects; jax.export failed in flax)."""
+    config = CARTPOLE.replace(normalize_obs=normalize)
+    state, env = _one_seed(config, seeds=3)
+    with pytest.raises(ValueError) as e:
+        write(str(tmp_path / "p"), config, env.action_space, state, 4)
+    assert str(e.value) == "state holds 3 seeds; pass one seed's state (jax.tree.map(lambda x: x[i], state))"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("write", _writers())
+def test_export_refuses_an_observation_width_the_state_was_not_trained_on(write, tmp_path):
+    state, env = _one_seed(CARTPOLE)
+    for obs_dim in (5, 3, (5,)):
+        with pytest.raises(ValueError) as e:
+            write(str(tmp_path / "p"), CARTPOLE, env.action_space, state, obs_dim)
+        width = obs_dim[0] if isinstance(obs_dim, tuple) else obs_dim
+        assert str(e.value) == f"obs_dim {width} does not match the state, whose networks read observations of width 4"
+    for obs_dim in (0, -4, 4.0, True, "4", (4, 1), (), None):
+        with pytest.raises(ValueError, match=r"^obs_dim must be the observation width \(an integer >= 1\) or an "):
+            write(str(tmp_path / "p"), CARTPOLE, env.action_space, state, obs_dim)
+    with pytest.raises(ValueError, match=r"^obs_dim \(84, 84, 4\) is an image's \(H, W, C\), .* MLP policy: pass"):
+        write(str(tmp_path / "p"), CARTPOLE, env.action_space, state, (84, 84, 4))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("write", _writers())
+def test_export_refuses_a_state_of_another_configuration(write, tmp_path):
+    state, env = _one_seed(CARTPOLE)
+    for config, why in [
+        (CARTPOLE.replace(hidden_sizes=(8,)), "state.params['params']['actor']['Dense_0']['kernel'] has shape "
+                                              "(16, 2) where the configuration's network has (8, 2)"),
+        (CARTPOLE.replace(normalize_obs=False), "the state holds observation statistics but the configuration "
+                                                "does not normalize observations (normalize_obs)"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            write(str(tmp_path / "p"), config, env.action_space, state, 4)
+        assert str(e.value) == ("the state does not match the configuration and obs_dim 4 (another env, algorithm, "
+                                f"network or observation shape?): {why}")
+    with pytest.raises(ValueError, match=r"^the state does not match .*\['std_raw'\]$"):
+        write(str(tmp_path / "p"), CARTPOLE, Box(-1.0, 1.0, (2,)), state, 4)  # Gaussian vs categorical
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_one_tuple_obs_dim_is_its_width(tmp_path):
+    from bpo_jax.export import export_policy
+
+    state, env = _one_seed(CARTPOLE)
+    as_int = export_onnx(str(tmp_path / "int.onnx"), CARTPOLE, env.action_space, state, 4)
+    assert export_onnx(str(tmp_path / "tuple.onnx"), CARTPOLE, env.action_space, state, (4,)) == as_int
+    export_policy(str(tmp_path / "p.jaxexport"), CARTPOLE, env.action_space, state, (4,))
+    obs = (np.random.default_rng(4).normal(size=(64, 4)) * 3).astype(np.float32)
+    want = np.asarray(policy_function(CARTPOLE, env.action_space, state.params, state.obs_stats, 4)(jnp.asarray(obs)))
+    np.testing.assert_array_equal(np.asarray(load_policy(str(tmp_path / "p.jaxexport"))(obs)), want)
+    np.testing.assert_array_equal(ort.InferenceSession(str(tmp_path / "tuple.onnx")).run(None, {"obs": obs})[0], want)
+
+
+def test_observations_of_several_axes_export_flattened_with_their_normaliser(tmp_path):
+    """gymnax DeepSea's [8, 8] observations: the MLP flattens them, the exported policy takes the
+    64-wide flat observation with the [8, 8] statistics flattened to match (evaluate's policy on
+    the unflattened ones gives the same actions)."""
+    from bpo_jax.evaluate import make_policy
+    from bpo_jax.export import export_policy
+    from bpo_jax.networks import make_network
+
+    config = Config(env="gymnax/DeepSea-bsuite", hidden_sizes=(16,), normalize_obs=True)
+    state, env = _one_seed(config, obs_shape=(8, 8))
+    params = jax.tree_util.tree_map_with_path(  # the head's gain 0.01 leaves near-ties: widen it
+        lambda path, x: x * 1000.0 if "'actor']['Dense_0']" in jax.tree_util.keystr(path) else x, state.params)
+    state.params = params
+    obs = np.random.default_rng(5).normal(size=(128, 8, 8)).astype(np.float32)
+    act = make_policy(config, make_network(config, env.action_space, env.obs_spec), env.action_space)
+    want = np.asarray(act(params, state.obs_stats, jnp.asarray(obs)))
+    assert len(set(want.tolist())) > 1
+    export_onnx(str(tmp_path / "p.onnx"), config, env.action_space, state, 64)
+    export_policy(str(tmp_path / "p.jaxexport"), config, env.action_space, state, 64)
+    flat = obs.reshape(128, 64)
+    np.testing.assert_array_equal(ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"obs": flat})[0], want)
+    np.testing.assert_array_equal(np.asarray(load_policy(str(tmp_path / "p.jaxexport"))(flat)), want)
+
+
+def test_load_policy_refuses_what_is_not_an_export(tmp_path):
+    junk = tmp_path / "not_an_export"
+    junk.write_bytes(b"not_an_export: some other file's bytes")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "random").write_bytes(np.random.default_rng(0).bytes(4096))
+    for path in (junk, tmp_path / "empty", tmp_path / "random"):
+        with pytest.raises(ValueError) as e:
+            load_policy(str(path))
+        assert str(e.value) == (f"{path} is not a bpo-jax jax.export policy (export_policy or `bpo-jax export "
+                                "--format jax` writes one)")
+    with pytest.raises(FileNotFoundError, match=f"^no policy file {re.escape(str(tmp_path / 'missing'))}$"):
+        load_policy(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path))} is a directory, not a bpo-jax jax.export "
+                                         "policy file$"):
+        load_policy(str(tmp_path))
