@@ -248,3 +248,225 @@ def test_cli_envs_prints_each_suite_under_a_header(capsys):
     assert " CartPole-v1 " in out
     assert cli.main(["envs", "--suite", "gymnax"]) == 0
     assert capsys.readouterr().out.splitlines() == envs.list_envs("gymnax")
+
+
+# --------------------------------------------------------------------------- input checks
+# Bad input is refused when the env is made, in one line naming the option: never after
+# compiling, never from inside JAX, gymnax or MuJoCo.
+
+
+def _one_line_error(excinfo, *fragments):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("options,fragments", [
+    (dict(max_steps_in_episode=-5), ["max_steps_in_episode must be >= 1", "got -5"]),
+    (dict(max_steps_in_episode=0), ["max_steps_in_episode must be >= 1", "got 0"]),
+    (dict(max_steps_in_episode=1.5), ["option max_steps_in_episode takes an integer (default 500)", "got 1.5"]),
+    (dict(max_steps_in_episode="abc"), ["option max_steps_in_episode takes an integer", "got 'abc'"]),
+    (dict(max_steps_in_episode=True), ["option max_steps_in_episode takes an integer", "got True"]),
+    (dict(gravity=float("inf")), ["option gravity takes a finite number (default 9.8)", "got inf"]),
+    (dict(gravity=float("nan")), ["option gravity takes a number, not NaN", "got nan"]),
+    (dict(gravity="9.8"), ["option gravity takes a number", "got '9.8'"]),
+    (dict(gravity="inf"), ["option gravity takes a finite number", "got 'inf'"]),  # --env-options gravity=inf
+    (dict(gravity="nan"), ["option gravity takes a finite number", "got 'nan'"]),
+    (dict(gravity=True), ["option gravity takes a number", "got True"]),
+])
+def test_gymnax_option_values_are_checked_against_the_params(options, fragments):
+    with pytest.raises(ValueError) as err:
+        envs.make("gymnax/CartPole-v1", 2, **options)
+    _one_line_error(err, "gymnax/CartPole-v1", *fragments)
+
+
+def test_gymnax_option_values_of_every_kind():
+    """One rule for every gymnax task, from the type of each EnvParams default: ints for floats
+    are converted, bool fields take bools, array fields array-likes of their shape."""
+    env = envs.make("gymnax/CartPole-v1", 1, gravity=10, max_steps_in_episode=np.int64(7))
+    assert env._params.gravity == 10.0 and isinstance(env._params.gravity, float)
+    assert env._params.max_steps_in_episode == 7 and env.time_limit == 7
+    with pytest.raises(ValueError) as err:
+        envs.make("gymnax/Asterix-MinAtar", 1, ramping=1)
+    _one_line_error(err, "option ramping takes True or False (default True)", "got 1")
+    assert envs.make("gymnax/Asterix-MinAtar", 1, ramping=False)._params.ramping is False
+    env = envs.make("gymnax/Acrobot-v1", 1, available_torque=(-2, 0, 2))
+    np.testing.assert_array_equal(env._params.available_torque, [-2.0, 0.0, 2.0])
+    assert env._params.available_torque.dtype == jnp.float32
+    for bad in ((-1.0, 1.0), (-1.0, float("nan"), 1.0), "abc"):
+        with pytest.raises(ValueError) as err:
+            envs.make("gymnax/Acrobot-v1", 1, available_torque=bad)
+        _one_line_error(err, "option available_torque takes an array of shape (3,) of numbers")
+
+
+def test_cli_refuses_a_bad_gymnax_option_before_the_run_directory(tmp_path, capsys):
+    from bpo_jax import cli
+
+    out = tmp_path / "o"
+    for option in ("max_steps_in_episode=-5", "gravity=inf", "gravity=nan", "max_steps_in_episode=1.5"):
+        assert cli.main(["train", "--seeds", "1", "--total-steps", "2048", "--out", str(out),
+                         "--env-options", option]) != 0
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("bpo-jax: error:"), err
+        assert option.partition("=")[0] in err
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("args,kwargs,fragment", [
+    (("gymnax/CartPole-v1", "4"), {}, "num_envs must be a positive integer, got '4'"),
+    (("gymnax/CartPole-v1", True), {}, "num_envs must be a positive integer, got True"),
+    (("gymnax/CartPole-v1", 2.0), {}, "num_envs must be a positive integer, got 2.0"),
+    (("gymnax/CartPole-v1", 0), {}, "num_envs must be a positive integer, got 0"),
+    ((None, 2), {}, "env must be a 'suite/name' string such as 'gymnax/CartPole-v1', got None"),
+    ((5, 2), {}, "env must be a 'suite/name' string such as 'gymnax/CartPole-v1', got 5"),
+    (("gymnax/CartPole-v1", 2), dict(reset_pool="3"), "reset_pool must be >= 0, an integer"),
+    (("gymnax/CartPole-v1", 2), dict(reset_pool=True), "reset_pool must be >= 0, an integer"),
+])
+def test_make_refuses_bad_arguments_by_name(args, kwargs, fragment):
+    with pytest.raises(ValueError) as err:
+        envs.make(*args, **kwargs)
+    _one_line_error(err, fragment)
+
+
+def test_make_takes_numpy_integers():
+    env = envs.make("gymnax/Pendulum-v1", np.int32(3), reset_pool=np.int64(2))
+    assert env.num_envs == 3 and type(env.num_envs) is int and env.reset_pool_size == 2
+
+
+def test_register_suite_refuses_to_replace_a_suite_unless_asked(monkeypatch):
+    from bpo_jax.envs import registry
+
+    monkeypatch.setattr(registry, "_SUITES", dict(registry._SUITES))
+    fake = lambda name, num_envs, **kw: envs.make("gymnax/CartPole-v1", num_envs)
+    with pytest.raises(ValueError) as err:
+        envs.register_suite("gymnax", lambda: ["X"], fake, "a look-alike")
+    _one_line_error(err, "'gymnax' is a built-in suite", "replace=True")
+    assert envs.list_envs("gymnax")[0] != "gymnax/X"  # untouched
+    envs.register_suite("mine", lambda: ["X"], fake, "a new suite")  # new names as before
+    assert envs.list_envs("mine") == ["mine/X"]
+    with pytest.raises(ValueError, match="'mine' is already registered; pass replace=True"):
+        envs.register_suite("mine", lambda: ["Y"], fake, "again")
+    envs.register_suite("mine", lambda: ["Y"], fake, "again", replace=True)
+    envs.register_suite("gymnax", lambda: ["X"], fake, "a look-alike", replace=True)
+    assert envs.list_envs("mine") == ["mine/Y"] and envs.list_envs("gymnax") == ["gymnax/X"]
+    for bad in ("", "a/b", None):
+        with pytest.raises(ValueError, match="suite must be a non-empty name without '/'"):
+            envs.register_suite(bad, lambda: [], fake, "bad")
+
+
+def test_check_option_rules():
+    from bpo_jax.envs.options import check_option, positive_int
+
+    check = lambda value, default: check_option("suite/Task", "x", value, default)
+    assert check(3, 1.0) == 3.0 and type(check(3, 1.0)) is float
+    assert check(np.float32(0.5), 1.0) == 0.5 and check(jnp.float32(2.0), 1.0) == 2.0
+    assert check(np.int64(3), 1) == 3 and type(check(np.int64(3), 1)) is int
+    assert check([0.5, float("inf")], (0.7, float("inf"))) == (0.5, float("inf"))  # ranges may be open
+    assert check((1, 2, 3), [1.0, 2.0]) == [1.0, 2.0, 3.0]  # a list default: any length
+    assert check("anything", None) == "anything"
+    for value, default, takes in [
+        (True, 1, "an integer"), (1.0, 1, "an integer"), (1, True, "True or False"),
+        (False, 1.0, "a number"), (float("-inf"), 1.0, "a finite number"), ("1", 1.0, "a number"),
+        ((1.0,), (0.0, 1.0), "a tuple of 2 numbers"),
+        ((float("nan"), 1.0), (0.0, 1.0), "a tuple of 2 numbers, not NaN"),
+        (["a"], [1.0], "a list of numbers"), (1, "jax", "text"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            check(value, default)
+        _one_line_error(err, f"suite/Task: option x takes {takes} (default {default!r}), got {value!r}")
+    assert positive_int("w", "episode_length", 1e3) == 1000
+    for bad in (0, 1.5, True, "5", float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="w: episode_length must be a positive integer"):
+            positive_int("w", "episode_length", bad)
+
+
+@pytest.mark.parametrize("options,fragment", [
+    (dict(ctrl_cost_weight=float("nan")), "option ctrl_cost_weight takes a number, not NaN"),
+    (dict(max_episode_steps=1.5), "option max_episode_steps takes an integer (default 1000)"),
+    (dict(healthy_z_range=(0.7,)), "option healthy_z_range takes a tuple of 2 numbers (default (0.7, inf))"),
+    (dict(terminate_when_unhealthy=1), "option terminate_when_unhealthy takes True or False"),
+    (dict(reset_noise_scale="abc"), "option reset_noise_scale takes a number"),
+])
+def test_mjx_option_values_are_checked(options, fragment):
+    pytest.importorskip("mujoco")
+    with pytest.raises(ValueError) as err:
+        envs.make("mjx/Hopper-v4", 1, **options)
+    _one_line_error(err, "mjx/Hopper-v4", fragment)
+
+
+def test_mjx_main_body_must_name_a_body():
+    pytest.importorskip("mujoco")
+    for bad in (99, "nosuch", -1):
+        with pytest.raises(ValueError) as err:
+            envs.make("mjx/Ant-v5", 1, main_body=bad)
+        _one_line_error(err, "option main_body takes a body index in [0, 13] or a body name (world, torso,")
+
+
+@pytest.mark.parametrize("env_id,options,fragment", [
+    ("brax/ant", dict(ctrl_cost_weight="abc"), "brax/ant: option ctrl_cost_weight takes a number (default 0.5)"),
+    ("brax/ant", dict(healthy_z_range=(0.2,)), "brax/ant: option healthy_z_range takes a tuple of 2 numbers"),
+    ("brax/fast", dict(obs_mode="bogus"), "brax/fast: option obs_mode takes one of 'ndarray',"),
+    ("brax/fast", dict(episode_length="abc"), "brax/fast: episode_length must be a positive integer, got 'abc'"),
+    ("brax/fast", dict(episode_length=float("inf")), "brax/fast: episode_length must be a positive integer"),
+    ("brax/fast", dict(action_repeat=True), "brax/fast: action_repeat must be a positive integer, got True"),
+    ("brax/fast", dict(obs_key=5), "brax/fast: obs_key must be the name of an observation entry"),
+])
+def test_brax_option_values_are_checked(env_id, options, fragment):
+    pytest.importorskip("brax")
+    with pytest.raises(ValueError) as err:
+        envs.make(env_id, 1, **options)
+    _one_line_error(err, fragment)
+
+
+@pytest.mark.parametrize("options,fragment", [
+    (dict(ctrl_dt="abc"), "option ctrl_dt takes a number (default 0.01), got 'abc'"),  # was a TypeError
+    (dict(ctrl_dt=float("nan")), "option ctrl_dt takes a number, not NaN"),
+    (dict(vision=1), "option vision takes True or False"),
+    (dict(episode_length="abc"), "episode_length must be a positive integer, got 'abc'"),
+    (dict(episode_length=True), "episode_length must be a positive integer, got True"),
+    (dict(action_repeat=1.5), "action_repeat must be a positive integer, got 1.5"),
+    (dict(menagerie_path=5), "menagerie_path must be a directory path, got 5"),
+])
+def test_playground_option_values_are_checked(options, fragment):
+    pytest.importorskip("mujoco_playground")
+    with pytest.raises(ValueError) as err:
+        envs.make("playground/CartpoleBalance", 1, **options)
+    _one_line_error(err, "playground/CartpoleBalance", fragment)
+
+
+@pytest.mark.parametrize("options,fragment", [
+    (dict(bogus=1), "atari/Pong-v5 has no option(s) bogus; valid: backend,"),
+    (dict(noop_max="abc"), "atari/Pong-v5: option noop_max takes an integer (default 30), got 'abc'"),
+    (dict(frame_skip=1.5), "atari/Pong-v5: option frame_skip takes an integer (default 4), got 1.5"),
+    (dict(episodic_life=1), "atari/Pong-v5: option episodic_life takes True or False"),
+    (dict(repeat_action_probability=2.0), "repeat_action_probability must be in [0, 1]"),
+    (dict(num_threads=-1), "num_threads must be >= 0"),
+])
+def test_atari_option_values_are_checked(options, fragment):
+    pytest.importorskip("ale_py")
+    with pytest.raises(ValueError) as err:
+        envs.make("atari/Pong-v5", 1, **options)
+    _one_line_error(err, fragment)
+
+
+def test_an_unusable_mujoco_gl_is_one_line_not_a_traceback(tmp_path):
+    """``import mujoco`` fails on a MUJOCO_GL it cannot use (an unknown value: RuntimeError; a backend
+    without its library: an AttributeError inside PyOpenGL).  The CLI says so in one line and
+    leaves no run directory; a fresh interpreter, so that mujoco really is imported there."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("mujoco")
+    out = tmp_path / "m"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bpo_jax.cli", "train", "--env", "mjx/Hopper-v4", "--seeds", "1", "--total-steps",
+         "2048", "--num-envs", "4", "--num-steps", "16", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "bogus"})
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("bpo-jax: error: MUJOCO_GL=bogus cannot be used here"), err
+    assert "invalid value for environment variable MUJOCO_GL: bogus" in err and "unset MUJOCO_GL" in err
+    assert not out.exists()

@@ -87,6 +87,7 @@ import numpy as np
 from flax import struct
 
 from bpo_jax.envs.base import Discrete, EnvState, ObsSpec
+from bpo_jax.envs.options import check_options, keyword_defaults
 from bpo_jax.envs.registry import MissingDependencyError, installed
 
 FRAME = (84, 84)
@@ -122,7 +123,13 @@ def names() -> list[str]:
 
 
 def make(name: str, num_envs: int, **options) -> "AtariEnv":
-    return AtariEnv(name, num_envs, **options)
+    """``atari/<name>``; ``options`` are :class:`AtariEnv`'s keyword arguments, checked against
+    their defaults' kinds (:mod:`bpo_jax.envs.options`) before anything starts."""
+    defaults = keyword_defaults(AtariEnv.__init__)
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"atari/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+    return AtariEnv(name, num_envs, **check_options(f"atari/{name}", options, defaults))
 
 
 @struct.dataclass
@@ -151,6 +158,10 @@ class AtariEnv:
         for key, value in (("frame_skip", frame_skip), ("max_steps", max_steps), ("frame_stack", frame_stack)):
             if int(value) < 1:
                 raise ValueError(f"atari: {key} must be >= 1, got {value}")
+        if not 0 <= repeat_action_probability <= 1:
+            raise ValueError(f"atari: repeat_action_probability must be in [0, 1], got {repeat_action_probability}")
+        if num_threads < 0:
+            raise ValueError(f"atari: num_threads must be >= 0 (0: the library's default), got {num_threads}")
         roms = _rom_ids()
         if game not in roms:
             raise ValueError(f"atari: unknown game {game!r}")

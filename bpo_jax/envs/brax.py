@@ -49,6 +49,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from bpo_jax.envs.base import Box, FunctionalEnv, ObsSpec, tree_where
+from bpo_jax.envs.options import check_options, keyword_defaults, positive_int
 from bpo_jax.envs.registry import registry_names, require
 
 # The pipelines of brax.envs.base.PipelineEnv in brax 0.14.2 (it keeps them in a local
@@ -78,11 +79,13 @@ def make(
     **kwargs,
 ) -> "BraxApiEnv":
     """``brax/<name>``; ``kwargs`` go to the task's constructor (e.g. ``ctrl_cost_weight``)."""
+    require("mujoco", "brax", "brax")  # first: a bad MUJOCO_GL is reported in one line (registry.require)
     require("brax", "brax", "brax")
     import brax.envs
 
     backend = _check_backend(name, backend)
-    _check_kwargs(name, brax.envs._envs[name], kwargs)
+    kwargs = _check_kwargs(name, brax.envs._envs[name], kwargs)
+    check_episode_options(f"brax/{name}", episode_length, action_repeat, obs_key)
     sim = brax.envs.get_environment(name, backend=backend, **kwargs)
     return BraxApiEnv(
         f"brax/{name}", num_envs, sim,
@@ -99,9 +102,20 @@ def _check_backend(name: str, backend: Optional[str]) -> str:
     return backend
 
 
-def _check_kwargs(name: str, cls: type, kwargs: dict) -> None:
+def check_episode_options(where: str, episode_length: Any, action_repeat: Any, obs_key: Any) -> tuple[int, int]:
+    """(episode_length, action_repeat) as positive ints (``1e3`` too), and ``obs_key`` text, else a
+    one-line ValueError naming the option."""
+    if not isinstance(obs_key, str):
+        raise ValueError(f"{where}: obs_key must be the name of an observation entry (text), got {obs_key!r}")
+    return (positive_int(where, "episode_length", episode_length),
+            positive_int(where, "action_repeat", action_repeat))
+
+
+def _check_kwargs(name: str, cls: type, kwargs: dict) -> dict:
     """Reject unknown constructor options with one line (brax raises a TypeError deep
-    inside PipelineEnv, or silently swallows them for tasks that take ``**kwargs``)."""
+    inside PipelineEnv, or silently swallows them for tasks that take ``**kwargs``), and values
+    not of their default's kind (:mod:`bpo_jax.envs.options`; brax would fail on them only when
+    the step is traced, or train with NaN weights).  Returns the options, converted."""
     params = inspect.signature(cls.__init__).parameters
     valid = {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
     if any(v.kind == v.VAR_KEYWORD for v in params.values()):
@@ -114,6 +128,7 @@ def _check_kwargs(name: str, cls: type, kwargs: dict) -> None:
             f"brax/{name} has no option(s) {', '.join(unknown)}; valid: "
             f"{', '.join(sorted(valid | set(_OWN_OPTIONS)))}"
         )
+    return check_options(f"brax/{name}", kwargs, keyword_defaults(cls.__init__))
 
 
 @struct.dataclass
@@ -137,12 +152,10 @@ class BraxApiEnv(FunctionalEnv):
 
     def __init__(self, name: str, num_envs: int, sim: Any, *, episode_length: int,
                  action_repeat: int = 1, obs_key: str = "state", state_nodes: tuple[type, ...] = ()):
-        for option, value in (("episode_length", episode_length), ("action_repeat", action_repeat)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name}: {option} must be a positive integer, got {value!r}")
+        episode_length, action_repeat = check_episode_options(name, episode_length, action_repeat, obs_key)
         self._sim = sim
-        self._episode_length = int(episode_length)
-        self._action_repeat = int(action_repeat)
+        self._episode_length = episode_length
+        self._action_repeat = action_repeat
         self._obs_key = obs_key
         # Truncated at the first agent step whose sim step count reaches episode_length.
         self.time_limit = -(-self._episode_length // self._action_repeat)

@@ -11,6 +11,7 @@ import importlib
 import jax.numpy as jnp
 
 from bpo_jax.envs.base import Box, Discrete, FunctionalEnv, ObsSpec
+from bpo_jax.envs.options import check_options
 from bpo_jax.envs.registry import registry_names
 
 
@@ -24,18 +25,31 @@ def make(name: str, num_envs: int, **params) -> "GymnaxEnv":
     return GymnaxEnv(name, num_envs, **params)
 
 
+def check_params(where: str, defaults, params: dict) -> dict:
+    """``params`` checked against the fields of the task's ``EnvParams`` ``defaults``: known
+    names, values of each field's kind (:mod:`bpo_jax.envs.options`: an int field takes an
+    int, a float field a finite number, ...) and ``max_steps_in_episode >= 1``; one-line
+    ValueErrors naming the option, before anything is traced."""
+    fields = defaults.__dataclass_fields__
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ValueError(f"{where} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    params = check_options(where, params, {name: getattr(defaults, name) for name in params})
+    if params.get("max_steps_in_episode", 1) < 1:
+        raise ValueError(f"{where}: option max_steps_in_episode must be >= 1 (the time limit in steps), "
+                         f"got {params['max_steps_in_episode']}")
+    return params
+
+
 class GymnaxEnv(FunctionalEnv):
     def __init__(self, env_id: str, num_envs: int, **params):
-        """``params`` override fields of the task's gymnax ``EnvParams`` (e.g. max_steps_in_episode)."""
+        """``params`` override fields of the task's gymnax ``EnvParams`` (e.g. max_steps_in_episode),
+        checked by :func:`check_params`."""
         import gymnax
         from gymnax.environments import environment, spaces
 
         self._env, self._params = gymnax.make(env_id)
-        unknown = sorted(set(params) - set(self._params.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"gymnax/{env_id} has no parameter(s) {', '.join(unknown)}; "
-                             f"valid: {', '.join(sorted(self._params.__dataclass_fields__))}")
-        self._params = self._params.replace(**params)
+        self._params = self._params.replace(**check_params(f"gymnax/{env_id}", self._params, params))
         # gymnax's own is_truncated is a time limit; a task that redefines it declares none.
         if type(self._env).is_truncated is environment.Environment.is_truncated:
             self.time_limit = int(getattr(self._params, "max_steps_in_episode", 0)) or None

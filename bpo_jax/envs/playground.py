@@ -67,8 +67,9 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from bpo_jax.envs.brax import BraxApiEnv
+from bpo_jax.envs.brax import BraxApiEnv, check_episode_options
 from bpo_jax.envs.mjx import warp
+from bpo_jax.envs.options import check_options
 from bpo_jax.envs.registry import MissingDependencyError, registry_names, require
 from bpo_jax.errors import first_line
 
@@ -106,19 +107,24 @@ def make(
     **overrides: Any,
 ) -> BraxApiEnv:
     """``playground/<name>``; see the module docstring for the options."""
+    where = f"playground/{name}"
+    if menagerie_path is not None and not isinstance(menagerie_path, (str, os.PathLike)):
+        raise ValueError(f"{where}: menagerie_path must be a directory path, got {menagerie_path!r}")
     _require()
     menagerie = _menagerie_dir(name, menagerie_path)  # first: nothing may start playground's clone
     from mujoco_playground import registry
 
     config = registry.get_default_config(name)
-    _check_overrides(name, config, overrides)
-    warp.check_impl(f"playground/{name}", impl)
+    overrides = _check_overrides(name, config, overrides)
+    warp.check_impl(where, impl)
+    length, repeat = check_episode_options(where, 1 if episode_length is None else episode_length,
+                                           1 if action_repeat is None else action_repeat, obs_key)
     overrides = {**overrides, "impl": impl}
     # Written into the config so tasks that read them agree with our time limit.
     if episode_length is not None:
-        overrides["episode_length"] = episode_length
+        overrides["episode_length"] = length
     if action_repeat is not None:
-        overrides["action_repeat"] = action_repeat
+        overrides["action_repeat"] = repeat
     sim = _load(name, overrides, menagerie)
     # The env's own (overridden, possibly self-modified) config is authoritative: e.g.
     # vision Cartpole sets its episode_length to 250 in the constructor.
@@ -138,11 +144,15 @@ def needs_menagerie(name: str) -> bool:
 
 
 def _require(load: bool = True) -> None:
+    if load:  # mujoco first: a bad MUJOCO_GL is reported in one line (registry.require)
+        require("mujoco", "playground", "playground")
     require("mujoco_playground", "playground", "playground", load)
 
 
-def _check_overrides(name: str, config: Any, overrides: dict) -> None:
-    """One-line error for unknown config fields (playground raises a multi-line KeyError)."""
+def _check_overrides(name: str, config: Any, overrides: dict) -> dict:
+    """One-line error for unknown config fields (playground raises a multi-line KeyError), and
+    for values not of the field's kind (:mod:`bpo_jax.envs.options`; the config raises a
+    TypeError for some, and takes NaN or a bool for a number); the overrides, converted."""
     unknown = sorted(k for k in overrides if not _has_field(config, k))
     if unknown:
         own = ["episode_length", "action_repeat", "obs_key", "impl", "menagerie_path"]
@@ -150,12 +160,26 @@ def _check_overrides(name: str, config: Any, overrides: dict) -> None:
             f"playground/{name} has no option(s) {', '.join(unknown)}; valid: "
             f"{', '.join(sorted(set(config.keys()) | set(own)))} (nested config fields with dots)"
         )
+    # A whole sub-config (e.g. vision_config=...) is left to the config to check.
+    fields = {k: _field(config, k) for k in overrides}
+    return check_options(f"playground/{name}", overrides, fields, skip=[k for k, v in fields.items() if _is_node(v)])
+
+
+def _is_node(value: Any) -> bool:
+    return hasattr(value, "keys")
+
+
+def _field(config: Any, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 def _has_field(config: Any, dotted: str) -> bool:
     node = config
     for part in dotted.split("."):
-        if not hasattr(node, "keys") or part not in node:
+        if not _is_node(node) or part not in node:
             return False
         node = node[part]
     return True

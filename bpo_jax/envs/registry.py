@@ -12,12 +12,15 @@ import ast
 import importlib
 import importlib.machinery
 import importlib.util
+import os
+import platform
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from bpo_jax.envs.base import Env
-from bpo_jax.errors import unknown_name
+from bpo_jax.envs.options import is_int
+from bpo_jax.errors import first_line, unknown_name
 
 
 class UnknownEnvError(ValueError):
@@ -26,6 +29,11 @@ class UnknownEnvError(ValueError):
 
 class MissingDependencyError(ImportError):
     """A suite's optional packages are not installed; the message says what to install."""
+
+
+class MujocoGLError(ImportError):
+    """MuJoCo cannot be imported with the ``MUJOCO_GL`` environment variable as set (an unknown
+    value, or an OpenGL backend whose library is missing); the message says what to set."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,53 @@ def require(module: str, suite: str, extra: str, load: bool = True) -> None:
         raise MissingDependencyError(
             f"the {suite}/ suite needs {module!r} ({err}); install it with: pip install 'bpo-jax[{extra}]'"
         ) from None
+    except Exception as err:  # an import that raised something else: MuJoCo's OpenGL set-up?
+        gl_error = mujoco_gl_error(err)
+        if gl_error is None:
+            raise
+        raise gl_error from None
+
+
+# What MuJoCo accepts for MUJOCO_GL per platform (mujoco/rendering/classic/gl_context.py), and
+# the shared library each backend loads through PyOpenGL (ctypes.util.find_library names).
+_GL_BACKENDS = {"Linux": ("egl", "glfw", "osmesa"), "Darwin": ("cgl", "glfw"), "Windows": ("glfw", "wgl")}
+_GL_LIBRARIES = {"osmesa": "OSMesa", "egl": "EGL", "glx": "GL"}
+# mujoco's modules that set OpenGL up (mujoco 3.x: gl_context.py, renderer.py at the top level).
+_GL_MODULES = ("rendering", "osmesa", "egl", "glfw", "cgl", "wgl", "glx")
+
+
+def mujoco_gl_error(err: BaseException) -> Optional["MujocoGLError"]:
+    """The one-line :class:`MujocoGLError` for ``err``, an exception raised while importing a
+    module, if it came from MuJoCo's OpenGL set-up under a ``MUJOCO_GL`` the user set; else None.
+
+    ``import mujoco`` picks an OpenGL backend from ``MUJOCO_GL``: an unknown value raises a
+    RuntimeError, and a backend whose library is missing (e.g. ``osmesa`` without libOSMesa)
+    an AttributeError from inside PyOpenGL, each with a long traceback.  Training never renders
+    (only ``bpo-jax eval --video`` does), so unsetting it is always a way out."""
+    value = os.environ.get("MUJOCO_GL", "").strip()
+    spec = _find_spec("mujoco")
+    roots = [os.path.join(os.path.realpath(r), "") for r in (spec.submodule_search_locations or [])] if spec else []
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        frames.append(os.path.realpath(tb.tb_frame.f_code.co_filename))
+        tb = tb.tb_next
+    inside = [os.path.relpath(f, r).split(os.sep) for f in frames for r in roots if f.startswith(r)]
+    if not value or not any(p[0] in _GL_MODULES or p[-1] in ("gl_context.py", "renderer.py") for p in inside):
+        return None  # not raised by mujoco's OpenGL set-up
+    detail = f"{type(err).__name__}: {first_line(err)}"
+    library = _GL_LIBRARIES.get(value.lower())
+    if library is not None:
+        import ctypes.util
+
+        if ctypes.util.find_library(library) is None:
+            detail += f"; no lib{library} found"
+    backends = _GL_BACKENDS.get(platform.system(), ("glfw",))
+    options = ", ".join(backends[:-1]) + f" or {backends[-1]}" if len(backends) > 1 else backends[0]
+    return MujocoGLError(
+        f"MUJOCO_GL={value} cannot be used here (importing mujoco failed: {detail}): unset MUJOCO_GL "
+        f"(training does not render), or set it to {options} with that library installed"
+    )
 
 
 def installed(module: str) -> bool:
@@ -122,10 +177,20 @@ def registry_names(module: str, variable: str, live: Callable[[], list[str]]) ->
 
 
 def register_suite(suite: str, names: Callable[[], list[str]], constructor: Callable[..., Env],
-                   description: str) -> None:
+                   description: str, replace: bool = False) -> None:
     """Add a suite: ``names()`` lists its environments, ``constructor(name, num_envs, **kw)`` builds
     one; ``description`` is the one line ``bpo-jax envs`` prints beside the suite.  ``names()`` raises
-    :class:`MissingDependencyError` when the suite's packages are missing."""
+    :class:`MissingDependencyError` when the suite's packages are missing.
+
+    A suite name already registered (a built-in one such as ``gymnax``, or one added before) is
+    refused with a ValueError unless ``replace=True``, so that a plug-in cannot silently take
+    over ``gymnax/...`` ids."""
+    if not isinstance(suite, str) or not suite or "/" in suite:
+        raise ValueError(f"register_suite: suite must be a non-empty name without '/', got {suite!r}")
+    if suite in _SUITES and not replace:
+        kind = "a built-in suite" if suite in _BUILTIN else "already registered"
+        raise ValueError(f"register_suite: {suite!r} is {kind}; pass replace=True to replace it, "
+                         "or register under another name")
     _SUITES[suite] = _Suite(names, constructor, description)
 
 
@@ -160,7 +225,15 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
     """Build ``num_envs`` batched copies of ``env_id`` (e.g. ``"gymnax/CartPole-v1"``).
 
     ``reset_pool > 0`` switches auto-reset to cached mode (see :class:`FunctionalEnv`);
-    other keyword arguments go to the suite's constructor."""
+    other keyword arguments go to the suite's constructor.  Bad arguments raise one-line
+    ValueErrors naming them, before anything is imported or traced."""
+    if not isinstance(env_id, str):
+        raise ValueError(f"env must be a 'suite/name' string such as 'gymnax/CartPole-v1', got {env_id!r}")
+    if not is_int(num_envs) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if not is_int(reset_pool) or reset_pool < 0:
+        raise ValueError(f"reset_pool must be >= 0, an integer (0: fresh resets), got {reset_pool!r}")
+    num_envs, reset_pool = int(num_envs), int(reset_pool)
     suite, sep, name = env_id.partition("/")
     if not sep or suite not in _SUITES:
         raise UnknownEnvError(

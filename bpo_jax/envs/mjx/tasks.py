@@ -21,6 +21,7 @@ from flax import struct
 from bpo_jax.envs.base import Box, EnvState, FunctionalEnv, ObsSpec
 from bpo_jax.envs.mjx import warp
 from bpo_jax.envs.mjx.physics import mj_step, mujoco_contact_frames
+from bpo_jax.envs.options import check_option, is_int
 from bpo_jax.envs.registry import require
 
 INF = float("inf")
@@ -178,8 +179,7 @@ class MjxEnv(FunctionalEnv):
         unknown = sorted(set(kwargs) - set(defaults))
         if unknown:
             raise ValueError(f"mjx/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
-        _check_types(name, kwargs, defaults)
-        opts = {**defaults, **kwargs}
+        opts = {**defaults, **_check_types(name, kwargs, defaults)}
         _check_options(name, opts)
         self.options = opts
         self._cfg = _Config(family, version == "v5")
@@ -199,8 +199,7 @@ class MjxEnv(FunctionalEnv):
         self.init_qpos = np.asarray(m.qpos0, np.float32)  # MjData(model).qpos: Gymnasium's init_qpos
         self._body_mass = np.asarray(m.body_mass, np.float32)
         if family == "Ant":
-            body = opts.get("main_body", "torso")  # v4 reads get_body_com("torso")
-            self._main_body = body if isinstance(body, (int, np.integer)) else m.body(body).id
+            self._main_body = _body_id(name, m, opts.get("main_body", "torso"))  # v4 reads get_body_com("torso")
         # Reset observations use qfrc_actuator = 0: true for ctrl = 0 when no actuator has a bias.
         if family == "Humanoid" and np.any(m.actuator_biastype != mujoco.mjtBias.mjBIAS_NONE):
             raise ValueError("Humanoid model with biased actuators: reset qfrc_actuator would not be 0")
@@ -480,23 +479,31 @@ _REWARDS: dict[str, Callable] = {
 }
 
 
-def _check_types(name: str, given: dict, defaults: dict) -> None:
-    """A given option must have its default's kind (number, tuple of numbers, text), so that
-    ``reset_noise_scale=abc`` is refused by name instead of failing inside the physics."""
-    def kind(v):
-        if isinstance(v, bool):
-            return "True or False"
-        if isinstance(v, (int, float, np.integer, np.floating)):
-            return "a number"
-        if isinstance(v, (tuple, list)):
-            return "a tuple of numbers" if all(kind(x) == "a number" for x in v) else "a tuple"
-        return "text" if isinstance(v, str) else type(v).__name__
+def _check_types(name: str, given: dict, defaults: dict) -> dict:
+    """Given options in their default's kind (:mod:`bpo_jax.envs.options`: a float option takes a
+    finite number, an int option an integer, a range a tuple of two numbers, ...), so that
+    ``reset_noise_scale=abc`` or ``healthy_z_range=(0.7,)`` is refused by name instead of failing
+    inside the physics, and ``max_episode_steps=1.5`` is not truncated; converted (``1`` for a
+    float option is ``1.0``)."""
+    checked = {}
     for key, value in given.items():
-        default = defaults[key]
-        if key == "naconmax" or (key == "main_body" and kind(value) in ("a number", "text")):
-            continue  # naconmax has its own, more precise check; main_body is a body index or name
-        if default is not None and kind(value) != kind(default):
-            raise ValueError(f"mjx/{name}: option {key} takes {kind(default)} (default {default!r}), got {value!r}")
+        if key == "naconmax" or (key == "main_body" and (is_int(value) or isinstance(value, str))):
+            checked[key] = value  # naconmax has its own, more precise check; main_body is a body index or name
+        else:
+            checked[key] = check_option(f"mjx/{name}", key, value, defaults[key])
+    return checked
+
+
+def _body_id(name: str, m, body) -> int:
+    """Index of ``body`` (an index or a name) in model ``m``, else a one-line ValueError (MuJoCo
+    raises a KeyError for an unknown name; JAX would clamp an index out of range)."""
+    names = [m.body(i).name for i in range(m.nbody)]
+    if is_int(body) and 0 <= body < m.nbody:
+        return int(body)
+    if isinstance(body, str) and body in names:
+        return names.index(body)
+    raise ValueError(f"mjx/{name}: option main_body takes a body index in [0, {m.nbody - 1}] or a body name "
+                     f"({', '.join(n for n in names if n)}), got {body!r}")
 
 
 def _check_options(name: str, o: dict) -> None:
