@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import functools
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -238,9 +239,9 @@ class Config:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
                 raise ConfigError(f"env option {item!r} is not key=value (e.g. backend=generalized)")
-            try:
-                value = ast.literal_eval(text.strip())
-            except (ValueError, SyntaxError):
+            try:  # inf is no Python literal, 1e999 is (a range such as healthy_z_range=(0.7,inf))
+                value = ast.literal_eval(re.sub(r"\binf\b", "1e999", text.strip()))
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
                 value = text.strip()
             if key.strip() in out:
                 raise ConfigError(f"env option {key.strip()} is given twice in env_options")

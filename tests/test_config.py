@@ -112,3 +112,13 @@ def test_cem_limit_losses_stay_finite_at_a_zero_target(loss_type):
     if loss_type == "RKL":  # 0 log 0 = 0: the zero-target sample contributes nothing
         per = losses.bpo_divergence(log_ratio, target, np.ones(3), loss_type)
         assert float(per[0]) == 0.0
+
+
+def test_env_options_read_python_literals_and_inf():
+    """Values are Python literals where they parse as one; inf (no literal) too, so a range such
+    as mjx's healthy_z_range=(0.7, inf) can be given on the command line; a word holding 'inf'
+    stays text."""
+    kw = Config(env_options=("healthy_z_range=(0.8,inf)", "a=-inf", "n=3", "flag=True", "path=/data/inf/x",
+                             "name=info")).env_kwargs()
+    assert kw == {"healthy_z_range": (0.8, float("inf")), "a": float("-inf"), "n": 3, "flag": True,
+                  "path": "/data/inf/x", "name": "info"}
