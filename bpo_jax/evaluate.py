@@ -23,7 +23,7 @@ from bpo_jax import normalization as norm
 from bpo_jax.config import Config
 from bpo_jax.envs import make as make_env
 from bpo_jax.errors import first_line
-from bpo_jax.export import check_config, check_int, check_seed, state_seeds
+from bpo_jax.checks import check_config, check_int, check_seed, state_seeds
 from bpo_jax.networks import action_to_env, make_network
 
 

@@ -27,55 +27,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpo_jax import normalization as norm
+from bpo_jax.checks import check_config, expected_shapes, match_shapes, show, state_shapes
 from bpo_jax.envs.base import Box, Discrete
+from bpo_jax.envs.options import is_int
 from bpo_jax.networks import action_to_env, make_network
 
 
 # ------------------------------------------------------------------ argument checks
-# Shared with bpo_jax.evaluate: bad arguments fail here, in one line that names them, before any
-# tracing, rather than as a JAX shape error or a flax ScopeParamShapeError deep inside.
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 and "\n" not in text else text[:57].replace("\n", " ") + "..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_int(name: str, value: Any, low: int = 1) -> int:
-    """``value`` as an int >= ``low``; ValueError naming ``name`` otherwise (a bool or a float is no integer)."""
-    if not _is_int(value):
-        raise ValueError(f"{name} must be an integer >= {low}, got {_show(value)}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """A PRNG seed: an integer in [0, 2**32), as Config.seed."""
-    if not _is_int(seed) or not 0 <= seed < 2**32:
-        raise ValueError(f"{name} must be an integer in [0, 2**32), got {_show(seed)}")
-    return int(seed)
-
-
-def check_config(config: Any) -> None:
-    from bpo_jax.config import Config
-
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a bpo_jax Config, got {type(config).__name__}")
-
-
 def check_obs_dim(obs_dim: Any) -> int | tuple[int, int, int]:
     """``obs_dim`` as the observation width (an int; a 1-tuple counts as its entry) or an image's
     (H, W, C) tuple."""
     dims = tuple(obs_dim) if isinstance(obs_dim, (tuple, list)) else None
-    if dims is not None and len(dims) in (1, 3) and all(_is_int(d) and d >= 1 for d in dims):
+    if dims is not None and len(dims) in (1, 3) and all(is_int(d) and d >= 1 for d in dims):
         return int(dims[0]) if len(dims) == 1 else tuple(int(d) for d in dims)
-    if dims is None and _is_int(obs_dim) and obs_dim >= 1:
+    if dims is None and is_int(obs_dim) and obs_dim >= 1:
         return int(obs_dim)
     raise ValueError(f"obs_dim must be the observation width (an integer >= 1) or an image's (H, W, C), "
-                     f"got {_show(obs_dim)}")
+                     f"got {show(obs_dim)}")
 
 
 def _image_shape(obs_dim) -> tuple[int, ...] | None:
@@ -89,33 +57,6 @@ def _obs_spec(obs_dim) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(image, jnp.uint8) if image else jax.ShapeDtypeStruct((obs_dim,), jnp.float32)
 
 
-def _leaf_shapes(prefix: str, tree) -> dict[str, tuple[int, ...]]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {prefix + jax.tree_util.keystr(path): tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf)
-            for path, leaf in leaves}
-
-
-def _expected_shapes(config, action_space, obs_spec) -> dict[str, tuple[int, ...]]:
-    """The shapes of one seed's ``state.params`` (and ``state.obs_stats`` with normalize_obs) that
-    ``config``'s network has for observations of ``obs_spec`` (traced abstractly: no computation)."""
-    shape, dtype = tuple(obs_spec.shape), obs_spec.dtype
-    network = make_network(config, action_space, jax.ShapeDtypeStruct(shape, dtype))
-    params = jax.eval_shape(network.init, jax.random.key(0), jax.ShapeDtypeStruct((1, *shape), dtype))
-    shapes = _leaf_shapes("state.params", params)
-    if config.normalize_obs:
-        shapes.update(_leaf_shapes("state.obs_stats", jax.eval_shape(lambda: norm.init_stats(shape))))
-    return shapes
-
-
-def _state_shapes(state) -> dict[str, tuple[int, ...]]:
-    if not (hasattr(state, "params") and hasattr(state, "obs_stats")):
-        raise ValueError(f"state must be a TrainState (with params and obs_stats), got {type(state).__name__}")
-    shapes = _leaf_shapes("state.params", state.params)
-    if state.obs_stats is not None:
-        shapes.update(_leaf_shapes("state.obs_stats", state.obs_stats))
-    return shapes
-
-
 def _flat_stats(stats, width: int):
     """Observation statistics of a multi-axis observation (e.g. gymnax DeepSea's [8, 8]) as those
     of its flattened width, the observation the exported function takes (the MLP flattens too)."""
@@ -125,7 +66,7 @@ def _flat_stats(stats, width: int):
 
 
 def _flat_stat_shapes(actual: dict, width: int) -> dict:
-    """:func:`_state_shapes` with multi-axis statistics (one seed's, or a leading seed axis and
+    """:func:`state_shapes` with multi-axis statistics (one seed's, or a leading seed axis and
     then one seed's) shown as the flattened width, as :func:`_flat_stats` will pass them."""
     def flat(k, shape):
         if not k.startswith("state.obs_stats") or len(shape) < 2:
@@ -136,49 +77,11 @@ def _flat_stat_shapes(actual: dict, width: int) -> dict:
     return {k: flat(k, shape) for k, shape in actual.items()}
 
 
-def _match(expected: dict, actual: dict) -> tuple[int | None, str | None]:
-    """(None, None): ``actual`` is one seed's state; (S, None): S seeds' (every array with a
-    leading seed axis of S); (None, why): neither."""
-    missing, extra = [k for k in expected if k not in actual], [k for k in actual if k not in expected]
-    if missing or extra:
-        if all(k.startswith("state.obs_stats") for k in missing + extra):
-            return None, ("the configuration normalizes observations (normalize_obs) but the state holds no "
-                          "observation statistics" if missing else "the state holds observation statistics but "
-                          "the configuration does not normalize observations (normalize_obs)")
-        keys = missing or extra
-        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-        return None, (f"the state lacks {keys[0]}{more}" if missing else
-                      f"the state has {keys[0]}{more}, which the configuration's network has not")
-    if all(actual[k] == expected[k] for k in expected):
-        return None, None
-    batched = [k for k in expected if actual[k][1:] == expected[k] and len(actual[k]) == len(expected[k]) + 1]
-    seeds = {actual[k][0] for k in batched}
-    if len(batched) == len(expected) and len(seeds) == 1:
-        return seeds.pop(), None
-    wrong = [k for k in expected if actual[k] != expected[k] and k not in batched]
-    if not wrong:
-        return None, "its arrays disagree on the leading seed axis"
-    k = wrong[0]
-    if batched and len(actual[k]) == len(expected[k]) + 1:  # a run's state: compare one seed's
-        return None, f"{k} has shape {actual[k][1:]} per seed where the configuration's network has {expected[k]}"
-    return None, f"{k} has shape {actual[k]} where the configuration's network has {expected[k]}"
-
-
-def state_seeds(config, action_space, obs_spec, state) -> int | None:
-    """How many seeds ``state`` holds: None where it is one seed's (unbatched), S where every array
-    has a leading axis of S seeds.  ValueError where its parameters (or observation statistics)
-    are not those of ``config``'s network for observations of ``obs_spec`` (.shape, .dtype)."""
-    seeds, why = _match(_expected_shapes(config, action_space, obs_spec), _state_shapes(state))
-    if why is not None:
-        raise ValueError(f"the state does not match the configuration (another env, algorithm or network?): {why}")
-    return seeds
-
-
 def _obs_dim_mismatch(config, action_space, obs_dim: int, actual: dict) -> str | None:
     """Where ``state`` fits ``config`` but not the width ``obs_dim``: the message that says so."""
     # The leaves whose shape follows obs_dim (the first layers' kernels) tell the state's width.
-    base = _expected_shapes(config, action_space, _obs_spec(obs_dim))
-    other = _expected_shapes(config, action_space, _obs_spec(obs_dim + 1))
+    base = expected_shapes(config, action_space, _obs_spec(obs_dim))
+    other = expected_shapes(config, action_space, _obs_spec(obs_dim + 1))
     for k in base:
         if base[k] == other[k] or k not in actual:
             continue
@@ -188,7 +91,7 @@ def _obs_dim_mismatch(config, action_space, obs_dim: int, actual: dict) -> str |
             return None
         width = obs_dim + got[axis] - base[k][axis]
         if width > config.policy_obs_dim and width != obs_dim and \
-                _match(_expected_shapes(config, action_space, _obs_spec(width)), actual)[1] is None:
+                match_shapes(expected_shapes(config, action_space, _obs_spec(width)), actual)[1] is None:
             return f"obs_dim {obs_dim} does not match the state, whose networks read observations of width {width}"
         return None
     return None
@@ -198,15 +101,15 @@ def _checked(path, config, action_space, state, obs_dim) -> int | tuple[int, int
     """The export's arguments checked (one seed's state that ``config``'s network for ``obs_dim``
     fits); returns ``obs_dim`` as an int or an image's (H, W, C)."""
     if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"path must be a file path, got {_show(path)}")
+        raise ValueError(f"path must be a file path, got {show(path)}")
     check_config(config)
     if not isinstance(action_space, (Box, Discrete)):
-        raise ValueError(f"action_space must be a bpo_jax Box or Discrete, got {_show(action_space)}")
+        raise ValueError(f"action_space must be a bpo_jax Box or Discrete, got {show(action_space)}")
     obs_dim = check_obs_dim(obs_dim)
     if _image_shape(obs_dim) is None and config.policy_obs_dim and obs_dim <= config.policy_obs_dim:
         raise ValueError(f"obs_dim must be the full observation width, above policy_obs_dim "
                          f"{config.policy_obs_dim} (the actor's part, then the critic's), got {obs_dim}")
-    actual = _state_shapes(state)
+    actual = state_shapes(state)
     image, cnn = _image_shape(obs_dim) is not None, any("['torso']" in k for k in actual)
     if image and not cnn:
         raise ValueError(f"obs_dim {obs_dim} is an image's (H, W, C), which the Nature-CNN policy reads, but the "
@@ -216,7 +119,7 @@ def _checked(path, config, action_space, state, obs_dim) -> int | tuple[int, int
                          "pass the image's (H, W, C)")
     if not image:
         actual = _flat_stat_shapes(actual, obs_dim)
-    seeds, why = _match(_expected_shapes(config, action_space, _obs_spec(obs_dim)), actual)
+    seeds, why = match_shapes(expected_shapes(config, action_space, _obs_spec(obs_dim)), actual)
     if why is not None:
         raise ValueError((not image and _obs_dim_mismatch(config, action_space, obs_dim, actual)) or
                          f"the state does not match the configuration and obs_dim {obs_dim} (another env, algorithm, "
@@ -279,7 +182,7 @@ def load_policy(path: str):
     FileNotFoundError where ``path`` does not exist; ValueError where it is not a file that
     :func:`export_policy` wrote."""
     if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"path must be a file path, got {_show(path)}")
+        raise ValueError(f"path must be a file path, got {show(path)}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a bpo-jax jax.export policy file")
     if not os.path.exists(path):
