@@ -47,7 +47,7 @@ def check_creatable(path: str) -> None:
     """Fail if directory ``path`` can be neither used nor created: a file in its place or above
     it, or the nearest existing folder above it not writable (os.makedirs would fail late)."""
     if not path:
-        raise OutputDirError("the output path is empty; name a directory")
+        raise OutputDirError("the output path `out` is empty; name a directory")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputDirError(f"output path {path!r} is a file; choose a directory")
     existing = os.path.abspath(path)

@@ -128,12 +128,10 @@ def check_out(out: str, overwrite: bool) -> None:
     empty unless ``overwrite``.  Raises OutputDirError (names in backticks)."""
     from bpo_jax import reporting
 
-    if not out:
-        raise reporting.OutputDirError("the output directory must be named, got ''; choose another `out`")
     try:
         reporting.check_output_dir(out, overwrite)
     except reporting.OutputDirError:
-        if reporting.is_incomplete(out):  # train's hint names `bpo-jax train --resume`; an llm run cannot resume
+        if out and reporting.is_incomplete(out):  # train's hint names `bpo-jax train --resume`; an llm run cannot resume
             raise reporting.OutputDirError(f"output directory {out!r} exists and is not empty (it holds an unfinished "
                                            f"run); set `overwrite` to replace it or choose another `out`") from None
         raise

@@ -516,8 +516,6 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
     if cfg.seed + seeds > 2**32:
         raise ValueError(f"`seed` + `seeds` must be <= 2**32 (seeds {cfg.seed}..{cfg.seed + seeds - 1}), got "
                          f"{cfg.seed + seeds}")
-    if not out:
-        raise reporting.OutputDirError("the output directory must be named, got ''; choose another `out`")
     reporting.open_run_dir(out, overwrite, words(RUNNING_NOTE))
     try:
         problems = make_problem_sets(cfg)
