@@ -427,8 +427,10 @@ class Saver:
 
     def __call__(self, chunk: Chunk) -> Optional[str]:
         """Save ``chunk`` if due; returns the path written."""
-        if not self.due(chunk.update, chunk.num_updates):
-            return None
+        return self.save(chunk) if self.due(chunk.update, chunk.num_updates) else None
+
+    def save(self, chunk: Chunk) -> str:
+        """Save ``chunk`` now (runs trained as one program save together, when any of them is due)."""
         t0 = time.perf_counter()
         path = save(
             self.directory, chunk.state, update=chunk.update, config=self.config, num_seeds=self.num_seeds,

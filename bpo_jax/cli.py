@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -116,6 +117,18 @@ def _parse_strings(text: str) -> tuple[str, ...]:
             items.append(text[start:i].strip())
             start, depth = i + 1, 0
     return tuple(x for x in items if x)
+
+
+def _parse_grid(text: str) -> tuple[str, tuple[float, ...]]:
+    """'eps=0.1,0.2' -> ('eps', (0.1, 0.2)); the field may be spelt as its flag (bpo-lambda)."""
+    name, sep, values = text.partition("=")
+    name = name.strip().removeprefix("--").replace("-", "_")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected FIELD=V,V (e.g. eps=0.1,0.2), got {text!r}")
+    try:
+        return name, tuple(int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v) for v in _parse_strings(values))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the values of {name} must be numbers, got {values!r}") from None
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any], suppress: bool = False) -> None:
@@ -275,6 +288,11 @@ def _add_sweep_parsers(sub) -> None:
     sw.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds per run, one program (default: 10)")
     sw.add_argument("--total-steps", type=int, default=None, metavar="N",
                     help="environment steps per seed for every run (default: each preset's budget, the paper's)")
+    sw.add_argument("--grid", type=_parse_grid, action="append", default=None, metavar="FIELD=V,V",
+                    help="also vary a setting, e.g. --grid eps=0.1,0.2,0.3 (repeat for more fields: every "
+                         "combination); grid points of a task and algorithm that differ only in "
+                         + ", ".join(f.replace("_", "-") for f in sweep.TRACED)
+                         + " train as one program; sizes such as num-epochs are a program each")
     sw.add_argument("--out", required=True, metavar="DIR", help="the sweep directory (a new one, or this sweep's)")
     sw.add_argument("--checkpoint-every", type=parse_every, default=None, metavar="N|30s|10m|2h",
                     help="checkpoint cadence within each run (default: 10m)")
@@ -714,10 +732,16 @@ def cmd_sweep(args) -> int:
                              fast_compile=args.fast_compile, tensorboard=args.tensorboard,
                              resume_hint=again, restart_hint=again,
                              **every).validate()
-        plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks)
+        grid = dict(args.grid or ())
+        if len(grid) < len(args.grid or ()):
+            repeated = next(name for i, (name, _) in enumerate(args.grid) if name in dict(args.grid[:i]))
+            raise ConfigError(f"--grid names {repeated} twice; give its values once: --grid {repeated}=V,V")
+        plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks, grid or None)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
-    runner.use_cpu_cores(plan.num_seeds)  # several seeds of every run go whole onto the CPU's cores
+    # Every program's seeds go whole onto the CPU's cores: a count of devices that divides the
+    # members (grid points x seeds) of every program.
+    runner.use_cpu_cores(plan.num_seeds * math.gcd(*(len(group) for group in plan.programs())))
     try:
         summary = sweep.run(plan, args.out, options, say=_say)
     except KeyboardInterrupt:
@@ -740,6 +764,7 @@ def _sweep_command(args) -> str:
     q = shlex.quote
     steps = f" --total-steps {args.total_steps}" if args.total_steps else ""
     tasks = f" --tasks {q(','.join(args.tasks))}" if args.tasks else ""
+    tasks += "".join(f" --grid {q(name + '=' + ','.join(f'{v:g}' for v in values))}" for name, values in args.grid or ())
     fast = " --fast-compile" if args.fast_compile else ""
     watch = ""
     if args.checkpoint_every:
@@ -799,7 +824,7 @@ def _from_runs(args, default_name: str, write, check=lambda out: None) -> int:
         out = args.out or os.path.join(args.dirs[0], default_name)
         _check_file_out(out, default_name)
         check(out)
-        loaded = [curves.load(d) for d in curves.find_runs(args.dirs)]
+        loaded = curves.load_all(curves.find_runs(args.dirs))
     except (ValueError, OSError) as e:
         return _fail(first_line(e))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

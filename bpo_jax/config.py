@@ -226,6 +226,19 @@ class Config:
         low, high = self.bounds
         return dataclasses.replace(self, eps_low=low, eps_high=high, **fill)
 
+    def program_difference(self, other: "Config") -> Optional[str]:
+        """None where ``other`` is this run's program with other hyperparameters (they differ in
+        sweepable fields only, :data:`SWEEPABLE`, so both can train as one vmapped program), else
+        a line naming the first field that differs."""
+        mine, theirs = self.resolved(), other.resolved()
+        for f in fields(Config):
+            if f.metadata["sweep"] or f.name == "eps":  # eps reaches the program as eps_low / eps_high
+                continue
+            a, b = getattr(mine, f.name), getattr(theirs, f.name)
+            if a != b:
+                return f"{f.name} is {a!r} in one and {b!r} in another"
+        return None
+
     def hparams(self) -> HParams:
         """The sweepable floats as a pytree of float32 scalars."""
         full = self.resolved()

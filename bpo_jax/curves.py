@@ -12,10 +12,11 @@ updates up to that step, per seed.  It is what ``final_episode_return`` in summa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -42,14 +43,24 @@ class Curve:
     """[S, U] mean return of the episodes that ended in each update (NaN where none did)."""
     episodes: np.ndarray
     """[S, U] how many episodes ended in each update."""
+    settings: dict = field(default_factory=dict, compare=False)
+    """The run's config.json."""
+    variant: str = ""
+    """What sets it apart from other runs of its env and algorithm shown with it (``eps=0.1``,
+    :func:`name_variants`); empty where it is the only one."""
 
     @property
     def num_seeds(self) -> int:
         return self.returns.shape[0]
 
     @property
+    def name(self) -> str:
+        """The algorithm, and the variant where there is one: ``BPO eps=0.1``."""
+        return f"{self.algo.upper()} {self.variant}".strip()
+
+    @property
     def label(self) -> str:
-        return f"{self.algo.upper()} ({self.num_seeds} seed{'s' if self.num_seeds > 1 else ''})"
+        return f"{self.name} ({self.num_seeds} seed{'s' if self.num_seeds > 1 else ''})"
 
     def at(self, step: float, fraction: float = 0.1) -> np.ndarray:
         """[S] return per seed at ``step`` (the last ``fraction`` of updates up to it); NaN for
@@ -106,7 +117,46 @@ def load(run_dir: str) -> Curve:
     returns = np.array([[cells[s, u][0] for u in updates] for s in seeds]).reshape(len(seeds), len(updates))
     episodes = np.array([[cells[s, u][1] for u in updates] for s in seeds]).reshape(len(seeds), len(updates))
     return Curve(run_dir=run_dir, env=config["env"], algo=config["algo"], total_steps=int(config["total_steps"]),
-                 steps=np.array([steps_of[u] for u in updates], dtype=float), returns=returns, episodes=episodes)
+                 steps=np.array([steps_of[u] for u in updates], dtype=float), returns=returns, episodes=episodes,
+                 settings=config)
+
+
+def load_all(run_dirs: Sequence[str]) -> list[Curve]:
+    """:func:`load` each run directory, then :func:`name_variants`."""
+    return name_variants([load(d) for d in run_dirs])
+
+
+# Settings a label leaves out: the budget and seed count are on the figure already.
+_UNLABELLED = ("total_steps", "num_seeds")
+
+
+def name_variants(curves: Sequence[Curve]) -> list[Curve]:
+    """``curves`` with :attr:`Curve.variant` set where several runs share an env and algorithm:
+    the settings in which they differ (a sweep's grid point, ``eps=0.1, bpo_lambda=1``)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, c in enumerate(curves):
+        groups.setdefault((c.env, c.algo), []).append(i)
+    named = list(curves)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        mine = [curves[i].settings for i in members]
+        keys = [k for k in dict.fromkeys(k for s in mine for k in s) if k not in _UNLABELLED]
+        differ = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in mine}) > 1]
+        if "eps" in differ and all(s.get("eps_low") == s.get("eps_high") == s.get("eps") for s in mine):
+            differ = [k for k in differ if k not in ("eps_low", "eps_high")]  # symmetric bounds: eps says it
+        shown = differ[:_MOST_SHOWN] if len(differ) <= _MOST_SHOWN else differ[:_MOST_SHOWN - 1]
+        more = f", +{len(differ) - len(shown)} more" if len(shown) < len(differ) else ""
+        for i, s in zip(members, mine):
+            named[i] = dataclasses.replace(curves[i], variant=", ".join(f"{k}={_shown(s.get(k))}" for k in shown) + more)
+    return named
+
+
+_MOST_SHOWN = 4  # settings named in a label; runs of other presets differ in dozens
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _read_json(path: str, needs: Sequence[str]) -> dict:
@@ -152,7 +202,7 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
     cols = min(len(envs), 2)
     rows = -(-len(envs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.8 * rows), dpi=110, squeeze=False)
-    colours = {algo: f"C{i}" for i, algo in enumerate(dict.fromkeys(c.algo for c in curves))}
+    colours = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(c.name for c in curves))}
     for ax, env in zip(axes.flat, envs):
         mine = [c for c in curves if c.env == env]
         for c in mine:
@@ -160,9 +210,9 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
                 mean, lo, hi = np.nanmean(r, 0), np.nanmin(r, 0), np.nanmax(r, 0)
-            ax.plot(c.steps, mean, color=colours[c.algo], lw=1.6, label=f"{c.label}: mean")
+            ax.plot(c.steps, mean, color=colours[c.name], lw=1.6, label=f"{c.label}: mean")
             if c.num_seeds > 1:
-                ax.fill_between(c.steps, lo, hi, color=colours[c.algo], alpha=0.2, lw=0)
+                ax.fill_between(c.steps, lo, hi, color=colours[c.name], alpha=0.2, lw=0)
         budget = ", ".join(sorted({f"{c.algo.upper()} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in mine}))
         # The budget under the panel's title, where no curve or legend can cover it.
         ax.set_title(f"{env}\nbudget: {budget}", fontsize=9)
@@ -190,13 +240,14 @@ def image_formats() -> list[str]:
 
 
 def write_csv(curves: Sequence[Curve], path: str) -> None:
-    """Every curve in one long table: run, env, algo, seed, update, env_steps, episodes, return."""
+    """Every curve in one long table: run, env, algo, variant, seed, update, env_steps, episodes,
+    return."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run", "env", "algo", "seed", "update", "env_steps", "episodes", "episode_return_mean"])
+        w.writerow(["run", "env", "algo", "variant", "seed", "update", "env_steps", "episodes", "episode_return_mean"])
         for c in curves:
             for s in range(c.num_seeds):
                 for u, steps in enumerate(c.steps):
                     value = c.returns[s, u]
-                    w.writerow([c.run_dir, c.env, c.algo, s, u + 1, int(steps), int(c.episodes[s, u]),
+                    w.writerow([c.run_dir, c.env, c.algo, c.variant, s, u + 1, int(steps), int(c.episodes[s, u]),
                                 "" if np.isnan(value) else f"{value:.6g}"])

@@ -140,7 +140,7 @@ def markdown(curves: Sequence[Curve], title: str = "Results against the paper") 
         for r in compare(curve):
             paper = "" if r.paper is None else f"{r.paper:,.1f}"
             band = "" if r.band is None else f"{r.band[0]:,.1f} – {r.band[1]:,.1f}"
-            lines.append(f"| {r.env} | {r.algo.upper()} | {r.step:,} | {int(np.isfinite(r.values).sum())} | "
+            lines.append(f"| {r.env} | {curve.name} | {r.step:,} | {int(np.isfinite(r.values).sum())} | "
                          f"{_spread(r.values)} | {paper} | {band} | {r.verdict} |")
     lines += ["", f"Paper values: {paper_source()}", ""]
     return "\n".join(lines)

@@ -37,7 +37,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bpo_jax.config import Config, ConfigError
+from bpo_jax.config import Config, ConfigError, HParams
 from bpo_jax.train import DATA_AXIS, Trainer, TrainState, env_partition, make_trainer
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bpo-jax", "xla")
@@ -269,6 +269,19 @@ def use_cpu_cores(num_seeds: int) -> Optional[int]:
     return count
 
 
+def fitting_devices(devices: Optional[Sequence[jax.Device]], split: str, num_seeds: int,
+                    num_envs: int) -> Optional[Sequence[jax.Device]]:
+    """``devices`` as given, except where ``split="auto"`` on this process's CPU devices could
+    split neither the seeds nor the envs (3 runs of a sweep's grid, one seed and one env each, on
+    2 devices): then as many of them as divide the seeds, rather than an error."""
+    if devices is not None or split != "auto" or jax.process_count() > 1:
+        return devices
+    every = jax.devices()
+    if not all(d.platform == "cpu" for d in every) or num_seeds % len(every) == 0 or num_envs % len(every) == 0:
+        return devices
+    return every[:max(d for d in range(1, len(every) + 1) if num_seeds % d == 0)]
+
+
 def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds: int = 1,
               split: str = "auto") -> Mesh:
     """1-D mesh over ``devices`` (default: all devices of all processes) along DATA_AXIS, which
@@ -357,6 +370,7 @@ def run(
     devices: Optional[Sequence[jax.Device]] = None,
     split: str = "auto",
     compiler_options: Optional[dict[str, Any]] = None,
+    variants: Optional[Sequence[Config]] = None,
 ) -> RunResult:
     """Train ``num_seeds`` seeds of ``config`` as one vmapped program, chunk by chunk.
 
@@ -384,11 +398,25 @@ def run(
     process 0); chunk states are then gathered to host numpy before ``on_chunk``.
 
     ``compiler_options`` (e.g. :data:`FAST_COMPILE`) are XLA options for both programs.
+
+    ``variants``: configurations that differ from ``config`` in sweepable fields only
+    (:meth:`Config.program_difference`), trained instead of ``config``, ``num_seeds`` seeds each,
+    as one program whose hyperparameters are traced per member.  Member ``v * num_seeds + i`` is
+    seed ``i`` of ``variants[v]`` with the key a run of that variant alone gives its seed ``i``;
+    every [seeds, ...] array above (state, metrics, ``start``) is then [members, ...].
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
-    split = resolve_split(split, num_seeds, devices)
-    mesh = make_mesh(devices, config.num_envs, num_seeds, split)
+    variants = list(variants) if variants is not None else None
+    for other in variants or ():
+        difference = config.program_difference(other)
+        if difference:
+            raise ValueError(f"variants train as one program, so they may differ in sweepable fields only; {difference}")
+    num_variants = 1 if variants is None else len(variants)
+    members = num_variants * num_seeds
+    devices = fitting_devices(devices, split, members, config.num_envs)
+    split = resolve_split(split, members, devices)
+    mesh = make_mesh(devices, config.num_envs, members, split)
     # Split seeds: each device runs whole programs of its own seeds, so nothing in the
     # trainer is partitioned (no env-axis constraints); the seed axis is split by the jit.
     trainer = make_trainer(config, mesh=mesh if split == "envs" else None)
@@ -405,16 +433,25 @@ def run(
     todo = [e for e in ends if e > done]
     replicated = NamedSharding(mesh, P())
     shardings = state_shardings(trainer, mesh, split)
-    hp = place(config.hparams(), jax.tree.map(lambda _: replicated, config.hparams()))
+    if variants is None:  # one configuration: its hyperparameters are the same for every seed
+        hp_axis, hp_sharding, host_hp = None, replicated, config.hparams()
+    else:  # one row per member, split like the members' states
+        hp_axis = 0
+        hp_sharding = NamedSharding(mesh, P(DATA_AXIS)) if split == "seeds" else replicated
+        host_hp = jax.tree.map(lambda x: jnp.repeat(x, num_seeds, axis=0), HParams.stack([v.hparams() for v in variants]))
+    hp = place(host_hp, jax.tree.map(lambda _: hp_sharding, host_hp))
     multi = jax.process_count() > 1
 
     # The seed keys are made inside the program, so no host-local array enters it.
-    init = jax.jit(lambda h: jax.vmap(trainer.init, in_axes=(0, None))(seed_keys(config.seed, num_seeds), h),
-                   in_shardings=replicated, out_shardings=shardings)
+    def member_keys():
+        return jnp.tile(seed_keys(config.seed, num_seeds), num_variants)
+
+    init = jax.jit(lambda h: jax.vmap(trainer.init, in_axes=(0, hp_axis))(member_keys(), h),
+                   in_shardings=hp_sharding, out_shardings=shardings)
 
     def chunk_program(size):
-        fn = jax.vmap(lambda s, h: trainer.update_chunk(s, h, size), in_axes=(0, None))
-        return jax.jit(fn, in_shardings=(shardings, replicated), out_shardings=(shardings, replicated),
+        fn = jax.vmap(lambda s, h: trainer.update_chunk(s, h, size), in_axes=(0, hp_axis))
+        return jax.jit(fn, in_shardings=(shardings, hp_sharding), out_shardings=(shardings, replicated),
                        donate_argnums=0)
 
     t0 = time.perf_counter()
@@ -460,7 +497,7 @@ def run(
         metrics = to_host(metrics)  # the one host round-trip of the chunk (replicated: no gather)
         now = time.perf_counter()
         train_seconds += now - t_chunk
-        chunk_sps = throughput(size * config.batch_size * num_seeds, now - t_chunk)
+        chunk_sps = throughput(size * config.batch_size * members, now - t_chunk)
         _check_updates(metrics, first_update=done, env=config.env)
         history.blocks.append(metrics)
         history.sps.append(np.full(size, chunk_sps))
@@ -487,8 +524,8 @@ def run(
             elapsed = time.perf_counter() - t_session  # wall time, host work included, for an honest ETA
             progress(Progress(
                 update=done, num_updates=n, env_steps=done * config.batch_size, total_steps=n * config.batch_size,
-                num_seeds=num_seeds, episode_return=last_return,
-                steps_per_second=throughput(done * config.batch_size * num_seeds, previous_seconds + train_seconds),
+                num_seeds=members, episode_return=last_return,
+                steps_per_second=throughput(done * config.batch_size * members, previous_seconds + train_seconds),
                 eta=elapsed / (done - session_start) * (n - done),
             ))
         if running is None:  # host work that overlapped the next chunk is in that chunk's time
@@ -498,7 +535,7 @@ def run(
         state = to_host(state)
 
     env_steps = np.arange(1, n + 1) * config.batch_size
-    return RunResult(config=config, num_seeds=num_seeds, metrics=history.metrics(), env_steps=env_steps,
+    return RunResult(config=config, num_seeds=members, metrics=history.metrics(), env_steps=env_steps,
                      steps_per_second=history.steps_per_second(), compile_seconds=compile_seconds,
                      train_seconds=previous_seconds + train_seconds, state=state, io_seconds=io_seconds,
                      chunk_updates=k, cached_programs=len(cache_hits))

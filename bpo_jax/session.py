@@ -36,9 +36,10 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
+import numpy as np
 
 from bpo_jax import checkpoint, envs, reporting, runner, tracking
 from bpo_jax.config import Config, type_error
@@ -266,35 +267,7 @@ class RunSession:
         remove INCOMPLETE.  When anything stops it (a NaN, Ctrl-C, a logger failing), the note in
         INCOMPLETE and :attr:`note` say what happened and how to go on, and the exception
         propagates."""
-        if self._ran:
-            raise SessionError("a session runs once; resume the run or start another", "run")
-        self._ran = True
-        if self.options.compile_cache:
-            runner.enable_compilation_cache()
-        lead = is_lead()
-        saver = self._prepare_directory() if lead else None
-        try:
-            with contextlib.ExitStack() as stack:  # closes the progress bar before any message
-                on_chunk, progress = self._watchers(stack, saver, on_progress) if lead else (None, None)
-                result = runner.run(
-                    self.config, num_seeds=self.num_seeds, progress=progress, chunk_updates=self.chunk_updates,
-                    start=None if self.resumed_from is None else self.resumed_from.start, on_chunk=on_chunk,
-                    wants_state=lambda update: saver is not None and saver.due(update, self.config.num_updates),
-                    split=self.options.split, compiler_options=runner.FAST_COMPILE if self.options.fast_compile else None)
-        except BaseException as e:
-            self.note = self._stop_note(e)
-            if lead:
-                reporting.mark_incomplete(self.out, self.note)
-            raise
-        cost = {"checkpoints_written": saver.saved if saver else 0,
-                "checkpoint_seconds": round(saver.seconds, 3) if saver else 0.0}
-        if not lead:
-            return SessionResult(result=result, summary=reporting.summary(result, **cost), files=())
-        info = reporting.write_outputs(result, self.out, **cost)
-        reporting.mark_complete(self.out)
-        extras = (("checkpoints", saver is not None), ("tb", self.options.tensorboard))
-        return SessionResult(result=result, summary=info,
-                             files=reporting.OUTPUT_FILES + tuple(name for name, on in extras if on))
+        return run_together([self], on_progress)[0]
 
     def _prepare_directory(self) -> Optional[checkpoint.Saver]:
         """Process 0, before training: a resume drops checkpoints later than its own and marks
@@ -313,33 +286,15 @@ class RunSession:
                                 every_updates=o.checkpoint_every_updates, every_seconds=o.checkpoint_every_seconds,
                                 last_update=self.start_update)
 
-    def _watchers(self, stack: contextlib.ExitStack, saver: Optional[checkpoint.Saver],
-                  on_progress: Optional[runner.ProgressFn]) -> tuple[Callable, Optional[runner.ProgressFn]]:
-        """(on_chunk, progress) for runner.run: checkpoints and loggers, then progress displays;
-        each one opened here is closed by ``stack``."""
+    def _loggers(self, stack: contextlib.ExitStack) -> tracking.Loggers:
+        """This run's TensorBoard and W&B loggers, closed by ``stack``."""
         o, c, done = self.options, self.config, self.start_update
-        loggers = stack.enter_context(contextlib.closing(tracking.Loggers([
+        return stack.enter_context(contextlib.closing(tracking.Loggers([
             tracking.TensorBoard(os.path.join(self.out, "tb"), self.num_seeds, c.batch_size,
                                  purge_step=done * c.batch_size + 1 if done else None) if o.tensorboard else None,
             tracking.WandB(self.out, reporting.run_config(c, self.num_seeds), c.batch_size, o.wandb_project,
                            o.wandb_entity) if o.wandb else None,
         ])))
-        console = tracking.make_progress(self.label, c.num_updates * c.batch_size, done * c.batch_size,
-                                         quiet=not o.progress)
-        if console is not None:
-            stack.callback(console.close)
-        shows = [show for show in (console, on_progress) if show is not None]
-
-        def on_chunk(chunk: runner.Chunk) -> None:
-            if saver is not None and chunk.state is not None:  # None: no checkpoint was due
-                saver(chunk)
-            loggers(chunk)
-
-        def progress(p: runner.Progress) -> None:
-            for show in shows:
-                show(p)
-
-        return on_chunk, progress if shows else None
 
     # ------------------------------------------------------------------ notes
     def _running_note(self) -> str:
@@ -362,6 +317,183 @@ class RunSession:
 def is_lead() -> bool:
     """Process 0 of a multi-process run (or the only process) writes every output."""
     return jax.process_index() == 0
+
+
+def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.ProgressFn] = None) -> list[SessionResult]:
+    """Run several sessions as one program: runs whose configurations differ in sweepable fields
+    only (a grid of learning rates, eps, lambda, ...; :meth:`Config.program_difference`), with
+    the same seed count and chunk size, all fresh or all resumed at the same update.  Every run
+    gets its own directory, checkpoints, loggers and final files, as if it had run alone, and
+    its seeds start from the keys a run alone gives them.  One progress display shows all of
+    them; each summary.json records ``runs_in_program`` and the run's share of the throughput.
+    What stops one run (a NaN, Ctrl-C) stops all, each with its INCOMPLETE note.  Returns one
+    :class:`SessionResult` per session, in order.  :meth:`RunSession.run` is the case of one."""
+    sessions = list(sessions)
+    _check_together(sessions)
+    for session in sessions:
+        session._ran = True
+    first, count = sessions[0], len(sessions)
+    seeds, options, c = first.num_seeds, first.options, first.config
+    if options.compile_cache:
+        runner.enable_compilation_cache()
+    lead = is_lead()
+    savers = [session._prepare_directory() if lead else None for session in sessions]
+    start = _joint_start(sessions)
+    try:
+        with contextlib.ExitStack() as stack:  # closes the progress bar before any message
+            on_chunk, progress = _watchers(sessions, savers, stack, on_progress) if lead else (None, None)
+            result = runner.run(
+                c, num_seeds=seeds, progress=progress, chunk_updates=first.chunk_updates, start=start,
+                on_chunk=on_chunk, wants_state=lambda update: any(s is not None and s.due(update, c.num_updates)
+                                                                  for s in savers),
+                split=options.split, compiler_options=runner.FAST_COMPILE if options.fast_compile else None,
+                variants=None if count == 1 else [session.config for session in sessions])
+    except BaseException as e:
+        told = _named_member(e, sessions)
+        for session in sessions:
+            session.note = session._stop_note(told)
+            if lead:
+                reporting.mark_incomplete(session.out, session.note)
+        if told is e:
+            raise
+        raise told from None
+    done = []
+    state = result.state if count == 1 else runner.to_host(result.state)
+    for v, (session, saver) in enumerate(zip(sessions, savers)):
+        mine = result if count == 1 else _member_result(result, state, v, seeds, session.config)
+        cost = {"checkpoints_written": saver.saved if saver else 0,
+                "checkpoint_seconds": round(saver.seconds, 3) if saver else 0.0}
+        if count > 1:
+            cost["runs_in_program"] = count
+        if not lead:
+            done.append(SessionResult(result=mine, summary=reporting.summary(mine, **cost), files=()))
+            continue
+        info = reporting.write_outputs(mine, session.out, **cost)
+        reporting.mark_complete(session.out)
+        extras = (("checkpoints", saver is not None), ("tb", session.options.tensorboard))
+        done.append(SessionResult(result=mine, summary=info,
+                                  files=reporting.OUTPUT_FILES + tuple(name for name, on in extras if on)))
+    return done
+
+
+def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver]], stack: contextlib.ExitStack,
+              on_progress: Optional[runner.ProgressFn]) -> tuple[Callable, Optional[runner.ProgressFn]]:
+    """(on_chunk, progress) for runner.run: every run's checkpoints (all saved when any is due,
+    so that the runs resume together) and loggers, then one progress display for all; each
+    one opened here is closed by ``stack``."""
+    first, count = sessions[0], len(sessions)
+    c, seeds = first.config, first.num_seeds
+    loggers = [session._loggers(stack) for session in sessions]
+    histories = [runner.History(*_start_history(session)) for session in sessions]
+    label = first.label if count == 1 else f"{first.label} ({count} runs as one program)"
+    console = tracking.make_progress(label, c.num_updates * c.batch_size, first.start_update * c.batch_size,
+                                     quiet=not first.options.progress)
+    if console is not None:
+        stack.callback(console.close)
+    shows = [show for show in (console, on_progress) if show is not None]
+
+    def on_chunk(chunk: runner.Chunk) -> None:
+        save = chunk.state is not None and any(s is not None and s.due(chunk.update, chunk.num_updates) for s in savers)
+        state = chunk.state if count == 1 or not save else runner.to_host(chunk.state)
+        for v, (saver, log, history) in enumerate(zip(savers, loggers, histories)):
+            mine = chunk if count == 1 else _member_chunk(chunk, state if save else None, v, seeds, history)
+            if save and saver is not None:
+                saver.save(mine)
+            log(mine)
+
+    def progress(p: runner.Progress) -> None:
+        for show in shows:
+            show(p)
+
+    return on_chunk, progress if shows else None
+
+
+def _check_together(sessions: list[RunSession]) -> None:
+    """A SessionError where ``sessions`` cannot train as one program."""
+    if not sessions:
+        raise SessionError("`sessions` is empty; give one or more", "sessions")
+    for session in sessions:
+        _check_type("sessions", session, RunSession)
+        if session._ran:
+            raise SessionError("a session runs once; resume the run or start another", "run")
+    first = sessions[0]
+    outs = [os.path.abspath(s.out) for s in sessions]
+    if len(set(outs)) < len(outs):
+        raise SessionError("two sessions write the same directory; give each run its own", "sessions")
+    for s in sessions[1:]:
+        difference = first.config.program_difference(s.config)
+        if difference:
+            raise SessionError(f"{first.out} and {s.out} cannot train as one program: they may differ in sweepable "
+                               f"fields only, but {difference}", "sessions")
+        for name in ("num_seeds", "chunk_updates", "start_update"):
+            if getattr(s, name) != getattr(first, name):
+                raise SessionError(f"{first.out} and {s.out} cannot train as one program: their {name} differ "
+                                   f"({getattr(first, name)} and {getattr(s, name)})", "sessions")
+        for name in ("split", "fast_compile", "compile_cache", "progress"):
+            if getattr(s.options, name) != getattr(first.options, name):
+                raise SessionError(f"{first.out} and {s.out} cannot train as one program: their options' {name} "
+                                   "differ", "sessions")
+
+
+def _named_member(e: BaseException, sessions: list[RunSession]) -> BaseException:
+    """A bad update of runs trained as one program, as the run and seed it happened in (the
+    runner counts members across runs); any other exception as it is."""
+    if len(sessions) == 1 or not isinstance(e, runner.BadUpdateError):
+        return e
+    seeds = sessions[0].num_seeds
+    owner, seed = sessions[min(e.seed // seeds, len(sessions) - 1)], e.seed % seeds
+    return type(e)(str(e).replace(f"(seed index {e.seed})", f"(seed index {seed} of {owner.out})"), e.update, seed)
+
+
+def _joint_start(sessions: list[RunSession]) -> Optional[runner.Start]:
+    """The resumed sessions' starts as one, members in session order (None for fresh runs)."""
+    starts = [s.resumed_from.start for s in sessions if s.resumed_from is not None]
+    if not starts:
+        return None
+    if len(starts) == 1:
+        return starts[0]
+    joined = jax.tree.map(lambda *xs: _concat(xs), *[s.state for s in starts])
+    metrics = {name: np.concatenate([s.metrics[name] for s in starts]) for name in starts[0].metrics}
+    return runner.Start(state=joined, update=starts[0].update, metrics=metrics,
+                        steps_per_second=np.sum([s.steps_per_second for s in starts], axis=0),
+                        train_seconds=max(s.train_seconds for s in starts))
+
+
+def _start_history(session: RunSession) -> tuple[list, list]:
+    """(blocks, sps) of a session's rows before this session: its checkpoint's (none when fresh)."""
+    start = None if session.resumed_from is None else session.resumed_from.start
+    if start is None:
+        return [], []
+    return [dict(start.metrics)], [np.asarray(start.steps_per_second)]
+
+
+def _concat(leaves) -> Any:
+    """Leaves of several runs' states, batched over seeds, as one batch over members."""
+    if runner.is_key(leaves[0]):
+        impl = str(jax.random.key_impl(leaves[0]))
+        return jax.random.wrap_key_data(np.concatenate([np.asarray(jax.random.key_data(x)) for x in leaves]), impl=impl)
+    return np.concatenate([np.asarray(x) for x in leaves])
+
+
+def _member_chunk(chunk: runner.Chunk, state: Any, v: int, seeds: int, history: runner.History) -> runner.Chunk:
+    """Run ``v``'s part of a chunk of runs trained as one program (its history grows here)."""
+    rows = slice(v * seeds, (v + 1) * seeds)
+    metrics = {name: m[rows] for name, m in chunk.metrics.items()}
+    share = len(chunk.metrics["episodes"]) // seeds  # runs in the program
+    history.blocks.append(metrics)
+    history.sps.append(chunk.history.sps[-1] / share)
+    return dataclasses.replace(chunk, state=None if state is None else jax.tree.map(lambda x: x[rows], state),
+                               metrics=metrics, history=history, steps_per_second=chunk.steps_per_second / share)
+
+
+def _member_result(result: runner.RunResult, state: Any, v: int, seeds: int, config: Config) -> runner.RunResult:
+    """Run ``v``'s part of the result of runs trained as one program."""
+    rows = slice(v * seeds, (v + 1) * seeds)
+    share = result.num_seeds // seeds
+    return dataclasses.replace(result, config=config, num_seeds=seeds,
+                               metrics={name: m[rows] for name, m in result.metrics.items()},
+                               steps_per_second=result.steps_per_second / share,
+                               state=jax.tree.map(lambda x: x[rows], state))
 
 
 def regrow(config: Config, total_steps: int, done: int = 0) -> Config:

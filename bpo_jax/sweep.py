@@ -18,23 +18,47 @@ resumes an interrupted one from its newest checkpoint; a plan that differs only 
 ``total_steps`` takes every run on from its last checkpoint to the new budget (the 1M-step
 sweep becomes the 2M-step one without redoing the first million steps; runs whose
 learning rate anneals over their budget cannot, see :func:`bpo_jax.session.regrow`); any other
-plan is refused.  Runs of one sweep differ in network shapes and rollout sizes (each task has
-its own preset), so each run is its own program; its seeds share it.
+plan is refused.
+
+Runs of one suite differ in network shapes and rollout sizes (each task has its own preset),
+so each (task, algorithm) is its own program; its seeds share it.  A ``grid`` (Config field ->
+values; any numeric field but the budget and the seed) adds a run per combination of values:
+every grid point is a run directory of its own (``runs/<task>__<algo>__eps=0.1``), and the
+grid points of one (task, algorithm) that differ only in what a program traces
+(:data:`TRACED`: learning rate, eps, BPO's lambda, ...) train as one vmapped program, all their
+seeds with it (:func:`bpo_jax.session.run_together`), each seed with the numbers it would have
+alone.  Sizes (``num_epochs``, ``num_minibatches``, ...) change the program, so each of their
+values is a program of its own::
+
+    plan = sweep.plan("paper/mujoco", algos="bpo", tasks="Hopper-v4", num_seeds=5,
+                      grid={"eps": (0.1, 0.2, 0.3), "bpo_lambda": (0.001, 1, 10)})  # 9 runs, 45 seeds, 1 program
+
+A grid field that only another algorithm reads (``bpo_lambda`` for PPO) leaves that
+algorithm's runs at their preset.
 """
 from __future__ import annotations
 
+import itertools
 import numbers
 import os
 import time
+import typing
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from bpo_jax import curves, presets, report, reporting
-from bpo_jax.config import Config
-from bpo_jax.errors import unknown_name
-from bpo_jax.session import RunOptions, RunSession, run_dir_config
+from bpo_jax.config import SWEEPABLE, Config
+from bpo_jax.errors import first_line, unknown_name
+from bpo_jax.session import RunOptions, RunSession, run_dir_config, run_together
 
 SWEEP_FILE = "sweep.json"
+
+# Grid fields a program traces (grid points that differ only in these share one program): the
+# sweepable hyperparameters, and eps, which reaches the program as its two bounds.
+TRACED: tuple[str, ...] = ("eps",) + SWEEPABLE
+# Numeric fields a grid may not vary, and what sets them instead.
+_NOT_GRID = {"total_steps": "the sweep's `total_steps` sets every run's budget",
+             "seed": "`num_seeds` seeds every run"}
 
 
 class SweepError(ValueError):
@@ -79,9 +103,11 @@ SUITES: dict[str, Suite] = {
 @dataclass(frozen=True)
 class SweepRun:
     name: str
-    """Its folder under runs/: <task>__<algo> with / as _."""
+    """Its folder under runs/: <task>__<algo> with / as _, then __<field>=<value> per grid field."""
     task: str
     config: Config
+    point: tuple[tuple[str, float], ...] = ()
+    """Its grid point: (field, value) pairs (none without a grid)."""
 
 
 @dataclass(frozen=True)
@@ -92,18 +118,34 @@ class Plan:
     total_steps: Optional[int]
     """Overrides every preset's budget when set (a shorter reproduction)."""
     runs: tuple[SweepRun, ...]
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    """(field, values) pairs; every combination is a run of each (task, algorithm)."""
 
     def asked(self) -> dict:
         """What sweep.json records: enough to tell whether a directory holds this sweep."""
-        return {"suite": self.suite, "algos": list(self.algos), "num_seeds": self.num_seeds,
-                "total_steps": self.total_steps, "tasks": list(dict.fromkeys(r.task for r in self.runs)),
-                "runs": [r.name for r in self.runs]}
+        asked = {"suite": self.suite, "algos": list(self.algos), "num_seeds": self.num_seeds,
+                 "total_steps": self.total_steps, "tasks": list(dict.fromkeys(r.task for r in self.runs)),
+                 "runs": [r.name for r in self.runs]}
+        if self.grid:
+            asked["grid"] = {name: list(values) for name, values in self.grid}
+        return asked
+
+    def programs(self) -> list[list[SweepRun]]:
+        """The runs grouped by program, in plan order: the grid points of one (task, algorithm)
+        that differ only in :data:`TRACED` fields."""
+        groups: dict[tuple, list[SweepRun]] = {}
+        for r in self.runs:
+            shape = tuple((name, value) for name, value in r.point if name not in TRACED)
+            groups.setdefault((r.task, r.config.algo, shape), []).append(r)
+        return list(groups.values())
 
 
 def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
-         total_steps: Optional[int] = None, tasks: Optional[Sequence[str]] = None) -> Plan:
+         total_steps: Optional[int] = None, tasks: Optional[Sequence[str]] = None,
+         grid: Optional[Mapping[str, Sequence[float]]] = None) -> Plan:
     """Every (task, algorithm) of ``suite`` with its preset (only ``tasks`` when given: full
-    names such as paper/Hopper-v4, or the part after the slash); checks every configuration."""
+    names such as paper/Hopper-v4, or the part after the slash), and with ``grid`` (numeric
+    Config field -> values) once per combination of its values; checks every configuration."""
     from bpo_jax import algorithms
 
     if not isinstance(suite, str):
@@ -140,16 +182,81 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
             raise SweepError(f"suite {suite} has no task {unknown[0]!r} in `tasks`; valid: {', '.join(available)}")
         _refuse_repeats("tasks", tasks, lambda t: t if t in available else short[t])
         chosen = [t for t in available if t in tasks or t.partition("/")[2] in tasks]
+    grid = _grid(grid)
     runs = []
     for task in chosen:
         for algo in algos:
             fields = SUITES[suite].settings(task, algo)
             if total_steps is not None:
                 fields = {**fields, "total_steps": total_steps}
-            config = Config(**fields)
-            config.validate()
-            runs.append(SweepRun(f"{task.replace('/', '_')}__{algo}", task, config))
-    return Plan(suite, algos, num_seeds, total_steps, tuple(runs))
+            mine = [(name, values) for name, values in grid if _reads(algo, name)]
+            for values in itertools.product(*(v for _, v in mine)):
+                point = tuple((name, value) for (name, _), value in zip(mine, values))
+                name = "__".join([f"{task.replace('/', '_')}__{algo}"] + [f"{k}={v:g}" for k, v in point])
+                config = Config(**{**fields, **dict(point)})
+                try:
+                    config.validate()
+                except ValueError as e:
+                    if not point:
+                        raise
+                    raise SweepError(f"run {name}: {first_line(e)}") from None
+                runs.append(SweepRun(name, task, config, point))
+    return Plan(suite, algos, num_seeds, total_steps, tuple(runs), grid)
+
+
+def grid_fields() -> tuple[str, ...]:
+    """The Config fields a grid may vary: every int or float field but the budget and the seed."""
+    return tuple(name for name, kind in _numeric_fields().items() if name not in _NOT_GRID)
+
+
+def _numeric_fields() -> dict[str, type]:
+    """Config's int and float fields (Optional ones included) -> int or float."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        for kind in (int, float):
+            if hint is kind or hint == Optional[kind]:
+                kinds[name] = kind
+    return kinds
+
+
+def _grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """``grid`` checked: a mapping of grid_fields() to non-empty sequences of distinct numbers
+    (whole numbers for an int field)."""
+    if grid is None:
+        return ()
+    if not isinstance(grid, Mapping):
+        raise SweepError(f"`grid` must map field names to values, e.g. {{'eps': (0.1, 0.2)}}, got {_shown(grid)}")
+    kinds = _numeric_fields()
+    checked = []
+    for name, values in grid.items():
+        if name in _NOT_GRID or name not in kinds:
+            why = _NOT_GRID.get(name, "not a number: sweep it as separate sweeps" if name in Config.__dataclass_fields__
+                                else "no such field")
+            raise SweepError(f"`grid` cannot vary {name!r} ({why}); it varies {', '.join(grid_fields())}")
+        values = (values,) if isinstance(values, numbers.Real) else values
+        try:
+            values = tuple(values)
+        except TypeError:
+            raise SweepError(f"`grid` values of {name} must be numbers, got {_shown(values)}") from None
+        if not values:
+            raise SweepError(f"`grid` gives {name} no values; give one or more")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise SweepError(f"`grid` values of {name} must be numbers, got {_shown(v)}")
+            if kinds[name] is int and v != int(v):
+                raise SweepError(f"`grid` values of {name} must be whole numbers, got {v!r}")
+        values = tuple(kinds[name](v) for v in values)
+        _refuse_repeats(f"grid` values of `{name}", [f"{v:g}" for v in values])
+        checked.append((name, values))
+    return tuple(checked)
+
+
+def _reads(algo: str, name: str) -> bool:
+    """Whether ``algo`` reads Config field ``name`` (not one only another algorithm reads)."""
+    from bpo_jax import algorithms
+
+    return name in algorithms.get(algo).own_fields or not any(
+        name in algorithms.get(other).own_fields for other in algorithms.names())
 
 
 def _shown(value) -> str:
@@ -193,32 +300,70 @@ def _positive_int(param: str, value, alternative: str = "") -> int:
 
 def run(p: Plan, out: str, options: RunOptions = RunOptions(),
         say: Callable[[str], None] = print) -> dict:
-    """Run (or finish) every run of ``p`` in ``out``, refreshing the figure, curves and report
-    after each; returns the summary.  A KeyboardInterrupt or failure propagates after the run's
-    session has written its INCOMPLETE note; calling again resumes."""
+    """Run (or finish) every run of ``p`` in ``out``, one program at a time (the grid points of a
+    (task, algorithm) together), refreshing the figure, curves and report after each; returns
+    the summary.  A KeyboardInterrupt or failure propagates after the runs' sessions have
+    written their INCOMPLETE notes; calling again resumes."""
     options.validate()  # SessionError (a ValueError), one line, resume_hint included: before anything is written
     _claim(p, out)
-    for i, r in enumerate(p.runs):
-        run_dir = os.path.join(out, "runs", r.name)
-        state = status(run_dir)
-        head = f"[sweep {i + 1}/{len(p.runs)}] {r.task} {r.config.algo}"
-        budget = r.config.total_steps
-        saved = None if state == "new" else run_dir_config(run_dir).total_steps
-        if state == "finished" and saved == budget:
-            say(f"{head}: finished earlier, kept")
-            continue
-        if state != "new":
-            further = "" if saved == budget else f" from {saved:,} on to {budget:,} steps per seed"
-            say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
-            session = RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
-        else:
-            say(f"{head}: {p.num_seeds} seed(s) x {budget:,} steps")
-            session = RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
-        start = time.perf_counter()
-        done = session.run()
-        say(f"{head}: final return {done.summary['final_episode_return']:.1f} in {time.perf_counter() - start:.0f}s")
-        write_outputs(out, title=f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds")
-    return write_outputs(out, title=f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds")
+    title = f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds"
+    programs = p.programs()
+    for i, group in enumerate(programs):
+        head = f"[sweep {i + 1}/{len(programs)}] {group[0].task} {group[0].config.algo}"
+        sessions = []
+        for r in group:
+            session = _session(p, r, os.path.join(out, "runs", r.name), options, group, say, head)
+            if session is not None:
+                sessions.append(session)
+        # Runs that start from the same update train as one program (a grid: all of them).
+        for batch in _by_start(sessions):
+            start = time.perf_counter()
+            done = run_together(batch)
+            took = time.perf_counter() - start
+            for session, result in zip(batch, done):
+                name = f" {os.path.basename(session.out)}" if p.grid else ""
+                say(f"{head}{name}: final return {result.summary['final_episode_return']:.1f} in {took:.0f}s"
+                    + (f" ({len(batch)} runs as one program)" if len(batch) > 1 else ""))
+            write_outputs(out, title=title)
+    return write_outputs(out, title=title)
+
+
+def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: list[SweepRun],
+             say: Callable[[str], None], head: str) -> Optional[RunSession]:
+    """The session that finishes run ``r``: a new one, one resumed from its checkpoint (the
+    newest one every resumable run of ``group`` has, so that they resume as one program), or
+    None where it finished earlier."""
+    from bpo_jax import checkpoint
+
+    head = f"{head} {r.name}" if r.point else head
+    state = status(run_dir)
+    budget = r.config.total_steps
+    saved = None if state == "new" else run_dir_config(run_dir).total_steps
+    if state == "finished" and saved == budget:
+        say(f"{head}: finished earlier, kept")
+        return None
+    if state == "new":
+        say(f"{head}: {p.num_seeds} seed(s) x {budget:,} steps")
+        return RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
+    further = "" if saved == budget else f" from {saved:,} on to {budget:,} steps per seed"
+    say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
+    where = run_dir
+    if state == "resumable":
+        folder = lambda d: os.path.join(d, checkpoint.CHECKPOINTS)  # noqa: E731
+        others = [os.path.join(os.path.dirname(run_dir), o.name) for o in group]
+        common = set.intersection(*[{os.path.basename(c) for c in checkpoint.list_checkpoints(folder(d))}
+                                    for d in others if status(d) == "resumable"])
+        if common:
+            where = os.path.join(folder(run_dir), max(common))
+    return RunSession.resume(where, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+
+
+def _by_start(sessions: list[RunSession]) -> list[list[RunSession]]:
+    """``sessions`` in batches that start at the same update, in order of their first run."""
+    batches: dict[int, list[RunSession]] = {}
+    for session in sessions:
+        batches.setdefault(session.start_update, []).append(session)
+    return list(batches.values())
 
 
 def status(run_dir: str) -> str:
@@ -286,7 +431,7 @@ def write_outputs(out: str, title: Optional[str] = None) -> dict:
     found = [d for d in sorted_runs(out) if status(d) == "finished"]
     if not found:
         return {"runs": []}
-    cs = [curves.load(d) for d in found]
+    cs = curves.load_all(found)
     reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
     reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
     reporting.write_text(os.path.join(out, "report.md"), report.markdown(cs, title or "Results against the paper"))
@@ -317,7 +462,7 @@ def _run_summary(c: curves.Curve) -> dict:
     with open(os.path.join(c.run_dir, "summary.json")) as f:
         s = json.load(f)
     final = c.at(c.steps[-1])
-    return {"run": os.path.basename(c.run_dir), "env": c.env, "algo": c.algo, "seeds": c.num_seeds,
+    return {"run": os.path.basename(c.run_dir), "env": c.env, "algo": c.algo, "variant": c.variant, "seeds": c.num_seeds,
             "env_steps": int(c.steps[-1]), "final_return_per_seed": [round(float(v), 3) for v in final],
             "final_return_mean": s.get("final_episode_return"), "compile_seconds": s.get("compile_seconds"),
             "train_seconds": s.get("train_seconds"),

@@ -111,14 +111,14 @@ def test_nan_stop_keeps_the_last_good_checkpoint_and_nothing_recompiles(tmp_path
         if name == "/jax/core/compile/backend_compile_duration":
             compiles.append(name)
 
-    real_call = checkpoint.Saver.__call__
+    real_save = checkpoint.Saver.save
 
-    def counting_call(self, chunk):
-        path = real_call(self, chunk)
+    def counting_save(self, chunk):
+        path = real_save(self, chunk)
         marks.append(len(compiles))
         return path
 
-    monkeypatch.setattr(checkpoint.Saver, "__call__", counting_call)
+    monkeypatch.setattr(checkpoint.Saver, "save", counting_save)
     jax.monitoring.register_event_duration_secs_listener(on_event)
     try:
         out = tmp_path / "nan"

@@ -1,7 +1,6 @@
 """rsl_rl training features on the JAX suites: adaptive-KL lr, BPO's rsl options (no torch needed)."""
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -9,8 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from bpo_jax import Config, checkpoint, reporting
-from bpo_jax.session import ProgramMismatch, RunFinished, RunOptions, RunSession, SessionError
+from bpo_jax import Config, checkpoint, reporting, runner
+from bpo_jax.session import ProgramMismatch, RunFinished, RunOptions, RunSession, SessionError, run_together
+from tests.compiling import FULL
 
 # 16 updates of 64 steps in chunks of 4.
 TINY = Config(algo="ppo", num_envs=4, num_steps=16, num_minibatches=2, hidden_sizes=(8,), total_steps=1024)
@@ -216,3 +217,81 @@ def test_a_run_whose_old_end_was_a_tail_chunk_goes_on_through_the_next_boundary(
                              chunk_updates=3, options=QUIET).run()
     for x, y in zip(jax.tree.leaves(done.result.state.params), jax.tree.leaves(whole.result.state.params)):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------ runs trained as one program
+def _without_throughput(path):
+    """metrics.csv without its steps_per_second column (a run's share of a shared program)."""
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(",steps_per_second")
+    return [line.rsplit(",", 1)[0] for line in lines]
+
+
+def test_runs_trained_as_one_program_equal_runs_alone_and_resume_together(tmp_path, monkeypatch):
+    """A grid of two configurations (lr and eps differ), 2 seeds each, interrupted and resumed as
+    one program: each run directory holds what the run alone writes, bit for bit on CPU at
+    XLA's default options.  (With FAST_COMPILE, which this session's XLA_FLAGS set, a batch of 4
+    members vectorises some reductions otherwise than a batch of 2: last-bit differences.)"""
+    monkeypatch.setattr(runner, "FAST_COMPILE", FULL)  # what `fast_compile` options compile with
+    grid = [TINY, TINY.replace(lr=1e-3, eps=0.1)]
+    outs = [tmp_path / f"v{i}" for i in range(2)]
+    sessions = [RunSession.start(c, num_seeds=2, out=str(o), chunk_updates=4, options=EVERY_CHUNK)
+                for c, o in zip(grid, outs)]
+    with pytest.raises(KeyboardInterrupt):
+        run_together(sessions, on_progress=stop_at(8))
+    for s, o in zip(sessions, outs):
+        note = (o / "INCOMPLETE").read_text()
+        assert s.note in note and "interrupted (Ctrl-C)" in note and "step_00000008" in note
+    shown = []
+    resumed = [RunSession.resume(str(o), QUIET) for o in outs]
+    done = run_together(resumed, on_progress=shown.append)
+    assert shown[-1].num_seeds == 4 and shown[-1].update == 16  # one display for both runs' seeds
+    for config, o, together in zip(grid, outs, done):
+        alone = RunSession.start(config, num_seeds=2, out=str(o) + "-alone", chunk_updates=4, options=QUIET).run()
+        _assert_same_run(together, alone)
+        assert _without_throughput(o / "metrics.csv") == _without_throughput(tmp_path / (o.name + "-alone") / "metrics.csv")
+        assert together.summary["runs_in_program"] == 2 and "runs_in_program" not in alone.summary
+        assert together.summary["num_seeds"] == 2 and together.summary["env_steps"] == 1024
+        assert json.loads((o / "config.json").read_text())["lr"] == config.resolved().lr
+        assert not reporting.is_incomplete(str(o))
+    # Each run's share of the program's throughput; together they make the program's.
+    assert sum(d.result.throughput for d in done) == pytest.approx(shown[-1].steps_per_second)
+
+
+def test_a_bad_update_in_one_program_names_its_run_and_seed(tmp_path):
+    grid = [TINY.replace(total_steps=256), TINY.replace(total_steps=256, lr=1e30, max_grad_norm=float("inf"))]
+    sessions = [RunSession.start(c, num_seeds=2, out=str(tmp_path / f"v{i}"), chunk_updates=1, options=QUIET)
+                for i, c in enumerate(grid)]
+    with pytest.raises(runner.NonFiniteError) as e:
+        run_together(sessions)
+    assert f"(seed index {e.value.seed} of {tmp_path / 'v1'})" in str(e.value) and e.value.seed in (0, 1)
+    for s in sessions:
+        assert reporting.is_incomplete(s.out) and str(tmp_path / "v1") in s.note
+
+
+@pytest.mark.parametrize("second,message", [
+    (dict(config=TINY.replace(num_envs=8)), "may differ in sweepable fields only, but num_envs is 4 in one and 8"),
+    (dict(config=TINY.replace(algo="bpo")), "but algo is 'ppo' in one and 'bpo'"),
+    (dict(num_seeds=3), "their num_seeds differ (2 and 3)"),
+    (dict(chunk_updates=2), "their chunk_updates differ (4 and 2)"),
+    (dict(options=dataclasses.replace(QUIET, fast_compile=False)), "their options' fast_compile differ"),
+])
+def test_runs_that_cannot_share_a_program_are_refused_before_training(tmp_path, second, message):
+    first = RunSession.start(TINY, num_seeds=2, out=str(tmp_path / "a"), chunk_updates=4, options=QUIET)
+    other = {**dict(config=TINY, num_seeds=2, chunk_updates=4, options=QUIET), **second}
+    b = RunSession.start(other.pop("config"), out=str(tmp_path / "b"), **other)
+    with pytest.raises(SessionError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        run_together([first, b])
+    assert e.value.field == "sessions" and "--" not in str(e.value)
+    assert sorted(os.listdir(tmp_path / "a")) == ["INCOMPLETE", "config.json"]  # nothing trained
+    first.run()  # and the session can still run
+
+
+def test_run_together_refuses_an_empty_list_a_shared_directory_and_a_session_run_twice(tmp_path):
+    with pytest.raises(SessionError, match="`sessions` is empty"):
+        run_together([])
+    a = RunSession.start(TINY, out=str(tmp_path / "a"), options=QUIET)
+    with pytest.raises(SessionError, match="two sessions write the same directory"):
+        run_together([a, a])
+    with pytest.raises(SessionError, match="`sessions` must be"):
+        run_together([a, "b"])

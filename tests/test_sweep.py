@@ -1,6 +1,7 @@
 """bpo_jax.sweep, curves and report: the smoke suite end to end through the command line, an
 interrupted sweep resumed, and the verdicts against the paper's values on hand-made curves."""
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -8,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from bpo_jax import cli, curves, report, sweep
-from bpo_jax.session import RunOptions, RunSession
+from bpo_jax import Config, cli, curves, report, sweep
+from bpo_jax.session import RunOptions
 
 pytestmark = pytest.mark.slow  # ~1 minute: 6 small compiled runs
 
@@ -231,23 +232,32 @@ def test_tasks_select_by_full_or_short_name():
     assert len(names(None)) == 2
 
 
-def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-    plan = sweep.plan("smoke", algos=("ppo",), num_seeds=1, total_steps=STEPS)
-    options = RunOptions(progress=False, tensorboard=False, checkpoint_every_updates=1, fast_compile=True)
-    run_all = RunSession.run
+def _interrupt_at_update_4(plan, out, options, monkeypatch) -> list[list[str]]:
+    """Run ``plan`` into ``out`` with Ctrl-C pressed after update 4; returns the run names of
+    each program it started."""
+    run_all, calls = sweep.run_together, []
 
-    def interrupted(self, on_progress=None):
+    def interrupted(sessions, on_progress=None):
+        calls.append([os.path.basename(s.out) for s in sessions])
+
         def stop(p):
             if p.update >= 4:
                 raise KeyboardInterrupt
-        return run_all(self, stop)
+        return run_all(sessions, stop)
 
-    monkeypatch.setattr(RunSession, "run", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run(plan, str(tmp_path), options, say=lambda line: None)
+    with monkeypatch.context() as patch:
+        patch.setattr(sweep, "run_together", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run(plan, str(out), options, say=lambda line: None)
+    return calls
+
+
+def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    plan = sweep.plan("smoke", algos=("ppo",), num_seeds=1, total_steps=STEPS)
+    options = RunOptions(progress=False, tensorboard=False, checkpoint_every_updates=1, fast_compile=True)
+    _interrupt_at_update_4(plan, tmp_path, options, monkeypatch)
     first = tmp_path / "runs" / plan.runs[0].name
     assert sweep.status(str(first)) == "resumable"
-    monkeypatch.setattr(RunSession, "run", run_all)
     said = []
     summary = sweep.run(plan, str(tmp_path), options, say=said.append)
     assert any("resuming" in line for line in said) and [r["env_steps"] for r in summary["runs"]] == [STEPS, STEPS]
@@ -295,3 +305,111 @@ def test_paper_values_cover_the_papers_figures():
                                                   for a in ("bpo", "ppo")}
     for v in values:
         assert v.band[0] <= v.final <= v.band[1] and all(p < v.budget for p in v.points)
+
+
+# --------------------------------------------------------------------------------- grids
+def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm():
+    p = sweep.plan("smoke", algos=("bpo", "ppo"), num_seeds=2, total_steps=STEPS, tasks="CartPole-v1",
+                   grid={"eps": (0.1, 0.3), "bpo_lambda": [0.01, 1]})
+    assert [r.name for r in p.runs] == [
+        "smoke_CartPole-v1__bpo__eps=0.1__bpo_lambda=0.01", "smoke_CartPole-v1__bpo__eps=0.1__bpo_lambda=1",
+        "smoke_CartPole-v1__bpo__eps=0.3__bpo_lambda=0.01", "smoke_CartPole-v1__bpo__eps=0.3__bpo_lambda=1",
+        # bpo_lambda is BPO's alone: PPO's runs vary eps only
+        "smoke_CartPole-v1__ppo__eps=0.1", "smoke_CartPole-v1__ppo__eps=0.3"]
+    assert [(r.config.eps, r.config.bpo_lambda) for r in p.runs[:4]] == [(0.1, 0.01), (0.1, 1.0), (0.3, 0.01), (0.3, 1.0)]
+    assert dict(p.runs[4].point) == {"eps": 0.1} and p.runs[4].config.bpo_lambda == Config().bpo_lambda
+    assert [[r.name for r in g] for g in p.programs()] == [[r.name for r in p.runs[:4]], [r.name for r in p.runs[4:]]]
+    for group in p.programs():  # one program each: they differ in traced hyperparameters only
+        assert all(group[0].config.program_difference(r.config) is None for r in group)
+    assert p.asked()["grid"] == {"eps": [0.1, 0.3], "bpo_lambda": [0.01, 1.0]}
+    assert "grid" not in sweep.plan("smoke", num_seeds=1).asked()  # sweep.json of sweeps without a grid unchanged
+
+
+@pytest.mark.parametrize("grid,fragment", [
+    ({"hidden_sizes": ((8,), (16,))}, "`grid` cannot vary 'hidden_sizes' (not a number: sweep it as separate sweeps)"),
+    ({"learning_rate": (1e-3,)}, "`grid` cannot vary 'learning_rate' (no such field); it varies num_envs, num_steps,"),
+    ({"seed": (0, 1)}, "`grid` cannot vary 'seed' (`num_seeds` seeds every run)"),
+    ({"total_steps": (4096,)}, "`grid` cannot vary 'total_steps' (the sweep's `total_steps` sets every run's budget)"),
+    ({"num_epochs": (2, 2.5)}, "`grid` values of num_epochs must be whole numbers, got 2.5"),
+    ({"eps": ()}, "`grid` gives eps no values"),
+    ({"eps": (0.1, 0.10)}, "`grid` values of `eps` names '0.1' twice"),
+    ({"eps": ("0.1",)}, "`grid` values of eps must be numbers, got '0.1' (str)"),
+    ({"eps": (True,)}, "`grid` values of eps must be numbers, got True (bool)"),
+    ({"eps": None}, "`grid` values of eps must be numbers, got None"),
+    ([("eps", (0.1,))], "`grid` must map field names to values"),
+    ({"gae_lambda": (0.9, 1.5)}, "run smoke_CartPole-v1__ppo__gae_lambda=1.5: gae_lambda must be"),
+])
+def test_bad_grids_are_one_sweep_error(grid, fragment):
+    with pytest.raises(sweep.SweepError) as e:
+        sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid=grid)
+    assert "\n" not in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_sizes_in_a_grid_make_one_program_per_value():
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"num_epochs": (2, 4), "lr": (1e-3, 3e-3)})
+    assert [[r.name.partition("__ppo__")[2] for r in g] for g in p.programs()] == [
+        ["num_epochs=2__lr=0.001", "num_epochs=2__lr=0.003"], ["num_epochs=4__lr=0.001", "num_epochs=4__lr=0.003"]]
+    assert [type(r.config.num_epochs) for r in p.runs] == [int] * 4
+    assert cli.parse_args(["sweep", "--suite", "smoke", "--grid", "num-epochs=2,4", "--out", "o"]).grid == [
+        ("num_epochs", (2, 4))]
+
+
+def test_a_single_number_is_a_grid_of_one():
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"lr": 1e-3})
+    assert [r.name for r in p.runs] == ["smoke_CartPole-v1__ppo__lr=0.001"] and p.runs[0].config.lr == 1e-3
+
+
+def test_bad_grid_flags_are_one_line_and_write_nothing(tmp_path, capsys):
+    for flags, fragment in ((["--grid", "eps"], "expected FIELD=V,V (e.g. eps=0.1,0.2), got 'eps'"),
+                            (["--grid", "eps=0.1,x"], "the values of eps must be numbers, got '0.1,x'"),
+                            (["--grid", "eps=0.1", "--grid", "eps=0.2"], "--grid names eps twice"),
+                            (["--grid", "activation=1"], "--grid cannot vary 'activation' (not a number")):
+        assert cli.main(["sweep", "--suite", "smoke", *flags, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and fragment in err, err
+        assert not (tmp_path / "o").exists()
+    # The resume hint repeats the grid, flag spelling accepted.
+    args = cli.parse_args(["sweep", "--suite", "smoke", "--grid", "bpo-lambda=0.01,1", "--out", "o"])
+    assert args.grid == [("bpo_lambda", (0.01, 1.0))]
+    assert "--grid bpo_lambda=0.01,1 " in cli._sweep_command(args)
+
+
+def test_a_grid_sweep_trains_each_program_once_and_resumes_it_from_a_common_checkpoint(tmp_path, monkeypatch):
+    plan = sweep.plan("smoke", algos="ppo", num_seeds=1, total_steps=STEPS, tasks="CartPole-v1",
+                      grid={"eps": (0.1, 0.3)})
+    options = RunOptions(progress=False, tensorboard=False, checkpoint_every_updates=1, fast_compile=True)
+    calls = _interrupt_at_update_4(plan, tmp_path, options, monkeypatch)
+    assert calls == [[r.name for r in plan.runs]]  # both grid points in one program
+    first, second = (tmp_path / "runs" / r.name for r in plan.runs)
+    # A kill while the program's checkpoints were being written: the second run lacks the newest.
+    shutil.rmtree(second / "checkpoints" / "step_00000004")
+    said = []
+    summary = sweep.run(plan, str(tmp_path), options, say=said.append)
+    assert sum("resuming" in line for line in said) == 2
+    assert sum("(2 runs as one program)" in line for line in said) == 2  # resumed together, from update 3
+    for run in (first, second):
+        rows = list(csv.DictReader(open(run / "metrics.csv")))
+        assert [int(r["update"]) for r in rows] == list(range(1, STEPS // 512 + 1))
+    assert [(r["variant"], r["env_steps"]) for r in summary["runs"]] == [("eps=0.1", STEPS), ("eps=0.3", STEPS)]
+    table = (tmp_path / "report.md").read_text()
+    assert "| gymnax/CartPole-v1 | PPO eps=0.1 |" in table and "| gymnax/CartPole-v1 | PPO eps=0.3 |" in table
+    variants = {r["variant"] for r in csv.DictReader(open(tmp_path / "curves.csv"))}
+    assert variants == {"eps=0.1", "eps=0.3"}
+
+
+def test_runs_of_one_env_and_algorithm_are_named_by_the_settings_that_differ():
+    steps, r = np.arange(1, 3) * 100.0, np.ones((1, 2))
+    base = {"env": "e", "algo": "bpo", "lr": 3e-4, "eps": 0.2, "eps_low": 0.2, "eps_high": 0.2, "total_steps": 200}
+    made = [dataclasses.replace(_curve("e", "bpo", steps, r), settings=s) for s in (
+        base, {**base, "eps": 0.1, "eps_low": 0.1, "eps_high": 0.1, "total_steps": 400},
+        {**base, "lr": 1e-3, "total_steps": 400})]
+    alone = dataclasses.replace(_curve("f", "ppo", steps, r), settings={**base, "algo": "ppo"})
+    named = curves.name_variants(made + [alone])
+    # eps says what eps_low and eps_high repeat; the budget is on the figure, not in the name
+    assert [c.variant for c in named] == ["lr=0.0003, eps=0.2", "lr=0.0003, eps=0.1", "lr=0.001, eps=0.2", ""]
+    assert [c.name for c in named] == ["BPO lr=0.0003, eps=0.2", "BPO lr=0.0003, eps=0.1", "BPO lr=0.001, eps=0.2",
+                                       "PPO"]
+    assert named[3].label == "PPO (1 seed)"
+    # Runs of other presets differ in dozens of settings: a label names the first few.
+    many = [dataclasses.replace(made[0], settings={f"f{i}": i + k for i in range(6)}) for k in (0, 1)]
+    assert [c.variant for c in curves.name_variants(many)] == ["f0=0, f1=1, f2=2, +3 more", "f0=1, f1=2, f2=3, +3 more"]
