@@ -124,11 +124,10 @@ class Plan:
     def asked(self) -> dict:
         """What sweep.json records: enough to tell whether a directory holds this sweep."""
         asked = {"suite": self.suite, "algos": list(self.algos), "num_seeds": self.num_seeds,
-                 "total_steps": self.total_steps, "tasks": list(dict.fromkeys(r.task for r in self.runs)),
-                 "runs": [r.name for r in self.runs]}
+                 "total_steps": self.total_steps, "tasks": list(dict.fromkeys(r.task for r in self.runs))}
         if self.grid:
             asked["grid"] = {name: list(values) for name, values in self.grid}
-        return asked
+        return {**asked, "runs": [r.name for r in self.runs]}
 
     def programs(self) -> list[list[SweepRun]]:
         """The runs grouped by program, in plan order: the grid points of one (task, algorithm)
@@ -390,11 +389,12 @@ def _claim(p: Plan, out: str) -> None:
 
         with open(path) as f:
             saved = json.load(f)
-        diff = [k for k in asked if saved.get(k) != asked[k]]
+        keys = list(asked) + (["grid"] if "grid" in saved and "grid" not in asked else [])
+        diff = sorted((k for k in keys if saved.get(k) != asked.get(k)), key=lambda k: k == "runs")  # runs last
         other = [k for k in diff if k != "total_steps"]
         if other:
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({saved.get(other[0])!r}, asked "
-                             f"{asked[other[0]]!r}); choose another `out`")
+                             f"{asked.get(other[0])!r}); choose another `out`")
         if diff:
             _check_budgets(p, out)
             reporting.write_json(path, asked)

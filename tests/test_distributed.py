@@ -102,6 +102,30 @@ def test_seeds_split_over_devices_compute_the_one_device_run():
     assert "ERR the number of seeds = 3 must be divisible by the number of devices (2)" in out
 
 
+def test_variants_split_over_devices_like_seeds_and_fit_the_devices():
+    """Two configurations x one seed as one program on 2 forced CPU devices: one member per
+    device, each member the one-device run of its configuration.  Three members of one env each
+    divide over neither the seeds nor the envs: they run on one device, not fail."""
+    out = _python(f"""
+        import jax, numpy as np
+        from bpo_jax import Config, runner
+        cfg = Config(**{TINY!r})
+        grid = [cfg, cfg.replace(lr=1e-3, bpo_lambda=0.1)]
+        r2 = runner.run(cfg, num_seeds=1, reports=1, variants=grid, compiler_options=runner.FAST_COMPILE)
+        assert r2.num_seeds == 2 and len(r2.state.obs_stats.mean.sharding.device_set) == 2
+        for i, c in enumerate(grid):
+            alone = runner.run(c, num_seeds=1, reports=1, devices=jax.devices()[:1], compiler_options=runner.FAST_COMPILE)
+            for a, b in zip(jax.tree.leaves(r2.state.params), jax.tree.leaves(alone.state.params)):
+                np.testing.assert_allclose(np.asarray(a)[i:i + 1], b, rtol={TOL['rtol']}, atol={TOL['atol']})
+        one_env = cfg.replace(num_envs=1, num_minibatches=1)
+        r3 = runner.run(one_env, num_seeds=1, reports=1, compiler_options=runner.FAST_COMPILE,
+                        variants=[one_env.replace(lr=v) for v in (1e-4, 3e-4, 1e-3)])
+        assert r3.num_seeds == 3 and len(r3.state.obs_stats.mean.sharding.device_set) == 1
+        print("OK")
+    """, devices=2)
+    assert "OK" in out
+
+
 @pytest.mark.parametrize("seeds, cores, devices", [
     (1, 2, 1), (2, 2, 2), (4, 2, 2), (10, 2, 2), (3, 2, 3), (7, 2, 7), (10, 4, 5), (6, 4, 6), (12, 5, 6),
     (10, 16, 10), (2, 1, 1)])

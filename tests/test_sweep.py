@@ -413,3 +413,16 @@ def test_runs_of_one_env_and_algorithm_are_named_by_the_settings_that_differ():
     # Runs of other presets differ in dozens of settings: a label names the first few.
     many = [dataclasses.replace(made[0], settings={f"f{i}": i + k for i in range(6)}) for k in (0, 1)]
     assert [c.variant for c in curves.name_variants(many)] == ["f0=0, f1=1, f2=2, +3 more", "f0=1, f1=2, f2=3, +3 more"]
+
+
+def test_another_grid_in_a_sweep_directory_is_refused_by_name(tmp_path):
+    with_grid = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3)})
+    sweep._claim(with_grid, str(tmp_path))
+    for other, fragment in ((sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1"),
+                             "another `grid` ({'eps': [0.1, 0.3]}, asked None)"),
+                            (sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.2,)}),
+                             "another `grid` ({'eps': [0.1, 0.3]}, asked {'eps': [0.2]})")):
+        with pytest.raises(sweep.SweepError) as e:
+            sweep._claim(other, str(tmp_path))
+        assert fragment in str(e.value), str(e.value)
+    sweep._claim(with_grid, str(tmp_path))  # the same sweep again: fine
