@@ -120,11 +120,13 @@ def _parse_strings(text: str) -> tuple[str, ...]:
 
 
 def _parse_grid(text: str) -> tuple[str, tuple[float, ...]]:
-    """'eps=0.1,0.2' -> ('eps', (0.1, 0.2)); the field may be spelt as its flag (bpo-lambda)."""
+    """'eps=0.1,0.2' -> ('eps', (0.1, 0.2)); the field may be spelt with dashes (bpo-lambda)."""
     name, sep, values = text.partition("=")
     name = name.strip().removeprefix("--").replace("-", "_")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected FIELD=V,V (e.g. eps=0.1,0.2), got {text!r}")
+    if any(not v.strip() for v in values.split(",")):
+        raise argparse.ArgumentTypeError(f"an empty value in --grid {text}; give FIELD=V,V (e.g. eps=0.1,0.2)")
     try:
         return name, tuple(int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v) for v in _parse_strings(values))
     except ValueError:
@@ -753,8 +755,9 @@ def cmd_sweep(args) -> int:
             raise
         return _fail(f"stopped: {type(e).__name__}: {first_line(e)}; run the same command to resume: "
                      f"{_sweep_command(args)}", EXIT_FAILURE)
-    _say(f"{len(summary['runs'])} run(s) finished; wrote {args.out}/{{curves.csv,figure.png,report.md,summary.json}}",
-         sys.stdout)
+    diverged = f", {len(summary['diverged'])} diverged (listed in report.md)" if summary.get("diverged") else ""
+    _say(f"{len(summary['runs'])} run(s) finished{diverged}; wrote "
+         f"{args.out}/{{curves.csv,figure.png,report.md,summary.json}}", sys.stdout)
     return 0
 
 

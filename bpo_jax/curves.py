@@ -152,11 +152,17 @@ def name_variants(curves: Sequence[Curve]) -> list[Curve]:
     return named
 
 
+def number_text(value: float) -> str:
+    """The shortest text of a number that reads back as that number: 0.001, 1e-05, 1048576."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 _MOST_SHOWN = 4  # settings named in a label; runs of other presets differ in dozens
 
 
 def _shown(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return number_text(value) if isinstance(value, float) else str(value)
 
 
 def _read_json(path: str, needs: Sequence[str]) -> dict:
@@ -202,7 +208,10 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
     cols = min(len(envs), 2)
     rows = -(-len(envs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.8 * rows), dpi=110, squeeze=False)
-    colours = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(c.name for c in curves))}
+    names = list(dict.fromkeys(c.name for c in curves))
+    # Matplotlib's 10 cycle colours; a larger grid's lines from one colour map, none repeated.
+    colours = {name: f"C{i}" if len(names) <= 10 else plt.get_cmap("turbo")(i / (len(names) - 1))
+               for i, name in enumerate(names)}
     for ax, env in zip(axes.flat, envs):
         mine = [c for c in curves if c.env == env]
         for c in mine:

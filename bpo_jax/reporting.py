@@ -25,6 +25,7 @@ from bpo_jax import algorithms
 from bpo_jax.runner import RunResult
 
 INCOMPLETE = "INCOMPLETE"  # marker file of a run directory whose run has not finished
+DIVERGED = "DIVERGED"  # beside INCOMPLETE: stopped by an update that resuming would only repeat (a NaN)
 OUTPUT_FILES = ("config.json", "metrics.csv", "summary.json", "curve.png")
 
 
@@ -103,10 +104,25 @@ def mark_incomplete(path: str, note: str) -> None:
 
 
 def mark_complete(path: str) -> None:
+    for name in (INCOMPLETE, DIVERGED):
+        try:
+            os.remove(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+
+
+def mark_diverged(path: str, note: str) -> None:
+    """Write the DIVERGED marker: this run stopped at an update that resuming would repeat."""
+    write_text(os.path.join(path, DIVERGED), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
+
+
+def diverged_note(path: str) -> Optional[str]:
+    """The DIVERGED note of a run directory (None where the run has not diverged)."""
     try:
-        os.remove(os.path.join(path, INCOMPLETE))
+        with open(os.path.join(path, DIVERGED)) as f:
+            return f.read().strip()
     except FileNotFoundError:
-        pass
+        return None
 
 
 def write_atomic(path: str, write: Callable[[str], Any]) -> None:

@@ -465,7 +465,8 @@ def run(
             lowered["init"] = init.lower(hp)
         # XLA compiles without holding the GIL, so the programs compile side by side: the init
         # program beside the chunk's (CartPole, 2 cores: 3.3-3.8 s instead of 4.6-4.9 s).
-        with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+        # (Nothing at all where a resumed run had trained its last update but not written its files.)
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(lowered))) as pool:
             compiled = dict(zip(lowered, pool.map(lambda low: low.compile(compiler_options), lowered.values())))
         init_c = compiled.pop("init", None)
         programs = compiled

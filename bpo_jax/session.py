@@ -203,7 +203,7 @@ class RunSession:
         # Unknown ids, bad env options, missing suite packages and settings that cannot apply
         # to the env's actions fail here, before any compile; then the device count.
         config.validate_env(envs.make(config.env, num_envs=1, **config.env_kwargs()).action_space)
-        runner.make_mesh(None, config.num_envs, num_seeds, options.split)
+        _check_devices(config, num_seeds, options.split)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
                       out=reporting.default_run_dir(config) if out is None else out, options=options)
         if is_lead():  # other processes write nothing (and would race process 0 creating it)
@@ -247,7 +247,7 @@ class RunSession:
         config = regrow(loaded.config, total_steps, done=loaded.start.update)
         if not unfinished and config.num_updates == loaded.start.update:
             raise RunFinished(run_dir, config)
-        runner.make_mesh(None, config.num_envs, loaded.meta["num_seeds"], options.split)
+        _check_devices(config, loaded.meta["num_seeds"], options.split)
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
 
@@ -324,9 +324,12 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
     only (a grid of learning rates, eps, lambda, ...; :meth:`Config.program_difference`), with
     the same seed count and chunk size, all fresh or all resumed at the same update.  Every run
     gets its own directory, checkpoints, loggers and final files, as if it had run alone, and
-    its seeds start from the keys a run alone gives them.  One progress display shows all of
-    them; each summary.json records ``runs_in_program`` and the run's share of the throughput.
-    What stops one run (a NaN, Ctrl-C) stops all, each with its INCOMPLETE note.  Returns one
+    its seeds start from the keys a run alone gives them (on one device at XLA's default
+    options, the very numbers; split over devices, to float rounding).  One progress display
+    shows all of them; each summary.json records ``runs_in_program`` and the run's share of the
+    throughput.  What stops one run stops all, each with its INCOMPLETE note; a bad update (a
+    NaN) is raised as the run and seed it happened in (``run_dir`` names the run, which is also
+    marked DIVERGED), and the other runs' notes say they can go on.  Returns one
     :class:`SessionResult` per session, in order.  :meth:`RunSession.run` is the case of one."""
     sessions = list(sessions)
     _check_together(sessions)
@@ -349,11 +352,16 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
                 split=options.split, compiler_options=runner.FAST_COMPILE if options.fast_compile else None,
                 variants=None if count == 1 else [session.config for session in sessions])
     except BaseException as e:
-        told = _named_member(e, sessions)
+        told, owner = _named_member(e, sessions)
         for session in sessions:
-            session.note = session._stop_note(told)
+            # A run trained beside the one that diverged is sound: it can go on without it.
+            beside = owner is not None and session is not owner
+            session.note = session._stop_note(RuntimeError(f"{owner.out}, trained in the same program, diverged")
+                                              if beside else told)
             if lead:
                 reporting.mark_incomplete(session.out, session.note)
+                if session is owner:
+                    reporting.mark_diverged(session.out, session.note)
         if told is e:
             raise
         raise told from None
@@ -435,14 +443,18 @@ def _check_together(sessions: list[RunSession]) -> None:
                                    "differ", "sessions")
 
 
-def _named_member(e: BaseException, sessions: list[RunSession]) -> BaseException:
-    """A bad update of runs trained as one program, as the run and seed it happened in (the
-    runner counts members across runs); any other exception as it is."""
-    if len(sessions) == 1 or not isinstance(e, runner.BadUpdateError):
-        return e
+def _named_member(e: BaseException, sessions: list[RunSession]) -> tuple[BaseException, Optional[RunSession]]:
+    """(exception, the session it belongs to): a bad update of runs trained as one program as
+    the run and seed it happened in (the runner counts members across runs), with its run in
+    ``run_dir``; any other exception as it is, and None."""
+    if not isinstance(e, runner.BadUpdateError):
+        return e, None
     seeds = sessions[0].num_seeds
     owner, seed = sessions[min(e.seed // seeds, len(sessions) - 1)], e.seed % seeds
-    return type(e)(str(e).replace(f"(seed index {e.seed})", f"(seed index {seed} of {owner.out})"), e.update, seed)
+    if len(sessions) > 1:
+        e = type(e)(str(e).replace(f"(seed index {e.seed})", f"(seed index {seed} of {owner.out})"), e.update, seed)
+    e.run_dir = owner.out
+    return e, owner
 
 
 def _joint_start(sessions: list[RunSession]) -> Optional[runner.Start]:
@@ -538,6 +550,13 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
         return run_dir_config(run_dir).total_steps
     except (OSError, ValueError, TypeError):
         return saved.total_steps
+
+
+def _check_devices(config: Config, num_seeds: int, split: str) -> None:
+    """The ConfigError :func:`bpo_jax.runner.run` would raise for these seeds on this machine's
+    devices (a split that does not divide), before anything is written."""
+    devices = runner.fitting_devices(None, split, num_seeds, config.num_envs)
+    runner.make_mesh(devices, config.num_envs, num_seeds, split)
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:

@@ -38,7 +38,9 @@ algorithm's runs at their preset.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import numbers
 import os
 import time
@@ -49,6 +51,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from bpo_jax import curves, presets, report, reporting
 from bpo_jax.config import SWEEPABLE, Config
 from bpo_jax.errors import first_line, unknown_name
+from bpo_jax.runner import BadUpdateError
 from bpo_jax.session import RunOptions, RunSession, run_dir_config, run_together
 
 SWEEP_FILE = "sweep.json"
@@ -182,6 +185,9 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
         _refuse_repeats("tasks", tasks, lambda t: t if t in available else short[t])
         chosen = [t for t in available if t in tasks or t.partition("/")[2] in tasks]
     grid = _grid(grid)
+    unread = next((name for name, _ in grid if not any(_reads(algo, name) for algo in algos)), None)
+    if unread is not None:
+        raise SweepError(f"`grid` varies {unread}, which no algorithm of this sweep ({', '.join(algos)}) reads")
     runs = []
     for task in chosen:
         for algo in algos:
@@ -191,7 +197,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
             mine = [(name, values) for name, values in grid if _reads(algo, name)]
             for values in itertools.product(*(v for _, v in mine)):
                 point = tuple((name, value) for (name, _), value in zip(mine, values))
-                name = "__".join([f"{task.replace('/', '_')}__{algo}"] + [f"{k}={v:g}" for k, v in point])
+                name = "__".join([f"{task.replace('/', '_')}__{algo}"] + [f"{k}={curves.number_text(v)}" for k, v in point])
                 config = Config(**{**fields, **dict(point)})
                 try:
                     config.validate()
@@ -242,10 +248,12 @@ def _grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise SweepError(f"`grid` values of {name} must be numbers, got {_shown(v)}")
-            if kinds[name] is int and v != int(v):
+            if kinds[name] is int and not (math.isfinite(v) and v == int(v)):
                 raise SweepError(f"`grid` values of {name} must be whole numbers, got {v!r}")
-        values = tuple(kinds[name](v) for v in values)
-        _refuse_repeats(f"grid` values of `{name}", [f"{v:g}" for v in values])
+        values = tuple(sorted(kinds[name](v) for v in values))  # one order, whatever order they came in
+        twice = next((a for a, b in zip(values, values[1:]) if a == b), None)
+        if twice is not None:
+            raise SweepError(f"`grid` gives {name} the value {curves.number_text(twice)} twice; give each value once")
         checked.append((name, values))
     return tuple(checked)
 
@@ -301,30 +309,46 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
         say: Callable[[str], None] = print) -> dict:
     """Run (or finish) every run of ``p`` in ``out``, one program at a time (the grid points of a
     (task, algorithm) together), refreshing the figure, curves and report after each; returns
-    the summary.  A KeyboardInterrupt or failure propagates after the runs' sessions have
-    written their INCOMPLETE notes; calling again resumes."""
+    the summary.  A run that diverges (a NaN: resuming would repeat it) is marked DIVERGED and
+    kept out of the figure, and the runs trained beside it go on without it; a KeyboardInterrupt
+    or other failure propagates after the runs' sessions have written their INCOMPLETE notes,
+    and calling again resumes."""
     options.validate()  # SessionError (a ValueError), one line, resume_hint included: before anything is written
     _claim(p, out)
     title = f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds"
     programs = p.programs()
     for i, group in enumerate(programs):
         head = f"[sweep {i + 1}/{len(programs)}] {group[0].task} {group[0].config.algo}"
-        sessions = []
-        for r in group:
-            session = _session(p, r, os.path.join(out, "runs", r.name), options, group, say, head)
-            if session is not None:
-                sessions.append(session)
-        # Runs that start from the same update train as one program (a grid: all of them).
-        for batch in _by_start(sessions):
-            start = time.perf_counter()
-            done = run_together(batch)
-            took = time.perf_counter() - start
-            for session, result in zip(batch, done):
-                name = f" {os.path.basename(session.out)}" if p.grid else ""
-                say(f"{head}{name}: final return {result.summary['final_episode_return']:.1f} in {took:.0f}s"
-                    + (f" ({len(batch)} runs as one program)" if len(batch) > 1 else ""))
-            write_outputs(out, title=title)
+        while _run_program(p, group, out, options, say, head):  # again without a run that diverged
+            pass
+        write_outputs(out, title=title)
     return write_outputs(out, title=title)
+
+
+def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, say: Callable[[str], None],
+                 head: str) -> bool:
+    """Finish the runs of one program; True where one diverged and the others are still to finish."""
+    sessions = []
+    for r in group:
+        session = _session(p, r, os.path.join(out, "runs", r.name), options, group, say, head)
+        if session is not None:
+            sessions.append(session)
+    # Runs that start from the same update train as one program (a grid: all of them).
+    for batch in _by_start(sessions):
+        start = time.perf_counter()
+        try:
+            done = run_together(batch)
+        except BadUpdateError as e:
+            say(f"{head} {os.path.basename(e.run_dir)}: diverged, kept out of the figure: {first_line(e)}")
+            if len(batch) == 1:
+                continue
+            return True
+        took = time.perf_counter() - start
+        for session, result in zip(batch, done):
+            name = f" {os.path.basename(session.out)}" if p.grid else ""
+            say(f"{head}{name}: final return {result.summary['final_episode_return']:.1f} in {took:.0f}s"
+                + (f" ({len(batch)} runs as one program)" if len(batch) > 1 else ""))
+    return False
 
 
 def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: list[SweepRun],
@@ -336,6 +360,9 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
 
     head = f"{head} {r.name}" if r.point else head
     state = status(run_dir)
+    if state == "diverged":
+        say(f"{head}: diverged earlier, kept out of the figure (remove {run_dir} to train it again)")
+        return None
     budget = r.config.total_steps
     saved = None if state == "new" else run_dir_config(run_dir).total_steps
     if state == "finished" and saved == budget:
@@ -366,11 +393,14 @@ def _by_start(sessions: list[RunSession]) -> list[list[RunSession]]:
 
 
 def status(run_dir: str) -> str:
-    """finished, resumable (a checkpoint to go on from), or new (nothing usable: start over)."""
+    """finished, diverged (stopped by a NaN, which resuming would repeat), resumable (a
+    checkpoint to go on from), or new (nothing usable: start over)."""
     from bpo_jax import checkpoint
 
     if not os.path.isdir(run_dir):
         return "new"
+    if reporting.diverged_note(run_dir) is not None:
+        return "diverged"
     if not reporting.is_incomplete(run_dir) and curves.is_run_dir(run_dir):
         return "finished"
     if checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
@@ -393,8 +423,9 @@ def _claim(p: Plan, out: str) -> None:
         diff = sorted((k for k in keys if saved.get(k) != asked.get(k)), key=lambda k: k == "runs")  # runs last
         other = [k for k in diff if k != "total_steps"]
         if other:
-            raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({saved.get(other[0])!r}, asked "
-                             f"{asked.get(other[0])!r}); choose another `out`")
+            shown = _grid_text if other[0] == "grid" else repr
+            raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
+                             f"{shown(asked.get(other[0]))}); choose another `out`")
         if diff:
             _check_budgets(p, out)
             reporting.write_json(path, asked)
@@ -405,6 +436,13 @@ def _claim(p: Plan, out: str) -> None:
     reporting.write_json(path, p.asked())
 
 
+def _grid_text(grid: Optional[dict]) -> str:
+    """A grid as sweep.json holds it, in the words of its parameter: eps=0.1,0.3 bpo_lambda=1."""
+    if not grid:
+        return "none"
+    return " ".join(f"{name}={','.join(curves.number_text(v) for v in values)}" for name, values in grid.items())
+
+
 def _check_budgets(p: Plan, out: str) -> None:
     """Before anything runs: every run already in ``out`` can go on to the plan's budget."""
     from bpo_jax import checkpoint
@@ -412,7 +450,7 @@ def _check_budgets(p: Plan, out: str) -> None:
 
     for r in p.runs:
         run_dir = os.path.join(out, "runs", r.name)
-        if status(run_dir) == "new":
+        if status(run_dir) in ("new", "diverged"):  # diverged runs stay as they are
             continue
         saved = run_dir_config(run_dir)
         if r.config.total_steps < saved.total_steps:
@@ -428,16 +466,33 @@ def _check_budgets(p: Plan, out: str) -> None:
 
 def write_outputs(out: str, title: Optional[str] = None) -> dict:
     """curves.csv, figure.png, report.md and summary.json from the finished runs under ``out``."""
-    found = [d for d in sorted_runs(out) if status(d) == "finished"]
+    every = sorted_runs(out)
+    found = [d for d in every if status(d) == "finished"]
+    diverged = [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d in every
+                if status(d) == "diverged"]
     if not found:
-        return {"runs": []}
-    cs = curves.load_all(found)
+        return {"runs": [], "diverged": diverged}
+    cs = _grid_labels(curves.load_all(found))
     reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
     reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
-    reporting.write_text(os.path.join(out, "report.md"), report.markdown(cs, title or "Results against the paper"))
-    summary = {"runs": [_run_summary(c) for c in cs]}
+    text = report.markdown(cs, title or "Results against the paper")
+    if diverged:
+        text += "\nDiverged (kept out of the table and figure):\n\n" + "".join(
+            f"* {d['run']}: {d['note']}\n" for d in diverged)
+    reporting.write_text(os.path.join(out, "report.md"), text)
+    summary = {"runs": [_run_summary(c) for c in cs], "diverged": diverged}
     reporting.write_json(os.path.join(out, "summary.json"), summary)
     return summary
+
+
+def _grid_labels(cs: list[curves.Curve]) -> list[curves.Curve]:
+    """A grid sweep's runs labelled by their grid point, in the grid's order (its run names say
+    it: <task>__<algo>__eps=0.1__lr=0.001), also where a point is the only one left of its task
+    and algorithm (the others diverged)."""
+    points = [os.path.basename(c.run_dir).split("__")[2:] for c in cs]
+    if not any(points):
+        return cs
+    return [dataclasses.replace(c, variant=", ".join(point)) for c, point in zip(cs, points)]
 
 
 def sorted_runs(out: str) -> list[str]:

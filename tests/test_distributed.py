@@ -126,6 +126,25 @@ def test_variants_split_over_devices_like_seeds_and_fit_the_devices():
     assert "OK" in out
 
 
+def test_runs_that_divide_over_no_device_count_alone_start_and_train_together(tmp_path):
+    """On 3 devices (the CLI's choice for 3 members on 2 cores), one seed of 4 envs divides over
+    neither: each run still starts (on the devices that fit it), and the 3 train as one program,
+    a member a device."""
+    out = _python(f"""
+        import jax
+        from bpo_jax import Config
+        from bpo_jax.session import RunOptions, RunSession, run_together
+        cfg = Config(**{TINY!r}).replace(num_envs=4)
+        opts = RunOptions(progress=False, tensorboard=False, checkpoints=False, fast_compile=True, compile_cache=False)
+        runs = [RunSession.start(cfg.replace(lr=v), 1, f"{tmp_path}/run{{i}}", options=opts)
+                for i, v in enumerate((1e-4, 3e-4, 1e-3))]
+        done = run_together(runs)
+        assert [d.summary["num_seeds"] for d in done] == [1, 1, 1]
+        print("OK")
+    """, devices=3)
+    assert "OK" in out
+
+
 @pytest.mark.parametrize("seeds, cores, devices", [
     (1, 2, 1), (2, 2, 2), (4, 2, 2), (10, 2, 2), (3, 2, 3), (7, 2, 7), (10, 4, 5), (6, 4, 6), (12, 5, 6),
     (10, 16, 10), (2, 1, 1)])

@@ -295,3 +295,17 @@ def test_run_together_refuses_an_empty_list_a_shared_directory_and_a_session_run
         run_together([a, a])
     with pytest.raises(SessionError, match="`sessions` must be"):
         run_together([a, "b"])
+
+
+def test_a_run_killed_after_its_last_checkpoint_writes_its_files_on_resume(tmp_path):
+    """Killed between the last chunk's checkpoint and the final files (likelier with runs trained
+    as one program, which write theirs one after another): resuming compiles nothing, trains
+    nothing and finishes the run."""
+    out = tmp_path / "run"
+    whole = RunSession.start(TINY, num_seeds=2, out=str(out), chunk_updates=4, options=LAST_ONLY).run()
+    (out / "summary.json").unlink()
+    reporting.mark_incomplete(str(out), "killed")
+    done = RunSession.resume(str(out), QUIET).run()
+    assert not reporting.is_incomplete(str(out)) and (out / "summary.json").exists()
+    assert done.result.compile_seconds < 1.0 and done.summary["num_updates"] == 16
+    _assert_same_run(done, whole)

@@ -332,7 +332,9 @@ def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm()
     ({"total_steps": (4096,)}, "`grid` cannot vary 'total_steps' (the sweep's `total_steps` sets every run's budget)"),
     ({"num_epochs": (2, 2.5)}, "`grid` values of num_epochs must be whole numbers, got 2.5"),
     ({"eps": ()}, "`grid` gives eps no values"),
-    ({"eps": (0.1, 0.10)}, "`grid` values of `eps` names '0.1' twice"),
+    ({"eps": (0.1, 0.10)}, "`grid` gives eps the value 0.1 twice; give each value once"),
+    ({"num_epochs": (2, float("inf"))}, "`grid` values of num_epochs must be whole numbers, got inf"),
+    ({"bpo_lambda": (1, 10)}, "`grid` varies bpo_lambda, which no algorithm of this sweep (ppo) reads"),
     ({"eps": ("0.1",)}, "`grid` values of eps must be numbers, got '0.1' (str)"),
     ({"eps": (True,)}, "`grid` values of eps must be numbers, got True (bool)"),
     ({"eps": None}, "`grid` values of eps must be numbers, got None"),
@@ -354,6 +356,15 @@ def test_sizes_in_a_grid_make_one_program_per_value():
         ("num_epochs", (2, 4))]
 
 
+def test_grid_values_are_named_exactly_and_planned_in_ascending_order():
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", total_steps=4 * 1048576,
+                   grid={"lr": (1.0000002e-3, 1.0000001e-3), "num_steps": (1048576,)})
+    assert [r.name.partition("__ppo__")[2] for r in p.runs] == ["lr=0.0010000001__num_steps=1048576",
+                                                               "lr=0.0010000002__num_steps=1048576"]
+    assert p.asked()["grid"] == {"lr": [1.0000001e-3, 1.0000002e-3], "num_steps": [1048576]}
+    assert curves.number_text(1e-5) == "1e-05" and curves.number_text(3.0) == "3"
+
+
 def test_a_single_number_is_a_grid_of_one():
     p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"lr": 1e-3})
     assert [r.name for r in p.runs] == ["smoke_CartPole-v1__ppo__lr=0.001"] and p.runs[0].config.lr == 1e-3
@@ -363,7 +374,9 @@ def test_bad_grid_flags_are_one_line_and_write_nothing(tmp_path, capsys):
     for flags, fragment in ((["--grid", "eps"], "expected FIELD=V,V (e.g. eps=0.1,0.2), got 'eps'"),
                             (["--grid", "eps=0.1,x"], "the values of eps must be numbers, got '0.1,x'"),
                             (["--grid", "eps=0.1", "--grid", "eps=0.2"], "--grid names eps twice"),
-                            (["--grid", "activation=1"], "--grid cannot vary 'activation' (not a number")):
+                            (["--grid", "activation=1"], "--grid cannot vary 'activation' (not a number"),
+                            (["--grid", "lr=0.1,,0.2"], "an empty value in --grid lr=0.1,,0.2"),
+                            (["--grid", "num-epochs=1e400"], "--grid values of num_epochs must be whole numbers")):
         assert cli.main(["sweep", "--suite", "smoke", *flags, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and fragment in err, err
@@ -419,10 +432,35 @@ def test_another_grid_in_a_sweep_directory_is_refused_by_name(tmp_path):
     with_grid = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3)})
     sweep._claim(with_grid, str(tmp_path))
     for other, fragment in ((sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1"),
-                             "another `grid` ({'eps': [0.1, 0.3]}, asked None)"),
+                             "another `grid` (eps=0.1,0.3, asked none)"),
                             (sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.2,)}),
-                             "another `grid` ({'eps': [0.1, 0.3]}, asked {'eps': [0.2]})")):
+                             "another `grid` (eps=0.1,0.3, asked eps=0.2)")):
         with pytest.raises(sweep.SweepError) as e:
             sweep._claim(other, str(tmp_path))
         assert fragment in str(e.value), str(e.value)
     sweep._claim(with_grid, str(tmp_path))  # the same sweep again: fine
+
+
+def test_a_diverging_grid_point_is_kept_out_and_the_others_finish(tmp_path, capsys):
+    """reward_scale 1e38 makes every loss non-finite at once; its neighbour in the program goes on
+    without it, the next program runs, and running the command again keeps both as they are."""
+    args = ["sweep", "--suite", "smoke", "--tasks", "CartPole-v1", "--seeds", "1", "--total-steps", str(STEPS),
+            "--grid", "reward-scale=1,1e38", "--out", str(tmp_path), "--quiet", "--no-tensorboard", "--fast-compile"]
+    assert cli.main(args) == 0
+    out, err = capsys.readouterr()
+    assert "smoke_CartPole-v1__bpo__reward_scale=1e+38: diverged, kept out of the figure: non-finite" in err
+    assert "2 run(s) finished, 2 diverged (listed in report.md)" in out  # BPO's and PPO's 1e38 points
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["algo"], r["variant"]) for r in summary["runs"]] == [("bpo", "reward_scale=1"), ("ppo", "reward_scale=1")]
+    assert [d["run"] for d in summary["diverged"]] == ["smoke_CartPole-v1__bpo__reward_scale=1e+38",
+                                                       "smoke_CartPole-v1__ppo__reward_scale=1e+38"]
+    assert "Diverged (kept out of the table and figure):" in (tmp_path / "report.md").read_text()
+    bad = tmp_path / "runs" / "smoke_CartPole-v1__bpo__reward_scale=1e+38"
+    assert sweep.status(str(bad)) == "diverged" and "non-finite" in (bad / "DIVERGED").read_text()
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("diverged earlier, kept out of the figure") == 2 and err.count("finished earlier, kept") == 2
+    # A larger budget takes the sound runs further and leaves the diverged ones as they are.
+    assert cli.main([a if a != str(STEPS) else str(2 * STEPS) for a in args]) == 0
+    err = capsys.readouterr().err
+    assert err.count("diverged earlier") == 2 and err.count(f"on to {2 * STEPS:,} steps per seed") == 2
