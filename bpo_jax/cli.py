@@ -756,6 +756,9 @@ def cmd_sweep(args) -> int:
         return _fail(f"stopped: {type(e).__name__}: {first_line(e)}; run the same command to resume: "
                      f"{_sweep_command(args)}", EXIT_FAILURE)
     diverged = f", {len(summary['diverged'])} diverged (listed in report.md)" if summary.get("diverged") else ""
+    if not summary["runs"]:
+        return _fail(f"every run diverged ({len(summary['diverged'])}, listed in report.md); wrote "
+                     f"{args.out}/{{report.md,summary.json}}", EXIT_FAILURE)
     _say(f"{len(summary['runs'])} run(s) finished{diverged}; wrote "
          f"{args.out}/{{curves.csv,figure.png,report.md,summary.json}}", sys.stdout)
     return 0
@@ -847,6 +850,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:  # building the parser imports the suites' modules: seconds
+        return _fail("interrupted", EXIT_INTERRUPTED)
     if getattr(args, "out", None) == "":
         return _fail("--out is empty; name where to write")
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,

@@ -294,6 +294,8 @@ class Config:
                 need(math.isfinite(value), f"{f.name} must be finite, got {value}")
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches"):  # loop bounds and shapes: int32
+            need(getattr(self, name) < 2**31, f"{name} must be below 2**31, got {getattr(self, name):,}")
         need(self.num_updates < 2**31, f"total_steps = {self.total_steps:,} gives {self.num_updates:,} updates, more "
              f"than the int32 update counter holds; give at most {(2**31 - 1) * self.batch_size:,}")
         need(self.batch_size % self.num_minibatches == 0,

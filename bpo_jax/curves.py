@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bpo_jax.reporting import carry_forward, tail_returns
+from bpo_jax.reporting import DIVERGED, carry_forward, tail_returns
 
 
 class CurveError(ValueError):
@@ -188,6 +188,8 @@ def find_runs(paths: Sequence[str]) -> list[str]:
         if is_run_dir(path):
             found.append(path)
             continue
+        if os.path.isfile(os.path.join(path, DIVERGED)):
+            raise CurveError(f"{path} diverged (its {DIVERGED} file says where); it has no curve to draw: leave it out")
         inside = sorted(root for root, _, _ in os.walk(path) if is_run_dir(root))
         if not inside:
             raise CurveError(f"{path} holds no finished run (no config.json with metrics.csv under it)")

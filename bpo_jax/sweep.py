@@ -255,7 +255,8 @@ def _grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
         if twice is not None:
             raise SweepError(f"`grid` gives {name} the value {curves.number_text(twice)} twice; give each value once")
         checked.append((name, values))
-    return tuple(checked)
+    order = list(Config.__dataclass_fields__)  # one order of fields too: the same grid names the same runs
+    return tuple(sorted(checked, key=lambda item: order.index(item[0])))
 
 
 def _reads(algo: str, name: str) -> bool:
@@ -319,18 +320,20 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
     programs = p.programs()
     for i, group in enumerate(programs):
         head = f"[sweep {i + 1}/{len(programs)}] {group[0].task} {group[0].config.algo}"
-        while _run_program(p, group, out, options, say, head):  # again without a run that diverged
+        told: set[str] = set()  # runs that diverged in this call (said once)
+        while _run_program(p, group, out, options, say, head, told):  # again without a run that diverged
             pass
         write_outputs(out, title=title)
     return write_outputs(out, title=title)
 
 
 def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, say: Callable[[str], None],
-                 head: str) -> bool:
+                 head: str, told: set[str]) -> bool:
     """Finish the runs of one program; True where one diverged and the others are still to finish."""
     sessions = []
     for r in group:
-        session = _session(p, r, os.path.join(out, "runs", r.name), options, group, say, head)
+        run_dir = os.path.join(out, "runs", r.name)
+        session = None if os.path.abspath(run_dir) in told else _session(p, r, run_dir, options, group, say, head)
         if session is not None:
             sessions.append(session)
     # Runs that start from the same update train as one program (a grid: all of them).
@@ -339,6 +342,7 @@ def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, 
         try:
             done = run_together(batch)
         except BadUpdateError as e:
+            told.add(os.path.abspath(e.run_dir))
             say(f"{head} {os.path.basename(e.run_dir)}: diverged, kept out of the figure: {first_line(e)}")
             if len(batch) == 1:
                 continue
@@ -470,11 +474,12 @@ def write_outputs(out: str, title: Optional[str] = None) -> dict:
     found = [d for d in every if status(d) == "finished"]
     diverged = [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d in every
                 if status(d) == "diverged"]
-    if not found:
-        return {"runs": [], "diverged": diverged}
+    if not found and not diverged:
+        return {"runs": [], "diverged": []}
     cs = _grid_labels(curves.load_all(found))
-    reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
-    reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
+    if cs:
+        reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
+        reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
     text = report.markdown(cs, title or "Results against the paper")
     if diverged:
         text += "\nDiverged (kept out of the table and figure):\n\n" + "".join(

@@ -59,6 +59,7 @@ def assert_one_line_in_process(capsys, *fragments):
     (["--reset-pool", "-1"], ["reset_pool must be >= 0"]),
     (["--lr", "inf"], ["lr must be finite"]),  # passes "> 0"; would only fail as NaNs after compiling
     (["--total-steps", "99999999999999999999999"], ["int32 update counter", "give at most"]),
+    (["--num-epochs", "3000000000"], ["num_epochs must be below 2**31, got 3,000,000,000"]),  # an OverflowError mid-run
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
     """In-process (no interpreter start-up per case); that the process itself exits non-zero with

@@ -359,8 +359,8 @@ def test_sizes_in_a_grid_make_one_program_per_value():
 def test_grid_values_are_named_exactly_and_planned_in_ascending_order():
     p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", total_steps=4 * 1048576,
                    grid={"lr": (1.0000002e-3, 1.0000001e-3), "num_steps": (1048576,)})
-    assert [r.name.partition("__ppo__")[2] for r in p.runs] == ["lr=0.0010000001__num_steps=1048576",
-                                                               "lr=0.0010000002__num_steps=1048576"]
+    assert [r.name.partition("__ppo__")[2] for r in p.runs] == ["num_steps=1048576__lr=0.0010000001",
+                                                               "num_steps=1048576__lr=0.0010000002"]
     assert p.asked()["grid"] == {"lr": [1.0000001e-3, 1.0000002e-3], "num_steps": [1048576]}
     assert curves.number_text(1e-5) == "1e-05" and curves.number_text(3.0) == "3"
 
@@ -457,6 +457,9 @@ def test_a_diverging_grid_point_is_kept_out_and_the_others_finish(tmp_path, caps
     assert "Diverged (kept out of the table and figure):" in (tmp_path / "report.md").read_text()
     bad = tmp_path / "runs" / "smoke_CartPole-v1__bpo__reward_scale=1e+38"
     assert sweep.status(str(bad)) == "diverged" and "non-finite" in (bad / "DIVERGED").read_text()
+    assert err.count("diverged") == 2  # each said once (not again as "diverged earlier")
+    with pytest.raises(curves.CurveError, match="diverged .its DIVERGED file says where.; it has no curve"):
+        curves.find_runs([str(bad)])
     assert cli.main(args) == 0
     err = capsys.readouterr().err
     assert err.count("diverged earlier, kept out of the figure") == 2 and err.count("finished earlier, kept") == 2
@@ -464,3 +467,21 @@ def test_a_diverging_grid_point_is_kept_out_and_the_others_finish(tmp_path, caps
     assert cli.main([a if a != str(STEPS) else str(2 * STEPS) for a in args]) == 0
     err = capsys.readouterr().err
     assert err.count("diverged earlier") == 2 and err.count(f"on to {2 * STEPS:,} steps per seed") == 2
+
+
+def test_a_sweep_whose_every_run_diverged_says_so_and_writes_its_report(tmp_path, capsys):
+    args = ["sweep", "--suite", "smoke", "--tasks", "CartPole-v1", "--algos", "ppo", "--seeds", "1", "--total-steps",
+            str(STEPS), "--grid", "reward-scale=1e38,2e38", "--out", str(tmp_path), "--quiet", "--no-tensorboard",
+            "--fast-compile"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"every run diverged (2, listed in report.md); wrote {tmp_path}/{{report.md,summary.json}}"), err
+    assert sorted(os.listdir(tmp_path)) == ["report.md", "runs", "summary.json", "sweep.json"]
+    assert [d["run"] for d in json.loads((tmp_path / "summary.json").read_text())["diverged"]] == [
+        "smoke_CartPole-v1__ppo__reward_scale=1e+38", "smoke_CartPole-v1__ppo__reward_scale=2e+38"]
+
+
+def test_the_same_grid_in_another_order_is_the_same_sweep():
+    a = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"lr": (3e-4, 1e-3), "eps": (0.3, 0.1)})
+    b = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3), "lr": (1e-3, 3e-4)})
+    assert a.asked() == b.asked() and a.runs[0].name == "smoke_CartPole-v1__ppo__lr=0.0003__eps=0.1"  # Config's order
