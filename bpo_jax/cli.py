@@ -822,7 +822,7 @@ def _check_file_out(out: str, example: str) -> None:
 def _from_runs(args, default_name: str, write, check=lambda out: None) -> int:
     """Load the finished runs under args.dirs and ``write(curves, path)`` one file from them;
     ``check(path)`` first refuses a path ``write`` cannot serve."""
-    from bpo_jax import curves
+    from bpo_jax import curves, sweep
 
     try:
         if args.out is None and len(args.dirs) > 1:
@@ -830,7 +830,7 @@ def _from_runs(args, default_name: str, write, check=lambda out: None) -> int:
         out = args.out or os.path.join(args.dirs[0], default_name)
         _check_file_out(out, default_name)
         check(out)
-        loaded = curves.load_all(curves.find_runs(args.dirs))
+        loaded = sweep.grid_labels(curves.load_all(curves.find_runs(args.dirs)))
     except (ValueError, OSError) as e:
         return _fail(first_line(e))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

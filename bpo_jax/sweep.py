@@ -476,7 +476,7 @@ def write_outputs(out: str, title: Optional[str] = None) -> dict:
                 if status(d) == "diverged"]
     if not found and not diverged:
         return {"runs": [], "diverged": []}
-    cs = _grid_labels(curves.load_all(found))
+    cs = grid_labels(curves.load_all(found))
     if cs:
         reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
         reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
@@ -490,14 +490,15 @@ def write_outputs(out: str, title: Optional[str] = None) -> dict:
     return summary
 
 
-def _grid_labels(cs: list[curves.Curve]) -> list[curves.Curve]:
-    """A grid sweep's runs labelled by their grid point, in the grid's order (its run names say
-    it: <task>__<algo>__eps=0.1__lr=0.001), also where a point is the only one left of its task
-    and algorithm (the others diverged)."""
-    points = [os.path.basename(c.run_dir).split("__")[2:] for c in cs]
-    if not any(points):
-        return cs
-    return [dataclasses.replace(c, variant=", ".join(point)) for c, point in zip(cs, points)]
+def grid_labels(cs: Sequence[curves.Curve]) -> list[curves.Curve]:
+    """Runs of a grid sweep (``<sweep>/runs/<task>__<algo>__eps=0.1__lr=0.001``) labelled by
+    their grid point, as their names say it, also where a point is the only one left of its
+    task and algorithm (the others diverged); other curves as they are."""
+    def point(c: curves.Curve) -> list[str]:
+        in_sweep = os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(c.run_dir))), SWEEP_FILE))
+        return os.path.basename(os.path.normpath(c.run_dir)).split("__")[2:] if in_sweep else []
+
+    return [dataclasses.replace(c, variant=", ".join(point(c))) if point(c) else c for c in cs]
 
 
 def sorted_runs(out: str) -> list[str]:

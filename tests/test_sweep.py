@@ -455,6 +455,9 @@ def test_a_diverging_grid_point_is_kept_out_and_the_others_finish(tmp_path, caps
     assert [d["run"] for d in summary["diverged"]] == ["smoke_CartPole-v1__bpo__reward_scale=1e+38",
                                                        "smoke_CartPole-v1__ppo__reward_scale=1e+38"]
     assert "Diverged (kept out of the table and figure):" in (tmp_path / "report.md").read_text()
+    # `bpo-jax report` on the sweep labels the one point left of each algorithm by its grid point too.
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "again.md")]) == 0
+    assert "| gymnax/CartPole-v1 | PPO reward_scale=1 |" in (tmp_path / "again.md").read_text()
     bad = tmp_path / "runs" / "smoke_CartPole-v1__bpo__reward_scale=1e+38"
     assert sweep.status(str(bad)) == "diverged" and "non-finite" in (bad / "DIVERGED").read_text()
     assert err.count("diverged") == 2  # each said once (not again as "diverged earlier")
