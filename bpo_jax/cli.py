@@ -734,10 +734,11 @@ def cmd_sweep(args) -> int:
                              fast_compile=args.fast_compile, tensorboard=args.tensorboard,
                              resume_hint=again, restart_hint=again,
                              **every).validate()
-        grid = dict(args.grid or ())
-        if len(grid) < len(args.grid or ()):
-            repeated = next(name for i, (name, _) in enumerate(args.grid) if name in dict(args.grid[:i]))
+        names = [name for name, _ in args.grid or ()]
+        repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+        if repeated:
             raise ConfigError(f"--grid names {repeated} twice; give its values once: --grid {repeated}=V,V")
+        grid = dict(args.grid or ())
         plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks, grid or None)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
@@ -785,13 +786,14 @@ def _sweep_command(args) -> str:
 def cmd_plot(args) -> int:
     from bpo_jax import curves, reporting
 
+    def image_format(path):  # the file name's extension
+        return os.path.splitext(path)[1].lstrip(".").lower()
+
     def write(cs, path):
-        fmt = os.path.splitext(path)[1].lstrip(".").lower()
-        reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, args.title, format=fmt))
+        reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, args.title, format=image_format(path)))
 
     def check(path):
-        fmt = os.path.splitext(path)[1].lstrip(".").lower()
-        if fmt not in curves.image_formats():
+        if image_format(path) not in curves.image_formats():
             raise ConfigError(f"--out {path}: the file name's extension picks the image format; use .png, .pdf or "
                               f".svg (any of {', '.join(curves.image_formats())})")
     return _from_runs(args, "figure.png", write, check)

@@ -108,6 +108,11 @@ class History:
     blocks: list[dict[str, np.ndarray]] = field(default_factory=list)
     sps: list[np.ndarray] = field(default_factory=list)  # [K] per block
 
+    @classmethod
+    def since(cls, start: Optional["Start"]) -> "History":
+        """The rows a run resumed at ``start`` had already (none for a fresh run)."""
+        return cls() if start is None else cls([dict(start.metrics)], [np.asarray(start.steps_per_second)])
+
     def metrics(self) -> dict[str, np.ndarray]:
         """[seeds, updates so far] per metric."""
         return {name: np.concatenate([b[name] for b in self.blocks], axis=1) for name in self.blocks[0]}
@@ -479,7 +484,7 @@ def run(
         history, previous_seconds = History(), 0.0
     else:
         state = place(start.state, shardings)
-        history = History([dict(start.metrics)], [np.asarray(start.steps_per_second)])
+        history = History.since(start)
         previous_seconds = start.train_seconds
     jax.block_until_ready(state)
     train_seconds, io_seconds = time.perf_counter() - t_init, 0.0  # init (or the upload) counts as training

@@ -392,7 +392,7 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
     first, count = sessions[0], len(sessions)
     c, seeds = first.config, first.num_seeds
     loggers = [session._loggers(stack) for session in sessions]
-    histories = [runner.History(*_start_history(session)) for session in sessions]
+    histories = [runner.History.since(s.resumed_from and s.resumed_from.start) for s in sessions]
     label = first.label if count == 1 else f"{first.label} ({count} runs as one program)"
     console = tracking.make_progress(label, c.num_updates * c.batch_size, first.start_update * c.batch_size,
                                      quiet=not first.options.progress)
@@ -469,14 +469,6 @@ def _joint_start(sessions: list[RunSession]) -> Optional[runner.Start]:
     return runner.Start(state=joined, update=starts[0].update, metrics=metrics,
                         steps_per_second=np.sum([s.steps_per_second for s in starts], axis=0),
                         train_seconds=max(s.train_seconds for s in starts))
-
-
-def _start_history(session: RunSession) -> tuple[list, list]:
-    """(blocks, sps) of a session's rows before this session: its checkpoint's (none when fresh)."""
-    start = None if session.resumed_from is None else session.resumed_from.start
-    if start is None:
-        return [], []
-    return [dict(start.metrics)], [np.asarray(start.steps_per_second)]
 
 
 def _concat(leaves) -> Any:

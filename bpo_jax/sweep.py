@@ -379,13 +379,19 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
     say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
     where = run_dir
     if state == "resumable":
-        folder = lambda d: os.path.join(d, checkpoint.CHECKPOINTS)  # noqa: E731
+        folder = os.path.join(run_dir, checkpoint.CHECKPOINTS)
         others = [os.path.join(os.path.dirname(run_dir), o.name) for o in group]
-        common = set.intersection(*[{os.path.basename(c) for c in checkpoint.list_checkpoints(folder(d))}
-                                    for d in others if status(d) == "resumable"])
+        common = set.intersection(*[_checkpoint_names(d) for d in others if status(d) == "resumable"])
         if common:
-            where = os.path.join(folder(run_dir), max(common))
+            where = os.path.join(folder, max(common))
     return RunSession.resume(where, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+
+
+def _checkpoint_names(run_dir: str) -> set[str]:
+    """The step_* folder names of a run's complete checkpoints."""
+    from bpo_jax import checkpoint
+
+    return {os.path.basename(c) for c in checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))}
 
 
 def _by_start(sessions: list[RunSession]) -> list[list[RunSession]]:
