@@ -768,10 +768,13 @@ def cmd_sweep(args) -> int:
 def _sweep_command(args) -> str:
     """The command that resumes this sweep as it was started, watching flags included (quoted
     for a shell)."""
+    from bpo_jax import curves
+
     q = shlex.quote
     steps = f" --total-steps {args.total_steps}" if args.total_steps else ""
     tasks = f" --tasks {q(','.join(args.tasks))}" if args.tasks else ""
-    tasks += "".join(f" --grid {q(name + '=' + ','.join(f'{v:g}' for v in values))}" for name, values in args.grid or ())
+    tasks += "".join(f" --grid {q(name + '=' + ','.join(curves.number_text(v) for v in values))}"
+                     for name, values in args.grid or ())
     fast = " --fast-compile" if args.fast_compile else ""
     watch = ""
     if args.checkpoint_every:

@@ -385,6 +385,9 @@ def test_bad_grid_flags_are_one_line_and_write_nothing(tmp_path, capsys):
     args = cli.parse_args(["sweep", "--suite", "smoke", "--grid", "bpo-lambda=0.01,1", "--out", "o"])
     assert args.grid == [("bpo_lambda", (0.01, 1.0))]
     assert "--grid bpo_lambda=0.01,1 " in cli._sweep_command(args)
+    # ... with every value exact (a :g rounding would name another grid, which the sweep refuses)
+    args = cli.parse_args(["sweep", "--suite", "smoke", "--grid", "lr=1.0000001e-3,1.0000002e-3", "--out", "o"])
+    assert "--grid lr=0.0010000001,0.0010000002 " in cli._sweep_command(args)
 
 
 def test_a_grid_sweep_trains_each_program_once_and_resumes_it_from_a_common_checkpoint(tmp_path, monkeypatch):
