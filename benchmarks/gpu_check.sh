@@ -60,7 +60,7 @@ bench() { python3 benchmarks/throughput.py --num-envs "$sizes" --updates "$updat
 learn() {  # the run folder holds more files than come back: keep its summary, metrics and curve
     local run=/tmp/gpu-check-hopper
     rm -rf "$run"
-    python3 -m bpo_jax.cli train --preset fast/Hopper-v4 --algo bpo --seeds 2 --num-envs "$learn_envs" \
+    python3 -m bpo_jax train --preset fast/Hopper-v4 --algo bpo --seeds 2 --num-envs "$learn_envs" \
         --total-steps "$learn_steps" \
         --no-tensorboard --out "$run" || return
     for f in summary.json metrics.csv curve.png; do cp "$run/$f" "$out/hopper_bpo_$f"; done

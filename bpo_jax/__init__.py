@@ -1,9 +1,28 @@
-"""bpo-jax: Bounded Policy Optimization (BPO) and PPO as one compiled, vmappable JAX program."""
-from bpo_jax import threefry_cpu
-from bpo_jax.config import Config, ConfigError, HParams
-from bpo_jax.train import TrainState, Trainer, make_train, make_trainer
+"""bpo-jax: Bounded Policy Optimization (BPO) and PPO as one compiled, vmappable JAX program.
 
-threefry_cpu.install()  # same random bits, fewer XLA:CPU kernels for vmapped keys (see the module)
+The names below load on first use (PEP 562), so that ``import bpo_jax`` is cheap and the
+``bpo-jax`` command (:mod:`bpo_jax.__main__`) can answer a Ctrl-C during the seconds that JAX
+and the suites take to import with its one-line message instead of a traceback.
+"""
+import importlib
 
-__all__ = ["Config", "ConfigError", "HParams", "TrainState", "Trainer", "make_train", "make_trainer"]
 __version__ = "0.1.0"
+
+_NAMES = {
+    "Config": "bpo_jax.config", "ConfigError": "bpo_jax.config", "HParams": "bpo_jax.config",
+    "TrainState": "bpo_jax.train", "Trainer": "bpo_jax.train", "make_train": "bpo_jax.train",
+    "make_trainer": "bpo_jax.train",
+}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'bpo_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_NAMES[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

@@ -24,7 +24,7 @@ import urllib.error
 from typing import IO, Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.errors import first_line
+from bpo_jax.errors import first_line, interrupt_deferred
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -852,10 +852,11 @@ def cmd_llm(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
-        args = parse_args(argv)
+        with interrupt_deferred() as pressed:  # building the parser imports the suites' modules: seconds
+            args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
-    except KeyboardInterrupt:  # building the parser imports the suites' modules: seconds
+    if pressed:
         return _fail("interrupted", EXIT_INTERRUPTED)
     if getattr(args, "out", None) == "":
         return _fail("--out is empty; name where to write")

@@ -1,6 +1,10 @@
 """Errors and error text shared by the library's modules."""
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+
 
 def first_line(e: BaseException) -> str:
     """First non-empty line of str(e), or the exception's type name."""
@@ -22,3 +26,24 @@ def unknown_name(what: str, name: str, valid) -> str:
     guesses = prefixed if 0 < len(prefixed) <= 3 else close if len(close) <= 3 else []
     hint = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ";"
     return f"unknown {what} {name!r}{hint} valid: {', '.join(valid)}"
+
+
+@contextlib.contextmanager
+def interrupt_deferred():
+    """Hold a Ctrl-C (SIGINT) until the body ends; yields a list that is non-empty if one came.
+
+    For the command's start, which is mostly imports: a KeyboardInterrupt raised inside an
+    import does not reliably reach the caller.  An extension module's initialisation turns it
+    into an ImportError (which optional-dependency probes then catch), and one raised in a
+    garbage-collector callback (JAX registers one) is printed and dropped, so the command would
+    go on to train as if never interrupted.  Where SIGINT is ignored (a background job) it stays
+    ignored; off the main thread, where no handler can be set, nothing is deferred."""
+    pressed: list = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)

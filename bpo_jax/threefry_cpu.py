@@ -21,8 +21,9 @@ environment), keep JAX's rolled loop for a single key.  Both lowerings compute J
 function (the unrolled one is what JAX emits on GPUs and TPUs), so every draw is bit for bit
 what JAX gives; only the kernels differ (``tests/test_threefry_cpu.py``).
 
-:func:`install` registers the rule for the CPU platform; ``import bpo_jax`` calls it unless the
-environment variable ``BPO_JAX_JAX_THREEFRY=1`` asks for JAX's own lowering.  It uses JAX
+:func:`install` registers the rule for the CPU platform; importing :mod:`bpo_jax.envs` (which
+every training, evaluation and benchmark program does) or :mod:`bpo_jax.llm.trainer` calls it,
+unless the environment variable ``BPO_JAX_JAX_THREEFRY=1`` asks for JAX's own lowering.  It uses JAX
 internals (``jax._src.random.threefry2x32``); where they are missing (another JAX version) it
 does nothing and JAX's lowering stays.
 """

@@ -209,7 +209,7 @@ def test_every_bundled_rom_is_listed():
 
 
 def test_cli_refuses_an_unknown_game_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bpo_jax.cli", "train", "--env", "atari/Nope-v5", "--out",
+    proc = subprocess.run([sys.executable, "-m", "bpo_jax", "train", "--env", "atari/Nope-v5", "--out",
                            str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Nope-v5" in proc.stderr, proc.stderr

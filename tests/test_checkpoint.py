@@ -25,7 +25,7 @@ TINY = ["--algo", "ppo", "--seeds", "2", "--total-steps", "2048", "--num-envs", 
 
 
 def cli_proc(*args, env, wait=True):
-    cmd = [sys.executable, "-m", "bpo_jax.cli", *args]
+    cmd = [sys.executable, "-m", "bpo_jax", *args]
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

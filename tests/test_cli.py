@@ -16,7 +16,7 @@ SPLIT_ACROSS_WORKERS = True  # independent subprocess runs (see conftest.py)
 
 
 def run_cli(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "bpo_jax.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bpo_jax", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)
 
 
@@ -203,6 +203,35 @@ def test_json_outputs_are_strict_json(tmp_path):
                                                                          "x": [1.0, None], "t": [1, 2]}
 
 
+# Runs the bpo-jax command in a child that sends itself Ctrl-C as module argv[1] starts to import.
+INTERRUPTED_AT_IMPORT = """
+import os, signal, sys
+module = sys.argv.pop(1)
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, Interrupt())
+from bpo_jax.__main__ import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("module,message", [
+    ("bpo_jax.cli", "bpo-jax: error: interrupted while starting; nothing was run or written"),  # JAX loading
+    ("bpo_jax.presets", "bpo-jax: error: interrupted"),  # the parser importing the suites
+])
+def test_ctrl_c_while_the_command_starts_is_one_line_and_stops_it(tmp_path, module, message):
+    """Raised inside an import, a KeyboardInterrupt printed a traceback, or was turned into an
+    ImportError or dropped in a gc callback so that the run went on: the start holds it instead."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_AT_IMPORT, module, "train", "--total-steps", "2048",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert (proc.returncode, proc.stderr.strip()) == (130, message)
+    assert not out.exists()
+
+
 def test_the_command_leaves_at_once_after_an_interrupt(monkeypatch):
     """After Ctrl-C the process exits without the interpreter's shutdown, during which XLA threads
     still running the interrupted program can abort the process after the one-line message."""
@@ -385,7 +414,7 @@ def test_a_closed_output_pipe_never_stops_training(tmp_path):
     run still finishes and writes every file."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bpo_jax.cli", "train", "--algo", "ppo", "--seeds", "1", "--total-steps", "2048",
+        [sys.executable, "-m", "bpo_jax", "train", "--algo", "ppo", "--seeds", "1", "--total-steps", "2048",
          "--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--hidden-sizes", "8",
          "--chunk-updates", "2", "--fast-compile", "--no-tensorboard", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

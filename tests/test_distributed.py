@@ -221,7 +221,7 @@ def test_two_processes_train_together_like_one(tmp_path):
     from bpo_jax import Config, checkpoint, runner
 
     port, out = _free_port(), tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-m", "bpo_jax.cli", "train", *TINY_FLAGS, "--out", str(out),
+    procs = [subprocess.Popen([sys.executable, "-m", "bpo_jax", "train", *TINY_FLAGS, "--out", str(out),
                                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(2))
              for i in range(2)]

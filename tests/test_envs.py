@@ -461,7 +461,7 @@ def test_an_unusable_mujoco_gl_is_one_line_not_a_traceback(tmp_path):
     pytest.importorskip("mujoco")
     out = tmp_path / "m"
     proc = subprocess.run(
-        [sys.executable, "-m", "bpo_jax.cli", "train", "--env", "mjx/Hopper-v4", "--seeds", "1", "--total-steps",
+        [sys.executable, "-m", "bpo_jax", "train", "--env", "mjx/Hopper-v4", "--seeds", "1", "--total-steps",
          "2048", "--num-envs", "4", "--num-steps", "16", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "MUJOCO_GL": "bogus"})
     err = proc.stderr.strip()

@@ -1,7 +1,11 @@
-"""Error text: the one-line messages' suggestions for a mistyped name."""
+"""Error text: the one-line messages' suggestions for a mistyped name; Ctrl-C held over imports."""
+import os
+import signal
+import time
+
 import pytest
 
-from bpo_jax.errors import first_line, unknown_name
+from bpo_jax.errors import first_line, interrupt_deferred, unknown_name
 
 GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
 
@@ -26,3 +30,25 @@ def test_nothing_close_gets_only_the_valid_list():
 def test_first_line():
     assert first_line(ValueError("one\ntwo")) == "one"
     assert first_line(ValueError("\n  ")) == "ValueError"
+
+
+def test_interrupt_deferred_holds_ctrl_c_until_the_body_ends():
+    before = signal.getsignal(signal.SIGINT)
+    reached = False
+    with interrupt_deferred() as pressed:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs in the main thread at the next bytecode boundaries
+        reached = True
+    assert reached and pressed == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_interrupt_deferred_leaves_an_ignored_sigint_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
+    try:
+        with interrupt_deferred() as pressed:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert pressed == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

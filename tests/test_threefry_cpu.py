@@ -8,6 +8,7 @@ import jax.extend.random as jex_random
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import bpo_jax.envs  # noqa: F401  (installs the rule, as every program that steps an env does)
 from bpo_jax import threefry_cpu
 
 # Random123's known-answer vector for Threefry-2x32 with 20 rounds (key, counter -> output).
@@ -44,8 +45,14 @@ def jax_own_lowering():
     assert threefry_cpu.install()
 
 
-def test_installed_on_import():
-    assert threefry_cpu._installed
+def test_installed_by_the_env_layer_not_by_the_package():
+    """``import bpo_jax`` stays light (the command answers Ctrl-C while JAX loads); every program
+    that steps an env imports bpo_jax.envs, which installs the rule."""
+    code = ("import sys, bpo_jax, bpo_jax.threefry_cpu as t; a = t._installed, 'jax' in sys.modules; "
+            "import bpo_jax.envs; print(a, t._installed)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(False, False) True"
+    assert threefry_cpu._installed  # this process, which imported bpo_jax.envs
 
 
 def test_known_answer_and_numpy_reference_scalar_and_batched_keys():
@@ -92,6 +99,6 @@ def test_unrolled_only_for_batched_keys():
 
 def test_opt_out_keeps_jax_lowering():
     env = dict(os.environ, **{threefry_cpu.OPT_OUT: "1"})
-    code = "import bpo_jax.threefry_cpu as t, bpo_jax; print(t._installed)"
+    code = "import bpo_jax.threefry_cpu as t, bpo_jax.envs; print(t._installed)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

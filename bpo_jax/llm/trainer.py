@@ -24,11 +24,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from bpo_jax import shuffle
+from bpo_jax import shuffle, threefry_cpu
 from bpo_jax.errors import first_line
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
 from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
+
+threefry_cpu.install()  # sampling draws a key per prompt: one kernel per draw on XLA:CPU (same bits)
 
 DATA_AXIS = "data"
 # Float settings that may be infinite (max_grad_norm = inf: no clipping), as in bpo_jax.config.
