@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.errors import first_line
+from bpo_jax.errors import finishes_before_interrupt, first_line
 from bpo_jax.reporting import write_json
 from bpo_jax.runner import Chunk, Start, is_key as _is_key, state_template
 
@@ -102,6 +102,7 @@ def _checkpointer():
 
 
 # -------------------------------------------------------------------- save
+@finishes_before_interrupt
 def save(
     directory: str,
     state: Any,
@@ -116,7 +117,11 @@ def save(
     keep: int = 2,
 ) -> str:
     """Write a checkpoint of ``state`` (leaves batched over seeds) after ``update`` updates
-    into ``directory``/step_<update>, atomically; prune all but the newest ``keep``."""
+    into ``directory``/step_<update>, atomically; prune all but the newest ``keep``.
+
+    A Ctrl-C during the save is raised once the save has ended: the run stops with this
+    checkpoint complete (a resume loses nothing), and orbax's writer threads are not torn down
+    mid-write (which printed their asyncio errors above the one-line message)."""
 
     from bpo_jax import __version__
 

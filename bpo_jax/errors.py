@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 
@@ -47,3 +48,19 @@ def interrupt_deferred():
         yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def finishes_before_interrupt(fn):
+    """Decorator: ``fn`` runs to its end with Ctrl-C held (:func:`interrupt_deferred`), then a
+    Ctrl-C that came meanwhile is raised as KeyboardInterrupt.  For writes that must not stop
+    half-way, such as a checkpoint."""
+
+    @functools.wraps(fn)
+    def held(*args, **kwargs):
+        with interrupt_deferred() as pressed:
+            result = fn(*args, **kwargs)
+        if pressed:
+            raise KeyboardInterrupt
+        return result
+
+    return held

@@ -4,6 +4,8 @@ parameter to change, in the library's words (no command-line flags), before anyt
 import dataclasses
 import json
 import os
+import signal
+import time
 
 import jax
 import numpy as np
@@ -69,6 +71,29 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     assert shown[-1].update == 16 and shown[-1].steps_per_second == uninterrupted.result.throughput
     assert info["env_steps_per_second_all_seeds"] == round(uninterrupted.result.throughput, 1)
     assert uninterrupted.result.throughput == pytest.approx(1024 * 2 / uninterrupted.result.train_seconds)
+
+
+def test_ctrl_c_during_a_save_stops_the_run_after_it_with_that_checkpoint_whole(tmp_path, monkeypatch):
+    """Raised inside orbax's write, the interrupt threw away the checkpoint being written (and
+    printed orbax's thread errors): it is raised once the save ends instead."""
+    real = checkpoint._checkpointer
+
+    class PressedDuringTheSecondSave:
+        def save(self, path, arrays):
+            if "step_00000008" in path:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # Python runs the handler in the main thread at the next bytecodes
+            return real().save(path, arrays)
+
+    monkeypatch.setattr(checkpoint, "_checkpointer", PressedDuringTheSecondSave)
+    out = tmp_path / "run"
+    session = RunSession.start(TINY, num_seeds=2, out=str(out), chunk_updates=4, options=EVERY_CHUNK)
+    with pytest.raises(KeyboardInterrupt):
+        session.run()
+    assert [checkpoint._step_of(p) for p in checkpoint.list_checkpoints(str(out / "checkpoints"))] == [4, 8]
+    assert "interrupted (Ctrl-C)" in session.note and "step_00000008" in session.note
+    monkeypatch.undo()
+    assert RunSession.resume(str(out), QUIET).run().summary["env_steps"] == 1024
 
 
 def test_a_run_stopped_before_its_first_checkpoint_points_to_overwrite_not_resume(tmp_path):
