@@ -68,6 +68,9 @@ def check_output_dir(path: str, overwrite: bool) -> None:
     be created.  The message names parameters in backticks (`overwrite`), for a front end to
     reword."""
     check_creatable(path)
+    kept = overwrite and os.path.isdir(path) and os.listdir(path) and _not_to_delete(path)
+    if kept:
+        raise OutputDirError(f"`overwrite` would delete {path!r}, {kept}; choose a new directory for `out`")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         hint = ""
         if is_incomplete(path):
@@ -75,6 +78,22 @@ def check_output_dir(path: str, overwrite: bool) -> None:
                     " (it holds a run stopped before its first checkpoint: set `overwrite` to start it again)")
         raise OutputDirError(
             f"output directory {path!r} exists and is not empty; set `overwrite` or choose another `out`{hint}")
+
+
+def _not_to_delete(path: str) -> Optional[str]:
+    """Why ``path`` is no run directory to delete (the working directory or one holding it, the
+    home directory, a file system root), or None: ``--out . --overwrite`` emptied the directory
+    it was run from before failing to remove it."""
+    real, here = os.path.realpath(path), os.path.realpath(os.getcwd())
+    if real == here:
+        return "the current directory"
+    if here.startswith(real.rstrip(os.sep) + os.sep):
+        return "which holds the current directory"
+    if real == os.path.realpath(os.path.expanduser("~")):
+        return "the home directory"
+    if real == os.path.dirname(real):
+        return "a file system root"
+    return None
 
 
 def is_incomplete(path: str) -> bool:
@@ -92,7 +111,7 @@ def open_run_dir(path: str, overwrite: bool, note: str) -> None:
     """Create the run directory (emptied first with ``overwrite``) marked INCOMPLETE with ``note``.
     Call only after every input check has passed."""
     check_output_dir(path, overwrite)
-    if os.path.isdir(path) and overwrite:
+    if os.path.isdir(path) and os.listdir(path) and overwrite:
         shutil.rmtree(path)
     os.makedirs(path, exist_ok=True)
     mark_incomplete(path, note)

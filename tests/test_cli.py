@@ -256,6 +256,24 @@ def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):
     assert (out / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.parametrize("out,why", [(".", "the current directory"), ("./", "the current directory"),
+                                     ("..", "which holds the current directory"), ("home", "the home directory")])
+def test_overwrite_refuses_the_current_directory_what_holds_it_and_home(tmp_path, monkeypatch, capsys, out, why):
+    """`--out . --overwrite` emptied the directory it ran from, then failed to remove it."""
+    here = tmp_path / "a" / "b"
+    here.mkdir(parents=True)
+    (here / "keep.txt").write_text("precious")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(here)
+    out = str(tmp_path / "home") if out == "home" else out
+    assert cli.main(["train", "--total-steps", "2048", "--out", out, "--overwrite"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --overwrite would delete {out!r}, {why}; "
+                                               "choose a new directory for --out")
+    assert (here / "keep.txt").read_text() == "precious" and (tmp_path / "home" / "notes.txt").read_text() == "mine"
+
+
 def test_envs_lists_gymnax_and_rejects_unknown_suite():
     proc = run_cli("envs", "--suite", "gymnax")
     assert proc.returncode == 0 and "gymnax/CartPole-v1" in proc.stdout.splitlines()
