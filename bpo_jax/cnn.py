@@ -134,8 +134,8 @@ def make_cnn_network(config, action_space: ActionSpace) -> CNNActorCritic:
     if not isinstance(action_space, Discrete):
         raise ValueError(f"{config.env}: the Nature-CNN policy supports discrete actions only")
     if config.normalize_obs:
-        raise ValueError(f"normalize_obs does not apply to image observations ({config.env}): the network scales "
-                         "uint8 frames by 1/255; turn normalize_obs off")
+        raise ValueError(f"`normalize_obs` does not apply to image observations ({config.env}): the network scales "
+                         "uint8 frames by 1/255; turn `normalize_obs` off")
     return CNNActorCritic(
         action_space=action_space,
         hidden_sizes=tuple(config.hidden_sizes),

@@ -468,12 +468,15 @@ def run(
                    for size in sorted({b - a for a, b in zip([done] + todo, todo)})}
         if start is None:
             lowered["init"] = init.lower(hp)
+        elif getattr(trainer.env, "host_state", False):  # a checkpoint holds no emulator: restart every episode
+            lowered["restart"] = jax.jit(jax.vmap(trainer.restart_envs), in_shardings=(shardings,), out_shardings=shardings,
+                                         donate_argnums=0).lower(state_shape)
         # XLA compiles without holding the GIL, so the programs compile side by side: the init
         # program beside the chunk's (CartPole, 2 cores: 3.3-3.8 s instead of 4.6-4.9 s).
         # (Nothing at all where a resumed run had trained its last update but not written its files.)
         with concurrent.futures.ThreadPoolExecutor(max(1, len(lowered))) as pool:
             compiled = dict(zip(lowered, pool.map(lambda low: low.compile(compiler_options), lowered.values())))
-        init_c = compiled.pop("init", None)
+        init_c, restart_c = compiled.pop("init", None), compiled.pop("restart", None)
         programs = compiled
     compile_seconds = time.perf_counter() - t0
     _barrier("compiled")
@@ -484,6 +487,8 @@ def run(
         history, previous_seconds = History(), 0.0
     else:
         state = place(start.state, shardings)
+        if restart_c is not None:
+            state = restart_c(state)
         history = History.since(start)
         previous_seconds = start.train_seconds
     jax.block_until_ready(state)

@@ -44,6 +44,7 @@ import numpy as np
 from bpo_jax import checkpoint, envs, reporting, runner, tracking
 from bpo_jax.config import Config, type_error
 from bpo_jax.errors import first_line
+from bpo_jax.networks import make_network
 
 DEFAULT_REPORTS = 20  # chunks (progress reports) per run when no chunk size is given
 
@@ -201,8 +202,11 @@ class RunSession:
             raise SessionError(f"`num_seeds` must be >= 1, got {num_seeds}", "num_seeds")
         k = _chunk_size(config.num_updates, chunk_updates, reports)
         # Unknown ids, bad env options, missing suite packages and settings that cannot apply
-        # to the env's actions fail here, before any compile; then the device count.
-        config.validate_env(envs.make(config.env, num_envs=1, **config.env_kwargs()).action_space)
+        # to the env (its actions, a reset pool, the network its observations get) fail here,
+        # before any compile or file; then the device count.
+        env = envs.make(config.env, num_envs=1, reset_pool=config.reset_pool, **config.env_kwargs())
+        config.validate_env(env.action_space)
+        make_network(config, env.action_space, env.obs_spec)
         _check_devices(config, num_seeds, options.split)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
                       out=reporting.default_run_dir(config) if out is None else out, options=options)

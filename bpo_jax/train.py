@@ -67,6 +67,7 @@ class Trainer(NamedTuple):
     with ``act``, and calls ``learn``: the same update, compiled once."""
 
     init: Callable[[jax.Array, HParams], TrainState]
+    restart_envs: Callable[[TrainState], TrainState]
     act: Callable[[TrainState, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     collect: Callable[[TrainState, HParams], tuple[Transition, EnvState, jax.Array]]
     learn: Callable[[TrainState, Transition, EnvState, jax.Array, HParams], tuple[TrainState, dict]]
@@ -145,6 +146,15 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             state = state.replace(obs_stats=norm.init_stats(env.obs_spec.shape))
         if config.normalize_rewards:
             state = state.replace(return_stats=norm.init_stats(()), return_acc=jnp.zeros(env.num_envs))
+        return state
+
+    def restart_envs(state: TrainState) -> TrainState:
+        """Every episode started again (``env.reset``), all else kept: a resumed run of an env
+        whose simulators live outside the state (``host_state``), which no checkpoint holds."""
+        key, env_key = jax.random.split(state.key)
+        state = state.replace(env_state=shard_envs(env.reset(env_key)), key=key)
+        if state.return_acc is not None:  # the discounted returns of the episodes cut short
+            state = state.replace(return_acc=jnp.zeros_like(state.return_acc))
         return state
 
     def observe(state: TrainState, obs: jax.Array) -> jax.Array:
@@ -333,8 +343,9 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         return update_chunk(init(key, hp), hp, num_updates)
 
     at = config.with_precision  # every program built from these traces at the run's matmul precision
-    return Trainer(init=at(init), act=at(act), collect=at(collect), learn=at(learn), update=at(update),
-                   update_chunk=at(update_chunk), train=at(train), num_updates=num_updates, config=config, env=env)
+    return Trainer(init=at(init), restart_envs=at(restart_envs), act=at(act), collect=at(collect), learn=at(learn),
+                   update=at(update), update_chunk=at(update_chunk), train=at(train), num_updates=num_updates,
+                   config=config, env=env)
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:

@@ -7,6 +7,7 @@ no-op starts) and no sticky actions make the games deterministic, so the two bac
 reference must agree frame for frame."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -255,3 +256,62 @@ def test_training_smoke_two_seeds():
     assert np.all(m["episodes"] >= 2)  # 2 games of 8 steps per update and seed
     returns = m["episode_return_mean"]
     assert np.all(returns == np.round(returns)) and np.all(np.abs(returns) <= 21)
+
+
+def tiny_pong(backend: str, updates: int = 2) -> Config:
+    return Config(env="atari/Pong-v5", algo="ppo", num_envs=2, num_steps=8, num_epochs=1, num_minibatches=2,
+                  total_steps=updates * 16, hidden_sizes=(16,), env_options=(f"backend={backend}", "noop_max=1"))
+
+
+@pytest.mark.parametrize("backend", ["envpool", "ale"])
+def test_restart_envs_starts_every_game_again_and_keeps_the_learner(backend):
+    """What a resumed run does first: the emulators are in no checkpoint (host_state)."""
+    config = tiny_pong(backend)
+    trainer, hp = make_trainer(config), config.hparams()
+    assert trainer.env.host_state
+    state, _ = jax.jit(trainer.update)(jax.jit(trainer.init)(jax.random.key(0), hp), hp)
+    assert np.all(np.asarray(state.env_state.episode_length) == 8)  # 8 steps into both games
+    restarted = jax.jit(trainer.restart_envs)(state)
+    frames = np.asarray(restarted.env_state.obs)
+    assert np.all(np.asarray(restarted.env_state.episode_length) == 0)
+    assert np.all(frames[..., :3] == 0) and np.all(frames[..., 3].reshape(2, -1).max(axis=1) > 0)
+    jax.tree.map(np.testing.assert_array_equal, restarted.params, state.params)
+    assert not np.array_equal(jax.random.key_data(restarted.key), jax.random.key_data(state.key))
+    after, metrics = jax.jit(trainer.update)(restarted, hp)  # the pool steps on from its reset
+    assert np.isfinite(metrics["loss"]) and np.all(np.asarray(after.env_state.episode_length) == 8)
+
+
+def test_an_interrupted_run_resumes_with_its_games_restarted_the_same_way_twice(tmp_path):
+    """The ale backend refused to step a pool a resumed run had never reset ("send() called
+    before reset()"); EnvPool stepped it on silently."""
+    from bpo_jax.session import RunOptions, RunSession
+
+    options = RunOptions(tensorboard=False, progress=False, fast_compile=True, checkpoint_every_updates=1)
+
+    def stop_after_two(p):
+        if p.update == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        RunSession.start(tiny_pong("ale", updates=4), out=str(out), chunk_updates=1, options=options).run(stop_after_two)
+    shutil.copytree(out, tmp_path / "copy")
+    finished = [RunSession.resume(str(d), options).run() for d in (out, tmp_path / "copy")]
+    assert [f.summary["env_steps"] for f in finished] == [64, 64]
+    jax.tree.map(np.testing.assert_array_equal, finished[0].result.state.params, finished[1].result.state.params)
+
+
+@pytest.mark.parametrize("flags,said", [
+    (["--normalize-obs"], "--normalize-obs does not apply to image observations (atari/Pong-v5)"),
+    (["--reset-pool", "2"], "atari/Pong-v5 does not support cached resets (--reset-pool)"),
+])
+def test_cli_refuses_what_cannot_apply_to_frames_before_writing(tmp_path, capsys, flags, said):
+    """Both were refused only once the run directory existed (the network and the reset pool
+    were built after it)."""
+    from bpo_jax import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--env", "atari/Pong-v5", "--num-envs", "2", "--num-steps", "16", "--num-minibatches",
+                     "2", "--total-steps", "32", *flags, "--out", str(out)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bpo-jax: error: {said}") and len(err.splitlines()) == 1 and not out.exists()

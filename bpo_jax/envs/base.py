@@ -85,7 +85,11 @@ class Env(Protocol):
     """What the trainer needs from an environment of any suite.
 
     Optional: ``time_limit`` (int), declared where episodes are truncated only on reaching
-    that many agent steps (see :class:`FunctionalEnv`)."""
+    that many agent steps (see :class:`FunctionalEnv`); ``host_state`` (bool), True where the
+    simulators' state lives outside the :class:`EnvState` (emulators stepped through custom
+    calls or callbacks): a checkpoint cannot hold it, so a resumed run starts every episode
+    again (:attr:`bpo_jax.train.Trainer.restart_envs`) and is not bit-identical to one never
+    interrupted."""
 
     name: str
     num_envs: int

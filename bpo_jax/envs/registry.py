@@ -245,7 +245,7 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
     env = _SUITES[suite].constructor(name, num_envs, **kwargs)
     if reset_pool:
         if not hasattr(env, "with_reset_pool"):
-            raise ValueError(f"{env_id} does not support cached resets (reset_pool)")
+            raise ValueError(f"{env_id} does not support cached resets (`reset_pool`)")
         env = env.with_reset_pool(reset_pool)
     return env
 
