@@ -5,6 +5,7 @@ The names below load on first use (PEP 562), so that ``import bpo_jax`` is cheap
 and the suites take to import with its one-line message instead of a traceback.
 """
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -17,9 +18,13 @@ __all__ = list(_NAMES)
 
 
 def __getattr__(name: str):
-    if name not in _NAMES:
+    """The names above, and submodules by name (``bpo_jax.sweep.run(...)`` after ``import bpo_jax``)."""
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
         raise AttributeError(f"module 'bpo_jax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_NAMES[name]), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
