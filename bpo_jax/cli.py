@@ -484,16 +484,19 @@ def _use_cpu_cores(args) -> None:
     """Before anything starts JAX's backends: with --split auto or seeds in a one-process run,
     this CPU's cores become host devices for the run's seeds (:func:`bpo_jax.runner.use_cpu_cores`)."""
     from bpo_jax import checkpoint, runner
+    from bpo_jax.envs import registry
 
     if args.split == "envs" or _distributed(args):
         return
-    seeds = args.seeds
+    seeds, env = args.seeds, args.env
     if args.resume:
         try:
-            seeds = checkpoint.read_metadata(checkpoint.locate(args.resume)[1])["num_seeds"]
+            ckpt = checkpoint.locate(args.resume)[1]
+            seeds, env = checkpoint.read_metadata(ckpt)["num_seeds"], checkpoint.read_config(ckpt).env
         except (ValueError, OSError):
             return  # the run session reports what is wrong with the checkpoint
-    runner.use_cpu_cores(seeds)
+    if not registry.host_state(env):  # such envs train on one device (runner.fitting_devices)
+        runner.use_cpu_cores(seeds)
 
 
 def _distributed(args) -> bool:

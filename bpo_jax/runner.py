@@ -38,6 +38,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax.config import Config, ConfigError, HParams
+from bpo_jax.envs import registry
 from bpo_jax.train import DATA_AXIS, Trainer, TrainState, env_partition, make_trainer
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bpo-jax", "xla")
@@ -275,13 +276,25 @@ def use_cpu_cores(num_seeds: int) -> Optional[int]:
 
 
 def fitting_devices(devices: Optional[Sequence[jax.Device]], split: str, num_seeds: int,
-                    num_envs: int) -> Optional[Sequence[jax.Device]]:
-    """``devices`` as given, except where ``split="auto"`` on this process's CPU devices could
-    split neither the seeds nor the envs (3 runs of a sweep's grid, one seed and one env each, on
-    2 devices): then as many of them as divide the seeds, rather than an error."""
+                    config: Config) -> Optional[Sequence[jax.Device]]:
+    """``devices`` as given, except:
+
+    * an env whose suite keeps its simulators outside JAX (``registry.host_state``: Atari's
+      emulators, stepped by custom calls or callbacks that XLA cannot partition) trains on one
+      device; with ``split="auto"`` in one process, the first, else several are refused;
+    * where ``split="auto"`` on this process's CPU devices could split neither the seeds nor the
+      envs (3 runs of a sweep's grid, one seed and one env each, on 2 devices): as many of them
+      as divide the seeds, rather than an error."""
+    if registry.host_state(config.env):
+        chosen = list(jax.devices() if devices is None else devices)
+        if len(chosen) > 1 and (devices is not None or split != "auto" or jax.process_count() > 1):
+            raise ConfigError(f"{config.env} steps its simulators outside XLA, which cannot split them over "
+                              f"devices: train it on one device (`split` auto, one process), not {len(chosen)}")
+        return chosen[:1]
     if devices is not None or split != "auto" or jax.process_count() > 1:
         return devices
     every = jax.devices()
+    num_envs = config.num_envs
     if not all(d.platform == "cpu" for d in every) or num_seeds % len(every) == 0 or num_envs % len(every) == 0:
         return devices
     return every[:max(d for d in range(1, len(every) + 1) if num_seeds % d == 0)]
@@ -419,7 +432,7 @@ def run(
             raise ValueError(f"variants train as one program, so they may differ in sweepable fields only; {difference}")
     num_variants = 1 if variants is None else len(variants)
     members = num_variants * num_seeds
-    devices = fitting_devices(devices, split, members, config.num_envs)
+    devices = fitting_devices(devices, split, members, config)
     split = resolve_split(split, members, devices)
     mesh = make_mesh(devices, config.num_envs, members, split)
     # Split seeds: each device runs whole programs of its own seeds, so nothing in the
@@ -468,7 +481,7 @@ def run(
                    for size in sorted({b - a for a, b in zip([done] + todo, todo)})}
         if start is None:
             lowered["init"] = init.lower(hp)
-        elif getattr(trainer.env, "host_state", False):  # a checkpoint holds no emulator: restart every episode
+        elif registry.host_state(config.env):  # no checkpoint holds the simulators: every episode starts again
             lowered["restart"] = jax.jit(jax.vmap(trainer.restart_envs), in_shardings=(shardings,), out_shardings=shardings,
                                          donate_argnums=0).lower(state_shape)
         # XLA compiles without holding the GIL, so the programs compile side by side: the init

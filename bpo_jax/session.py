@@ -551,7 +551,7 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
 def _check_devices(config: Config, num_seeds: int, split: str) -> None:
     """The ConfigError :func:`bpo_jax.runner.run` would raise for these seeds on this machine's
     devices (a split that does not divide), before anything is written."""
-    devices = runner.fitting_devices(None, split, num_seeds, config.num_envs)
+    devices = runner.fitting_devices(None, split, num_seeds, config)
     runner.make_mesh(devices, config.num_envs, num_seeds, split)
 
 

@@ -7,9 +7,11 @@ no-op starts) and no sticky actions make the games deterministic, so the two bac
 reference must agree frame for frame."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -268,7 +270,7 @@ def test_restart_envs_starts_every_game_again_and_keeps_the_learner(backend):
     """What a resumed run does first: the emulators are in no checkpoint (host_state)."""
     config = tiny_pong(backend)
     trainer, hp = make_trainer(config), config.hparams()
-    assert trainer.env.host_state
+    assert registry.host_state(config.env)
     state, _ = jax.jit(trainer.update)(jax.jit(trainer.init)(jax.random.key(0), hp), hp)
     assert np.all(np.asarray(state.env_state.episode_length) == 8)  # 8 steps into both games
     restarted = jax.jit(trainer.restart_envs)(state)
@@ -315,3 +317,29 @@ def test_cli_refuses_what_cannot_apply_to_frames_before_writing(tmp_path, capsys
                      "2", "--total-steps", "32", *flags, "--out", str(out)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"bpo-jax: error: {said}") and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_seeds_train_on_one_device_where_there_are_several():
+    """XLA cannot partition EnvPool's custom calls: a 2-seed run on 2 CPU devices (the CLI's
+    default split puts seeds on cores) failed with 'Side-effect HLO must have sharding'."""
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        from bpo_jax import Config, runner
+        from bpo_jax.config import ConfigError
+        config = Config(env="atari/Pong-v5", algo="ppo", num_envs=2, num_steps=8, num_epochs=1, num_minibatches=2,
+                        total_steps=16, hidden_sizes=(16,), env_options=("noop_max=1",))
+        assert len(jax.devices()) == 2
+        result = runner.run(config, num_seeds=2, compiler_options=runner.FAST_COMPILE)
+        print(bool(np.isfinite(np.asarray(result.metrics["loss"])).all()))
+        try:
+            runner.fitting_devices(None, "seeds", 2, config)
+        except ConfigError as e:
+            print(e)
+    """)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "True", "atari/Pong-v5 steps its simulators outside XLA, which cannot split them over devices: train it "
+        "on one device (`split` auto, one process), not 2"]

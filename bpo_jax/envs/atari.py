@@ -27,8 +27,9 @@ Emulator randomness (no-op starts) is seeded per emulator: on the ``ale`` backen
 run's JAX key at every ``reset``; on the ``envpool`` backend from the env option ``seed``
 (default 0) when the pool is built, i.e. EnvPool's no-op draws do not follow the JAX key
 (the policy's sampling does).  Resetting a pool (``env.reset`` in a new run) restarts every
-game in it.  A checkpoint cannot hold the emulators, so a resumed run starts every game again
-(``host_state``): its result is not bit-identical to a run never interrupted.  Gradients never flow through the emulator (none are needed).
+game in it.  The suite is registered with ``host_state``: a checkpoint cannot hold the
+emulators, so a resumed run starts every game again (its result is not bit-identical to a run
+never interrupted), and a run trains on one device (XLA cannot split the emulator calls).  Gradients never flow through the emulator (none are needed).
 
 **Preprocessing** follows the paper's SB3 pipeline (``make_atari_env`` = ``AtariWrapper``
 plus ``VecFrameStack(4)`` on ``*NoFrameskip-v4``): no sticky actions
@@ -145,8 +146,6 @@ def _push(stack: jax.Array, frame: jax.Array) -> jax.Array:
 
 class AtariEnv:
     """``num_envs`` copies of one Atari game (see the module docstring)."""
-
-    host_state = True  # the games live in the emulators: a resumed run restarts them (bpo_jax.envs.base.Env)
 
     def __init__(self, game: str, num_envs: int, backend: str = "envpool", noop_max: int = 30, frame_skip: int = 4,
                  max_steps: int = 27_000, episodic_life: bool = True, clip_rewards: bool = True,

@@ -85,11 +85,9 @@ class Env(Protocol):
     """What the trainer needs from an environment of any suite.
 
     Optional: ``time_limit`` (int), declared where episodes are truncated only on reaching
-    that many agent steps (see :class:`FunctionalEnv`); ``host_state`` (bool), True where the
-    simulators' state lives outside the :class:`EnvState` (emulators stepped through custom
-    calls or callbacks): a checkpoint cannot hold it, so a resumed run starts every episode
-    again (:attr:`bpo_jax.train.Trainer.restart_envs`) and is not bit-identical to one never
-    interrupted."""
+    that many agent steps (see :class:`FunctionalEnv`).  Suites whose simulators keep their
+    state outside the :class:`EnvState` say so when registered (``register_suite``'s
+    ``host_state``)."""
 
     name: str
     num_envs: int

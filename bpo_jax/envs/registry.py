@@ -51,6 +51,7 @@ class _Suite:
     names: Callable[[], list[str]]
     constructor: Callable[..., Env]
     description: str
+    host_state: bool = False
 
 
 _SUITES: dict[str, _Suite] = {}
@@ -177,10 +178,15 @@ def registry_names(module: str, variable: str, live: Callable[[], list[str]]) ->
 
 
 def register_suite(suite: str, names: Callable[[], list[str]], constructor: Callable[..., Env],
-                   description: str, replace: bool = False) -> None:
+                   description: str, replace: bool = False, host_state: bool = False) -> None:
     """Add a suite: ``names()`` lists its environments, ``constructor(name, num_envs, **kw)`` builds
     one; ``description`` is the one line ``bpo-jax envs`` prints beside the suite.  ``names()`` raises
     :class:`MissingDependencyError` when the suite's packages are missing.
+
+    ``host_state``: the suite's simulators keep their state outside the EnvState (emulators
+    stepped through custom calls or host callbacks).  A checkpoint cannot hold it, so a resumed
+    run starts every episode again (:attr:`bpo_jax.train.Trainer.restart_envs`), and XLA cannot
+    split such calls over devices, so its runs train on one device (see :func:`host_state`).
 
     A suite name already registered (a built-in one such as ``gymnax``, or one added before) is
     refused with a ValueError unless ``replace=True``, so that a plug-in cannot silently take
@@ -191,11 +197,17 @@ def register_suite(suite: str, names: Callable[[], list[str]], constructor: Call
         kind = "a built-in suite" if suite in _BUILTIN else "already registered"
         raise ValueError(f"register_suite: {suite!r} is {kind}; pass replace=True to replace it, "
                          "or register under another name")
-    _SUITES[suite] = _Suite(names, constructor, description)
+    _SUITES[suite] = _Suite(names, constructor, description, host_state)
 
 
 def suites() -> list[str]:
     return sorted(_SUITES)
+
+
+def host_state(env_id: str) -> bool:
+    """Whether ``env_id``'s suite was registered with ``host_state`` (False for an unknown id)."""
+    suite = _SUITES.get(env_id.partition("/")[0])
+    return suite is not None and suite.host_state
 
 
 def describe_suites() -> list[SuiteInfo]:
@@ -260,13 +272,15 @@ _BUILTIN = {
     "atari": "Arcade Learning Environment games (ale-py ROMs) with SB3's Atari preprocessing; EnvPool XLA or ale-py",
     "isaaclab": "IsaacLab tasks through rsl_rl's VecEnv, stepped from the host (bpo_jax.host_loop); needs Isaac Sim",
 }
+_HOST_STATE = ("atari", "isaaclab")  # simulators outside JAX (register_suite's host_state)
 
 
 def _lazy_suite(suite: str, description: str) -> None:
     """Register ``bpo_jax.envs.<suite>`` without importing it, so a suite's heavy packages load
     only when that suite is used."""
     module = lambda: importlib.import_module(f"bpo_jax.envs.{suite}")
-    register_suite(suite, lambda: module().names(), lambda *a, **kw: module().make(*a, **kw), description)
+    register_suite(suite, lambda: module().names(), lambda *a, **kw: module().make(*a, **kw), description,
+                   host_state=suite in _HOST_STATE)
 
 
 def _register_builtin() -> None:
