@@ -469,11 +469,12 @@ def cmd_train(args) -> int:
     try:
         done = session.run()
     except KeyboardInterrupt:
-        return _fail(_worded(session.note), EXIT_INTERRUPTED)
+        return _fail(_worded(session.note or "interrupted"), EXIT_INTERRUPTED)
     except Exception as e:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
             raise  # the full traceback, for a bug report
-        return _fail(_worded(session.note), EXIT_FAILURE)
+        # (No note where the session stopped before its run began, e.g. the file system refused.)
+        return _fail(_worded(session.note or f"stopped: {type(e).__name__}: {first_line(e)}"), EXIT_FAILURE)
     if lead:
         _say(_final_line(session, done))
         _say(f"wrote {session.out}/{{{','.join(done.files)}}}", sys.stdout)

@@ -184,11 +184,16 @@ def cache_min_compile_seconds() -> float:
     return seconds
 
 
+def cache_dir() -> str:
+    """The persistent compilation cache's folder: ``$BPO_JAX_CACHE_DIR``, else ``~/.cache/bpo-jax/xla``."""
+    return os.environ.get("BPO_JAX_CACHE_DIR") or DEFAULT_CACHE_DIR
+
+
 def enable_compilation_cache(path: Optional[str] = None) -> str:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/bpo-jax/xla``, or
     ``$BPO_JAX_CACHE_DIR``), so an identical second run skips most of its compile time."""
     min_seconds = cache_min_compile_seconds()
-    path = path or os.environ.get("BPO_JAX_CACHE_DIR") or DEFAULT_CACHE_DIR
+    path = path or cache_dir()
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_seconds)

@@ -274,6 +274,18 @@ def test_overwrite_refuses_the_current_directory_what_holds_it_and_home(tmp_path
     assert (here / "keep.txt").read_text() == "precious" and (tmp_path / "home" / "notes.txt").read_text() == "mine"
 
 
+def test_an_unusable_compilation_cache_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """It was a traceback (os.makedirs in the run), and an INCOMPLETE note pointing to --resume."""
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("BPO_JAX_CACHE_DIR", str(tmp_path / "a_file" / "xla"))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--total-steps", "2048", "--out", str(out)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bpo-jax: error: the compilation cache folder '{tmp_path}/a_file/xla' ($BPO_JAX_CACHE_DIR")
+    assert err.endswith("(or go without the cache: --no-compile-cache)") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_envs_lists_gymnax_and_rejects_unknown_suite():
     proc = run_cli("envs", "--suite", "gymnax")
     assert proc.returncode == 0 and "gymnax/CartPole-v1" in proc.stdout.splitlines()
