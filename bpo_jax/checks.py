@@ -19,12 +19,18 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 and "\n" not in text else text[:57].replace("\n", " ") + "..."
 
 
-def check_int(name: str, value: Any, low: int = 1) -> int:
-    """``value`` as an int >= ``low``; ValueError naming ``name`` otherwise (a bool or a float is no integer)."""
+INT32_MAX = 2**31 - 1  # step and frame counters are int32 inside the programs
+
+
+def check_int(name: str, value: Any, low: int = 1, high: int = INT32_MAX) -> int:
+    """``value`` as an int in [``low``, ``high``]; ValueError naming ``name`` otherwise (a bool or
+    a float is no integer)."""
     if not is_int(value):
         raise ValueError(f"{name} must be an integer >= {low}, got {show(value)}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    if value > high:
+        raise ValueError(f"{name} must be <= {high:,}, got {value:,}")
     return int(value)
 
 

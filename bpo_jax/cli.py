@@ -653,14 +653,12 @@ def _final_line(session, done) -> str:
 
 def cmd_eval(args) -> int:
     from bpo_jax import checkpoint, evaluate, reporting
+    from bpo_jax.checks import check_int, check_seed
 
-    try:
-        if args.episodes < 1:
-            raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-        if args.max_steps < 1:
-            raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
-        if not 0 <= args.seed < 2**32:
-            raise ConfigError(f"--seed must be in [0, 2**32), got {args.seed}")
+    try:  # the library's checks, before a checkpoint is read
+        check_int("--episodes", args.episodes, high=evaluate.MAX_EPISODES)
+        check_int("--max-steps", args.max_steps)
+        check_seed(args.seed, "--seed")
         loaded = checkpoint.load(args.checkpoint)
         out = args.out or evaluate.default_eval_path(loaded.run_dir, loaded.path)
         _check_file_out(out, "eval.json")

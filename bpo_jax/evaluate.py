@@ -26,6 +26,8 @@ from bpo_jax.errors import first_line
 from bpo_jax.checks import check_config, check_int, check_seed, state_seeds
 from bpo_jax.networks import action_to_env, make_network
 
+MAX_EPISODES = 2**20  # episodes run side by side, one env copy each: more does not fit a machine
+
 
 def make_policy(config: Config, network, action_space):
     """act(params, obs_stats, obs [B, *O]) -> env action [B, ...], deterministic."""
@@ -41,7 +43,7 @@ def make_evaluate(config: Config, episodes: int, max_steps: int):
     """evaluate(params, obs_stats, key) -> (returns [E], lengths [E], finished [E]) for one seed;
     an episode still running at ``max_steps`` reports its partial return and finished = False."""
     check_config(config)
-    episodes, max_steps = check_int("episodes", episodes), check_int("max_steps", max_steps)
+    episodes, max_steps = check_int("episodes", episodes, high=MAX_EPISODES), check_int("max_steps", max_steps)
     env = make_env(config.env, num_envs=episodes, reset_pool=0, **config.env_kwargs())
     act = make_policy(config, make_network(config, env.action_space, env.obs_spec), env.action_space)
 
@@ -93,7 +95,7 @@ def run_eval(config: Config, state: Any, episodes: int = 10, seed: int = 0, max_
     before anything compiles, where an argument is off: ``episodes`` and ``max_steps`` integers
     >= 1, ``seed`` in [0, 2**32), ``state`` the parameters of ``config``'s network."""
     check_config(config)
-    episodes, max_steps = check_int("episodes", episodes), check_int("max_steps", max_steps)
+    episodes, max_steps = check_int("episodes", episodes, high=MAX_EPISODES), check_int("max_steps", max_steps)
     seed = check_seed(seed)
     program, action_space, obs_spec = _program(config, episodes, max_steps)
     params, obs_stats = _seeds_of(config, action_space, obs_spec, state)

@@ -172,7 +172,9 @@ def test_resume_with_a_preset_names_the_preset(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["eval", "--checkpoint", "{tmp}", "--seed", "99999999999999999999"], "--seed must be in [0, 2**32)"),
+    (["eval", "--checkpoint", "{tmp}", "--seed", "99999999999999999999"], "--seed must be an integer in [0, 2**32)"),
+    (["eval", "--checkpoint", "{tmp}", "--max-steps", "2147483648"], "--max-steps must be <= 2,147,483,647"),
+    (["eval", "--checkpoint", "{tmp}", "--episodes", "3000000000"], "--episodes must be <= 1,048,576"),  # was SIGABRT
     (["export", "--checkpoint", "{tmp}", "--format", "jax", "--out", "{tmp}/p.onnx"], "names the other format"),
     (["export", "--checkpoint", "{tmp}", "--out", "{tmp}/p.jaxexport"], "names the other format"),
 ])

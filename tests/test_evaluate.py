@@ -129,6 +129,8 @@ BAD_ARGUMENTS = [
     ({"episodes": 2.5}, "episodes must be an integer >= 1, got 2.5"),
     ({"episodes": 0}, "episodes must be >= 1, got 0"),
     ({"episodes": True}, "episodes must be an integer >= 1, got True"),
+    ({"episodes": 2**20 + 1}, "episodes must be <= 1,048,576, got 1,048,577"),  # side by side: memory
+    ({"max_steps": 2**31}, "max_steps must be <= 2,147,483,647, got 2,147,483,648"),  # an int32 step counter
     ({"seed": "1"}, "seed must be an integer in [0, 2**32), got '1'"),
     ({"seed": 1.5}, "seed must be an integer in [0, 2**32), got 1.5"),
     ({"seed": -1}, "seed must be an integer in [0, 2**32), got -1"),
