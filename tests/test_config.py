@@ -1,5 +1,6 @@
 """Config: the sweepable set declared once, algorithm defaults and the settings refused."""
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -81,6 +82,17 @@ def test_integers_are_numbers():
 def test_an_infinite_setting_is_refused(field):
     with pytest.raises(ConfigError, match=f"^{field} must be finite, got inf$"):
         Config(**{field: float("inf")}).validate()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("eps_high", 1e300, "eps_high = 1e+300 is past float32's range"),  # inf inside the programs: a NaN stop blaming lr
+    ("max_grad_norm", -3.5e38, "max_grad_norm = -3.5e+38 is past float32's range"),  # finite in float64, not float32
+    ("reward_scale", 1e-40, "reward_scale = 1e-40 is below float32's smallest normal number"),  # flushed to 0
+])
+def test_a_setting_that_float32_cannot_hold_is_refused(field, value, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        Config(**{field: value}).validate()
+    Config(**{field: 3e38 if value > 1 else 2e-38}).validate()  # inside float32's normal range
 
 
 @pytest.mark.parametrize("field", ["max_grad_norm", "obs_clip", "reward_clip", "value_clip"])
