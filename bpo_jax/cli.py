@@ -619,7 +619,7 @@ def _header(session) -> str:
     resumed = "" if session.resumed_from is None else \
         f"; resuming at update {session.start_update} from {session.resumed_from.path}"
     return (f"[{session.label}] {session.num_seeds} seed(s) x {c.num_updates} updates x {c.batch_size} steps, "
-            f"{session.chunk_updates} updates per chunk{_layout(session)}{resumed}; compiling...")
+            f"{session.chunk_updates} update{'s' if session.chunk_updates != 1 else ''} per chunk{_layout(session)}{resumed}; compiling...")
 
 
 def _layout(session) -> str:
@@ -644,8 +644,10 @@ def _final_line(session, done) -> str:
     info = done.summary
 
     cached = f" ({info['cached_programs']} from cache)" if info["cached_programs"] else ""
-    return (f"[{session.label}] final return {info['final_episode_return']:.2f} (mean over seeds, last 10% of "
-            f"episodes) | compile {info['compile_seconds']:.1f}s{cached} | train {info['train_seconds']:.1f}s | "
+    ret = info["final_episode_return"]
+    ret = (f"{ret:.2f} (mean over seeds, last 10% of episodes)" if ret is not None and math.isfinite(ret)
+           else "n/a (no episode ended)")
+    return (f"[{session.label}] final return {ret} | compile {info['compile_seconds']:.1f}s{cached} | train {info['train_seconds']:.1f}s | "
             f"checkpoints+logs {info['io_seconds']:.1f}s ({info['checkpoints_written']} checkpoint(s) "
             f"{info['checkpoint_seconds']:.1f}s) | "
             f"{tracking.throughput_text(done.result.throughput, session.num_seeds)}")
