@@ -26,7 +26,7 @@ from flax import struct
 
 from bpo_jax import algorithms
 from bpo_jax.envs.base import ActionSpace, Discrete
-from bpo_jax.errors import unknown_name
+from bpo_jax.errors import float32_problem, unknown_name
 from bpo_jax.networks import SQUASHES
 
 ACTIVATIONS = ("tanh", "relu", "elu")
@@ -292,11 +292,8 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
                 need(math.isfinite(value), f"{f.name} must be finite, got {value}")
-            if isinstance(value, float) and math.isfinite(value):  # the programs compute in float32
-                need(abs(value) <= _F32_MAX, f"{f.name} = {value:g} is past float32's range (±3.4e38), in which "
-                     "the programs compute")
-                need(value == 0 or abs(value) >= _F32_TINY, f"{f.name} = {value:g} is below float32's smallest "
-                     "normal number (1.2e-38), which XLA flushes to 0")
+            problem = float32_problem(f.name, value) if isinstance(value, float) and math.isfinite(value) else None
+            need(problem is None, problem)
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches"):  # loop bounds and shapes: int32
@@ -369,7 +366,6 @@ def _hints() -> dict[str, Any]:
 
 # Clipping thresholds, where inf means no clipping; every other float setting must be finite.
 _MAY_BE_INFINITE = ("max_grad_norm", "obs_clip", "reward_clip", "value_clip")
-_F32_MAX, _F32_TINY = float(jnp.finfo(jnp.float32).max), float(jnp.finfo(jnp.float32).tiny)
 
 
 def _stack(cls, hparams: list) -> "HParams":

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import signal
 import threading
+from typing import Optional
 
 
 def first_line(e: BaseException) -> str:
@@ -27,6 +28,21 @@ def unknown_name(what: str, name: str, valid) -> str:
     guesses = prefixed if 0 < len(prefixed) <= 3 else close if len(close) <= 3 else []
     hint = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ";"
     return f"unknown {what} {name!r}{hint} valid: {', '.join(valid)}"
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
+FLOAT32_TINY = 1.1754943508222875e-38  # its smallest normal number; XLA flushes smaller ones to 0
+
+
+def float32_problem(name: str, value: float) -> Optional[str]:
+    """Why a finite setting ``value`` cannot be used by programs that compute in float32 (None
+    where it can): past float32's range it is inf there, below its smallest normal number 0, and
+    the run would stop on a NaN much later, blamed on the learning rate."""
+    if abs(value) > FLOAT32_MAX:
+        return f"{name} = {value:g} is past float32's range (±3.4e38), in which the programs compute"
+    if value != 0 and abs(value) < FLOAT32_TINY:
+        return f"{name} = {value:g} is below float32's smallest normal number (1.2e-38), which XLA flushes to 0"
+    return None
 
 
 @contextlib.contextmanager

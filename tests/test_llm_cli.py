@@ -7,6 +7,9 @@ import csv
 import dataclasses
 import os
 import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -37,6 +40,14 @@ def _error(capsys, progress: bool = False) -> str:
         lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("bpo-jax: error: "), err
     return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def sigint_restored():
+    """After a Ctrl-C the command leaves SIGINT ignored (it exits next); this process goes on."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
 @pytest.fixture
@@ -81,12 +92,52 @@ def no_run(monkeypatch):
     (["--ent-coef", "-1"], "--ent-coef must be >= 0"),
     (["--seed", "-1"], "--seed must be in [0, 2**32)"),
     (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--seed", "4294967295", "--seeds", "2"], "--seed + --seeds must be <= 2**32"),
+    # Past int32 a run failed half-way (--epochs 3e9: an OverflowError after the warm start).
+    (["--epochs", "3000000000"], "--epochs must be below 2**31, got 3,000,000,000"),
+    (["--steps", str(2**31)], "--steps must be below 2**31"),
+    (["--eval-every", str(2**31)], "--eval-every must be below 2**31"),
+    (["--d-model", str(2**32)], "--d-model must be below 2**31"),
+    (["--group-size", str(2**31 - 1)], "--prompts x --group-size = 34,359,738,352 sampled responses per step must "
+                                       "be below 2**31"),
+    (["--epochs", str(2**31 - 1)], "--epochs x the batch of 128 responses"),  # out of memory after the warm start
+    # Past float32 a setting became inf or 0 in the programs: a NaN later, blamed on --lr.
+    (["--clip-high", "1e300"], "--clip-high = 1e+300 is past float32's range (±3.4e38)"),
+    (["--kl-coef=-1e39"], "--kl-coef = -1e+39 is past float32's range"),
+    (["--max-grad-norm", "1e39"], "--max-grad-norm = 1e+39 is past float32's range"),  # inf is allowed: no clipping
+    (["--lr", "1e-40"], "--lr = 1e-40 is below float32's smallest normal number (1.2e-38), which XLA flushes to 0"),
+    (["--ent-coef", "1e-40"], "--ent-coef = 1e-40 is below float32's smallest normal number"),
+    (["--clip", "0.999999999"], "--clip must be in [0, 1), got 0.999999999, which float32"),
+    (["--temperature", "1e-30"], "--temperature must be >= 1e-05"),
 ])
 def test_bad_input_names_the_flag_in_one_line(argv, flag, capsys, no_run):
     assert cli.main(["llm", *argv]) == 2
     err = _error(capsys)
     assert err.startswith("bpo-jax: error: ") and flag in err, err
     assert "`" not in err and not SNAKE_CASE.search(err), err
+
+
+def test_out_of_range_seeds_write_nothing(tmp_path, capsys, no_run):
+    """Refused up front as bad input (exit 2), not reported as a stopped run of a directory that
+    the library refuses before creating (it checks the same, in its own words)."""
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--seed", str(2**32 - 1), "--seeds", "2", "--out", str(out)]) == 2
+    err = _error(capsys)
+    assert err == "bpo-jax: error: --seed + --seeds must be <= 2**32 (seeds 4294967295..4294967296), got 4294967297"
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"^`seed` \+ `seeds` must be <= 2\*\*32"):
+        trainer.check_seeds(trainer.LLMConfig(seed=2**32 - 1), 2)
+
+
+def test_library_sizes_past_int32_are_refused():
+    """The settings no flag sets take the same bounds as those that one does."""
+    with pytest.raises(ValueError, match=r"^`warm_max_steps` must be below 2\*\*31, got 2,147,483,648$"):
+        trainer.LLMConfig(warm_max_steps=2**31).validate()
+    with pytest.raises(ValueError, match=r"^`warm_batch` must be below 2\*\*31"):
+        trainer.LLMConfig(warm_batch=2**31).validate()
+    # Drawn without replacement from the training pool: more prompts than it holds failed at RL step 1.
+    with pytest.raises(ValueError, match=r"^`prompts_per_step` \(64\) must be <= `num_train` \(32\)"):
+        trainer.LLMConfig(rl_on_eval=False, num_train=32, prompts_per_step=64).validate()
 
 
 def test_every_setting_the_command_line_sets_has_its_flag():
@@ -180,6 +231,22 @@ def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
     assert (out / "summary.json").read_text() == before
 
 
+def test_nan_from_the_last_update_stops_the_run(tmp_path, capsys):
+    """lr 1e30: one Adam step leaves finite parameters of about 1e30 whose log-probs are NaN.  The
+    update's metrics are of the parameters before its step, so when that step is the run's last
+    the NaN went unseen: exit 0, accuracy 0, a written summary.  TTRL's vote gives the untrained
+    model non-zero advantages (verifiable rewards give it none: no gradient, no step)."""
+    out = tmp_path / "run"
+    argv = ["llm", "--ttrl", "--ttrl-votes", "4", "--ttrl-train", "4", "--prompts", "4", "--minibatches", "1",
+            "--epochs", "1", "--num-eval", "8", "--warm-acc", "0", "--eval-every", "1", "--d-model", "16",
+            "--steps", "1", "--lr", "1e30", "--out", str(out)]
+    assert cli.main(argv) == 1
+    err = _error(capsys, progress=True)
+    assert "non-finite" in err and "RL step 1 (seed 0)" in err and "--lr" in err, err
+    assert sorted(os.listdir(out)) == ["INCOMPLETE"]
+    assert err.removeprefix("bpo-jax: error: ") in (out / "INCOMPLETE").read_text()
+
+
 def test_check_finite_names_step_and_seed():
     good = {"loss": np.zeros((1, 2)), "grad_norm": np.ones((1, 2))}
     trainer.check_finite(good, 3, 7)
@@ -204,7 +271,59 @@ def test_a_stopped_run_is_one_line_and_marked_unfinished(error, code, said, tmp_
     monkeypatch.setattr(trainer, "warm_start", stop)
     monkeypatch.delenv("BPO_JAX_DEBUG", raising=False)
     out = tmp_path / "run"
+    handler = signal.getsignal(signal.SIGINT)
     assert cli.main([*TINY, "--out", str(out)]) == code
     err = _error(capsys, progress=True)
     assert said in err and "--overwrite" in err, err
     assert sorted(os.listdir(out)) == ["INCOMPLETE"] and said in (out / "INCOMPLETE").read_text()
+    # After a Ctrl-C further ones are ignored: the command exits next (see the test below).
+    assert signal.getsignal(signal.SIGINT) == (signal.SIG_IGN if code == 130 else handler)
+
+
+# The llm command in a child that presses Ctrl-C three times: once while the run works (argv[1]
+# "finaliser": in a finaliser, as a press lands in a garbage-collector callback while JAX's objects
+# are freed, where Python drops the KeyboardInterrupt), then twice while it stops, in finalisers:
+# as the run writes its note, and as the command words its message.
+CTRL_C_THRICE = """
+import os, signal, sys, time
+from bpo_jax import cli
+from bpo_jax.llm import trainer
+
+def press():
+    os.kill(os.getpid(), signal.SIGINT)
+
+class PressedInAFinaliser:
+    def __del__(self):
+        press()
+
+first_in_a_finaliser = sys.argv.pop(1) == "finaliser"
+
+def warm_start(*args, **kwargs):
+    PressedInAFinaliser() if first_in_a_finaliser else press()
+    time.sleep(30)
+    raise SystemExit("the Ctrl-C was lost: the run went on")
+
+note = trainer.stop_note
+def stop_note(e, out):
+    PressedInAFinaliser()
+    return note(e, out)
+
+trainer.warm_start, trainer.stop_note = warm_start, stop_note
+sys.argv[0] = "bpo-jax"
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("first", ["direct", "finaliser"])
+def test_ctrl_c_pressed_again_while_the_run_stops_is_ignored(first, tmp_path):
+    """Further Ctrl-Cs raised a KeyboardInterrupt into the way out: in a finaliser it printed
+    "Exception ignored in ... KeyboardInterrupt" and a traceback after the one-line message.  And
+    the first Ctrl-C, dropped in a finaliser, still stops the run (it is sent again)."""
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_THRICE, first, *TINY, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    err = proc.stderr.strip()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err and "KeyboardInterrupt" not in err, err
+    assert err.splitlines()[-1].startswith("bpo-jax: error: interrupted (Ctrl-C)"), err
+    assert sorted(os.listdir(out)) == ["INCOMPLETE"] and "interrupted (Ctrl-C)" in (out / "INCOMPLETE").read_text()

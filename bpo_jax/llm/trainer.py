@@ -25,7 +25,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import shuffle, threefry_cpu
-from bpo_jax.errors import first_line
+from bpo_jax.errors import first_line, float32_problem
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
 from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
@@ -35,6 +35,10 @@ threefry_cpu.install()  # sampling draws a key per prompt: one kernel per draw o
 DATA_AXIS = "data"
 # Float settings that may be infinite (max_grad_norm = inf: no clipping), as in bpo_jax.config.
 _MAY_BE_INFINITE = ("max_grad_norm",)
+# Rollout temperatures below this are refused: float32 rounding of the logits, divided by the
+# temperature, moves the log-probs of an unchanged policy (measured on a CPU, 1 layer, d_model 16:
+# ratios of a policy to itself up to 1.005 at 1e-5, 1.04 at 1e-6, 1.5 at 1e-7, NaN from about 1e-10).
+MIN_TEMPERATURE = 1e-5
 
 
 class NonFiniteError(FloatingPointError):
@@ -176,12 +180,20 @@ class LLMConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
                 need(math.isfinite(value), f"`{f.name}` must be finite, got {value}")
+            problem = float32_problem(f"`{f.name}`", value) if isinstance(value, float) and math.isfinite(value) else None
+            need(problem is None, problem)
         positive = ("epochs", "minibatches", "rl_steps", "prompts_per_step", "group_size", "ttrl_votes",
                     "ttrl_train", "eval_every", "num_eval", "num_train", "warm_batch", "warm_check_every",
                     "d_model", "num_layers", "num_heads")
         for name in positive:
             need(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}")
         need(self.warm_max_steps >= 0, f"`warm_max_steps` must be >= 0, got {self.warm_max_steps}")
+        # Sizes and loop bounds reach JAX as int32 (scan lengths, shapes): from 2**31 on a run fails
+        # half-way (`epochs` 3e9: an OverflowError after the warm start), as `bpo-jax train` refuses
+        # its sizes.  The host-side counts (rl_steps, warm_max_steps, ...) take the same bound, far
+        # past any run: one rule for every count.
+        for name in (*positive, "warm_max_steps"):
+            need(getattr(self, name) < 2**31, f"`{name}` must be below 2**31, got {getattr(self, name):,}")
         for name in ("seed", "data_seed"):  # numpy's generators take no negative seed, JAX's keys none >= 2**63
             need(0 <= getattr(self, name) < 2**32, f"`{name}` must be in [0, 2**32), got {getattr(self, name)}")
         for name in ("lr", "warm_lr", "gbpo_temperature", "max_grad_norm", "temperature"):
@@ -189,6 +201,11 @@ class LLMConfig:
         need(0 <= self.clip < 1, f"`clip` must be in [0, 1), got {self.clip}")
         need(self.clip_high is None or self.clip_high >= 0, f"`clip_high` must be >= 0, got {self.clip_high}")
         need(0 < self.top_p <= 1, f"`top_p` must be in (0, 1], got {self.top_p}")
+        need(np.float32(self.clip) < 1, f"`clip` must be in [0, 1), got {self.clip}, which float32 (the run's "
+                                        f"precision) rounds to 1")
+        need(self.temperature >= MIN_TEMPERATURE,
+             f"`temperature` must be >= {MIN_TEMPERATURE:g}: below it float32 rounding of the logits, divided by the "
+             f"temperature, swamps the log-probs (NaN from about 1e-10), got {self.temperature}")
         for name in ("kl_coef", "ent_coef"):
             need(getattr(self, name) >= 0, f"`{name}` must be >= 0, got {getattr(self, name)}")
         need(0 <= self.warm_target <= 1, f"`warm_target` must be in [0, 1], got {self.warm_target}")
@@ -214,11 +231,19 @@ class LLMConfig:
         need(not (self.ttrl or self.rl_on_eval) or self.prompts_per_step <= self.num_eval,
              f"`prompts_per_step` ({self.prompts_per_step}) must be <= `num_eval` ({self.num_eval}): the RL "
              f"prompts are drawn from the evaluation problems")
+        need(self.ttrl or self.rl_on_eval or self.prompts_per_step <= self.num_train,
+             f"`prompts_per_step` ({self.prompts_per_step}) must be <= `num_train` ({self.num_train}): the RL "
+             f"prompts are drawn from the training pool")
         per_prompt = "ttrl_train" if self.ttrl else "group_size"
         need(self.batch_size % (self.minibatches * num_devices) == 0,
              f"the batch of `prompts_per_step` x `{per_prompt}` = {self.batch_size} responses must divide into "
              f"`minibatches` ({self.minibatches}) x {num_devices} device(s)")
         sampled = self.prompts_per_step * (self.ttrl_votes if self.ttrl else self.group_size)
+        need(sampled < 2**31, f"`prompts_per_step` x `{'ttrl_votes' if self.ttrl else 'group_size'}` = {sampled:,} "
+             f"sampled responses per step must be below 2**31 (the rows of the step's arrays)")
+        need(self.epochs * self.batch_size < 2**31,
+             f"`epochs` x the batch of {self.batch_size} responses = {self.epochs * self.batch_size:,} shuffled "
+             f"indices per update must be below 2**31 (one int32 array); lower `epochs`")
         need(sampled % num_devices == 0,
              f"`prompts_per_step` x `{'ttrl_votes' if self.ttrl else 'group_size'}` = {sampled} sampled responses "
              f"must divide over {num_devices} device(s)")
@@ -424,8 +449,13 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
         batch["old_logp"] = score(params, batch["prompts"], batch["tokens"])
         batch["ref_logp"] = score(ref_params, batch["prompts"], batch["tokens"]) if cfg.kl_coef else batch["old_logp"]
         params, opt_state, metrics, final = update(params, opt_state, batch, k_update)
-        metrics, final = jax.device_get((metrics, final))
-        check_finite(metrics, step, cfg.seed)
+        # The update's metrics are of the parameters before each minibatch's Adam step, so the
+        # last one's result is seen only here: the new policy's log-probs of this batch (finite
+        # parameters can still give NaN log-probs, e.g. after a step of `lr` 1e30).  `score` is
+        # already compiled for this batch; the update program stays as it is.
+        new_logp = score(params, batch["prompts"], batch["tokens"])
+        metrics, final, new_logp = jax.device_get((metrics, final, new_logp))
+        check_finite({**metrics, "new_log_probs": new_logp}, step, cfg.seed)
         row.update(sample_reward=float(r.mean()), ratio_out_frac=float(metrics["ratio_out_frac"].mean()),
                    ratio_out_frac_final=float(final["ratio_out_frac"]),
                    ratio_out_low_frac_final=float(final["ratio_out_low_frac"]),
@@ -446,10 +476,11 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
 def check_finite(metrics: dict, step: int, seed: int) -> None:
     """Raise :class:`NonFiniteError` if RL step ``step``'s update met a NaN or Inf, from the host
     copies of its logged ``metrics`` ([epochs, minibatches] per name: the loss and gradient norm
-    of every minibatch, KL, entropy, ratios), which are fetched for the CSV anyway.  Parameters
-    that turned NaN show up there too: in the next minibatch's loss, or the next step's.  (Any
-    further output of the update program, e.g. a finite flag over the parameters, changes how XLA
-    compiles the update, and with it the run's rounding.)"""
+    of every minibatch, KL, entropy, ratios), which are fetched for the CSV anyway, and of the
+    log-probs the updated policy gives the batch (:func:`rl_train` adds them): parameters that
+    turned NaN in a minibatch show up in the next one's loss, those of the last minibatch only
+    there.  (Any further output of the update program, e.g. a finite flag over the parameters,
+    changes how XLA compiles the update, and with it the run's rounding.)"""
     if not all(np.isfinite(v).all() for v in metrics.values()):
         raise NonFiniteError(f"non-finite loss, gradient or parameters at RL step {step} (seed {seed}); lower "
                              f"`lr` or `max_grad_norm` (clip harder)", "RL", step, seed)
@@ -513,11 +544,7 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
 
     mesh = make_mesh()
     cfg.validate(mesh.size)
-    if seeds < 1:
-        raise ValueError(f"`seeds` must be >= 1, got {seeds}")
-    if cfg.seed + seeds > 2**32:
-        raise ValueError(f"`seed` + `seeds` must be <= 2**32 (seeds {cfg.seed}..{cfg.seed + seeds - 1}), got "
-                         f"{cfg.seed + seeds}")
+    check_seeds(cfg, seeds)
     reporting.open_run_dir(out, overwrite, words(RUNNING_NOTE))
     try:
         problems = make_problem_sets(cfg)
@@ -546,6 +573,16 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
         raise
     reporting.mark_complete(out)
     return summary
+
+
+def check_seeds(cfg: LLMConfig, seeds: int) -> None:
+    """Raise ValueError unless ``seeds`` runs from ``cfg.seed`` are valid seeds each (the check
+    :meth:`LLMConfig.validate` makes of one), names in backticks as it writes them."""
+    if seeds < 1:
+        raise ValueError(f"`seeds` must be >= 1, got {seeds}")
+    if cfg.seed + seeds > 2**32:
+        raise ValueError(f"`seed` + `seeds` must be <= 2**32 (seeds {cfg.seed}..{cfg.seed + seeds - 1}), got "
+                         f"{cfg.seed + seeds}")
 
 
 def finished_seeds(out: str) -> list[str]:
