@@ -149,8 +149,9 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         return state
 
     def restart_envs(state: TrainState) -> TrainState:
-        """Every episode started again (``env.reset``), all else kept: a resumed run of an env
-        whose simulators live outside the state (``host_state``), which no checkpoint holds."""
+        """Every episode started again (``env.reset``), all else kept: what a resumed run does
+        first where the suite's simulators live outside the state, so that no checkpoint holds
+        them (``host_state``, :func:`bpo_jax.envs.registry.host_state`)."""
         key, env_key = jax.random.split(state.key)
         state = state.replace(env_state=shard_envs(env.reset(env_key)), key=key)
         if state.return_acc is not None:  # the discounted returns of the episodes cut short
