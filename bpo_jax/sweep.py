@@ -436,8 +436,8 @@ def _claim(p: Plan, out: str) -> None:
             shown = _grid_text if other[0] == "grid" else repr
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
                              f"{shown(asked.get(other[0]))}); choose another `out`")
+        _check_budgets(p, out)  # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
         if diff:
-            _check_budgets(p, out)
             reporting.write_json(path, asked)
         return
     if os.path.isdir(out) and os.listdir(out):
@@ -454,7 +454,8 @@ def _grid_text(grid: Optional[dict]) -> str:
 
 
 def _check_budgets(p: Plan, out: str) -> None:
-    """Before anything runs: every run already in ``out`` can go on to the plan's budget."""
+    """Before anything runs: every run already in ``out`` can go on to the plan's budget (none
+    has gone past it)."""
     from bpo_jax import checkpoint
     from bpo_jax.session import SessionError, regrow
 
@@ -466,6 +467,8 @@ def _check_budgets(p: Plan, out: str) -> None:
         if r.config.total_steps < saved.total_steps:
             raise SweepError(f"{r.name} in {out} trains to {saved.total_steps:,} steps per seed; a sweep goes on to "
                              f"more steps, not fewer: raise `total_steps` or choose another `out`")
+        if r.config.total_steps == saved.total_steps:  # nothing to go on to
+            continue
         if not checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
             raise SweepError(f"{r.name} in {out} kept no checkpoint to go on from; choose another `out`")
         try:

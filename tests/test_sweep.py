@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bpo_jax import Config, cli, curves, report, sweep
-from bpo_jax.session import RunOptions
+from bpo_jax.session import RunOptions, RunSession
 
 pytestmark = pytest.mark.slow  # ~1 minute: 6 small compiled runs
 
@@ -83,6 +83,20 @@ def test_a_larger_budget_takes_every_run_further_and_a_smaller_one_is_refused(sm
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"trains to {2 * STEPS:,} steps per seed; a sweep goes on to more steps, not fewer" in err
     assert json.loads((out / "sweep.json").read_text())["total_steps"] == 2 * STEPS
+
+
+def test_a_run_taken_past_the_sweeps_budget_by_hand_is_named_before_anything_runs(smoke, tmp_path, capsys):
+    """The sweep said it was "going on ... from 8,192 on to 4,096 steps" and then failed on a
+    --total-steps the user never gave."""
+    out = tmp_path / "extended"
+    shutil.copytree(smoke, out)
+    run = out / "runs" / "smoke_Pendulum-v1__ppo"  # a constant learning rate: it can go further
+    RunSession.resume(str(run), RunOptions(tensorboard=False, progress=False, fast_compile=True),
+                      total_steps=2 * STEPS).run()
+    assert cli.main(_sweep_args(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"bpo-jax: error: smoke_Pendulum-v1__ppo in {out} trains to {2 * STEPS:,} steps per seed; a sweep "
+                   "goes on to more steps, not fewer: raise --total-steps or choose another --out")
 
 
 def test_plot_and_report_redraw_from_saved_csvs(smoke, tmp_path, capsys):
