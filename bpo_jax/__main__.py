@@ -7,11 +7,9 @@ traceback of the import machinery, nor lost in it (see :func:`bpo_jax.errors.int
 import os
 import sys
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as bpo_jax.cli reports Ctrl-C
-
 
 def entry() -> None:
-    from bpo_jax.errors import interrupt_deferred  # light: no JAX
+    from bpo_jax.errors import EXIT_INTERRUPTED, interrupt_deferred  # light: no JAX
 
     with interrupt_deferred() as pressed:
         from bpo_jax import cli

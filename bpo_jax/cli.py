@@ -24,11 +24,7 @@ import urllib.error
 from typing import IO, Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.errors import first_line, interrupt_deferred
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, interrupt_deferred
 
 # Library names -> this command line's flags, where they differ from the name with dashes.
 _FLAGS = {"num_seeds": "--seeds", "checkpoint_every_updates": "--checkpoint-every",
@@ -619,7 +615,8 @@ def _header(session) -> str:
     resumed = "" if session.resumed_from is None else \
         f"; resuming at update {session.start_update} from {session.resumed_from.path}"
     return (f"[{session.label}] {session.num_seeds} seed(s) x {c.num_updates} updates x {c.batch_size} steps, "
-            f"{session.chunk_updates} update{'s' if session.chunk_updates != 1 else ''} per chunk{_layout(session)}{resumed}; compiling...")
+            f"{session.chunk_updates} update{'s' if session.chunk_updates != 1 else ''} per chunk"
+            f"{_layout(session)}{resumed}; compiling...")
 
 
 def _layout(session) -> str:
@@ -647,8 +644,8 @@ def _final_line(session, done) -> str:
     ret = info["final_episode_return"]
     ret = (f"{ret:.2f} (mean over seeds, last 10% of episodes)" if ret is not None and math.isfinite(ret)
            else "n/a (no episode ended)")
-    return (f"[{session.label}] final return {ret} | compile {info['compile_seconds']:.1f}s{cached} | train {info['train_seconds']:.1f}s | "
-            f"checkpoints+logs {info['io_seconds']:.1f}s ({info['checkpoints_written']} checkpoint(s) "
+    return (f"[{session.label}] final return {ret} | compile {info['compile_seconds']:.1f}s{cached} | "
+            f"train {info['train_seconds']:.1f}s | checkpoints+logs {info['io_seconds']:.1f}s ({info['checkpoints_written']} checkpoint(s) "
             f"{info['checkpoint_seconds']:.1f}s) | "
             f"{tracking.throughput_text(done.result.throughput, session.num_seeds)}")
 

@@ -292,8 +292,9 @@ class Config:
             value = getattr(self, f.name)
             if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
                 need(math.isfinite(value), f"{f.name} must be finite, got {value}")
-            problem = float32_problem(f.name, value) if isinstance(value, float) and math.isfinite(value) else None
-            need(problem is None, problem)
+            if isinstance(value, float) and math.isfinite(value):
+                problem = float32_problem(f.name, value)
+                need(problem is None, problem)
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches"):  # loop bounds and shapes: int32

@@ -7,6 +7,11 @@ import signal
 import threading
 from typing import Optional
 
+# The bpo-jax command's exit codes, every subcommand's.
+EXIT_USAGE = 2  # bad input, refused before anything is written
+EXIT_FAILURE = 1  # a run that stopped (a NaN, the file system)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
 
 def first_line(e: BaseException) -> str:
     """First non-empty line of str(e), or the exception's type name."""

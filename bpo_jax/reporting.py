@@ -68,9 +68,9 @@ def check_output_dir(path: str, overwrite: bool) -> None:
     be created.  The message names parameters in backticks (`overwrite`), for a front end to
     reword."""
     check_creatable(path)
-    kept = overwrite and os.path.isdir(path) and os.listdir(path) and _not_to_delete(path)
-    if kept:
-        raise OutputDirError(f"`overwrite` would delete {path!r}, {kept}; choose a new directory for `out`")
+    why_not = overwrite and os.path.isdir(path) and os.listdir(path) and _not_to_delete(path)
+    if why_not:
+        raise OutputDirError(f"`overwrite` would delete {path!r}, {why_not}; choose a new directory for `out`")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         hint = ""
         if is_incomplete(path):

@@ -145,11 +145,12 @@ class RunOptions:
             tracking.require_wandb()
         if self.compile_cache:  # before anything is written: a bad $BPO_JAX_CACHE_MIN_COMPILE_SECONDS or cache folder
             runner.cache_min_compile_seconds()
+            folder = runner.cache_dir()
             try:
-                reporting.check_creatable(runner.cache_dir())
+                reporting.check_creatable(folder)
             except reporting.OutputDirError as e:
                 why = str(e).split(";")[0]  # its remedy names `out`
-                raise SessionError(f"the compilation cache folder {runner.cache_dir()!r} ($BPO_JAX_CACHE_DIR, or the "
+                raise SessionError(f"the compilation cache folder {folder!r} ($BPO_JAX_CACHE_DIR, or the "
                                    f"default) cannot be used: {why}; point $BPO_JAX_CACHE_DIR at a writable folder "
                                    "(or go without the cache: `compile_cache`)", "compile_cache") from None
         return self

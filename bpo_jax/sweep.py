@@ -479,10 +479,10 @@ def _check_budgets(p: Plan, out: str) -> None:
 
 def write_outputs(out: str, title: Optional[str] = None) -> dict:
     """curves.csv, figure.png, report.md and summary.json from the finished runs under ``out``."""
-    every = sorted_runs(out)
-    found = [d for d in every if status(d) == "finished"]
-    diverged = [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d in every
-                if status(d) == "diverged"]
+    states = {d: status(d) for d in sorted_runs(out)}
+    found = [d for d, state in states.items() if state == "finished"]
+    diverged = [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d, state in states.items()
+                if state == "diverged"]
     if not found and not diverged:
         return {"runs": [], "diverged": []}
     cs = grid_labels(curves.load_all(found))
@@ -503,11 +503,14 @@ def grid_labels(cs: Sequence[curves.Curve]) -> list[curves.Curve]:
     """Runs of a grid sweep (``<sweep>/runs/<task>__<algo>__eps=0.1__lr=0.001``) labelled by
     their grid point, as their names say it, also where a point is the only one left of its
     task and algorithm (the others diverged); other curves as they are."""
-    def point(c: curves.Curve) -> list[str]:
-        in_sweep = os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(c.run_dir))), SWEEP_FILE))
-        return os.path.basename(os.path.normpath(c.run_dir)).split("__")[2:] if in_sweep else []
+    def point(c: curves.Curve) -> str:
+        sweep_dir = os.path.dirname(os.path.dirname(os.path.abspath(c.run_dir)))
+        if not os.path.isfile(os.path.join(sweep_dir, SWEEP_FILE)):
+            return ""
+        return ", ".join(os.path.basename(os.path.normpath(c.run_dir)).split("__")[2:])
 
-    return [dataclasses.replace(c, variant=", ".join(point(c))) if point(c) else c for c in cs]
+    labels = [point(c) for c in cs]
+    return [dataclasses.replace(c, variant=label) if label else c for c, label in zip(cs, labels)]
 
 
 def sorted_runs(out: str) -> list[str]:

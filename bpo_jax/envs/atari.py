@@ -29,7 +29,8 @@ run's JAX key at every ``reset``; on the ``envpool`` backend from the env option
 (the policy's sampling does).  Resetting a pool (``env.reset`` in a new run) restarts every
 game in it.  The suite is registered with ``host_state``: a checkpoint cannot hold the
 emulators, so a resumed run starts every game again (its result is not bit-identical to a run
-never interrupted), and a run trains on one device (XLA cannot split the emulator calls).  Gradients never flow through the emulator (none are needed).
+never interrupted), and a run trains on one device (XLA cannot split the emulator calls).
+Gradients never flow through the emulator (none are needed).
 
 **Preprocessing** follows the paper's SB3 pipeline (``make_atari_env`` = ``AtariWrapper``
 plus ``VecFrameStack(4)`` on ``*NoFrameskip-v4``): no sticky actions

@@ -20,11 +20,7 @@ import signal
 import sys
 import threading
 
-from bpo_jax.errors import first_line
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as `bpo-jax train` reports Ctrl-C
+from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line
 
 # flag -> LLMConfig field, for the flags that set a field directly.
 _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "clip": "clip",

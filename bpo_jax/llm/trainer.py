@@ -180,8 +180,9 @@ class LLMConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
                 need(math.isfinite(value), f"`{f.name}` must be finite, got {value}")
-            problem = float32_problem(f"`{f.name}`", value) if isinstance(value, float) and math.isfinite(value) else None
-            need(problem is None, problem)
+            if isinstance(value, float) and math.isfinite(value):
+                problem = float32_problem(f"`{f.name}`", value)
+                need(problem is None, problem)
         positive = ("epochs", "minibatches", "rl_steps", "prompts_per_step", "group_size", "ttrl_votes",
                     "ttrl_train", "eval_every", "num_eval", "num_train", "warm_batch", "warm_check_every",
                     "d_model", "num_layers", "num_heads")
