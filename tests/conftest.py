@@ -55,9 +55,16 @@ def pytest_configure(config):
     global _CREATED
     if "BPO_JAX_CACHE_DIR" not in os.environ:  # the controller; xdist workers inherit the variable
         _CREATED = os.environ["BPO_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="bpo-jax-test-xla-")
+    import jax
+
     from bpo_jax import runner
 
     runner.enable_compilation_cache()
+    # In-process tests run on one CPU device whatever ran before them: a `bpo-jax train` called
+    # in process would otherwise make the cores devices (runner.use_cpu_cores) for every later test
+    # of that process, whose comparisons with one-device runs then differ in rounding, and whose
+    # samples differ.  Tests of several devices run in subprocesses with their own XLA_FLAGS.
+    jax.config.update("jax_num_cpu_devices", 1)
     if config.pluginmanager.hasplugin("xdist") and config.getvalue("dist") == "loadgroup":  # the controller
         config.pluginmanager.register(_GroupCheck(), "bpo-jax-xdist-group-check")
 

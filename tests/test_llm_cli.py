@@ -204,9 +204,14 @@ def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
     """lr 1e6: the first update's gradients are NaN.  The run stops there (exit 1, one line
     naming step, seed and remedy), writes no curve, summary or figure, and leaves INCOMPLETE
     saying the same; --overwrite then replaces the directory with a finished run, and a run
-    into it without --overwrite is refused."""
+    into it without --overwrite is refused.  TTRL, so that the untrained model's first update
+    has non-zero advantages whatever it samples (with verifiable rewards it may score nothing, no
+    gradient, no NaN: so it did on 2 CPU devices, as after a `bpo-jax train` test in the same
+    process had made the cores devices)."""
     out = tmp_path / "run"
-    assert cli.main([*TINY, "--steps", "2", "--eval-every", "1", "--lr", "1e6", "--out", str(out)]) == 1
+    nan = ["llm", "--ttrl", "--ttrl-votes", "4", "--ttrl-train", "4", "--warm-acc", "0", "--num-eval", "16",
+           "--prompts", "4", "--minibatches", "2", "--epochs", "1", "--d-model", "16", "--layers", "1"]
+    assert cli.main([*nan, "--steps", "2", "--eval-every", "1", "--lr", "1e6", "--out", str(out)]) == 1
     err = _error(capsys, progress=True)
     assert "non-finite" in err and "RL step 1 (seed 0)" in err and "--lr" in err and "--max-grad-norm" in err, err
     assert "`" not in err and not SNAKE_CASE.search(err.replace(str(out), "OUT")), err
