@@ -600,7 +600,16 @@ def _run_options(args):
     return RunOptions(keep_checkpoints=args.keep_checkpoints, checkpoints=not args.no_checkpoints,
                       tensorboard=args.tensorboard, wandb=args.wandb, wandb_project=args.wandb_project,
                       wandb_entity=args.wandb_entity, progress=not args.quiet, compile_cache=not args.no_compile_cache,
-                      fast_compile=args.fast_compile, split=args.split, resume_hint="bpo-jax train --resume {out}", **cadence)
+                      fast_compile=args.fast_compile, split=args.split, resume_hint="bpo-jax train --resume {out}",
+                      restart_hint=_restart_command(args), wording=_worded, **cadence)
+
+
+def _restart_command(args) -> str:
+    """The command that starts this train run again in its directory, as a RunOptions hint
+    (``{out}`` stands for the directory; other braces doubled)."""
+    again = ["bpo-jax", *args.argv] + ["--overwrite"] * (not args.overwrite)
+    hint = shlex.join(again).replace("{", "{{").replace("}", "}}")
+    return hint if "out" in args.given else f"{hint} --out {{out}}"
 
 
 def _expected(args) -> dict[str, Any]:
@@ -733,7 +742,7 @@ def cmd_sweep(args) -> int:
         again = _sweep_command(args).replace("{", "{{").replace("}", "}}")  # a brace in --out is a path's
         options = RunOptions(progress=not args.quiet, compile_cache=not args.no_compile_cache,
                              fast_compile=args.fast_compile, tensorboard=args.tensorboard,
-                             resume_hint=again, restart_hint=again,
+                             resume_hint=again, restart_hint=again, wording=_worded,
                              **every).validate()
         names = [name for name, _ in args.grid or ()]
         repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
@@ -854,7 +863,9 @@ def cmd_llm(args) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with interrupt_deferred() as pressed:  # building the parser imports the suites' modules: seconds
+            argv = list(sys.argv[1:] if argv is None else argv)
             args = parse_args(argv)
+            args.argv = argv  # the command as typed, for the hint that starts a run again
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
     if pressed:

@@ -121,6 +121,10 @@ class RunOptions:
     restart_hint: Optional[str] = None
     """How it tells a reader to start again a run stopped before its first checkpoint (a sweep:
     its own command, which restarts such runs); None: start it again with `overwrite`."""
+    wording: Optional[Callable[[str], str]] = None
+    """How the notes in INCOMPLETE and DIVERGED (and :attr:`RunSession.note`) name parameters:
+    None keeps the library's backticks (`overwrite`); a front end passes its own words (the
+    command line's turns `overwrite` into --overwrite)."""
 
     def validate(self) -> "RunOptions":
         """Raise :class:`SessionError` naming the field that cannot be used."""
@@ -133,6 +137,8 @@ class RunOptions:
             except (KeyError, IndexError, ValueError) as e:
                 raise SessionError(f"`{name}` may name only {{out}} (a literal brace is written doubled), got "
                                    f"{getattr(self, name)!r} ({first_line(e)})", name) from None
+        if self.wording is not None and not callable(self.wording):
+            raise SessionError(f"`wording` must be a function from str to str, got {self.wording!r}", "wording")
         for name in ("checkpoint_every_updates", "checkpoint_every_seconds"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -309,11 +315,17 @@ class RunSession:
         ])))
 
     # ------------------------------------------------------------------ notes
+    def _worded(self, note: str) -> str:
+        return self.options.wording(note) if self.options.wording else note
+
     def _running_note(self) -> str:
-        return ("training has not finished (still running, or killed). Continue it from its newest checkpoint "
-                f"with: {self.options.resume_hint.format(out=self.out)}")
+        return self._worded("training has not finished (still running, or killed). Continue it from its newest "
+                            f"checkpoint with: {self.options.resume_hint.format(out=self.out)}")
 
     def _stop_note(self, e: BaseException) -> str:
+        return self._worded(self._stop_reason(e))
+
+    def _stop_reason(self, e: BaseException) -> str:
         kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
         if isinstance(e, runner.BadUpdateError):  # resuming would only meet the same failure again
             where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -274,6 +275,44 @@ def test_overwrite_refuses_the_current_directory_what_holds_it_and_home(tmp_path
     assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --overwrite would delete {out!r}, {why}; "
                                                "choose a new directory for --out")
     assert (here / "keep.txt").read_text() == "precious" and (tmp_path / "home" / "notes.txt").read_text() == "mine"
+
+
+def test_a_diverged_runs_notes_use_the_command_lines_words(tmp_path, capsys):
+    """The INCOMPLETE and DIVERGED files say --lr, as the message does, not the library's `lr`;
+    a run stopped before its first checkpoint is started again by its own command."""
+    from tests import probes
+
+    probes.register()  # probe/NaNReward: NaN rewards from each env's 301st step (update 31 here)
+    out = tmp_path / "nan run"
+    flags = ["--env", "probe/NaNReward", "--num-envs", "2", "--num-steps", "10", "--num-epochs", "1",
+             "--num-minibatches", "1", "--hidden-sizes", "8", "--total-steps", "800", "--seeds", "1",
+             "--out", str(out), "--quiet", "--no-tensorboard", "--fast-compile", "--checkpoint-every", "1000"]
+    assert cli.main(["train", *flags]) == 1
+    message = capsys.readouterr().err.strip()
+    assert "non-finite loss" in message and "lower --lr or --max-grad-norm" in message
+    for name in ("INCOMPLETE", "DIVERGED"):
+        note = (out / name).read_text()
+        assert "--lr" in note and "`" not in note, note
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_names_its_own_command(tmp_path, monkeypatch, capsys):
+    from bpo_jax import runner
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", pressed)
+    out = tmp_path / "a run"
+    flags = ["--algo", "ppo", "--total-steps", "4096", "--out", str(out), "--quiet", "--lr", "1e-3"]
+    assert cli.main(["train", *flags]) == cli.EXIT_INTERRUPTED
+    hint = capsys.readouterr().err.strip().rsplit("with: ", 1)[1]
+    assert hint == f"bpo-jax train --algo ppo --total-steps 4096 --out {shlex.quote(str(out))} --quiet --lr 1e-3 --overwrite"
+    assert (out / "INCOMPLETE").read_text().rstrip().endswith(hint)
+    # Without --out the hint names the directory the run took.
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--quiet"]) == cli.EXIT_INTERRUPTED
+    (run_dir,) = os.listdir(tmp_path / "runs")
+    assert capsys.readouterr().err.strip().endswith(f"with: bpo-jax train --quiet --overwrite --out runs/{run_dir}")
 
 
 def test_an_unusable_compilation_cache_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):

@@ -117,6 +117,19 @@ def test_a_run_stopped_before_its_first_checkpoint_points_to_overwrite_not_resum
     assert swept.note.endswith("nothing to resume: start the run again with: bpo-jax sweep --out S")
 
 
+def test_notes_take_the_front_ends_words(tmp_path):
+    """A front end's `wording` reaches the note and the INCOMPLETE file: the command line's
+    words (--overwrite), not the library's (`overwrite`)."""
+    loud = dataclasses.replace(LAST_ONLY, wording=lambda note: note.replace("`overwrite`", "--overwrite"))
+    session = RunSession.start(TINY, out=str(tmp_path / "run"), chunk_updates=4, options=loud)
+    with pytest.raises(KeyboardInterrupt):
+        session.run(on_progress=stop_at(4))
+    assert session.note.endswith("start the run again with --overwrite")
+    assert (tmp_path / "run" / reporting.INCOMPLETE).read_text().rstrip().endswith("with --overwrite")
+    with pytest.raises(SessionError, match="`wording` must be a function from str to str"):
+        dataclasses.replace(QUIET, wording="--overwrite").validate()
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda out: RunSession.start(TINY, 2.5, out), "`num_seeds` must be an integer, got 2.5"),
     (lambda out: RunSession.start(TINY, "2", out), "`num_seeds` must be an integer, got '2'"),
