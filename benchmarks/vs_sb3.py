@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         return 2
     ours = None
     if args.ours:
-        found = [d for d in curves.find_runs([args.ours]) if curves.load(d).algo == "ppo"]
+        found = [d for d in curves.find_runs([args.ours]).runs if curves.load(d).algo == "ppo"]
         if not found:
             print(f"error: no finished PPO run under {args.ours}", file=sys.stderr)
             return 2

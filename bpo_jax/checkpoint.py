@@ -115,6 +115,7 @@ def save(
     steps_per_second: np.ndarray,
     train_seconds: float,
     keep: int = 2,
+    fast_compile: bool = False,
 ) -> str:
     """Write a checkpoint of ``state`` (leaves batched over seeds) after ``update`` updates
     into ``directory``/step_<update>, atomically; prune all but the newest ``keep``.
@@ -152,6 +153,8 @@ def save(
             "num_seeds": int(num_seeds),
             "chunk_updates": int(chunk_updates),
             "train_seconds": float(train_seconds),
+            # Compiled with XLA's cheap settings: other float rounding, which a resume must keep.
+            "fast_compile": bool(fast_compile),
             "leaves": leaves,
             # Checked before orbax reads anything: a truncated or damaged file is reported
             # plainly instead of failing somewhere inside tensorstore.
@@ -414,6 +417,7 @@ class Saver:
     every_updates: Optional[int] = None
     every_seconds: Optional[float] = None
     last_update: int = 0  # update of the last save (a resumed run: where it resumed)
+    fast_compile: bool = False  # the run compiles with XLA's cheap settings (recorded for its resume)
     saved: int = field(default=0, init=False)  # checkpoints written by this saver
     seconds: float = field(default=0.0, init=False)  # time spent writing them
     _last_time: float = field(init=False)  # monotonic clock at the last save
@@ -441,6 +445,7 @@ class Saver:
             self.directory, chunk.state, update=chunk.update, config=self.config, num_seeds=self.num_seeds,
             chunk_updates=chunk.chunk_updates, metrics=chunk.history.metrics(),
             steps_per_second=chunk.history.steps_per_second(), train_seconds=chunk.train_seconds, keep=self.keep,
+            fast_compile=self.fast_compile,
         )
         self.seconds += time.perf_counter() - t0
         self.saved += 1

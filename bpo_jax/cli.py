@@ -24,7 +24,8 @@ import urllib.error
 from typing import IO, Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, interrupt_deferred
+from bpo_jax.errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, interrupt_deferred,
+                            interrupts_never_lost)
 
 # Library names -> this command line's flags, where they differ from the name with dashes.
 _FLAGS = {"num_seeds": "--seeds", "checkpoint_every_updates": "--checkpoint-every",
@@ -408,15 +409,17 @@ def _preset_settings(name: str) -> dict[str, Config]:
 
 def _preset_lines(name: str, settings: dict[str, Config]) -> list[str]:
     """Where each algorithm's values come from (when presets say), then one row per field."""
-    from bpo_jax import presets
+    from bpo_jax import algorithms, presets
 
     source = getattr(presets, "source", None)
     lines = [f"{name}: bpo-jax train --preset {name} --algo {'|'.join(settings)}"]
     if source is not None:
         lines += [f"  {algo}: {source(name, algo)}" for algo in settings]
-    rows = [("field", *settings)] + [(f, *(_show(getattr(c, f)) for c in settings.values())) for f in _CONFIG_FIELDS]
+    rows = [("field", *settings)] + [(f, *(_show(getattr(c, f)) if algorithms.reads(algo, f) else "-"
+                                           for algo, c in settings.items())) for f in _CONFIG_FIELDS]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return lines + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return lines + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows] + \
+        ["(-: a field that algorithm does not read)"] * any("-" in row[1:] for row in rows)
 
 
 def _init_distributed(args) -> None:
@@ -446,17 +449,30 @@ def cmd_train(args) -> int:
 
     if _host_run(args):
         return _train_host(args)
+    session = None
     try:
-        _init_distributed(args)
-        _use_cpu_cores(args)
-        session = _open_session(args)
+        # Held over the setup, mostly imports and JAX tracing, where a KeyboardInterrupt can
+        # turn into an ImportError or be dropped (errors.interrupt_deferred).
+        with interrupt_deferred() as pressed:
+            _init_distributed(args)
+            _use_cpu_cores(args)
+            session = _open_session(args)
     except sessions.ProgramMismatch as e:
+        if e.field == "fast_compile":
+            return _fail(f"--resume continues the checkpoint's run, which compiled {'with' if e.saved else 'without'} "
+                         f"--fast-compile (its float rounding): {'give' if e.saved else 'drop'} --fast-compile")
         return _fail(f"--resume continues the checkpoint's run, whose {e.saved_field} is {_show(e.saved)}; "
                      f"drop {_flag(e.field)} (start a new run to change it)")
     except sessions.RunFinished as e:
         return _fail(_worded(f"{e}; or evaluate it with: bpo-jax eval --checkpoint {e.run_dir}"))
     except (ValueError, ImportError, tracking.TrackingError) as e:
         return _fail(_worded(first_line(e)))
+    finally:
+        if pressed and session is not None:
+            session.record_stop(KeyboardInterrupt())
+    if pressed:
+        return _fail(_worded(session.note) if session else "interrupted while starting; nothing was run or written",
+                     EXIT_INTERRUPTED)
 
     # ---- every input check has passed: from here on the run directory exists
     lead = sessions.is_lead()
@@ -473,7 +489,7 @@ def cmd_train(args) -> int:
         return _fail(_worded(session.note or f"stopped: {type(e).__name__}: {first_line(e)}"), EXIT_FAILURE)
     if lead:
         _say(_final_line(session, done))
-        _say(f"wrote {session.out}/{{{','.join(done.files)}}}", sys.stdout)
+        _say(f"wrote {_folder(session.out)}{{{','.join(done.files)}}}", sys.stdout)
     return 0
 
 
@@ -600,7 +616,8 @@ def _run_options(args):
     return RunOptions(keep_checkpoints=args.keep_checkpoints, checkpoints=not args.no_checkpoints,
                       tensorboard=args.tensorboard, wandb=args.wandb, wandb_project=args.wandb_project,
                       wandb_entity=args.wandb_entity, progress=not args.quiet, compile_cache=not args.no_compile_cache,
-                      fast_compile=args.fast_compile, split=args.split, resume_hint="bpo-jax train --resume {out}",
+                      fast_compile=args.fast_compile, split=args.split,
+                      resume_hint="bpo-jax train --resume {out}" + " --fast-compile" * args.fast_compile,
                       restart_hint=_restart_command(args), wording=_worded, **cadence)
 
 
@@ -769,10 +786,15 @@ def cmd_sweep(args) -> int:
     diverged = f", {len(summary['diverged'])} diverged (listed in report.md)" if summary.get("diverged") else ""
     if not summary["runs"]:
         return _fail(f"every run diverged ({len(summary['diverged'])}, listed in report.md); wrote "
-                     f"{args.out}/{{report.md,summary.json}}", EXIT_FAILURE)
+                     f"{_folder(args.out)}{{report.md,summary.json}}", EXIT_FAILURE)
     _say(f"{len(summary['runs'])} run(s) finished{diverged}; wrote "
-         f"{args.out}/{{curves.csv,figure.png,report.md,summary.json}}", sys.stdout)
+         f"{_folder(args.out)}{{curves.csv,figure.png,report.md,summary.json}}", sys.stdout)
     return 0
+
+
+def _folder(path: str) -> str:
+    """``path`` as the folder part of a file list: one trailing slash (``out/{a,b}``)."""
+    return os.path.join(path, "")
 
 
 def _sweep_command(args) -> str:
@@ -802,21 +824,21 @@ def cmd_plot(args) -> int:
     def image_format(path):  # the file name's extension
         return os.path.splitext(path)[1].lstrip(".").lower()
 
-    def write(cs, path):
-        reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, args.title, format=image_format(path)))
+    def write(cs, diverged, title, path):
+        reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, title, format=image_format(path)))
 
     def check(path):
         if image_format(path) not in curves.image_formats():
             raise ConfigError(f"--out {path}: the file name's extension picks the image format; use .png, .pdf or "
                               f".svg (any of {', '.join(curves.image_formats())})")
-    return _from_runs(args, "figure.png", write, check)
+    return _from_runs(args, "figure.png", write, check, draws=True)
 
 
 def cmd_report(args) -> int:
-    from bpo_jax import report, reporting
+    from bpo_jax import reporting, sweep
 
-    def write(cs, path):
-        text = report.markdown(cs, args.title or "Results against the paper")
+    def write(cs, diverged, title, path):
+        text = sweep.report_text(cs, title, diverged)
         reporting.write_text(path, text)
         _say(text, sys.stdout)
     return _from_runs(args, "report.md", write)
@@ -834,23 +856,39 @@ def _check_file_out(out: str, example: str) -> None:
         raise ConfigError(f"--out {out}: {e}") from None
 
 
-def _from_runs(args, default_name: str, write, check=lambda out: None) -> int:
-    """Load the finished runs under args.dirs and ``write(curves, path)`` one file from them;
-    ``check(path)`` first refuses a path ``write`` cannot serve."""
+def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bool = False) -> int:
+    """Load the finished runs under args.dirs and ``write(curves, diverged, title, path)`` one
+    file from them (the title: --title, else a sweep directory's own); ``check(path)`` first
+    refuses a path ``write`` cannot serve.  Unfinished runs are left out, and said so; diverged
+    ones are listed by a report and cannot be drawn (``draws``)."""
     from bpo_jax import curves, sweep
 
     try:
         if args.out is None and len(args.dirs) > 1:
             raise ConfigError(f"--out is needed with several DIRs (where to write {default_name})")
+        not_dir = next((d for d in args.dirs if not os.path.isdir(d)), None)
+        if not_dir is not None:
+            raise ConfigError(f"{not_dir} is not a directory (give run or sweep directories)")
         out = args.out or os.path.join(args.dirs[0], default_name)
         _check_file_out(out, default_name)
         check(out)
-        loaded = sweep.grid_labels(curves.load_all(curves.find_runs(args.dirs)))
+        found = curves.find_runs(args.dirs)
+        if not found.runs and (draws or not found.diverged):
+            why = [f"{len(found.diverged)} diverged (their DIVERGED files say where)"] * bool(found.diverged) + \
+                  [f"{len(found.unfinished)} unfinished (INCOMPLETE: resume them first)"] * bool(found.unfinished)
+            raise ConfigError(f"{', '.join(args.dirs)}: no finished run to {'draw' if draws else 'report'}; "
+                              f"{' and '.join(why)}")
+        loaded = sweep.grid_labels(curves.load_all(found.runs))
+        title = args.title or (sweep.title_of(args.dirs[0]) if len(args.dirs) == 1 else None)
     except (ValueError, OSError) as e:
-        return _fail(first_line(e))
+        return _fail(_worded(first_line(e)))
+    if found.unfinished:
+        _say(f"bpo-jax: note: left out {len(found.unfinished)} unfinished run(s), marked INCOMPLETE (resume them "
+             f"first): {', '.join(found.unfinished)}")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write(loaded, out)
-    _say(f"wrote {out} ({len(loaded)} run(s))", sys.stdout)
+    write(loaded, found.diverged, title, out)
+    diverged = f" and {len(found.diverged)} that diverged" if found.diverged and not draws else ""
+    _say(f"wrote {out} ({len(loaded)} finished run(s){diverged})", sys.stdout)
     return 0
 
 
@@ -875,7 +913,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
                 "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
     try:
-        return commands[args.command](args)
+        with interrupts_never_lost():
+            return commands[args.command](args)
     except KeyboardInterrupt:  # commands with something to resume say more themselves
         return _fail("interrupted", EXIT_INTERRUPTED)
     except urllib.error.URLError as e:  # an OSError: a library fetching data on first use, offline

@@ -15,13 +15,14 @@ import csv
 import dataclasses
 import json
 import os
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 
-from bpo_jax.reporting import DIVERGED, carry_forward, tail_returns
+from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, tail_returns
 
 
 class CurveError(ValueError):
@@ -78,6 +79,9 @@ def load(run_dir: str) -> Curve:
     """The :class:`Curve` of a finished run directory.  A file that cannot be read, a row that
     does not parse, a seed missing updates, or rows that end short of the steps summary.json
     records (a cut metrics.csv) raise :class:`CurveError` naming the file."""
+    for marker, state in ((DIVERGED, "diverged"), (INCOMPLETE, "has not finished")):
+        if os.path.isfile(os.path.join(run_dir, marker)):
+            raise CurveError(f"{run_dir} {state} (its {marker} file says why); it has no final curve")
     if not is_run_dir(run_dir):
         raise CurveError(f"{run_dir} holds no finished run (config.json and metrics.csv)")
     config = _read_json(os.path.join(run_dir, "config.json"), ("env", "algo", "total_steps"))
@@ -98,6 +102,9 @@ def load(run_dir: str) -> Curve:
                 steps_of[update] = int(r["env_steps"])
             except (KeyError, TypeError, ValueError) as e:
                 raise CurveError(f"{path} line {reader.line_num} does not parse ({type(e).__name__}: {e})") from None
+            if not (np.isfinite(count) and count >= 0):
+                raise CurveError(f"{path} line {reader.line_num}: episodes is {r['episodes']!r}, not a count "
+                                 "(a cut or edited file?)")
             if count > 0 and not np.isfinite(ret):
                 raise CurveError(f"{path} line {reader.line_num}: episode_return_mean is {ret} where {count:g} "
                                  "episode(s) ended (non-finite rewards?)")
@@ -132,7 +139,8 @@ _UNLABELLED = ("total_steps", "num_seeds")
 
 def name_variants(curves: Sequence[Curve]) -> list[Curve]:
     """``curves`` with :attr:`Curve.variant` set where several runs share an env and algorithm:
-    the settings in which they differ (a sweep's grid point, ``eps=0.1, bpo_lambda=1``)."""
+    the settings in which they differ (a sweep's grid point, ``eps=0.1, bpo_lambda=1``); the
+    budget or seed count where only they differ; else where each run lies."""
     groups: dict[tuple[str, str], list[int]] = {}
     for i, c in enumerate(curves):
         groups.setdefault((c.env, c.algo), []).append(i)
@@ -141,15 +149,28 @@ def name_variants(curves: Sequence[Curve]) -> list[Curve]:
         if len(members) < 2:
             continue
         mine = [curves[i].settings for i in members]
-        keys = [k for k in dict.fromkeys(k for s in mine for k in s) if k not in _UNLABELLED]
-        differ = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in mine}) > 1]
-        if "eps" in differ and all(s.get("eps_low") == s.get("eps_high") == s.get("eps") for s in mine):
-            differ = [k for k in differ if k not in ("eps_low", "eps_high")]  # symmetric bounds: eps says it
-        shown = differ[:_MOST_SHOWN] if len(differ) <= _MOST_SHOWN else differ[:_MOST_SHOWN - 1]
-        more = f", +{len(differ) - len(shown)} more" if len(shown) < len(differ) else ""
-        for i, s in zip(members, mine):
-            named[i] = dataclasses.replace(curves[i], variant=", ".join(f"{k}={_shown(s.get(k))}" for k in shown) + more)
+        labels = _differences(mine, leave_out=_UNLABELLED)
+        if len(set(labels)) < len(labels):
+            labels = _differences(mine, leave_out=())
+        if len(set(labels)) < len(labels):  # the same settings: name the folders
+            dirs = [os.path.abspath(curves[i].run_dir) for i in members]
+            common = os.path.commonpath(dirs)
+            labels = [", ".join(filter(None, (label, os.path.relpath(d, common))))
+                      for label, d in zip(labels, dirs)]
+        for i, label in zip(members, labels):
+            named[i] = dataclasses.replace(curves[i], variant=label)
     return named
+
+
+def _differences(settings: Sequence[dict], leave_out: Sequence[str]) -> list[str]:
+    """Per run, the settings in which the runs differ (``eps=0.1, lr=0.001``; the first few)."""
+    keys = [k for k in dict.fromkeys(k for s in settings for k in s) if k not in leave_out]
+    differ = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    if "eps" in differ and all(s.get("eps_low") == s.get("eps_high") == s.get("eps") for s in settings):
+        differ = [k for k in differ if k not in ("eps_low", "eps_high")]  # symmetric bounds: eps says it
+    shown = differ[:_MOST_SHOWN] if len(differ) <= _MOST_SHOWN else differ[:_MOST_SHOWN - 1]
+    more = f", +{len(differ) - len(shown)} more" if len(shown) < len(differ) else ""
+    return [", ".join(f"{k}={_shown(s.get(k))}" for k in shown) + more for s in settings]
 
 
 def number_text(value: float) -> str:
@@ -178,23 +199,44 @@ def _read_json(path: str, needs: Sequence[str]) -> dict:
     return values
 
 
-def find_runs(paths: Sequence[str]) -> list[str]:
-    """Run directories among ``paths``: each path is a run directory, or a folder whose
-    sub-folders (at any depth) are; sorted, so figures and tables come out in a stable order."""
-    found = []
+@dataclass(frozen=True)
+class Found:
+    """The run directories under some paths, by state."""
+
+    runs: tuple[str, ...]
+    """Finished runs (config.json and metrics.csv, no INCOMPLETE or DIVERGED marker)."""
+    unfinished: tuple[str, ...] = ()
+    """Marked INCOMPLETE: still training, interrupted, or taken further and not there yet (its
+    metrics.csv, if any, is an earlier finish's, not its result)."""
+    diverged: tuple[str, ...] = ()
+    """Marked DIVERGED: stopped by a NaN; no curve."""
+
+
+def _is_any_run(path: str) -> bool:
+    """A run directory in any state: its config.json, and its curve or a marker."""
+    return os.path.isfile(os.path.join(path, "config.json")) and any(
+        os.path.isfile(os.path.join(path, name)) for name in ("metrics.csv", INCOMPLETE, DIVERGED))
+
+
+def find_runs(paths: Sequence[str]) -> Found:
+    """The run directories among ``paths``: each path is a run directory, or a folder whose
+    sub-folders (at any depth) are; sorted, so figures and tables come out in a stable order,
+    each once however often it is reached.  A path that is no directory, or holds no run, raises
+    :class:`CurveError`."""
+    seen, found = set(), []
     for path in paths:
         if not os.path.isdir(path):
             raise CurveError(f"{path} is not a directory")
-        if is_run_dir(path):
-            found.append(path)
-            continue
-        if os.path.isfile(os.path.join(path, DIVERGED)):
-            raise CurveError(f"{path} diverged (its {DIVERGED} file says where); it has no curve to draw: leave it out")
-        inside = sorted(root for root, _, _ in os.walk(path) if is_run_dir(root))
+        inside = [path] if _is_any_run(path) else sorted(root for root, _, _ in os.walk(path) if _is_any_run(root))
         if not inside:
             raise CurveError(f"{path} holds no finished run (no config.json with metrics.csv under it)")
-        found.extend(inside)
-    return found
+        for run in inside:
+            if os.path.realpath(run) not in seen:
+                seen.add(os.path.realpath(run))
+                found.append(run)
+    diverged = tuple(d for d in found if os.path.isfile(os.path.join(d, DIVERGED)))
+    unfinished = tuple(d for d in found if d not in diverged and os.path.isfile(os.path.join(d, INCOMPLETE)))
+    return Found(tuple(d for d in found if d not in diverged and d not in unfinished), unfinished, diverged)
 
 
 def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format: str = "png") -> None:
@@ -226,7 +268,7 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
                 ax.fill_between(c.steps, lo, hi, color=colours[c.name], alpha=0.2, lw=0)
         budget = ", ".join(sorted({f"{c.algo.upper()} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in mine}))
         # The budget under the panel's title, where no curve or legend can cover it.
-        ax.set_title(f"{env}\nbudget: {budget}", fontsize=9)
+        ax.set_title(f"{env}\n" + textwrap.fill(f"budget: {budget}", 90, break_on_hyphens=False), fontsize=9)
         ax.set_xlabel("environment steps per seed")
         ax.set_ylabel("training episode return")
         ax.grid(alpha=0.3)

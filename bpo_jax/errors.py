@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import signal
 import threading
 from typing import Optional
@@ -21,16 +22,19 @@ def first_line(e: BaseException) -> str:
 
 def unknown_name(what: str, name: str, valid) -> str:
     """"unknown <what> 'name'; did you mean 'X'? valid: a, b, ..." -- the suggestion (the
-    valid names that start with ``name``, else the closest spellings; case ignored; at most
-    three) because lists such as Atari's 100+ games bury the one meant."""
+    valid names that start with ``name``, or whose last part after a slash does, else the
+    closest spellings; case ignored; at most five) because lists such as Atari's 100+ games
+    bury the one meant."""
     import difflib
 
     valid = list(valid)
-    prefixed = [v for v in valid if v.lower().startswith(name.lower())] if name else []
-    score = {v: difflib.SequenceMatcher(None, name.lower(), v.lower()).ratio() for v in valid}
+    low = name.lower()
+    prefixed = [v for v in valid if v.lower().startswith(low) or v.lower().rpartition("/")[2].startswith(low)] \
+        if name else []
+    score = {v: difflib.SequenceMatcher(None, low, v.lower()).ratio() for v in valid}
     best = max(score.values(), default=0.0)
     close = [v for v in valid if score[v] == best >= 0.6]
-    guesses = prefixed if 0 < len(prefixed) <= 3 else close if len(close) <= 3 else []
+    guesses = prefixed if 0 < len(prefixed) <= 5 else close if len(close) <= 5 else []
     hint = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ";"
     return f"unknown {what} {name!r}{hint} valid: {', '.join(valid)}"
 
@@ -69,6 +73,46 @@ def interrupt_deferred():
         yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_pending: list = []  # Ctrl-Cs that came inside a garbage-collector callback, not yet raised
+
+
+@contextlib.contextmanager
+def interrupts_never_lost():
+    """Within the body, a Ctrl-C raises KeyboardInterrupt as usual, except inside a garbage-
+    collector callback, where Python would print the exception and drop it (JAX registers such
+    a callback, which runs at any allocation: the command would train on as if never
+    interrupted).  There it is kept, and :func:`raise_pending_interrupt` raises it at the next
+    safe point (the runs check after every chunk).  Off the main thread, or where SIGINT is
+    ignored, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        yield
+        return
+
+    def pressed(signum, frame):
+        callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+        while frame is not None:
+            if frame.f_code in callbacks:
+                _pending.append(signum)
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, pressed)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _pending.clear()
+
+
+def raise_pending_interrupt() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C came inside a garbage-collector callback
+    (:func:`interrupts_never_lost`) and has not been raised yet."""
+    if _pending:
+        _pending.clear()
+        raise KeyboardInterrupt
 
 
 def finishes_before_interrupt(fn):

@@ -140,7 +140,9 @@ def markdown(curves: Sequence[Curve], title: str = "Results against the paper") 
         for r in compare(curve):
             paper = "" if r.paper is None else f"{r.paper:,.1f}"
             band = "" if r.band is None else f"{r.band[0]:,.1f} – {r.band[1]:,.1f}"
-            lines.append(f"| {r.env} | {curve.name} | {r.step:,} | {int(np.isfinite(r.values).sum())} | "
+            counted = int(np.isfinite(r.values).sum())  # a seed with no episode in the window has no value
+            seeds = f"{counted}" if counted == len(r.values) else f"{counted} of {len(r.values)}"
+            lines.append(f"| {r.env} | {curve.name} | {r.step:,} | {seeds} | "
                          f"{_spread(r.values)} | {paper} | {band} | {r.verdict} |")
     lines += ["", f"Paper values: {paper_source()}", ""]
     return "\n".join(lines)

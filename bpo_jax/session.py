@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from bpo_jax import checkpoint, envs, reporting, runner, tracking
+from bpo_jax import checkpoint, envs, errors, reporting, runner, tracking
 from bpo_jax.config import Config, type_error
 from bpo_jax.errors import first_line
 from bpo_jax.networks import make_network
@@ -110,7 +110,8 @@ class RunOptions:
     """Use JAX's persistent compilation cache (:func:`bpo_jax.runner.enable_compilation_cache`)."""
     fast_compile: bool = False
     """Compile with :data:`bpo_jax.runner.FAST_COMPILE`: less compile time, slower steps, and
-    other float rounding, so the same seed gives other numbers."""
+    other float rounding, so the same seed gives other numbers.  Recorded in the checkpoints
+    and summary.json; a resume must compile as its run did."""
     split: str = "auto"
     """What the devices split: ``envs`` (the env batch of every seed) or ``seeds`` (each device
     trains whole seeds; the seed count must divide over the devices); ``auto``: seeds where the
@@ -265,6 +266,9 @@ class RunSession:
         config = regrow(loaded.config, total_steps, done=loaded.start.update)
         if not unfinished and config.num_updates == loaded.start.update:
             raise RunFinished(run_dir, config)
+        compiled = loaded.meta.get("fast_compile")  # None: a checkpoint from before it was recorded
+        if compiled is not None and compiled != options.fast_compile:
+            raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled)
         _check_devices(config, loaded.meta["num_seeds"], options.split)
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
@@ -302,7 +306,7 @@ class RunSession:
             return None
         return checkpoint.Saver(folder, self.config, self.num_seeds, keep=o.keep_checkpoints,
                                 every_updates=o.checkpoint_every_updates, every_seconds=o.checkpoint_every_seconds,
-                                last_update=self.start_update)
+                                last_update=self.start_update, fast_compile=o.fast_compile)
 
     def _loggers(self, stack: contextlib.ExitStack) -> tracking.Loggers:
         """This run's TensorBoard and W&B loggers, closed by ``stack``."""
@@ -315,6 +319,16 @@ class RunSession:
         ])))
 
     # ------------------------------------------------------------------ notes
+    def record_stop(self, e: BaseException, diverged: bool = False) -> None:
+        """Say why the run stopped (``e``: a Ctrl-C, a failure) in :attr:`note` and in OUT's
+        INCOMPLETE (and DIVERGED, where resuming would repeat the failure) file.  :meth:`run`
+        does this itself; a front end calls it for a run stopped before :meth:`run`."""
+        self.note = self._stop_note(e)
+        if is_lead():
+            reporting.mark_incomplete(self.out, self.note)
+            if diverged:
+                reporting.mark_diverged(self.out, self.note)
+
     def _worded(self, note: str) -> str:
         return self.options.wording(note) if self.options.wording else note
 
@@ -380,12 +394,8 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
         for session in sessions:
             # A run trained beside the one that diverged is sound: it can go on without it.
             beside = owner is not None and session is not owner
-            session.note = session._stop_note(RuntimeError(f"{owner.out}, trained in the same program, diverged")
-                                              if beside else told)
-            if lead:
-                reporting.mark_incomplete(session.out, session.note)
-                if session is owner:
-                    reporting.mark_diverged(session.out, session.note)
+            session.record_stop(RuntimeError(f"{owner.out}, trained in the same program, diverged")
+                                if beside else told, diverged=session is owner)
         if told is e:
             raise
         raise told from None
@@ -394,7 +404,8 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
     for v, (session, saver) in enumerate(zip(sessions, savers)):
         mine = result if count == 1 else _member_result(result, state, v, seeds, session.config)
         cost = {"checkpoints_written": saver.saved if saver else 0,
-                "checkpoint_seconds": round(saver.seconds, 3) if saver else 0.0}
+                "checkpoint_seconds": round(saver.seconds, 3) if saver else 0.0,
+                "fast_compile": options.fast_compile}
         if count > 1:
             cost["runs_in_program"] = count
         if not lead:
@@ -432,6 +443,7 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
             if save and saver is not None:
                 saver.save(mine)
             log(mine)
+        errors.raise_pending_interrupt()  # a Ctrl-C that came inside a gc callback: stop here, saved
 
     def progress(p: runner.Progress) -> None:
         for show in shows:

@@ -161,6 +161,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
     if unknown:
         raise SweepError(f"unknown algo {unknown[0]!r} in `algos`; valid: {', '.join(algorithms.names())}")
     _refuse_repeats("algos", algos)
+    algos = tuple(sorted(algos, key=algorithms.names().index))  # one sweep, however the algorithms are listed
     num_seeds = _positive_int("num_seeds", num_seeds)
     if total_steps is not None:
         total_steps = _positive_int("total_steps", total_steps, "None (each preset's budget) or ")
@@ -185,7 +186,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
         _refuse_repeats("tasks", tasks, lambda t: t if t in available else short[t])
         chosen = [t for t in available if t in tasks or t.partition("/")[2] in tasks]
     grid = _grid(grid)
-    unread = next((name for name, _ in grid if not any(_reads(algo, name) for algo in algos)), None)
+    unread = next((name for name, _ in grid if not any(algorithms.reads(algo, name) for algo in algos)), None)
     if unread is not None:
         raise SweepError(f"`grid` varies {unread}, which no algorithm of this sweep ({', '.join(algos)}) reads")
     runs = []
@@ -194,7 +195,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
             fields = SUITES[suite].settings(task, algo)
             if total_steps is not None:
                 fields = {**fields, "total_steps": total_steps}
-            mine = [(name, values) for name, values in grid if _reads(algo, name)]
+            mine = [(name, values) for name, values in grid if algorithms.reads(algo, name)]
             for values in itertools.product(*(v for _, v in mine)):
                 point = tuple((name, value) for (name, _), value in zip(mine, values))
                 name = "__".join([f"{task.replace('/', '_')}__{algo}"] + [f"{k}={curves.number_text(v)}" for k, v in point])
@@ -259,14 +260,6 @@ def _grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
     return tuple(sorted(checked, key=lambda item: order.index(item[0])))
 
 
-def _reads(algo: str, name: str) -> bool:
-    """Whether ``algo`` reads Config field ``name`` (not one only another algorithm reads)."""
-    from bpo_jax import algorithms
-
-    return name in algorithms.get(algo).own_fields or not any(
-        name in algorithms.get(other).own_fields for other in algorithms.names())
-
-
 def _shown(value) -> str:
     """A value and its type for an error line: 2.5 (float), '2' (str)."""
     return f"{value!r} ({type(value).__name__})"
@@ -316,7 +309,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
     and calling again resumes."""
     options.validate()  # SessionError (a ValueError), one line, resume_hint included: before anything is written
     _claim(p, out)
-    title = f"{p.suite}: {', '.join(a.upper() for a in p.algos)}, {p.num_seeds} seeds"
+    title = title_of(out)
     programs = p.programs()
     for i, group in enumerate(programs):
         head = f"[sweep {i + 1}/{len(programs)}] {group[0].task} {group[0].config.algo}"
@@ -343,7 +336,8 @@ def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, 
             done = run_together(batch)
         except BadUpdateError as e:
             told.add(os.path.abspath(e.run_dir))
-            say(f"{head} {os.path.basename(e.run_dir)}: diverged, kept out of the figure: {first_line(e)}")
+            words = options.wording or str  # the front end's names for parameters (--lr)
+            say(f"{head} {os.path.basename(e.run_dir)}: diverged, kept out of the figure: {words(first_line(e))}")
             if len(batch) == 1:
                 continue
             return True
@@ -367,15 +361,17 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
     if state == "diverged":
         say(f"{head}: diverged earlier, kept out of the figure (remove {run_dir} to train it again)")
         return None
-    budget = r.config.total_steps
-    saved = None if state == "new" else run_dir_config(run_dir).total_steps
-    if state == "finished" and saved == budget:
+    if state == "new":
+        say(f"{head}: {p.num_seeds} seed(s) x {r.config.num_updates * r.config.batch_size:,} steps")
+        return RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
+    saved = run_dir_config(run_dir)
+    # Budgets compare in whole updates: 16,400 steps of 512-step updates is the 16,384-step run.
+    same = saved.num_updates == r.config.num_updates
+    if state == "finished" and same:
         say(f"{head}: finished earlier, kept")
         return None
-    if state == "new":
-        say(f"{head}: {p.num_seeds} seed(s) x {budget:,} steps")
-        return RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
-    further = "" if saved == budget else f" from {saved:,} on to {budget:,} steps per seed"
+    budget = None if same else r.config.total_steps
+    further = "" if same else f" from {saved.num_updates * saved.batch_size:,} on to {budget:,} steps per seed"
     say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
     where = run_dir
     if state == "resumable":
@@ -423,17 +419,13 @@ def _claim(p: Plan, out: str) -> None:
     every run in it can go on to, and then record the new budget)."""
     reporting.check_creatable(out)
     path = os.path.join(out, SWEEP_FILE)
-    asked = p.asked()
-    if os.path.isfile(path):
-        import json
-
-        with open(path) as f:
-            saved = json.load(f)
+    asked, saved = p.asked(), _read_sweep_file(out)
+    if saved is not None:
         keys = list(asked) + (["grid"] if "grid" in saved and "grid" not in asked else [])
         diff = sorted((k for k in keys if saved.get(k) != asked.get(k)), key=lambda k: k == "runs")  # runs last
         other = [k for k in diff if k != "total_steps"]
         if other:
-            shown = _grid_text if other[0] == "grid" else repr
+            shown = _grid_text if other[0] == "grid" else _listed
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
                              f"{shown(asked.get(other[0]))}); choose another `out`")
         _check_budgets(p, out)  # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
@@ -444,6 +436,11 @@ def _claim(p: Plan, out: str) -> None:
         raise SweepError(f"{out} exists, is not empty and holds no {SWEEP_FILE}; choose another `out`")
     os.makedirs(out, exist_ok=True)
     reporting.write_json(path, p.asked())
+
+
+def _listed(value) -> str:
+    """A sweep.json value as a message shows it: a list as its items, comma-separated."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else repr(value)
 
 
 def _grid_text(grid: Optional[dict]) -> str:
@@ -464,10 +461,10 @@ def _check_budgets(p: Plan, out: str) -> None:
         if status(run_dir) in ("new", "diverged"):  # diverged runs stay as they are
             continue
         saved = run_dir_config(run_dir)
-        if r.config.total_steps < saved.total_steps:
-            raise SweepError(f"{r.name} in {out} trains to {saved.total_steps:,} steps per seed; a sweep goes on to "
-                             f"more steps, not fewer: raise `total_steps` or choose another `out`")
-        if r.config.total_steps == saved.total_steps:  # nothing to go on to
+        if r.config.num_updates < saved.num_updates:
+            raise SweepError(f"{r.name} in {out} trains to {saved.num_updates * saved.batch_size:,} steps per seed; a "
+                             f"sweep goes on to more steps, not fewer: raise `total_steps` or choose another `out`")
+        if r.config.num_updates == saved.num_updates:  # nothing to go on to (budgets count whole updates)
             continue
         if not checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
             raise SweepError(f"{r.name} in {out} kept no checkpoint to go on from; choose another `out`")
@@ -481,22 +478,69 @@ def write_outputs(out: str, title: Optional[str] = None) -> dict:
     """curves.csv, figure.png, report.md and summary.json from the finished runs under ``out``."""
     states = {d: status(d) for d in sorted_runs(out)}
     found = [d for d, state in states.items() if state == "finished"]
-    diverged = [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d, state in states.items()
-                if state == "diverged"]
+    diverged = [d for d, state in states.items() if state == "diverged"]
     if not found and not diverged:
         return {"runs": [], "diverged": []}
-    cs = grid_labels(curves.load_all(found))
+    title = title or title_of(out)
+    cs = grid_labels(curves.name_variants([_load(d) for d in found]))
     if cs:
         reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
         reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
+    reporting.write_text(os.path.join(out, "report.md"), report_text(cs, title, diverged))
+    summary = {"runs": [_run_summary(c) for c in cs],
+               "diverged": [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d in diverged]}
+    reporting.write_json(os.path.join(out, "summary.json"), summary)
+    return summary
+
+
+def _load(run_dir: str) -> curves.Curve:
+    """A finished run's curve; a damaged one raises SweepError saying how to train it again."""
+    try:
+        return curves.load(run_dir)
+    except curves.CurveError as e:
+        raise SweepError(f"{e}; remove {run_dir} and run the sweep again to train it anew") from None
+
+
+def report_text(cs: Sequence[curves.Curve], title: Optional[str], diverged: Sequence[str] = ()) -> str:
+    """The report of ``cs`` (:func:`bpo_jax.report.markdown`), then the runs that diverged, each
+    with its DIVERGED note."""
     text = report.markdown(cs, title or "Results against the paper")
     if diverged:
         text += "\nDiverged (kept out of the table and figure):\n\n" + "".join(
-            f"* {d['run']}: {d['note']}\n" for d in diverged)
-    reporting.write_text(os.path.join(out, "report.md"), text)
-    summary = {"runs": [_run_summary(c) for c in cs], "diverged": diverged}
-    reporting.write_json(os.path.join(out, "summary.json"), summary)
-    return summary
+            f"* {os.path.basename(os.path.normpath(d))}: {reporting.diverged_note(d)}\n" for d in diverged)
+    return text
+
+
+def title_of(out: str) -> Optional[str]:
+    """A sweep directory's title, from its sweep.json (``paper/mujoco: BPO, PPO, 10 seeds``);
+    None for any other directory."""
+    try:
+        asked = _read_sweep_file(out)
+    except SweepError:
+        return None
+    if asked is None:
+        return None
+    return f"{asked['suite']}: {', '.join(a.upper() for a in asked['algos'])}, {asked['num_seeds']} seeds"
+
+
+def _read_sweep_file(out: str) -> Optional[dict]:
+    """``out``'s sweep.json (None where it has none); a damaged one raises SweepError naming it."""
+    import json
+
+    path = os.path.join(out, SWEEP_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            asked = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SweepError(f"{path} is unreadable ({first_line(e)}): this sweep's record is damaged; choose "
+                         "another `out`") from None
+    kinds = {"suite": str, "algos": list, "num_seeds": int, "runs": list}
+    if not isinstance(asked, dict) or any(not isinstance(asked.get(k), t) for k, t in kinds.items()):
+        raise SweepError(f"{path} is not a sweep record (it lacks {', '.join(kinds)}); was it edited? "
+                         "Choose another `out`")
+    return asked
 
 
 def grid_labels(cs: Sequence[curves.Curve]) -> list[curves.Curve]:
@@ -519,12 +563,9 @@ def sorted_runs(out: str) -> list[str]:
     if not os.path.isdir(root):
         return []
     names = sorted(os.listdir(root))
-    path = os.path.join(out, SWEEP_FILE)
-    if os.path.isfile(path):
-        import json
-
-        with open(path) as f:
-            order = json.load(f).get("runs", [])
+    saved = _read_sweep_file(out)
+    if saved is not None:
+        order = saved["runs"]
         names = [n for n in order if n in names] + [n for n in names if n not in order]
     return [os.path.join(root, n) for n in names if os.path.isdir(os.path.join(root, n))]
 

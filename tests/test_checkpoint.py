@@ -197,7 +197,7 @@ def test_resume_refuses_flags_that_change_the_run(finished_run, tmp_path, capsys
     (run / "INCOMPLETE").write_text("pretend it was killed\n")
     for flags, fragment in [(["--lr", "0.1"], "drop --lr"), (["--seeds", "3"], "drop --seeds"), (["--chunk-updates", "4"], "drop --chunk-updates"),
                             (["--overwrite"], "--overwrite"), (["--out", str(tmp_path / "elsewhere")], "drop --out")]:
-        assert cli.main(["train", "--resume", str(run), *flags]) == 2, flags
+        assert cli.main(["train", "--resume", str(run), "--fast-compile", *flags]) == 2, flags  # as it was made
         one_line_error(capsys, fragment)
     assert cli.main(["train", "--resume", str(tmp_path)]) == 2
     one_line_error(capsys, "no checkpoint in")

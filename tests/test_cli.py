@@ -315,6 +315,38 @@ def test_a_run_interrupted_before_its_first_checkpoint_names_its_own_command(tmp
     assert capsys.readouterr().err.strip().endswith(f"with: bpo-jax train --quiet --overwrite --out runs/{run_dir}")
 
 
+def test_ctrl_c_while_a_run_is_set_up_stops_it_with_its_note(tmp_path, monkeypatch, capsys):
+    """Pressed while the env and network are built (imports, tracing): held until the setup
+    ends, then the run stops before training, its INCOMPLETE note saying how to start again."""
+    import signal
+
+    real = cli._use_cpu_cores
+    monkeypatch.setattr(cli, "_use_cpu_cores", lambda args: (signal.raise_signal(signal.SIGINT), real(args)))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--total-steps", "4096", "--out", str(out), "--quiet"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bpo-jax: error: interrupted (Ctrl-C) before the first checkpoint was saved")
+    assert err.endswith("--overwrite") and len(err.splitlines()) == 1
+    assert (out / "INCOMPLETE").read_text().rstrip().endswith(err.split("with: ", 1)[1])
+
+
+def test_a_resume_that_compiles_otherwise_than_its_run_says_which_flag(tmp_path, capsys):
+    from bpo_jax.session import RunOptions, RunSession
+
+    options = RunOptions(checkpoint_every_updates=1, tensorboard=False, progress=False, fast_compile=True)
+    config = cli.Config(algo="ppo", num_envs=4, num_steps=16, num_minibatches=2, hidden_sizes=(8,), total_steps=1024)
+    session = RunSession.start(config, out=str(tmp_path / "run"), chunk_updates=4, options=options)
+
+    def pressed(progress):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.run(on_progress=pressed)
+    assert cli.main(["train", "--resume", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().endswith("which compiled with --fast-compile (its float rounding): "
+                                                    "give --fast-compile")
+
+
 def test_an_unusable_compilation_cache_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
     """It was a traceback (os.makedirs in the run), and an INCOMPLETE note pointing to --resume."""
     (tmp_path / "a_file").write_text("")
@@ -382,6 +414,11 @@ def test_presets_name_shows_every_value_for_both_algorithms(capsys):
     assert table["field"] == ["bpo", "ppo"]
     assert table["lr"] == ["9.808e-05", "9.808e-05"] and table["num_epochs"] == ["10", "5"]
     assert table["hidden_sizes"] == ["256,256", "256,256"] and table["env"] == ["mjx/Hopper-v4"] * 2
+    # A field only the other algorithm reads is shown as not read, not as a setting.
+    assert table["bpo_lambda"][1] == "-" and table["use_median"][1] == "-" and table["normalize_advantages"][0] == "-"
+    assert lines[-1] == "(-: a field that algorithm does not read)"
+    assert cli.main(["presets", "Hopper"]) == 2
+    assert "did you mean 'paper/Hopper-v4' or 'fast/Hopper-v4'?" in capsys.readouterr().err
     if hasattr(presets, "source"):
         assert any(line.startswith("  bpo: ") for line in lines) and any(line.startswith("  ppo: ") for line in lines)
     assert cli.main(["presets", "paper/Walker-v9"]) == 2

@@ -1,11 +1,13 @@
-"""Error text: the one-line messages' suggestions for a mistyped name; Ctrl-C held over imports."""
+"""Error text: the one-line messages' suggestions for a mistyped name; Ctrl-C held over imports,
+and never lost inside a garbage-collector callback."""
+import gc
 import os
 import signal
 import time
 
 import pytest
 
-from bpo_jax.errors import first_line, interrupt_deferred, unknown_name
+from bpo_jax.errors import first_line, interrupt_deferred, interrupts_never_lost, raise_pending_interrupt, unknown_name
 
 GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
 
@@ -52,3 +54,28 @@ def test_interrupt_deferred_leaves_an_ignored_sigint_ignored():
         assert pressed == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_ctrl_c_inside_a_gc_callback_is_kept_for_the_next_safe_point():
+    """Python prints and drops an exception raised in a gc callback (JAX registers one): the
+    command trained on to the end after such a Ctrl-C."""
+    fired = []
+
+    def callback(phase, info):
+        if phase == "start" and not fired:
+            fired.append(phase)
+            signal.raise_signal(signal.SIGINT)  # the handler runs at the next bytecode: in here
+            sum(range(100))
+
+    gc.callbacks.append(callback)
+    try:
+        with interrupts_never_lost():
+            gc.collect()  # not raised in the callback, where it would be dropped
+            assert fired
+            with pytest.raises(KeyboardInterrupt):
+                raise_pending_interrupt()
+            raise_pending_interrupt()  # raised once
+            with pytest.raises(KeyboardInterrupt):  # anywhere else: at once, as usual
+                signal.raise_signal(signal.SIGINT)
+    finally:
+        gc.callbacks.remove(callback)

@@ -48,11 +48,15 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     with pytest.raises(ProgramMismatch) as e:
         RunSession.resume(str(out), QUIET, expect={"reports": 1})
     assert (e.value.field, e.value.saved_field, e.value.saved) == ("reports", "chunk_updates", 4)
+    # XLA's cheap settings round otherwise: a resume compiles as its run did.
+    with pytest.raises(ProgramMismatch) as e:
+        RunSession.resume(str(out), dataclasses.replace(QUIET, fast_compile=False))
+    assert (e.value.field, e.value.saved) == ("fast_compile", True)
     resumed = RunSession.resume(str(out), QUIET, expect={"algo": "ppo", "lr": None, "num_seeds": 2, "chunk_updates": 4})
     assert (resumed.start_update, resumed.num_seeds, resumed.chunk_updates, resumed.out) == (8, 2, 4, str(out))
     done = resumed.run()
     assert not reporting.is_incomplete(str(out)) and set(done.files) <= set(os.listdir(out))
-    assert done.summary["env_steps"] == 1024 and done.summary["num_seeds"] == 2
+    assert done.summary["env_steps"] == 1024 and done.summary["num_seeds"] == 2 and done.summary["fast_compile"]
 
     shown = []
     whole = RunSession.start(TINY, num_seeds=2, out=str(tmp_path / "whole"), chunk_updates=4, options=QUIET)

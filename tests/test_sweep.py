@@ -113,6 +113,64 @@ def test_plot_and_report_redraw_from_saved_csvs(smoke, tmp_path, capsys):
     assert "--out is needed" in err[0] and "holds no finished run" in err[1]
 
 
+def test_plot_and_report_leave_out_unfinished_runs_and_count_each_run_once(smoke, tmp_path, capsys):
+    """A run taken further and interrupted still holds its earlier metrics.csv: it was reported
+    as finished at its old budget.  A run reached twice was drawn and tabled twice."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out, ignore=shutil.ignore_patterns("figure.png", "report.md"))
+    (out / "runs" / "smoke_Pendulum-v1__ppo" / "INCOMPLETE").write_text("taken further, interrupted\n")
+    assert cli.main(["report", str(out), str(out / "runs"), "--out", str(tmp_path / "r.md")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("bpo-jax: note: left out 1 unfinished run(s), marked INCOMPLETE (resume them "
+                                    f"first): {out / 'runs' / 'smoke_Pendulum-v1__ppo'}")
+    assert "wrote" in captured.out and "(3 finished run(s))" in captured.out
+    text = (tmp_path / "r.md").read_text()
+    assert text.count("| gymnax/Pendulum-v1 | PPO |") == 0 and text.count("| gymnax/CartPole-v1 | BPO |") == 1
+    with pytest.raises(curves.CurveError, match="has not finished .its INCOMPLETE file says why."):
+        curves.load(str(out / "runs" / "smoke_Pendulum-v1__ppo"))
+    # A report of a sweep directory is the sweep's own: its title.
+    assert cli.main(["report", str(smoke), "--out", str(tmp_path / "s.md")]) == 0
+    assert (tmp_path / "s.md").read_text().startswith("# smoke: BPO, PPO, 2 seeds\n")
+
+
+def test_runs_with_the_same_settings_are_told_apart_by_their_budget_or_folder():
+    steps, r = np.arange(1, 3) * 100.0, np.ones((1, 2))
+    base = {"env": "e", "algo": "bpo", "lr": 3e-4, "total_steps": 200}
+    made = [dataclasses.replace(_curve("e", "bpo", steps, r), settings=s, run_dir=d)
+            for s, d in ((base, "a/one/run"), ({**base, "total_steps": 400}, "a/two/run"))]
+    assert [c.variant for c in curves.name_variants(made)] == ["total_steps=200", "total_steps=400"]
+    same = [dataclasses.replace(c, settings=base) for c in made]
+    assert [c.variant for c in curves.name_variants(same)] == [os.path.join("one", "run"), os.path.join("two", "run")]
+
+
+def test_a_seed_without_a_value_is_counted_as_missing_in_the_report():
+    steps = np.arange(1, 21) * 100_000
+    returns = np.array([[100.0] * 20, [np.nan] * 20])
+    c = dataclasses.replace(_curve("gymnax/CartPole-v1", "bpo", steps, returns),
+                            episodes=np.array([[1.0] * 20, [0.0] * 20]))
+    assert "| 2,000,000 | 1 of 2 | 100.0" in report.markdown([c])
+
+
+def test_budgets_compare_in_whole_updates(smoke, tmp_path, capsys):
+    """16 steps more than a finished 4,096-step sweep is no further update: the runs are kept.
+    It said "going on ... to 4,112", then failed saying a larger budget would take it further."""
+    out = tmp_path / "same"
+    shutil.copytree(smoke, out)
+    assert cli.main(_sweep_args(out, steps=STEPS + 16)) == 0
+    assert capsys.readouterr().err.count("finished earlier, kept") == 4
+
+
+def test_a_sweep_is_the_same_whatever_the_order_of_its_algorithms(tmp_path):
+    assert sweep.plan("smoke", ("ppo", "bpo"), 1).asked() == sweep.plan("smoke", ("bpo", "ppo"), 1).asked()
+
+
+@pytest.mark.parametrize("text,fragment", [("{not json", "is unreadable"), ("[]", "is not a sweep record")])
+def test_a_damaged_sweep_file_is_named(tmp_path, text, fragment):
+    (tmp_path / "sweep.json").write_text(text)
+    with pytest.raises(sweep.SweepError, match=f"sweep.json {fragment}"):
+        sweep.run(sweep.plan("smoke", "bpo", 1, 512), str(tmp_path), RunOptions(progress=False))
+
+
 def test_plot_writes_the_format_its_file_name_asks_for(smoke, tmp_path, capsys):
     assert cli.main(["plot", str(smoke), "--out", str(tmp_path / "f.pdf")]) == 0
     assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
@@ -143,6 +201,10 @@ def _damaged_copy(smoke, tmp_path, damage):
         assert float(cells[header.index("episodes")]) > 0
         cells[header.index("episode_return_mean")] = "nan"
         metrics.write_text("".join(lines[:-1]) + ",".join(cells) + "\n")
+    elif damage == "episodes":
+        cells = lines[-1].strip().split(",")
+        cells[header.index("episodes")] = "nan"
+        metrics.write_text("".join(lines[:-1]) + ",".join(cells) + "\n")
     elif damage == "text":
         cells = lines[2].strip().split(",")
         cells[header.index("episode_return_mean")] = "abc"
@@ -157,6 +219,7 @@ def _damaged_copy(smoke, tmp_path, damage):
     ("cut-rows", ["metrics.csv ends at 3,072 steps per seed but", "summary.json records 4,096"]),
     ("missing-seed-row", ["metrics.csv lacks rows: 15 (seed, update) rows for 2 seed(s) x 8 updates"]),
     ("nan", ["episode_return_mean is nan where", "non-finite rewards?"]),
+    ("episodes", ["metrics.csv line 17: episodes is 'nan', not a count"]),
     ("text", ["metrics.csv line 3 does not parse", "could not convert string to float: 'abc'"]),
     ("config", ["config.json is unreadable"]),
 ])
@@ -472,14 +535,20 @@ def test_a_diverging_grid_point_is_kept_out_and_the_others_finish(tmp_path, caps
     assert [d["run"] for d in summary["diverged"]] == ["smoke_CartPole-v1__bpo__reward_scale=1e+38",
                                                        "smoke_CartPole-v1__ppo__reward_scale=1e+38"]
     assert "Diverged (kept out of the table and figure):" in (tmp_path / "report.md").read_text()
-    # `bpo-jax report` on the sweep labels the one point left of each algorithm by its grid point too.
+    assert "lower --lr" in err and "`" not in err  # the command line's words, as report.md has them
+    # `bpo-jax report` on the sweep writes the sweep's own report: its title, the one point left
+    # of each algorithm labelled by its grid point, and the runs that diverged.
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == (tmp_path / "report.md").read_text()
     assert "| gymnax/CartPole-v1 | PPO reward_scale=1 |" in (tmp_path / "again.md").read_text()
     bad = tmp_path / "runs" / "smoke_CartPole-v1__bpo__reward_scale=1e+38"
     assert sweep.status(str(bad)) == "diverged" and "non-finite" in (bad / "DIVERGED").read_text()
     assert err.count("diverged") == 2  # each said once (not again as "diverged earlier")
-    with pytest.raises(curves.CurveError, match="diverged .its DIVERGED file says where.; it has no curve"):
-        curves.find_runs([str(bad)])
+    assert curves.find_runs([str(bad)]) == curves.Found(runs=(), diverged=(str(bad),))
+    assert cli.main(["plot", str(bad), "--out", str(tmp_path / "bad.png")]) == 2
+    assert capsys.readouterr().err.strip().endswith("no finished run to draw; 1 diverged (their DIVERGED files say where)")
+    with pytest.raises(curves.CurveError, match="diverged .its DIVERGED file says why.; it has no final curve"):
+        curves.load(str(bad))
     assert cli.main(args) == 0
     err = capsys.readouterr().err
     assert err.count("diverged earlier, kept out of the figure") == 2 and err.count("finished earlier, kept") == 2

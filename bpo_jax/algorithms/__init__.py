@@ -25,6 +25,12 @@ def get(name: str) -> Algorithm:
     return _REGISTRY[name]
 
 
+def reads(algo: str, field: str) -> bool:
+    """Whether algorithm ``algo`` reads Config field ``field``: every field but those that only
+    other algorithms read (their ``own_fields``)."""
+    return field in get(algo).own_fields or not any(field in a.own_fields for a in _REGISTRY.values())
+
+
 def metric_tags() -> dict[str, str]:
     """Every metric name -> TensorBoard tag, in CSV column order: the shared metrics, then each
     registered algorithm's own."""
@@ -37,4 +43,4 @@ def metric_tags() -> dict[str, str]:
 register(BPO())
 register(PPO())
 
-__all__ = ["Algorithm", "Batch", "LossInputs", "BPO", "PPO", "register", "names", "get", "metric_tags"]
+__all__ = ["Algorithm", "Batch", "LossInputs", "BPO", "PPO", "register", "names", "get", "reads", "metric_tags"]
