@@ -40,7 +40,7 @@ import numpy as np
 
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.errors import finishes_before_interrupt, first_line
-from bpo_jax.reporting import write_json
+from bpo_jax.reporting import INCOMPLETE, write_json
 from bpo_jax.runner import Chunk, Start, is_key as _is_key, state_template
 
 FORMAT_VERSION = 2
@@ -226,6 +226,9 @@ def locate(path: str) -> tuple[Optional[str], str]:
         found = list_checkpoints(folder)
         if found:
             return (run_dir if os.path.basename(folder) == CHECKPOINTS else None), found[-1]
+    if os.path.isfile(os.path.join(path, INCOMPLETE)):  # a run stopped before its first checkpoint
+        raise CheckpointError(f"no checkpoint in {path}: its run stopped before its first checkpoint, so it starts "
+                              "again from the beginning (its INCOMPLETE file says with what)")
     raise CheckpointError(f"no checkpoint in {path} (expected {os.path.join(path, CHECKPOINTS, STEP_PREFIX + '*')})")
 
 

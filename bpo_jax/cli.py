@@ -610,6 +610,13 @@ def _run_options(args):
     """The watching and writing flags, which a resumed run may change."""
     from bpo_jax.session import RunOptions
 
+    if args.no_checkpoints:
+        if args.resume:  # the run would end past its newest checkpoint, which eval, export and --resume read
+            raise ConfigError("--resume goes on writing checkpoints, so that the run's newest checkpoint is its end; "
+                              "drop --no-checkpoints")
+        clash = [_flag(name) for name in ("checkpoint_every_seconds", "keep_checkpoints") if _dest(name) in args.given]
+        if clash:
+            raise ConfigError(f"--no-checkpoints writes none; drop {' and '.join(clash)} or --no-checkpoints")
     cadence = {}
     if args.checkpoint_every is not None:
         cadence = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every))

@@ -240,7 +240,9 @@ class Config:
         return None
 
     def hparams(self) -> HParams:
-        """The sweepable floats as a pytree of float32 scalars."""
+        """The sweepable floats as a pytree of float32 scalars, after :meth:`validate` (a grid
+        built by ``replace`` would otherwise train a value validate refuses, bpo_lambda=0)."""
+        self.validate()
         full = self.resolved()
         return HParams(**{name: jnp.asarray(getattr(full, name), jnp.float32) for name in SWEEPABLE})
 

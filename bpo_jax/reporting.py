@@ -60,7 +60,8 @@ def check_creatable(path: str) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        raise OutputDirError(f"cannot write in {existing!r} ({e.strerror or e}); choose another directory") from None
+        raise OutputDirError(f"cannot write in {existing!r} (a test file there failed: {e.strerror or e}); choose "
+                             "another directory") from None
 
 
 def check_output_dir(path: str, overwrite: bool) -> None:

@@ -223,6 +223,8 @@ class RunSession:
         config.validate_env(env.action_space)
         make_network(config, env.action_space, env.obs_spec)
         _check_devices(config, num_seeds, options.split)
+        if options.tensorboard:
+            tracking.check_open_files(num_seeds)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
                       out=reporting.default_run_dir(config) if out is None else out, options=options)
         if is_lead():  # other processes write nothing (and would race process 0 creating it)
@@ -250,6 +252,9 @@ class RunSession:
         if not isinstance(expect, Mapping):
             raise SessionError(f"`expect` must be a mapping of names to values, got {expect!r}", "expect")
         options.validate()
+        if not options.checkpoints:  # it would end past its newest checkpoint, which eval, export and resume read
+            raise SessionError("a resumed run goes on writing checkpoints, so that its newest checkpoint is its end; "
+                               "resume with `checkpoints` on", "checkpoints")
         run_dir, ckpt = checkpoint.locate(path)
         if run_dir is None:
             raise SessionError(f"a run resumes in its run directory (one holding {checkpoint.CHECKPOINTS}/); "
@@ -270,6 +275,8 @@ class RunSession:
         if compiled is not None and compiled != options.fast_compile:
             raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled)
         _check_devices(config, loaded.meta["num_seeds"], options.split)
+        if options.tensorboard:
+            tracking.check_open_files(loaded.meta["num_seeds"])
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
 

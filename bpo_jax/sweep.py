@@ -48,7 +48,7 @@ import typing
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
-from bpo_jax import curves, presets, report, reporting
+from bpo_jax import curves, presets, report, reporting, tracking
 from bpo_jax.config import SWEEPABLE, Config
 from bpo_jax.errors import first_line, unknown_name
 from bpo_jax.runner import BadUpdateError
@@ -308,6 +308,11 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
     or other failure propagates after the runs' sessions have written their INCOMPLETE notes,
     and calling again resumes."""
     options.validate()  # SessionError (a ValueError), one line, resume_hint included: before anything is written
+    if options.tensorboard:  # every seed of a program's runs logs at once
+        try:
+            tracking.check_open_files(p.num_seeds * max(len(group) for group in p.programs()))
+        except tracking.TrackingError as e:
+            raise SweepError(str(e)) from None
     _claim(p, out)
     title = title_of(out)
     programs = p.programs()

@@ -158,6 +158,30 @@ def _return_text(ret: float) -> str:
 
 
 # ------------------------------------------------------------ TensorBoard
+_FILES_PER_WRITER = 3  # a SummaryWriter's event file and what its writer thread holds (measured: ~340 per 1024)
+
+
+def check_open_files(num_runs: int) -> None:
+    """Raise :class:`TrackingError` where ``num_runs`` TensorBoard runs (one per seed) need more
+    open files than this process may have, after raising its soft limit to the hard one: 400
+    seeds under the usual ``ulimit -n 1024`` failed with "Too many open files" after writing
+    hundreds of tb/ folders."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no limit to read
+        return
+    need = num_runs * _FILES_PER_WRITER + 256  # the rest of the process: libraries, checkpoints
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    if hard == resource.RLIM_INFINITY or need <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
+        return
+    raise TrackingError(f"{num_runs:,} seeds log {num_runs:,} TensorBoard runs, about {need:,} open files, more than "
+                        f"this process may open ({hard:,}, ulimit -n); log no TensorBoard runs (--no-tensorboard, "
+                        "RunOptions(tensorboard=False); metrics.csv keeps every seed's metrics) or train fewer seeds")
+
+
 class TensorBoard:
     """Event files in ``logdir``/seed_<i> (one TensorBoard run per seed, so seeds overlay);
     perf/ scalars go to seed_0 only.  ``purge_step`` (on resume: the first step after the

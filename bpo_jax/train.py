@@ -100,6 +100,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     """The pieces of a run.  ``mesh``: a 1-D device mesh whose axis DATA_AXIS splits the env
     batch; the rollout then stays split per device (XLA inserts the collectives for the
     global means: loss, gradients, normaliser statistics, metrics).  None: no constraint."""
+    if not isinstance(config, Config):
+        raise TypeError(f"make_train takes a Config, got {type(config).__name__} (Config(**values) makes one)")
     config.validate()
     if env is None:
         env = make_env(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
@@ -340,6 +342,10 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     # ----------------------------------------------------------------- TRAIN
     def train(key: jax.Array, hp: HParams | None = None) -> tuple[TrainState, dict]:
         """The whole run: returns the final state and metrics of shape [num_updates]."""
+        if not isinstance(key, jax.Array):
+            raise TypeError(f"train takes a PRNG key (jax.random.key(seed)), got {type(key).__name__}")
+        if hp is not None and not isinstance(hp, HParams):
+            raise TypeError(f"train's hp must be HParams (Config.hparams(), HParams.stack), got {type(hp).__name__}")
         hp = config.hparams() if hp is None else hp
         return update_chunk(init(key, hp), hp, num_updates)
 

@@ -81,6 +81,9 @@ def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
     (["--lr", "abc"], ["--lr", "invalid float value"]),
     (["--hidden-sizes", "64,abc"], ["--hidden-sizes", "comma-separated integers"]),
     (["--keep-checkpoints", "0"], ["--keep-checkpoints must be >= 1"]),
+    (["--no-checkpoints", "--checkpoint-every", "1"], ["--no-checkpoints writes none; drop --checkpoint-every"]),
+    (["--no-checkpoints", "--keep-checkpoints", "3"], ["--no-checkpoints writes none; drop --keep-checkpoints"]),
+    (["--no-checkpoints", "--resume", "somewhere"], ["--resume goes on writing checkpoints", "drop --no-checkpoints"]),
 ])
 def test_bad_run_flags_are_one_line_and_create_nothing(args, fragments, tmp_path, capsys):
     """Run flags and unparsable values are refused in one line (no usage block), exit code 2,
@@ -308,6 +311,9 @@ def test_a_run_interrupted_before_its_first_checkpoint_names_its_own_command(tmp
     hint = capsys.readouterr().err.strip().rsplit("with: ", 1)[1]
     assert hint == f"bpo-jax train --algo ppo --total-steps 4096 --out {shlex.quote(str(out))} --quiet --lr 1e-3 --overwrite"
     assert (out / "INCOMPLETE").read_text().rstrip().endswith(hint)
+    assert cli.main(["train", "--resume", str(out)]) == 2  # nothing to resume: the note says what to do
+    assert capsys.readouterr().err.strip().endswith("its run stopped before its first checkpoint, so it starts again "
+                                                    "from the beginning (its INCOMPLETE file says with what)")
     # Without --out the hint names the directory the run took.
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--quiet"]) == cli.EXIT_INTERRUPTED

@@ -181,3 +181,32 @@ def test_progress_falls_silent_when_its_reader_has_gone():
 def test_tensorboard_flag_parses(flags):
     args = cli.parse_args(["train", *flags])
     assert args.tensorboard is (flags[0] == "--tensorboard")
+
+
+LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
+from bpo_jax import cli, tracking
+{body}
+"""
+
+
+def _limited(tmp_path, soft, hard, body):
+    import subprocess
+
+    code = LIMITED.format(soft=soft, hard=hard, body=body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="open-file limits as Linux sets them")
+def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_written(tmp_path):
+    """400 seeds under `ulimit -n 1024` stopped with "Too many open files" after writing
+    hundreds of tb/ folders, and the restart command it printed failed the same way."""
+    proc = _limited(tmp_path, 1024, 1024, "sys.exit(cli.main(['train', '--seeds', '400', '--out', 'run', '--quiet']))")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith("bpo-jax: error: 400 seeds log 400 TensorBoard runs")
+    assert "--no-tensorboard" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "run")
+    # Where the hard limit allows, the soft one is raised instead.
+    proc = _limited(tmp_path, 256, 4096, "tracking.check_open_files(400); print(resource.getrlimit(resource.RLIMIT_NOFILE))")
+    assert proc.returncode == 0 and proc.stdout.strip() == "(4096, 4096)", proc.stderr

@@ -48,6 +48,9 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     with pytest.raises(ProgramMismatch) as e:
         RunSession.resume(str(out), QUIET, expect={"reports": 1})
     assert (e.value.field, e.value.saved_field, e.value.saved) == ("reports", "chunk_updates", 4)
+    # Without checkpoints the run would end past its newest one, which eval and resume read.
+    with pytest.raises(SessionError, match="goes on writing checkpoints"):
+        RunSession.resume(str(out), dataclasses.replace(QUIET, checkpoints=False))
     # XLA's cheap settings round otherwise: a resume compiles as its run did.
     with pytest.raises(ProgramMismatch) as e:
         RunSession.resume(str(out), dataclasses.replace(QUIET, fast_compile=False))

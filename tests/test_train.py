@@ -183,3 +183,18 @@ def test_the_exported_policy_keeps_the_precision():
 def test_an_unknown_precision_is_refused_with_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown matmul_precision 'tf32'; valid: highest, high, default"):
         Config(matmul_precision="tf32").validate()
+
+
+def test_the_pure_api_names_wrong_arguments():
+    """make_train(dict), train(0) and train(key, {"lr": ...}) failed deep inside (AttributeError,
+    invalid PRNG key data); a grid value validate refuses trained silently."""
+    config = TINY.replace(total_steps=TINY.batch_size)
+    with pytest.raises(TypeError, match="make_train takes a Config, got dict"):
+        make_train(config.to_dict())
+    train = make_train(config)
+    with pytest.raises(TypeError, match=r"train takes a PRNG key \(jax.random.key\(seed\)\), got int"):
+        train(0)
+    with pytest.raises(TypeError, match="train's hp must be HParams"):
+        train(jax.random.key(0), {"lr": 1.0})
+    with pytest.raises(ConfigError, match="bpo_lambda must be > 0"):
+        config.replace(algo="bpo", bpo_lambda=0.0).hparams()
