@@ -235,6 +235,8 @@ def _grid(grid) -> tuple[tuple[str, tuple[float, ...]], ...]:
     kinds = _numeric_fields()
     checked = []
     for name, values in grid.items():
+        if name not in Config.__dataclass_fields__:
+            raise SweepError(unknown_name("`grid` field", name, grid_fields()))
         if name in _NOT_GRID or name not in kinds:
             why = _NOT_GRID.get(name, "not a number: sweep it as separate sweeps" if name in Config.__dataclass_fields__
                                 else "no such field")

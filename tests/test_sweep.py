@@ -404,7 +404,8 @@ def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm()
 
 @pytest.mark.parametrize("grid,fragment", [
     ({"hidden_sizes": ((8,), (16,))}, "`grid` cannot vary 'hidden_sizes' (not a number: sweep it as separate sweeps)"),
-    ({"learning_rate": (1e-3,)}, "`grid` cannot vary 'learning_rate' (no such field); it varies num_envs, num_steps,"),
+    ({"learning_rate": (1e-3,)}, "unknown `grid` field 'learning_rate'; valid: num_envs, num_steps,"),
+    ({"rewardscale": (1.0,)}, "unknown `grid` field 'rewardscale'; did you mean 'reward_scale'?"),
     ({"seed": (0, 1)}, "`grid` cannot vary 'seed' (`num_seeds` seeds every run)"),
     ({"total_steps": (4096,)}, "`grid` cannot vary 'total_steps' (the sweep's `total_steps` sets every run's budget)"),
     ({"num_epochs": (2, 2.5)}, "`grid` values of num_epochs must be whole numbers, got 2.5"),
