@@ -103,7 +103,8 @@ def interrupts_never_lost():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if signal.getsignal(signal.SIGINT) is pressed:  # not one the body chose (SIG_IGN while it stops)
+            signal.signal(signal.SIGINT, previous)
         _pending.clear()
 
 
