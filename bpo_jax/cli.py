@@ -468,11 +468,11 @@ def cmd_train(args) -> int:
     except (ValueError, ImportError, tracking.TrackingError) as e:
         return _fail(_worded(first_line(e)))
     finally:
-        if pressed and session is not None:
+        if pressed and session is not None and session.resumed_from is None:  # a resume has written nothing
             session.record_stop(KeyboardInterrupt())
     if pressed:
-        return _fail(_worded(session.note) if session else "interrupted while starting; nothing was run or written",
-                     EXIT_INTERRUPTED)
+        return _fail(_worded(session.note) if session and session.note else
+                     "interrupted while starting; nothing was run or written", EXIT_INTERRUPTED)
 
     # ---- every input check has passed: from here on the run directory exists
     lead = sessions.is_lead()
@@ -857,8 +857,8 @@ def _check_file_out(out: str, example: str) -> None:
 
     if os.path.isdir(out):
         raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, example)}")
-    try:
-        reporting.check_creatable(os.path.dirname(os.path.abspath(out)))
+    try:  # where a link points: that is the file written
+        reporting.check_creatable(os.path.dirname(os.path.realpath(out)))
     except reporting.OutputDirError as e:
         raise ConfigError(f"--out {out}: {e}") from None
 
@@ -892,7 +892,10 @@ def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bo
     if found.unfinished:
         _say(f"bpo-jax: note: left out {len(found.unfinished)} unfinished run(s), marked INCOMPLETE (resume them "
              f"first): {', '.join(found.unfinished)}")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if found.diverged and draws:  # a report lists them under its table
+        _say(f"bpo-jax: note: left out {len(found.diverged)} run(s) that diverged (their DIVERGED files say where): "
+             f"{', '.join(found.diverged)}")
+    os.makedirs(os.path.dirname(os.path.realpath(out)), exist_ok=True)
     write(loaded, found.diverged, title, out)
     diverged = f" and {len(found.diverged)} that diverged" if found.diverged and not draws else ""
     _say(f"wrote {out} ({len(loaded)} finished run(s){diverged})", sys.stdout)

@@ -86,29 +86,10 @@ def load(run_dir: str) -> Curve:
         raise CurveError(f"{run_dir} holds no finished run (config.json and metrics.csv)")
     config = _read_json(os.path.join(run_dir, "config.json"), ("env", "algo", "total_steps"))
     path = os.path.join(run_dir, "metrics.csv")
-    cells: dict[tuple[int, int], tuple[float, float]] = {}
-    steps_of: dict[int, int] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        for r in reader:
-            if None in r or None in r.values():  # more or fewer cells than the header names
-                cells = sum(v is not None for k, v in r.items() if k is not None) + len(r.get(None, ()))
-                raise CurveError(f"{path} line {reader.line_num} has {cells} cells for {len(reader.fieldnames)} "
-                                 "columns (a cut or edited file?)")
-            try:
-                seed, update = int(r["seed"]), int(r["update"])
-                ret = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
-                count = float(r["episodes"]) if r.get("episodes") else float(np.isfinite(ret))
-                steps_of[update] = int(r["env_steps"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise CurveError(f"{path} line {reader.line_num} does not parse ({type(e).__name__}: {e})") from None
-            if not (np.isfinite(count) and count >= 0):
-                raise CurveError(f"{path} line {reader.line_num}: episodes is {r['episodes']!r}, not a count "
-                                 "(a cut or edited file?)")
-            if count > 0 and not np.isfinite(ret):
-                raise CurveError(f"{path} line {reader.line_num}: episode_return_mean is {ret} where {count:g} "
-                                 "episode(s) ended (non-finite rewards?)")
-            cells[seed, update] = ret, count
+    try:
+        cells, steps_of = _read_metrics(path)
+    except UnicodeDecodeError as e:
+        raise CurveError(f"{path} is not text ({e.reason} at byte {e.start}; a damaged file?)") from None
     if not cells:
         raise CurveError(f"{path} has no rows")
     seeds, updates = sorted({s for s, _ in cells}), sorted(steps_of)
@@ -126,6 +107,34 @@ def load(run_dir: str) -> Curve:
     return Curve(run_dir=run_dir, env=config["env"], algo=config["algo"], total_steps=int(config["total_steps"]),
                  steps=np.array([steps_of[u] for u in updates], dtype=float), returns=returns, episodes=episodes,
                  settings=config)
+
+
+def _read_metrics(path: str) -> tuple[dict[tuple[int, int], tuple[float, float]], dict[int, int]]:
+    """metrics.csv as {(seed, update): (return, episodes)} and {update: env steps per seed}."""
+    cells: dict[tuple[int, int], tuple[float, float]] = {}
+    steps_of: dict[int, int] = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        for r in reader:
+            if None in r or None in r.values():  # more or fewer cells than the header names
+                given = sum(v is not None for k, v in r.items() if k is not None) + len(r.get(None, ()))
+                raise CurveError(f"{path} line {reader.line_num} has {given} cells for {len(reader.fieldnames)} "
+                                 "columns (a cut or edited file?)")
+            try:
+                seed, update = int(r["seed"]), int(r["update"])
+                ret = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
+                count = float(r["episodes"]) if r.get("episodes") else float(np.isfinite(ret))
+                steps_of[update] = int(r["env_steps"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CurveError(f"{path} line {reader.line_num} does not parse ({type(e).__name__}: {e})") from None
+            if not (np.isfinite(count) and count >= 0):
+                raise CurveError(f"{path} line {reader.line_num}: episodes is {r['episodes']!r}, not a count "
+                                 "(a cut or edited file?)")
+            if count > 0 and not np.isfinite(ret):
+                raise CurveError(f"{path} line {reader.line_num}: episode_return_mean is {ret} where {count:g} "
+                                 "episode(s) ended (non-finite rewards?)")
+            cells[seed, update] = ret, count
+    return cells, steps_of
 
 
 def load_all(run_dirs: Sequence[str]) -> list[Curve]:
@@ -213,9 +222,11 @@ class Found:
 
 
 def _is_any_run(path: str) -> bool:
-    """A run directory in any state: its config.json, and its curve or a marker."""
-    return os.path.isfile(os.path.join(path, "config.json")) and any(
-        os.path.isfile(os.path.join(path, name)) for name in ("metrics.csv", INCOMPLETE, DIVERGED))
+    """A run directory in any state: its config.json and its curve or a marker, or checkpoints
+    beside either (a run whose other file was deleted)."""
+    has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
+    return (has("config.json") and (has("metrics.csv") or has(INCOMPLETE) or has(DIVERGED))) or \
+        (has("checkpoints") and (has("config.json") or has("metrics.csv")))
 
 
 def find_runs(paths: Sequence[str]) -> Found:
@@ -236,6 +247,10 @@ def find_runs(paths: Sequence[str]) -> Found:
                 found.append(run)
     diverged = tuple(d for d in found if os.path.isfile(os.path.join(d, DIVERGED)))
     unfinished = tuple(d for d in found if d not in diverged and os.path.isfile(os.path.join(d, INCOMPLETE)))
+    damaged = next((d for d in found if d not in diverged + unfinished and not is_run_dir(d)), None)
+    if damaged is not None:  # finished, as no marker says otherwise, yet not whole
+        missing = [f for f in ("config.json", "metrics.csv") if not os.path.isfile(os.path.join(damaged, f))]
+        raise CurveError(f"{damaged} lacks {' and '.join(missing)} (deleted?); restore it or leave that run out")
     return Found(tuple(d for d in found if d not in diverged and d not in unfinished), unfinished, diverged)
 
 

@@ -149,11 +149,13 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> None:
     """``write(tmp)`` a temporary file beside ``path``, then rename it into place: readers
     (and a run killed half-way) see the old file or the new one, never a part.  A symbolic link
     is followed (its target is replaced, the link kept); what is there and is no regular file
-    (``/dev/null``, a pipe) is written as it is, never replaced by a file."""
-    path = os.path.realpath(path)
-    if os.path.exists(path) and not os.path.isfile(path):
+    (``/dev/null``, a pipe), or is reached through /dev or /proc (``/dev/stdout``, which may be
+    the file a shell redirects to), is written as it is, never replaced by a file."""
+    special = os.path.abspath(path).startswith(("/dev/", "/proc/"))  # /dev/stdout: whatever the shell opened
+    if os.path.exists(path) and (special or not os.path.isfile(path)):
         write(path)
         return
+    path = os.path.realpath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         write(tmp)

@@ -61,9 +61,10 @@ class SessionError(ValueError):
 class ProgramMismatch(SessionError):
     """A value given to :meth:`RunSession.resume` in ``expect`` differs from the checkpoint's run."""
 
-    def __init__(self, field: str, asked: Any, saved_field: str, saved: Any):
+    def __init__(self, field: str, asked: Any, saved_field: str, saved: Any,
+                 remedy: str = "a resumed run keeps what it computes (start a new run to change it)"):
         super().__init__(f"`{field}` = {asked!r} differs from the checkpoint's run, whose {saved_field} is "
-                         f"{saved!r}; a resumed run keeps what it computes (start a new run to change it)", field)
+                         f"{saved!r}; {remedy}", field)
         self.asked = asked
         self.saved_field = saved_field  # the saved value's name (`reports` is checked as chunk_updates)
         self.saved = saved
@@ -78,6 +79,9 @@ class RunFinished(SessionError):
         super().__init__(f"the run in {run_dir} has finished (no {reporting.INCOMPLETE} marker); nothing to resume "
                          f"({further})")
         self.run_dir = run_dir
+
+
+_LIBRARY_RESUME = "bpo_jax.session.RunSession.resume({out!r})"
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class RunOptions:
     trains whole seeds; the seed count must divide over the devices); ``auto``: seeds where the
     devices are CPUs of one process and the seeds divide over them (:func:`bpo_jax.runner.use_cpu_cores`
     makes a CPU's cores its devices), else envs.  Same run up to float rounding either way."""
-    resume_hint: str = "bpo_jax.session.RunSession.resume({out!r})"
+    resume_hint: str = _LIBRARY_RESUME
     """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory."""
     restart_hint: Optional[str] = None
     """How it tells a reader to start again a run stopped before its first checkpoint (a sweep:
@@ -273,7 +277,8 @@ class RunSession:
             raise RunFinished(run_dir, config)
         compiled = loaded.meta.get("fast_compile")  # None: a checkpoint from before it was recorded
         if compiled is not None and compiled != options.fast_compile:
-            raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled)
+            raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled,
+                                  f"it compiles as its run did (float rounding): resume with `fast_compile` = {compiled}")
         _check_devices(config, loaded.meta["num_seeds"], options.split)
         if options.tensorboard:
             tracking.check_open_files(loaded.meta["num_seeds"])
@@ -336,12 +341,18 @@ class RunSession:
             if diverged:
                 reporting.mark_diverged(self.out, self.note)
 
+    def _resume_hint(self) -> str:
+        o = self.options
+        if o.resume_hint == _LIBRARY_RESUME and o.fast_compile:  # a resume compiles as its run did
+            return f"bpo_jax.session.RunSession.resume({self.out!r}, RunOptions(fast_compile=True))"
+        return o.resume_hint.format(out=self.out)
+
     def _worded(self, note: str) -> str:
         return self.options.wording(note) if self.options.wording else note
 
     def _running_note(self) -> str:
         return self._worded("training has not finished (still running, or killed). Continue it from its newest "
-                            f"checkpoint with: {self.options.resume_hint.format(out=self.out)}")
+                            f"checkpoint with: {self._resume_hint()}")
 
     def _stop_note(self, e: BaseException) -> str:
         return self._worded(self._stop_reason(e))
@@ -356,7 +367,7 @@ class RunSession:
             again = (f"with: {self.options.restart_hint.format(out=self.out)}" if self.options.restart_hint
                      else "with `overwrite`")
             return f"{what} before the first checkpoint was saved; nothing to resume: start the run again {again}"
-        return f"{what}; continue from {kept[-1]} with: {self.options.resume_hint.format(out=self.out)}"
+        return f"{what}; continue from {kept[-1]} with: {self._resume_hint()}"
 
 
 def is_lead() -> bool:

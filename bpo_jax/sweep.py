@@ -407,15 +407,19 @@ def _by_start(sessions: list[RunSession]) -> list[list[RunSession]]:
 
 def status(run_dir: str) -> str:
     """finished, diverged (stopped by a NaN, which resuming would repeat), resumable (a
-    checkpoint to go on from), or new (nothing usable: start over)."""
+    checkpoint to go on from), damaged (not marked unfinished, yet without config.json or
+    metrics.csv), or new (nothing usable: start over)."""
     from bpo_jax import checkpoint
 
     if not os.path.isdir(run_dir):
         return "new"
     if reporting.diverged_note(run_dir) is not None:
         return "diverged"
-    if not reporting.is_incomplete(run_dir) and curves.is_run_dir(run_dir):
-        return "finished"
+    if not reporting.is_incomplete(run_dir):
+        if curves.is_run_dir(run_dir):
+            return "finished"
+        if os.listdir(run_dir):  # unmarked, yet not whole: a file was deleted
+            return "damaged"
     if checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
         return "resumable"
     return "new"
@@ -465,7 +469,12 @@ def _check_budgets(p: Plan, out: str) -> None:
 
     for r in p.runs:
         run_dir = os.path.join(out, "runs", r.name)
-        if status(run_dir) in ("new", "diverged"):  # diverged runs stay as they are
+        state = status(run_dir)
+        if state == "damaged":
+            missing = [f for f in ("config.json", "metrics.csv") if not os.path.isfile(os.path.join(run_dir, f))]
+            raise SweepError(f"{run_dir} lacks {' and '.join(missing)} (deleted?); remove {run_dir} and run the sweep "
+                             "again to train it anew")
+        if state in ("new", "diverged"):  # diverged runs stay as they are
             continue
         saved = run_dir_config(run_dir)
         if r.config.num_updates < saved.num_updates:
@@ -527,7 +536,8 @@ def title_of(out: str) -> Optional[str]:
         return None
     if asked is None:
         return None
-    return f"{asked['suite']}: {', '.join(a.upper() for a in asked['algos'])}, {asked['num_seeds']} seeds"
+    n = asked["num_seeds"]
+    return f"{asked['suite']}: {', '.join(a.upper() for a in asked['algos'])}, {n} seed{'s' * (n != 1)}"
 
 
 def _read_sweep_file(out: str) -> Optional[dict]:
@@ -541,12 +551,20 @@ def _read_sweep_file(out: str) -> Optional[dict]:
         with open(path) as f:
             asked = json.load(f)
     except (OSError, ValueError) as e:
-        raise SweepError(f"{path} is unreadable ({first_line(e)}): this sweep's record is damaged; choose "
-                         "another `out`") from None
-    kinds = {"suite": str, "algos": list, "num_seeds": int, "runs": list}
-    if not isinstance(asked, dict) or any(not isinstance(asked.get(k), t) for k, t in kinds.items()):
-        raise SweepError(f"{path} is not a sweep record (it lacks {', '.join(kinds)}); was it edited? "
-                         "Choose another `out`")
+        raise SweepError(f"{path} is unreadable ({first_line(e)}): this sweep's record is damaged; restore "
+                         "it, or choose another `out`") from None
+    def names(v) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v)
+
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    valid = {"suite": lambda v: isinstance(v, str), "algos": names, "num_seeds": count, "tasks": names,
+             "total_steps": lambda v: v is None or count(v), "runs": names}
+    bad = [k for k, ok in valid.items() if not (isinstance(asked, dict) and k in asked and ok(asked[k]))]
+    if bad:
+        raise SweepError(f"{path} is not a sweep record ({', '.join(bad)} missing or malformed; was it edited?): "
+                         "restore it, or choose another `out`")
     return asked
 
 

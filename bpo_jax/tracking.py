@@ -177,9 +177,10 @@ def check_open_files(num_runs: int) -> None:
     if hard == resource.RLIM_INFINITY or need <= hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
         return
-    raise TrackingError(f"{num_runs:,} seeds log {num_runs:,} TensorBoard runs, about {need:,} open files, more than "
-                        f"this process may open ({hard:,}, ulimit -n); log no TensorBoard runs (--no-tensorboard, "
-                        "RunOptions(tensorboard=False); metrics.csv keeps every seed's metrics) or train fewer seeds")
+    raise TrackingError(f"{num_runs:,} TensorBoard runs (one per seed trained at once) need about {need:,} open "
+                        f"files, more than this process may open ({hard:,}, ulimit -n); log no TensorBoard runs "
+                        "(--no-tensorboard, RunOptions(tensorboard=False); metrics.csv keeps every seed's metrics) "
+                        "or train fewer seeds")
 
 
 class TensorBoard:

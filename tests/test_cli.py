@@ -336,6 +336,23 @@ def test_ctrl_c_while_a_run_is_set_up_stops_it_with_its_note(tmp_path, monkeypat
     assert (out / "INCOMPLETE").read_text().rstrip().endswith(err.split("with: ", 1)[1])
 
 
+def test_ctrl_c_while_a_resume_is_set_up_leaves_the_run_as_it_was(tmp_path, monkeypatch, capsys):
+    """It marked a finished run INCOMPLETE, with a hint that dropped the new --total-steps."""
+    import signal
+
+    out = tmp_path / "run"
+    flags = ["--num-envs", "4", "--num-steps", "16", "--hidden-sizes", "8", "--no-anneal-lr", "--quiet",
+             "--no-tensorboard", "--fast-compile"]
+    assert cli.main(["train", "--total-steps", "512", "--out", str(out), *flags]) == 0
+    before = sorted(os.listdir(out))
+    real = cli._use_cpu_cores
+    monkeypatch.setattr(cli, "_use_cpu_cores", lambda args: (signal.raise_signal(signal.SIGINT), real(args)))
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out), "--total-steps", "1024", "--quiet", "--fast-compile"]) == 130
+    assert capsys.readouterr().err.strip() == "bpo-jax: error: interrupted while starting; nothing was run or written"
+    assert sorted(os.listdir(out)) == before and not (out / "INCOMPLETE").exists()
+
+
 def test_a_resume_that_compiles_otherwise_than_its_run_says_which_flag(tmp_path, capsys):
     from bpo_jax.session import RunOptions, RunSession
 

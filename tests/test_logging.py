@@ -204,7 +204,7 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
     hundreds of tb/ folders, and the restart command it printed failed the same way."""
     proc = _limited(tmp_path, 1024, 1024, "sys.exit(cli.main(['train', '--seeds', '400', '--out', 'run', '--quiet']))")
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().startswith("bpo-jax: error: 400 seeds log 400 TensorBoard runs")
+    assert proc.stderr.strip().startswith("bpo-jax: error: 400 TensorBoard runs (one per seed trained at once)")
     assert "--no-tensorboard" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "run")
     # Where the hard limit allows, the soft one is raised instead.

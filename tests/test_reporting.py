@@ -1,5 +1,7 @@
 """bpo_jax.reporting: atomic writes that never replace what is not a regular file."""
 import os
+import subprocess
+import sys
 
 from bpo_jax import reporting
 
@@ -25,3 +27,24 @@ def test_a_write_to_a_device_writes_into_it_and_never_replaces_it():
     reporting.write_text("/dev/null", "discarded")
     after = os.stat("/dev/null")
     assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
+
+
+def test_a_dangling_link_is_written_where_it_points(tmp_path):
+    (tmp_path / "there").mkdir()
+    link = tmp_path / "link.md"
+    link.symlink_to(tmp_path / "there" / "report.md")
+    reporting.write_text(str(link), "new")
+    assert link.is_symlink() and (tmp_path / "there" / "report.md").read_text() == "new"
+
+
+def test_dev_stdout_is_written_into_what_the_shell_opened(tmp_path):
+    """Through a pipe it named a temporary file that does not exist; redirected to a file, the
+    rename put another file in the shell's file's place.  (Opening /dev/stdout for writing
+    truncates a redirected file, as a shell's `> /dev/stdout` does.)"""
+    code = "import sys; from bpo_jax import reporting; print('before', flush=True); reporting.write_text('/dev/stdout', 'report')"
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stdout == "before\nreport", piped.stderr
+    with open(tmp_path / "out.txt", "w") as f:
+        redirected = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert redirected.returncode == 0 and (tmp_path / "out.txt").read_text() == "report", redirected.stderr
+    assert os.listdir(tmp_path) == ["out.txt"]

@@ -55,6 +55,8 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     with pytest.raises(ProgramMismatch) as e:
         RunSession.resume(str(out), dataclasses.replace(QUIET, fast_compile=False))
     assert (e.value.field, e.value.saved) == ("fast_compile", True)
+    assert str(e.value).endswith("resume with `fast_compile` = True")
+    assert "RunSession.resume(" in note and "RunOptions(fast_compile=True))" in note  # the hint says so too
     resumed = RunSession.resume(str(out), QUIET, expect={"algo": "ppo", "lr": None, "num_seeds": 2, "chunk_updates": 4})
     assert (resumed.start_update, resumed.num_seeds, resumed.chunk_updates, resumed.out) == (8, 2, 4, str(out))
     done = resumed.run()

@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -164,11 +165,41 @@ def test_a_sweep_is_the_same_whatever_the_order_of_its_algorithms(tmp_path):
     assert sweep.plan("smoke", ("ppo", "bpo"), 1).asked() == sweep.plan("smoke", ("bpo", "ppo"), 1).asked()
 
 
-@pytest.mark.parametrize("text,fragment", [("{not json", "is unreadable"), ("[]", "is not a sweep record")])
+@pytest.mark.parametrize("text,fragment", [
+    ("{not json", "is unreadable"), ("[]", "is not a sweep record"),
+    ('{"suite": "smoke", "algos": [1, 2], "num_seeds": 1, "tasks": ["t"], "total_steps": null, "runs": ["r"]}',
+     "is not a sweep record (algos missing or malformed"),
+])
 def test_a_damaged_sweep_file_is_named(tmp_path, text, fragment):
     (tmp_path / "sweep.json").write_text(text)
-    with pytest.raises(sweep.SweepError, match=f"sweep.json {fragment}"):
+    with pytest.raises(sweep.SweepError, match=f"sweep.json {re.escape(fragment)}"):
         sweep.run(sweep.plan("smoke", "bpo", 1, 512), str(tmp_path), RunOptions(progress=False))
+    assert sweep.title_of(str(tmp_path)) is None  # plot and report draw it untitled, not a traceback
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    ("no-metrics", "lacks metrics.csv (deleted?)"), ("no-config", "lacks config.json (deleted?)"),
+    ("binary", "metrics.csv is not text"),
+])
+def test_a_finished_run_with_a_file_deleted_or_damaged_is_named_with_its_remedy(smoke, tmp_path, capsys, damage,
+                                                                                 fragment):
+    """A deleted metrics.csv was resumed and then called finished; a deleted config.json stopped
+    the sweep with a FileNotFoundError and the advice to run it again; bytes that are no text
+    gave a bare UnicodeDecodeError."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    run = out / "runs" / "smoke_CartPole-v1__ppo"
+    if damage == "binary":
+        with open(run / "metrics.csv", "ab") as f:
+            f.write(b"\xff\xfe\x00")
+    else:
+        (run / ("metrics.csv" if damage == "no-metrics" else "config.json")).unlink()
+    for command in (_sweep_args(out), ["report", str(out)], ["plot", str(out)]):
+        assert cli.main(command) == 2, command
+        lines = capsys.readouterr().err.strip().splitlines()  # a sweep's progress lines, then the error
+        assert lines[-1].startswith("bpo-jax: error: ") and str(run) in lines[-1] and fragment in lines[-1], lines
+        if command[0] == "sweep":
+            assert lines[-1].endswith(f"remove {run} and run the sweep again to train it anew")
 
 
 def test_plot_writes_the_format_its_file_name_asks_for(smoke, tmp_path, capsys):
