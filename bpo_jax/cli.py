@@ -845,7 +845,8 @@ def cmd_report(args) -> int:
     from bpo_jax import reporting, sweep
 
     def write(cs, diverged, title, path):
-        text = sweep.report_text(cs, title, diverged)
+        pending = sweep.pending_runs(args.dirs[0]) if len(args.dirs) == 1 else []
+        text = sweep.report_text(cs, title, diverged, pending)
         reporting.write_text(path, text)
         _say(text, sys.stdout)
     return _from_runs(args, "report.md", write)
@@ -917,7 +918,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as e:  # --help, or a usage error already told in one line
         return e.code if isinstance(e.code, int) else 0
     if pressed:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        return _fail("interrupted while starting; nothing was run or written", EXIT_INTERRUPTED)
     if getattr(args, "out", None) == "":
         return _fail("--out is empty; name where to write")
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,

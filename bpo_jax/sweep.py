@@ -502,7 +502,7 @@ def write_outputs(out: str, title: Optional[str] = None) -> dict:
     if cs:
         reporting.write_atomic(os.path.join(out, "curves.csv"), lambda tmp: curves.write_csv(cs, tmp))
         reporting.write_atomic(os.path.join(out, "figure.png"), lambda tmp: curves.plot(cs, tmp, title))
-    reporting.write_text(os.path.join(out, "report.md"), report_text(cs, title, diverged))
+    reporting.write_text(os.path.join(out, "report.md"), report_text(cs, title, diverged, pending_runs(out)))
     summary = {"runs": [_run_summary(c) for c in cs],
                "diverged": [{"run": os.path.basename(d), "note": reporting.diverged_note(d)} for d in diverged]}
     reporting.write_json(os.path.join(out, "summary.json"), summary)
@@ -517,14 +517,29 @@ def _load(run_dir: str) -> curves.Curve:
         raise SweepError(f"{e}; remove {run_dir} and run the sweep again to train it anew") from None
 
 
-def report_text(cs: Sequence[curves.Curve], title: Optional[str], diverged: Sequence[str] = ()) -> str:
+def report_text(cs: Sequence[curves.Curve], title: Optional[str], diverged: Sequence[str] = (),
+                pending: Sequence[str] = ()) -> str:
     """The report of ``cs`` (:func:`bpo_jax.report.markdown`), then the runs that diverged, each
-    with its DIVERGED note."""
+    with its DIVERGED note, then a sweep's runs that have not finished yet."""
     text = report.markdown(cs, title or "Results against the paper")
     if diverged:
         text += "\nDiverged (kept out of the table and figure):\n\n" + "".join(
             f"* {os.path.basename(os.path.normpath(d))}: {reporting.diverged_note(d)}\n" for d in diverged)
+    if pending:
+        text += (f"\nNot finished yet ({len(pending)} of the sweep's runs; its command goes on with them): "
+                 f"{', '.join(pending)}\n")
     return text
+
+
+def pending_runs(out: str) -> list[str]:
+    """The runs a sweep directory's sweep.json plans that have neither finished nor diverged
+    (none for another directory, or a damaged record)."""
+    try:
+        asked = _read_sweep_file(out)
+    except SweepError:
+        return []
+    return [] if asked is None else [name for name in asked["runs"]
+                                     if status(os.path.join(out, "runs", name)) not in ("finished", "diverged")]
 
 
 def title_of(out: str) -> Optional[str]:

@@ -226,7 +226,7 @@ entry()
 
 @pytest.mark.parametrize("module,message", [
     ("bpo_jax.cli", "bpo-jax: error: interrupted while starting; nothing was run or written"),  # JAX loading
-    ("bpo_jax.presets", "bpo-jax: error: interrupted"),  # the parser importing the suites
+    ("bpo_jax.presets", "bpo-jax: error: interrupted while starting; nothing was run or written"),  # the parser
 ])
 def test_ctrl_c_while_the_command_starts_is_one_line_and_stops_it(tmp_path, module, message):
     """Raised inside an import, a KeyboardInterrupt printed a traceback, or was turned into an

@@ -366,8 +366,12 @@ def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     _interrupt_at_update_4(plan, tmp_path, options, monkeypatch)
     first = tmp_path / "runs" / plan.runs[0].name
     assert sweep.status(str(first)) == "resumable"
+    assert sweep.pending_runs(str(tmp_path)) == [r.name for r in plan.runs]  # the second one not even started
+    assert sweep.report_text([], "t", pending=["a", "b"]).endswith(
+        "Not finished yet (2 of the sweep's runs; its command goes on with them): a, b\n")
     said = []
     summary = sweep.run(plan, str(tmp_path), options, say=said.append)
+    assert sweep.pending_runs(str(tmp_path)) == [] and "Not finished" not in (tmp_path / "report.md").read_text()
     assert any("resuming" in line for line in said) and [r["env_steps"] for r in summary["runs"]] == [STEPS, STEPS]
     rows = list(csv.DictReader(open(first / "metrics.csv")))
     assert [int(r["update"]) for r in rows] == list(range(1, STEPS // 512 + 1))
