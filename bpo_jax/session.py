@@ -81,9 +81,6 @@ class RunFinished(SessionError):
         self.run_dir = run_dir
 
 
-_LIBRARY_RESUME = "bpo_jax.session.RunSession.resume({out!r})"
-
-
 @dataclass(frozen=True)
 class RunOptions:
     """How a run is watched and written.  None of it changes what the run computes, so a
@@ -121,8 +118,9 @@ class RunOptions:
     trains whole seeds; the seed count must divide over the devices); ``auto``: seeds where the
     devices are CPUs of one process and the seeds divide over them (:func:`bpo_jax.runner.use_cpu_cores`
     makes a CPU's cores its devices), else envs.  Same run up to float rounding either way."""
-    resume_hint: str = _LIBRARY_RESUME
-    """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory."""
+    resume_hint: Optional[str] = None
+    """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory.
+    None: the library call, with the options a resume must repeat (``fast_compile``)."""
     restart_hint: Optional[str] = None
     """How it tells a reader to start again a run stopped before its first checkpoint (a sweep:
     its own command, which restarts such runs); None: start it again with `overwrite`."""
@@ -226,9 +224,7 @@ class RunSession:
         env = envs.make(config.env, num_envs=1, reset_pool=config.reset_pool, **config.env_kwargs())
         config.validate_env(env.action_space)
         make_network(config, env.action_space, env.obs_spec)
-        _check_devices(config, num_seeds, options.split)
-        if options.tensorboard:
-            tracking.check_open_files(num_seeds)
+        _check_machine(config, num_seeds, options)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
                       out=reporting.default_run_dir(config) if out is None else out, options=options)
         if is_lead():  # other processes write nothing (and would race process 0 creating it)
@@ -279,9 +275,7 @@ class RunSession:
         if compiled is not None and compiled != options.fast_compile:
             raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled,
                                   f"it compiles as its run did (float rounding): resume with `fast_compile` = {compiled}")
-        _check_devices(config, loaded.meta["num_seeds"], options.split)
-        if options.tensorboard:
-            tracking.check_open_files(loaded.meta["num_seeds"])
+        _check_machine(config, loaded.meta["num_seeds"], options)
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
 
@@ -342,10 +336,10 @@ class RunSession:
                 reporting.mark_diverged(self.out, self.note)
 
     def _resume_hint(self) -> str:
-        o = self.options
-        if o.resume_hint == _LIBRARY_RESUME and o.fast_compile:  # a resume compiles as its run did
-            return f"bpo_jax.session.RunSession.resume({self.out!r}, RunOptions(fast_compile=True))"
-        return o.resume_hint.format(out=self.out)
+        if self.options.resume_hint is not None:
+            return self.options.resume_hint.format(out=self.out)
+        options = ", RunOptions(fast_compile=True)" * self.options.fast_compile  # a resume compiles as its run did
+        return f"bpo_jax.session.RunSession.resume({self.out!r}{options})"
 
     def _worded(self, note: str) -> str:
         return self.options.wording(note) if self.options.wording else note
@@ -598,11 +592,14 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
         return saved.total_steps
 
 
-def _check_devices(config: Config, num_seeds: int, split: str) -> None:
-    """The ConfigError :func:`bpo_jax.runner.run` would raise for these seeds on this machine's
-    devices (a split that does not divide), before anything is written."""
-    devices = runner.fitting_devices(None, split, num_seeds, config)
-    runner.make_mesh(devices, config.num_envs, num_seeds, split)
+def _check_machine(config: Config, num_seeds: int, options: RunOptions) -> None:
+    """Before anything is written: the ConfigError :func:`bpo_jax.runner.run` would raise for
+    these seeds on this machine's devices (a split that does not divide), and the TrackingError
+    of more TensorBoard runs than the process may open files for."""
+    devices = runner.fitting_devices(None, options.split, num_seeds, config)
+    runner.make_mesh(devices, config.num_envs, num_seeds, options.split)
+    if options.tensorboard:
+        tracking.check_open_files(num_seeds)
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:
