@@ -75,7 +75,7 @@ def type_error(name: str, value: Any, hint: Any) -> Optional[str]:
             return f"a tuple of {say(typing.get_args(h)[0]).removeprefix('an ').removeprefix('a ')}s"
         return words.get(h, f"a {h.__name__}" if isinstance(h, type) else str(h))
 
-    return None if fits(value, hint) else f"{name} must be {say(hint)}, got {value!r}"
+    return None if fits(value, hint) else f"`{name}` must be {say(hint)}, got {value!r}"
 
 
 def _arg(default: Any, help: str, sweep: bool = False):
@@ -190,7 +190,7 @@ class Config:
     def algorithm(self) -> algorithms.Algorithm:
         """The algorithm object named by ``algo``."""
         if self.algo not in algorithms.names():
-            raise ConfigError(unknown_name("algo", self.algo, algorithms.names()))
+            raise ConfigError(unknown_name("`algo`", self.algo, algorithms.names()))
         return algorithms.get(self.algo)
 
     @property
@@ -253,13 +253,13 @@ class Config:
         for item in self.env_options:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
-                raise ConfigError(f"env option {item!r} is not key=value (e.g. backend=generalized)")
+                raise ConfigError(f"`env_options` item {item!r} is not key=value (e.g. backend=generalized)")
             try:  # inf is no Python literal, 1e999 is (a range such as healthy_z_range=(0.7,inf))
                 value = ast.literal_eval(re.sub(r"\binf\b", "1e999", text.strip()))
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 value = text.strip()
             if key.strip() in out:
-                raise ConfigError(f"env option {key.strip()} is given twice in env_options")
+                raise ConfigError(f"env option {key.strip()} is given twice in `env_options`")
             out[key.strip()] = value
         return out
 
@@ -282,64 +282,65 @@ class Config:
 
         def one_of(name: str, valid) -> None:  # the message (with its suggestions) only on failure
             if getattr(self, name) not in valid:
-                raise ConfigError(unknown_name(name, getattr(self, name), valid))
+                raise ConfigError(unknown_name(f"`{name}`", getattr(self, name), valid))
 
         hints = _hints()
         for f in fields(self):
             message = type_error(f.name, getattr(self, f.name), hints[f.name])
             need(message is None, message)
-        need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
+        need(0 <= self.seed < 2**32, f"`seed` must be in [0, 2**32), got {self.seed}")
         algorithm = self.algorithm
         for f in fields(self):  # inf passes the range checks below (nan fails them, with a less clear message)
             value = getattr(self, f.name)
             if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
-                need(math.isfinite(value), f"{f.name} must be finite, got {value}")
+                need(math.isfinite(value), f"`{f.name}` must be finite, got {value}")
             if isinstance(value, float) and math.isfinite(value):
-                problem = float32_problem(f.name, value)
+                problem = float32_problem(f"`{f.name}`", value)
                 need(problem is None, problem)
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
-            need(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
+            need(getattr(self, name) > 0, f"`{name}` must be a positive integer, got {getattr(self, name)}")
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches"):  # loop bounds and shapes: int32
-            need(getattr(self, name) < 2**31, f"{name} must be below 2**31, got {getattr(self, name):,}")
-        need(self.num_updates < 2**31, f"total_steps = {self.total_steps:,} gives {self.num_updates:,} updates, more "
+            need(getattr(self, name) < 2**31, f"`{name}` must be below 2**31, got {getattr(self, name):,}")
+        need(self.num_updates < 2**31, f"`total_steps` {self.total_steps:,} gives {self.num_updates:,} updates, more "
              f"than the int32 update counter holds; give at most {(2**31 - 1) * self.batch_size:,}")
         need(self.batch_size % self.num_minibatches == 0,
-             f"num_envs*num_steps = {self.batch_size} is not divisible into num_minibatches = "
-             f"{self.num_minibatches}; change one of them")
+             f"one update's batch (`num_envs` {self.num_envs} x `num_steps` {self.num_steps} = {self.batch_size}) "
+             f"does not divide into `num_minibatches` {self.num_minibatches}; change one of them")
         need(self.total_steps >= self.batch_size,
-             f"total_steps = {self.total_steps} is less than one update's batch "
-             f"num_envs*num_steps = {self.batch_size}")
+             f"`total_steps` {self.total_steps} is less than one update's batch "
+             f"(`num_envs` {self.num_envs} x `num_steps` {self.num_steps} = {self.batch_size})")
         need(all(h > 0 for h in self.hidden_sizes),  # empty: linear heads (e.g. SB3's Atari CnnPolicy)
-             f"hidden_sizes must be positive widths, got {self.hidden_sizes}")
+             f"`hidden_sizes` must be positive widths, got {self.hidden_sizes}")
         need(all(h > 0 for h in self.median_hidden_sizes),
-             f"median_hidden_sizes must be positive widths, got {self.median_hidden_sizes}")
+             f"`median_hidden_sizes` must be positive widths, got {self.median_hidden_sizes}")
         one_of("matmul_precision", MATMUL_PRECISIONS)
         one_of("activation", ACTIVATIONS)
         full = self.resolved()
-        need(full.lr > 0, f"lr must be > 0, got {full.lr}")
-        need(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
-        need(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        need(full.lr > 0, f"`lr` must be > 0, got {full.lr}")
+        need(0.0 <= self.gamma <= 1.0, f"`gamma` must be in [0, 1], got {self.gamma}")
+        need(0.0 <= self.gae_lambda <= 1.0, f"`gae_lambda` must be in [0, 1], got {self.gae_lambda}")
         low, high = self.bounds
-        need(0.0 < low <= 1.0, f"eps_low must be in (0, 1] so that c_l = 1-eps_low >= 0, got {low}")
-        need(high > 0.0, f"eps_high must be > 0, got {high}")
-        need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
-        need(self.init_std > self.min_std >= 0, f"need init_std > min_std >= 0, got {self.init_std}, {self.min_std}")
-        need(full.ent_coef >= 0, f"ent_coef must be >= 0, got {full.ent_coef}")
+        need(0.0 < low <= 1.0, f"`eps_low` (or `eps`) must be in (0, 1], as the ratio's lower bound 1 - eps_low is >= 0; "
+             f"got {low}")
+        need(high > 0.0, f"`eps_high` (or `eps`) must be > 0, got {high}")
+        need(self.max_grad_norm > 0, f"`max_grad_norm` must be > 0, got {self.max_grad_norm}")
+        need(self.init_std > self.min_std >= 0, f"need `init_std` > `min_std` >= 0, got {self.init_std} and {self.min_std}")
+        need(full.ent_coef >= 0, f"`ent_coef` must be >= 0, got {full.ent_coef}")
         for name in ("vf_coef", "u_coef", "adam_eps", "value_clip"):
-            need(getattr(full, name) >= 0, f"{name} must be >= 0, got {getattr(full, name)}")
-        need(self.reward_scale > 0, f"reward_scale must be > 0, got {self.reward_scale}")
+            need(getattr(full, name) >= 0, f"`{name}` must be >= 0, got {getattr(full, name)}")
+        need(self.reward_scale > 0, f"`reward_scale` must be > 0, got {self.reward_scale}")
         one_of("action_squash", SQUASHES)
-        need(self.obs_norm_window >= 0, f"obs_norm_window must be >= 0 (0 = all observations), got {self.obs_norm_window}")
+        need(self.obs_norm_window >= 0, f"`obs_norm_window` must be >= 0 (0 = all observations), got {self.obs_norm_window}")
         need(self.obs_clip > 0 and self.reward_clip > 0,
-             f"obs_clip and reward_clip must be > 0, got {self.obs_clip}, {self.reward_clip}")
-        need(self.reset_pool >= 0, f"reset_pool must be >= 0 (0 = fresh resets), got {self.reset_pool}")
+             f"`obs_clip` and `reward_clip` must be > 0, got {self.obs_clip} and {self.reward_clip}")
+        need(self.reset_pool >= 0, f"`reset_pool` must be >= 0 (0 = fresh resets), got {self.reset_pool}")
         if self.lr_schedule is not None:
             one_of("lr_schedule", LR_SCHEDULES)
-        need(self.desired_kl > 0, f"desired_kl must be > 0, got {self.desired_kl}")
-        need(self.policy_obs_dim >= 0, f"policy_obs_dim must be >= 0, got {self.policy_obs_dim}")
+        need(self.desired_kl > 0, f"`desired_kl` must be > 0, got {self.desired_kl}")
+        need(self.policy_obs_dim >= 0, f"`policy_obs_dim` must be >= 0, got {self.policy_obs_dim}")
         host_only = [f for f in ("asymmetric_critic", "init_at_random_ep_len", "policy_obs_dim") if getattr(self, f)]
         need(not host_only or self.env.startswith("isaaclab/"),
-             f"{', '.join(host_only)} applies to isaaclab/ environments only, not {self.env}")
+             f"{', '.join(f'`{f}`' for f in host_only)} applies to isaaclab/ environments only, not {self.env}")
         self.env_kwargs()
         self._check_foreign_fields(algorithm)
         algorithm.validate(self)
@@ -351,13 +352,13 @@ class Config:
         for other in map(algorithms.get, algorithms.names()):
             for name in set(other.own_fields) - set(algorithm.own_fields):
                 if getattr(self, name) != defaults[name]:
-                    raise ConfigError(f"{name} applies only to algo {other.name}, not {algorithm.name}; "
+                    raise ConfigError(f"`{name}` applies only to `algo` {other.name}, not {algorithm.name}; "
                                       f"leave it at its default ({defaults[name]!r}) or train {other.name}")
 
     def validate_env(self, action_space: ActionSpace) -> "Config":
         """Refuse settings that cannot apply to an environment with ``action_space``."""
         if isinstance(action_space, Discrete) and self.action_squash != "clip":
-            raise ConfigError(f"action_squash {self.action_squash!r} applies to continuous actions only; "
+            raise ConfigError(f"`action_squash` {self.action_squash!r} applies to continuous actions only; "
                               f"{self.env} has {action_space.n} discrete actions")
         return self
 

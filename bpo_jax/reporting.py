@@ -238,22 +238,30 @@ def write_outputs(result: RunResult, path: str, **extra: Any) -> dict:
     in the existing directory ``path``, each file atomically; returns the summary."""
     info = summary(result, **extra)
     write_json(os.path.join(path, "config.json"), run_config(result.config, result.num_seeds))
-    write_atomic(os.path.join(path, "metrics.csv"), lambda tmp: _write_csv(result, tmp))
+    write_metrics(os.path.join(path, "metrics.csv"), result.metrics, result.env_steps, result.steps_per_second)
     write_json(os.path.join(path, "summary.json"), info)
     write_atomic(os.path.join(path, "curve.png"), lambda tmp: plot_curve(result, tmp, format="png"))
     return info
 
 
-def _write_csv(result: RunResult, path: str) -> None:
+def write_metrics(path: str, metrics: dict[str, np.ndarray], env_steps: np.ndarray,
+                  steps_per_second: np.ndarray) -> None:
+    """metrics.csv at ``path`` (atomically): one row per (seed, update) of the [seeds, updates]
+    ``metrics``; ``env_steps`` and ``steps_per_second`` are [updates]."""
     # CSV order: the shared metrics, then the algorithm's own (absent ones are skipped).
-    names = [m for m in algorithms.metric_tags() if m in result.metrics]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["update", "seed", "env_steps", *names, "steps_per_second"])
-        for seed in range(result.num_seeds):
-            for u, steps in enumerate(result.env_steps):
-                vals = [_fmt(result.metrics[m][seed, u]) for m in names]
-                w.writerow([u + 1, seed, int(steps), *vals, f"{result.steps_per_second[u]:.1f}"])
+    names = [m for m in algorithms.metric_tags() if m in metrics]
+    num_seeds = len(metrics[names[0]])
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["update", "seed", "env_steps", *names, "steps_per_second"])
+            for seed in range(num_seeds):
+                for u, steps in enumerate(env_steps):
+                    vals = [_fmt(metrics[m][seed, u]) for m in names]
+                    w.writerow([u + 1, seed, int(steps), *vals, f"{steps_per_second[u]:.1f}"])
+
+    write_atomic(path, write)
 
 
 def _fmt(x) -> str:

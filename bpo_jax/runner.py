@@ -60,6 +60,8 @@ class BadUpdateError(RuntimeError):
         super().__init__(message)
         self.update = update  # 1-based index of the first bad update
         self.seed = seed  # seed index
+        self.before: Optional[History] = None  # the run's rows of the updates before it (set by run)
+        self.written = 0  # how many of those a front end wrote to the run's metrics.csv
 
 
 class NonFiniteError(BadUpdateError):
@@ -528,7 +530,14 @@ def run(
         now = time.perf_counter()
         train_seconds += now - t_chunk
         chunk_sps = throughput(size * config.batch_size * members, now - t_chunk)
-        _check_updates(metrics, first_update=done, env=config.env)
+        try:
+            _check_updates(metrics, first_update=done, env=config.env)
+        except BadUpdateError as e:  # keep the curve up to the failure, for the front end to write
+            good = e.update - 1 - done
+            history.blocks.append({name: m[:, :good] for name, m in metrics.items()})
+            history.sps.append(np.full(good, chunk_sps))
+            e.before = history
+            raise
         history.blocks.append(metrics)
         history.sps.append(np.full(size, chunk_sps))
         chunk_return = _weighted_return(metrics)
@@ -611,6 +620,6 @@ def _check_updates(metrics: dict, first_update: int, env: str) -> None:
     for name, error, message in checks:
         bad = np.asarray(metrics.get(name, False)).astype(bool)  # [seeds, K]
         if bad.any():
-            seed, offset = np.argwhere(bad)[0]
+            offset, seed = np.argwhere(bad.T)[0]  # the earliest update, then the lowest seed in it
             update = int(first_update + offset + 1)
             raise error(message.format(update=update, seed=seed), update, int(seed))

@@ -355,7 +355,8 @@ class RunSession:
         kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
         if isinstance(e, runner.BadUpdateError):  # resuming would only meet the same failure again
             where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
-            return f"stopped: {e}; {where}"
+            curve = f"; metrics.csv holds the {e.written} updates before it" if e.written else ""
+            return f"stopped: {e}; {where}{curve}"
         what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
         if not kept:
             again = (f"with: {self.options.restart_hint.format(out=self.out)}" if self.options.restart_hint
@@ -403,6 +404,9 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
                 variants=None if count == 1 else [session.config for session in sessions])
     except BaseException as e:
         told, owner = _named_member(e, sessions)
+        if owner is not None and lead and e.before is not None:
+            with contextlib.suppress(OSError):  # the note of why the run stopped matters more
+                told.written = _write_curve_before(owner, e.before, sessions.index(owner), count)
         for session in sessions:
             # A run trained beside the one that diverged is sound: it can go on without it.
             beside = owner is not None and session is not owner
@@ -503,6 +507,20 @@ def _named_member(e: BaseException, sessions: list[RunSession]) -> tuple[BaseExc
         e = type(e)(str(e).replace(f"(seed index {e.seed})", f"(seed index {seed} of {owner.out})"), e.update, seed)
     e.run_dir = owner.out
     return e, owner
+
+
+def _write_curve_before(owner: RunSession, before: runner.History, v: int, count: int) -> int:
+    """Write the metrics.csv of run ``v`` of ``count`` trained as one program, which diverged:
+    its rows ``before`` the bad update, the curve that led there.  Returns how many updates."""
+    metrics = before.metrics()
+    updates = next(iter(metrics.values())).shape[1]
+    if updates == 0:
+        return 0
+    seeds = owner.num_seeds
+    reporting.write_metrics(os.path.join(owner.out, "metrics.csv"),
+                            {name: m[v * seeds:(v + 1) * seeds] for name, m in metrics.items()},
+                            np.arange(1, updates + 1) * owner.config.batch_size, before.steps_per_second() / count)
+    return updates
 
 
 def _joint_start(sessions: list[RunSession]) -> Optional[runner.Start]:

@@ -43,24 +43,24 @@ def assert_one_line_in_process(capsys, *fragments):
     (["--env", "nosuch/CartPole-v1"], ["unknown environment suite", "gymnax"]),
     (["--env", "gymnax/CartPole-v7"], ["unknown gymnax environment", "CartPole-v1"]),
     (["--env", "gymnax/cartpole"], ["unknown gymnax environment 'cartpole'; did you mean 'CartPole-v1'?"]),
-    (["--algo", "sac"], ["unknown algo", "bpo, ppo"]),
-    (["--num-envs", "-4"], ["num_envs must be a positive integer"]),
-    (["--num-minibatches", "3"], ["not divisible", "num_minibatches = 3"]),
-    (["--total-steps", "100"], ["less than one update"]),
+    (["--algo", "sac"], ["unknown --algo 'sac'", "bpo, ppo"]),
+    (["--num-envs", "-4"], ["--num-envs must be a positive integer"]),
+    (["--num-minibatches", "3"], ["(--num-envs 4 x --num-steps 128 = 512) does not divide into --num-minibatches 3"]),
+    (["--total-steps", "100"], ["--total-steps 100 is less than one update's batch (--num-envs 4 x"]),
     (["--seeds", "0"], ["--seeds must be >= 1"]),
-    (["--eps", "1.5"], ["eps_low must be in (0, 1]"]),
-    (["--loss-type", "KL"], ["unknown loss_type", "adv_TV"]),
-    (["--gamma", "2"], ["gamma must be in [0, 1]"]),
+    (["--eps", "1.5"], ["--eps-low (or --eps) must be in (0, 1]"]),
+    (["--loss-type", "KL"], ["unknown --loss-type", "adv_TV"]),
+    (["--gamma", "2"], ["--gamma must be in [0, 1]"]),
     (["--preset", "paper/Walker-v9"], ["unknown preset", "paper/Hopper-v4"]),
-    (["--env-options", "max_steps_in_episode"], ["is not key=value"]),
+    (["--env-options", "max_steps_in_episode"], ["--env-options item 'max_steps_in_episode' is not key=value"]),
     (["--env-options", "no_such_param=3"], ["has no parameter", "max_steps_in_episode"]),
     (["--env", "mjx/Hopper-v4", "--env-options", "reset_noise_scale=abc"],
      ["option reset_noise_scale takes a number", "'abc'"]),
-    (["--action-squash", "sigmoid"], ["unknown action_squash", "clip, tanh"]),
-    (["--reset-pool", "-1"], ["reset_pool must be >= 0"]),
-    (["--lr", "inf"], ["lr must be finite"]),  # passes "> 0"; would only fail as NaNs after compiling
-    (["--total-steps", "99999999999999999999999"], ["int32 update counter", "give at most"]),
-    (["--num-epochs", "3000000000"], ["num_epochs must be below 2**31, got 3,000,000,000"]),  # an OverflowError mid-run
+    (["--action-squash", "sigmoid"], ["unknown --action-squash", "clip, tanh"]),
+    (["--reset-pool", "-1"], ["--reset-pool must be >= 0"]),
+    (["--lr", "inf"], ["--lr must be finite"]),  # passes "> 0"; would only fail as NaNs after compiling
+    (["--total-steps", "99999999999999999999999"], ["--total-steps 99,999,999,999,999,999,999,999 gives", "int32 update counter", "give at most"]),
+    (["--num-epochs", "3000000000"], ["--num-epochs must be below 2**31, got 3,000,000,000"]),  # an OverflowError mid-run
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
     """In-process (no interpreter start-up per case); that the process itself exits non-zero with
@@ -296,6 +296,14 @@ def test_a_diverged_runs_notes_use_the_command_lines_words(tmp_path, capsys):
     for name in ("INCOMPLETE", "DIVERGED"):
         note = (out / name).read_text()
         assert "--lr" in note and "`" not in note, note
+    # The curve up to the failure is kept, and the message says where.
+    assert message.endswith("metrics.csv holds the 30 updates before it")
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["update"]) for r in rows] == list(range(1, 31)) and {r["seed"] for r in rows} == {"0"}
+    assert [int(r["env_steps"]) for r in rows[:2]] == [20, 40] and float(rows[-1]["episode_return_mean"]) == 5.0
+    assert cli.main(["plot", str(out)]) == 2  # and it is no finished run's
+    assert "diverged" in capsys.readouterr().err
 
 
 def test_a_run_interrupted_before_its_first_checkpoint_names_its_own_command(tmp_path, monkeypatch, capsys):

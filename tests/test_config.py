@@ -33,36 +33,36 @@ def test_algorithm_defaults_fill_unset_fields(algo):
 
 
 def test_unknown_algorithm_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown algo 'sac'; valid: bpo, ppo"):
+    with pytest.raises(ConfigError, match="unknown `algo` 'sac'; valid: bpo, ppo"):
         Config(algo="sac").validate()
 
 
 @pytest.mark.parametrize("field, value", [("bpo_lambda", 0.1), ("use_median", False), ("loss_type", "TV"),
                                           ("median_hidden_sizes", (64,))])
 def test_bpo_only_settings_are_refused_for_ppo(field, value):
-    with pytest.raises(ConfigError, match=f"{field} applies only to algo bpo"):
+    with pytest.raises(ConfigError, match=f"`{field}` applies only to `algo` bpo"):
         Config(algo="ppo", **{field: value}).validate()
 
 
 def test_ppo_only_settings_are_refused_for_bpo():
-    with pytest.raises(ConfigError, match="normalize_advantages applies only to algo ppo"):
+    with pytest.raises(ConfigError, match="`normalize_advantages` applies only to `algo` ppo"):
         Config(algo="bpo", normalize_advantages=False).validate()
 
 
 @pytest.mark.parametrize("changes,message", [
-    (dict(seed="0"), "seed must be an integer, got '0'"),
-    (dict(seed=1.5), "seed must be an integer, got 1.5"),
-    (dict(seed=2**40), "seed must be in [0, 2**32)"),
-    (dict(total_steps=2048.0), "total_steps must be an integer, got 2048.0"),
-    (dict(num_envs=True), "num_envs must be an integer, got True"),  # a bool is not a count
-    (dict(hidden_sizes=[64, 64]), "hidden_sizes must be a tuple of integers, got [64, 64]"),
-    (dict(hidden_sizes=(8.5,)), "hidden_sizes must be a tuple of integers"),
-    (dict(normalize_obs="False"), "normalize_obs must be true or false, got 'False'"),  # was truthy: normalised
-    (dict(lr="1e-3"), "lr must be a number or None, got '1e-3'"),
-    (dict(gamma=None), "gamma must be a number, got None"),
-    (dict(algo=None), "algo must be a string, got None"),
-    (dict(env_options="max_steps_in_episode=10"), "env_options must be a tuple of strings"),
-    (dict(policy_obs_dim=3), "policy_obs_dim applies to isaaclab/ environments only"),
+    (dict(seed="0"), "`seed` must be an integer, got '0'"),
+    (dict(seed=1.5), "`seed` must be an integer, got 1.5"),
+    (dict(seed=2**40), "`seed` must be in [0, 2**32)"),
+    (dict(total_steps=2048.0), "`total_steps` must be an integer, got 2048.0"),
+    (dict(num_envs=True), "`num_envs` must be an integer, got True"),  # a bool is not a count
+    (dict(hidden_sizes=[64, 64]), "`hidden_sizes` must be a tuple of integers, got [64, 64]"),
+    (dict(hidden_sizes=(8.5,)), "`hidden_sizes` must be a tuple of integers"),
+    (dict(normalize_obs="False"), "`normalize_obs` must be true or false, got 'False'"),  # was truthy: normalised
+    (dict(lr="1e-3"), "`lr` must be a number or None, got '1e-3'"),
+    (dict(gamma=None), "`gamma` must be a number, got None"),
+    (dict(algo=None), "`algo` must be a string, got None"),
+    (dict(env_options="max_steps_in_episode=10"), "`env_options` must be a tuple of strings"),
+    (dict(policy_obs_dim=3), "`policy_obs_dim` applies to isaaclab/ environments only"),
     (dict(env_options=("max_steps_in_episode=10", "max_steps_in_episode=20")), "given twice"),
 ])
 def test_a_value_of_the_wrong_type_is_named_before_jax_sees_it(changes, message):
@@ -80,14 +80,14 @@ def test_integers_are_numbers():
 
 @pytest.mark.parametrize("field", ["lr", "gamma", "ent_coef", "reward_scale", "init_std", "bpo_lambda"])
 def test_an_infinite_setting_is_refused(field):
-    with pytest.raises(ConfigError, match=f"^{field} must be finite, got inf$"):
+    with pytest.raises(ConfigError, match=f"^`{field}` must be finite, got inf$"):
         Config(**{field: float("inf")}).validate()
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("eps_high", 1e300, "eps_high = 1e+300 is past float32's range"),  # inf inside the programs: a NaN stop blaming lr
-    ("max_grad_norm", -3.5e38, "max_grad_norm = -3.5e+38 is past float32's range"),  # finite in float64, not float32
-    ("reward_scale", 1e-40, "reward_scale = 1e-40 is below float32's smallest normal number"),  # flushed to 0
+    ("eps_high", 1e300, "`eps_high` = 1e+300 is past float32's range"),  # inf inside the programs: a NaN stop blaming lr
+    ("max_grad_norm", -3.5e38, "`max_grad_norm` = -3.5e+38 is past float32's range"),  # finite in float64, not float32
+    ("reward_scale", 1e-40, "`reward_scale` = 1e-40 is below float32's smallest normal number"),  # flushed to 0
 ])
 def test_a_setting_that_float32_cannot_hold_is_refused(field, value, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
@@ -108,7 +108,7 @@ def test_tanh_squash_is_refused_on_discrete_actions():
 
 @pytest.mark.parametrize("loss_type", ["log_TV", "FKL"])
 def test_log_target_losses_refuse_the_cem_limit(loss_type):
-    with pytest.raises(ConfigError, match="needs eps_low < 1"):
+    with pytest.raises(ConfigError, match="needs `eps_low` < 1"):
         Config(loss_type=loss_type, eps_low=1.0).validate()
 
 

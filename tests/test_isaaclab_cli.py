@@ -46,7 +46,7 @@ def test_paper_presets_have_the_digest_settings():
 
 
 def test_isaaclab_only_settings_are_refused_elsewhere():
-    with pytest.raises(ConfigError, match="init_at_random_ep_len applies to isaaclab/ environments only"):
+    with pytest.raises(ConfigError, match="`init_at_random_ep_len` applies to isaaclab/ environments only"):
         Config(init_at_random_ep_len=True).validate()
 
 

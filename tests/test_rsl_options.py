@@ -70,11 +70,11 @@ def test_js_and_tv_terms():
     w = jnp.ones(3)
     js = losses.bpo_divergence(lr, tgt, w, "JS")
     np.testing.assert_allclose(js, 0.5 * (losses.bpo_divergence(lr, tgt, w, "RKL") + losses.bpo_divergence(lr, tgt, w, "FKL")))
-    with pytest.raises(ConfigError, match="eps_low < 1"):
+    with pytest.raises(ConfigError, match="needs `eps_low` < 1"):
         Config(loss_type="JS", eps_low=1.0).validate()
     with pytest.raises(ConfigError, match="tv_loss_coef"):
         Config(tv_loss_coef=-1.0).validate()
-    with pytest.raises(ConfigError, match="applies only to algo bpo"):
+    with pytest.raises(ConfigError, match="applies only to `algo` bpo"):
         Config(algo="ppo", recompute_returns=True).validate()
     with pytest.raises(ConfigError, match="lr_schedule"):
         Config(lr_schedule="cosine").validate()

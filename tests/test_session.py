@@ -1,6 +1,7 @@
 """Runs from Python (bpo_jax.session): start, interrupt, resume and finish a checkpointed run;
 the checkpoint cadence and its cost; one throughput figure; input errors that name the
 parameter to change, in the library's words (no command-line flags), before anything is written."""
+import csv
 import dataclasses
 import json
 import os
@@ -314,6 +315,30 @@ def test_a_bad_update_in_one_program_names_its_run_and_seed(tmp_path):
     assert f"(seed index {e.value.seed} of {tmp_path / 'v1'})" in str(e.value) and e.value.seed in (0, 1)
     for s in sessions:
         assert reporting.is_incomplete(s.out) and str(tmp_path / "v1") in s.note
+    assert not (tmp_path / "v0" / "metrics.csv").exists()  # nothing good to write: it failed at once
+    assert e.value.update == 1 and not (tmp_path / "v1" / "metrics.csv").exists()
+
+
+def test_a_diverged_run_keeps_its_curve_up_to_the_bad_update(tmp_path):
+    """probe/NaNReward: NaN rewards from each env's 301st step, in update 19 of 16 steps.  The run
+    that diverged (the first run's seed 0: the earliest update, then the lowest member) gets a
+    metrics.csv of its own seeds' 18 good updates; the run beside it none."""
+    from tests import probes
+
+    probes.register()
+    grid = [TINY.replace(env="probe/NaNReward", total_steps=20 * 64, lr=lr) for lr in (1e-3, 2e-3)]
+    sessions = [RunSession.start(c, num_seeds=2, out=str(tmp_path / f"v{i}"), chunk_updates=4, options=QUIET)
+                for i, c in enumerate(grid)]
+    with pytest.raises(runner.NonFiniteError) as e:
+        run_together(sessions)
+    assert (e.value.update, e.value.seed, e.value.run_dir) == (19, 0, str(tmp_path / "v0"))
+    assert sessions[0].note.endswith("metrics.csv holds the 18 updates before it")
+    assert not (tmp_path / "v1" / "metrics.csv").exists() and "metrics.csv" not in sessions[1].note
+    with open(tmp_path / "v0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["update"], r["seed"]) for r in rows] == [(str(u), str(s)) for s in range(2) for u in range(1, 19)]
+    assert [int(r["env_steps"]) for r in rows[:3]] == [64, 128, 192]
+    assert all(float(r["episode_return_mean"]) == 5.0 for r in rows if r["episode_return_mean"])
 
 
 @pytest.mark.parametrize("second,message", [

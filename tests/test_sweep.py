@@ -452,7 +452,7 @@ def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm()
     ({"eps": (True,)}, "`grid` values of eps must be numbers, got True (bool)"),
     ({"eps": None}, "`grid` values of eps must be numbers, got None"),
     ([("eps", (0.1,))], "`grid` must map field names to values"),
-    ({"gae_lambda": (0.9, 1.5)}, "run smoke_CartPole-v1__ppo__gae_lambda=1.5: gae_lambda must be"),
+    ({"gae_lambda": (0.9, 1.5)}, "run smoke_CartPole-v1__ppo__gae_lambda=1.5: `gae_lambda` must be"),
 ])
 def test_bad_grids_are_one_sweep_error(grid, fragment):
     with pytest.raises(sweep.SweepError) as e:

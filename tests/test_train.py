@@ -102,8 +102,20 @@ def test_nan_is_detected_and_named():
     cfg = Config(env="probe/NaNReward", algo="bpo", num_envs=2, num_steps=10, num_epochs=1,
                  num_minibatches=1, hidden_sizes=(8,), total_steps=2 * 10 * 40)
     # NaN from the 301st step of each env, i.e. in update 31 (10 steps per update).
-    with pytest.raises(runner.NonFiniteError, match=r"update 31 \(seed index 0\)"):
+    with pytest.raises(runner.NonFiniteError, match=r"update 31 \(seed index 0\)") as e:
         runner.run(cfg, num_seeds=1, reports=40, compiler_options=runner.FAST_COMPILE)
+    # The error carries the rows of the good updates before it (for the run's metrics.csv).
+    before = e.value.before.metrics()
+    assert before["episode_return_mean"].shape == (1, 30) and e.value.before.steps_per_second().shape == (30,)
+    assert np.isfinite(before["policy_loss"]).all() and not before["nonfinite"].any()
+
+
+def test_the_first_bad_update_is_named_whichever_seed_it_is_in():
+    flags = np.zeros((3, 4), bool)
+    flags[0, 3] = flags[2, 1] = flags[1, 1] = True  # seed 0 at its 4th update, seeds 1 and 2 at their 2nd
+    with pytest.raises(runner.NonFiniteError, match=r"at update 12 \(seed index 1\)") as e:
+        runner._check_updates({"nonfinite": flags}, first_update=10, env="gymnax/CartPole-v1")
+    assert (e.value.update, e.value.seed) == (12, 1)
 
 
 def test_runner_chunks_give_the_whole_run(tiny_vmapped):
@@ -181,7 +193,7 @@ def test_the_exported_policy_keeps_the_precision():
 
 
 def test_an_unknown_precision_is_refused_with_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown matmul_precision 'tf32'; valid: highest, high, default"):
+    with pytest.raises(ConfigError, match="unknown `matmul_precision` 'tf32'; valid: highest, high, default"):
         Config(matmul_precision="tf32").validate()
 
 
@@ -196,5 +208,5 @@ def test_the_pure_api_names_wrong_arguments():
         train(0)
     with pytest.raises(TypeError, match="train's hp must be HParams"):
         train(jax.random.key(0), {"lr": 1.0})
-    with pytest.raises(ConfigError, match="bpo_lambda must be > 0"):
+    with pytest.raises(ConfigError, match="`bpo_lambda` must be > 0"):
         config.replace(algo="bpo", bpo_lambda=0.0).hparams()

@@ -34,18 +34,18 @@ class BPO(Algorithm):
         from bpo_jax.errors import unknown_name
 
         if config.loss_type not in losses.LOSS_TYPES:
-            raise ConfigError(unknown_name("loss_type", config.loss_type, losses.LOSS_TYPES))
+            raise ConfigError(unknown_name("`loss_type`", config.loss_type, losses.LOSS_TYPES))
         if config.bpo_lambda <= 0:
-            raise ConfigError(f"bpo_lambda must be > 0, got {config.bpo_lambda}")
+            raise ConfigError(f"`bpo_lambda` must be > 0, got {config.bpo_lambda}")
         if config.tv_loss_coef < 0:
-            raise ConfigError(f"tv_loss_coef must be >= 0, got {config.tv_loss_coef}")
+            raise ConfigError(f"`tv_loss_coef` must be >= 0, got {config.tv_loss_coef}")
         if config.separate_median and not config.use_median:
-            raise ConfigError("separate_median needs use_median (there is no median network to separate)")
+            raise ConfigError("`separate_median` needs `use_median` (there is no median network to separate)")
         if config.logit_clamp is not None and config.logit_clamp <= 0:
-            raise ConfigError(f"logit_clamp must be > 0, got {config.logit_clamp}")
+            raise ConfigError(f"`logit_clamp` must be > 0, got {config.logit_clamp}")
         if config.loss_type in _LOG_TARGET_LOSSES and config.bounds[0] >= 1.0:
             raise ConfigError(
-                f"loss_type {config.loss_type} needs eps_low < 1: at eps_low = 1 (c_l = 0) the target ratio "
+                f"`loss_type` {config.loss_type} needs `eps_low` < 1: at eps_low = 1 (c_l = 0) the target ratio "
                 f"can be 0, where log rho* is -inf; use adv_TV, TV, MSE or RKL for the CEM limit")
 
     def prepare(self, config, batch: Batch) -> Batch:
