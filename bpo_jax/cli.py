@@ -923,19 +923,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail("--out is empty; name where to write")
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
                 "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
-    try:
-        with interrupts_never_lost():
+    with interrupts_never_lost():  # the messages below too: a second Ctrl-C must not cut them short
+        try:
             return commands[args.command](args)
-    except KeyboardInterrupt:  # commands with something to resume say more themselves
-        return _fail("interrupted", EXIT_INTERRUPTED)
-    except urllib.error.URLError as e:  # an OSError: a library fetching data on first use, offline
-        return _fail(f"network error: {first_line(e)} (this environment downloads data on first use; "
-                     "connect once, or choose another --env)", EXIT_FAILURE)
-    except OSError as e:  # the file system refused what every check before allowed (disk full, a mount gone)
-        if os.environ.get("BPO_JAX_DEBUG"):
-            raise
-        where = f"{e.filename}: " if e.filename else ""
-        return _fail(f"file system error: {where}{e.strerror or first_line(e)}", EXIT_FAILURE)
+        except KeyboardInterrupt:  # commands with something to resume say more themselves
+            return _fail("interrupted", EXIT_INTERRUPTED)
+        except urllib.error.URLError as e:  # an OSError: a library fetching data on first use, offline
+            return _fail(f"network error: {first_line(e)} (this environment downloads data on first use; "
+                         "connect once, or choose another --env)", EXIT_FAILURE)
+        except OSError as e:  # the file system refused what every check before allowed (disk full, a mount gone)
+            if os.environ.get("BPO_JAX_DEBUG"):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            return _fail(f"file system error: {where}{e.strerror or first_line(e)}", EXIT_FAILURE)
 
 
 def entry() -> None:

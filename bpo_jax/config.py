@@ -75,7 +75,7 @@ def type_error(name: str, value: Any, hint: Any) -> Optional[str]:
             return f"a tuple of {say(typing.get_args(h)[0]).removeprefix('an ').removeprefix('a ')}s"
         return words.get(h, f"a {h.__name__}" if isinstance(h, type) else str(h))
 
-    return None if fits(value, hint) else f"`{name}` must be {say(hint)}, got {value!r}"
+    return None if fits(value, hint) else f"{name} must be {say(hint)}, got {value!r}"
 
 
 def _arg(default: Any, help: str, sweep: bool = False):
@@ -286,7 +286,7 @@ class Config:
 
         hints = _hints()
         for f in fields(self):
-            message = type_error(f.name, getattr(self, f.name), hints[f.name])
+            message = type_error(f"`{f.name}`", getattr(self, f.name), hints[f.name])
             need(message is None, message)
         need(0 <= self.seed < 2**32, f"`seed` must be in [0, 2**32), got {self.seed}")
         algorithm = self.algorithm

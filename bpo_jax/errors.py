@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
+import os
 import signal
+import sys
 import threading
 from typing import Optional
 
@@ -75,45 +76,52 @@ def interrupt_deferred():
         signal.signal(signal.SIGINT, previous)
 
 
-_pending: list = []  # Ctrl-Cs that came inside a garbage-collector callback, not yet raised
-
-
 @contextlib.contextmanager
 def interrupts_never_lost():
-    """Within the body, a Ctrl-C raises KeyboardInterrupt as usual, except inside a garbage-
-    collector callback, where Python would print the exception and drop it (JAX registers such
-    a callback, which runs at any allocation: the command would train on as if never
-    interrupted).  There it is kept, and :func:`raise_pending_interrupt` raises it at the next
-    safe point (the runs check after every chunk).  Off the main thread, or where SIGINT is
-    ignored, nothing changes."""
+    """The body with Ctrl-C stopping it once: the first SIGINT raises KeyboardInterrupt; later
+    ones are ignored until the body ends.  From the first on the command is on its way out (the
+    INCOMPLETE note, the one-line message, exit 130), and a further KeyboardInterrupt would only
+    break that: cut the note short, or print a traceback after the message.  The handler before
+    is back afterwards (the command exits next; an in-process caller goes on as it was).
+
+    Python drops a KeyboardInterrupt raised inside a garbage-collector callback (JAX registers
+    one, which runs at any allocation) or a finaliser, printing "Exception ignored in ...": the
+    command would train on to its end, deaf to Ctrl-C.  One dropped is sent again
+    (:func:`_send_again`), untold, and raised wherever the program is next.  As
+    :func:`interrupt_deferred`: where SIGINT is ignored (a background job), or off the main
+    thread, nothing changes."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
         return
+    raised = []  # non-empty while a KeyboardInterrupt of ours is on its way out
 
-    def pressed(signum, frame):
-        callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
-        while frame is not None:
-            if frame.f_code in callbacks:
-                _pending.append(signum)
-                return
-            frame = frame.f_back
-        raise KeyboardInterrupt
+    def first(signum, frame):
+        if not raised:
+            raised.append(signum)
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, pressed)
+    def unraisable(info):
+        if isinstance(info.exc_value, KeyboardInterrupt) and raised:
+            raised.clear()
+            _send_again()
+        else:
+            hook(info)
+
+    previous, hook = signal.signal(signal.SIGINT, first), sys.unraisablehook
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is pressed:  # not one the body chose (SIG_IGN while it stops)
-            signal.signal(signal.SIGINT, previous)
-        _pending.clear()
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, previous)
 
 
-def raise_pending_interrupt() -> None:
-    """Raise KeyboardInterrupt if a Ctrl-C came inside a garbage-collector callback
-    (:func:`interrupts_never_lost`) and has not been raised yet."""
-    if _pending:
-        _pending.clear()
-        raise KeyboardInterrupt
+def _send_again(delay: float = 0.01) -> None:
+    """SIGINT to this process again in ``delay`` seconds, from another thread: sent now, it would
+    be handled in the callback that dropped the last one, still running."""
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
 
 
 def finishes_before_interrupt(fn):

@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from bpo_jax import checkpoint, envs, errors, reporting, runner, tracking
+from bpo_jax import checkpoint, envs, reporting, runner, tracking
 from bpo_jax.config import Config, type_error
 from bpo_jax.errors import first_line
 from bpo_jax.networks import make_network
@@ -459,7 +459,6 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
             if save and saver is not None:
                 saver.save(mine)
             log(mine)
-        errors.raise_pending_interrupt()  # a Ctrl-C that came inside a gc callback: stop here, saved
 
     def progress(p: runner.Progress) -> None:
         for show in shows:

@@ -1,13 +1,14 @@
 """Error text: the one-line messages' suggestions for a mistyped name; Ctrl-C held over imports,
-and never lost inside a garbage-collector callback."""
+never lost inside a garbage-collector callback, and stopping a command once."""
 import gc
 import os
 import signal
+import sys
 import time
 
 import pytest
 
-from bpo_jax.errors import first_line, interrupt_deferred, interrupts_never_lost, raise_pending_interrupt, unknown_name
+from bpo_jax.errors import first_line, interrupt_deferred, interrupts_never_lost, unknown_name
 
 GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
 
@@ -56,10 +57,12 @@ def test_interrupt_deferred_leaves_an_ignored_sigint_ignored():
         signal.signal(signal.SIGINT, before)
 
 
-def test_a_ctrl_c_inside_a_gc_callback_is_kept_for_the_next_safe_point():
+def test_a_ctrl_c_dropped_inside_a_gc_callback_is_sent_again_and_later_ones_are_ignored():
     """Python prints and drops an exception raised in a gc callback (JAX registers one): the
-    command trained on to the end after such a Ctrl-C."""
-    fired = []
+    command trained on to the end after such a Ctrl-C.  It is sent again, untold, and raised
+    outside the callback; once one is raised, the process is on its way out and further ones are
+    ignored until the body ends."""
+    fired, told = [], []
 
     def callback(phase, info):
         if phase == "start" and not fired:
@@ -67,15 +70,31 @@ def test_a_ctrl_c_inside_a_gc_callback_is_kept_for_the_next_safe_point():
             signal.raise_signal(signal.SIGINT)  # the handler runs at the next bytecode: in here
             sum(range(100))
 
+    before, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    sys.unraisablehook = told.append  # what would print "Exception ignored in ..."
     gc.callbacks.append(callback)
     try:
-        with interrupts_never_lost():
-            gc.collect()  # not raised in the callback, where it would be dropped
-            assert fired
-            with pytest.raises(KeyboardInterrupt):
-                raise_pending_interrupt()
-            raise_pending_interrupt()  # raised once
-            with pytest.raises(KeyboardInterrupt):  # anywhere else: at once, as usual
-                signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_never_lost():
+                gc.collect()  # raised in the callback, dropped there: sent again
+                assert fired
+                time.sleep(5)  # raised in here, a few ms later
+                raise AssertionError("the Ctrl-C was lost")
+        assert told == [] and sys.unraisablehook == told.append  # nothing printed; the hook given back
+        assert signal.getsignal(signal.SIGINT) is before
     finally:
         gc.callbacks.remove(callback)
+        sys.unraisablehook = hook
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_second_ctrl_c_while_stopping_is_ignored_and_the_handler_is_back_afterwards():
+    before = signal.getsignal(signal.SIGINT)
+    with interrupts_never_lost():
+        try:
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:  # the command writes its note ...
+            signal.raise_signal(signal.SIGINT)  # ... and another Ctrl-C does not cut it short
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -12,13 +12,10 @@ pays for it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import re
-import signal
 import sys
-import threading
 
 from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line
 
@@ -136,59 +133,11 @@ def check_out(out: str, overwrite: bool) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _one_interrupt():
-    """The body with Ctrl-C stopping it once: the first SIGINT raises KeyboardInterrupt, later ones
-    are ignored, to the process's end.  From the first on the process is on its way out (the
-    INCOMPLETE note, the one-line message, exit 130), and a further KeyboardInterrupt would only
-    break that: cut the note short, or, raised in a garbage-collector callback as JAX's objects
-    are freed, print a traceback after the message.  Python drops a KeyboardInterrupt raised in
-    such a callback (JAX registers one) or in a finaliser, though (printing a traceback), and the
-    run would go on deaf to Ctrl-C: one dropped is sent again (:func:`_send_again`), untold.  As
-    :func:`bpo_jax.errors.interrupt_deferred`: where SIGINT is ignored (a background job), or off
-    the main thread, nothing changes."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        yield
-        return
-    raised = []  # non-empty while a KeyboardInterrupt of ours is on its way out
-
-    def first(signum, frame):
-        if not raised:
-            raised.append(signum)
-            raise KeyboardInterrupt
-
-    def unraisable(info):
-        if isinstance(info.exc_value, KeyboardInterrupt) and raised:
-            raised.clear()
-            _send_again()
-        else:
-            hook(info)
-
-    previous, hook, interrupted = signal.signal(signal.SIGINT, first), sys.unraisablehook, False
-    sys.unraisablehook = unraisable
-    try:
-        yield
-    except KeyboardInterrupt:  # also one that `first` did not raise (a Ctrl-C held, then raised)
-        interrupted = True
-        raise
-    finally:
-        sys.unraisablehook = hook
-        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted else previous)
-
-
-def _send_again(delay: float = 0.01) -> None:
-    """SIGINT to this process again in ``delay`` seconds, from another thread: sent now, it would
-    be handled in the callback that dropped the last one, still running."""
-    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
-    timer.daemon = True
-    timer.start()
-
-
 def run(args) -> int:
     """Run ``bpo-jax llm``; returns the exit code.  Bad input is one line on stderr, code 2,
     before anything is written; a run that stops (a NaN, Ctrl-C) is one line, code 1 (130),
-    and its directory's INCOMPLETE file says the same.  After a Ctrl-C, SIGINT stays ignored:
-    the command exits next (:func:`_one_interrupt`)."""
+    and its directory's INCOMPLETE file says the same.  The command runs inside
+    :func:`bpo_jax.errors.interrupts_never_lost`: a Ctrl-C stops it once, however it lands."""
     from bpo_jax.llm import trainer
 
     try:
@@ -200,9 +149,8 @@ def run(args) -> int:
     except (ValueError, TypeError) as e:
         return _fail(worded(first_line(e)))
     try:
-        with _one_interrupt():
-            summary = trainer.run(cfg, args.seeds, out, log=lambda m: print(m, file=sys.stderr, flush=True),
-                                  overwrite=args.overwrite, words=worded)
+        summary = trainer.run(cfg, args.seeds, out, log=lambda m: print(m, file=sys.stderr, flush=True),
+                              overwrite=args.overwrite, words=worded)
     except KeyboardInterrupt as e:
         return _fail(worded(trainer.stop_note(e, out)), EXIT_INTERRUPTED)
     except Exception as e:
