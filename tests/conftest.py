@@ -16,8 +16,9 @@
   tests are independent and heavy), or a test names its own ``xdist_group``.  Tests marked
   ``slow`` are handed out first, so that no long test starts last and leaves a worker idle.
 * Tiers: pyproject's ``addopts`` deselect tests marked ``extended`` (the same checks on further
-  variants: more MuJoCo families, MuJoCo Warp, brax Ant, four devices, the MJX learning run), so that the
-  default suite stays under 10 minutes on a 2-core CPU; ``-m extended`` runs them, and CI runs both.
+  variants: more MuJoCo families, MuJoCo Warp, brax Ant, four devices, Atari on two devices and
+  resumed, the MJX learning run), so that the default suite stays under 10 minutes on a 2-core
+  CPU; ``-m extended`` runs them, and CI runs both.
 * ``BPO_JAX_REQUIRE_EXTRAS=1`` (CI sets it): ``pytest.importorskip`` of a package that one of the
   project's extras installs raises instead of skipping, so a broken install fails CI rather than
   silently skipping a suite's tests.

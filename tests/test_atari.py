@@ -283,6 +283,8 @@ def test_restart_envs_starts_every_game_again_and_keeps_the_learner(backend):
     assert np.isfinite(metrics["loss"]) and np.all(np.asarray(after.env_state.episode_length) == 8)
 
 
+@pytest.mark.slow
+@pytest.mark.extended  # 33 s; the default suite restarts both backends' games in test_restart_envs_*
 def test_an_interrupted_run_resumes_with_its_games_restarted_the_same_way_twice(tmp_path):
     """The ale backend refused to step a pool a resumed run had never reset ("send() called
     before reset()"); EnvPool stepped it on silently."""
@@ -319,6 +321,8 @@ def test_cli_refuses_what_cannot_apply_to_frames_before_writing(tmp_path, capsys
     assert err.startswith(f"bpo-jax: error: {said}") and len(err.splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.extended  # 19 s, a child process with 2 devices; the default suite trains 2 seeds on one
 def test_seeds_train_on_one_device_where_there_are_several():
     """XLA cannot partition EnvPool's custom calls: a 2-seed run on 2 CPU devices (the CLI's
     default split puts seeds on cores) failed with 'Side-effect HLO must have sharding'."""
