@@ -126,15 +126,19 @@ def _send_again(delay: float = 0.01) -> None:
 
 def finishes_before_interrupt(fn):
     """Decorator: ``fn`` runs to its end with Ctrl-C held (:func:`interrupt_deferred`), then a
-    Ctrl-C that came meanwhile is raised as KeyboardInterrupt.  For writes that must not stop
-    half-way, such as a checkpoint."""
+    Ctrl-C that came meanwhile is delivered to the handler in force, as if pressed now (inside
+    :func:`interrupts_never_lost`: raised once, ignored while the command stops).  For writes
+    that must not stop half-way, such as a checkpoint."""
 
     @functools.wraps(fn)
     def held(*args, **kwargs):
         with interrupt_deferred() as pressed:
             result = fn(*args, **kwargs)
         if pressed:
-            raise KeyboardInterrupt
+            if callable(signal.getsignal(signal.SIGINT)):
+                signal.raise_signal(signal.SIGINT)  # its handler runs before this call returns
+            else:
+                raise KeyboardInterrupt
         return result
 
     return held

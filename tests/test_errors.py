@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from bpo_jax.errors import first_line, interrupt_deferred, interrupts_never_lost, unknown_name
+from bpo_jax.errors import (finishes_before_interrupt, first_line, interrupt_deferred, interrupts_never_lost,
+                            unknown_name)
 
 GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
 
@@ -98,3 +99,24 @@ def test_a_second_ctrl_c_while_stopping_is_ignored_and_the_handler_is_back_after
             signal.raise_signal(signal.SIGINT)  # ... and another Ctrl-C does not cut it short
             time.sleep(0.05)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_write_held_over_a_ctrl_c_finishes_then_stops_the_command_once():
+    done = []
+
+    @finishes_before_interrupt
+    def write(name):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # not raised in here
+        done.append(name)
+        return name
+
+    before = signal.getsignal(signal.SIGINT)
+    with interrupts_never_lost():
+        with pytest.raises(KeyboardInterrupt):
+            write("checkpoint")
+        assert done == ["checkpoint"]
+        assert write("note") == "note"  # while the command stops, a further Ctrl-C is ignored
+    assert done == ["checkpoint", "note"] and signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):  # outside any command: raised, as Python would
+        write("alone")
