@@ -81,6 +81,15 @@ class RunFinished(SessionError):
         self.run_dir = run_dir
 
 
+class RunDirectoryGone(RuntimeError):
+    """A run's directory was removed while it trained: it stops rather than write its
+    checkpoints and results into a new folder that would look like a run of its own."""
+
+    def __init__(self, run_dir: str):
+        super().__init__(f"the run directory {run_dir} was removed while the run trained; nothing more is written there")
+        self.run_dir = run_dir
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run is watched and written.  None of it changes what the run computes, so a
@@ -330,7 +339,7 @@ class RunSession:
         INCOMPLETE (and DIVERGED, where resuming would repeat the failure) file.  :meth:`run`
         does this itself; a front end calls it for a run stopped before :meth:`run`."""
         self.note = self._stop_note(e)
-        if is_lead():
+        if is_lead() and os.path.isdir(self.out):  # not recreated where it was removed
             reporting.mark_incomplete(self.out, self.note)
             if diverged:
                 reporting.mark_diverged(self.out, self.note)
@@ -352,6 +361,8 @@ class RunSession:
         return self._worded(self._stop_reason(e))
 
     def _stop_reason(self, e: BaseException) -> str:
+        if isinstance(e, RunDirectoryGone) and e.run_dir == self.out:
+            return f"stopped: {e}"
         kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
         if isinstance(e, runner.BadUpdateError):  # resuming would only meet the same failure again
             where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
@@ -452,6 +463,9 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
     shows = [show for show in (console, on_progress) if show is not None]
 
     def on_chunk(chunk: runner.Chunk) -> None:
+        for session in sessions:
+            if not os.path.isdir(session.out):
+                raise RunDirectoryGone(session.out)
         save = chunk.state is not None and any(s is not None and s.due(chunk.update, chunk.num_updates) for s in savers)
         state = chunk.state if count == 1 or not save else runner.to_host(chunk.state)
         for v, (saver, log, history) in enumerate(zip(savers, loggers, histories)):

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from bpo_jax import Config, checkpoint, reporting, runner
-from bpo_jax.session import ProgramMismatch, RunFinished, RunOptions, RunSession, SessionError, run_together
+from bpo_jax.session import (ProgramMismatch, RunDirectoryGone, RunFinished, RunOptions, RunSession, SessionError,
+                             run_together)
 from tests.compiling import FULL
 
 # 16 updates of 64 steps in chunks of 4.
@@ -339,6 +341,27 @@ def test_a_diverged_run_keeps_its_curve_up_to_the_bad_update(tmp_path):
     assert [(r["update"], r["seed"]) for r in rows] == [(str(u), str(s)) for s in range(2) for u in range(1, 19)]
     assert [int(r["env_steps"]) for r in rows[:3]] == [64, 128, 192]
     assert all(float(r["episode_return_mean"]) == 5.0 for r in rows if r["episode_return_mean"])
+
+
+def test_a_run_whose_directory_is_removed_stops_and_is_not_recreated(tmp_path):
+    """Removed mid-run, the folder came back at the next checkpoint and at the end, holding a
+    run's files without its INCOMPLETE marker, as if finished.  The run beside it in the same
+    program keeps its note with the way to resume it."""
+    grid = [CONSTANT_LR, CONSTANT_LR.replace(lr=1e-3)]
+    sessions = [RunSession.start(c, num_seeds=2, out=str(tmp_path / f"v{i}"), chunk_updates=2, options=EVERY_CHUNK)
+                for i, c in enumerate(grid)]
+
+    def remove_first(p):
+        if p.update == 4:
+            shutil.rmtree(tmp_path / "v0")
+
+    with pytest.raises(RunDirectoryGone) as e:
+        run_together(sessions, on_progress=remove_first)
+    assert e.value.run_dir == str(tmp_path / "v0") and not (tmp_path / "v0").exists()
+    assert sessions[0].note == f"stopped: the run directory {tmp_path / 'v0'} was removed while the run trained; " \
+                               "nothing more is written there"
+    note = (tmp_path / "v1" / "INCOMPLETE").read_text()
+    assert "step_00000004" in note and "RunSession.resume" in note
 
 
 @pytest.mark.parametrize("second,message", [
