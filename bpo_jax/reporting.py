@@ -49,6 +49,9 @@ def check_creatable(path: str) -> None:
     it, or the nearest existing folder above it not writable (os.makedirs would fail late)."""
     if not path:
         raise OutputDirError("the output path `out` is empty; name a directory")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise OutputDirError(f"output path {path!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
+                             "remove the link or choose another directory")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputDirError(f"output path {path!r} is a file; choose a directory")
     existing = os.path.abspath(path)
@@ -56,6 +59,7 @@ def check_creatable(path: str) -> None:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise OutputDirError(f"cannot create {path!r}: {existing!r} is a file; choose another directory")
+    _check_name_lengths(path, existing)
     try:  # a real file, not os.access: root passes os.access on read-only mounts and pseudo-filesystems
         with tempfile.TemporaryFile(dir=existing):
             pass
@@ -64,11 +68,28 @@ def check_creatable(path: str) -> None:
                              "another directory") from None
 
 
+def _check_name_lengths(path: str, existing: str) -> None:
+    """Fail if a folder ``path`` would create under ``existing`` has a name longer than that
+    file system allows (os.makedirs would fail once the run has started)."""
+    try:
+        longest = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):  # no such limit to ask for here
+        return
+    missing = os.path.relpath(os.path.abspath(path), existing)
+    for name in missing.split(os.sep) if missing != os.curdir else []:
+        if len(os.fsencode(name)) > longest:
+            raise OutputDirError(f"cannot create {path!r}: the folder name {name[:20]!r}... is {len(os.fsencode(name))} "
+                                 f"bytes, more than the {longest} this file system allows; choose a shorter `out`")
+
+
 def check_output_dir(path: str, overwrite: bool) -> None:
     """Fail before training, not after, if ``path`` is a non-empty directory, a file, or cannot
     be created.  The message names parameters in backticks (`overwrite`), for a front end to
     reword."""
     check_creatable(path)
+    if overwrite and os.path.islink(path) and os.listdir(path):
+        raise OutputDirError(f"`overwrite` cannot empty {path!r}: it is a symbolic link to {os.path.realpath(path)!r}; "
+                             "give that directory itself as `out`")
     why_not = overwrite and os.path.isdir(path) and os.listdir(path) and _not_to_delete(path)
     if why_not:
         raise OutputDirError(f"`overwrite` would delete {path!r}, {why_not}; choose a new directory for `out`")

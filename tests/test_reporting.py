@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bpo_jax import reporting
 
 
@@ -48,3 +50,29 @@ def test_dev_stdout_is_written_into_what_the_shell_opened(tmp_path):
         redirected = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
     assert redirected.returncode == 0 and (tmp_path / "out.txt").read_text() == "report", redirected.stderr
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_output_folders_that_would_fail_once_the_run_started_are_refused_up_front(tmp_path):
+    """A broken link failed with FileExistsError, a link to a full folder with `overwrite` with
+    rmtree's "Cannot call rmtree on a symbolic link", a too long folder name with "File name too
+    long": each after the run had started (exit 1, advice to add --overwrite)."""
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("kept")
+    (tmp_path / "link").symlink_to(target)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothere")
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")  # 255 on Linux's usual file systems
+    refused = {
+        str(tmp_path / "dangling"): "is a symbolic link to",
+        str(tmp_path / ("x" * (longest + 1)) / "run"): f"is {longest + 1} bytes, more than the {longest} this file system",
+    }
+    for path, said in refused.items():
+        with pytest.raises(reporting.OutputDirError, match=said):
+            reporting.check_output_dir(path, overwrite=False)
+    with pytest.raises(reporting.OutputDirError, match="`overwrite` cannot empty .* it is a symbolic link to"):
+        reporting.check_output_dir(str(tmp_path / "link"), overwrite=True)
+    assert (target / "keep.txt").read_text() == "kept"
+    reporting.check_output_dir(str(tmp_path / ("x" * longest)), overwrite=False)  # at the limit: fine
+    (target / "keep.txt").unlink()
+    reporting.open_run_dir(str(tmp_path / "link"), overwrite=False, note="running")  # an empty one is used
+    assert reporting.is_incomplete(str(target))
