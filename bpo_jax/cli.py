@@ -21,9 +21,10 @@ import shlex
 import sys
 import typing
 import urllib.error
-from typing import IO, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
+from bpo_jax.console import say as _say
 from bpo_jax.errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, interrupt_deferred,
                             interrupts_never_lost)
 
@@ -48,17 +49,6 @@ def _worded(message: str) -> str:
     """A library message in this command line's words: parameters, which the library writes in
     backticks (`overwrite`), become flags (--overwrite)."""
     return re.sub(r"`(\w+)`", lambda m: _flag(m.group(1)), message)
-
-
-def _say(text: str, stream: Optional[IO] = None) -> None:
-    """Print a line; a stream whose reader has gone (``| head``) is silenced, never fatal."""
-    from bpo_jax import tracking
-
-    stream = stream or sys.stderr
-    try:
-        print(text, file=stream, flush=True)
-    except OSError:
-        tracking.silence(stream)
 
 
 class _Parser(argparse.ArgumentParser):

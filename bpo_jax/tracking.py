@@ -30,6 +30,7 @@ from typing import IO, Iterator, Optional
 import numpy as np
 
 from bpo_jax import algorithms
+from bpo_jax.console import silence
 from bpo_jax.reporting import write_json
 from bpo_jax.runner import Chunk, Progress
 
@@ -69,17 +70,6 @@ def throughput_text(steps_per_second: float, num_seeds: int) -> str:
     """The run's one steps/s figure, labelled (see :func:`bpo_jax.runner.throughput`)."""
     seeds = "1 seed" if num_seeds == 1 else f"all {num_seeds} seeds"
     return f"{steps_per_second:,.0f} env steps/s ({seeds}, training time)"
-
-
-def silence(stream: IO) -> None:
-    """Point ``stream``'s file descriptor at /dev/null: its reader has gone (a closed pipe), and
-    neither a later write nor the interpreter's final flush may fail on it."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass  # not backed by a file descriptor (e.g. StringIO): dropping writes is all we can do
 
 
 class ProgressLines:

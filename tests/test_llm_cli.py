@@ -53,6 +53,7 @@ def no_run(monkeypatch):
 
 @pytest.mark.parametrize("argv,flag", [
     (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--group-size", "1"], "--group-size must be >= 2 (the advantages compare a prompt's responses), got 1"),
     (["--warm-acc", "1.5"], "--warm-acc must be in [0, 1], got 1.5"),
     (["--ttrl", "--ttrl-train", "8", "--ttrl-votes", "4"], "--ttrl-train (8) must be <= --ttrl-votes (4)"),
     (["--ttrl-votes", "8"], "--ttrl-votes applies only with --ttrl"),  # would be silently ignored
@@ -145,6 +146,25 @@ def test_every_setting_the_command_line_sets_has_its_flag():
     assert llm_cli.worded("`rl_steps` and `warm_target`, `seeds`, `out`, `overwrite`") == \
         "--steps and --warm-acc, --seeds, --out, --overwrite"
     assert llm_cli.worded("`num_train`") == "num_train"  # no flag: the name, without backticks
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(epochs=2.0), "`epochs` must be an integer, got 2.0"),  # failed in JAX, after `out` existed
+    (dict(seed=1.5), "`seed` must be an integer, got 1.5"),
+    (dict(fast_compile="no"), "`fast_compile` must be true or false, got 'no'"),  # was truthy: on
+    (dict(algo=None), "`algo` must be a string, got None"),  # an AttributeError
+    (dict(lr=np.float32("inf")), "`lr` must be a number, got np.float32(inf)"),  # passed the finiteness check
+])
+def test_library_settings_of_the_wrong_type_are_named(changes, message):
+    with pytest.raises(TypeError) as e:
+        trainer.LLMConfig(**changes).validate()
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("seeds", [1.5, True, "1", None])
+def test_library_seed_counts_of_the_wrong_type_are_named(seeds):
+    with pytest.raises(TypeError, match=f"^`seeds` must be an integer, got {re.escape(repr(seeds))}$"):
+        trainer.check_seeds(trainer.LLMConfig(), seeds)
 
 
 def test_library_messages_name_fields_in_backticks():
@@ -251,6 +271,29 @@ def test_check_finite_names_step_and_seed():
         trainer.check_finite({**good, "grad_norm": np.array([[1.0, np.nan]])}, 3, 7)
     with pytest.raises(trainer.NonFiniteError):
         trainer.check_finite({**good, "loss": np.array([[np.inf, 0.0]])}, 3, 7)
+
+
+def test_a_warm_start_short_of_its_target_says_so():
+    cfg = trainer.LLMConfig(warm_check_every=2, warm_max_steps=2, warm_target=1.0, num_eval=16, num_train=256,
+                            warm_batch=16, d_model=16, num_layers=1, fast_compile=True)
+    lines = []
+    _, info = trainer.warm_start(cfg, trainer.make_problem_sets(cfg), log=lines.append)
+    assert info["steps"] == 2 and info["dev_accuracy"] < 1
+    assert lines[-1] == (f"note: the warm start reached dev accuracy {info['dev_accuracy']:.3f}, not `warm_target` 1, "
+                         "in its `warm_max_steps` 2 steps; RL goes on from there")
+
+
+def test_a_run_stopped_while_its_figure_is_drawn_writes_no_summary(tmp_path, capsys, monkeypatch):
+    """summary.json was written before curves.png: a Ctrl-C in between left a finished run's
+    summary in an INCOMPLETE folder."""
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "plot", pressed)
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--out", str(out)]) == 130
+    assert "interrupted (Ctrl-C)" in _error(capsys, progress=True)
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "seed0"]
 
 
 def test_warm_start_stops_on_a_nan_loss():

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 
+from bpo_jax.console import say
 from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line
 
 # flag -> LLMConfig field, for the flags that set a field directly.
@@ -70,7 +71,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--agg-mode", choices=losses.AGG_MODES, default="token-mean", help="loss aggregation (default: token-mean)")
     add("--eval-every", type=int, default=5, metavar="N", help="greedy evaluation every N RL steps (default: 5)")
     add("--num-eval", type=int, default=64, metavar="N", help="evaluation (and RL) problems (default: 64)")
-    add("--warm-acc", type=float, default=0.2, metavar="A", help="warm start stops at this accuracy (default: 0.2)")
+    add("--warm-acc", type=float, default=0.2, metavar="A", help="warm start stops at this accuracy on its training pool (default: 0.2)")
     add("--layers", type=int, default=1, help="transformer blocks (default: 1)")
     add("--d-model", type=int, default=64, help="transformer width (default: 64)")
     add("--fast-compile", action=argparse.BooleanOptionalAction, default=True,
@@ -81,10 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    try:
-        print(f"bpo-jax: error: {message}", file=sys.stderr, flush=True)
-    except OSError:
-        pass
+    say(f"bpo-jax: error: {message}")
     return code
 
 
@@ -149,7 +147,7 @@ def run(args) -> int:
     except (ValueError, TypeError) as e:
         return _fail(worded(first_line(e)))
     try:
-        summary = trainer.run(cfg, args.seeds, out, log=lambda m: print(m, file=sys.stderr, flush=True),
+        summary = trainer.run(cfg, args.seeds, out, log=lambda line: say(worded(line)),
                               overwrite=args.overwrite, words=worded)
     except KeyboardInterrupt as e:
         return _fail(worded(trainer.stop_note(e, out)), EXIT_INTERRUPTED)
@@ -157,6 +155,7 @@ def run(args) -> int:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, trainer.NonFiniteError):
             raise  # the full traceback, for a bug report
         return _fail(worded(trainer.stop_note(e, out)), EXIT_FAILURE)
-    print(f"accuracy {summary['accuracy_before_mean']:.3f} -> {summary['accuracy_after_mean']:.3f} "
-          f"(mean over {args.seeds} seed(s)); wrote {out}/{{summary.json,curves.png,seed*/curve.csv}}", flush=True)
+    say(f"accuracy {summary['accuracy_before_mean']:.3f} -> {summary['accuracy_after_mean']:.3f} "
+        f"(mean over {args.seeds} seed(s)); wrote {os.path.join(out, '')}{{summary.json,curves.png,seed*/curve.csv}}",
+        sys.stdout)
     return 0

@@ -16,6 +16,7 @@ import functools
 import math
 import os
 import time
+import typing
 from typing import Any, Callable, Optional
 
 import jax
@@ -25,6 +26,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import shuffle, threefry_cpu
+from bpo_jax.config import type_error
 from bpo_jax.errors import first_line, float32_problem
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
@@ -35,6 +37,11 @@ threefry_cpu.install()  # sampling draws a key per prompt: one kernel per draw o
 DATA_AXIS = "data"
 # Float settings that may be infinite (max_grad_norm = inf: no clipping), as in bpo_jax.config.
 _MAY_BE_INFINITE = ("max_grad_norm",)
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(LLMConfig)
 # Rollout temperatures below this are refused: float32 rounding of the logits, divided by the
 # temperature, moves the log-probs of an unchanged policy (measured on a CPU, 1 layer, d_model 16:
 # ratios of a policy to itself up to 1.005 at 1e-5, 1.04 at 1e-6, 1.5 at 1e-7, NaN from about 1e-10).
@@ -112,7 +119,8 @@ class LLMConfig:
     setting does (AIME: the same 30 problems for training and test); False: from the training pool,
     which measures generalisation to unseen problems and needs far more RL steps."""
     warm_target: float = 0.2
-    """The warm start stops once greedy accuracy on a dev split of the pool reaches this."""
+    """The warm start stops once greedy accuracy on a dev split of the training pool (problems it
+    trains on: held-out accuracy is lower) reaches this, or after ``warm_max_steps``."""
     warm_max_steps: int = 4000
     """Upper limit on warm-start steps."""
     warm_lr: float = 1e-3
@@ -173,6 +181,11 @@ class LLMConfig:
             if not ok:
                 raise ValueError(message)
 
+        hints = _hints()
+        for f in dataclasses.fields(self):  # a float where a size goes fails deep inside JAX, after `out` exists
+            message = type_error(f"`{f.name}`", getattr(self, f.name), hints[f.name])
+            if message is not None:
+                raise TypeError(message)
         for name, valid in (("algo", losses.ALGOS), ("kl_type", losses.KL_TYPES), ("agg_mode", losses.AGG_MODES),
                             ("matmul_precision", MATMUL_PRECISIONS)):
             need(getattr(self, name) in valid, unknown_name(f"`{name}`", getattr(self, name), valid))
@@ -189,6 +202,10 @@ class LLMConfig:
         for name in positive:
             need(getattr(self, name) >= 1, f"`{name}` must be >= 1, got {getattr(self, name)}")
         need(self.warm_max_steps >= 0, f"`warm_max_steps` must be >= 0, got {self.warm_max_steps}")
+        # The advantages are relative to the group's other responses: a group of one learns nothing.
+        group = "ttrl_train" if self.ttrl else "group_size"
+        need(getattr(self, group) >= 2, f"`{group}` must be >= 2 (the advantages compare a prompt's responses), "
+                                        f"got {getattr(self, group)}")
         # Sizes and loop bounds reach JAX as int32 (scan lengths, shapes): from 2**31 on a run fails
         # half-way (`epochs` 3e9: an OverflowError after the warm start), as `bpo-jax train` refuses
         # its sizes.  The host-side counts (rl_steps, warm_max_steps, ...) take the same bound, far
@@ -336,6 +353,9 @@ def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = 
                                  f"`max_grad_norm` (clip harder) or `warm_lr`", "warm start", n, cfg.seed)
         acc = greedy_accuracy(cfg.model_config, params, dev, cfg.fast_compile)
         log(f"warm start step {n}: loss {loss:.3f}, dev accuracy {acc:.3f}")
+    if acc < cfg.warm_target:
+        log(f"note: the warm start reached dev accuracy {acc:.3f}, not `warm_target` {cfg.warm_target:g}, in its "
+            f"`warm_max_steps` {cfg.warm_max_steps} steps; RL goes on from there")
     return params, {"steps": n, "dev_accuracy": acc, "seconds": time.perf_counter() - t0}
 
 
@@ -484,7 +504,8 @@ def check_finite(metrics: dict, step: int, seed: int) -> None:
     changes how XLA compiles the update, and with it the run's rounding.)"""
     if not all(np.isfinite(v).all() for v in metrics.values()):
         raise NonFiniteError(f"non-finite loss, gradient or parameters at RL step {step} (seed {seed}); lower "
-                             f"`lr` or `max_grad_norm` (clip harder)", "RL", step, seed)
+                             f"`lr` or `max_grad_norm` (clip harder), or the loss weights `ent_coef` and `kl_coef`",
+                             "RL", step, seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -564,11 +585,11 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
         before = [x["accuracy_before"] for x in summary["seeds"]]
         after = [x["accuracy_after"] for x in summary["seeds"]]
         summary.update(accuracy_before_mean=float(np.mean(before)), accuracy_after_mean=float(np.mean(after)))
-        reporting.write_json(os.path.join(out, "summary.json"), summary)
         mode = "TTRL" if cfg.ttrl else "verifiable reward"
         title = f"{cfg.algo.upper()} ({mode}), {cfg.epochs} epochs, clip {cfg.clip}"
         reporting.write_atomic(os.path.join(out, "curves.png"),
                                lambda tmp: plot(tmp, histories, title, format="png"))
+        reporting.write_json(os.path.join(out, "summary.json"), summary)  # last: the finished run's result
     except BaseException as e:
         reporting.mark_incomplete(out, words(stop_note(e, out)))
         raise
@@ -579,6 +600,8 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
 def check_seeds(cfg: LLMConfig, seeds: int) -> None:
     """Raise ValueError unless ``seeds`` runs from ``cfg.seed`` are valid seeds each (the check
     :meth:`LLMConfig.validate` makes of one), names in backticks as it writes them."""
+    if not isinstance(seeds, int) or isinstance(seeds, bool):
+        raise TypeError(f"`seeds` must be an integer, got {seeds!r}")
     if seeds < 1:
         raise ValueError(f"`seeds` must be >= 1, got {seeds}")
     if cfg.seed + seeds > 2**32:
