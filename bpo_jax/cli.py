@@ -423,6 +423,12 @@ def _init_distributed(args) -> None:
     if any(f is not None for f in flags):
         if None in flags:
             raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three")
+        host, colon, port = args.coordinator.rpartition(":")
+        if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"--coordinator must be HOST:PORT (process 0's address, e.g. 10.0.0.1:1234), "
+                              f"got {args.coordinator!r}")
+        if args.num_processes < 1:
+            raise ConfigError(f"--num-processes must be >= 1, got {args.num_processes}")
         if not 0 <= args.process_id < args.num_processes:
             raise ConfigError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
     # CPU devices of different processes talk through gloo (the default CPU client has no
@@ -567,7 +573,7 @@ def _train_host(args) -> int:
                                  checkpoint_every=every_updates, checkpoint_seconds=every_seconds,
                                  keep_checkpoints=args.keep_checkpoints)
     except KeyboardInterrupt:
-        hint = (f"; continue with: bpo-jax train --resume {out}" if reporting.has_checkpoint(out)
+        hint = (f"; continue with: bpo-jax train --resume {shlex.quote(out)}" if reporting.has_checkpoint(out)
                 else "; nothing to resume: start it again with --overwrite")
         return _fail(f"interrupted{hint}", EXIT_INTERRUPTED)
     except checkpoint.CheckpointError as e:

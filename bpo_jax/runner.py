@@ -314,11 +314,13 @@ def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds:
     :func:`resolve_split`)."""
     devices = list(jax.devices() if devices is None else devices)
     if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise ConfigError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
     split = resolve_split(split, num_seeds, devices)
-    size, what = (num_envs, "num_envs") if split == "envs" else (num_seeds, "the number of seeds")
+    size, what = (num_envs, "num_envs") if split == "envs" else (num_seeds, "num_seeds")
     if size % len(devices):
-        raise ConfigError(f"{what} = {size} must be divisible by the number of devices ({len(devices)})")
+        other = "seeds" if split == "envs" else "envs"
+        raise ConfigError(f"`{what}` {size} must be divisible by the number of devices ({len(devices)}) to split "
+                          f"the {split} over them; change it, or give `split` {other}")
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -128,8 +129,9 @@ class RunOptions:
     devices are CPUs of one process and the seeds divide over them (:func:`bpo_jax.runner.use_cpu_cores`
     makes a CPU's cores its devices), else envs.  Same run up to float rounding either way."""
     resume_hint: Optional[str] = None
-    """How the INCOMPLETE note tells a reader to continue the run; ``{out}`` is its directory.
-    None: the library call, with the options a resume must repeat (``fast_compile``)."""
+    """How the INCOMPLETE note tells a reader to continue the run, a command line: ``{out}``
+    stands for its directory, quoted for the shell where it needs to be (``shlex.quote``).  None:
+    the library call, with the options a resume must repeat (``fast_compile``)."""
     restart_hint: Optional[str] = None
     """How it tells a reader to start again a run stopped before its first checkpoint (a sweep:
     its own command, which restarts such runs); None: start it again with `overwrite`."""
@@ -346,7 +348,7 @@ class RunSession:
 
     def _resume_hint(self) -> str:
         if self.options.resume_hint is not None:
-            return self.options.resume_hint.format(out=self.out)
+            return self.options.resume_hint.format(out=shlex.quote(self.out))
         options = ", RunOptions(fast_compile=True)" * self.options.fast_compile  # a resume compiles as its run did
         return f"bpo_jax.session.RunSession.resume({self.out!r}{options})"
 
@@ -370,7 +372,7 @@ class RunSession:
             return f"stopped: {e}; {where}{curve}"
         what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
         if not kept:
-            again = (f"with: {self.options.restart_hint.format(out=self.out)}" if self.options.restart_hint
+            again = (f"with: {self.options.restart_hint.format(out=shlex.quote(self.out))}" if self.options.restart_hint
                      else "with `overwrite`")
             return f"{what} before the first checkpoint was saved; nothing to resume: start the run again {again}"
         return f"{what}; continue from {kept[-1]} with: {self._resume_hint()}"

@@ -169,9 +169,6 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
     if not available:
         raise SweepError(f"suite {suite} has no tasks in this installation (its presets are not defined)")
     if suite == "paper/isaaclab":  # torch simulators, stepped from the host: no vmapped seeds
-        from bpo_jax.envs import isaaclab
-
-        isaaclab.require("torch", "rsl_rl", "isaaclab")  # one line with the install hint
         raise SweepError("a sweep trains JAX environments, seeds vmapped; run each isaaclab/ preset on its own: "
                          "bpo-jax train --preset paper/isaaclab/<task> --algo bpo|ppo (the host loop)")
     chosen = available

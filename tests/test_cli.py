@@ -61,6 +61,10 @@ def assert_one_line_in_process(capsys, *fragments):
     (["--lr", "inf"], ["--lr must be finite"]),  # passes "> 0"; would only fail as NaNs after compiling
     (["--total-steps", "99999999999999999999999"], ["--total-steps 99,999,999,999,999,999,999,999 gives", "int32 update counter", "give at most"]),
     (["--num-epochs", "3000000000"], ["--num-epochs must be below 2**31, got 3,000,000,000"]),  # an OverflowError mid-run
+    # jax.distributed.initialize failed with "IndexError: list index out of range" and "--process-id must be in [0, 0)":
+    (["--coordinator", "nocolon", "--num-processes", "2", "--process-id", "0"], ["--coordinator must be HOST:PORT"]),
+    (["--coordinator", "localhost:1234", "--num-processes", "0", "--process-id", "0"],
+     ["--num-processes must be >= 1, got 0"]),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
     """In-process (no interpreter start-up per case); that the process itself exits non-zero with

@@ -70,7 +70,7 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
         print("OK")
     """, devices=4)
     assert "OK" in out
-    assert "ERR ConfigError num_envs = 6 must be divisible by the number of devices (4)" in out
+    assert "ERR ConfigError `num_envs` 6 must be divisible by the number of devices (4)" in out
 
 
 @pytest.mark.slow
@@ -99,7 +99,8 @@ def test_seeds_split_over_devices_compute_the_one_device_run():
         print("OK")
     """, devices=2)
     assert "OK" in out
-    assert "ERR the number of seeds = 3 must be divisible by the number of devices (2)" in out
+    assert "ERR `num_seeds` 3 must be divisible by the number of devices (2) to split the seeds over them; " \
+           "change it, or give `split` envs" in out
 
 
 def test_variants_split_over_devices_like_seeds_and_fit_the_devices():

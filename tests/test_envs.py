@@ -387,6 +387,7 @@ def test_check_option_rules():
     (dict(healthy_z_range=(0.7,)), "option healthy_z_range takes a tuple of 2 numbers (default (0.7, inf))"),
     (dict(terminate_when_unhealthy=1), "option terminate_when_unhealthy takes True or False"),
     (dict(reset_noise_scale="abc"), "option reset_noise_scale takes a number"),
+    (dict(healthy_z_range=(2, 1)), "option healthy_z_range takes (low, high) with low <= high"),  # never healthy
 ])
 def test_mjx_option_values_are_checked(options, fragment):
     pytest.importorskip("mujoco")
@@ -411,6 +412,10 @@ def test_mjx_main_body_must_name_a_body():
     ("brax/fast", dict(episode_length=float("inf")), "brax/fast: episode_length must be a positive integer"),
     ("brax/fast", dict(action_repeat=True), "brax/fast: action_repeat must be a positive integer, got True"),
     ("brax/fast", dict(obs_key=5), "brax/fast: obs_key must be the name of an observation entry"),
+    # Forwarded to PipelineEnv by tasks that take **kwargs: unchecked, 'abc' failed once training had started.
+    ("brax/inverted_pendulum", dict(n_frames="abc"), "brax/inverted_pendulum: option n_frames takes an integer"),
+    ("brax/inverted_pendulum", dict(n_frames=0), "brax/inverted_pendulum: n_frames must be a positive integer"),
+    ("brax/inverted_pendulum", dict(debug="maybe"), "brax/inverted_pendulum: option debug takes True or False"),
 ])
 def test_brax_option_values_are_checked(env_id, options, fragment):
     pytest.importorskip("brax")
@@ -427,6 +432,8 @@ def test_brax_option_values_are_checked(env_id, options, fragment):
     (dict(episode_length=True), "episode_length must be a positive integer, got True"),
     (dict(action_repeat=1.5), "action_repeat must be a positive integer, got 1.5"),
     (dict(menagerie_path=5), "menagerie_path must be a directory path, got 5"),
+    (dict(ctrl_dt=0), "option ctrl_dt takes a time step > 0 (default 0.01), got 0"),  # trained, no episode ended
+    (dict(sim_dt=-1.0), "option sim_dt takes a time step > 0"),
 ])
 def test_playground_option_values_are_checked(options, fragment):
     pytest.importorskip("mujoco_playground")

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -341,6 +342,15 @@ def test_a_diverged_run_keeps_its_curve_up_to_the_bad_update(tmp_path):
     assert [(r["update"], r["seed"]) for r in rows] == [(str(u), str(s)) for s in range(2) for u in range(1, 19)]
     assert [int(r["env_steps"]) for r in rows[:3]] == [64, 128, 192]
     assert all(float(r["episode_return_mean"]) == 5.0 for r in rows if r["episode_return_mean"])
+
+
+def test_a_front_ends_hints_name_the_directory_quoted_for_the_shell(tmp_path):
+    """`bpo-jax train --resume /tmp/a b` was the printed hint for the run in '/tmp/a b'."""
+    out = tmp_path / "a run"
+    options = dataclasses.replace(EVERY_CHUNK, resume_hint="tool --resume {out}")
+    with pytest.raises(KeyboardInterrupt):
+        RunSession.start(CONSTANT_LR, out=str(out), chunk_updates=4, options=options).run(on_progress=stop_at(4))
+    assert (out / "INCOMPLETE").read_text().rstrip().endswith(f"with: tool --resume {shlex.quote(str(out))}")
 
 
 def test_a_run_whose_directory_is_removed_stops_and_is_not_recreated(tmp_path):

@@ -277,7 +277,9 @@ def test_bad_sweep_input_is_one_line(tmp_path, capsys):
                            (["--suite", "smoke", "--algos", "bpo,bpo"], "--algos names 'bpo' twice"),
                            (["--suite", "smoke", "--tasks", "CartPole-v1,smoke/CartPole-v1"],
                             "--tasks names 'smoke/CartPole-v1' twice ('CartPole-v1' and 'smoke/CartPole-v1')"),
-                           (["--suite", "smoke", "--tasks", ","], "--tasks is empty")):
+                           (["--suite", "smoke", "--tasks", ","], "--tasks is empty"),
+                           # Not "install IsaacLab", after which it is refused all the same:
+                           (["--suite", "paper/isaaclab"], "run each isaaclab/ preset on its own: bpo-jax train")):
         assert cli.main(["sweep", *args, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and fragment in err, err

@@ -116,11 +116,16 @@ def _check_kwargs(name: str, cls: type, kwargs: dict) -> dict:
     inside PipelineEnv, or silently swallows them for tasks that take ``**kwargs``), and values
     not of their default's kind (:mod:`bpo_jax.envs.options`; brax would fail on them only when
     the step is traced, or train with NaN weights).  Returns the options, converted."""
+    from brax.envs.base import PipelineEnv
+
     params = inspect.signature(cls.__init__).parameters
     valid = {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
+    defaults = keyword_defaults(cls.__init__)
     if any(v.kind == v.VAR_KEYWORD for v in params.values()):
-        # Task constructors forward **kwargs to PipelineEnv.__init__.
-        valid |= {"n_frames", "debug"}
+        # Task constructors forward **kwargs to PipelineEnv.__init__: its defaults type-check them.
+        forwarded = {k: v for k, v in keyword_defaults(PipelineEnv.__init__).items() if k in ("n_frames", "debug")}
+        valid |= set(forwarded)
+        defaults = {**forwarded, **defaults}
     valid -= {"backend", "sys"}
     unknown = sorted(set(kwargs) - valid)
     if unknown:
@@ -128,7 +133,10 @@ def _check_kwargs(name: str, cls: type, kwargs: dict) -> dict:
             f"brax/{name} has no option(s) {', '.join(unknown)}; valid: "
             f"{', '.join(sorted(valid | set(_OWN_OPTIONS)))}"
         )
-    return check_options(f"brax/{name}", kwargs, keyword_defaults(cls.__init__))
+    checked = check_options(f"brax/{name}", kwargs, defaults)
+    if "n_frames" in checked:  # physics steps per env step: 0 would never advance the simulation
+        checked["n_frames"] = positive_int(f"brax/{name}", "n_frames", checked["n_frames"])
+    return checked
 
 
 @struct.dataclass

@@ -15,7 +15,8 @@ compiling (or, worse, training on something else):
 * array default (e.g. gymnax's ``available_torque``): an array-like of the same shape with
   numbers of the default's kind, converted to its dtype;
 * ``Enum`` default: a member, or the value of one;
-* ``str`` default: text; ``None`` default: anything; any other: an instance of its type.
+* ``str`` default: text; ``None`` default: anything; any other: an instance of its type;
+* by name: a ``*_range`` pair low <= high, a time step ``dt`` or ``*_dt`` > 0.
 
 :func:`check_option` returns the value in the default's type (``10`` for a float default is
 ``10.0``, a list for a tuple default a tuple).
@@ -172,9 +173,17 @@ def _fit_array(value: Any, default: Any) -> Any:
 
 def check_option(where: str, option: str, value: Any, default: Any) -> Any:
     """``value`` for ``option`` (default ``default``) in the default's type, else a one-line
-    ValueError: ``"<where>: option <option> takes an integer (default 500), got 'abc'"``."""
+    ValueError: ``"<where>: option <option> takes an integer (default 500), got 'abc'"``.  Two
+    rules by name besides: a ``*_range`` pair is (low, high) with low <= high (else every state
+    is out of range), and a time step ``*_dt`` is > 0."""
     try:
-        return _fit(value, default)
+        fitted = _fit(value, default)
+        if option.endswith("_range") and isinstance(fitted, tuple) and len(fitted) == 2 \
+                and all(is_real(x) for x in fitted) and fitted[0] > fitted[1]:
+            raise _Refused("(low, high) with low <= high")
+        if (option == "dt" or option.endswith("_dt")) and is_real(fitted) and fitted <= 0:
+            raise _Refused("a time step > 0")
+        return fitted
     except _Refused as refused:
         raise ValueError(f"{where}: option {option} takes {refused.takes} (default {show(default)}), "
                          f"got {value!r}") from None
