@@ -62,7 +62,10 @@ class NonFiniteError(FloatingPointError):
 
 @dataclasses.dataclass(frozen=True)
 class LLMConfig:
-    """Everything a run depends on (frozen: the jitted functions close over it)."""
+    """Everything a run depends on (frozen: the jitted functions close over it).  The command
+    line (``bpo-jax llm``) starts from a smaller, CPU-sized setting instead of these defaults:
+    ``lr`` 1e-4, ``num_layers`` 1, ``num_eval`` 64, ``num_train`` 2048, ``fast_compile`` on
+    (``bpo-jax llm --help`` lists each)."""
 
     algo: str = "gbpo"
     """'gbpo' or 'grpo'."""
