@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -45,10 +46,22 @@ def _dest(name: str) -> str:
     return _flag(name).removeprefix("--").replace("-", "_")
 
 
-def _worded(message: str) -> str:
-    """A library message in this command line's words: parameters, which the library writes in
-    backticks (`overwrite`), become flags (--overwrite)."""
-    return re.sub(r"`(\w+)`", lambda m: _flag(m.group(1)), message)
+def _worded(message: str, command: str = "train") -> str:
+    """A library message in the words of subcommand ``command``: parameters, which the library
+    writes in backticks (`overwrite`), become its flags (--overwrite); a parameter it has no flag
+    for loses its backticks (a sweep sets `lr` through its presets or --grid, not --lr)."""
+    def word(match: re.Match) -> str:
+        flag = _flag(match.group(1))
+        return flag if flag in _options_of(command) else match.group(1)
+
+    return re.sub(r"`(\w+)`", word, message)
+
+
+@functools.cache
+def _options_of(command: str) -> frozenset[str]:
+    """The flags of subcommand ``command``."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return frozenset(o for action in sub.choices[command]._actions for o in action.option_strings)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -460,7 +473,7 @@ def cmd_train(args) -> int:
         return _fail(f"--resume continues the checkpoint's run, whose {e.saved_field} is {_show(e.saved)}; "
                      f"drop {_flag(e.field)} (start a new run to change it)")
     except sessions.RunFinished as e:
-        return _fail(_worded(f"{e}; or evaluate it with: bpo-jax eval --checkpoint {e.run_dir}"))
+        return _fail(_worded(f"{e}; or evaluate it with: bpo-jax eval --checkpoint {shlex.quote(e.run_dir)}"))
     except (ValueError, ImportError, tracking.TrackingError) as e:
         return _fail(_worded(first_line(e)))
     finally:
@@ -691,7 +704,7 @@ def cmd_eval(args) -> int:
         out = args.out or evaluate.default_eval_path(loaded.run_dir, loaded.path)
         _check_file_out(out, "eval.json")
     except (ValueError, ImportError) as e:
-        return _fail(_worded(first_line(e)))
+        return _fail(_worded(first_line(e), "eval"))
 
     config, state, update = loaded.config, loaded.start.state, loaded.start.update
     _say(f"[{config.algo} {config.env}] checkpoint at update {update}: {args.episodes} episode(s) per seed, "
@@ -699,7 +712,7 @@ def cmd_eval(args) -> int:
     try:
         result = evaluate.run_eval(config, state, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps)
     except ValueError as e:  # e.g. a checkpoint whose state does not match its config.json
-        return _fail(_worded(first_line(e)))
+        return _fail(_worded(first_line(e), "eval"))
     result = {"checkpoint": os.path.abspath(loaded.path), "update": update, "env_steps": update * config.batch_size,
               **result}
     if args.video:
@@ -748,7 +761,7 @@ def cmd_export(args) -> int:
         image = len(shape) == 3 and np.dtype(env.obs_spec.dtype) == np.uint8  # Atari frames; MinAtar's grids are flat
         write(out, config, env.action_space, state, obs_dim=shape if image else int(np.prod(shape)))
     except (ValueError, ImportError) as e:
-        return _fail(_worded(first_line(e)))
+        return _fail(_worded(first_line(e), "export"))
     _say(f"wrote {out}: seed {args.seed_index}'s deterministic policy at update {loaded.start.update}", sys.stdout)
     return 0
 
@@ -762,7 +775,8 @@ def cmd_sweep(args) -> int:
         again = _sweep_command(args).replace("{", "{{").replace("}", "}}")  # a brace in --out is a path's
         options = RunOptions(progress=not args.quiet, compile_cache=not args.no_compile_cache,
                              fast_compile=args.fast_compile, tensorboard=args.tensorboard,
-                             resume_hint=again, restart_hint=again, wording=_worded,
+                             resume_hint=again, restart_hint=again,
+                             wording=functools.partial(_worded, command="sweep"),
                              **every).validate()
         names = [name for name, _ in args.grid or ()]
         repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
@@ -771,7 +785,7 @@ def cmd_sweep(args) -> int:
         grid = dict(args.grid or ())
         plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks, grid or None)
     except (ValueError, ImportError) as e:
-        return _fail(_worded(first_line(e)))
+        return _fail(_worded(first_line(e), "sweep"))
     # Every program's seeds go whole onto the CPU's cores: a count of devices that divides the
     # members (grid points x seeds) of every program.
     runner.use_cpu_cores(plan.num_seeds * math.gcd(*(len(group) for group in plan.programs())))
@@ -780,7 +794,7 @@ def cmd_sweep(args) -> int:
     except KeyboardInterrupt:
         return _fail(f"interrupted; run the same command to resume: {_sweep_command(args)}", EXIT_INTERRUPTED)
     except (ValueError, ImportError) as e:
-        return _fail(_worded(first_line(e)))
+        return _fail(_worded(first_line(e), "sweep"))
     except Exception as e:
         if os.environ.get("BPO_JAX_DEBUG"):
             raise
@@ -885,7 +899,7 @@ def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bo
         loaded = sweep.grid_labels(curves.load_all(found.runs))
         title = args.title or (sweep.title_of(args.dirs[0]) if len(args.dirs) == 1 else None)
     except (ValueError, OSError) as e:
-        return _fail(_worded(first_line(e)))
+        return _fail(_worded(first_line(e), args.command))
     if found.unfinished:
         _say(f"bpo-jax: note: left out {len(found.unfinished)} unfinished run(s), marked INCOMPLETE (resume them "
              f"first): {', '.join(found.unfinished)}")

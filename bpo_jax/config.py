@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from bpo_jax import algorithms
@@ -75,7 +76,10 @@ def type_error(name: str, value: Any, hint: Any) -> Optional[str]:
             return f"a tuple of {say(typing.get_args(h)[0]).removeprefix('an ').removeprefix('a ')}s"
         return words.get(h, f"a {h.__name__}" if isinstance(h, type) else str(h))
 
-    return None if fits(value, hint) else f"{name} must be {say(hint)}, got {value!r}"
+    if fits(value, hint):
+        return None
+    numpy = " (a NumPy scalar: convert it with int() or float())" if isinstance(value, np.generic) else ""
+    return f"{name} must be {say(hint)}, got {value!r}{numpy}"
 
 
 def _arg(default: Any, help: str, sweep: bool = False):

@@ -94,6 +94,7 @@ def interrupts_never_lost():
         yield
         return
     raised = []  # non-empty while a KeyboardInterrupt of ours is on its way out
+    inside = [True]  # emptied at the end: a Ctrl-C sent again after it is not raised into the caller
 
     def first(signum, frame):
         if not raised:
@@ -103,7 +104,7 @@ def interrupts_never_lost():
     def unraisable(info):
         if isinstance(info.exc_value, KeyboardInterrupt) and raised:
             raised.clear()
-            _send_again()
+            _send_again(inside)
         else:
             hook(info)
 
@@ -112,14 +113,19 @@ def interrupts_never_lost():
     try:
         yield
     finally:
+        inside.clear()
         sys.unraisablehook = hook
         signal.signal(signal.SIGINT, previous)
 
 
-def _send_again(delay: float = 0.01) -> None:
-    """SIGINT to this process again in ``delay`` seconds, from another thread: sent now, it would
-    be handled in the callback that dropped the last one, still running."""
-    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+def _send_again(inside: list, delay: float = 0.01) -> None:
+    """SIGINT to this process again in ``delay`` seconds, from another thread (sent now, it would
+    be handled in the callback that dropped the last one, still running), while ``inside``."""
+    def send() -> None:
+        if inside:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(delay, send)
     timer.daemon = True
     timer.start()
 

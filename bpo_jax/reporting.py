@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -96,7 +97,7 @@ def check_output_dir(path: str, overwrite: bool) -> None:
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
         hint = ""
         if is_incomplete(path):
-            hint = (f" (it holds an unfinished run: `resume` {path} continues it)" if has_checkpoint(path) else
+            hint = (f" (it holds an unfinished run: `resume` {shlex.quote(path)} continues it)" if has_checkpoint(path) else
                     " (it holds a run stopped before its first checkpoint: set `overwrite` to start it again)")
         raise OutputDirError(
             f"output directory {path!r} exists and is not empty; set `overwrite` or choose another `out`{hint}")

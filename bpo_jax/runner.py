@@ -610,8 +610,8 @@ def _weighted_return(metrics: dict) -> float:
 
 
 def _check_updates(metrics: dict, first_update: int, env: str) -> None:
-    """Raise a BadUpdateError naming the first update (and seed) that flagged a non-finite loss,
-    else a broken time limit."""
+    """Raise a BadUpdateError naming the earliest update (and the lowest seed in it) that flagged
+    a non-finite loss or a broken time limit (the loss first where both came in one update)."""
     checks = (
         ("nonfinite", NonFiniteError, "non-finite loss, gradient or parameters at update {update} (seed index "
          "{seed}); lower `lr` or `max_grad_norm` (clip harder), or check the env's rewards (`reward_scale`)"),
@@ -619,9 +619,14 @@ def _check_updates(metrics: dict, first_update: int, env: str) -> None:
          "update {update} (seed index {seed}), so that update's value targets miss bootstrap values: the env "
          "must declare time_limit = None (see bpo_jax.envs.base.FunctionalEnv)"),
     )
-    for name, error, message in checks:
+    found = []  # (offset, check, seed): the earliest update, then the first check, then the lowest seed
+    for i, (name, _, _) in enumerate(checks):
         bad = np.asarray(metrics.get(name, False)).astype(bool)  # [seeds, K]
         if bad.any():
-            offset, seed = np.argwhere(bad.T)[0]  # the earliest update, then the lowest seed in it
-            update = int(first_update + offset + 1)
-            raise error(message.format(update=update, seed=seed), update, int(seed))
+            offset, seed = np.argwhere(bad.T)[0]
+            found.append((int(offset), i, int(seed)))
+    if found:
+        offset, i, seed = min(found)
+        _, error, message = checks[i]
+        update = first_update + offset + 1
+        raise error(message.format(update=update, seed=seed), update, seed)

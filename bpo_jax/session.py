@@ -44,7 +44,7 @@ import numpy as np
 
 from bpo_jax import checkpoint, envs, reporting, runner, tracking
 from bpo_jax.config import Config, type_error
-from bpo_jax.errors import first_line
+from bpo_jax.errors import first_line, interrupt_deferred
 from bpo_jax.networks import make_network
 
 DEFAULT_REPORTS = 20  # chunks (progress reports) per run when no chunk size is given
@@ -418,7 +418,8 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
     except BaseException as e:
         told, owner = _named_member(e, sessions)
         if owner is not None and lead and e.before is not None:
-            with contextlib.suppress(OSError):  # the note of why the run stopped matters more
+            # A Ctrl-C here would skip the notes below (DIVERGED among them): the run is stopping anyway.
+            with contextlib.suppress(OSError), interrupt_deferred():  # the notes matter more than the curve
                 told.written = _write_curve_before(owner, e.before, sessions.index(owner), count)
         for session in sessions:
             # A run trained beside the one that diverged is sound: it can go on without it.

@@ -413,7 +413,7 @@ def test_mjx_main_body_must_name_a_body():
     ("brax/fast", dict(action_repeat=True), "brax/fast: action_repeat must be a positive integer, got True"),
     ("brax/fast", dict(obs_key=5), "brax/fast: obs_key must be the name of an observation entry"),
     # Forwarded to PipelineEnv by tasks that take **kwargs: unchecked, 'abc' failed once training had started.
-    ("brax/inverted_pendulum", dict(n_frames="abc"), "brax/inverted_pendulum: option n_frames takes an integer"),
+    ("brax/inverted_pendulum", dict(n_frames="abc"), "brax/inverted_pendulum: n_frames must be a positive integer"),
     ("brax/inverted_pendulum", dict(n_frames=0), "brax/inverted_pendulum: n_frames must be a positive integer"),
     ("brax/inverted_pendulum", dict(debug="maybe"), "brax/inverted_pendulum: option debug takes True or False"),
 ])

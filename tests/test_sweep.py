@@ -278,6 +278,11 @@ def test_bad_sweep_input_is_one_line(tmp_path, capsys):
                            (["--suite", "smoke", "--tasks", "CartPole-v1,smoke/CartPole-v1"],
                             "--tasks names 'smoke/CartPole-v1' twice ('CartPole-v1' and 'smoke/CartPole-v1')"),
                            (["--suite", "smoke", "--tasks", ","], "--tasks is empty"),
+                           # In the sweep's words: it has no --lr or --num-envs (presets and --grid set them).
+                           (["--suite", "smoke", "--algos", "ppo", "--grid", "lr=-1,0.1"],
+                            "run smoke_CartPole-v1__ppo__lr=-1: lr must be > 0, got -1.0"),
+                           (["--suite", "smoke", "--total-steps", "10"],
+                            "--total-steps 10 is less than one update's batch (num_envs 4 x num_steps 128 = 512)"),
                            # Not "install IsaacLab", after which it is refused all the same:
                            (["--suite", "paper/isaaclab"], "run each isaaclab/ preset on its own: bpo-jax train")):
         assert cli.main(["sweep", *args, "--out", str(tmp_path / "o")]) == 2

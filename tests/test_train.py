@@ -116,6 +116,11 @@ def test_the_first_bad_update_is_named_whichever_seed_it_is_in():
     with pytest.raises(runner.NonFiniteError, match=r"at update 12 \(seed index 1\)") as e:
         runner._check_updates({"nonfinite": flags}, first_update=10, env="gymnax/CartPole-v1")
     assert (e.value.update, e.value.seed) == (12, 1)
+    # A broken time limit before the first NaN is the one named.
+    overflow = np.zeros((3, 4), bool)
+    overflow[2, 0] = True
+    with pytest.raises(runner.TimeLimitError, match=r"at update 11 \(seed index 2\)"):
+        runner._check_updates({"nonfinite": flags, "bootstrap_overflow": overflow}, first_update=10, env="x")
 
 
 def test_runner_chunks_give_the_whole_run(tiny_vmapped):

@@ -122,10 +122,10 @@ def _check_kwargs(name: str, cls: type, kwargs: dict) -> dict:
     valid = {p for p, v in params.items() if p != "self" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
     defaults = keyword_defaults(cls.__init__)
     if any(v.kind == v.VAR_KEYWORD for v in params.values()):
-        # Task constructors forward **kwargs to PipelineEnv.__init__: its defaults type-check them.
-        forwarded = {k: v for k, v in keyword_defaults(PipelineEnv.__init__).items() if k in ("n_frames", "debug")}
-        valid |= set(forwarded)
-        defaults = {**forwarded, **defaults}
+        # Task constructors forward **kwargs to PipelineEnv.__init__.  Its debug default types
+        # that option; n_frames, which each task sets its own way (ant: 5), is checked below.
+        valid |= {"n_frames", "debug"}
+        defaults = {"debug": keyword_defaults(PipelineEnv.__init__)["debug"], **defaults}
     valid -= {"backend", "sys"}
     unknown = sorted(set(kwargs) - valid)
     if unknown:

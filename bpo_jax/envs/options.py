@@ -178,7 +178,7 @@ def check_option(where: str, option: str, value: Any, default: Any) -> Any:
     is out of range), and a time step ``*_dt`` is > 0."""
     try:
         fitted = _fit(value, default)
-        if option.endswith("_range") and isinstance(fitted, tuple) and len(fitted) == 2 \
+        if option.endswith("_range") and isinstance(fitted, (tuple, list)) and len(fitted) == 2 \
                 and all(is_real(x) for x in fitted) and fitted[0] > fitted[1]:
             raise _Refused("(low, high) with low <= high")
         if (option == "dt" or option.endswith("_dt")) and is_real(fitted) and fitted <= 0:
