@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
 import typing
 import urllib.error
@@ -951,8 +952,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def entry() -> None:
     """The ``bpo-jax`` command.  After an interrupt the process leaves at once: its files are
     closed by then, and a normal interpreter exit while XLA still runs the interrupted program
-    on its own threads can abort ("terminate called ...") after the one-line message."""
-    code = main()
+    on its own threads can abort ("terminate called ...") after the one-line message.  A Ctrl-C
+    once the command has ended (a second one, just after the first's message) has nothing left to
+    stop: it is ignored, where Python's handler, back by then, printed a traceback."""
+    ended = []
+    try:
+        ended.append(main())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # came as main returned, after the command's own last line
+        pass
+    code = ended[0] if ended else EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -247,14 +248,27 @@ def test_the_command_leaves_at_once_after_an_interrupt(monkeypatch):
     still running the interrupted program can abort the process after the one-line message."""
     exits = []
     monkeypatch.setattr(cli.os, "_exit", exits.append)
-    monkeypatch.setattr(cli, "main", lambda: cli.EXIT_INTERRUPTED)
-    with pytest.raises(SystemExit):  # os._exit is replaced, so entry goes on to sys.exit
-        cli.entry()
-    assert exits == [130]
-    monkeypatch.setattr(cli, "main", lambda: 0)
-    with pytest.raises(SystemExit) as e:
-        cli.entry()
-    assert e.value.code == 0 and exits == [130]
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        monkeypatch.setattr(cli, "main", lambda: cli.EXIT_INTERRUPTED)
+        with pytest.raises(SystemExit):  # os._exit is replaced, so entry goes on to sys.exit
+            cli.entry()
+        assert exits == [130]
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the process leaves next: nothing to stop
+        monkeypatch.setattr(cli, "main", lambda: 0)
+        with pytest.raises(SystemExit) as e:
+            cli.entry()
+        assert e.value.code == 0 and exits == [130]
+
+        def pressed_as_it_returns():  # a second Ctrl-C, just after the first's message: no traceback
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "main", pressed_as_it_returns)
+        with pytest.raises(SystemExit):
+            cli.entry()
+        assert exits == [130, 130]
+    finally:
+        signal.signal(signal.SIGINT, handler)  # this process goes on (its children would inherit SIG_IGN)
 
 
 def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):
