@@ -22,6 +22,8 @@ import time
 import jax
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import algo_name, positive_int  # noqa: E402
 
 
 def programs(root: str, algo: str) -> dict:
@@ -39,13 +41,11 @@ def programs(root: str, algo: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", help="path of the other checkout (a git worktree of the commit to compare with)")
-    parser.add_argument("--algo", default="ppo", help="ppo or bpo (default ppo)")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved calls per program (median taken)")
+    parser.add_argument("--algo", type=algo_name, default="ppo", help="ppo or bpo (default ppo)")
+    parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved calls per program (median taken)")
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.before, "benchmarks", "where_time_goes.py")):
         parser.error(f"{args.before} is not a bpo-jax checkout with benchmarks/where_time_goes.py")
-    if args.rounds < 1:
-        parser.error("--rounds must be >= 1")
     roots = {"before": os.path.abspath(args.before), "after": os.path.dirname(HERE)}
     progs = {(label, name): p for label, root in roots.items() for name, p in programs(root, args.algo).items()}
     times = {key: [] for key in progs}

@@ -7,15 +7,20 @@ size of their lowered StableHLO, for comparing two versions of this code side by
 Prints one JSON line per call; alternate the two, several rounds, and compare medians.  The
 StableHLO op count is exact and free of machine noise: equal counts mean the same program.
 """
+import argparse
 import json
 import re
 import resource
-import sys
 import time
 
-import jax
-import bpo_jax
-from bpo_jax import Config, make_train
+# Parsed before importing JAX: --help or a missing label must not cost a benchmark run.
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("label", choices=["before", "after"], help="which side of the comparison this checkout is")
+args = parser.parse_args()
+
+import jax  # noqa: E402
+import bpo_jax  # noqa: E402
+from bpo_jax import Config, make_train  # noqa: E402
 cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
 cases = {
     "cartpole-ppo": dict(algo="ppo", env="gymnax/CartPole-v1", total_steps=200_000, value_clip=0.2, vf_coef=0.25),
@@ -31,4 +36,4 @@ for name, kw in cases.items():
     w0, c0 = time.perf_counter(), cpu(); r = jax.block_until_ready(c(jax.random.key(1))); w, cc = time.perf_counter() - w0, cpu() - c0
     ops = len(re.findall(r"^\s+%\S+ = ", jax.jit(fn).lower(jax.random.key(0)).as_text(), re.M))
     out[name] = dict(stablehlo_ops=ops, compile=tc, wall_sps=cfg.total_steps / w, cpu_sps=cfg.total_steps / cc, file=bpo_jax.__file__)
-print(json.dumps({sys.argv[1]: out}))
+print(json.dumps({args.label: out}))

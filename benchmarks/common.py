@@ -1,6 +1,7 @@
 """Shared by the benchmark scripts: timing of compiled functions, machine description, output."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -56,3 +57,109 @@ def write_results(results: dict, path: str | None, echo: bool = True) -> None:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+# argparse types shared by the scripts: a bad value becomes parser.error's one line (exit 2)
+# before any compile or training starts, instead of a traceback minutes in.
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def comma_list(item, what: str = "values"):
+    """argparse type: comma-separated values, each converted by ``item`` (a callable that raises
+    ValueError or ArgumentTypeError on a bad one); at least one value."""
+    def parse(text: str) -> list:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        out = []
+        for p in parts:
+            try:
+                out.append(item(p))
+            except argparse.ArgumentTypeError:
+                raise
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"bad value {p!r} in {text!r}: expected {what}") from None
+        return out
+    return parse
+
+
+def one_of(choices, what: str):
+    """argparse item type: ``text`` if it is in ``choices`` (a collection or a callable giving one,
+    called only when a value is checked so that importing this module stays cheap)."""
+    def check(text: str) -> str:
+        valid = choices() if callable(choices) else choices
+        if text not in valid:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; valid: {', '.join(valid)}")
+        return text
+    return check
+
+
+def _algorithms():
+    from bpo_jax import algorithms
+
+    return algorithms.names()
+
+
+def _presets():
+    from bpo_jax import presets
+
+    return presets.names()
+
+
+algo_name = one_of(_algorithms, "algorithm")
+preset_name = one_of(_presets, "preset")
+positive_ints = comma_list(positive_int, "positive integers")
+floats = comma_list(float, "numbers")
+algo_names = comma_list(algo_name, "algorithms")
+
+
+def env_id(text: str) -> str:
+    """A known ``suite/name`` id.  A suite whose packages are missing cannot list its ids here;
+    such an id passes, and building the env later names what to install."""
+    from bpo_jax import envs
+
+    suite, sep, _ = text.partition("/")
+    if not sep or suite not in envs.suites():
+        raise argparse.ArgumentTypeError(f"unknown env {text!r}: expected suite/name with suite one of "
+                                         f"{', '.join(envs.suites())}")
+    try:
+        ids = envs.list_envs(suite)
+    except envs.MissingDependencyError:
+        return text
+    if text not in ids:
+        shown = ", ".join(ids[:12]) + (", ..." if len(ids) > 12 else "")
+        raise argparse.ArgumentTypeError(f"unknown env {text!r}; {suite} has: {shown}")
+    return text
+
+
+env_ids = comma_list(env_id, "env ids")
+
+
+def existing_path(text: str) -> str:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return text
+
+
+def disable_compilation_cache() -> None:
+    """Cold compiles: a persistent cache entry from an earlier run would make compile times
+    meaningless (and JAX turns the cache on when $JAX_COMPILATION_CACHE_DIR is set)."""
+    jax.config.update("jax_enable_compilation_cache", False)

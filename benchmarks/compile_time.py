@@ -36,7 +36,9 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, write_results  # noqa: E402
+from common import (  # noqa: E402
+    algo_name, comma_list, disable_compilation_cache, env_id, log, machine, nonnegative_int, positive_int, positive_ints,
+    preset_name, write_results)
 
 from bpo_jax import Config, make_train, presets  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -103,23 +105,24 @@ def measure(config: Config, num_seeds: int, levels: list[int], runs: int) -> dic
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="gymnax/CartPole-v1")
-    parser.add_argument("--algo", default="ppo", choices=["ppo", "bpo"])
-    parser.add_argument("--preset", default=None, help="a bpo-jax preset instead of --env's defaults")
-    parser.add_argument("--total-steps", type=int, default=500_000)
-    parser.add_argument("--seeds", default="1,10", help="seed counts, comma-separated (default 1,10)")
-    parser.add_argument("--levels", default="3,1", help="xla_backend_optimization_level values; 3 is XLA's default")
-    parser.add_argument("--runs", type=int, default=2, help="interleaved calls of each executable (default 2)")
+    parser.add_argument("--env", type=env_id, default="gymnax/CartPole-v1")
+    parser.add_argument("--algo", type=algo_name, default="ppo")
+    parser.add_argument("--preset", type=preset_name, default=None, help="a bpo-jax preset instead of --env's defaults")
+    parser.add_argument("--total-steps", type=positive_int, default=500_000)
+    parser.add_argument("--seeds", type=positive_ints, default="1,10", help="seed counts, comma-separated (default 1,10)")
+    parser.add_argument("--levels", type=comma_list(nonnegative_int, "optimisation levels"), default="3,1", help="xla_backend_optimization_level values; 3 is XLA's default")
+    parser.add_argument("--runs", type=positive_int, default=2, help="interleaved calls of each executable (default 2)")
     parser.add_argument("--out", default=None, help="also write the results JSON here")
     args = parser.parse_args(argv)
     try:
-        levels = sorted({3, *(int(x) for x in args.levels.split(","))}, reverse=True)
-        seeds = [int(n) for n in args.seeds.split(",")]
+        levels = sorted({3, *args.levels}, reverse=True)
+        seeds = args.seeds
         fields = presets.resolve(args.preset, args.algo) if args.preset else {"env": args.env, "algo": args.algo}
         config = Config(**{**fields, "total_steps": args.total_steps})
         config.validate()
-    except ValueError as e:  # PresetError and ConfigError are ValueErrors; so is int("x")
+    except ValueError as e:  # PresetError and ConfigError are ValueErrors
         parser.error(str(e))
+    disable_compilation_cache()
     results = {"machine": machine(), "config": {"env": config.env, "algo": config.algo, "preset": args.preset,
                                                 "total_steps": config.total_steps}}
     jax.jit(lambda x: jax.numpy.tanh(x @ x)).lower(jax.numpy.ones((8, 8))).compile()  # compiler start-up

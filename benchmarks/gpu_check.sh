@@ -3,7 +3,9 @@
 # one device call (10 minutes at most) should produce all of them.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]        (default: $OUT, else benchmarks/results/gpu)
+#   bash benchmarks/gpu_check.sh -h | --help      (this text)
 #
+# 0. the devices JAX sees;
 # 1. the paper's four MuJoCo tasks (mjx/*-v4): raw env steps/s against BPO training steps/s at
 #    thousands of envs, and the projected wall-clock of the paper's whole MuJoCo figure;
 # 2. brax/ant, the same columns (its train/raw ratio is 57% on a 2-core CPU);
@@ -15,9 +17,9 @@
 #    allowed), against step 1's highest (the default); rates in log.txt only.
 #
 # On a GPU the MJX programs' compile times dominate (8 in step 1 alone, Humanoid's the longest; not
-# yet measured on a GPU here): if one call cannot hold all four steps, split it, SKIP="3 4" first,
-# then SKIP="0 1 2" on the still-warm machine.  Each step writes its results as soon as it ends,
-# and a failing step does not stop the others.  At most 8 files land in OUT_DIR (the device tool brings back 8).  Overrides, as environment
+# yet measured on a GPU here): if one call cannot hold all seven steps (0-6), split it, SKIP="3 4 5 6"
+# first, then SKIP="0 1 2" on the still-warm machine.  Each step writes its results as soon as it ends,
+# and a failing step does not stop the others; the script exits 1 at the end if any step failed.  At most 8 files land in OUT_DIR (the device tool brings back 8).  Overrides, as environment
 # variables: SIZES (env counts, default 4096), UPDATES (timed updates per program, default 4),
 # TASKS (step 1), LEARN_STEPS and LEARN_ENVS (step 4, default 20000000 steps on the preset's 2048
 # envs), ATARI_SIZES (step 5, default 8,32,128), SKIP (steps to leave out, e.g. "3 4").
@@ -27,6 +29,11 @@
 # CPU dry run of the plumbing (minutes):
 #   SIZES=4 UPDATES=1 TASKS=mjx/Hopper-v4 LEARN_ENVS=8 LEARN_STEPS=1024 bash benchmarks/gpu_check.sh /tmp/gpu
 set -uo pipefail
+
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"
+    exit 0
+fi
 
 out=${1:-${OUT:-benchmarks/results/gpu}}
 sizes=${SIZES:-4096}
@@ -52,8 +59,12 @@ step() {  # step N "title" command...: run unless skipped, log without Warp's pe
     [[ $skip == *" $n "* ]] && return 0
     echo "== $n. $title ($(date -u +%FT%TZ))" | tee -a "$log"
     "$@" 2>&1 | grep --line-buffered -v -e '^Module ' -e 'solver iterations limit' -e 'disable the print' | tee -a "$log"
-    echo "== $n. exit ${PIPESTATUS[0]}" | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    echo "== $n. exit $rc" | tee -a "$log"
+    # Later steps still run; the exit status at the end says whether all of them passed.
+    [ "$rc" -eq 0 ] || failed+=("$n")
 }
+failed=()
 
 bench() { python3 benchmarks/throughput.py --num-envs "$sizes" --updates "$updates" "$@"; }
 
@@ -76,3 +87,9 @@ step 5 "Atari: raw emulators vs BPO and PPO training (paper/Pong)" python3 bench
     --out "$out/throughput_atari.json"
 step 6 "TF32 allowed: mjx Hopper and Ant at --matmul-precision default" \
     bench --envs mjx/Hopper-v4,mjx/Ant-v4 --matmul-precision default
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "== FAILED steps: ${failed[*]} (see $log)" | tee -a "$log"
+    exit 1
+fi
+echo "== all steps passed" | tee -a "$log"

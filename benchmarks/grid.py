@@ -21,30 +21,44 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks.common import log, machine, write_results  # noqa: E402
+from benchmarks.common import floats, log, machine, positive_int, write_results  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--field", default="lr", help="the Config field the grid varies (a sweepable one)")
-    ap.add_argument("--values", default="1e-4,3e-4,1e-3,3e-3", help="its values, comma-separated")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--total-steps", type=int, default=200_000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--values", type=floats, default="1e-4,3e-4,1e-3,3e-3", help="its values, comma-separated")
+    ap.add_argument("--seeds", type=positive_int, default=2)
+    ap.add_argument("--total-steps", type=positive_int, default=200_000)
+    ap.add_argument("--rounds", type=positive_int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    values = [float(v) for v in args.values.split(",")]
+    values = args.values
 
     from bpo_jax import runner
 
     runner.use_cpu_cores(args.seeds)  # the devices the runs alone would get, so both use the same
     from bpo_jax import Config
-    from bpo_jax.session import RunOptions, RunSession, run_together
+    from bpo_jax.session import RunOptions
 
     base = Config(algo="ppo", env="gymnax/CartPole-v1", total_steps=args.total_steps)
-    grid = [base.replace(**{args.field: v}) for v in values]
+    if args.field not in base.to_dict():
+        ap.error(f"--field: Config has no field {args.field!r}")
+    try:
+        grid = [base.replace(**{args.field: v}).validate() for v in values]
+    except (TypeError, ValueError) as e:
+        ap.error(f"--field {args.field} --values {','.join(map(str, values))}: {e}")
     options = RunOptions(progress=False, tensorboard=False, compile_cache=False)
-    root = tempfile.mkdtemp(prefix="bpo-jax-grid-")
+    with tempfile.TemporaryDirectory(prefix="bpo-jax-grid-") as root:  # the run folders are not the result
+        results = measure(args, grid, options, root)
+    write_results(results, args.out)
+
+
+def measure(args, grid, options, root: str) -> dict:
+    """Both ways of running ``grid``, ``args.rounds`` rounds, run folders under ``root``."""
+    from bpo_jax.session import RunSession, run_together
+
+    values = args.values
 
     def start(i: int, tag: str) -> RunSession:
         return RunSession.start(grid[i], args.seeds, os.path.join(root, f"{tag}{i}"), overwrite=True, options=options)
@@ -76,7 +90,7 @@ def main() -> None:
     same = all(abs(a - b) <= 1e-6 * max(1.0, abs(b)) for a, b in zip(best["together"]["final"], best["one_by_one"]["final"]))
     results["ratios"] = {name: best["together"][name] / best["one_by_one"][name] for name in ("wall", "compile", "train")}
     results["final_returns_agree"] = same
-    write_results(results, args.out)
+    return results
 
 
 if __name__ == "__main__":

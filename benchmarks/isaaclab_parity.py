@@ -31,7 +31,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, write_results  # noqa: E402
+from common import log, machine, positive_int, positive_ints, write_results  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -173,17 +173,17 @@ def random_return(num_envs: int, steps: int = 300) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--num-envs", type=int, default=128)
-    p.add_argument("--hidden", default="64,64")
-    p.add_argument("--torch-threads", type=int, default=1,
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--iterations", type=positive_int, default=50)
+    p.add_argument("--num-envs", type=positive_int, default=128)
+    p.add_argument("--hidden", type=positive_ints, default="64,64")
+    p.add_argument("--torch-threads", type=positive_int, default=1,
                    help="torch intra-op threads (default 1: on the shared 2-core machine two threads spin against "
                         "other load, about 6 s per rsl_rl iteration against 0.4 s with one)")
     p.add_argument("--out", default=None, help="results JSON; the figure goes beside it (.png)")
     args = p.parse_args()
     torch.set_num_threads(args.torch_threads)
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+    hidden = tuple(args.hidden)
     seeds = list(range(args.seeds))
     results = {"machine": machine(), "torch": torch.__version__, "num_envs": args.num_envs,
                "iterations": args.iterations, "hidden_sizes": hidden, "seeds": seeds,

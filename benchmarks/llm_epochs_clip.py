@@ -21,6 +21,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import comma_list, floats, machine, positive_int, positive_ints  # noqa: E402
 
 from bpo_jax import runner  # noqa: E402
 from bpo_jax.llm import trainer  # noqa: E402
@@ -28,29 +30,39 @@ from bpo_jax.llm import trainer  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", default="1,5,10")
-    ap.add_argument("--clips", default="0.2,0.3")
-    ap.add_argument("--algos", default="gbpo,grpo")
-    ap.add_argument("--rl-steps", type=int, default=30)
+    ap.add_argument("--seeds", type=positive_int, default=3)
+    ap.add_argument("--epochs", type=positive_ints, default="1,5,10")
+    ap.add_argument("--clips", type=floats, default="0.2,0.3")
+    ap.add_argument("--algos", type=comma_list(str, "algorithm names"), default="gbpo,grpo")
+    ap.add_argument("--rl-steps", type=positive_int, default=30)
     ap.add_argument("--ttrl", action="store_true", help="majority-vote pseudo-labels instead of true rewards")
-    ap.add_argument("--eval-every", type=int, default=None, help="greedy evaluation cadence (default: only at the end)")
-    ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--num-eval", type=int, default=64)
-    ap.add_argument("--out", default="benchmarks/results/llm_epochs_clip.json")
+    ap.add_argument("--eval-every", type=positive_int, default=None,
+                    help="greedy evaluation cadence (default: only at the end)")
+    ap.add_argument("--layers", type=positive_int, default=1)
+    ap.add_argument("--num-eval", type=positive_int, default=64)
+    # No default: a default path under benchmarks/results/ would overwrite the committed result.
+    ap.add_argument("--out", default=None, help="results JSON (default: print the table only)")
     args = ap.parse_args()
-    runner.enable_compilation_cache()  # the same program for every seed compiles once
     base = trainer.LLMConfig(num_layers=args.layers, num_eval=args.num_eval, num_train=2048, rl_steps=args.rl_steps,
                              eval_every=args.eval_every or args.rl_steps, lr=1e-4, fast_compile=True, ttrl=args.ttrl)
+    try:  # every run's config, so that a bad one fails now and not after a warm start
+        for algo in args.algos:
+            for clip in args.clips:
+                for epochs in args.epochs:
+                    dataclasses.replace(base, algo=algo, clip=clip, epochs=epochs).validate()
+    except (TypeError, ValueError) as e:
+        ap.error(str(e))
+    runner.enable_compilation_cache()  # the same program for every seed compiles once
+    about = machine()
     problems = trainer.make_problem_sets(base)
     mesh = trainer.make_mesh()
     runs, t_start = [], time.time()
     for seed in range(args.seeds):
         params, warm = trainer.warm_start(dataclasses.replace(base, seed=seed), problems, mesh=mesh)
         print(f"seed {seed}: warm start {warm['steps']} steps, dev accuracy {warm['dev_accuracy']:.3f}", flush=True)
-        for algo in args.algos.split(","):
-            for clip in map(float, args.clips.split(",")):
-                for epochs in map(int, args.epochs.split(",")):
+        for algo in args.algos:
+            for clip in args.clips:
+                for epochs in args.epochs:
                     cfg = dataclasses.replace(base, seed=seed, algo=algo, clip=clip, epochs=epochs)
                     t0 = time.time()
                     _, hist = trainer.rl_train(cfg, params, problems, mesh=mesh)
@@ -63,10 +75,11 @@ def main() -> int:
                            "kl_final": hist[-1]["kl"], "seconds": time.time() - t0}
                     runs.append(run)
                     print(json.dumps(run), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"config": dataclasses.asdict(base), "args": vars(args), "runs": runs,
-                   "wall_seconds": time.time() - t_start}, f, indent=1)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({"machine": about, "config": dataclasses.asdict(base), "args": vars(args), "runs": runs,
+                       "wall_seconds": time.time() - t_start}, f, indent=1)
     print(table(runs))
     return 0
 

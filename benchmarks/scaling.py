@@ -64,38 +64,51 @@ def measure(spec: dict) -> dict:
     return result
 
 
-def main(argv=None) -> None:
-    from common import machine, write_results
+def main(argv=None) -> int:
+    from common import algo_names, env_id, machine, positive_int, positive_ints, write_results
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--env", default="gymnax/CartPole-v1")
-    p.add_argument("--algos", default="ppo,bpo")
-    p.add_argument("--envs", default=",".join(str(2 ** i) for i in range(2, 13)), help="env counts (powers of two)")
-    p.add_argument("--devices", default="1,2,4", help="device counts")
-    p.add_argument("--device-envs", type=int, default=1024, help="env count of the device sweep")
-    p.add_argument("--seeds", type=int, default=8, help="N of the N-seeds comparison")
-    p.add_argument("--num-steps", type=int, default=128)
-    p.add_argument("--updates", type=int, default=10)
+    p.add_argument("--env", type=env_id, default="gymnax/CartPole-v1")
+    p.add_argument("--algos", type=algo_names, default="ppo,bpo")
+    p.add_argument("--envs", type=positive_ints, default=",".join(str(2 ** i) for i in range(2, 13)),
+                   help="env counts (powers of two)")
+    p.add_argument("--devices", type=positive_ints, default="1,2,4", help="device counts")
+    p.add_argument("--device-envs", type=positive_int, default=1024, help="env count of the device sweep")
+    p.add_argument("--seeds", type=positive_int, default=8, help="N of the N-seeds comparison")
+    p.add_argument("--num-steps", type=positive_int, default=128)
+    p.add_argument("--updates", type=positive_int, default=10)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
-        return
+        return 0
     base = dict(env=args.env, num_steps=args.num_steps, updates=args.updates, separate=False)
-    ints = lambda text: [int(x) for x in text.split(",") if x]
+    # Every measured Config checked here: a worker's failure would only show up as an "error"
+    # entry in the JSON, after the other workers' minutes.
+    try:
+        for algo in args.algos:
+            for n in {*args.envs, args.device_envs}:
+                config({**base, "algo": algo, "num_envs": n}).validate()
+    except ValueError as e:
+        p.error(str(e))
     results = {"machine": machine(), "envs": [], "devices": [], "seeds": []}
-    for algo in args.algos.split(","):
-        for n in ints(args.envs):
+    for algo in args.algos:
+        for n in args.envs:
             results["envs"].append(measure({**base, "algo": algo, "num_envs": n, "devices": 1, "num_seeds": 1}))
-        for d in ints(args.devices):
+        for d in args.devices:
             results["devices"].append(measure({**base, "algo": algo, "num_envs": args.device_envs, "devices": d,
                                                "num_seeds": 1}))
         for separate in (False, True):
             results["seeds"].append(measure({**base, "algo": algo, "num_envs": args.device_envs, "devices": 1,
                                              "num_seeds": args.seeds, "separate": separate}))
     write_results(results, args.out)
+    failed = [r for rows in results.values() if isinstance(rows, list) for r in rows if "error" in r]
+    for r in failed:
+        print(f"failed: {r['algo']} envs={r['num_envs']} devices={r['devices']} seeds={r['num_seeds']}"
+              f"{' separate' if r['separate'] else ''}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, write_results  # noqa: E402
+from common import comma_list, disable_compilation_cache, log, machine, one_of, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train, threefry_cpu  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -76,19 +76,19 @@ PROGRAMS = {
 }
 
 
+LOWERINGS = ("rolled", "auto", "unrolled")  # what threefry_cpu.register takes
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed calls per program (default 5)")
-    parser.add_argument("--lowerings", default="rolled,auto", help="comma-separated: rolled, auto, unrolled")
-    parser.add_argument("--programs", default=",".join(PROGRAMS), help="comma-separated subset of: " + ", ".join(PROGRAMS))
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved timed calls per program (default 5)")
+    parser.add_argument("--lowerings", type=comma_list(one_of(LOWERINGS, "lowering"), "lowerings"), default="rolled,auto", help="comma-separated: rolled, auto, unrolled")
+    parser.add_argument("--programs", type=comma_list(one_of(list(PROGRAMS), "program"), "programs"),
+                        default=",".join(PROGRAMS), help="comma-separated subset of: " + ", ".join(PROGRAMS))
     parser.add_argument("--out", default=None, help="also write the results JSON here")
     args = parser.parse_args(argv)
-    lowerings = args.lowerings.split(",")
-    programs = args.programs.split(",")
-    unknown = [p for p in programs if p not in PROGRAMS]
-    if unknown:
-        parser.error(f"unknown program(s) {unknown}; choose from {list(PROGRAMS)}")
-    jax.config.update("jax_enable_compilation_cache", False)
+    lowerings, programs = args.lowerings, args.programs
+    disable_compilation_cache()
     log(f"machine: {machine()}")
     results = {"machine": machine(), "rounds": args.rounds, "programs": {}}
     for program in programs:

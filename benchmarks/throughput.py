@@ -3,7 +3,7 @@
     python benchmarks/throughput.py [--envs mjx/Ant-v4,mjx/Humanoid-v4,brax/ant]
         [--num-envs 64,256] [--updates 4] [--algos bpo] [--reset-pool 0] [--impls jax,warp]
         [--preset paper/Pong] [--num-steps 128] [--variants "backend=envpool;backend=ale"]
-        [--out results/NAME.json]
+        [--out benchmarks/results/NAME.json]
 
 For every (task, variant, env count), side by side in one process so machine noise hits every
 number alike:
@@ -42,7 +42,9 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import compile_and_time, log, machine, write_results  # noqa: E402
+from common import (  # noqa: E402
+    algo_names, comma_list, compile_and_time, disable_compilation_cache, env_ids, log, machine, nonnegative_int,
+    positive_int, positive_ints, preset_name, write_results)
 
 from bpo_jax import Config, envs, make_trainer, presets  # noqa: E402
 from bpo_jax.config import MATMUL_PRECISIONS  # noqa: E402
@@ -109,59 +111,73 @@ def paper_projection(rates: dict[str, float]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", default=None,
+    parser.add_argument("--envs", type=env_ids, default=None,
                         help="comma-separated env ids (default: mjx/Ant-v4,mjx/Humanoid-v4,brax/ant, or the preset's env)")
-    parser.add_argument("--num-envs", default="64,256", help="comma-separated env counts")
-    parser.add_argument("--updates", type=int, default=4, help="training updates per timed program")
-    parser.add_argument("--algos", default="bpo", help="comma-separated: bpo,ppo")
-    parser.add_argument("--reset-pool", type=int, default=0, help="auto-reset mode for both raw and train")
-    parser.add_argument("--impls", default=None,
+    parser.add_argument("--num-envs", type=positive_ints, default="64,256", help="comma-separated env counts")
+    parser.add_argument("--updates", type=positive_int, default=4, help="training updates per timed program")
+    parser.add_argument("--algos", type=algo_names, default="bpo", help="comma-separated: bpo,ppo")
+    parser.add_argument("--reset-pool", type=nonnegative_int, default=0, help="auto-reset mode for both raw and train")
+    parser.add_argument("--impls", type=comma_list(str, "implementations"), default=None,
                         help="comma-separated MJX implementations to compare, e.g. jax,warp (mjx and playground suites)")
     parser.add_argument("--variants", default=None,
                         help='env-option sets to compare, ";"-separated, each "key=value,key=value", '
                              'e.g. "backend=envpool;backend=ale"')
-    parser.add_argument("--preset", default=None,
+    parser.add_argument("--preset", type=preset_name, default=None,
                         help="train with this preset's settings per algorithm (e.g. paper/Pong); "
                              "--envs defaults to its env")
-    parser.add_argument("--num-steps", type=int, default=None,
+    parser.add_argument("--num-steps", type=positive_int, default=None,
                         help=f"rollout steps per env and update (default {TRAIN['num_steps']}, or the preset's)")
     parser.add_argument("--matmul-precision", default=None, choices=MATMUL_PRECISIONS,
                         help="float32 matmul precision of raw stepping and training alike (default: Config's, "
                              "highest; 'default' lets GPUs use TF32)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    algos = args.algos.split(",")
-    if args.preset:
-        settings = {algo: {k: v for k, v in presets.resolve(args.preset, algo).items() if k != "total_steps"}
-                    for algo in algos}
-    else:
-        settings = {algo: {**TRAIN, "algo": algo} for algo in algos}
-    default_envs = settings[algos[0]]["env"] if args.preset else "mjx/Ant-v4,mjx/Humanoid-v4,brax/ant"
-    env_ids = (args.envs or default_envs).split(",")
+    algos = args.algos
+    try:
+        if args.preset:
+            settings = {algo: {k: v for k, v in presets.resolve(args.preset, algo).items() if k != "total_steps"}
+                        for algo in algos}
+        else:
+            settings = {algo: {**TRAIN, "algo": algo} for algo in algos}
+    except ValueError as e:  # PresetError: the preset has no settings for an algorithm
+        parser.error(str(e))
+    env_list = args.envs or (settings[algos[0]]["env"].split(",") if args.preset
+                             else ["mjx/Ant-v4", "mjx/Humanoid-v4", "brax/ant"])
     if args.impls:
-        variants = [f"impl={impl}" for impl in args.impls.split(",")]
+        variants = [f"impl={impl}" for impl in args.impls]
     else:
         variants = args.variants.split(";") if args.variants else [""]
+
+    def config(algo: str, env_id: str, variant: str, n: int) -> Config:
+        fields = {**settings[algo], "env": env_id, "num_envs": n, "reset_pool": args.reset_pool,
+                  "env_options": tuple(o for o in variant.split(",") if o)}
+        if args.num_steps:
+            fields["num_steps"] = args.num_steps
+        if args.matmul_precision:
+            fields["matmul_precision"] = args.matmul_precision
+        c = Config(**fields)
+        return c.replace(total_steps=args.updates * n * c.num_steps)
+
+    # Every program's Config checked now, not after the earlier programs' compiles.
+    combos = list(itertools.product(env_list, variants, args.num_envs))
+    try:
+        for (env_id, variant, n), algo in itertools.product(combos, algos):
+            config(algo, env_id, variant, n).validate()
+        for env_id, variant in itertools.product(env_list, variants):
+            if variant:  # only building the env checks its options' names (one env, nothing compiled)
+                c = config(algos[0], env_id, variant, 1)
+                envs.make(env_id, num_envs=1, reset_pool=c.reset_pool, **c.env_kwargs())
+    except (TypeError, ValueError, envs.MissingDependencyError) as e:
+        parser.error(str(e))
+    disable_compilation_cache()
     results = {"machine": machine(), "preset": args.preset, "train_config": settings, "runs": []}
     log(f"machine: {results['machine']}")
-    largest = {}
-    for env_id, variant, n in itertools.product(env_ids, variants, (int(x) for x in args.num_envs.split(","))):
-        options = tuple(o for o in variant.split(",") if o)
-
-        def config(algo: str) -> Config:
-            fields = {**settings[algo], "env": env_id, "num_envs": n, "reset_pool": args.reset_pool,
-                      "env_options": options}
-            if args.num_steps:
-                fields["num_steps"] = args.num_steps
-            if args.matmul_precision:
-                fields["matmul_precision"] = args.matmul_precision
-            c = Config(**fields)
-            return c.replace(total_steps=args.updates * n * c.num_steps)
-
-        base = config(algos[0])
+    largest = {}  # env id -> (env count, BPO training steps/s there)
+    for env_id, variant, n in combos:
+        base = config(algos[0], env_id, variant, n)
         row = {"env": env_id, "options": variant, "num_envs": n, "reset_pool": args.reset_pool,
                "matmul_precision": base.matmul_precision}
         label = env_id if not variant else f"{env_id}[{variant}]"
@@ -169,16 +185,16 @@ def main(argv=None) -> int:
         log(f"{label} x{n}: raw {row['raw']['steps_per_second']:,.0f} steps/s "
             f"(compile {row['raw']['compile_seconds']:.1f}s)")
         for algo in algos:
-            row[algo] = train(config(algo), args.repeats)
+            row[algo] = train(config(algo, env_id, variant, n), args.repeats)
             row[algo]["train_over_raw"] = row[algo]["steps_per_second"] / row["raw"]["steps_per_second"]
             log(f"{label} x{n}: {algo} {row[algo]['steps_per_second']:,.0f} steps/s = "
                 f"{row[algo]['train_over_raw']:.0%} of raw (compile {row[algo]['compile_seconds']:.1f}s)")
-            if algo == "bpo" and variant in ("", "impl=jax"):
-                largest[env_id] = row[algo]["steps_per_second"]
+            if algo == "bpo" and variant in ("", "impl=jax") and n >= largest.get(env_id, (0, 0.0))[0]:
+                largest[env_id] = (n, row[algo]["steps_per_second"])
         results["runs"].append(row)
         write_results(results, args.out, echo=False)  # keep partial results if a later size fails
     if args.paper_projection:
-        mjx_rates = {k: v for k, v in largest.items() if k.startswith("mjx/")}
+        mjx_rates = {k: rate for k, (_, rate) in largest.items() if k.startswith("mjx/")}
         if mjx_rates:
             results["paper_figure_projection"] = paper_projection(mjx_rates)
             log(f"paper MuJoCo figure projected: {results['paper_figure_projection']['hours']:.2f} h")

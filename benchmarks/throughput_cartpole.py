@@ -23,7 +23,7 @@ import time
 import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import compile_and_time, final_return, machine, write_results  # noqa: E402
+from common import compile_and_time, disable_compilation_cache, final_return, machine, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -77,9 +77,10 @@ def time_vmapped_seeds(config: Config, seeds: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10, help="seeds in the vmapped BPO program (default 10)")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds in the vmapped BPO program (default 10)")
     parser.add_argument("--out", default=None, help="write the results JSON here")
     args = parser.parse_args(argv)
+    disable_compilation_cache()
 
     results = {"machine": machine(), "config": {k: list(v) if isinstance(v, tuple) else v for k, v in PUREJAXRL.items()}}
     ppo = Config(algo="ppo", **PUREJAXRL)

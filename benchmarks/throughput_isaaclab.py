@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, write_results  # noqa: E402
+from common import log, machine, positive_int, positive_ints, write_results  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -99,17 +99,17 @@ def measure(num_envs: int, steps: int, repeats: int, iterations: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--num-envs", default="64,512,4096", help="comma-separated batch sizes")
-    p.add_argument("--steps", type=int, default=100, help="steps per timed repeat")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--iterations", type=int, default=6, help="host-loop iterations per batch size (first compiles)")
-    p.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (see isaaclab_parity.py)")
+    p.add_argument("--num-envs", type=positive_ints, default="64,512,4096", help="comma-separated batch sizes")
+    p.add_argument("--steps", type=positive_int, default=100, help="steps per timed repeat")
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--iterations", type=positive_int, default=6, help="host-loop iterations per batch size (first compiles)")
+    p.add_argument("--torch-threads", type=positive_int, default=1, help="torch intra-op threads (see isaaclab_parity.py)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.torch_threads)
     results = {"machine": machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                "network": NETWORK, "steps": args.steps, "repeats": args.repeats, "rows": []}
-    for b in (int(x) for x in args.num_envs.split(",")):
+    for b in args.num_envs:
         row = measure(b, args.steps, args.repeats, args.iterations)
         log(f"B={b}: raw {row['raw_step_us']} us, adapter {row['adapter_step_us']} us, collect "
             f"{row['collect_step_us']} us per step; training {row['training_env_steps_per_s']:,} steps/s")

@@ -54,7 +54,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import final_return, log, machine, write_results  # noqa: E402
+from common import disable_compilation_cache, final_return, log, machine, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -103,7 +103,10 @@ def import_purejaxrl(path: str):
     try:
         ppo, wrappers = importlib.import_module("ppo"), importlib.import_module("wrappers")
     except ImportError as e:
-        raise SystemExit(f"vs_purejaxrl: error: cannot import PureJaxRL ({e}); pip install distrax")
+        missing = (getattr(e, "name", None) or "").split(".")[0]
+        hint = ("pip install distrax" if missing in ("distrax", "tensorflow_probability")
+                else f"the checkout at {path} looks incomplete (no module {missing!r} there), or {missing!r} is not installed")
+        raise SystemExit(f"vs_purejaxrl: error: cannot import PureJaxRL ({e}); {hint}")
     ppo.gymnax = types.SimpleNamespace(make=make_old_gymnax)
     return ppo, wrappers
 
@@ -188,13 +191,13 @@ def our_final_returns(metrics) -> np.ndarray:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--purejaxrl", required=True, metavar="PATH", help="a PureJaxRL checkout")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the one-seed timings (default 3)")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds in the vmapped programs (default 10)")
-    parser.add_argument("--seed-rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds of the one-seed timings (default 3)")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds in the vmapped programs (default 10)")
+    parser.add_argument("--seed-rounds", type=positive_int, default=3,
                         help="interleaved rounds of the N-seed programs, wall-clock median (default 3)")
     parser.add_argument("--out", default=None, help="also write the results JSON here")
     args = parser.parse_args(argv)
-    jax.config.update("jax_enable_compilation_cache", False)
+    disable_compilation_cache()
     ppo_module, wrappers = import_purejaxrl(args.purejaxrl)
 
     steps = int(PUREJAXRL_CONFIG["TOTAL_TIMESTEPS"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import multiprocessing
 import os
@@ -28,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, write_results  # noqa: E402
+from common import existing_path, log, machine, positive_int, positive_ints, write_results  # noqa: E402
 
 from bpo_jax import Config, curves, presets  # noqa: E402
 
@@ -120,27 +121,30 @@ def compare(ours: curves.Curve, sb3: curves.Curve, points: list[int]) -> list[di
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="Hopper-v4", help="a paper/mujoco task: Hopper-v4, Ant-v4, Humanoid-v4, Swimmer-v4")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--total-steps", type=int, default=1_000_000)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="SB3 seeds trained at once")
-    ap.add_argument("--ours", help="our finished PPO run (or sweep) of the same preset to compare with")
-    ap.add_argument("--points", default="100000,250000,500000,1000000", help="steps per seed to compare at")
+    ap.add_argument("--seeds", type=positive_int, default=5)
+    ap.add_argument("--total-steps", type=positive_int, default=1_000_000)
+    ap.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="SB3 seeds trained at once")
+    ap.add_argument("--ours", type=existing_path, help="our finished PPO run (or sweep) of the same preset to compare with")
+    ap.add_argument("--points", type=positive_ints, default="100000,250000,500000,1000000", help="steps per seed to compare at")
     ap.add_argument("--out", help="JSON file for the results")
     ap.add_argument("--figure", help="PNG with both curves (needs --ours)")
     args = ap.parse_args(argv)
+    # The workers import it in spawned processes, where a missing package is a traceback per seed.
+    if importlib.util.find_spec("stable_baselines3") is None:
+        ap.error("needs stable-baselines3: pip install stable-baselines3")
     if f"paper/{args.task}" not in presets.names():
         print(f"error: no preset paper/{args.task}; tasks: "
               + ", ".join(n[6:] for n in presets.names() if n.startswith("paper/") and "-v" in n), file=sys.stderr)
-        return 2
-    if args.seeds < 1 or args.total_steps < 1 or args.workers < 1:
-        print("error: --seeds, --total-steps and --workers must be >= 1", file=sys.stderr)
         return 2
     if args.figure and not args.ours:
         print("error: --figure draws both curves and needs --ours", file=sys.stderr)
         return 2
     ours = None
     if args.ours:
-        found = [d for d in curves.find_runs([args.ours]).runs if curves.load(d).algo == "ppo"]
+        try:
+            found = [d for d in curves.find_runs([args.ours]).runs if curves.load(d).algo == "ppo"]
+        except curves.CurveError as e:
+            ap.error(str(e))
         if not found:
             print(f"error: no finished PPO run under {args.ours}", file=sys.stderr)
             return 2
@@ -159,7 +163,7 @@ def main(argv=None) -> int:
                "sb3_seconds_per_seed": [r["seconds"] for r in runs],
                "sb3_final_per_seed": sb3.at(args.total_steps).tolist()}
     if ours is not None:
-        points = [int(p) for p in args.points.split(",") if int(p) <= min(args.total_steps, ours.total_steps)]
+        points = [p for p in args.points if p <= min(args.total_steps, ours.total_steps)]
         results["ours_run"] = ours.run_dir
         results["comparison"] = compare(ours, sb3, points)
         log("step | ours PPO mean ± std | SB3 PPO mean ± std | ours / SB3")
