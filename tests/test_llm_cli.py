@@ -153,7 +153,8 @@ def test_every_setting_the_command_line_sets_has_its_flag():
     (dict(seed=1.5), "`seed` must be an integer, got 1.5"),
     (dict(fast_compile="no"), "`fast_compile` must be true or false, got 'no'"),  # was truthy: on
     (dict(algo=None), "`algo` must be a string, got None"),  # an AttributeError
-    (dict(lr=np.float32("inf")), "`lr` must be a number, got np.float32(inf)"),  # passed the finiteness check
+    (dict(lr=np.float32("inf")), "`lr` must be a number, got np.float32(inf) (a NumPy scalar: convert it with "
+                                 "int() or float())"),  # passed the finiteness check
 ])
 def test_library_settings_of_the_wrong_type_are_named(changes, message):
     with pytest.raises(TypeError) as e:
