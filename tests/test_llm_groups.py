@@ -75,3 +75,11 @@ def test_singleton_and_constant_groups_are_zero_and_finite():
 def test_no_std_normalisation():
     r, g = jnp.array([1.0, 0.0, 0.0, 3.0]), jnp.array([0, 0, 1, 1])
     np.testing.assert_allclose(groups.grpo_advantages(r, g, norm_by_std=False), [0.5, -0.5, -1.5, 1.5])
+
+
+def test_a_gbpo_temperature_that_is_not_positive_is_refused():
+    """temperature 0 gave logits [inf, -inf, nan, nan]; a negative one reversed the target."""
+    r, g = jnp.array([1.0, 0.0, 0.5, 0.5]), jnp.array([0, 0, 1, 1])
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match=f"temperature must be > 0, got {bad}"):
+            groups.gbpo_target_logits(r, g, bad)

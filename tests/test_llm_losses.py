@@ -1,4 +1,6 @@
 """Token-level GBPO / GRPO losses, KL, aggregation and ratio metrics against NumPy."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,3 +119,9 @@ def test_config_validation():
         losses.LossConfig(algo="ppo").validate()
     with pytest.raises(ValueError, match="clip"):
         losses.LossConfig(clip_low=1.5).validate()
+    # NaN passed every comparison; a dual clip at or below 1 and negative weights were taken too.
+    for changes, message in ((dict(clip_high=float("nan")), "clip_high must be finite, got nan"),
+                             (dict(dual_clip=0.5), "dual_clip must be > 1, got 0.5"),
+                             (dict(kl_coef=-1.0), "kl_coef and ent_coef must be >= 0, got -1.0 and 0.0")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            losses.LossConfig(**changes).validate()

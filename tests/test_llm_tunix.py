@@ -45,3 +45,9 @@ def test_register_without_tunix_explains_or_registers():
     else:
         with pytest.raises(ImportError, match="pip install google-tunix"):
             tunix.register()
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_a_group_size_that_is_not_a_positive_integer_is_refused(bad):
+    with pytest.raises(ValueError, match=f"num_generations must be a positive integer, got {bad!r}"):
+        tunix.gbpo_advantages(jnp.array([1.0, 0.0, 0.0, 1.0]), bad)

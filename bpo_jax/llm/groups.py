@@ -99,6 +99,8 @@ def gbpo_target_logits(
     Returns:
       [N] logit, 0 for a group of size 1.
     """
+    if isinstance(temperature, (int, float)) and not temperature > 0:  # a traced one is the caller's to check
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     s = group_stats(rewards, group_ids)
     logit = (rewards - s.median) / (s.std + eps) / temperature
     return jnp.where(s.count > 1, logit, 0.0)

@@ -9,6 +9,7 @@ as the reference broadcasts them with ``response_mask``.  Bounds are ratio offse
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
@@ -151,9 +152,16 @@ class LossConfig:
             raise ValueError(f"unknown aggregation mode {self.agg_mode!r}; valid: {', '.join(AGG_MODES)}")
         if self.kl_type not in KL_TYPES:
             raise ValueError(f"unknown KL type {self.kl_type!r}; valid: {', '.join(KL_TYPES)}")
+        for name in ("clip_low", "clip_high", "dual_clip", "kl_coef", "ent_coef"):  # NaN passes the comparisons
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
         if not (0.0 <= self.clip_low < 1.0) or self.clip_high < 0.0:
             raise ValueError(f"clip bounds need 0 <= clip_low < 1 and clip_high >= 0, got "
                              f"{self.clip_low}, {self.clip_high}")
+        if self.dual_clip <= 1.0:  # the bound on a negative advantage's loss, c * |A|, must lie past the clip's
+            raise ValueError(f"dual_clip must be > 1, got {self.dual_clip}")
+        if self.kl_coef < 0 or self.ent_coef < 0:
+            raise ValueError(f"kl_coef and ent_coef must be >= 0, got {self.kl_coef} and {self.ent_coef}")
         return self
 
 

@@ -50,6 +50,8 @@ def unpack(packed: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]
 
 def gbpo_advantages(rewards, num_generations: int, temperature: float = 1e-4) -> jax.Array:
     """Tunix-style estimator: contiguous groups of ``num_generations`` -> packed [B, 2]."""
+    if not isinstance(num_generations, int) or isinstance(num_generations, bool) or num_generations < 1:
+        raise ValueError(f"num_generations must be a positive integer, got {num_generations!r}")
     rewards = jnp.asarray(rewards, jnp.float32)
     if rewards.shape[0] % num_generations:
         raise ValueError(f"{rewards.shape[0]} rewards do not split into groups of {num_generations}")
