@@ -106,6 +106,8 @@ def main() -> None:
     p.add_argument("--torch-threads", type=positive_int, default=1, help="torch intra-op threads (see isaaclab_parity.py)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    if args.iterations < 2:  # the first iteration compiles and is left out of the medians
+        p.error(f"--iterations must be >= 2 (the first compiles and is not timed), got {args.iterations}")
     torch.set_num_threads(args.torch_threads)
     results = {"machine": machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                "network": NETWORK, "steps": args.steps, "repeats": args.repeats, "rows": []}
