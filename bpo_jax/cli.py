@@ -955,13 +955,12 @@ def entry() -> None:
     on its own threads can abort ("terminate called ...") after the one-line message.  A Ctrl-C
     once the command has ended (a second one, just after the first's message) has nothing left to
     stop: it is ignored, where Python's handler, back by then, printed a traceback."""
-    ended = []
+    code = EXIT_INTERRUPTED
     try:
-        ended.append(main())
+        code = main()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:  # came as main returned, after the command's own last line
         pass
-    code = ended[0] if ended else EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -61,7 +61,6 @@ class BadUpdateError(RuntimeError):
         self.update = update  # 1-based index of the first bad update
         self.seed = seed  # seed index
         self.before: Optional[History] = None  # the run's rows of the updates before it (set by run)
-        self.written = 0  # how many of those a front end wrote to the run's metrics.csv
 
 
 class NonFiniteError(BadUpdateError):

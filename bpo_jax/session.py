@@ -208,6 +208,7 @@ class RunSession:
     note: Optional[str] = field(default=None, init=False)
     """Why :meth:`run` stopped early (also in OUT/INCOMPLETE): what happened and how to go on."""
     _ran: bool = field(default=False, init=False, repr=False)
+    _curve_updates: int = field(default=0, init=False, repr=False)  # written to metrics.csv after a NaN stop
 
     # ------------------------------------------------------------ making one
     @classmethod
@@ -368,7 +369,7 @@ class RunSession:
         kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
         if isinstance(e, runner.BadUpdateError):  # resuming would only meet the same failure again
             where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
-            curve = f"; metrics.csv holds the {e.written} updates before it" if e.written else ""
+            curve = f"; metrics.csv holds the {self._curve_updates} updates before it" if self._curve_updates else ""
             return f"stopped: {e}; {where}{curve}"
         what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
         if not kept:
@@ -420,7 +421,7 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
         if owner is not None and lead and e.before is not None:
             # A Ctrl-C here would skip the notes below (DIVERGED among them): the run is stopping anyway.
             with contextlib.suppress(OSError), interrupt_deferred():  # the notes matter more than the curve
-                told.written = _write_curve_before(owner, e.before, sessions.index(owner), count)
+                owner._curve_updates = _write_curve_before(owner, e.before, sessions.index(owner), count)
         for session in sessions:
             # A run trained beside the one that diverged is sound: it can go on without it.
             beside = owner is not None and session is not owner
