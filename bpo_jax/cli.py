@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence
 
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.console import say as _say
-from bpo_jax.errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, interrupt_deferred,
+from bpo_jax.errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, in_words, interrupt_deferred,
                             interrupts_never_lost)
 
 # Library names -> this command line's flags, where they differ from the name with dashes.
@@ -51,11 +51,7 @@ def _worded(message: str, command: str = "train") -> str:
     """A library message in the words of subcommand ``command``: parameters, which the library
     writes in backticks (`overwrite`), become its flags (--overwrite); a parameter it has no flag
     for loses its backticks (a sweep sets `lr` through its presets or --grid, not --lr)."""
-    def word(match: re.Match) -> str:
-        flag = _flag(match.group(1))
-        return flag if flag in _options_of(command) else match.group(1)
-
-    return re.sub(r"`(\w+)`", word, message)
+    return in_words(message, lambda name: _flag(name) if _flag(name) in _options_of(command) else None)
 
 
 @functools.cache

@@ -78,8 +78,27 @@ def type_error(name: str, value: Any, hint: Any) -> Optional[str]:
 
     if fits(value, hint):
         return None
-    numpy = " (a NumPy scalar: convert it with int() or float())" if isinstance(value, np.generic) else ""
-    return f"{name} must be {say(hint)}, got {value!r}{numpy}"
+    return f"{name} must be {say(hint)}, got {value!r}"
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars (and tuples of them) as the Python numbers they hold: a
+    setting read from an array (``np.linspace``, a loaded file) is accepted as its value, and
+    configs stay hashable, comparable and JSON-writable."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    return value
+
+
+def plain_fields(settings: Any) -> None:
+    """Replace, in place, the NumPy scalars in the fields of the frozen dataclass ``settings``
+    by :func:`plain` values (called from its ``__post_init__``)."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if plain(value) is not value:
+            object.__setattr__(settings, f.name, plain(value))
 
 
 def _arg(default: Any, help: str, sweep: bool = False):
@@ -266,6 +285,9 @@ class Config:
                 raise ConfigError(f"env option {key.strip()} is given twice in `env_options`")
             out[key.strip()] = value
         return out
+
+    def __post_init__(self):
+        plain_fields(self)
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 # The bpo-jax command's exit codes, every subcommand's.
 EXIT_USAGE = 2  # bad input, refused before anything is written
@@ -19,6 +20,13 @@ def first_line(e: BaseException) -> str:
     """First non-empty line of str(e), or the exception's type name."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def in_words(message: str, flag_of: Callable[[str], Optional[str]]) -> str:
+    """A library message in a front end's words: each name the library writes in backticks
+    (`overwrite`) becomes ``flag_of(name)`` (--overwrite), or the bare name where that is None
+    (a setting the front end has no flag for)."""
+    return re.sub(r"`(\w+)`", lambda m: flag_of(m.group(1)) or m.group(1), message)
 
 
 def unknown_name(what: str, name: str, valid) -> str:

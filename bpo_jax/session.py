@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 from bpo_jax import checkpoint, envs, reporting, runner, tracking
-from bpo_jax.config import Config, type_error
+from bpo_jax.config import Config, plain, plain_fields, type_error
 from bpo_jax.errors import first_line, interrupt_deferred
 from bpo_jax.networks import make_network
 
@@ -140,6 +140,9 @@ class RunOptions:
     None keeps the library's backticks (`overwrite`); a front end passes its own words (the
     command line's turns `overwrite` into --overwrite)."""
 
+    def __post_init__(self):
+        plain_fields(self)
+
     def validate(self) -> "RunOptions":
         """Raise :class:`SessionError` naming the field that cannot be used."""
         hints = typing.get_type_hints(RunOptions)
@@ -221,6 +224,7 @@ class RunSession:
         the chunk size; ``overwrite`` empties an existing non-empty ``out``."""
         _check_type("config", config, Config)
         _check_type("options", options, RunOptions)
+        num_seeds, chunk_updates, reports = plain(num_seeds), plain(chunk_updates), plain(reports)
         for name, value, hint in (("num_seeds", num_seeds, int), ("out", out, Optional[str]),
                                   ("chunk_updates", chunk_updates, Optional[int]), ("reports", reports, Optional[int]),
                                   ("overwrite", overwrite, bool)):
@@ -260,6 +264,7 @@ class RunSession:
         stopped before its first new checkpoint.  Nothing is written here."""
         _check_type("path", os.fspath(path) if isinstance(path, os.PathLike) else path, str)
         _check_type("options", options, RunOptions)
+        total_steps = plain(total_steps)
         _check_type("total_steps", total_steps, Optional[int])
         if not isinstance(expect, Mapping):
             raise SessionError(f"`expect` must be a mapping of names to values, got {expect!r}", "expect")
@@ -533,9 +538,8 @@ def _write_curve_before(owner: RunSession, before: runner.History, v: int, count
     updates = next(iter(metrics.values())).shape[1]
     if updates == 0:
         return 0
-    seeds = owner.num_seeds
-    reporting.write_metrics(os.path.join(owner.out, "metrics.csv"),
-                            {name: m[v * seeds:(v + 1) * seeds] for name, m in metrics.items()},
+    rows = _rows(v, owner.num_seeds)
+    reporting.write_metrics(os.path.join(owner.out, "metrics.csv"), {name: m[rows] for name, m in metrics.items()},
                             np.arange(1, updates + 1) * owner.config.batch_size, before.steps_per_second() / count)
     return updates
 
@@ -562,9 +566,14 @@ def _concat(leaves) -> Any:
     return np.concatenate([np.asarray(x) for x in leaves])
 
 
+def _rows(v: int, seeds: int) -> slice:
+    """Run ``v``'s rows of the members of runs of ``seeds`` seeds each trained as one program."""
+    return slice(v * seeds, (v + 1) * seeds)
+
+
 def _member_chunk(chunk: runner.Chunk, state: Any, v: int, seeds: int, history: runner.History) -> runner.Chunk:
     """Run ``v``'s part of a chunk of runs trained as one program (its history grows here)."""
-    rows = slice(v * seeds, (v + 1) * seeds)
+    rows = _rows(v, seeds)
     metrics = {name: m[rows] for name, m in chunk.metrics.items()}
     share = len(chunk.metrics["episodes"]) // seeds  # runs in the program
     history.blocks.append(metrics)
@@ -575,7 +584,7 @@ def _member_chunk(chunk: runner.Chunk, state: Any, v: int, seeds: int, history: 
 
 def _member_result(result: runner.RunResult, state: Any, v: int, seeds: int, config: Config) -> runner.RunResult:
     """Run ``v``'s part of the result of runs trained as one program."""
-    rows = slice(v * seeds, (v + 1) * seeds)
+    rows = _rows(v, seeds)
     share = result.num_seeds // seeds
     return dataclasses.replace(result, config=config, num_seeds=seeds,
                                metrics={name: m[rows] for name, m in result.metrics.items()},

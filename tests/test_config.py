@@ -78,6 +78,18 @@ def test_integers_are_numbers():
     Config(lr=1, gamma=1, ent_coef=0).validate()
 
 
+def test_numpy_scalars_are_taken_as_the_numbers_they_hold():
+    """A setting read from an array (np.linspace, a loaded file) is its value: to the checks,
+    to config.json (json cannot write np.float32) and to equality with the plain setting."""
+    c = Config(lr=np.float32(0.5), num_envs=np.int64(8), hidden_sizes=(np.int32(32), 16),
+               normalize_obs=np.bool_(True)).validate()
+    assert (type(c.lr), type(c.num_envs), type(c.hidden_sizes[0]), type(c.normalize_obs)) == (float, int, int, bool)
+    assert c == Config(lr=float(np.float32(0.5)), num_envs=8, hidden_sizes=(32, 16), normalize_obs=True)
+    assert c.replace(num_envs=np.int16(4)).num_envs.__class__ is int
+    with pytest.raises(ConfigError, match="`num_envs` must be an integer, got 8.0"):
+        Config(num_envs=np.float64(8.0)).validate()
+
+
 @pytest.mark.parametrize("field", ["lr", "gamma", "ent_coef", "reward_scale", "init_std", "bpo_lambda"])
 def test_an_infinite_setting_is_refused(field):
     with pytest.raises(ConfigError, match=f"^`{field}` must be finite, got inf$"):

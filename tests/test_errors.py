@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bpo_jax.errors import (finishes_before_interrupt, first_line, interrupt_deferred, interrupts_never_lost,
+from bpo_jax.errors import (finishes_before_interrupt, first_line, in_words, interrupt_deferred, interrupts_never_lost,
                             unknown_name)
 
 GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
@@ -34,6 +34,13 @@ def test_nothing_close_gets_only_the_valid_list():
 def test_first_line():
     assert first_line(ValueError("one\ntwo")) == "one"
     assert first_line(ValueError("\n  ")) == "ValueError"
+
+
+def test_in_words_names_flags_and_unbackticks_what_has_none():
+    flags = {"total_steps": "--total-steps", "num_envs": "--num-envs"}.get
+    assert (in_words("`total_steps` 100 < (`num_envs` 4 x `num_steps` 128); see `total_steps`", flags)
+            == "--total-steps 100 < (--num-envs 4 x num_steps 128); see --total-steps")
+    assert in_words("no names here, `not a name`", flags) == "no names here, `not a name`"
 
 
 def test_interrupt_deferred_holds_ctrl_c_until_the_body_ends():

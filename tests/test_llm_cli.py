@@ -153,13 +153,21 @@ def test_every_setting_the_command_line_sets_has_its_flag():
     (dict(seed=1.5), "`seed` must be an integer, got 1.5"),
     (dict(fast_compile="no"), "`fast_compile` must be true or false, got 'no'"),  # was truthy: on
     (dict(algo=None), "`algo` must be a string, got None"),  # an AttributeError
-    (dict(lr=np.float32("inf")), "`lr` must be a number, got np.float32(inf) (a NumPy scalar: convert it with "
-                                 "int() or float())"),  # passed the finiteness check
 ])
 def test_library_settings_of_the_wrong_type_are_named(changes, message):
     with pytest.raises(TypeError) as e:
         trainer.LLMConfig(**changes).validate()
     assert str(e.value) == message
+
+
+def test_numpy_scalars_are_taken_as_the_numbers_they_hold():
+    c = trainer.LLMConfig(lr=np.float32(0.5), epochs=np.int64(3), ttrl=np.bool_(True))
+    assert (type(c.lr), type(c.epochs), type(c.ttrl)) == (float, int, bool)
+    assert c == trainer.LLMConfig(lr=float(np.float32(0.5)), epochs=3, ttrl=True)
+    with pytest.raises(ValueError, match="^`lr` must be finite, got inf$"):  # passed the finiteness check once
+        trainer.LLMConfig(lr=np.float32("inf")).validate()
+    with pytest.raises(TypeError, match=r"^`epochs` must be an integer, got 2\.0$"):
+        trainer.LLMConfig(epochs=np.float64(2.0)).validate()
 
 
 @pytest.mark.parametrize("seeds", [1.5, True, "1", None])

@@ -166,6 +166,15 @@ def test_arguments_of_the_wrong_type_are_named_and_nothing_is_written(tmp_path, 
     assert message in str(e.value) and not os.path.exists(out)
 
 
+def test_numpy_counts_are_taken_as_the_numbers_they_hold(tmp_path):
+    """A seed count or chunk size read from an array starts the run; config.json stays JSON."""
+    session = RunSession.start(TINY.replace(lr=np.float32(0.5)), np.int64(2), str(tmp_path / "run"),
+                               chunk_updates=np.int32(4), options=RunOptions(keep_checkpoints=np.int8(1)))
+    assert (session.num_seeds, session.chunk_updates, session.options.keep_checkpoints) == (2, 4, 1)
+    assert type(session.num_seeds) is int and type(session.options.keep_checkpoints) is int
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == float(np.float32(0.5))
+
+
 def test_chunks_run_ahead_of_the_host_work_only_where_no_state_is_wanted():
     """runner.run starts the next chunk before on_chunk where wants_state says no (on_chunk then
     gets no state), hands the state over where it says yes and after the last chunk, and

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
 import sys
 
 from bpo_jax.console import say
-from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line
+from bpo_jax.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, in_words
 
 # flag -> LLMConfig field, for the flags that set a field directly.
 _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "clip": "clip",
@@ -99,7 +98,7 @@ def _flags() -> dict[str, str]:
 def worded(message: str) -> str:
     """A library message in this command's words: the names it writes in backticks (`rl_steps`)
     become flags (--steps); a name no flag sets loses its backticks."""
-    return re.sub(r"`(\w+)`", lambda m: _flags().get(m.group(1), m.group(1)), message)
+    return in_words(message, _flags().get)
 
 
 def config_from_args(args):

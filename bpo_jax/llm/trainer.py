@@ -26,7 +26,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import shuffle, threefry_cpu
-from bpo_jax.config import type_error
+from bpo_jax.config import plain_fields, type_error
 from bpo_jax.errors import first_line, float32_problem
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
@@ -172,6 +172,9 @@ class LLMConfig:
     def batch_size(self) -> int:
         """Responses trained on per RL step."""
         return self.prompts_per_step * (self.ttrl_train if self.ttrl else self.group_size)
+
+    def __post_init__(self):
+        plain_fields(self)  # np.float32(3e-4) is 3e-4 to every check and to config.json
 
     def validate(self, num_devices: int = 1) -> "LLMConfig":
         """Raise ValueError with a one-line message on a bad setting.  The message names the
