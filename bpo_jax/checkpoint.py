@@ -38,6 +38,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from bpo_jax import algorithms, envs
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.errors import finishes_before_interrupt, first_line
 from bpo_jax.reporting import INCOMPLETE, write_json
@@ -263,6 +264,14 @@ def read_metadata(ckpt: str) -> dict:
 def read_config(ckpt: str) -> Config:
     """The run's configuration, as saved (validated)."""
     values = _read_json(ckpt, "config.json")
+    algo, env = values.get("algo"), values.get("env")
+    if isinstance(algo, str) and algo not in algorithms.names():
+        raise CheckpointError(f"checkpoint {ckpt} was trained with algorithm {algo!r}, which is not registered in "
+                              "this process: register it (bpo_jax.algorithms.register) before loading the run")
+    if isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites():
+        raise CheckpointError(f"checkpoint {ckpt} was trained on {env!r}, whose suite {env.partition('/')[0]!r} is "
+                              "not registered in this process: register it (bpo_jax.envs.register_suite) before "
+                              "loading the run")
     try:
         return config_from_dict(values).validate()
     except (ConfigError, TypeError, ValueError) as e:

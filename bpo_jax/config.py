@@ -14,7 +14,6 @@ import ast
 import dataclasses
 import functools
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -277,8 +276,8 @@ class Config:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
                 raise ConfigError(f"`env_options` item {item!r} is not key=value (e.g. backend=generalized)")
-            try:  # inf is no Python literal, 1e999 is (a range such as healthy_z_range=(0.7,inf))
-                value = ast.literal_eval(re.sub(r"\binf\b", "1e999", text.strip()))
+            try:
+                value = _literal(text.strip())
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 value = text.strip()
             if key.strip() in out:
@@ -316,6 +315,7 @@ class Config:
             need(message is None, message)
         need(0 <= self.seed < 2**32, f"`seed` must be in [0, 2**32), got {self.seed}")
         algorithm = self.algorithm
+        self._check_algorithm(algorithm)
         for f in fields(self):  # inf passes the range checks below (nan fails them, with a less clear message)
             value = getattr(self, f.name)
             if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
@@ -372,6 +372,25 @@ class Config:
         algorithm.validate(self)
         return self
 
+    def _check_algorithm(self, algorithm: algorithms.Algorithm) -> None:
+        """Refuse an algorithm (a registered plug-in) whose ``defaults`` or ``own_fields`` name no
+        Config field or whose defaults are of the wrong type, and a setting left at None (the
+        algorithm's default) that it has no default for."""
+        hints = _hints()
+        for kind, names in (("defaults", algorithm.defaults), ("own_fields", algorithm.own_fields)):
+            for name in names:
+                if name not in hints:
+                    raise ConfigError(unknown_name(f"Config field in algorithm {algorithm.name}'s {kind}", name,
+                                                   list(hints)))
+        for name, value in algorithm.defaults.items():
+            message = type_error(f"algorithm {algorithm.name}'s default for `{name}`", value, hints[name])
+            if message:
+                raise ConfigError(message)
+        for name in FROM_ALGORITHM:
+            if getattr(self, name) is None and algorithm.defaults.get(name) is None:
+                raise ConfigError(f"`{name}` is not set and `algo` {algorithm.name} has no default for it: set "
+                                  f"`{name}`, or give it in {type(algorithm).__name__}.defaults")
+
     def _check_foreign_fields(self, algorithm: algorithms.Algorithm) -> None:
         """Refuse a setting that only another algorithm reads (it would be silently ignored)."""
         defaults = {f.name: f.default for f in fields(self)}
@@ -386,7 +405,24 @@ class Config:
         if isinstance(action_space, Discrete) and self.action_squash != "clip":
             raise ConfigError(f"`action_squash` {self.action_squash!r} applies to continuous actions only; "
                               f"{self.env} has {action_space.n} discrete actions")
+        if self.action_squash == "tanh" and not (np.isfinite(np.asarray(action_space.low, np.float32)).all()
+                                                 and np.isfinite(np.asarray(action_space.high, np.float32)).all()):
+            raise ConfigError(f"`action_squash` 'tanh' maps onto the action bounds, and {self.env}'s are not all "
+                              "finite; use `action_squash` clip")
         return self
+
+
+class _Infinity(ast.NodeTransformer):
+    """The name ``inf`` as infinity (a range such as healthy_z_range=(0.7,inf)); ``'inf'`` in
+    quotes stays a string."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Constant(math.inf) if node.id == "inf" else node
+
+
+def _literal(text: str) -> Any:
+    """``text`` as a Python literal, with ``inf`` for infinity; ValueError or SyntaxError if it is none."""
+    return ast.literal_eval(_Infinity().visit(ast.parse(text, mode="eval")))
 
 
 @functools.cache
@@ -394,12 +430,18 @@ def _hints() -> dict[str, Any]:
     return typing.get_type_hints(Config)
 
 
+# Settings whose None means "the algorithm's default" (Algorithm.defaults must give each).
+FROM_ALGORITHM = ("lr", "ent_coef", "vf_coef", "value_clip")
+
 # Clipping thresholds, where inf means no clipping; every other float setting must be finite.
 _MAY_BE_INFINITE = ("max_grad_norm", "obs_clip", "reward_clip", "value_clip")
 
 
 def _stack(cls, hparams: list) -> "HParams":
     """Batch several HParams along a new leading axis, for ``vmap`` over configurations."""
+    hparams = list(hparams)
+    if not hparams or not all(isinstance(h, cls) for h in hparams):
+        raise TypeError(f"HParams.stack takes a non-empty list of HParams (Config.hparams()), got {hparams!r}")
     return jax.tree.map(lambda *xs: jnp.stack(xs), *hparams)
 
 

@@ -333,6 +333,7 @@ def action_to_env(action_space: ActionSpace, action: jax.Array, squash: str = "c
     Discrete actions pass through."""
     if not isinstance(action_space, Box):
         return action
+    low, high = jnp.asarray(action_space.low, jnp.float32), jnp.asarray(action_space.high, jnp.float32)
     if squash == "tanh":
-        return action_space.low + (jnp.tanh(action) + 1.0) * 0.5 * (action_space.high - action_space.low)
-    return jnp.clip(action, action_space.low, action_space.high)
+        return low + (jnp.tanh(action) + 1.0) * 0.5 * (high - low)
+    return jnp.clip(action, low, high)

@@ -42,7 +42,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from bpo_jax import checkpoint, envs, reporting, runner, tracking
+from bpo_jax import checkpoint, envs, reporting, runner, tracking, train
+from bpo_jax.envs import contract
 from bpo_jax.config import Config, plain, plain_fields, type_error
 from bpo_jax.errors import first_line, interrupt_deferred
 from bpo_jax.networks import make_network
@@ -215,7 +216,7 @@ class RunSession:
 
     # ------------------------------------------------------------ making one
     @classmethod
-    def start(cls, config: Config, num_seeds: int = 1, out: Optional[str] = None, *,
+    def start(cls, config: Config, num_seeds: int = 1, out: Optional[str | os.PathLike] = None, *,
               chunk_updates: Optional[int] = None, reports: Optional[int] = None, overwrite: bool = False,
               options: RunOptions = RunOptions()) -> "RunSession":
         """Check everything, then create ``out`` (default ``runs/<env>__<algo>__<time>``) holding
@@ -225,6 +226,7 @@ class RunSession:
         _check_type("config", config, Config)
         _check_type("options", options, RunOptions)
         num_seeds, chunk_updates, reports = plain(num_seeds), plain(chunk_updates), plain(reports)
+        out = os.fspath(out) if isinstance(out, os.PathLike) else out
         for name, value, hint in (("num_seeds", num_seeds, int), ("out", out, Optional[str]),
                                   ("chunk_updates", chunk_updates, Optional[int]), ("reports", reports, Optional[int]),
                                   ("overwrite", overwrite, bool)):
@@ -238,8 +240,11 @@ class RunSession:
         # to the env (its actions, a reset pool, the network its observations get) fail here,
         # before any compile or file; then the device count.
         env = envs.make(config.env, num_envs=1, reset_pool=config.reset_pool, **config.env_kwargs())
+        if contract.is_users(env):
+            contract.check(env)
         config.validate_env(env.action_space)
         make_network(config, env.action_space, env.obs_spec)
+        train.check_loss(config, env)
         _check_machine(config, num_seeds, options)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
                       out=reporting.default_run_dir(config) if out is None else out, options=options)

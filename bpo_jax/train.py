@@ -22,9 +22,10 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import bootstrap, losses, lr_schedule, normalization as norm, shuffle
-from bpo_jax.algorithms import Batch, LossInputs
+from bpo_jax.algorithms import Batch, LossInputs, checked_loss
 from bpo_jax.config import Config, HParams
-from bpo_jax.envs import Env, EnvState, make as make_env
+from bpo_jax.envs import Env, EnvState, contract, make as make_env
+from bpo_jax.envs.base import Discrete
 from bpo_jax.networks import action_to_env, init_params, make_network, policy_noise
 
 
@@ -105,6 +106,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     config.validate()
     if env is None:
         env = make_env(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
+    if contract.is_users(env):  # a plug-in's mistakes in one line, not from deep inside the loop
+        contract.check(env)
     if env.num_envs != config.num_envs:
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {config.num_envs}")
     config.validate_env(env.action_space)
@@ -174,7 +177,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         ratio = jnp.exp(log_ratio)
         entropy = dist.entropy().mean()
         v_loss = losses.value_loss(value, mb.value, mb.q_hat, value_clip).mean()
-        pi_loss, head_loss, metrics = algorithm.loss(config, hp, LossInputs(mb, log_ratio, ratio, value, u))
+        pi_loss, head_loss, metrics = checked_loss(algorithm, algorithm.loss(config, hp, LossInputs(
+            mb, log_ratio, ratio, value, u)))
         total = pi_loss + hp.vf_coef * v_loss + head_loss - hp.ent_coef * entropy
         metrics.update(
             policy_loss=pi_loss,
@@ -346,6 +350,10 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             raise TypeError(f"train takes a PRNG key (jax.random.key(seed)), got {type(key).__name__}")
         if hp is not None and not isinstance(hp, HParams):
             raise TypeError(f"train's hp must be HParams (Config.hparams(), HParams.stack), got {type(hp).__name__}")
+        shapes = {jnp.shape(x) for x in jax.tree.leaves(hp)}
+        if hp is not None and shapes != {()}:  # traced under jax.vmap, a stacked grid's leaves are scalars
+            raise ValueError(f"train's hp must hold one scalar per field, got shapes {sorted(shapes)}: train a "
+                             "stacked grid (HParams.stack) under jax.vmap(train, in_axes=(None, 0))")
         hp = config.hparams() if hp is None else hp
         return update_chunk(init(key, hp), hp, num_updates)
 
@@ -353,6 +361,20 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     return Trainer(init=at(init), restart_envs=at(restart_envs), act=at(act), collect=at(collect), learn=at(learn),
                    update=at(update), update_chunk=at(update_chunk), train=at(train), num_updates=num_updates,
                    config=config, env=env)
+
+
+def check_loss(config: Config, env: Env) -> None:
+    """Trace ``config``'s algorithm's loss once on a minibatch of ``env``'s shapes (nothing is
+    computed): a loss that breaks the contract (:func:`bpo_jax.algorithms.checked_loss`)
+    raises its one-line error here, before a run directory exists."""
+    n, space = config.minibatch_size, env.action_space
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    action = jax.ShapeDtypeStruct((n,), jnp.int32) if isinstance(space, Discrete) else f32(n, *space.shape)
+    batch = Batch(obs=f32(n, *env.obs_spec.shape), action=action, log_prob=f32(n), value=f32(n), advantage=f32(n),
+                  q_hat=f32(n))
+    algorithm = config.algorithm
+    jax.eval_shape(lambda x, hp: checked_loss(algorithm, algorithm.loss(config, hp, x)),
+                   LossInputs(batch, f32(n), f32(n), f32(n), f32(n)), config.hparams())
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:

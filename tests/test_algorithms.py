@@ -28,7 +28,7 @@ import pytest
 
 from bpo_jax import algorithms
 from bpo_jax.algorithms import BPO, PPO, Batch, LossInputs
-from bpo_jax.config import Config
+from bpo_jax.config import Config, ConfigError
 from bpo_jax.networks import make_network
 from bpo_jax.train import make_trainer
 
@@ -446,3 +446,104 @@ def test_recompute_returns_with_offline_weight_keeps_normalised_rollout_advantag
     for step in seen:
         idx = rows_of(step["obs"], flat_obs)
         close(step["advantage"], np_normalize(adv0)[idx])
+
+
+# ------------------------------------------------------------------------------------ plug-ins
+class VPG(algorithms.Algorithm):
+    """A plug-in as the docs describe: vanilla policy gradient on the GAE advantage."""
+
+    name = "vpg-test"
+    description = "vanilla policy gradient (a test plug-in)"
+    defaults = {"lr": 1e-3, "ent_coef": 0.0, "vf_coef": 0.5, "value_clip": 0.0}
+    metrics = {"adv_std": "losses/adv_std_test"}
+
+    def loss(self, config, hp, x):
+        return -(x.ratio * x.batch.advantage).mean(), 0.0, {"adv_std": x.batch.advantage.std()}
+
+
+@pytest.fixture
+def registry():
+    """algorithms' registry, restored after the test (a plug-in must not leak into other tests)."""
+    saved = dict(algorithms._REGISTRY)
+    yield
+    algorithms._REGISTRY.clear()
+    algorithms._REGISTRY.update(saved)
+
+
+def test_a_plugin_trains_and_its_metrics_reach_the_csv(registry, tmp_path):
+    from bpo_jax.session import RunOptions, RunSession
+
+    algorithms.register(VPG())
+    config = Config(algo="vpg-test", num_envs=4, num_steps=16, num_minibatches=2, hidden_sizes=(8,), total_steps=512)
+    done = RunSession.start(config, out=str(tmp_path / "run"), options=RunOptions(tensorboard=False, progress=False,
+                                                                                   fast_compile=True)).run()
+    stds = done.result.metrics["adv_std"]
+    assert stds.shape == (1, 8) and np.all(np.isfinite(stds)) and np.all(stds > 0)
+    assert "adv_std" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+
+
+@pytest.mark.parametrize("defaults,message", [
+    ({}, "`lr` is not set and `algo` vpg-test has no default for it: set `lr`, or give it in Bare.defaults"),
+    ({"lr": 1e-3, "ent_coef": 0.0, "vf_coef": 0.5}, "`value_clip` is not set and `algo` vpg-test has no default"),
+    ({"learning_rate": 1e-3}, "unknown Config field in algorithm vpg-test's defaults 'learning_rate'"),
+    ({"lr": "fast"}, "algorithm vpg-test's default for `lr` must be a number or None, got 'fast'"),
+])
+def test_a_plugins_missing_or_wrong_defaults_are_named(registry, defaults, message):
+    """A plug-in without defaults compared None with a number inside Config.validate."""
+    bare = type("Bare", (VPG,), {"defaults": defaults})
+    algorithms.register(bare())
+    with pytest.raises(ConfigError) as e:
+        Config(algo="vpg-test").validate()
+    assert message in str(e.value)
+
+
+def test_a_plugin_without_defaults_trains_on_settings_given_in_full(registry):
+    algorithms.register(type("Bare", (VPG,), {"defaults": {}})())
+    full = Config(algo="vpg-test", lr=1e-3, ent_coef=0.0, vf_coef=0.5, value_clip=0.0).validate()
+    assert (full.resolved().lr, full.resolved().value_clip) == (1e-3, 0.0)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: algorithms.register(type("P", (PPO,), {"description": "mine"})()), ValueError,
+     "algorithm 'ppo' is already registered; pass replace=True"),
+    (lambda: algorithms.register(VPG), TypeError, "register takes an Algorithm instance (e.g. MyAlgorithm()), got "
+                                                  "the class VPG"),
+    (lambda: algorithms.register(type("S", (VPG,), {"name": "my/algo"})()), ValueError, "it names run directories"),
+    (lambda: algorithms.register(type("E", (VPG,), {"name": ""})()), ValueError, "got ''"),
+    (lambda: algorithms.register(type("C", (VPG,), {"metrics": {"entropy": "mine/entropy"}})()), ValueError,
+     "vpg-test's metric 'entropy' is one every algorithm reports"),
+    (lambda: algorithms.register(type("T", (VPG,), {"metrics": {"median_loss": "mine/median"}})()), ValueError,
+     "vpg-test's metric 'median_loss' is bpo's under the tag 'losses/median_loss'"),
+])
+def test_register_refuses_what_would_break_other_runs(registry, call, error, message):
+    before = dict(algorithms._REGISTRY)
+    with pytest.raises(error) as e:
+        call()
+    assert message in str(e.value) and algorithms._REGISTRY == before
+
+
+def test_register_replaces_a_name_only_when_asked(registry):
+    mine = type("P", (PPO,), {"description": "mine"})()
+    assert algorithms.register(mine, replace=True) is mine and algorithms.get("ppo") is mine
+
+
+@pytest.mark.parametrize("loss,message", [
+    (lambda x: (x.ratio.mean(), 0.0), "must return (policy loss, heads loss, metrics), got a tuple of 2"),
+    (lambda x: (-(x.ratio * x.batch.advantage), 0.0, {"adv_std": 0.0}), "returned a policy loss of shape (64,)"),
+    (lambda x: (x.ratio.mean(), jnp.zeros(2), {"adv_std": 0.0}), "returned a heads loss of shape (2,)"),
+    (lambda x: (x.ratio.mean(), 0.0, {}), "misses adv_std: its metrics must be those of L.metrics"),
+    (lambda x: (x.ratio.mean(), 0.0, {"adv_std": 0.0, "loss": 1.0}), "returns loss, not declared"),
+    (lambda x: (x.ratio.mean(), 0.0, {"adv_std": x.ratio}), "returned metric 'adv_std' of shape (64,)"),
+    (lambda x: (x.ratio.mean(), 0.0, [0.0]), "must return its metrics as a dict, got list"),
+])
+def test_a_plugin_loss_that_breaks_the_contract_is_named_before_anything_is_written(registry, tmp_path, loss,
+                                                                                     message):
+    """A per-sample loss failed inside jax.grad, a missing metric vanished from the CSV."""
+    from bpo_jax.session import RunSession
+
+    algorithms.register(type("L", (VPG,), {"loss": lambda self, config, hp, x: loss(x)})())
+    config = Config(algo="vpg-test", num_envs=4, num_steps=32, num_minibatches=2, hidden_sizes=(8,), total_steps=512)
+    with pytest.raises(algorithms.LossContractError) as e:
+        RunSession.start(config, out=str(tmp_path / "run"))
+    assert str(e.value).startswith("algorithm vpg-test's loss ") and message in str(e.value)
+    assert not (tmp_path / "run").exists()

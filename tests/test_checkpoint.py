@@ -277,3 +277,18 @@ def test_eval_reports_each_seed_and_writes_json(finished_run, tmp_path, capsys):
     assert cli.main(["eval", "--checkpoint", str(finished_run), "--episodes", "3", "--seed", "1",
                      "--out", str(tmp_path / "again.json")]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["per_seed"] == result["per_seed"]
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(algo="my-algo"), "was trained with algorithm 'my-algo', which is not registered in this process: register "
+                           "it (bpo_jax.algorithms.register) before loading the run"),
+    (dict(env="toy/Walk"), "was trained on 'toy/Walk', whose suite 'toy' is not registered in this process: register "
+                           "it (bpo_jax.envs.register_suite) before loading the run"),
+])
+def test_a_run_of_a_plugin_not_registered_says_to_register_it(tmp_path, changes, message):
+    """It said the checkpoint's config.json was invalid and suggested resuming it as ppo."""
+    values = {**Config().to_dict(), **changes}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.read_config(str(tmp_path))
+    assert str(e.value) == f"checkpoint {tmp_path} {message}"

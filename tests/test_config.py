@@ -146,3 +146,16 @@ def test_env_options_read_python_literals_and_inf():
                              "name=info")).env_kwargs()
     assert kw == {"healthy_z_range": (0.8, float("inf")), "a": float("-inf"), "n": 3, "flag": True,
                   "path": "/data/inf/x", "name": "info"}
+
+
+def test_inf_in_quotes_stays_text():
+    """Every word inf was rewritten before parsing, in strings too: '/data/inf/m.xml' became '/data/1e999/m.xml'."""
+    kw = Config(env_options=("model='/data/inf/m.xml'", "tag='inf'", "pair=('inf', inf)")).env_kwargs()
+    assert kw == {"model": "/data/inf/m.xml", "tag": "inf", "pair": ("inf", float("inf"))}
+
+
+def test_stacking_needs_hparams():
+    with pytest.raises(TypeError, match=r"HParams.stack takes a non-empty list of HParams \(Config.hparams\(\)\), got \[\]"):
+        HParams.stack([])
+    with pytest.raises(TypeError, match="got \\[Config"):
+        HParams.stack([Config()])

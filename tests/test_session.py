@@ -175,6 +175,14 @@ def test_numpy_counts_are_taken_as_the_numbers_they_hold(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == float(np.float32(0.5))
 
 
+def test_out_may_be_a_path(tmp_path):
+    """resume took a pathlib.Path, start refused one."""
+    import pathlib
+
+    session = RunSession.start(TINY, out=pathlib.Path(tmp_path / "run"), options=QUIET)
+    assert session.out == str(tmp_path / "run") and (tmp_path / "run" / "config.json").is_file()
+
+
 def test_chunks_run_ahead_of_the_host_work_only_where_no_state_is_wanted():
     """runner.run starts the next chunk before on_chunk where wants_state says no (on_chunk then
     gets no state), hands the state over where it says yes and after the last chunk, and

@@ -72,6 +72,14 @@ def test_vmap_over_configurations_matches_separate_runs():
     assert not np.allclose(kernel[0], kernel[1])
 
 
+def test_a_stacked_grid_without_vmap_is_named():
+    """It failed 14 frames inside JAX: Incompatible shapes for broadcasting (16, 4) and (2,)."""
+    stacked = HParams.stack([TINY.hparams(), TINY.replace(lr=1e-3).hparams()])
+    with pytest.raises(ValueError, match=r"one scalar per field, got shapes \[\(2,\)\]: train a stacked grid "
+                                         r"\(HParams.stack\) under jax.vmap\(train, in_axes=\(None, 0\)\)"):
+        make_train(TINY)(jax.random.key(0), stacked)
+
+
 def test_swept_asymmetric_bounds_equal_the_configuration_run_alone():
     """Swept (0.1, 0.3) bounds on a base of (0.2, 0.2) train the median head at its own
     quantile level p = 0.25, exactly as the (0.1, 0.3) configuration built and run alone."""

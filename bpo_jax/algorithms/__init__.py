@@ -3,16 +3,41 @@
 See :mod:`bpo_jax.algorithms.base` for what an algorithm provides."""
 from __future__ import annotations
 
-from bpo_jax.algorithms.base import COMMON_METRICS, Algorithm, Batch, LossInputs
+import re
+
+from bpo_jax.algorithms.base import COMMON_METRICS, Algorithm, Batch, LossContractError, LossInputs, checked_loss
 from bpo_jax.algorithms.bpo import BPO
 from bpo_jax.algorithms.ppo import PPO
 
 _REGISTRY: dict[str, Algorithm] = {}
 
 
-def register(algorithm: Algorithm) -> Algorithm:
-    """Make ``algorithm`` available as ``Config(algo=algorithm.name)``."""
-    _REGISTRY[algorithm.name] = algorithm
+def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
+    """Make ``algorithm`` (an instance of an :class:`Algorithm` subclass) available as
+    ``Config(algo=algorithm.name)``.  Its name is a run-directory-safe word (letters, digits,
+    ``_ . -``).  A name already registered (``bpo``, ``ppo``, or one added before) is refused
+    with a ValueError unless ``replace=True``, so that a plug-in cannot silently take over the
+    built-ins; so is a metric whose name another algorithm or the shared program reports under
+    another tag (CSV columns and TensorBoard tags are shared by every run)."""
+    if not isinstance(algorithm, Algorithm):
+        kind = f"the class {algorithm.__name__}" if isinstance(algorithm, type) else repr(algorithm)
+        raise TypeError(f"register takes an Algorithm instance (e.g. MyAlgorithm()), got {kind}")
+    name = getattr(algorithm, "name", None)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"register: {type(algorithm).__name__}.name must be a word of letters, digits, '_', '.' "
+                         f"or '-' (it names run directories), got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"register: algorithm {name!r} is already registered; pass replace=True to replace it, "
+                         "or give yours another name")
+    others = [a for n, a in _REGISTRY.items() if n != name]
+    for metric, tag in algorithm.metrics.items():
+        if metric in COMMON_METRICS:
+            raise ValueError(f"register: {name}'s metric {metric!r} is one every algorithm reports; rename it")
+        clash = next((a for a in others if a.metrics.get(metric, tag) != tag), None)
+        if clash is not None:
+            raise ValueError(f"register: {name}'s metric {metric!r} is {clash.name}'s under the tag "
+                             f"{clash.metrics[metric]!r}; use that tag or another name")
+    _REGISTRY[name] = algorithm
     return algorithm
 
 
@@ -43,4 +68,4 @@ def metric_tags() -> dict[str, str]:
 register(BPO())
 register(PPO())
 
-__all__ = ["Algorithm", "Batch", "LossInputs", "BPO", "PPO", "register", "names", "get", "reads", "metric_tags"]
+__all__ = ["Algorithm", "Batch", "LossInputs", "LossContractError", "checked_loss", "BPO", "PPO", "register", "names", "get", "reads", "metric_tags"]

@@ -67,7 +67,9 @@ class Algorithm:
 
     name: ClassVar[str]
     description: ClassVar[str]  # one line, shown by ``bpo-jax train --help``
-    defaults: ClassVar[Mapping[str, Any]] = {}  # values of Config fields left at None
+    # Values of Config fields left at None; it must give lr, ent_coef, vf_coef and value_clip
+    # (bpo_jax.config.FROM_ALGORITHM) unless every Config sets them.
+    defaults: ClassVar[Mapping[str, Any]] = {}
     own_fields: ClassVar[tuple[str, ...]] = ()  # Config fields that only this algorithm reads
     metrics: ClassVar[Mapping[str, str]] = {}  # its own metric names -> TensorBoard tags
 
@@ -91,6 +93,38 @@ class Algorithm:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class LossContractError(TypeError):
+    """An algorithm's :meth:`Algorithm.loss` returned what the shared program cannot use."""
+
+
+def checked_loss(algorithm: Algorithm, out: Any) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """``out``, what ``algorithm.loss`` returned (at trace time), if it is (policy loss, heads
+    loss, metrics) with scalar losses and the scalar metrics of :attr:`Algorithm.metrics`,
+    no more and no fewer; else a one-line :class:`LossContractError`.  Without it a plug-in's
+    mistake failed deep inside JAX (a per-sample loss has no gradient), or silently: a declared
+    metric it did not return vanished from the CSV and TensorBoard."""
+    where = f"algorithm {algorithm.name}'s loss"
+    if not isinstance(out, tuple) or len(out) != 3:
+        got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+        raise LossContractError(f"{where} must return (policy loss, heads loss, metrics), got {got}")
+    pi_loss, head_loss, metrics = out
+    for what, x in (("policy loss", pi_loss), ("heads loss", head_loss)):
+        if jnp.shape(x) != ():
+            raise LossContractError(f"{where} returned a {what} of shape {jnp.shape(x)}; it must be a scalar "
+                                    "(e.g. the mean over the minibatch)")
+    if not isinstance(metrics, Mapping):
+        raise LossContractError(f"{where} must return its metrics as a dict, got {type(metrics).__name__}")
+    missing, extra = set(algorithm.metrics) - set(metrics), set(metrics) - set(algorithm.metrics)
+    if missing or extra:
+        said = (f"misses {', '.join(sorted(missing))}" if missing else "") + (" and " if missing and extra else "") + (
+            f"returns {', '.join(sorted(extra))}, not declared" if extra else "")
+        raise LossContractError(f"{where} {said}: its metrics must be those of {type(algorithm).__name__}.metrics")
+    for name, x in metrics.items():
+        if jnp.shape(x) != ():
+            raise LossContractError(f"{where} returned metric {name!r} of shape {jnp.shape(x)}; metrics are scalars")
+    return pi_loss, head_loss, dict(metrics)
 
 
 def normalize(x: jax.Array) -> jax.Array:

@@ -1,5 +1,6 @@
 """Environment layer of bpo-jax: the env protocol, the suite registry and the suites."""
 from bpo_jax.envs.base import Box, Discrete, Env, EnvState, FunctionalEnv, ObsSpec
+from bpo_jax.envs.contract import EnvContractError
 from bpo_jax.envs.registry import (
     MissingDependencyError, MujocoGLError, SuiteInfo, UnknownEnvError, describe_suites, list_envs, make,
     register_suite, suites,
@@ -11,7 +12,7 @@ from bpo_jax import threefry_cpu
 threefry_cpu.install()
 
 __all__ = [
-    "Box", "Discrete", "Env", "EnvState", "FunctionalEnv", "ObsSpec",
+    "Box", "Discrete", "Env", "EnvContractError", "EnvState", "FunctionalEnv", "ObsSpec",
     "MissingDependencyError", "MujocoGLError", "SuiteInfo", "UnknownEnvError", "describe_suites", "list_envs", "make",
     "register_suite", "suites",
 ]

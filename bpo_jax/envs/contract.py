@@ -1,0 +1,133 @@
+"""The environment contract, checked on shapes before a run trains (nothing is computed).
+
+An environment of a suite you register (``register_suite``) or hand to ``make_train`` is your
+code: when its ``reset``/``step`` (or a :class:`FunctionalEnv`'s ``_reset_one``/``_step_one``)
+returns a shape the trainer does not expect, JAX fails deep inside the training loop's
+``scan`` or ``cond`` naming library internals, or the run trains on garbage (an observation
+shorter than its ``obs_spec`` broadcasts against the normaliser's statistics).  :func:`check`
+traces one reset and one step with ``jax.eval_shape`` and names the first mismatch in one line.
+The built-in suites are tested instead: their traces can take seconds (MJX physics).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bpo_jax.envs.base import Box, Discrete, EnvState, FunctionalEnv, ObsSpec
+
+
+class EnvContractError(ValueError):
+    """An environment returns shapes or types other than the ones it declares or the trainer needs."""
+
+
+def is_users(env: Any) -> bool:
+    """Whether ``env`` is defined outside bpo_jax's own suites (a plug-in, a test double)."""
+    return not type(env).__module__.startswith("bpo_jax.envs.")
+
+
+def check(env: Any) -> None:
+    """Raise :class:`EnvContractError` naming the first way ``env`` breaks the contract of
+    :class:`bpo_jax.envs.Env`: its specs, then one reset and one step traced on shapes."""
+    name = getattr(env, "name", type(env).__name__)
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise EnvContractError(f"{name}: {message}")
+
+    spec, space = getattr(env, "obs_spec", None), getattr(env, "action_space", None)
+    need(isinstance(spec, ObsSpec) and _is_shape(spec.shape),
+         f"obs_spec must be an ObsSpec with a tuple shape such as (4,), got {spec!r}")
+    need(isinstance(space, (Discrete, Box)), f"action_space must be a Discrete or a Box, got {space!r}")
+    if isinstance(space, Discrete):
+        need(isinstance(space.n, int) and space.n >= 1, f"Discrete needs n >= 1 actions, got {space.n!r}")
+    else:
+        _check_box(space, need)
+    batch = getattr(env, "num_envs", None)
+    need(isinstance(batch, int) and batch >= 1, f"num_envs must be a positive integer, got {batch!r}")
+
+    key = jax.random.key(0)
+    if isinstance(env, FunctionalEnv):
+        _check_one(env, spec, space, key, need)
+    first = jax.eval_shape(env.reset, key)
+    need(isinstance(first, EnvState), f"reset must return an EnvState, got {type(first).__name__}")
+    _check_state(first, "reset", batch, spec, need)
+    actions = _action(space, (batch,))
+    after = jax.eval_shape(env.step, first, actions)
+    need(isinstance(after, EnvState), f"step must return an EnvState, got {type(after).__name__}")
+    _check_state(after, "step", batch, spec, need)
+    _check_same("step", after, "reset", first, need, "the training loop carries the state from step to step")
+
+
+def _check_one(env: FunctionalEnv, spec: ObsSpec, space, key, need) -> None:
+    """One copy's ``_reset_one`` and ``_step_one``: named in the message, as the user wrote them."""
+    out = jax.eval_shape(env._reset_one, key)
+    need(isinstance(out, tuple) and len(out) == 2, f"_reset_one must return (inner, obs), got {_said(out)}")
+    inner, obs = out
+    need(obs.shape == tuple(spec.shape), f"_reset_one returned obs of shape {obs.shape}; obs_spec declares {spec.shape}")
+    out = jax.eval_shape(env._step_one, key, inner, _action(space, ()))
+    need(isinstance(out, tuple) and len(out) == 5,
+         f"_step_one must return (inner, obs, reward, terminated, truncated), got {_said(out)}")
+    next_inner, next_obs, reward, terminated, truncated = out
+    need(next_obs.shape == tuple(spec.shape),
+         f"_step_one returned obs of shape {next_obs.shape}; obs_spec declares {spec.shape}")
+    need(next_obs.dtype == obs.dtype, f"_step_one returned obs of dtype {next_obs.dtype} but _reset_one {obs.dtype}; "
+         "an auto-reset mixes the two, so they must agree")
+    for what, x in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
+        need(jnp.shape(x) == (), f"_step_one returned {what} of shape {jnp.shape(x)}; one copy's {what} is a scalar")
+    _check_same("_step_one", next_inner, "_reset_one", inner, need, "an auto-reset selects between them")
+
+
+def _check_state(state: EnvState, where: str, batch: int, spec: ObsSpec, need) -> None:
+    """An EnvState of ``batch`` copies: per-copy fields [batch], observations [batch, *obs_spec]."""
+    for field in ("obs", "final_obs"):
+        shape = getattr(state, field).shape
+        need(shape == (batch, *spec.shape),
+             f"{where} returned {field} of shape {shape}; expected (num_envs, *obs_spec.shape) = {(batch, *spec.shape)}")
+    for field in ("reward", "terminated", "truncated", "episode_return", "episode_length", "done_return",
+                  "done_length", "key"):
+        shape = getattr(state, field).shape
+        need(shape == (batch,), f"{where} returned {field} of shape {shape}; expected (num_envs,) = {(batch,)}")
+    for field in ("terminated", "truncated"):
+        need(getattr(state, field).dtype == jnp.bool_,
+             f"{where} returned {field} of dtype {getattr(state, field).dtype}; expected bool")
+
+
+def _check_same(where: str, got: Any, reference: str, want: Any, need, why: str) -> None:
+    """``got`` has ``want``'s tree structure and every leaf's shape and dtype."""
+    got_leaves, got_tree = jax.tree.flatten_with_path(got)
+    want_leaves, want_tree = jax.tree.flatten_with_path(want)
+    need(got_tree == want_tree, f"{where} returns a state of another structure than {reference} ({why})")
+    for (path, a), (_, b) in zip(got_leaves, want_leaves):
+        need((a.shape, a.dtype) == (b.shape, b.dtype),
+             f"{where} returned {jax.tree_util.keystr(path) or 'its state'} as {a.dtype}{list(a.shape)} but "
+             f"{reference} as {b.dtype}{list(b.shape)} ({why})")
+
+
+def _check_box(space: Box, need) -> None:
+    need(_is_shape(space.shape), f"Box shape must be a tuple of sizes such as (3,), got {space.shape!r}")
+    try:
+        low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape)
+    except (TypeError, ValueError):
+        need(False, f"Box bounds must be numbers or arrays broadcastable to {space.shape}, "
+             f"got low {space.low!r} and high {space.high!r}")
+    need(not (np.isnan(low).any() or np.isnan(high).any()), "Box bounds hold NaN")
+    need(bool(np.all(low <= high)), f"Box needs low <= high everywhere, got low {low.tolist()} and high {high.tolist()}")
+
+
+def _action(space, batch: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+    if isinstance(space, Discrete):
+        return jax.ShapeDtypeStruct(batch, jnp.int32)
+    return jax.ShapeDtypeStruct((*batch, *space.shape), jnp.float32)
+
+
+def _is_shape(shape: Any) -> bool:
+    return isinstance(shape, tuple) and all(isinstance(d, numbers.Integral) and d >= 0 for d in shape)
+
+
+def _said(out: Any) -> str:
+    return f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__

@@ -1,0 +1,148 @@
+"""bpo_jax.envs.contract: a plug-in environment's shapes checked in one line before a run."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpo_jax import Config, ConfigError, envs
+from bpo_jax.envs import Box, Discrete, EnvContractError, FunctionalEnv, ObsSpec, contract, registry
+from bpo_jax.networks import action_to_env
+from bpo_jax.session import RunSession
+from bpo_jax.train import make_train
+
+
+class Walk(FunctionalEnv):
+    """Walk right to position 5 in at most 10 steps; ``bug`` plants one contract violation."""
+
+    def __init__(self, num_envs, bug=None, obs_dim=2, space=Discrete(2)):
+        super().__init__("toy/Walk", num_envs, ObsSpec((obs_dim,)), space)
+        self.bug = bug
+
+    def _reset_one(self, key):
+        obs = jnp.zeros(3 if self.bug == "reset_obs" else 2)
+        return ((jnp.int32(0), jnp.int32(0)), obs, 0) if self.bug == "reset_three" else ((jnp.int32(0), jnp.int32(0)), obs)
+
+    def _step_one(self, key, inner, action):
+        pos, t = inner
+        pos, t = jnp.clip(pos + jnp.int32(jnp.mean(action) > 0), 0, 5), t + 1
+        obs = jnp.stack([pos / 5, t / 10]).astype(jnp.float32)
+        reward, terminated = (pos == 5).astype(jnp.float32), pos == 5
+        if self.bug == "reward_1":
+            reward = reward[None]
+        if self.bug == "step_obs_dtype":
+            obs = obs.astype(jnp.int32)
+        if self.bug == "inner_dtype":
+            t = t.astype(jnp.float32)
+        if self.bug == "terminated_2":
+            terminated = jnp.stack([terminated, terminated])
+        return (pos, t), obs, reward, terminated, t >= 10
+
+
+@pytest.mark.parametrize("bug,message", [
+    ("reward_1", "toy/Walk: _step_one returned reward of shape (1,); one copy's reward is a scalar"),
+    ("terminated_2", "toy/Walk: _step_one returned terminated of shape (2,)"),
+    ("reset_obs", "toy/Walk: _reset_one returned obs of shape (3,); obs_spec declares (2,)"),
+    ("reset_three", "toy/Walk: _reset_one must return (inner, obs), got a tuple of 3"),
+    ("step_obs_dtype", "toy/Walk: _step_one returned obs of dtype int32 but _reset_one float32"),
+    ("inner_dtype", "toy/Walk: _step_one returned [1] as float32[] but _reset_one as int32[] (an auto-reset selects"),
+])
+def test_a_broken_functional_env_is_named_in_one_line(bug, message):
+    """Each of these failed inside the training loop's scan or cond, naming library internals."""
+    with pytest.raises(EnvContractError) as e:
+        contract.check(Walk(4, bug))
+    assert str(e.value).startswith(message)
+    contract.check(Walk(4))  # the same env without the bug keeps the contract
+
+
+@pytest.mark.parametrize("env,message", [
+    (Walk(4, obs_dim=3), "_reset_one returned obs of shape (2,); obs_spec declares (3,)"),
+    (Walk(2, space=Box([1.0], [-1.0], (1,))), "Box needs low <= high everywhere, got low [1.0] and high [-1.0]"),
+    (Walk(2, space=Box(-1.0, 1.0, 1)), "Box shape must be a tuple of sizes such as (3,), got 1"),
+    (Walk(2, space=Box([-1.0, 0.0, 1.0], 1.0, (2,))), "Box bounds must be numbers or arrays broadcastable to (2,)"),
+    (Walk(2, space=Discrete(0)), "Discrete needs n >= 1 actions, got 0"),
+    (Walk(2, space=(2,)), "action_space must be a Discrete or a Box, got (2,)"),
+])
+def test_specs_that_do_not_fit_are_named(env, message):
+    with pytest.raises(EnvContractError, match="^toy/Walk: ") as e:
+        contract.check(env)
+    assert message in str(e.value)
+
+
+class Protocol:
+    """An env written against the Env protocol alone (Walk underneath), with a planted bug."""
+
+    def __init__(self, num_envs, bug=None):
+        self.inner, self.bug = Walk(num_envs), bug
+        self.name, self.num_envs = "toy/Protocol", num_envs
+        self.obs_spec, self.action_space = self.inner.obs_spec, self.inner.action_space
+
+    def reset(self, key):
+        state = self.inner.reset(key)
+        return state.obs if self.bug == "bare_obs" else state
+
+    def step(self, state, action):
+        state = self.inner.step(state, action)
+        if self.bug == "float_length":
+            state = state.replace(episode_length=state.episode_length.astype(jnp.float32))
+        if self.bug == "reward_2d":
+            state = state.replace(reward=state.reward[:, None])
+        return state
+
+
+@pytest.mark.parametrize("bug,message", [
+    ("bare_obs", "toy/Protocol: reset must return an EnvState, got ShapeDtypeStruct"),
+    ("reward_2d", "toy/Protocol: step returned reward of shape (4, 1); expected (num_envs,) = (4,)"),
+    ("float_length", "toy/Protocol: step returned .episode_length as float32[4] but reset as int32[4] (the training "
+                     "loop carries the state from step to step)"),
+])
+def test_a_broken_protocol_env_is_named_in_one_line(bug, message):
+    with pytest.raises(EnvContractError) as e:
+        contract.check(Protocol(4, bug))
+    assert str(e.value) == message
+    contract.check(Protocol(4))
+
+
+@pytest.fixture
+def toy_suite():
+    """A plug-in suite ``toy`` (its env options pick the bug), removed after the test."""
+    registry.register_suite("toy", lambda: ["Walk"], lambda name, num_envs, bug=None: Walk(num_envs, bug), "toy")
+    yield
+    del registry._SUITES["toy"]
+
+
+def test_a_run_on_a_broken_plugin_env_fails_before_anything_is_written(toy_suite, tmp_path):
+    config = Config(env="toy/Walk", env_options=("bug='reward_1'",), num_envs=4, num_steps=16, total_steps=512,
+                    hidden_sizes=(8,))
+    with pytest.raises(EnvContractError, match="reward of shape"):
+        RunSession.start(config, out=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(EnvContractError, match="reward of shape"):  # the library's own entry point checks it too
+        make_train(config)
+    with pytest.raises(EnvContractError, match="obs of shape"):  # and an env handed to it
+        make_train(config.replace(env_options=()), Walk(4, "reset_obs"))
+
+
+def test_only_plugin_envs_are_traced_ahead():
+    """The built-in suites are tested instead: tracing an MJX step ahead of a run costs seconds."""
+    assert not contract.is_users(envs.make("gymnax/CartPole-v1"))
+    assert contract.is_users(Walk(1)) and contract.is_users(Protocol(1))
+
+
+def test_bounds_given_as_lists_act_like_arrays():
+    """Box([-1, -2], [1, 2], (2,)) failed inside jnp.clip (lists are no arrays to jax)."""
+    space = Box([-1.0, -2.0], [1.0, 2.0], (2,))
+    np.testing.assert_array_equal(action_to_env(space, jnp.array([5.0, -5.0]), "clip"), [1.0, -2.0])
+    np.testing.assert_allclose(action_to_env(space, jnp.zeros(2), "tanh"), [0.0, 0.0], atol=1e-7)
+
+
+def test_tanh_needs_finite_bounds():
+    """Unbounded actions squashed by tanh gave -inf + inf = NaN at the first update."""
+    space = Box(-jnp.inf * jnp.ones(1), jnp.inf * jnp.ones(1), (1,))
+    with pytest.raises(ConfigError, match="`action_squash` 'tanh' maps onto the action bounds, and .* are not all "
+                                          "finite; use `action_squash` clip"):
+        Config(action_squash="tanh").validate_env(space)
+    Config(action_squash="clip").validate_env(space)
+    Config(action_squash="tanh").validate_env(Box(-1.0, 1.0, (1,)))
+    assert not np.isnan(action_to_env(space, jnp.ones(1), "clip")).any()
