@@ -1,7 +1,6 @@
 """bpo_jax.envs.contract: a plug-in environment's shapes checked in one line before a run."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -295,6 +295,7 @@ def _without_throughput(path):
     return [line.rsplit(",", 1)[0] for line in lines]
 
 
+@pytest.mark.extended  # 35 s, four full-optimisation compiles; the default suite resumes a grid in test_sweep
 def test_runs_trained_as_one_program_equal_runs_alone_and_resume_together(tmp_path, monkeypatch):
     """A grid of two configurations (lr and eps differ), 2 seeds each, interrupted and resumed as
     one program: each run directory holds what the run alone writes, bit for bit on CPU at
