@@ -712,13 +712,13 @@ def cmd_eval(args) -> int:
         return _fail(_worded(first_line(e), "eval"))
     result = {"checkpoint": os.path.abspath(loaded.path), "update": update, "env_steps": update * config.batch_size,
               **result}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)  # the video goes beside it
     if args.video:
         try:
             result["video"] = evaluate.record_video(config, state, os.path.join(os.path.dirname(os.path.abspath(out)), "video"),
                                                     seed=args.seed, max_steps=args.max_steps)
         except evaluate.VideoUnavailable as e:
             _say(f"bpo-jax: video skipped: {e}")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     reporting.write_json(out, result)
     for line in evaluate.summary_lines(result):
         _say(line, sys.stdout)
@@ -860,15 +860,41 @@ def cmd_report(args) -> int:
 
 
 def _check_file_out(out: str, example: str) -> None:
-    """Before any work: --out names a file that can be written (its folder exists or can be made)."""
+    """Before any work: --out names a file that can be written (its folder exists or can be
+    made), and no file of a run or sweep, which writing it would destroy."""
     from bpo_jax import reporting
 
-    if os.path.isdir(out):
+    if os.path.isdir(out) or out.endswith(("/", os.sep)):  # newdir/ wrote a file called newdir
         raise ConfigError(f"--out {out} is a directory; give a file name such as {os.path.join(out, example)}")
+    owner = _owning_run(os.path.realpath(out))
+    if owner is not None:
+        raise ConfigError(f"--out {out} is a file of the run or sweep in {owner}, which writing it would destroy; "
+                          f"give another name such as {os.path.join(owner, example)}")
     try:  # where a link points: that is the file written
         reporting.check_creatable(os.path.dirname(os.path.realpath(out)))
     except reporting.OutputDirError as e:
         raise ConfigError(f"--out {out}: {e}") from None
+
+
+def _owning_run(path: str) -> Optional[str]:
+    """The run, checkpoint or sweep directory whose own file ``path`` (a real path) is: a file
+    bpo-jax writes there and reads back (config.json, metrics.csv, summary.json, the markers,
+    a sweep's sweep.json and curves.csv), or anything under its checkpoints/ or tb/.  None for
+    any other path, such as the eval.json, figure.png or report.md these commands write."""
+    from bpo_jax import checkpoint, reporting, sweep
+
+    folder = os.path.dirname(path)
+    while folder != os.path.dirname(folder):
+        folder, name = os.path.split(folder)
+        if name in (checkpoint.CHECKPOINTS, "tb") and os.path.isfile(os.path.join(folder, "config.json")):
+            return folder
+    folder, name = os.path.split(path)
+    run_files = (*reporting.OUTPUT_FILES, reporting.INCOMPLETE, reporting.DIVERGED, "metadata.json")
+    if name in run_files and os.path.isfile(os.path.join(folder, "config.json")):
+        return folder
+    if name in (sweep.SWEEP_FILE, "curves.csv", "summary.json") and os.path.isfile(os.path.join(folder, sweep.SWEEP_FILE)):
+        return folder
+    return None
 
 
 def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bool = False) -> int:

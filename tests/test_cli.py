@@ -581,3 +581,62 @@ def test_a_closed_output_pipe_never_stops_training(tmp_path):
     assert "compiling" in head[0] and "ETA" in head[1]
     assert not (out / "INCOMPLETE").exists()
     assert {"config.json", "metrics.csv", "summary.json", "curve.png"} <= set(os.listdir(out))
+
+
+def _run_and_sweep(tmp_path):
+    """A sweep folder holding one run directory with a checkpoint folder, as files only."""
+    sweep_dir = tmp_path / "sweep"
+    run = sweep_dir / "runs" / "r"
+    (run / "checkpoints" / "step_00000004").mkdir(parents=True)
+    (run / "tb").mkdir()
+    for f in ("config.json", "metrics.csv", "summary.json", "checkpoints/step_00000004/config.json",
+              "checkpoints/step_00000004/metadata.json"):
+        (run / f).write_text("{}")
+    (sweep_dir / "sweep.json").write_text("{}")
+    (sweep_dir / "curves.csv").write_text("")
+    return sweep_dir, run
+
+
+@pytest.mark.parametrize("inside", ["config.json", "metrics.csv", "summary.json", "INCOMPLETE", "curve.png",
+                                    "checkpoints/step_00000004/metadata.json", "checkpoints/new.onnx", "tb/x.json"])
+def test_an_out_that_is_a_runs_own_file_is_refused(tmp_path, inside):
+    """`report RUN --out RUN/metrics.csv` replaced the curve by the report and exited 0; an
+    export over a checkpoint's metadata.json destroyed the run's only checkpoint."""
+    _, run = _run_and_sweep(tmp_path)
+    with pytest.raises(cli.ConfigError) as e:
+        cli._check_file_out(str(run / inside), "report.md")
+    assert str(e.value) == (f"--out {run / inside} is a file of the run or sweep in {run}, which"
+                            f" writing it would destroy; give another name such as {run / 'report.md'}")
+
+
+def test_a_sweeps_own_files_are_refused_and_new_files_beside_runs_are_not(tmp_path):
+    sweep_dir, run = _run_and_sweep(tmp_path)
+    for name in ("sweep.json", "curves.csv", "summary.json"):
+        with pytest.raises(cli.ConfigError, match=f"is a file of the run or sweep in {re.escape(str(sweep_dir))},"):
+            cli._check_file_out(str(sweep_dir / name), "report.md")
+    for fine in (run / "eval.json", run / "figure.png", sweep_dir / "report.md", sweep_dir / "figure.png",
+                 tmp_path / "metrics.csv"):  # what the commands write by default; a metrics.csv of no run
+        cli._check_file_out(str(fine), "report.md")
+    link = tmp_path / "link.csv"
+    link.symlink_to(run / "metrics.csv")  # a link writes where it points
+    with pytest.raises(cli.ConfigError, match="is a file of the run"):
+        cli._check_file_out(str(link), "report.md")
+
+
+def test_report_and_plot_refuse_to_write_over_the_run_they_read(tmp_path, capsys):
+    _, run = _run_and_sweep(tmp_path)
+    before = (run / "metrics.csv").read_text()
+    assert cli.main(["report", str(run), "--out", str(run / "metrics.csv")]) == 2
+    assert cli.main(["plot", str(run), "--out", str(run / "config.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("bpo-jax: error: --out ") for line in err)
+    assert (run / "metrics.csv").read_text() == before == "{}"
+
+
+def test_an_out_ending_in_a_separator_is_a_folder(tmp_path, capsys):
+    """`--out newdir/` wrote a file called newdir."""
+    _, run = _run_and_sweep(tmp_path)
+    assert cli.main(["report", str(run), "--out", str(tmp_path / "newdir") + "/"]) == 2
+    assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --out {tmp_path / 'newdir'}/ is a directory; give a "
+                                               f"file name such as {tmp_path / 'newdir' / 'report.md'}")
+    assert not (tmp_path / "newdir").exists()
