@@ -43,8 +43,8 @@ import jax
 import numpy as np
 
 from bpo_jax import checkpoint, envs, reporting, runner, tracking, train
-from bpo_jax.envs import contract
 from bpo_jax.config import Config, plain, plain_fields, type_error
+from bpo_jax.envs import contract
 from bpo_jax.errors import first_line, interrupt_deferred
 from bpo_jax.networks import make_network
 
