@@ -11,11 +11,11 @@ discrete action) with the run's observation normalisation baked in as constants,
 or :func:`load_policy`.  With an asymmetric critic the function takes the actor's observation
 (the ``policy`` group) only.
 
-``export_onnx`` writes the same policy as an ONNX graph (opset 17: Gemm layers, the activation,
-the normaliser and the action mapping as constants; the ``onnx`` extra), for robot deployment
-stacks and runtimes that read ONNX, as rsl_rl's ``policy.onnx``: input ``obs`` [batch, D] float32,
-output ``action`` (float32 [batch, A], or int64 [batch] for discrete actions); for the Nature
-CNN (Atari) the input is the uint8 frames [batch, H, W, C].
+``export_onnx`` writes the same policy as an ONNX graph (opset 17: Gemm layers, one alone for a
+linear policy, the activation, the normaliser and the action mapping as constants; the ``onnx``
+extra), for robot deployment stacks and runtimes that read ONNX, as rsl_rl's ``policy.onnx``:
+input ``obs`` [batch, D] float32, output ``action`` (float32 [batch, A], or int64 [batch] for
+discrete actions); for the Nature CNN (Atari) the input is the uint8 frames [batch, H, W, C].
 """
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ def _checked(path, config, action_space, state, obs_dim) -> int | tuple[int, int
     fits); returns ``obs_dim`` as an int or an image's (H, W, C)."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a file path, got {show(path)}")
+    _check_folder(path)
     check_config(config)
     if not isinstance(action_space, (Box, Discrete)):
         raise ValueError(f"action_space must be a bpo_jax Box or Discrete, got {show(action_space)}")
@@ -162,7 +163,8 @@ def export_policy(path: str, config, action_space, state, obs_dim: int | tuple) 
     """Serialize the policy of ``state`` (a TrainState of one seed) to ``path``; returns the bytes.
     ``obs_dim``: the full observation width the networks were trained on (an int or a 1-tuple), or
     an image's (H, W, C).  ValueError, before any tracing, where ``state`` is not one seed's state
-    of ``config``'s network for ``obs_dim`` observations."""
+    of ``config``'s network for ``obs_dim`` observations; FileNotFoundError (NotADirectoryError)
+    where ``path``'s folder does not exist (none is created)."""
     obs_dim = _checked(path, config, action_space, state, obs_dim)
     params = jax.device_get(state.params)
     stats = None if _image_shape(obs_dim) else _flat_stats(jax.device_get(state.obs_stats), obs_dim)
@@ -244,7 +246,7 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) ->
                                "torso_dense")], "features")
         mlp, head = params.get("pi_mlp", {}), params["pi_head"]
         obs_type, obs_shape = TensorProto.UINT8, ["batch", *image]
-    elif image is None and "actor" in params and "MLP_0" in params["actor"]:
+    elif image is None and "Dense_0" in params.get("actor", {}):  # an MLP; no MLP_0 where it is linear
         x = "obs"
         width = config.policy_obs_dim or obs_dim
         stats = _flat_stats(jax.device_get(state.obs_stats), obs_dim)
@@ -253,11 +255,14 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) ->
             std = np.sqrt(np.asarray(stats.variance, np.float32)[:width] + np.float32(1e-8))
             x = node("Div", [node("Sub", [x, const("obs_mean", mean)], "centred"), const("obs_std", std)], "scaled")
             x = node("Clip", [x, const("obs_low", -config.obs_clip), const("obs_high", config.obs_clip)], "normalised")
-        mlp, head = params["actor"]["MLP_0"], params["actor"]["Dense_0"]
+        mlp, head = params["actor"].get("MLP_0", {}), params["actor"]["Dense_0"]  # hidden_sizes=(): the head alone
         obs_type, obs_shape = TensorProto.FLOAT, ["batch", width]
     else:
-        raise ExportError(f"ONNX export covers MLP policies and the Nature CNN; {config.env}'s network is neither "
-                          "(use export_policy's jax.export format)")
+        layers = params.get("actor", params)
+        raise ExportError(f"ONNX export covers MLP policies (linear ones too) on vector observations and the Nature CNN "
+                          f"on uint8 frames; {config.env}'s policy network (layers {', '.join(sorted(layers)) or 'none'}) "
+                          f"on {'image' if image is not None else 'vector'} observations is neither: export it with "
+                          "`bpo-jax export --format jax` (export_policy in Python)")
     activation = {"tanh": "Tanh", "relu": "Relu", "elu": "Elu"}[config.activation]
     for i, name in enumerate(sorted(mlp, key=lambda name: int(name.rpartition("_")[2]))):
         layer = mlp[name]
@@ -287,6 +292,16 @@ def export_onnx(path: str, config, action_space, state, obs_dim: int | tuple) ->
     data = model.SerializeToString()
     _write(path, data)
     return data
+
+
+def _check_folder(path) -> None:
+    """The folder ``path`` goes in exists (export does not create it), said in one line naming
+    it before the policy is traced."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"cannot write {os.fspath(path)}: the folder {folder} does not exist (create it first)")
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"cannot write {os.fspath(path)}: {folder} is not a folder")
 
 
 def _write(path: str, data: bytes) -> None:

@@ -172,7 +172,8 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> None:
     (and a run killed half-way) see the old file or the new one, never a part.  A symbolic link
     is followed (its target is replaced, the link kept); what is there and is no regular file
     (``/dev/null``, a pipe), or is reached through /dev or /proc (``/dev/stdout``, which may be
-    the file a shell redirects to), is written as it is, never replaced by a file."""
+    the file a shell redirects to), is written as it is, never replaced by a file.  An OSError
+    names ``path`` (a missing folder, a full disk), not the temporary file."""
     special = os.path.abspath(path).startswith(("/dev/", "/proc/"))  # /dev/stdout: whatever the shell opened
     if os.path.exists(path) and (special or not os.path.isfile(path)):
         write(path)
@@ -182,9 +183,11 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.filename == tmp:  # the file asked for, not our temporary one
+            raise type(e)(e.errno, e.strerror, path) from None
         raise
 
 

@@ -225,3 +225,81 @@ def test_load_policy_refuses_what_is_not_an_export(tmp_path):
     with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path))} is a directory, not a bpo-jax jax.export "
                                          "policy file$"):
         load_policy(str(tmp_path))
+
+
+# ------------------------------------------------------------------ linear policies, unwritable paths
+@pytest.mark.parametrize("env, squash", [("gymnax/CartPole-v1", "clip"), ("gymnax/Pendulum-v1", "clip"),
+                                         ("gymnax/Pendulum-v1", "tanh")], ids=["discrete", "clip", "tanh"])
+@pytest.mark.parametrize("normalize", [True, False], ids=["normaliser", "no-normaliser"])
+def test_a_linear_policy_exports_to_onnx(env, squash, normalize, tmp_path):
+    """`--hidden-sizes ""` (a linear policy and value: no MLP_0 in the actor) is one Gemm, the
+    head's: the ONNX graph chooses the JAX policy's deterministic actions (ONNX export used to
+    refuse it as neither an MLP nor the Nature CNN)."""
+    import onnx
+
+    config = Config(env=env, hidden_sizes=(), normalize_obs=normalize, action_squash=squash)
+    width = 4 if env == "gymnax/CartPole-v1" else 3
+    state, env = _one_seed(config, obs_shape=(width,))
+    assert set(state.params["params"]["actor"]) <= {"Dense_0", "std_raw"}
+    # Widen the head (gain 0.01): no near-ties for the argmax, and means both within and beyond the bounds.
+    state.params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * 30.0 if "'actor']['Dense_0']" in jax.tree_util.keystr(path) else x, state.params)
+    data = export_onnx(str(tmp_path / "p.onnx"), config, env.action_space, state, width)
+    assert [n.op_type for n in onnx.load_from_string(data).graph.node].count("Gemm") == 1
+    obs = (np.random.default_rng(6).normal(size=(256, width)) * 20).astype(np.float32)
+    got = ort.InferenceSession(str(tmp_path / "p.onnx")).run(None, {"obs": obs})[0]
+    want = np.asarray(policy_function(config, env.action_space, state.params, state.obs_stats, width)(jnp.asarray(obs)))
+    if isinstance(env.action_space, Discrete):
+        assert got.dtype == np.int64 and got.shape == (256,) and len(set(want.tolist())) > 1
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert got.dtype == np.float32 and got.shape == (256, 1)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        inside = np.abs(want) < 2.0 - 1e-3  # Pendulum's torque bounds are [-2, 2]
+        assert inside.any() and (squash == "tanh" or (~inside).any())
+
+
+def test_onnx_names_what_it_cannot_export_and_the_cli_format_that_can(tmp_path, monkeypatch):
+    """A network ONNX export does not cover (none that make_network builds now: a stand-in past
+    the argument checks): one line naming the network and `bpo-jax export --format jax`."""
+    from types import SimpleNamespace
+
+    from bpo_jax import export
+    from bpo_jax.export import ExportError
+
+    monkeypatch.setattr(export, "_checked", lambda path, config, space, state, obs_dim: obs_dim)
+    state = SimpleNamespace(params={"params": {"actor": {"LSTM_0": {}, "Dense_1": {}}}}, obs_stats=None)
+    with pytest.raises(ExportError) as e:
+        export_onnx(str(tmp_path / "p.onnx"), CARTPOLE, Discrete(2), state, 4)
+    assert str(e.value) == ("ONNX export covers MLP policies (linear ones too) on vector observations and the Nature "
+                            "CNN on uint8 frames; gymnax/CartPole-v1's policy network (layers Dense_1, LSTM_0) on "
+                            "vector observations is neither: export it with `bpo-jax export --format jax` "
+                            "(export_policy in Python)")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("write", _writers())
+def test_export_to_a_missing_folder_names_the_folder_not_a_temporary_file(write, tmp_path, monkeypatch):
+    """Export does not create folders (the CLI does): a path in a folder that does not exist, or
+    under a file, is refused before tracing in one line naming it; an error while writing names
+    the path asked for, not write_atomic's temporary file beside it."""
+    import errno
+    import os
+
+    state, env = _one_seed(CARTPOLE)
+    path = tmp_path / "nodir" / "x" / "p.jaxexport"
+    with pytest.raises(FileNotFoundError) as e:
+        write(str(path), CARTPOLE, env.action_space, state, 4)
+    assert str(e.value) == f"cannot write {path}: the folder {path.parent} does not exist (create it first)"
+    (tmp_path / "a_file").write_bytes(b"")
+    with pytest.raises(NotADirectoryError) as e:
+        write(str(tmp_path / "a_file" / "p"), CARTPOLE, env.action_space, state, 4)
+    assert str(e.value) == f"cannot write {tmp_path / 'a_file' / 'p'}: {tmp_path / 'a_file'} is not a folder"
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), src, None, dst)
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError) as e:
+        write(str(tmp_path / "p"), CARTPOLE, env.action_space, state, 4)
+    assert str(e.value) == f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: '{tmp_path / 'p'}'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written, no temporary file left

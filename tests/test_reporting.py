@@ -76,3 +76,11 @@ def test_output_folders_that_would_fail_once_the_run_started_are_refused_up_fron
     (target / "keep.txt").unlink()
     reporting.open_run_dir(str(tmp_path / "link"), overwrite=False, note="running")  # an empty one is used
     assert reporting.is_incomplete(str(target))
+
+
+def test_a_failed_atomic_write_names_the_file_asked_for_not_the_temporary_one(tmp_path):
+    missing = tmp_path / "no" / "such" / "out.json"
+    with pytest.raises(FileNotFoundError) as e:
+        reporting.write_text(str(missing), "x")
+    assert e.value.filename == str(missing) and ".tmp-" not in str(e.value)
+    assert not list(tmp_path.iterdir())
