@@ -839,7 +839,10 @@ def cmd_plot(args) -> int:
         return os.path.splitext(path)[1].lstrip(".").lower()
 
     def write(cs, diverged, title, path):
-        reporting.write_atomic(path, lambda tmp: curves.plot(cs, tmp, title, format=image_format(path)))
+        notes = []  # runs with nothing to draw: said on the figure and here
+        reporting.write_atomic(path, lambda tmp: notes.extend(curves.plot(cs, tmp, title, format=image_format(path))))
+        for note in notes:
+            _say(f"bpo-jax: note: {note}")
 
     def check(path):
         if image_format(path) not in curves.image_formats():

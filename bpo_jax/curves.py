@@ -77,14 +77,16 @@ def is_run_dir(path: str) -> bool:
 
 def load(run_dir: str) -> Curve:
     """The :class:`Curve` of a finished run directory.  A file that cannot be read, a row that
-    does not parse, a seed missing updates, or rows that end short of the steps summary.json
-    records (a cut metrics.csv) raise :class:`CurveError` naming the file."""
+    does not parse, a seed missing updates, rows that end short of the steps summary.json
+    records or hold fewer seeds than config.json's ``num_seeds`` (a cut metrics.csv), or a field
+    of the wrong type raise :class:`CurveError` naming the file."""
     for marker, state in ((DIVERGED, "diverged"), (INCOMPLETE, "has not finished")):
         if os.path.isfile(os.path.join(run_dir, marker)):
             raise CurveError(f"{run_dir} {state} (its {marker} file says why); it has no final curve")
     if not is_run_dir(run_dir):
         raise CurveError(f"{run_dir} holds no finished run (config.json and metrics.csv)")
-    config = _read_json(os.path.join(run_dir, "config.json"), ("env", "algo", "total_steps"))
+    config_path = os.path.join(run_dir, "config.json")
+    config = _read_json(config_path, {"env": _NAME, "algo": _NAME, "total_steps": _COUNT}, {"num_seeds": _COUNT})
     path = os.path.join(run_dir, "metrics.csv")
     try:
         cells, steps_of = _read_metrics(path)
@@ -98,15 +100,25 @@ def load(run_dir: str) -> Curve:
                          f"{len(updates)} updates (a cut or edited file?)")
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.isfile(summary_path):
-        recorded = _read_json(summary_path, ("env_steps",))["env_steps"]
+        recorded = _read_json(summary_path, {"env_steps": _COUNT})["env_steps"]
         if recorded != steps_of[updates[-1]]:
             raise CurveError(f"{path} ends at {steps_of[updates[-1]]:,} steps per seed but {summary_path} records "
                              f"{recorded:,} (a cut or edited file?)")
+    _check_seed_count(path, len(seeds), config_path, config.get("num_seeds"))
     returns = np.array([[cells[s, u][0] for u in updates] for s in seeds]).reshape(len(seeds), len(updates))
     episodes = np.array([[cells[s, u][1] for u in updates] for s in seeds]).reshape(len(seeds), len(updates))
-    return Curve(run_dir=run_dir, env=config["env"], algo=config["algo"], total_steps=int(config["total_steps"]),
+    return Curve(run_dir=run_dir, env=config["env"], algo=config["algo"], total_steps=config["total_steps"],
                  steps=np.array([steps_of[u] for u in updates], dtype=float), returns=returns, episodes=episodes,
                  settings=config)
+
+
+def _check_seed_count(path: str, seeds: int, config_path: str, recorded: Optional[int]) -> None:
+    """A metrics.csv cut at a seed boundary holds whole seeds that each end where summary.json
+    says: only the seed count config.json records tells it from a run of fewer seeds (it was
+    reported as one, with the wrong numbers)."""
+    if recorded is not None and seeds != recorded:
+        raise CurveError(f"{path} holds {seeds} seed{'s' * (seeds != 1)} but {config_path} records {recorded} "
+                         "(a cut or edited file?)")
 
 
 def _read_metrics(path: str) -> tuple[dict[tuple[int, int], tuple[float, float]], dict[int, int]]:
@@ -195,8 +207,15 @@ def _shown(value) -> str:
     return number_text(value) if isinstance(value, float) else str(value)
 
 
-def _read_json(path: str, needs: Sequence[str]) -> dict:
-    """A JSON object holding the keys ``needs``, else a one-line CurveError naming the file."""
+# What a field of config.json or summary.json must hold: (test, what the message says it is not).
+_NAME = (lambda v: isinstance(v, str) and bool(v), "a name")
+_COUNT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number above 0")
+
+
+def _read_json(path: str, needs: dict, may: Optional[dict] = None) -> dict:
+    """A JSON object holding the keys ``needs``, each of its kind (``_NAME``, ``_COUNT``), and
+    the keys ``may`` of theirs where present; else a one-line CurveError naming the file and the
+    field (a hand-edited ``"algo": null`` was an AttributeError traceback from plot and report)."""
     try:
         with open(path) as f:
             values = json.load(f)
@@ -205,6 +224,9 @@ def _read_json(path: str, needs: Sequence[str]) -> dict:
     missing = [k for k in needs if not isinstance(values, dict) or k not in values]
     if missing:
         raise CurveError(f"{path} lacks {', '.join(missing)}")
+    for key, (valid, kind) in {**needs, **(may or {})}.items():
+        if key in values and not valid(values[key]):
+            raise CurveError(f"{path}: {key} is {values[key]!r}, not {kind} (an edited file?)")
     return values
 
 
@@ -229,16 +251,19 @@ def _is_any_run(path: str) -> bool:
         (has("checkpoints") and (has("config.json") or has("metrics.csv")))
 
 
-def find_runs(paths: Sequence[str]) -> Found:
+def find_runs(paths) -> Found:
     """The run directories among ``paths``: each path is a run directory, or a folder whose
-    sub-folders (at any depth) are; sorted, so figures and tables come out in a stable order,
-    each once however often it is reached.  A path that is no directory, or holds no run, raises
-    :class:`CurveError`."""
+    sub-folders (at any depth, through symbolic links) are; sorted, so figures and tables come
+    out in a stable order, each once however often it is reached.  One path may be given alone
+    (a str or os.PathLike), not in a list: a str is not iterated as its characters.  A path that
+    is no directory, or holds no run, raises :class:`CurveError`."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     seen, found = set(), []
-    for path in paths:
+    for path in map(os.fspath, paths):
         if not os.path.isdir(path):
             raise CurveError(f"{path} is not a directory")
-        inside = [path] if _is_any_run(path) else sorted(root for root, _, _ in os.walk(path) if _is_any_run(root))
+        inside = [path] if _is_any_run(path) else sorted(root for root in _folders(path) if _is_any_run(root))
         if not inside:
             raise CurveError(f"{path} holds no finished run (no config.json with metrics.csv under it)")
         for run in inside:
@@ -254,15 +279,47 @@ def find_runs(paths: Sequence[str]) -> Found:
     return Found(tuple(d for d in found if d not in diverged and d not in unfinished), unfinished, diverged)
 
 
-def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format: str = "png") -> None:
+def _folders(path: str):
+    """``path`` and every folder under it, symbolic links followed (a folder of links to runs is
+    a selection of them), each real folder once: a link to a folder above it (a loop) or to one
+    reached already is not walked again.  Sorted names, so which link reaches a folder first is
+    the same every time."""
+    walked = set()
+    for root, dirs, _ in os.walk(path, followlinks=True):
+        real = os.path.realpath(root)
+        if real in walked:
+            dirs[:] = []
+            continue
+        walked.add(real)
+        dirs.sort()
+        yield root
+
+
+def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format: str = "png") -> list[str]:
     """One panel per environment (in order of first appearance), each algorithm's mean over
     seeds with a min-max band, x = environment steps per seed; written to ``path`` as
-    ``format`` (one of :func:`image_formats`)."""
+    ``format`` (one of :func:`image_formats`).  Returns a note per run that had nothing to draw
+    (no training episode ended), for the caller to print: the figure says so too, but an
+    empty panel is easy to take for a drawing bug.  No curve at all raises :class:`CurveError`."""
+    import matplotlib.pyplot as plt
+
+    fig, notes = _draw(curves, title)
+    try:
+        fig.savefig(path, format=format)
+    finally:
+        plt.close(fig)
+    return notes
+
+
+def _draw(curves: Sequence[Curve], title: Optional[str]):
+    """:func:`plot`'s figure (open: the caller closes it) and its notes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not curves:
+        raise CurveError("no run to draw (the figure needs at least one finished run)")
     envs = list(dict.fromkeys(c.env for c in curves))
     cols = min(len(envs), 2)
     rows = -(-len(envs) // cols)
@@ -271,30 +328,57 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
     # Matplotlib's 10 cycle colours; a larger grid's lines from one colour map, none repeated.
     colours = {name: f"C{i}" if len(names) <= 10 else plt.get_cmap("turbo")(i / (len(names) - 1))
                for i, name in enumerate(names)}
+    notes = []
     for ax, env in zip(axes.flat, envs):
         mine = [c for c in curves if c.env == env]
-        for c in mine:
-            r = carry_forward(c.returns)  # an update in which no episode ended keeps the last value
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
-                mean, lo, hi = np.nanmean(r, 0), np.nanmin(r, 0), np.nanmax(r, 0)
-            ax.plot(c.steps, mean, color=colours[c.name], lw=1.6, label=f"{c.label}: mean")
-            if c.num_seeds > 1:
-                ax.fill_between(c.steps, lo, hi, color=colours[c.name], alpha=0.2, lw=0)
+        empty = [c for c in mine if not _draw_curve(ax, c, colours[c.name])]
+        notes += [f"{c.run_dir}: no training episode ended; nothing to draw" for c in empty]
+        unseen = "no training episode ended: " + "; ".join(c.label for c in empty) if empty else ""
+        if unseen and len(empty) == len(mine):  # an empty panel says why in its middle
+            ax.text(0.5, 0.5, _plain(unseen), transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                    wrap=True)
         budget = ", ".join(sorted({f"{c.algo.upper()} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in mine}))
-        # The budget under the panel's title, where no curve or legend can cover it.
-        ax.set_title(f"{env}\n" + textwrap.fill(f"budget: {budget}", 90, break_on_hyphens=False), fontsize=9)
+        # The budget (and the runs not drawn) under the panel's title, where no curve or legend can cover it.
+        below = [f"budget: {budget}"] + [unseen] * (0 < len(empty) < len(mine))
+        ax.set_title(_plain("\n".join([env] + [textwrap.fill(t, 90, break_on_hyphens=False) for t in below])),
+                     fontsize=9)
         ax.set_xlabel("environment steps per seed")
         ax.set_ylabel("training episode return")
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8, title="band: min-max over seeds", title_fontsize=7)
+        if len(empty) < len(mine):
+            ax.legend(loc="best", fontsize=8, title="band: min-max over seeds", title_fontsize=7)
     for ax in axes.flat[len(envs):]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain(title))
     fig.tight_layout()
-    fig.savefig(path, format=format)
-    plt.close(fig)
+    return fig, notes
+
+
+def _draw_curve(ax, c: Curve, colour) -> bool:
+    """``c``'s mean over seeds and min-max band on ``ax``, with markers where it has a single
+    point (a 1-update run, or a run whose only episodes ended in its last update: a line of one
+    point shows nothing); False, drawing nothing, where no episode ended."""
+    r = carry_forward(c.returns)  # an update in which no episode ended keeps the last value
+    if not np.isfinite(r).any():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
+        mean, lo, hi = np.nanmean(r, 0), np.nanmin(r, 0), np.nanmax(r, 0)
+    alone = np.isfinite(mean).sum() == 1
+    ax.plot(c.steps, mean, color=colour, lw=1.6, marker="o" if alone else None, label=_plain(f"{c.label}: mean"))
+    if c.num_seeds > 1:
+        ax.fill_between(c.steps, lo, hi, color=colour, alpha=0.2, lw=0)
+        if alone:  # a band one point wide is invisible too: the seeds' range as a bar
+            ax.vlines(c.steps, lo, hi, color=colour, alpha=0.5)
+    return True
+
+
+def _plain(text: str) -> str:
+    """``text`` drawn as typed: matplotlib reads text between two ``$`` as math, so a title
+    ``Cost: $5 vs $10`` was drawn as math and ``Hopper: $x^$`` stopped the figure with a
+    mathtext traceback; ``\\$`` is its literal dollar sign."""
+    return text.replace("$", r"\$")
 
 
 def image_formats() -> list[str]:

@@ -142,23 +142,34 @@ def names() -> list[str]:
         + [f"paper/isaaclab/{t}" for t in _ISAACLAB_TASKS]
 
 
+def _check_name(name: Any) -> None:
+    """A one-line PresetError for a name that is no string (None, a number): string methods
+    raised an AttributeError from deep inside."""
+    if not isinstance(name, str):
+        raise PresetError(f"a preset name is a string, not {name!r}; valid: {', '.join(names())}")
+
+
+def _check_algo(name: str, algo: Any, valid) -> None:
+    """A one-line PresetError unless ``algo`` is one of ``valid`` (a list was a TypeError)."""
+    if not isinstance(algo, str) or algo not in valid:
+        raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(valid)}")
+
+
 def resolve(name: str, algo: str) -> dict[str, Any]:
     """The Config fields that preset ``name`` sets for ``algo`` (bpo or ppo)."""
+    _check_name(name)
     kind, _, env = name.partition("/")
     if kind == "paper" and env in _ATARI_GAMES:
-        if algo not in _ATARI:
-            raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(_ATARI)}")
+        _check_algo(name, algo, _ATARI)
         return {**_ATARI_COMMON, "env": f"atari/{env}-v5", "algo": algo, "total_steps": _ATARI_GAMES[env],
                 **_ATARI[algo]}
     if kind == "paper" and env.startswith("isaaclab/") and env.partition("/")[2] in _ISAACLAB_TASKS:
-        if algo not in _ISAACLAB_ALGO:
-            raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(_ISAACLAB_ALGO)}")
+        _check_algo(name, algo, _ISAACLAB_ALGO)
         return _isaaclab(env.partition("/")[2], algo)
     task = env.removesuffix("-v4")
     if kind not in ("paper", "fast") or task not in _PAPER or not env.endswith("-v4"):
         raise PresetError(unknown_name("preset", name, names()))
-    if algo not in _PAPER[task]:
-        raise PresetError(f"preset {name!r} has no {algo!r} settings; valid: {', '.join(_PAPER[task])}")
+    _check_algo(name, algo, _PAPER[task])
     values = {**_PAPER_COMMON, "env": f"mjx/{env}", "algo": algo}
     if algo == "bpo":
         values.update(_BPO_BASE)
@@ -171,7 +182,11 @@ def resolve(name: str, algo: str) -> dict[str, Any]:
 
 
 def summary(name: str) -> str:
-    """One line on what preset ``name`` is, for the list of presets."""
+    """One line on what preset ``name`` is, for the list of presets; an unknown name raises
+    PresetError (it was described as one of the paper's MuJoCo presets)."""
+    _check_name(name)
+    if name not in names():
+        raise PresetError(unknown_name("preset", name, names()))
     kind, _, rest = name.partition("/")
     if rest in _ATARI_GAMES:
         return "the paper's Atari settings (SB3 BPO with BPOCnnPolicy; SB3 PPO with CnnPolicy), EnvPool"
@@ -184,8 +199,8 @@ def summary(name: str) -> str:
 
 def source(name: str, algo: str) -> str:
     """Where preset ``name``'s ``algo`` settings come from (which implementation it equals)."""
+    resolve(name, algo)  # unknown names, and what is no name, raise PresetError
     kind = name.partition("/")[0]
-    resolve(name, algo)  # unknown names raise PresetError
     if name.partition("/")[2] in _ATARI_GAMES:
         return ("the paper authors' SB3 BPO Atari settings with BPOCnnPolicy (reference digest section 6.2)"
                 if algo == "bpo" else

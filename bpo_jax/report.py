@@ -129,6 +129,13 @@ def _spread(values: np.ndarray) -> str:
     return f"{v.mean():,.1f} ± {v.std(ddof=1):,.1f} [{v.min():,.1f}, {v.max():,.1f}]"
 
 
+def _cell(text: str) -> str:
+    """``text`` as one table cell: a ``|`` (a run folder named ``lr|a``, which names its
+    variant) escaped, else it splits the row into more cells than the header; a line break
+    (also legal in a folder name) ends the row, so it becomes a space."""
+    return " ".join(text.replace("|", r"\|").splitlines())
+
+
 def markdown(curves: Sequence[Curve], title: str = "Results against the paper") -> str:
     """The report: one table row per (run, compared point), then the source of the paper's values."""
     lines = [f"# {title}", "",
@@ -142,7 +149,7 @@ def markdown(curves: Sequence[Curve], title: str = "Results against the paper") 
             band = "" if r.band is None else f"{r.band[0]:,.1f} – {r.band[1]:,.1f}"
             counted = int(np.isfinite(r.values).sum())  # a seed with no episode in the window has no value
             seeds = f"{counted}" if counted == len(r.values) else f"{counted} of {len(r.values)}"
-            lines.append(f"| {r.env} | {curve.name} | {r.step:,} | {seeds} | "
+            lines.append(f"| {_cell(r.env)} | {_cell(curve.name)} | {r.step:,} | {seeds} | "
                          f"{_spread(r.values)} | {paper} | {band} | {r.verdict} |")
     lines += ["", f"Paper values: {paper_source()}", ""]
     return "\n".join(lines)
