@@ -5,8 +5,10 @@ action squashing as in training, on observations normalised by the statistics sa
 checkpoint.  The N episodes run in parallel as N copies of the env, fresh resets (no reset
 pool: evaluation reads the task's true initial-state distribution), inside one jitted
 ``while_loop`` that stops when every episode has ended (or at ``max_steps``), vmapped over the
-checkpoint's seeds.  Every seed is evaluated on the same initial states (one evaluation key),
-so differences between seeds are differences between policies.
+checkpoint's seeds (mapped one after another for suites stepped through host callbacks).
+Every seed is evaluated on the same initial states (one evaluation key), so differences
+between seeds are differences between policies; except on Atari's EnvPool backend, whose
+no-op starts follow the emulators' own seeds, not the key.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 from bpo_jax import normalization as norm
 from bpo_jax.config import Config
 from bpo_jax.envs import make as make_env
+from bpo_jax.envs.registry import host_state
 from bpo_jax.errors import first_line
 from bpo_jax.checks import check_config, check_int, check_seed, state_seeds
 from bpo_jax.networks import action_to_env, make_network
@@ -78,7 +81,13 @@ def _program(config: Config, episodes: int, max_steps: int):
     """The jitted, seed-vmapped evaluation (cached: a second evaluation does not recompile), the
     env's action space and observation spec."""
     evaluate, env = make_evaluate(config, episodes, max_steps)
-    return jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None))), env.action_space, env.obs_spec
+    if host_state(config.env):
+        # Emulators stepped through host callbacks cannot run under a while loop whose predicate
+        # is batched over seeds (JAX refuses unordered effects there): seeds one after another.
+        seeds = lambda params, obs_stats, key: jax.lax.map(lambda p: evaluate(*p, key), (params, obs_stats))
+    else:
+        seeds = jax.vmap(evaluate, in_axes=(0, 0, None))
+    return jax.jit(seeds), env.action_space, env.obs_spec
 
 
 def _seeds_of(config: Config, action_space, obs_spec, state: Any) -> tuple[Any, Any]:

@@ -99,12 +99,17 @@ BACKENDS = ("envpool", "ale")
 _ALE_FRAME_LIMIT = 10**9  # the ale backend cuts games itself (max_steps counts agent steps)
 
 
+# ROMs that ALE runs only in its multi-player modes: EnvPool lacks them, and ale-py's
+# single-player vector env aborts the whole process on them (no exception to catch).
+_MULTIPLAYER_ONLY = ("combat", "joust", "maze_craze", "warlords")
+
+
 def _rom_ids() -> dict[str, str]:
     """{"Pong-v5": "pong", ...}: the ROMs in ale-py's wheel, found without importing it."""
     _require("ale_py", load=False)
     spec = importlib.util.find_spec("ale_py")
     roms = os.path.join(list(spec.submodule_search_locations)[0], "roms")
-    games = sorted(f[:-4] for f in os.listdir(roms) if f.endswith(".bin"))
+    games = sorted(f[:-4] for f in os.listdir(roms) if f.endswith(".bin") and f[:-4] not in _MULTIPLAYER_ONLY)
     return {"".join(part.capitalize() for part in g.split("_")) + "-v5": g for g in games}
 
 
@@ -159,8 +164,10 @@ class AtariEnv:
         if noop_max < 1:
             raise ValueError(f"atari: noop_max must be >= 1 (1 = no no-op starts; EnvPool crashes on 0), got {noop_max}")
         for key, value in (("frame_skip", frame_skip), ("max_steps", max_steps), ("frame_stack", frame_stack)):
-            if int(value) < 1:
-                raise ValueError(f"atari: {key} must be >= 1, got {value}")
+            if not 1 <= int(value) < 2**31:  # the emulators count in int32
+                raise ValueError(f"atari: {key} must be in [1, 2**31), got {value}")
+        if not 0 <= seed < 2**31:
+            raise ValueError(f"atari: seed must be in [0, 2**31) (EnvPool's int32 seed), got {seed}")
         if not 0 <= repeat_action_probability <= 1:
             raise ValueError(f"atari: repeat_action_probability must be in [0, 1], got {repeat_action_probability}")
         if num_threads < 0:
