@@ -545,30 +545,13 @@ def _is_isaaclab_checkpoint(path: str) -> bool:
 
 def _train_host(args) -> int:
     """isaaclab/<task>: the host-driven loop of :mod:`bpo_jax.host_loop` (the simulator is torch),
-    one seed, outputs, checkpoints and an exported policy in --out; --resume continues one."""
-    from bpo_jax import checkpoint, host_loop, reporting
+    one seed, outputs, checkpoints and an exported policy in --out; --resume continues one.  A
+    run that stops (Ctrl-C, a NaN, bad env data) ends in one line: what happened, the newest
+    checkpoint kept and the --resume command, as its INCOMPLETE note says."""
+    from bpo_jax import checkpoint, host_loop, runner
 
     try:
-        if args.resume:
-            changed = sorted(_flag(name) for name in _expected(args))
-            if changed:
-                raise ConfigError(f"--resume continues the checkpoint's run with its configuration; drop {', '.join(changed)}")
-            run_dir, ckpt = checkpoint.locate(args.resume)
-            if run_dir is None:
-                raise ConfigError(f"--resume needs the run's directory around {ckpt}")
-            if args.out and os.path.abspath(args.out) != os.path.abspath(run_dir):
-                raise ConfigError(f"--resume continues in the run's own directory {run_dir}; drop --out {args.out}")
-            config, out = checkpoint.read_config(ckpt), run_dir
-            done = checkpoint.read_metadata(ckpt)["update"]
-            if done >= config.num_updates:
-                raise ConfigError(f"the run in {run_dir} has finished ({done} of {config.num_updates} iterations)")
-        else:
-            if "seeds" in args.given and args.seeds != 1:
-                raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
-            config = _config_from_args(args)
-            config.validate()
-            out = reporting.default_run_dir(config) if args.out is None else args.out
-            reporting.check_output_dir(out, args.overwrite)
+        config, out = _host_run_config(args)
         env = host_loop.make_env(config)  # one line with the install hint when IsaacLab is missing
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e)))
@@ -578,22 +561,63 @@ def _train_host(args) -> int:
     resuming = f"; resuming from {args.resume}" if args.resume else ""
     _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iterations x {config.batch_size} steps, "
          f"host-driven rollout{resuming}; compiling...")
+    hint = "bpo-jax train --resume {out}"
     try:
         result = host_loop.train(config, env, out=out, quiet=args.quiet, resume=args.resume,
                                  checkpoint_every=every_updates, checkpoint_seconds=every_seconds,
-                                 keep_checkpoints=args.keep_checkpoints)
-    except KeyboardInterrupt:
-        hint = (f"; continue with: bpo-jax train --resume {shlex.quote(out)}" if reporting.has_checkpoint(out)
-                else "; nothing to resume: start it again with --overwrite")
-        return _fail(f"interrupted{hint}", EXIT_INTERRUPTED)
+                                 keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite, resume_hint=hint)
+    except KeyboardInterrupt as e:
+        return _fail(_worded(host_loop.stop_note(e, out, hint)), EXIT_INTERRUPTED)
     except checkpoint.CheckpointError as e:
         return _fail(first_line(e))
+    except Exception as e:
+        if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
+            raise  # the full traceback, for a bug report
+        return _fail(_worded(host_loop.stop_note(e, out, hint)), EXIT_FAILURE)
     finally:
         env.close()
-    _say(f"[{config.algo} {config.env}] final return {result.metrics['episode_return_mean'][-1]:.2f} | collect "
+    _say(f"[{config.algo} {config.env}] final return {_host_final_return(result)} | collect "
          f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
          f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
+
+
+def _host_run_config(args) -> tuple[Config, str]:
+    """(config, run directory) of an isaaclab/ run: the checkpoint's with --resume, else the
+    flags'; every check before anything is built or written."""
+    from bpo_jax import checkpoint, reporting
+
+    if not args.resume:
+        if "seeds" in args.given and args.seeds != 1:
+            raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
+        config = _config_from_args(args)
+        config.validate()
+        out = reporting.default_run_dir(config) if args.out is None else args.out
+        reporting.check_output_dir(out, args.overwrite)
+        return config, out
+    changed = sorted(_flag(name) for name in _expected(args))
+    if changed:
+        raise ConfigError(f"--resume continues the checkpoint's run with its configuration; drop {', '.join(changed)}")
+    if args.overwrite:
+        raise ConfigError("--resume continues a run in its own directory; it cannot be combined with --overwrite")
+    run_dir, ckpt = checkpoint.locate(args.resume)
+    if run_dir is None:
+        raise ConfigError(f"--resume needs the run's directory around {ckpt}")
+    if args.out and os.path.abspath(args.out) != os.path.abspath(run_dir):
+        raise ConfigError(f"--resume continues in the run's own directory {run_dir}; drop --out {args.out}")
+    config, done = checkpoint.read_config(ckpt), checkpoint.read_metadata(ckpt)["update"]
+    if done >= config.num_updates:
+        raise ConfigError(f"the run in {run_dir} has finished ({done} of {config.num_updates} iterations)")
+    return config, run_dir
+
+
+def _host_final_return(result) -> str:
+    """The final return as the other suites' last line gives it (summary.json's figure: the
+    episodes that ended in the last 10% of iterations), or n/a where none ended."""
+    from bpo_jax import reporting
+
+    ret = reporting.tail_returns({k: result.metrics[k][None] for k in ("episodes", "episode_return_mean")})[0]
+    return f"{ret:.2f} (last 10% of episodes)" if math.isfinite(ret) else "n/a (no episode ended)"
 
 
 def _open_session(args):

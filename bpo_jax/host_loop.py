@@ -21,6 +21,7 @@ import csv
 import importlib.util
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,9 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bpo_jax import checkpoint
+from bpo_jax import checkpoint, reporting
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.envs.isaaclab import SUITE, IsaacLabEnv, unpack
+from bpo_jax.envs.isaaclab import SUITE, EnvDataError, IsaacLabEnv, unpack
+from bpo_jax.errors import first_line
 from bpo_jax.export import export_onnx, export_policy
 from bpo_jax.train import Trainer, TrainState, Transition, make_trainer
 
@@ -61,8 +63,13 @@ class HostRunResult:
 
 
 def wrap(env: Any, asymmetric_critic: bool = False) -> IsaacLabEnv:
-    """``env`` as an :class:`IsaacLabEnv`: an rsl_rl VecEnv gets wrapped, an adapter passes."""
+    """``env`` as an :class:`IsaacLabEnv`: an rsl_rl VecEnv gets wrapped, an adapter passes (one
+    wrapped without the critic group is refused for ``asymmetric_critic``: the config would say
+    asymmetric while the critic reads the policy observation)."""
     if isinstance(env, IsaacLabEnv):
+        if asymmetric_critic and not env.asymmetric:
+            raise ValueError("`asymmetric_critic` is set, but the IsaacLabEnv passed in was made without it; make it "
+                             "with IsaacLabEnv(..., asymmetric_critic=True) or drop `asymmetric_critic`")
         return env
     return IsaacLabEnv(env, asymmetric_critic=asymmetric_critic)
 
@@ -149,7 +156,8 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
           out: Optional[str] = None, log_interval: int = 1,
           on_iteration: Optional[Callable[[int, dict], None]] = None, quiet: bool = False,
           resume: Optional[str] = None, checkpoint_every: Optional[int] = None,
-          checkpoint_seconds: Optional[float] = 600.0, keep_checkpoints: int = 2) -> HostRunResult:
+          checkpoint_seconds: Optional[float] = 600.0, keep_checkpoints: int = 2, overwrite: bool = False,
+          resume_hint: Optional[str] = None) -> HostRunResult:
     """Train ``config.algo`` on a host-stepped environment.
 
     ``env``: an rsl_rl ``VecEnv`` (IsaacLab's ``RslRlVecEnvWrapper``), an :class:`IsaacLabEnv`, or
@@ -162,7 +170,20 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     ``keep_checkpoints`` kept.  ``resume``: a run directory, its checkpoints/ or one step_*
     folder of a host-loop run of the same program (:class:`~bpo_jax.checkpoint.CheckpointError`
     otherwise), continued from its newest checkpoint up to ``num_iterations``.
-    ``on_iteration(i, row)`` sees each row."""
+    ``on_iteration(i, row)`` sees each row.
+
+    As every run directory, ``out`` holds config.json and an INCOMPLETE marker (what happened,
+    how to go on: ``resume_hint``, a command in which ``{out}`` stands for the directory) from
+    the start until the final files are in place; a run stopped by a NaN loss is also marked
+    DIVERGED.  A non-empty ``out`` is refused (:class:`~bpo_jax.reporting.OutputDirError`) unless
+    it is the run being resumed or ``overwrite`` empties it: two runs' files would mix.
+    A NaN loss raises :class:`~bpo_jax.runner.NonFiniteError`, bad env data
+    :class:`~bpo_jax.envs.isaaclab.EnvDataError`, each naming the iteration."""
+    if num_iterations is not None and int(num_iterations) < 1:
+        raise ValueError(f"`num_iterations` must be >= 1, got {num_iterations}")
+    in_place = out is not None and resume is not None and _same_dir(out, checkpoint.locate(resume)[0])
+    if out is not None and not in_place:
+        reporting.check_output_dir(out, overwrite)  # before the env or a compile
     env = make_env(config) if env is None else wrap(env, config.asymmetric_critic)
     config = host_config(config, env)
     trainer = make_trainer(config, env)
@@ -186,6 +207,8 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     frame = _commit(first_frame(env.observe()))
     episode = _commit((jnp.zeros(env.num_envs), jnp.zeros(env.num_envs, jnp.int32)))
     compile_seconds = time.perf_counter() - t0  # init only; the step programs compile in iteration 1
+    if out is not None:
+        _open(out, config, in_place, overwrite, _hint(out, resume_hint))
     saver = None
     if out is not None and (checkpoint_every or checkpoint_seconds):
         saver = checkpoint.Saver(os.path.join(out, checkpoint.CHECKPOINTS), config, num_seeds=1, keep=keep_checkpoints,
@@ -193,38 +216,34 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
                                  every_seconds=None if checkpoint_every else checkpoint_seconds,
                                  last_update=len(rows))
 
-    for it in range(len(rows), iterations):
-        t_start = time.perf_counter()
-        frames, actions, log_probs = [frame], [], []
-        logs: dict[str, list[float]] = {}
-        for _ in range(config.num_steps):
-            action, log_prob, key = policy_step(state.params, state.obs_stats, frame, key)
-            step = env.step(action)
-            frame = step.frame
-            frames.append(frame)
-            actions.append(action)
-            log_probs.append(log_prob)
-            for k, v in step.log.items():
-                logs.setdefault(k, []).append(v)
-        traj, episode = assemble(frames, actions, log_probs, episode)
-        jax.block_until_ready(traj)
-        t_collected = time.perf_counter()
-        state, metrics = learn(state, traj, state.env_state, key, hp)
-        key = state.key
-        row = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        t_learned = time.perf_counter()
-        collect_s.append(t_collected - t_start)
-        learn_s.append(t_learned - t_collected)
-        if row.get("nonfinite"):
-            raise FloatingPointError(f"non-finite loss or gradient at iteration {it + 1}")
-        rows.append(row)
-        terms.append({k: float(np.mean(v)) for k, v in logs.items()})
-        if on_iteration is not None:
-            on_iteration(it, {**row, **terms[-1]})
-        if not quiet and (it % log_interval == 0 or it == iterations - 1):
-            _print_progress(it, iterations, row, collect_s[-1], learn_s[-1], config.batch_size)
-        if saver is not None and saver.due(it + 1, iterations):
-            _save(saver, state, rows, terms, collect_s, learn_s, iterations)
+    try:
+        for it in range(len(rows), iterations):
+            t_start = time.perf_counter()
+            traj, episode, frame, key, logs = _collect(env, policy_step, assemble, state, frame, episode, key,
+                                                       config.num_steps, it)
+            t_collected = time.perf_counter()
+            state, metrics = learn(state, traj, state.env_state, key, hp)
+            key = state.key
+            row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            t_learned = time.perf_counter()
+            collect_s.append(t_collected - t_start)
+            learn_s.append(t_learned - t_collected)
+            if row.get("nonfinite"):
+                from bpo_jax.runner import NonFiniteError
+
+                raise NonFiniteError(f"non-finite loss or gradient at iteration {it + 1}", update=it + 1)
+            rows.append(row)
+            terms.append({k: float(np.mean(v)) for k, v in logs.items()})
+            if on_iteration is not None:
+                on_iteration(it, {**row, **terms[-1]})
+            if not quiet and (it % log_interval == 0 or it == iterations - 1):
+                _print_progress(it, iterations, row, collect_s[-1], learn_s[-1], config.batch_size)
+            if saver is not None and saver.due(it + 1, iterations):
+                _save(saver, state, rows, terms, collect_s, learn_s, iterations)
+    except BaseException as e:
+        if out is not None:
+            _record_stop(out, e, resume_hint)
+        raise
 
     names = [k for k in rows[0] if k != "nonfinite"]
     term_names = sorted({k for t in terms for k in t})
@@ -238,7 +257,86 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     )
     if out is not None:
         write_outputs(result, out)
+        reporting.mark_complete(out)
     return result
+
+
+def _collect(env: IsaacLabEnv, policy_step, assemble, state: TrainState, frame, episode, key, num_steps: int,
+             it: int):
+    """One iteration's rollout: (traj, episode, last frame, key, per-term logs).  Bad env data is
+    raised naming iteration ``it`` (0-based), which the env itself does not know."""
+    frames, actions, log_probs = [frame], [], []
+    logs: dict[str, list[float]] = {}
+    for _ in range(num_steps):
+        action, log_prob, key = policy_step(state.params, state.obs_stats, frame, key)
+        try:
+            step = env.step(action)
+        except EnvDataError as e:
+            raise EnvDataError(f"at iteration {it + 1}, {e}") from None
+        frame = step.frame
+        frames.append(frame)
+        actions.append(action)
+        log_probs.append(log_prob)
+        for k, v in step.log.items():
+            logs.setdefault(k, []).append(v)
+    traj, episode = assemble(frames, actions, log_probs, episode)
+    jax.block_until_ready(traj)
+    return traj, episode, frame, key, logs
+
+
+# ------------------------------------------------------------------ the run directory
+def _same_dir(a: Optional[str], b: Optional[str]) -> bool:
+    return a is not None and b is not None and os.path.abspath(a) == os.path.abspath(b)
+
+
+def _hint(out: str, resume_hint: Optional[str]) -> str:
+    """How to continue the run in ``out``: ``resume_hint`` with ``{out}``, or the library call."""
+    if resume_hint is not None:
+        return resume_hint.format(out=shlex.quote(out))
+    return f"bpo_jax.host_loop.train(config, env, resume={out!r}, out={out!r})"
+
+
+def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) -> None:
+    """Mark ``out`` INCOMPLETE and write its config.json before the first iteration, as
+    :meth:`bpo_jax.session.RunSession.start` does: a fresh run creates the directory (emptied
+    with ``overwrite``); a resume in place clears an earlier stop's DIVERGED marker."""
+    note = f"training has not finished (still running, or killed). Continue it from its newest checkpoint with: {hint}"
+    if in_place:
+        reporting.mark_complete(out)  # drops DIVERGED too; INCOMPLETE is written again just below
+        reporting.mark_incomplete(out, note)
+    else:
+        reporting.open_run_dir(out, overwrite, note)
+    reporting.write_json(os.path.join(out, "config.json"), reporting.run_config(config, 1))
+
+
+def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> str:
+    """Why the run in ``out`` stopped and how to go on, one line: INCOMPLETE's note, and what a
+    front end prints (the names in backticks, `overwrite`, are the library's parameters)."""
+    kept = checkpoint.list_checkpoints(os.path.join(out, checkpoint.CHECKPOINTS))
+    from bpo_jax.runner import BadUpdateError
+
+    if isinstance(e, KeyboardInterrupt):
+        what = "interrupted (Ctrl-C)"
+    elif isinstance(e, (BadUpdateError, EnvDataError)):
+        what = f"stopped: {first_line(e)}"
+    else:
+        what = f"stopped: {type(e).__name__}: {first_line(e)}"
+    if not kept:
+        return f"{what} before the first checkpoint was saved; nothing to resume: start it again with `overwrite`"
+    good = "the last good checkpoint" if isinstance(e, BadUpdateError) else "its newest checkpoint"
+    return f"{what}; kept {good} {kept[-1]}; continue with: {_hint(out, resume_hint)}"
+
+
+def _record_stop(out: str, e: BaseException, resume_hint: Optional[str]) -> None:
+    """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites')."""
+    from bpo_jax.runner import BadUpdateError
+
+    if not reporting.is_incomplete(out):  # stopped before the directory was opened: nothing to mark
+        return
+    note = stop_note(e, out, resume_hint)
+    reporting.mark_incomplete(out, note)
+    if isinstance(e, BadUpdateError):
+        reporting.mark_diverged(out, note)
 
 
 def _history(rows, terms, collect_s, learn_s) -> dict[str, np.ndarray]:
@@ -289,7 +387,6 @@ def write_outputs(result: HostRunResult, path: str) -> dict:
     """config.json, metrics.csv, summary.json and curve.png as :func:`bpo_jax.reporting.write_outputs`
     (one seed), plus iterations.csv (time split, lr and the per-term episode logs) and
     policy.jaxexport (:func:`bpo_jax.export.export_policy`) and, with the onnx extra, policy.onnx."""
-    from bpo_jax import reporting
     from bpo_jax.runner import RunResult
 
     os.makedirs(path, exist_ok=True)

@@ -113,3 +113,31 @@ class LegacyPointGoalEnv(PointGoalEnv):
         obs, reward, dones, extras = super().step(actions)
         extras["observations"] = {k: obs[k] for k in obs.keys()}
         return obs["policy"], reward, dones, extras
+
+
+class FaultyPointGoalEnv(PointGoalEnv):
+    """The same task with one fault from step ``at`` on (counted over the env's life): ``"nan"``
+    a NaN reward in env 0, ``"huge"`` rewards of 1e30 (finite, but the loss overflows),
+    ``"width"`` a policy group one value wider, ``"batch"`` half the rewards."""
+
+    def __init__(self, *args, fault: str = "nan", at: int = 17, **kwargs):
+        self.fault, self.at, self.steps = fault, at, 0
+        super().__init__(*args, **kwargs)
+
+    def _groups(self) -> dict[str, torch.Tensor]:
+        groups = super()._groups()
+        if self.fault == "width" and self.steps >= self.at:
+            groups["policy"] = torch.cat([groups["policy"], groups["policy"][:, :1]], dim=-1)
+        return groups
+
+    def step(self, actions: torch.Tensor):
+        self.steps += 1
+        obs, reward, dones, extras = super().step(actions)
+        if self.steps >= self.at:
+            if self.fault == "nan":
+                reward[0] = float("nan")
+            elif self.fault == "huge":
+                reward = torch.full_like(reward, 1e30)
+            elif self.fault == "batch":
+                reward = reward[: self.num_envs // 2]
+        return obs, reward, dones, extras

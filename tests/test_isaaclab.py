@@ -12,8 +12,8 @@ import jax.numpy as jnp  # noqa: E402
 
 from bpo_jax import host_loop, losses, lr_schedule  # noqa: E402
 from bpo_jax.config import Config  # noqa: E402
-from bpo_jax.envs.isaaclab import IsaacLabEnv, observation_groups, to_jax, to_torch  # noqa: E402
-from tests.fake_vec_env import LegacyPointGoalEnv, PointGoalEnv  # noqa: E402
+from bpo_jax.envs.isaaclab import EnvDataError, IsaacLabEnv, observation_groups, to_jax, to_torch  # noqa: E402
+from tests.fake_vec_env import FaultyPointGoalEnv, LegacyPointGoalEnv, PointGoalEnv  # noqa: E402
 
 RANDOM_POLICY_RETURN = 10.9  # N(0, 1) actions, measured over 256 envs (zero actions: 16.5)
 
@@ -235,9 +235,107 @@ def test_cli_resumes_an_interrupted_isaaclab_run(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
     assert cli.main(["train", "--resume", str(out), "--num-envs", "16"]) == 2
     assert "drop --num-envs" in capsys.readouterr().err
+    note = (out / "INCOMPLETE").read_text()  # the run directory says it stopped and how to go on
+    assert "interrupted (Ctrl-C)" in note and f"continue with: bpo-jax train --resume {out}" in note
+    assert '"env": "isaaclab/Isaac-Velocity-Rough-G1-v0"' in (out / "config.json").read_text()
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
     assert len((out / "iterations.csv").read_text().splitlines()) == 4  # header + 3 iterations
+    assert not (out / "INCOMPLETE").exists()
     capsys.readouterr()
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "has finished (3 of 3 iterations)" in err and len(err.strip().splitlines()) == 1
+
+
+def _small(**changes) -> Config:
+    return Config(**{**dict(algo="bpo", num_envs=8, num_steps=8, num_epochs=1, num_minibatches=2,
+                            total_steps=8 * 8 * 3, hidden_sizes=(16,), seed=0), **changes})
+
+
+class NoCriticEnv(PointGoalEnv):
+    def _groups(self):
+        return {"policy": super()._groups()["policy"]}
+
+
+def test_asymmetric_critic_without_a_critic_group_is_refused():
+    """It was silently trained symmetric while config.json said asymmetric_critic: true."""
+    with pytest.raises(ValueError, match="`asymmetric_critic` needs a 'critic' observation group.*groups: policy"):
+        IsaacLabEnv(NoCriticEnv(8), asymmetric_critic=True)
+    with pytest.raises(ValueError, match="made without it"):
+        host_loop.wrap(IsaacLabEnv(PointGoalEnv(8)), asymmetric_critic=True)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("nan", r"the env's reward is not finite \(NaN or Inf; first in env 0\)"),
+    ("width", r"the env's observation has shape \(8, 5\), not \(8, 4\)"),
+    ("batch", r"the env's reward has shape \(4,\), not \(8,\): one reward per env"),
+])
+def test_bad_env_data_is_named_by_the_adapter(fault, message):
+    """A NaN reward became a NaN loss iterations later, a wider observation a flax parameter
+    shape error, a short reward batch torch's stack error."""
+    env = IsaacLabEnv(FaultyPointGoalEnv(8, fault=fault, at=1))
+    with pytest.raises(EnvDataError, match=message):
+        env.step(jnp.zeros((8, 2)))
+
+
+def test_host_loop_run_directory_markers_and_a_used_out(tmp_path):
+    """config.json and INCOMPLETE from the start, INCOMPLETE gone at the end; a second run into
+    the same ``out`` is refused (it mixed run A's checkpoints with run B's outputs) unless
+    ``overwrite`` empties it; no iterations is refused in one line."""
+    from bpo_jax import checkpoint, reporting
+
+    out = tmp_path / "run"
+    seen = []
+    host_loop.train(_small(), PointGoalEnv(8), out=str(out), num_iterations=2, checkpoint_every=1, quiet=True,
+                    on_iteration=lambda i, row: seen.append((out / "INCOMPLETE").read_text()))
+    assert f"bpo_jax.host_loop.train(config, env, resume={str(out)!r}" in seen[0]
+    assert not (out / "INCOMPLETE").exists() and (out / "summary.json").exists()
+    with pytest.raises(reporting.OutputDirError, match="exists and is not empty; set `overwrite`"):
+        host_loop.train(_small(seed=1), PointGoalEnv(8), out=str(out), num_iterations=1, quiet=True)
+    host_loop.train(_small(seed=1), PointGoalEnv(8), out=str(out), num_iterations=1, checkpoint_every=1,
+                    quiet=True, overwrite=True)
+    assert [p.rsplit("_", 1)[1] for p in checkpoint.list_checkpoints(str(out / "checkpoints"))] == ["00000001"]
+    assert '"seed": 1' in (out / "config.json").read_text()
+    with pytest.raises(ValueError, match="`num_iterations` must be >= 1, got 0"):
+        host_loop.train(_small(), PointGoalEnv(8), num_iterations=0, quiet=True)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("nan", "stopped: at iteration 3, the env's reward is not finite"),
+    ("width", "stopped: at iteration 3, the env's observation has shape (8, 5)"),
+    ("huge", "stopped: non-finite loss or gradient at iteration 3"),
+])
+def test_cli_stops_on_bad_env_data_or_a_nan_loss_in_one_line(fault, message, tmp_path, monkeypatch, capsys):
+    """Each ended in a raw traceback (FloatingPointError; 47 lines of flax ScopeParamShapeError).
+    Now: one line naming the iteration, the last good checkpoint and --resume, the same note in
+    INCOMPLETE, and DIVERGED where the loss went NaN (as the JAX suites mark it)."""
+    from bpo_jax import cli
+
+    monkeypatch.setattr(host_loop, "make_env", lambda c: IsaacLabEnv(
+        FaultyPointGoalEnv(c.num_envs, seed=0, fault=fault, at=17), name=c.env))
+    out = tmp_path / "run"
+    argv = ["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v0", "--num-envs", "8", "--num-steps", "8",
+            "--num-minibatches", "2", "--num-epochs", "1", "--total-steps", "192", "--hidden-sizes", "16",
+            "--checkpoint-every", "1", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == cli.EXIT_FAILURE
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"bpo-jax: error: {message}") and "Traceback" not in err, err
+    assert f"step_00000002; continue with: bpo-jax train --resume {out}" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
+    assert err.removeprefix("bpo-jax: error: ") in (out / "INCOMPLETE").read_text()
+    assert (out / "DIVERGED").exists() == (fault == "huge")
+
+
+def test_cli_final_return_when_no_episode_ended(tmp_path, monkeypatch, capsys):
+    """It printed "final return nan"; the other suites print n/a.  A used --out is refused."""
+    from bpo_jax import cli
+
+    monkeypatch.setattr(host_loop, "make_env", lambda c: IsaacLabEnv(PointGoalEnv(c.num_envs, 1000), name=c.env))
+    out = tmp_path / "run"
+    argv = ["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v0", "--num-envs", "8", "--num-steps", "4",
+            "--num-minibatches", "2", "--num-epochs", "1", "--total-steps", "64", "--hidden-sizes", "16",
+            "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    assert "final return n/a (no episode ended)" in capsys.readouterr().err
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert "exists and is not empty; set --overwrite or choose another --out" in capsys.readouterr().err

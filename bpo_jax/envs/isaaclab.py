@@ -97,6 +97,12 @@ def observation_groups(observations: Any, extras: Optional[Mapping] = None) -> d
             if hasattr(v, "ndim") and v.ndim >= 1 and k in ("policy", "critic")}
 
 
+class EnvDataError(ValueError):
+    """The env returned a batch the run cannot use: a reward or observation of the wrong shape,
+    or one holding NaN or Inf.  Checked at each step, so that the message names the env's data
+    instead of a network shape error, or a NaN loss some updates later."""
+
+
 def unpack(frame: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """A packed frame [..., D + 3] -> (obs [..., D], reward [...], terminated [...], truncated [...])."""
     return frame[..., :-3], frame[..., -3], frame[..., -2] > 0.5, frame[..., -1] > 0.5
@@ -121,9 +127,10 @@ class HostStep:
 class IsaacLabEnv:
     """An rsl_rl ``VecEnv``-like torch environment seen from JAX.
 
-    ``asymmetric_critic``: append the ``critic`` group (when the env has one) to every
-    observation, so the networks' critic and median read it (``policy_obs_dim`` says where the
-    actor's part ends).  Otherwise only the ``policy`` group is used.
+    ``asymmetric_critic``: append the ``critic`` group to every observation, so the networks'
+    critic and median read it (``policy_obs_dim`` says where the actor's part ends); an env
+    without that group is refused, not trained symmetric while its config says asymmetric.
+    Otherwise only the ``policy`` group is used.
 
     Actions go to the env as sampled (rsl_rl's convention; IsaacLab's wrapper clips them if its
     ``clip_actions`` is set), so the action space is an unbounded Box."""
@@ -138,7 +145,10 @@ class IsaacLabEnv:
         groups = observation_groups(env.get_observations())
         self.policy_obs_dim = int(groups["policy"].shape[-1])
         self.critic_obs_dim = int(groups["critic"].shape[-1]) if "critic" in groups else 0
-        self.asymmetric = bool(asymmetric_critic and self.critic_obs_dim)
+        if asymmetric_critic and not self.critic_obs_dim:
+            raise ValueError(f"`asymmetric_critic` needs a 'critic' observation group, which {name}'s observations "
+                             f"lack (groups: {', '.join(sorted(groups))}); drop `asymmetric_critic`")
+        self.asymmetric = bool(asymmetric_critic)
         dim = self.policy_obs_dim + (self.critic_obs_dim if self.asymmetric else 0)
         self.obs_spec = ObsSpec((dim,))
         self.action_space = Box(low=-jnp.inf, high=jnp.inf, shape=(self.num_actions,))
@@ -159,16 +169,39 @@ class IsaacLabEnv:
         return to_jax(self._obs(self.env.get_observations()))
 
     def step(self, action: jax.Array) -> HostStep:
-        """Apply ``action`` [B, A] (JAX) and return the step as one packed JAX frame."""
+        """Apply ``action`` [B, A] (JAX) and return the step as one packed JAX frame.  Raises
+        :class:`EnvDataError` where the env's reward or observation is of the wrong shape or not
+        finite."""
         import torch
 
         obs, rewards, dones, extras = self.env.step(to_torch(action, self.device))
+        obs, rewards = self._checked(self._obs(obs, extras), rewards)
         dones = dones.reshape(-1).to(torch.bool)
         time_outs = extras.get("time_outs")
         time_outs = torch.zeros_like(dones) if time_outs is None else time_outs.reshape(-1).to(torch.bool) & dones
-        columns = torch.stack([rewards.reshape(-1).float(), (dones & ~time_outs).float(), time_outs.float()], -1)
-        frame = torch.cat([self._obs(obs, extras), columns], dim=-1)
+        columns = torch.stack([rewards, (dones & ~time_outs).float(), time_outs.float()], -1)
+        frame = torch.cat([obs, columns], dim=-1)
         return HostStep(frame=to_jax(frame), log=_floats(extras.get("log") or extras.get("episode") or {}))
+
+    def _checked(self, obs, rewards):
+        """(obs [B, obs_dim], rewards [B] float32) as ``step`` packs them, or :class:`EnvDataError`:
+        a width other than ``obs_spec``'s would meet the networks as a parameter shape error, and a
+        NaN or Inf as a NaN loss later (the finite check costs one reduction per step)."""
+        import torch
+
+        b, dim = self.num_envs, self.obs_spec.shape[-1]
+        if tuple(obs.shape) != (b, dim):
+            raise EnvDataError(f"the env's observation has shape {tuple(obs.shape)}, not ({b}, {dim}) as at the start "
+                               "(num_envs, obs_spec width): its observation groups must keep their widths")
+        if rewards.numel() != b:
+            raise EnvDataError(f"the env's reward has shape {tuple(rewards.shape)}, not ({b},): one reward per env")
+        rewards = rewards.reshape(-1).float()
+        for what, x in (("reward", rewards), ("observation", obs)):
+            bad = ~torch.isfinite(x)
+            if bool(bad.any()):
+                env = int(bad.reshape(b, -1).any(-1).nonzero()[0, 0])
+                raise EnvDataError(f"the env's {what} is not finite (NaN or Inf; first in env {env})")
+        return obs, rewards
 
     def randomize_episode_lengths(self, seed: int = 0) -> None:
         """rsl_rl's ``init_at_random_ep_len``: start every env at a random point of its episode
