@@ -548,7 +548,7 @@ def _train_host(args) -> int:
     one seed, outputs, checkpoints and an exported policy in --out; --resume continues one.  A
     run that stops (Ctrl-C, a NaN, bad env data) ends in one line: what happened, the newest
     checkpoint kept and the --resume command, as its INCOMPLETE note says."""
-    from bpo_jax import checkpoint, host_loop, runner
+    from bpo_jax import checkpoint, host_loop, reporting, runner
 
     try:
         config, out = _host_run_config(args)
@@ -573,6 +573,8 @@ def _train_host(args) -> int:
     except Exception as e:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
             raise  # the full traceback, for a bug report
+        if not reporting.is_incomplete(out):  # failed before the run directory was opened: nothing to resume
+            return _fail(_worded(first_line(e)), EXIT_FAILURE)
         return _fail(_worded(host_loop.stop_note(e, out, hint)), EXIT_FAILURE)
     finally:
         env.close()
@@ -910,11 +912,19 @@ def _owning_run(path: str) -> Optional[str]:
     any other path, such as the eval.json, figure.png or report.md these commands write."""
     from bpo_jax import checkpoint, reporting, sweep
 
+    def is_run(folder: str) -> bool:  # config.json and the curve or a marker beside it
+        return os.path.isfile(os.path.join(folder, "config.json")) and any(
+            os.path.exists(os.path.join(folder, f)) for f in ("metrics.csv", reporting.INCOMPLETE, reporting.DIVERGED))
+
     folder = os.path.dirname(path)
-    while folder != os.path.dirname(folder):
-        folder, name = os.path.split(folder)
-        if name in (checkpoint.CHECKPOINTS, "tb") and os.path.isfile(os.path.join(folder, "config.json")):
-            return folder
+    while True:  # the nearest run above path: its checkpoints/ and tb/ are its own
+        if is_run(folder):
+            if os.path.relpath(path, folder).split(os.sep)[0] in (checkpoint.CHECKPOINTS, "tb"):
+                return folder
+            break
+        if folder == os.path.dirname(folder):
+            break
+        folder = os.path.dirname(folder)
     folder, name = os.path.split(path)
     run_files = (*reporting.OUTPUT_FILES, reporting.INCOMPLETE, reporting.DIVERGED, "metadata.json")
     if name in run_files and os.path.isfile(os.path.join(folder, "config.json")):

@@ -383,7 +383,7 @@ class Config:
                     raise ConfigError(unknown_name(f"Config field in algorithm {algorithm.name}'s {kind}", name,
                                                    list(hints)))
         for name, value in algorithm.defaults.items():
-            message = type_error(f"algorithm {algorithm.name}'s default for `{name}`", value, hints[name])
+            message = type_error(f"algorithm {algorithm.name}'s default for `{name}`", plain(value), hints[name])
             if message:
                 raise ConfigError(message)
         for name in FROM_ALGORITHM:

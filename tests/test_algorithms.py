@@ -547,3 +547,18 @@ def test_a_plugin_loss_that_breaks_the_contract_is_named_before_anything_is_writ
         RunSession.start(config, out=str(tmp_path / "run"))
     assert str(e.value).startswith("algorithm vpg-test's loss ") and message in str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_same_plugin_class_defined_again_registers_again(registry):
+    """A notebook cell run twice defines the class anew; the second register replaced nothing
+    and was refused."""
+    first = algorithms.register(VPG())
+    again = type("VPG", (algorithms.Algorithm,), dict(VPG.__dict__))()
+    assert algorithms.register(again) is again and algorithms.get("vpg-test") is again is not first
+    with pytest.raises(ValueError, match="metric 'nonfinite' is one every algorithm reports"):
+        algorithms.register(type("N", (VPG,), {"name": "n", "metrics": {"nonfinite": "x/nonfinite"}})())
+
+
+def test_a_plugins_numpy_default_is_its_number(registry):
+    algorithms.register(type("Np", (VPG,), {"defaults": {**VPG.defaults, "lr": np.float32(1e-3)}})())
+    assert Config(algo="vpg-test").validate().resolved().lr == pytest.approx(1e-3)

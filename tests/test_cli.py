@@ -640,3 +640,11 @@ def test_an_out_ending_in_a_separator_is_a_folder(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --out {tmp_path / 'newdir'}/ is a directory; give a "
                                                f"file name such as {tmp_path / 'newdir' / 'report.md'}")
     assert not (tmp_path / "newdir").exists()
+
+
+def test_folders_named_checkpoints_or_tb_outside_a_run_are_free(tmp_path):
+    """A project with its own config.json and a checkpoints/ folder of runs: only a run's own
+    checkpoints/ and tb/ are its files."""
+    (tmp_path / "proj" / "checkpoints" / "myrun").mkdir(parents=True)
+    (tmp_path / "proj" / "config.json").write_text("{}")
+    cli._check_file_out(str(tmp_path / "proj" / "checkpoints" / "myrun" / "eval.json"), "eval.json")

@@ -1,6 +1,7 @@
 """bpo_jax.envs.contract: a plug-in environment's shapes checked in one line before a run."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_a_broken_functional_env_is_named_in_one_line(bug, message):
     (Walk(2, space=Box([1.0], [-1.0], (1,))), "Box needs low <= high everywhere, got low [1.0] and high [-1.0]"),
     (Walk(2, space=Box(-1.0, 1.0, 1)), "Box shape must be a tuple of sizes such as (3,), got 1"),
     (Walk(2, space=Box([-1.0, 0.0, 1.0], 1.0, (2,))), "Box bounds must be numbers or arrays broadcastable to (2,)"),
-    (Walk(2, space=Discrete(0)), "Discrete needs n >= 1 actions, got 0"),
+    (Walk(2, space=Discrete(0)), "Discrete needs a whole number n >= 1 of actions, got 0"),
     (Walk(2, space=(2,)), "action_space must be a Discrete or a Box, got (2,)"),
 ])
 def test_specs_that_do_not_fit_are_named(env, message):
@@ -145,3 +146,23 @@ def test_tanh_needs_finite_bounds():
     Config(action_squash="clip").validate_env(space)
     Config(action_squash="tanh").validate_env(Box(-1.0, 1.0, (1,)))
     assert not np.isnan(action_to_env(space, jnp.ones(1), "clip")).any()
+
+
+class RawKeys(Protocol):
+    """Per-env keys kept as raw uint32 data [B, 2] (gymnax's style): the trainer reads no env key."""
+
+    def reset(self, key):
+        state = super().reset(key)
+        return state.replace(key=jax.random.key_data(state.key))
+
+    def step(self, state, action):
+        return self.inner.step(state.replace(key=jax.random.wrap_key_data(state.key)), action).replace(
+            key=state.key)
+
+
+def test_raw_keys_and_numpy_sizes_keep_the_contract():
+    """Both trained before the contract existed: it must not refuse them."""
+    contract.check(RawKeys(4))
+    contract.check(Walk(np.int64(2), space=Discrete(np.int64(2))))
+    with pytest.raises(EnvContractError, match="Discrete needs a whole number n >= 1 of actions, got True"):
+        contract.check(Walk(2, space=Discrete(True)))

@@ -16,9 +16,10 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
     """Make ``algorithm`` (an instance of an :class:`Algorithm` subclass) available as
     ``Config(algo=algorithm.name)``.  Its name is a run-directory-safe word (letters, digits,
     ``_ . -``).  A name already registered (``bpo``, ``ppo``, or one added before) is refused
-    with a ValueError unless ``replace=True``, so that a plug-in cannot silently take over the
-    built-ins; so is a metric whose name another algorithm or the shared program reports under
-    another tag (CSV columns and TensorBoard tags are shared by every run)."""
+    with a ValueError unless ``replace=True`` (or it is the same class defined again: a notebook
+    cell run twice, a reloaded module), so that a plug-in cannot silently take over the
+    built-ins; so is a metric named as one the shared program reports for every algorithm, or
+    as another algorithm's under another tag (CSV columns and TensorBoard tags are shared)."""
     if not isinstance(algorithm, Algorithm):
         kind = f"the class {algorithm.__name__}" if isinstance(algorithm, type) else repr(algorithm)
         raise TypeError(f"register takes an Algorithm instance (e.g. MyAlgorithm()), got {kind}")
@@ -26,12 +27,12 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ValueError(f"register: {type(algorithm).__name__}.name must be a word of letters, digits, '_', '.' "
                          f"or '-' (it names run directories), got {name!r}")
-    if name in _REGISTRY and not replace:
+    if name in _REGISTRY and not replace and not _same_class(_REGISTRY[name], algorithm):
         raise ValueError(f"register: algorithm {name!r} is already registered; pass replace=True to replace it, "
                          "or give yours another name")
     others = [a for n, a in _REGISTRY.items() if n != name]
     for metric, tag in algorithm.metrics.items():
-        if metric in COMMON_METRICS:
+        if metric in COMMON_METRICS or metric in _PROGRAM_METRICS:
             raise ValueError(f"register: {name}'s metric {metric!r} is one every algorithm reports; rename it")
         clash = next((a for a in others if a.metrics.get(metric, tag) != tag), None)
         if clash is not None:
@@ -39,6 +40,18 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
                              f"{clash.metrics[metric]!r}; use that tag or another name")
     _REGISTRY[name] = algorithm
     return algorithm
+
+
+# Rows the shared training program adds to every algorithm's metrics besides COMMON_METRICS.
+_PROGRAM_METRICS = ("nonfinite", "bootstrap_overflow")
+
+
+def _same_class(registered: Algorithm, algorithm: Algorithm) -> bool:
+    """Whether ``algorithm`` is the registered one's class defined again (a notebook cell run
+    twice, a reloaded plug-in module): registering it again replaces it, as intended."""
+    old, new = type(registered), type(algorithm)
+    return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__) and \
+        not old.__module__.startswith("bpo_jax.")
 
 
 def names() -> tuple[str, ...]:

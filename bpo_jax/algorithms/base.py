@@ -95,7 +95,7 @@ class Algorithm:
         return f"{type(self).__name__}()"
 
 
-class LossContractError(TypeError):
+class LossContractError(ValueError):
     """An algorithm's :meth:`Algorithm.loss` returned what the shared program cannot use."""
 
 

@@ -10,7 +10,6 @@ The built-in suites are tested instead: their traces can take seconds (MJX physi
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import jax
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpo_jax.envs.base import Box, Discrete, EnvState, FunctionalEnv, ObsSpec
+from bpo_jax.envs.options import is_int
 
 
 class EnvContractError(ValueError):
@@ -43,11 +43,12 @@ def check(env: Any) -> None:
          f"obs_spec must be an ObsSpec with a tuple shape such as (4,), got {spec!r}")
     need(isinstance(space, (Discrete, Box)), f"action_space must be a Discrete or a Box, got {space!r}")
     if isinstance(space, Discrete):
-        need(isinstance(space.n, int) and space.n >= 1, f"Discrete needs n >= 1 actions, got {space.n!r}")
+        need(is_int(space.n) and space.n >= 1, f"Discrete needs a whole number n >= 1 of actions, got {space.n!r}")
     else:
         _check_box(space, need)
     batch = getattr(env, "num_envs", None)
-    need(isinstance(batch, int) and batch >= 1, f"num_envs must be a positive integer, got {batch!r}")
+    need(is_int(batch) and batch >= 1, f"num_envs must be a positive integer, got {batch!r}")
+    batch = int(batch)
 
     key = jax.random.key(0)
     if isinstance(env, FunctionalEnv):
@@ -88,9 +89,12 @@ def _check_state(state: EnvState, where: str, batch: int, spec: ObsSpec, need) -
         need(shape == (batch, *spec.shape),
              f"{where} returned {field} of shape {shape}; expected (num_envs, *obs_spec.shape) = {(batch, *spec.shape)}")
     for field in ("reward", "terminated", "truncated", "episode_return", "episode_length", "done_return",
-                  "done_length", "key"):
+                  "done_length"):
         shape = getattr(state, field).shape
         need(shape == (batch,), f"{where} returned {field} of shape {shape}; expected (num_envs,) = {(batch,)}")
+    # Typed keys are [B]; raw uint32 keys (jax.random.key_data) [B, 2]: the trainer reads neither.
+    need(state.key.shape[:1] == (batch,), f"{where} returned key of shape {state.key.shape}; expected one per env "
+         f"({batch}, ...)")
     for field in ("terminated", "truncated"):
         need(getattr(state, field).dtype == jnp.bool_,
              f"{where} returned {field} of dtype {getattr(state, field).dtype}; expected bool")
@@ -126,7 +130,7 @@ def _action(space, batch: tuple[int, ...]) -> jax.ShapeDtypeStruct:
 
 
 def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, tuple) and all(isinstance(d, numbers.Integral) and d >= 0 for d in shape)
+    return isinstance(shape, tuple) and all(is_int(d) and d >= 0 for d in shape)
 
 
 def _said(out: Any) -> str:
