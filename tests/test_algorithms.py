@@ -470,18 +470,6 @@ def registry():
     algorithms._REGISTRY.update(saved)
 
 
-def test_a_plugin_trains_and_its_metrics_reach_the_csv(registry, tmp_path):
-    from bpo_jax.session import RunOptions, RunSession
-
-    algorithms.register(VPG())
-    config = Config(algo="vpg-test", num_envs=4, num_steps=16, num_minibatches=2, hidden_sizes=(8,), total_steps=512)
-    done = RunSession.start(config, out=str(tmp_path / "run"), options=RunOptions(tensorboard=False, progress=False,
-                                                                                   fast_compile=True)).run()
-    stds = done.result.metrics["adv_std"]
-    assert stds.shape == (1, 8) and np.all(np.isfinite(stds)) and np.all(stds > 0)
-    assert "adv_std" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
-
-
 @pytest.mark.parametrize("defaults,message", [
     ({}, "`lr` is not set and `algo` vpg-test has no default for it: set `lr`, or give it in Bare.defaults"),
     ({"lr": 1e-3, "ent_coef": 0.0, "vf_coef": 0.5}, "`value_clip` is not set and `algo` vpg-test has no default"),

@@ -74,6 +74,7 @@ def test_four_devices_compute_the_one_device_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the default suite trains seeds split over 2 devices in test_train_puts_seeds_on_every_core_*
 def test_seeds_split_over_devices_compute_the_one_device_run():
     """split="seeds" on 2 forced CPU devices: every state leaf split along its seed axis, one
     seed per device, and the same numbers as the one-device run; a seed count that does not
