@@ -614,11 +614,8 @@ def _host_run_config(args) -> tuple[Config, str]:
 
 
 def _host_final_return(result) -> str:
-    """The final return as the other suites' last line gives it (summary.json's figure: the
-    episodes that ended in the last 10% of iterations), or n/a where none ended."""
-    from bpo_jax import reporting
-
-    ret = reporting.tail_returns({k: result.metrics[k][None] for k in ("episodes", "episode_return_mean")})[0]
+    """The final return as the other suites' last line gives it, or n/a where no episode ended."""
+    ret = result.final_return
     return f"{ret:.2f} (last 10% of episodes)" if math.isfinite(ret) else "n/a (no episode ended)"
 
 

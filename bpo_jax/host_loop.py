@@ -36,6 +36,7 @@ from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs.isaaclab import SUITE, EnvDataError, IsaacLabEnv, unpack
 from bpo_jax.errors import first_line
 from bpo_jax.export import export_onnx, export_policy
+from bpo_jax.runner import BadUpdateError, Chunk, History, NonFiniteError, RunResult
 from bpo_jax.train import Trainer, TrainState, Transition, make_trainer
 
 
@@ -60,6 +61,12 @@ class HostRunResult:
     @property
     def steps_per_second(self) -> float:
         return float(self.env_steps[-1]) / max(self.train_seconds, 1e-9)
+
+    @property
+    def final_return(self) -> float:
+        """summary.json's final return: the mean of the episodes that ended in the last 10% of
+        iterations (NaN where none ended)."""
+        return float(reporting.tail_returns({k: self.metrics[k][None] for k in ("episodes", "episode_return_mean")})[0])
 
 
 def wrap(env: Any, asymmetric_critic: bool = False) -> IsaacLabEnv:
@@ -229,8 +236,6 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
             collect_s.append(t_collected - t_start)
             learn_s.append(t_learned - t_collected)
             if row.get("nonfinite"):
-                from bpo_jax.runner import NonFiniteError
-
                 raise NonFiniteError(f"non-finite loss or gradient at iteration {it + 1}", update=it + 1)
             rows.append(row)
             terms.append({k: float(np.mean(v)) for k, v in logs.items()})
@@ -313,8 +318,6 @@ def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> 
     """Why the run in ``out`` stopped and how to go on, one line: INCOMPLETE's note, and what a
     front end prints (the names in backticks, `overwrite`, are the library's parameters)."""
     kept = checkpoint.list_checkpoints(os.path.join(out, checkpoint.CHECKPOINTS))
-    from bpo_jax.runner import BadUpdateError
-
     if isinstance(e, KeyboardInterrupt):
         what = "interrupted (Ctrl-C)"
     elif isinstance(e, (BadUpdateError, EnvDataError)):
@@ -329,8 +332,6 @@ def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> 
 
 def _record_stop(out: str, e: BaseException, resume_hint: Optional[str]) -> None:
     """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites')."""
-    from bpo_jax.runner import BadUpdateError
-
     if not reporting.is_incomplete(out):  # stopped before the directory was opened: nothing to mark
         return
     note = stop_note(e, out, resume_hint)
@@ -349,8 +350,6 @@ def _history(rows, terms, collect_s, learn_s) -> dict[str, np.ndarray]:
 
 
 def _save(saver: checkpoint.Saver, state, rows, terms, collect_s, learn_s, iterations: int) -> None:
-    from bpo_jax.runner import Chunk, History
-
     seconds = np.asarray(collect_s) + np.asarray(learn_s)
     sps = saver.config.batch_size / np.maximum(seconds, 1e-9)
     saver(Chunk(state=jax.tree.map(lambda x: x[None], state), update=len(rows), num_updates=iterations,
@@ -387,8 +386,6 @@ def write_outputs(result: HostRunResult, path: str) -> dict:
     """config.json, metrics.csv, summary.json and curve.png as :func:`bpo_jax.reporting.write_outputs`
     (one seed), plus iterations.csv (time split, lr and the per-term episode logs) and
     policy.jaxexport (:func:`bpo_jax.export.export_policy`) and, with the onnx extra, policy.onnx."""
-    from bpo_jax.runner import RunResult
-
     os.makedirs(path, exist_ok=True)
     n = len(result.env_steps)
     sps = result.config.batch_size / np.maximum(result.collection_seconds + result.learning_seconds, 1e-9)
