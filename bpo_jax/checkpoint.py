@@ -38,7 +38,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from bpo_jax import algorithms, envs
+from bpo_jax import algorithms, envs, plugins
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.errors import finishes_before_interrupt, first_line
 from bpo_jax.reporting import INCOMPLETE, write_json
@@ -161,6 +161,9 @@ def save(
             # plainly instead of failing somewhere inside tensorstore.
             "files": _digests(os.path.join(tmp, "arrays")),
         }
+        origins = plugins.origins(config)
+        if origins:  # so that a process without the plug-in can say which one to load
+            meta["plugins"] = origins
         write_json(os.path.join(tmp, "config.json"), config.resolved().to_dict())
         write_json(os.path.join(tmp, "metadata.json"), meta)  # last: marks the folder complete
         if os.path.exists(final):  # re-saving a step (a resume from an older checkpoint)
@@ -265,17 +268,36 @@ def read_config(ckpt: str) -> Config:
     """The run's configuration, as saved (validated)."""
     values = _read_json(ckpt, "config.json")
     algo, env = values.get("algo"), values.get("env")
+    missing_algo = isinstance(algo, str) and algo not in algorithms.names()
+    missing_suite = isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites()
+    if missing_algo or missing_suite:
+        plugins.load_installed()  # an installed plug-in's, in a script that has not loaded them
+    recorded = _recorded_plugins(ckpt)
     if isinstance(algo, str) and algo not in algorithms.names():
+        how = plugins.how_to_load(recorded.get("algorithm"),
+                                  "register it (bpo_jax.algorithms.register) before loading the run")
         raise CheckpointError(f"checkpoint {ckpt} was trained with algorithm {algo!r}, which is not registered in "
-                              "this process: register it (bpo_jax.algorithms.register) before loading the run")
+                              f"this process: {how}")
     if isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites():
+        how = plugins.how_to_load(recorded.get("suite"),
+                                  "register it (bpo_jax.envs.register_suite) before loading the run")
         raise CheckpointError(f"checkpoint {ckpt} was trained on {env!r}, whose suite {env.partition('/')[0]!r} is "
-                              "not registered in this process: register it (bpo_jax.envs.register_suite) before "
-                              "loading the run")
+                              f"not registered in this process: {how}")
     try:
         return config_from_dict(values).validate()
     except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: {first_line(e)}")
+
+
+def _recorded_plugins(ckpt: str) -> dict:
+    """metadata.json's record of the run's plug-ins ({} where it has none or is unreadable:
+    the check that reads it properly comes later)."""
+    try:
+        with open(os.path.join(ckpt, "metadata.json")) as f:
+            recorded = json.load(f).get("plugins", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def config_from_dict(values: dict) -> Config:

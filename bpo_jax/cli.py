@@ -9,6 +9,9 @@
     bpo-jax export --checkpoint DIR [--format onnx|jax] [--seed-index I] [--out FILE]
     bpo-jax envs [--suite gymnax]
     bpo-jax presets [NAME]
+
+Every command that trains or reads runs takes ``--plugin MODULE`` (repeatable): a module or .py
+file imported first, which registers algorithms or suites (:mod:`bpo_jax.plugins`).
 """
 from __future__ import annotations
 
@@ -161,6 +164,17 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+PLUGIN_HELP = ("import MODULE first (a module name, or a .py file's path; repeat for more): a plug-in that "
+               "registers algorithms or environment suites.  Installed packages' plug-ins (entry-point group "
+               "bpo_jax.plugins) load without it")
+
+
+def _add_plugin_argument(parser, default=None) -> None:
+    # main() loads the plug-ins before parsing (they add names the parse checks); declared here
+    # so that the flag is in each command's help and accepted in any position.
+    parser.add_argument("--plugin", action="append", default=default, metavar="MODULE", help=PLUGIN_HELP)
+
+
 FAST_COMPILE_HELP = ("compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower on CPU; "
                      "for short runs and debugging.  Float rounding differs, so the same seed gives other numbers "
                      "than without it")
@@ -195,6 +209,7 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     run.add_argument("--no-compile-cache", action="store_true", default=d(False),
                      help="do not use the persistent XLA compilation cache (~/.cache/bpo-jax/xla or $BPO_JAX_CACHE_DIR)")
     run.add_argument("--fast-compile", action="store_true", default=d(False), help=FAST_COMPILE_HELP)
+    _add_plugin_argument(run, d(None))
     run.add_argument("--split", choices=("auto", "envs", "seeds"), default=d("auto"),
                      help="what several devices split: the env batch of every seed, or the seeds (each device "
                           "trains whole seeds, no collectives; --seeds must divide over the devices).  auto "
@@ -261,6 +276,8 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     envs = sub.add_parser("envs", help="list environment ids")
     envs.add_argument("--suite", default=None, help="only this suite")
     presets = sub.add_parser("presets", help="list named configurations, or show one's full setting")
+    for command in (ev, ex, envs, presets):
+        _add_plugin_argument(command)
     presets.add_argument("name", nargs="?", default=None, metavar="NAME",
                          help="show every configuration value this preset gives, for each algorithm")
     _add_sweep_parsers(sub)
@@ -293,6 +310,7 @@ def _add_sweep_parsers(sub) -> None:
                          + ", ".join(f.replace("_", "-") for f in sweep.TRACED)
                          + " train as one program; sizes such as num-epochs are a program each")
     sw.add_argument("--out", required=True, metavar="DIR", help="the sweep directory (a new one, or this sweep's)")
+    _add_plugin_argument(sw)
     sw.add_argument("--checkpoint-every", type=parse_every, default=None, metavar="N|30s|10m|2h",
                     help="checkpoint cadence within each run (default: 10m)")
     sw.add_argument("--quiet", action="store_true", help="no progress bar or lines")
@@ -976,10 +994,28 @@ def cmd_llm(args) -> int:
     return llm_cli.run(args)
 
 
+def _load_plugins(argv: list[str]) -> None:
+    """Import the installed plug-ins and each --plugin before the command line is parsed: the
+    algorithms and suites they register are names that parsing and presets check."""
+    from bpo_jax import plugins
+
+    scan = _Parser(add_help=False, allow_abbrev=False)
+    scan.add_argument("--plugin", action="append", default=[])
+    try:
+        plugins.load_installed()
+        for spec in scan.parse_known_args(argv)[0].plugin:
+            plugins.load(spec)
+    except plugins.PluginError as e:
+        if os.environ.get("BPO_JAX_DEBUG"):
+            raise
+        raise SystemExit(_fail(str(e)))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with interrupt_deferred() as pressed:  # building the parser imports the suites' modules: seconds
             argv = list(sys.argv[1:] if argv is None else argv)
+            _load_plugins(argv)
             args = parse_args(argv)
             args.argv = argv  # the command as typed, for the hint that starts a run again
     except SystemExit as e:  # --help, or a usage error already told in one line

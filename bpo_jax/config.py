@@ -26,7 +26,7 @@ from flax import struct
 
 from bpo_jax import algorithms
 from bpo_jax.envs.base import ActionSpace, Discrete
-from bpo_jax.errors import float32_problem, unknown_name
+from bpo_jax.errors import PLUGIN_HINT, float32_problem, unknown_name
 from bpo_jax.networks import SQUASHES
 
 ACTIVATIONS = ("tanh", "relu", "elu")
@@ -212,7 +212,7 @@ class Config:
     def algorithm(self) -> algorithms.Algorithm:
         """The algorithm object named by ``algo``."""
         if self.algo not in algorithms.names():
-            raise ConfigError(unknown_name("`algo`", self.algo, algorithms.names()))
+            raise ConfigError(unknown_name("`algo`", self.algo, algorithms.names()) + PLUGIN_HINT)
         return algorithms.get(self.algo)
 
     @property

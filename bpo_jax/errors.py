@@ -29,6 +29,10 @@ def in_words(message: str, flag_of: Callable[[str], Optional[str]]) -> str:
     return re.sub(r"`(\w+)`", lambda m: flag_of(m.group(1)) or m.group(1), message)
 
 
+# After "unknown algorithm/suite ...": where a plug-in's names come from.
+PLUGIN_HINT = " (a plug-in's: import the module that registers it first; bpo-jax: --plugin MODULE)"
+
+
 def unknown_name(what: str, name: str, valid) -> str:
     """"unknown <what> 'name'; did you mean 'X'? valid: a, b, ..." -- the suggestion (the
     valid names that start with ``name``, or whose last part after a slash does, else the

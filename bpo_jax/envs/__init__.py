@@ -3,7 +3,7 @@ from bpo_jax.envs.base import Box, Discrete, Env, EnvState, FunctionalEnv, ObsSp
 from bpo_jax.envs.contract import EnvContractError
 from bpo_jax.envs.registry import (
     MissingDependencyError, MujocoGLError, SuiteInfo, UnknownEnvError, describe_suites, list_envs, make,
-    register_suite, suites,
+    register_suite, suite_module, suites,
 )
 from bpo_jax import threefry_cpu
 
@@ -14,5 +14,5 @@ threefry_cpu.install()
 __all__ = [
     "Box", "Discrete", "Env", "EnvContractError", "EnvState", "FunctionalEnv", "ObsSpec",
     "MissingDependencyError", "MujocoGLError", "SuiteInfo", "UnknownEnvError", "describe_suites", "list_envs", "make",
-    "register_suite", "suites",
+    "register_suite", "suite_module", "suites",
 ]

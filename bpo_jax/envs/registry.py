@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from bpo_jax.envs.base import Env
 from bpo_jax.envs.options import is_int
-from bpo_jax.errors import first_line, unknown_name
+from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 
 
 class UnknownEnvError(ValueError):
@@ -204,6 +204,12 @@ def suites() -> list[str]:
     return sorted(_SUITES)
 
 
+def suite_module(suite: str) -> str | None:
+    """The module that registered ``suite`` (its constructor's; None for an unknown suite)."""
+    registered = _SUITES.get(suite)
+    return None if registered is None else getattr(registered.constructor, "__module__", None)
+
+
 def host_state(env_id: str) -> bool:
     """Whether ``env_id``'s suite was registered with ``host_state`` (False for an unknown id)."""
     suite = _SUITES.get(env_id.partition("/")[0])
@@ -250,7 +256,7 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
     if not sep or suite not in _SUITES:
         raise UnknownEnvError(
             f"unknown environment suite in {env_id!r}: use 'suite/name' with suite one of {', '.join(suites())}"
-        )
+            + PLUGIN_HINT)
     valid = _SUITES[suite].names()
     if name not in valid:
         raise UnknownEnvError(unknown_name(f"{suite} environment", name, valid))
