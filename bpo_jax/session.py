@@ -240,8 +240,10 @@ class RunSession:
         # to the env (its actions, a reset pool, the network its observations get) fail here,
         # before any compile or file; then the device count.
         env = envs.make(config.env, num_envs=1, reset_pool=config.reset_pool, **config.env_kwargs())
-        if contract.is_users(env):
-            contract.check(env)
+        if contract.is_users(env):  # at the run's size, so that its trainer need not trace it again
+            contract.check_once(envs.make(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool,
+                                          **config.env_kwargs()),
+                                contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
         config.validate_env(env.action_space)
         make_network(config, env.action_space, env.obs_spec)
         train.check_loss(config, env)

@@ -104,9 +104,13 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
     if not isinstance(config, Config):
         raise TypeError(f"make_train takes a Config, got {type(config).__name__} (Config(**values) makes one)")
     config.validate()
+    # A plug-in's mistakes in one line, not from deep inside the loop.
     if env is None:
         env = make_env(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool, **config.env_kwargs())
-    if contract.is_users(env):  # a plug-in's mistakes in one line, not from deep inside the loop
+        if contract.is_users(env):
+            contract.check_once(env, contract.made_from(config.env, config.num_envs, config.reset_pool,
+                                                        config.env_kwargs()))
+    elif contract.is_users(env):
         contract.check(env)
     if env.num_envs != config.num_envs:
         raise ValueError(f"env has {env.num_envs} copies but config.num_envs = {config.num_envs}")

@@ -166,3 +166,19 @@ def test_raw_keys_and_numpy_sizes_keep_the_contract():
     contract.check(Walk(np.int64(2), space=Discrete(np.int64(2))))
     with pytest.raises(EnvContractError, match="Discrete needs a whole number n >= 1 of actions, got True"):
         contract.check(Walk(2, space=Discrete(True)))
+
+
+def test_a_session_traces_a_plugin_env_once(toy_suite, tmp_path, monkeypatch):
+    """The session checks the env at the run's size before it writes anything; the trainer it
+    builds makes the same env again and is not traced again (a physics env's trace is seconds).
+    Another option is another env, checked again."""
+    traced = []
+    monkeypatch.setattr(contract, "check", lambda env, check=contract.check: (traced.append(env.num_envs), check(env)))
+    config = Config(env="toy/Walk", num_envs=4, num_steps=16, total_steps=512, hidden_sizes=(8,))
+    RunSession.start(config, out=str(tmp_path / "run")).run()
+    assert traced == [4]
+    with pytest.raises(EnvContractError, match="reward of shape"):
+        RunSession.start(config.replace(env_options=("bug='reward_1'",)), out=str(tmp_path / "other"))
+    assert traced == [4, 4]
+    make_train(config, Walk(4))  # an env handed in is the caller's: checked each time
+    assert traced == [4, 4, 4]

@@ -29,6 +29,33 @@ def is_users(env: Any) -> bool:
     return not type(env).__module__.startswith("bpo_jax.envs.")
 
 
+# Env-making inputs whose env passed :func:`check` in this process.
+_CHECKED: set[tuple] = set()
+
+
+def made_from(env_id: str, num_envs: int, reset_pool: int, kwargs: dict[str, Any]) -> tuple:
+    """What an env made by ``envs.make`` is made from: its suite's registration (registered
+    again, it is another), id, copies, reset pool and options; the key of :func:`check_once`."""
+    from bpo_jax.envs import registry
+
+    suite = registry._SUITES.get(env_id.partition("/")[0])
+    # The constructor itself (held by the key, so no later one can take its id).
+    return (None if suite is None else suite.constructor, env_id, num_envs, reset_pool, tuple(sorted(kwargs.items())))
+
+
+def check_once(env: Any, inputs: tuple) -> None:
+    """:func:`check` ``env`` unless an env made from the same ``inputs`` (:func:`made_from`)
+    passed already: a session checks its env before it writes anything, and the trainer it
+    builds later makes that env again (a physics env's trace can take seconds)."""
+    try:
+        done = inputs in _CHECKED
+    except TypeError:  # an option value that cannot be a key
+        return check(env)
+    if not done:
+        check(env)
+        _CHECKED.add(inputs)
+
+
 def check(env: Any) -> None:
     """Raise :class:`EnvContractError` naming the first way ``env`` breaks the contract of
     :class:`bpo_jax.envs.Env`: its specs, then one reset and one step traced on shapes."""
