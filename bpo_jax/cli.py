@@ -925,15 +925,11 @@ def _owning_run(path: str) -> Optional[str]:
     bpo-jax writes there and reads back (config.json, metrics.csv, summary.json, the markers,
     a sweep's sweep.json and curves.csv), or anything under its checkpoints/ or tb/.  None for
     any other path, such as the eval.json, figure.png or report.md these commands write."""
-    from bpo_jax import checkpoint, reporting, sweep
-
-    def is_run(folder: str) -> bool:  # config.json and the curve or a marker beside it
-        return os.path.isfile(os.path.join(folder, "config.json")) and any(
-            os.path.exists(os.path.join(folder, f)) for f in ("metrics.csv", reporting.INCOMPLETE, reporting.DIVERGED))
+    from bpo_jax import checkpoint, curves, reporting, sweep
 
     folder = os.path.dirname(path)
     while True:  # the nearest run above path: its checkpoints/ and tb/ are its own
-        if is_run(folder):
+        if curves.has_run_files(folder):
             if os.path.relpath(path, folder).split(os.sep)[0] in (checkpoint.CHECKPOINTS, "tb"):
                 return folder
             break

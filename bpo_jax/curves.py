@@ -243,12 +243,17 @@ class Found:
     """Marked DIVERGED: stopped by a NaN; no curve."""
 
 
-def _is_any_run(path: str) -> bool:
-    """A run directory in any state: its config.json and its curve or a marker, or checkpoints
-    beside either (a run whose other file was deleted)."""
+def has_run_files(path: str) -> bool:
+    """A run directory as a run leaves it, finished or not: config.json and its curve or a marker."""
     has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
-    return (has("config.json") and (has("metrics.csv") or has(INCOMPLETE) or has(DIVERGED))) or \
-        (has("checkpoints") and (has("config.json") or has("metrics.csv")))
+    return has("config.json") and (has("metrics.csv") or has(INCOMPLETE) or has(DIVERGED))
+
+
+def _is_any_run(path: str) -> bool:
+    """A run directory in any state: :func:`has_run_files`, or checkpoints beside its config.json
+    or curve (a run whose other file was deleted)."""
+    has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
+    return has_run_files(path) or (has("checkpoints") and (has("config.json") or has("metrics.csv")))
 
 
 def find_runs(paths) -> Found:
