@@ -17,6 +17,7 @@ starts from the environment's current state and fresh episode counters.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import math
@@ -34,7 +35,7 @@ import numpy as np
 from bpo_jax import checkpoint, reporting
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs.isaaclab import SUITE, EnvDataError, IsaacLabEnv, unpack
-from bpo_jax.errors import first_line
+from bpo_jax.errors import first_line, interrupt_deferred
 from bpo_jax.export import export_onnx, export_policy
 from bpo_jax.runner import BadUpdateError, Chunk, History, NonFiniteError, RunResult
 from bpo_jax.train import Trainer, TrainState, Transition, make_trainer
@@ -182,8 +183,11 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     As every run directory, ``out`` holds config.json and an INCOMPLETE marker (what happened,
     how to go on: ``resume_hint``, a command in which ``{out}`` stands for the directory) from
     the start until the final files are in place; a run stopped by a NaN loss is also marked
-    DIVERGED.  A non-empty ``out`` is refused (:class:`~bpo_jax.reporting.OutputDirError`) unless
-    it is the run being resumed or ``overwrite`` empties it: two runs' files would mix.
+    DIVERGED.  A run stopped by a NaN loss or bad env data also leaves metrics.csv with the
+    iterations before the bad one (none where the first was bad), as a diverged JAX-suite run
+    does; summary.json and curve.png come only with a finished run.  A non-empty ``out`` is
+    refused (:class:`~bpo_jax.reporting.OutputDirError`) unless it is the run being resumed or
+    ``overwrite`` empties it: two runs' files would mix.
     A NaN loss raises :class:`~bpo_jax.runner.NonFiniteError`, bad env data
     :class:`~bpo_jax.envs.isaaclab.EnvDataError`, each naming the iteration."""
     if num_iterations is not None and int(num_iterations) < 1:
@@ -233,11 +237,12 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
             key = state.key
             row = {k: float(v) for k, v in jax.device_get(metrics).items()}
             t_learned = time.perf_counter()
-            collect_s.append(t_collected - t_start)
-            learn_s.append(t_learned - t_collected)
             if row.get("nonfinite"):
                 raise NonFiniteError(f"non-finite loss or gradient at iteration {it + 1}", update=it + 1)
+            # Only now: a bad iteration leaves no row and no times, so that the lists stay parallel.
             rows.append(row)
+            collect_s.append(t_collected - t_start)
+            learn_s.append(t_learned - t_collected)
             terms.append({k: float(np.mean(v)) for k, v in logs.items()})
             if on_iteration is not None:
                 on_iteration(it, {**row, **terms[-1]})
@@ -246,15 +251,16 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
             if saver is not None and saver.due(it + 1, iterations):
                 _save(saver, state, rows, terms, collect_s, learn_s, iterations)
     except BaseException as e:
-        if out is not None:
+        if out is not None and reporting.is_incomplete(out):  # else it stopped before the directory was opened
+            if isinstance(e, (BadUpdateError, EnvDataError)):
+                _write_curve_before(out, config.batch_size, rows, collect_s, learn_s)
             _record_stop(out, e, resume_hint)
         raise
 
-    names = [k for k in rows[0] if k != "nonfinite"]
     term_names = sorted({k for t in terms for k in t})
     result = HostRunResult(
         config=config,
-        metrics={k: np.array([r[k] for r in rows]) for k in names},
+        metrics=_columns(rows),
         episode_terms={k: np.array([t.get(k, np.nan) for t in terms]) for k in term_names},
         env_steps=np.arange(1, iterations + 1) * config.batch_size,
         collection_seconds=np.array(collect_s), learning_seconds=np.array(learn_s),
@@ -304,11 +310,14 @@ def _hint(out: str, resume_hint: Optional[str]) -> str:
 def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) -> None:
     """Mark ``out`` INCOMPLETE and write its config.json before the first iteration, as
     :meth:`bpo_jax.session.RunSession.start` does: a fresh run creates the directory (emptied
-    with ``overwrite``); a resume in place clears an earlier stop's DIVERGED marker."""
+    with ``overwrite``); a resume in place clears an earlier stop's DIVERGED marker and metrics.csv."""
     note = f"training has not finished (still running, or killed). Continue it from its newest checkpoint with: {hint}"
     if in_place:
         reporting.mark_complete(out)  # drops DIVERGED too; INCOMPLETE is written again just below
         reporting.mark_incomplete(out, note)
+        # The stop's rows past the newest checkpoint are of iterations this resume runs again.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out, "metrics.csv"))
     else:
         reporting.open_run_dir(out, overwrite, note)
     reporting.write_json(os.path.join(out, "config.json"), reporting.run_config(config, 1))
@@ -332,12 +341,34 @@ def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> 
 
 def _record_stop(out: str, e: BaseException, resume_hint: Optional[str]) -> None:
     """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites')."""
-    if not reporting.is_incomplete(out):  # stopped before the directory was opened: nothing to mark
-        return
     note = stop_note(e, out, resume_hint)
     reporting.mark_incomplete(out, note)
     if isinstance(e, BadUpdateError):
         reporting.mark_diverged(out, note)
+
+
+def _write_curve_before(out: str, batch_size: int, rows: list[dict], collect_s: list[float],
+                        learn_s: list[float]) -> None:
+    """metrics.csv in ``out`` of the ``rows`` (one per iteration) before a bad one, as a normal
+    run writes it, and as :func:`bpo_jax.session._write_curve_before` writes a diverged JAX
+    run's: the curve that led there, which no final files will show.  None before the first
+    good iteration.  A failure (a full disk) or Ctrl-C here must not cost the markers after it."""
+    if not rows:
+        return
+    with contextlib.suppress(OSError), interrupt_deferred():
+        reporting.write_metrics(os.path.join(out, "metrics.csv"), {k: v[None] for k, v in _columns(rows).items()},
+                                np.arange(1, len(rows) + 1) * batch_size,
+                                _steps_per_second(batch_size, collect_s, learn_s))
+
+
+def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The rows as metric columns [iterations] (without "nonfinite": 0 in every kept row)."""
+    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k != "nonfinite"}
+
+
+def _steps_per_second(batch_size: int, collect_s, learn_s) -> np.ndarray:
+    """[iterations] env steps per second of each iteration's collection and learning."""
+    return batch_size / np.maximum(np.asarray(collect_s) + np.asarray(learn_s), 1e-9)
 
 
 def _history(rows, terms, collect_s, learn_s) -> dict[str, np.ndarray]:
@@ -350,12 +381,11 @@ def _history(rows, terms, collect_s, learn_s) -> dict[str, np.ndarray]:
 
 
 def _save(saver: checkpoint.Saver, state, rows, terms, collect_s, learn_s, iterations: int) -> None:
-    seconds = np.asarray(collect_s) + np.asarray(learn_s)
-    sps = saver.config.batch_size / np.maximum(seconds, 1e-9)
+    sps = _steps_per_second(saver.config.batch_size, collect_s, learn_s)
     saver(Chunk(state=jax.tree.map(lambda x: x[None], state), update=len(rows), num_updates=iterations,
                 chunk_updates=1, metrics={}, history=History([_history(rows, terms, collect_s, learn_s)], [sps]),
-                steps_per_second=float(sps[-1]), train_seconds=float(seconds.sum()), compile_seconds=0.0,
-                first=False))
+                steps_per_second=float(sps[-1]), train_seconds=float(np.sum(collect_s) + np.sum(learn_s)),
+                compile_seconds=0.0, first=False))
 
 
 def _restore(path: str, fresh: TrainState):
@@ -388,7 +418,7 @@ def write_outputs(result: HostRunResult, path: str) -> dict:
     policy.jaxexport (:func:`bpo_jax.export.export_policy`) and, with the onnx extra, policy.onnx."""
     os.makedirs(path, exist_ok=True)
     n = len(result.env_steps)
-    sps = result.config.batch_size / np.maximum(result.collection_seconds + result.learning_seconds, 1e-9)
+    sps = _steps_per_second(result.config.batch_size, result.collection_seconds, result.learning_seconds)
     run = RunResult(
         config=result.config, num_seeds=1, metrics={k: v[None] for k, v in result.metrics.items()},
         env_steps=result.env_steps, steps_per_second=sps, compile_seconds=result.compile_seconds,

@@ -326,6 +326,58 @@ def test_cli_stops_on_bad_env_data_or_a_nan_loss_in_one_line(fault, message, tmp
     assert (out / "DIVERGED").exists() == (fault == "huge")
 
 
+class InterruptedAtOnce(PointGoalEnv):
+    def step(self, actions):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("fault", ["huge", "nan"])
+def test_a_run_stopped_by_a_nan_keeps_the_iterations_before_it_in_metrics_csv(fault, tmp_path):
+    """A NaN loss (DIVERGED) or NaN reward left the good iterations in the last checkpoint only;
+    a diverged JAX-suite run writes them to metrics.csv (no summary.json or curve.png; no
+    metrics.csv where the first update was bad).  Now the host loop does the same, in a
+    finished run's format; a resume in place drops the stop's metrics.csv."""
+    import csv
+
+    from bpo_jax import checkpoint, reporting
+    from bpo_jax.runner import NonFiniteError
+
+    config, out, reported = _small(), tmp_path / "run", []
+    with pytest.raises((NonFiniteError, EnvDataError), match="iteration 3"):
+        host_loop.train(config, FaultyPointGoalEnv(8, fault=fault, at=17), out=str(out), checkpoint_every=1,
+                        quiet=True, on_iteration=lambda i, row: reported.append(row))
+    assert (out / "DIVERGED").exists() == (fault == "huge") and (out / "INCOMPLETE").exists()
+    assert not (out / "summary.json").exists() and not (out / "curve.png").exists()
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["update"], r["seed"], r["env_steps"]) for r in rows] == [("1", "0", "64"), ("2", "0", "128")]
+    # The rows the run reported, and the last checkpoint's (which holds them and their steps/s).
+    env = IsaacLabEnv(PointGoalEnv(8))
+    fresh = jax.jit(host_loop.make_trainer(host_loop.host_config(config, env), env).init)(
+        jax.random.key(0), config.hparams())
+    ckpt = checkpoint.list_checkpoints(str(out / "checkpoints"))[-1]
+    _, saved, sps, _ = checkpoint.restore(ckpt, jax.tree.map(lambda x: x[None], fresh))
+    names = [k for k in rows[0] if k not in ("update", "seed", "env_steps", "steps_per_second")]
+    assert "loss" in names and "episode_return_mean" in names
+    for i, (row, seen) in enumerate(zip(rows, reported)):
+        assert [row[k] for k in names] == [reporting._fmt(seen[k]) for k in names]
+        assert [row[k] for k in names] == [reporting._fmt(saved[k][0, i]) for k in names]
+        assert row["steps_per_second"] == f"{sps[i]:.1f}"
+    finished = tmp_path / "finished"  # the columns of a run that finishes
+    host_loop.train(config, PointGoalEnv(8), out=str(finished), num_iterations=1, quiet=True)
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert header == (finished / "metrics.csv").read_text().splitlines()[0]
+
+    with pytest.raises(KeyboardInterrupt):  # its rows past the checkpoint would be run again
+        host_loop.train(config, InterruptedAtOnce(8), resume=str(out), out=str(out), quiet=True)
+    assert not (out / "metrics.csv").exists() and not (out / "DIVERGED").exists()
+
+    first = tmp_path / "first"  # bad at once: no good iteration, no metrics.csv
+    with pytest.raises((NonFiniteError, EnvDataError), match="iteration 1"):
+        host_loop.train(config, FaultyPointGoalEnv(8, fault=fault, at=1), out=str(first), quiet=True)
+    assert (first / "DIVERGED").exists() == (fault == "huge") and not (first / "metrics.csv").exists()
+
+
 def test_cli_final_return_when_no_episode_ended(tmp_path, monkeypatch, capsys):
     """It printed "final return nan"; the other suites print n/a.  A used --out is refused."""
     from bpo_jax import cli
