@@ -265,14 +265,14 @@ def read_metadata(ckpt: str) -> dict:
 
 
 def read_config(ckpt: str) -> Config:
-    """The run's configuration, as saved (validated)."""
+    """The run's configuration, as saved (validated).  Refused where its algorithm or suite is
+    not registered, or was a plug-in's that took over a built-in name and the built-in is back
+    (the run would go on, or be evaluated, with another algorithm or environment)."""
     values = _read_json(ckpt, "config.json")
     algo, env = values.get("algo"), values.get("env")
-    missing_algo = isinstance(algo, str) and algo not in algorithms.names()
-    missing_suite = isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites()
-    if missing_algo or missing_suite:
-        plugins.load_installed()  # an installed plug-in's, in a script that has not loaded them
     recorded = _recorded_plugins(ckpt)
+    if _unregistered(algo, env, recorded):
+        plugins.load_installed()  # an installed plug-in's, in a script that has not loaded them
     if isinstance(algo, str) and algo not in algorithms.names():
         how = plugins.how_to_load(recorded.get("algorithm"),
                                   "register it (bpo_jax.algorithms.register) before loading the run")
@@ -283,10 +283,38 @@ def read_config(ckpt: str) -> Config:
                                   "register it (bpo_jax.envs.register_suite) before loading the run")
         raise CheckpointError(f"checkpoint {ckpt} was trained on {env!r}, whose suite {env.partition('/')[0]!r} is "
                               f"not registered in this process: {how}")
+    for kind, name in _built_in_for_plugin(algo, env, recorded):
+        how = plugins.how_to_load(recorded[kind], "load it before loading the run")
+        raise CheckpointError(f"checkpoint {ckpt} was trained with a plug-in's {kind} {name!r}, registered in place of "
+                              f"the built-in one, which is the one in this process: {how}")
     try:
         return config_from_dict(values).validate()
     except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: {first_line(e)}")
+
+
+def _unregistered(algo: object, env: object, recorded: dict) -> bool:
+    """Whether the run's algorithm or suite is not registered, or is the built-in one where a
+    plug-in's took its name."""
+    missing_algo = isinstance(algo, str) and algo not in algorithms.names()
+    missing_suite = isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites()
+    return missing_algo or missing_suite or bool(_built_in_for_plugin(algo, env, recorded))
+
+
+def _built_in_for_plugin(algo: object, env: object, recorded: dict) -> list[tuple[str, str]]:
+    """(kind, name) of the run's algorithm and suite that metadata.json records as a plug-in's
+    but that are bpo-jax's own in this process (a plug-in registered with replace=True)."""
+    suite = env.partition("/")[0] if isinstance(env, str) and "/" in env else None
+    current = {"algorithm": (algo, type(algorithms.get(algo)).__module__
+                             if isinstance(algo, str) and algo in algorithms.names() else None),
+               "suite": (suite, envs.suite_module(suite) if suite is not None else None)}
+    out = []
+    for kind, (name, module) in current.items():
+        origin = recorded.get(kind)
+        if isinstance(origin, dict) and origin.get("name") == name and isinstance(module, str) and \
+                (module == "bpo_jax" or module.startswith("bpo_jax.")):
+            out.append((kind, name))
+    return out
 
 
 def _recorded_plugins(ckpt: str) -> dict:

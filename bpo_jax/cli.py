@@ -169,10 +169,29 @@ PLUGIN_HELP = ("import MODULE first (a module name, or a .py file's path; repeat
                "bpo_jax.plugins) load without it")
 
 
+# The commands that take --plugin; plot and report read saved files only, llm has its own algorithms.
+PLUGIN_COMMANDS = ("train", "sweep", "eval", "export", "envs", "presets")
+
+
+class _PluginAction(argparse.Action):
+    """--plugin's values, each loaded (a no-op for those :func:`_load_plugins` loaded before the
+    parse): argparse also takes an abbreviation (--plug), which the scan before it does not see."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from bpo_jax import plugins
+
+        try:
+            plugins.load(values)
+        except plugins.PluginError as e:
+            parser.error(str(e))
+        specs = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, [*(specs if isinstance(specs, list) else []), values])
+
+
 def _add_plugin_argument(parser, default=None) -> None:
     # main() loads the plug-ins before parsing (they add names the parse checks); declared here
     # so that the flag is in each command's help and accepted in any position.
-    parser.add_argument("--plugin", action="append", default=default, metavar="MODULE", help=PLUGIN_HELP)
+    parser.add_argument("--plugin", action=_PluginAction, default=default, metavar="MODULE", help=PLUGIN_HELP)
 
 
 FAST_COMPILE_HELP = ("compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower on CPU; "
@@ -992,19 +1011,40 @@ def cmd_llm(args) -> int:
 
 def _load_plugins(argv: list[str]) -> None:
     """Import the installed plug-ins and each --plugin before the command line is parsed: the
-    algorithms and suites they register are names that parsing and presets check."""
+    algorithms and suites they register are names that parsing and presets check.  Not for
+    --help (which needs none: a broken plug-in must not hide it), nor a command without --plugin.
+    A Ctrl-C stops a plug-in's import at once."""
     from bpo_jax import plugins
 
     scan = _Parser(add_help=False, allow_abbrev=False)
     scan.add_argument("--plugin", action="append", default=[])
-    try:
-        plugins.load_installed()
-        for spec in scan.parse_known_args(argv)[0].plugin:
-            plugins.load(spec)
-    except plugins.PluginError as e:
+    scan.add_argument("-h", "--help", action="store_true")
+    found = scan.parse_known_args(argv)[0]
+    if found.help:
+        return
+    command = argv[0] if argv else None
+    if found.plugin and command in ("plot", "report", "llm"):
+        need = "trains its own algorithms (gbpo, grpo)" if command == "llm" else "reads the runs' saved files"
+        raise SystemExit(_fail(f"{command} takes no --plugin: it {need} and needs no plug-in; drop it "
+                               f"(--plugin is for {', '.join(PLUGIN_COMMANDS)})"))
+    specs = found.plugin if command in PLUGIN_COMMANDS else []  # else the parse says what is wrong
+    what, failure = "the installed plug-ins", None
+    with interrupt_deferred(at_once=True) as pressed:  # a plug-in's import may hang (a network call)
+        try:
+            plugins.load_installed()
+            for spec in specs:
+                what = f"the plug-in {spec}"
+                plugins.load(spec)
+        except KeyboardInterrupt:  # pressed, or raised by the plug-in itself
+            pressed.append(signal.SIGINT)
+        except plugins.PluginError as e:
+            failure = e
+    if pressed:  # also where the import turned the interrupt into an error, or dropped it
+        raise SystemExit(_fail(f"interrupted while loading {what}; nothing was run or written", EXIT_INTERRUPTED))
+    if failure is not None:
         if os.environ.get("BPO_JAX_DEBUG"):
-            raise
-        raise SystemExit(_fail(str(e)))
+            raise failure
+        raise SystemExit(_fail(str(failure)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -68,8 +68,10 @@ def float32_problem(name: str, value: float) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def interrupt_deferred():
+def interrupt_deferred(at_once: bool = False):
     """Hold a Ctrl-C (SIGINT) until the body ends; yields a list that is non-empty if one came.
+    ``at_once``: raise KeyboardInterrupt at the press too (a plug-in's import that may hang),
+    still noted in the list where the body loses it.
 
     For the command's start, which is mostly imports: a KeyboardInterrupt raised inside an
     import does not reliably reach the caller.  An extension module's initialisation turns it
@@ -81,7 +83,12 @@ def interrupt_deferred():
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield pressed
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    def note(signum, frame):
+        pressed.append(signum)
+        if at_once:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, note)
     try:
         yield pressed
     finally:

@@ -52,7 +52,9 @@ def clean(monkeypatch):
     """Registries, loaded modules, sys.path and the plug-in module's memory as they were."""
     saved = dict(algorithms._REGISTRY), dict(registry._SUITES), set(sys.modules), list(sys.path)
     monkeypatch.setattr(plugins, "_FILES", {})
+    monkeypatch.setattr(plugins, "_ORIGINS", {})
     monkeypatch.setattr(plugins, "_installed", None)
+    monkeypatch.setattr(plugins, "_installed_done", {})
     yield
     algorithms._REGISTRY.clear(), algorithms._REGISTRY.update(saved[0])
     registry._SUITES.clear(), registry._SUITES.update(saved[1])
@@ -191,7 +193,7 @@ def test_the_readmes_plugin_command_trains_and_a_run_names_its_plugin_where_it_i
                                for kind, name in (("algorithm", "vpg"), ("suite", "toy"))}
     # As in a fresh process: the registrations and the module are gone.
     del algorithms._REGISTRY["vpg"], registry._SUITES["toy"], sys.modules["chain"]
-    plugins._FILES.clear()
+    plugins._FILES.clear(), plugins._ORIGINS.clear()
     capsys.readouterr()
     assert cli.main(["eval", "--checkpoint", str(run), "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip()
@@ -211,3 +213,323 @@ def test_cli_plugin_errors_are_one_line(clean, capsys, argv, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+# The QA pass on --plugin: each test below failed before its fix.
+
+def _cli(capsys, argv):
+    """cli.main(argv) -> (exit code, stdout, stderr); a KeyboardInterrupt that escapes fails the
+    test instead of stopping pytest."""
+    capsys.readouterr()
+    try:
+        code = cli.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped cli.main")
+    out, err = capsys.readouterr()
+    return code, out, err.strip()
+
+
+@pytest.mark.parametrize("body, said", [("import sys\nsys.exit('bye')\n", "2: it called sys.exit('bye')"),
+                                        ("import sys\nsys.exit(0)\n", "2: it called sys.exit(0)"),
+                                        ("raise SystemExit\n", "1: it called sys.exit()")])
+def test_a_plugin_calling_sys_exit_is_an_error_not_a_silent_exit(tmp_path, clean, capsys, body, said):
+    """It ended the command at once, exit status 0 (or 1), with nothing said and nothing done."""
+    path = tmp_path / "quits.py"
+    path.write_text(body)
+    code, out, err = _cli(capsys, ["envs", "--plugin", str(path)])
+    assert (code, out, err) == (2, "", f"bpo-jax: error: plug-in {path} failed while loading: {path}:{said}")
+    assert "quits" not in sys.modules
+
+
+def test_a_keyboard_interrupt_in_a_plugin_says_so(tmp_path, clean, capsys):
+    """A KeyboardInterrupt raised while a plug-in loaded left the command silently (exit 130, no message)."""
+    path = tmp_path / "stops.py"
+    path.write_text("raise KeyboardInterrupt\n")
+    code, out, err = _cli(capsys, ["envs", "--plugin", str(path)])
+    assert (code, err) == (130, f"bpo-jax: error: interrupted while loading the plug-in {path}; nothing was run or "
+                                "written")
+
+
+def test_ctrl_c_stops_a_plugin_import_at_once(tmp_path, clean, capsys):
+    """A Ctrl-C while a plug-in imported (a slow or hung one) waited for it to finish."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        pytest.skip("SIGINT is ignored in this process")
+    path = tmp_path / "slow.py"
+    path.write_text("import os, signal, time\n"
+                    "os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, while the import has 2 seconds to go\n"
+                    "end = time.monotonic() + 2\n"
+                    "while time.monotonic() < end:\n"
+                    "    time.sleep(0.01)\n"
+                    f"open({str(tmp_path / 'finished')!r}, 'w').close()\n")
+    code, out, err = _cli(capsys, ["envs", "--plugin", str(path)])
+    assert (code, err) == (130, f"bpo-jax: error: interrupted while loading the plug-in {path}; nothing was run or "
+                                "written")
+    assert not (tmp_path / "finished").exists()
+
+
+@pytest.mark.parametrize("flag", ["--plug", "--plugi", "--pl"])
+def test_an_abbreviated_plugin_flag_is_loaded_too(tmp_path, clean, capsys, flag):
+    """argparse took `--plug FILE` as --plugin, but the plug-in was never imported: 'unknown suite'."""
+    path = _write(tmp_path, "plug_abbr")
+    code, out, err = _cli(capsys, ["envs", "--suite", "plug_abbr", flag, str(path)])
+    assert (code, out, err) == (0, "plug_abbr/Chain\n", "")
+    code, out, err = _cli(capsys, ["envs", f"{flag}=nosuch_mod"])
+    assert code == 2 and err.startswith("bpo-jax: error: plug-in nosuch_mod: no module named") and "\n" not in err
+
+
+def test_only_the_commands_that_take_plugin_have_an_option_starting_with_pl():
+    """What _load_plugins assumes of the parser: --plugin where PLUGIN_COMMANDS say, and no other
+    option that an abbreviation of it could stand for."""
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        strings = [s for a in command._actions for s in a.option_strings if s.startswith("--pl")]
+        assert strings == (["--plugin"] if name in cli.PLUGIN_COMMANDS else []), name
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plot", "{tmp}"], "plot takes no --plugin: it reads the runs' saved files and needs no plug-in; drop it"),
+    (["report", "{tmp}", "--out", "{tmp}/r.md"], "report takes no --plugin"),
+    (["llm"], "llm takes no --plugin: it trains its own algorithms (gbpo, grpo)"),
+    (["nosuch_command"], "invalid choice: 'nosuch_command'"),
+])
+def test_a_command_without_plugin_does_not_import_it(tmp_path, clean, capsys, argv, message):
+    """plot, report and llm imported the plug-in (running its code) and then refused --plugin as
+    an unrecognized argument, or failed on a plug-in they had no use for."""
+    marker = tmp_path / "imported"
+    path = tmp_path / "plug_side.py"
+    path.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    code, out, err = _cli(capsys, [a.format(tmp=tmp_path) for a in argv] + ["--plugin", str(path)])
+    assert code == 2 and message in err and "\n" not in err
+    assert not marker.exists()
+    code, out, err = _cli(capsys, [a.format(tmp=tmp_path) for a in argv] + ["--plugin", "nosuch_mod"])
+    assert code == 2 and message in err
+
+
+def test_help_is_shown_whatever_the_plugins(tmp_path, clean, capsys, monkeypatch):
+    """--help failed on a broken --plugin, or on a broken installed plug-in, which it does not need."""
+    (tmp_path / "plug_broken.py").write_text("raise RuntimeError('broken')\n")
+    _install(tmp_path, "plug-broken", "b = plug_broken")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = _cli(capsys, ["envs", "--help", "--plugin", "nosuch_mod"])
+    assert code == 0 and "--plugin MODULE" in out and err == ""
+    code, out, err = _cli(capsys, ["--help"])
+    assert code == 0 and "usage: bpo-jax" in out and err == ""
+    code, out, err = _cli(capsys, ["envs"])  # without --help the broken one is still named
+    assert code == 2 and "installed plug-in 'b' (entry point 'plug_broken' of plug-broken)" in err
+
+
+SPLIT = '''
+from bpo_jax import algorithms, envs
+from {name}_parts import VPG, Chain
+
+envs.register_suite("{name}", lambda: ["Chain"], lambda name, num_envs, **kw: Chain(num_envs), "a chain")
+algorithms.register(VPG())
+'''
+
+
+def test_a_run_records_the_plugin_that_registered_not_the_module_of_the_class(tmp_path, clean):
+    """A plug-in registering a class from the module beside it recorded that module, which
+    registers nothing: loading it as told left the algorithm unknown."""
+    from bpo_jax import Config
+
+    parts = PLUGIN.format(name="plug_split").partition("\nenvs.register_suite")[0]
+    (tmp_path / "plug_split_parts.py").write_text(parts)
+    path = tmp_path / "plug_split.py"
+    path.write_text(SPLIT.format(name="plug_split"))
+    assert plugins.load(str(path)).algorithms == ("plug_split_vpg",)
+    recorded = plugins.origins(Config(env="plug_split/Chain", algo="plug_split_vpg"))
+    assert recorded["algorithm"] == {"name": "plug_split_vpg", "module": "plug_split", "load": str(path)}
+    assert recorded["suite"] == {"name": "plug_split", "module": "plug_split", "load": str(path)}
+
+
+def test_a_module_plugin_from_the_current_folder_is_recorded_by_its_path(tmp_path, clean, monkeypatch):
+    """Under `python -m bpo_jax` (the current folder on the path) `--plugin plug_here` recorded
+    'plug_here', which the bpo-jax script, or any other folder, does not find."""
+    from bpo_jax import Config
+
+    _write(tmp_path, "plug_here")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.load("plug_here")
+    origin = plugins.origins(Config(env="plug_here/Chain", algo="ppo"))["suite"]
+    assert origin == {"name": "plug_here", "module": "plug_here", "load": str(tmp_path / "plug_here.py")}
+
+
+def test_a_plugin_file_named_as_another_module_would_hide_it(tmp_path, clean, monkeypatch):
+    """A plug-in named like a module not yet imported (onnx.py) took its place: `export --format
+    onnx` then said that the onnx package was not installed."""
+    (tmp_path / "site").mkdir(), (tmp_path / "plug").mkdir()
+    (tmp_path / "site" / "plug_shadowed.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    path = _write(tmp_path / "plug", "plug_shadowed")
+    with pytest.raises(plugins.PluginError) as e:
+        plugins.load(str(path))
+    assert str(e.value) == (f"plug-in {path}: its name 'plug_shadowed' is that of the module "
+                            f"{tmp_path}/site/plug_shadowed.py, which it would hide; rename the file")
+    assert "plug_shadowed" not in sys.modules
+
+
+def test_a_plugin_that_failed_after_registering_takes_it_back(tmp_path, clean):
+    """A plug-in that registered its suite and then raised kept the suite: once mended, loading
+    it again failed on 'already registered'.  A Ctrl-C left the half-run module in sys.modules,
+    where loading it again took it for loaded."""
+    path = _write(tmp_path, "plug_half")
+    good = path.read_text()
+    path.write_text(good + "raise RuntimeError('late')\n")
+    with pytest.raises(plugins.PluginError, match="RuntimeError: late"):
+        plugins.load(str(path))
+    assert "plug_half" not in registry.suites() and "plug_half_vpg" not in algorithms.names()
+    path.write_text(good + "raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        plugins.load(str(path))
+    assert "plug_half" not in sys.modules and "plug_half" not in registry.suites()
+    path.write_text(good)
+    assert plugins.load(str(path)).suites == ("plug_half",)
+
+
+@pytest.mark.parametrize("spec, text, message", [
+    ("{tmp}/bad_syntax.py", "x = 1\ndef f(:\n", "failed while loading: {tmp}/bad_syntax.py:2: SyntaxError: invalid syntax"),
+    (".relative", None, "plug-in .relative: neither a module name (dotted Python names, such as my_pkg.plugin) nor a "
+                        ".py file's path"),
+    ("{tmp}/empty_message.py", "raise RuntimeError()\n", "failed while loading: {tmp}/empty_message.py:1: RuntimeError"),
+])
+def test_more_plugins_that_cannot_load_are_one_clear_line(tmp_path, clean, spec, text, message):
+    """A SyntaxError named the file only by its base name and no location; a relative module name
+    quoted importlib's own file and line; an empty message said 'RuntimeError: RuntimeError'."""
+    spec = spec.format(tmp=tmp_path)
+    if text is not None:
+        (tmp_path / os.path.basename(spec)).write_text(text)
+    with pytest.raises(plugins.PluginError) as e:
+        plugins.load(spec)
+    assert str(e.value).endswith(message.format(tmp=tmp_path)) and "importlib" not in str(e.value)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("plug_ep:VALUE", "entry point 'plug_ep:VALUE' of plug-ep): VALUE is not a function to call (its type: int); "
+                      "name the module ('plug_ep') or a function that registers"),
+    ("plug_ep: not valid", "entry point 'plug_ep: not valid' of plug-ep): not a module ('my_pkg.plugin') or a "
+                           "module's function ('my_pkg.plugin:setup')"),
+    ("plug_ep:leave", "entry point 'plug_ep:leave' of plug-ep) failed while loading: {tmp}/plug_ep.py:4: it called "
+                      "sys.exit(3)"),
+    ("plug_ep_missing", "entry point 'plug_ep_missing' of plug-ep) failed while loading: ModuleNotFoundError: No "
+                        "module named 'plug_ep_missing'"),
+])
+def test_a_broken_entry_point_is_one_clear_line(tmp_path, clean, monkeypatch, value, message):
+    """A non-callable attribute was taken silently; a malformed value said "'NoneType' object has
+    no attribute 'group'"; sys.exit in a setup function ended the command silently with its code;
+    a missing module was placed at a line of importlib's own file."""
+    (tmp_path / "plug_ep.py").write_text("import sys\nVALUE = 3\ndef leave():\n    sys.exit(3)\n")
+    _install(tmp_path, "plug-ep", f"ep = {value}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(plugins.PluginError) as e:
+        plugins.load_installed()
+    assert message.format(tmp=tmp_path) in str(e.value) and "importlib" not in str(e.value)
+    assert str(e.value).endswith(f"set {plugins.AUTOLOAD_OFF}=1 to start without installed plug-ins")
+
+
+def test_an_installed_function_plugin_is_recorded_with_its_package(tmp_path, clean, monkeypatch):
+    """A run of an entry point's function (my_pkg:setup) recorded its class's module, whose
+    import alone registers nothing: the message said to --plugin it, which did not help."""
+    from bpo_jax import Config
+
+    (tmp_path / "plug_fn.py").write_text(PLUGIN.replace("\nenvs.register_suite", "\ndef setup():\n    envs.register_suite")
+                                         .replace("\nalgorithms.register(", "\n    algorithms.register(")
+                                         .format(name="plug_fn"))
+    _install(tmp_path, "plug-fn", "fn = plug_fn:setup")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.load_installed()
+    origin = plugins.origins(Config(env="plug_fn/Chain", algo="plug_fn_vpg"))["algorithm"]
+    assert origin == {"name": "plug_fn_vpg", "module": "plug_fn", "load": "plug_fn", "package": "plug-fn",
+                      "entry_point": "plug_fn:setup"}
+    assert plugins.how_to_load(origin, "") == ("it came from the installed package plug-fn's plug-in plug_fn:setup: "
+                                               "install plug-fn (its plug-ins load by themselves unless "
+                                               f"{plugins.AUTOLOAD_OFF} is set)")
+
+
+def test_a_run_registered_by_a_script_or_a_session_says_what_to_do(clean, monkeypatch):
+    """A run registered in `python -c` or a notebook recorded '<cwd>/<interactive>' as a script's
+    path; a script's message gave the command line nothing to do."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # no __file__: a REPL
+    assert plugins._load_name("__main__") == "<interactive>"
+    assert plugins.how_to_load({"module": "__main__", "load": "<interactive>"}, "") == (
+        "an interactive session registered it: register it the same way before loading the run (bpo-jax: put the "
+        "registration in a module and give it to --plugin)")
+    assert plugins.how_to_load({"module": "__main__", "load": "/w/train.py"}, "") == (
+        "the script /w/train.py registered it: register it the same way before loading the run (bpo-jax: --plugin "
+        "/w/train.py, once the script trains only under `if __name__ == \"__main__\":`; or put the registration in a "
+        "module of its own and give that to --plugin)")
+
+
+def test_a_plugin_run_is_refused_where_the_builtin_it_replaced_is_back(tmp_path, clean):
+    """A run of a plug-in that took over 'ppo' (replace=True) resumed or evaluated, without the
+    plug-in, with the built-in PPO, silently."""
+    from bpo_jax import Config, checkpoint
+
+    (tmp_path / "config.json").write_text(json.dumps(Config(algo="ppo").to_dict()))
+    origin = {"name": "ppo", "module": "my_ppo", "load": "/w/my_ppo.py"}
+    (tmp_path / "metadata.json").write_text(json.dumps({"plugins": {"algorithm": origin}}))
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.read_config(str(tmp_path))
+    assert str(e.value) == (f"checkpoint {tmp_path} was trained with a plug-in's algorithm 'ppo', registered in place "
+                            "of the built-in one, which is the one in this process: it came from the plug-in "
+                            "/w/my_ppo.py: import it before loading the run (bpo-jax: --plugin /w/my_ppo.py)")
+    path = tmp_path / "my_ppo.py"
+    path.write_text("from bpo_jax import algorithms\n\n\nclass MyPPO(algorithms.PPO):\n    pass\n\n\n"
+                    "algorithms.register(MyPPO(), replace=True)\n")
+    plugins.load(str(path))
+    assert checkpoint.read_config(str(tmp_path)).algo == "ppo"  # with the plug-in loaded
+
+
+def test_installed_plugins_tried_again_after_one_failed_name_the_broken_one(tmp_path, clean, monkeypatch):
+    """A second load_installed() (read_config calls it) called the working one's setup again,
+    whose suite was registered already: the error then blamed the plug-in that works."""
+    (tmp_path / "plug_ra.py").write_text(PLUGIN.replace("\nenvs.register_suite", "\ndef setup():\n    envs.register_suite")
+                                         .replace("\nalgorithms.register(", "\n    algorithms.register(")
+                                         .format(name="plug_ra"))
+    (tmp_path / "plug_rb.py").write_text("raise RuntimeError('broken')\n")
+    _install(tmp_path, "plug-ra", "a = plug_ra:setup")
+    _install(tmp_path, "plug-rb", "b = plug_rb")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for _ in range(2):
+        with pytest.raises(plugins.PluginError, match=r"^installed plug-in 'b' .*RuntimeError: broken"):
+            plugins.load_installed()
+    assert "plug_ra" in registry.suites()
+
+
+
+def test_a_failed_plugin_keeps_what_a_plugin_it_loaded_registered(tmp_path, clean):
+    """The take-back after a failure spares a plug-in that the failed one loaded in full: it stays
+    loaded, and loading it again is a no-op."""
+    inner = _write(tmp_path, "plug_inner")
+    outer = tmp_path / "plug_outer.py"
+    outer.write_text(f"from bpo_jax import plugins\nplugins.load({str(inner)!r})\n" + PLUGIN.format(name="plug_outer")
+                     + "raise RuntimeError('late')\n")
+    with pytest.raises(plugins.PluginError, match="RuntimeError: late"):
+        plugins.load(str(outer))
+    assert "plug_inner" in registry.suites() and "plug_inner_vpg" in algorithms.names()
+    assert "plug_outer" not in registry.suites() and "plug_outer_vpg" not in algorithms.names()
+    outer.write_text(outer.read_text().replace("raise RuntimeError('late')\n", ""))
+    assert plugins.load(str(outer)).suites == ("plug_outer",)
+
+
+@pytest.mark.parametrize("registers_beside", [False, True])
+def test_a_failed_plugin_with_a_module_beside_it_loads_once_mended(tmp_path, clean, registers_beside):
+    """Its classes in the module beside it (registered by the plug-in, or by that module as it
+    is imported): after a failure, the mended plug-in loads again in the same process."""
+    parts = PLUGIN.format(name="plug_beside")
+    if not registers_beside:
+        parts = parts.partition("\nenvs.register_suite")[0]
+    (tmp_path / "plug_beside_parts.py").write_text(parts)
+    path = tmp_path / "plug_beside.py"
+    good = "import plug_beside_parts\n" if registers_beside else SPLIT.format(name="plug_beside")
+    path.write_text(good + "raise RuntimeError('late')\n")
+    with pytest.raises(plugins.PluginError, match="RuntimeError: late"):
+        plugins.load(str(path))
+    assert "plug_beside" not in registry.suites() and "plug_beside_parts" not in sys.modules
+    path.write_text(good)
+    assert plugins.load(str(path)).suites == ("plug_beside",)
