@@ -598,7 +598,7 @@ def _train_host(args) -> int:
     resuming = f"; resuming from {args.resume}" if args.resume else ""
     _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iterations x {config.batch_size} steps, "
          f"host-driven rollout{resuming}; compiling...")
-    hint = "bpo-jax train --resume {out}"
+    hint = _resume_command(args)
     try:
         result = host_loop.train(config, env, out=out, quiet=args.quiet, resume=args.resume,
                                  checkpoint_every=every_updates, checkpoint_seconds=every_seconds,
@@ -690,8 +690,14 @@ def _run_options(args):
                       tensorboard=args.tensorboard, wandb=args.wandb, wandb_project=args.wandb_project,
                       wandb_entity=args.wandb_entity, progress=not args.quiet, compile_cache=not args.no_compile_cache,
                       fast_compile=args.fast_compile, split=args.split,
-                      resume_hint="bpo-jax train --resume {out}" + " --fast-compile" * args.fast_compile,
+                      resume_hint=_resume_command(args) + " --fast-compile" * args.fast_compile,
                       restart_hint=_restart_command(args), wording=_worded, **cadence)
+
+
+def _resume_command(args) -> str:
+    """The command that resumes this train run (``{out}``: its directory), with its plug-ins."""
+    plugins = "".join(f" --plugin {shlex.quote(p)}" for p in args.plugin or ()).replace("{", "{{").replace("}", "}}")
+    return "bpo-jax train --resume {out}" + plugins
 
 
 def _restart_command(args) -> str:
