@@ -256,7 +256,8 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
                       help="write no checkpoints (the run cannot be resumed or evaluated)")
     logs = train.add_argument_group("logging")
     logs.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=d(True),
-                      help="TensorBoard event files in OUT/tb/seed_<i> (default: on)")
+                      help="TensorBoard event files in OUT/tb/seed_<i> (default: on; with --resume, as the run had "
+                           "them)")
     logs.add_argument("--wandb", action="store_true", default=d(False),
                       help="also log to Weights & Biases (pip install 'bpo-jax[wandb]')")
     logs.add_argument("--wandb-project", default=d("bpo-jax"), metavar="NAME", help="W&B project (default: bpo-jax)")
@@ -687,11 +688,25 @@ def _run_options(args):
     if args.checkpoint_every is not None:
         cadence = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every))
     return RunOptions(keep_checkpoints=args.keep_checkpoints, checkpoints=not args.no_checkpoints,
-                      tensorboard=args.tensorboard, wandb=args.wandb, wandb_project=args.wandb_project,
+                      tensorboard=_tensorboard(args), wandb=args.wandb, wandb_project=args.wandb_project,
                       wandb_entity=args.wandb_entity, progress=not args.quiet, compile_cache=not args.no_compile_cache,
                       fast_compile=args.fast_compile, split=args.split,
                       resume_hint=_resume_command(args) + " --fast-compile" * args.fast_compile,
                       restart_hint=_restart_command(args), wording=_worded, **cadence)
+
+
+def _tensorboard(args) -> bool:
+    """--tensorboard, which a resumed run takes from its own directory unless given: one
+    trained without it has no tb/ to go on."""
+    from bpo_jax import checkpoint
+
+    if not args.resume or "tensorboard" in args.given:
+        return args.tensorboard
+    try:
+        run_dir = checkpoint.locate(args.resume)[0]
+    except checkpoint.CheckpointError:  # the resume itself says what is wrong with the path
+        return args.tensorboard
+    return run_dir is None or os.path.isdir(os.path.join(run_dir, "tb"))
 
 
 def _resume_command(args) -> str:

@@ -648,3 +648,20 @@ def test_folders_named_checkpoints_or_tb_outside_a_run_are_free(tmp_path):
     (tmp_path / "proj" / "checkpoints" / "myrun").mkdir(parents=True)
     (tmp_path / "proj" / "config.json").write_text("{}")
     cli._check_file_out(str(tmp_path / "proj" / "checkpoints" / "myrun" / "eval.json"), "eval.json")
+
+
+def test_a_resumed_run_keeps_its_own_tensorboard_setting_unless_given(tmp_path):
+    """A run trained with --no-tensorboard grew a tb/ folder of its later updates only when
+    resumed without the flag."""
+    import argparse
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_00000004").mkdir(parents=True)
+    (run / "checkpoints" / "step_00000004" / "metadata.json").write_text("{}")
+    args = lambda given=(), on=True: argparse.Namespace(resume=str(run), given=set(given), tensorboard=on)  # noqa: E731
+    assert cli._tensorboard(args()) is False
+    assert cli._tensorboard(args(given=["tensorboard"])) is True  # --tensorboard, asked for
+    (run / "tb").mkdir()
+    assert cli._tensorboard(args()) is True
+    assert cli._tensorboard(args(given=["tensorboard"], on=False)) is False
+    assert cli._tensorboard(argparse.Namespace(resume=None, given=set(), tensorboard=True)) is True
