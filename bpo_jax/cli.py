@@ -316,10 +316,20 @@ def _add_sweep_parsers(sub) -> None:
                     "program, and write curves.csv, figure.png, report.md (against the paper) and summary.json "
                     "into --out.  Run the same command again to resume an interrupted sweep.",
         epilog="suites: " + "; ".join(f"{name}: {s.description}" for name, s in sweep.SUITES.items()))
+
+    def names(example: str):
+        """A,B as names; an empty one between commas (bpo,,ppo, a slip) refused, not dropped."""
+        def parse(text: str) -> tuple[str, ...]:
+            if text.strip(", ") and any(not item.strip() for item in text.split(",")):
+                raise argparse.ArgumentTypeError(f"an empty name in {text!r}; give names separated by single commas "
+                                                 f"(e.g. {example})")
+            return _parse_strings(text)
+        return parse
+
     sw.add_argument("--suite", required=True, metavar="NAME", help=f"one of {', '.join(sweep.SUITES)}")
-    sw.add_argument("--tasks", type=_parse_strings, default=None, metavar="T,T",
+    sw.add_argument("--tasks", type=names("Hopper-v4,Ant-v4"), default=None, metavar="T,T",
                     help="only these tasks of the suite, e.g. Hopper-v4 (default: all)")
-    sw.add_argument("--algos", type=_parse_strings, default=("bpo", "ppo"), metavar="A,B",
+    sw.add_argument("--algos", type=names("bpo,ppo"), default=("bpo", "ppo"), metavar="A,B",
                     help="algorithms, each with its preset settings (default: bpo,ppo)")
     sw.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds per run, one program (default: 10)")
     sw.add_argument("--total-steps", type=int, default=None, metavar="N",
@@ -893,8 +903,8 @@ def _folder(path: str) -> str:
 
 
 def _sweep_command(args) -> str:
-    """The command that resumes this sweep as it was started, watching flags included (quoted
-    for a shell)."""
+    """The command that resumes this sweep as it was started, its --plugin flags and watching
+    flags included (quoted for a shell)."""
     from bpo_jax import curves
 
     q = shlex.quote
@@ -909,8 +919,9 @@ def _sweep_command(args) -> str:
         watch += f" --checkpoint-every {updates if updates else f'{seconds:g}s'}"
     watch += " --quiet" * args.quiet + " --no-compile-cache" * args.no_compile_cache
     watch += " --no-tensorboard" * (not args.tensorboard)
-    return (f"bpo-jax sweep --suite {q(args.suite)}{tasks} --algos {q(','.join(args.algos))} --seeds {args.seeds}"
-            f"{steps} --out {q(args.out)}{fast}{watch}")
+    plugins = "".join(f" --plugin {q(spec)}" for spec in getattr(args, "plugin", None) or ())  # its algorithms, suites
+    return (f"bpo-jax sweep{plugins} --suite {q(args.suite)}{tasks} --algos {q(','.join(args.algos))} --seeds "
+            f"{args.seeds}{steps} --out {q(args.out)}{fast}{watch}")
 
 
 def cmd_plot(args) -> int:

@@ -34,7 +34,8 @@ values is a program of its own::
                       grid={"eps": (0.1, 0.2, 0.3), "bpo_lambda": (0.001, 1, 10)})  # 9 runs, 45 seeds, 1 program
 
 A grid field that only another algorithm reads (``bpo_lambda`` for PPO) leaves that
-algorithm's runs at their preset.
+algorithm's runs at their preset, as does one that a run's settings leave unused (``obs_clip``
+without ``normalize_obs``, :data:`_READ_WHEN`); a field no run reads is refused.
 """
 from __future__ import annotations
 
@@ -50,9 +51,9 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from bpo_jax import curves, presets, report, reporting, tracking
 from bpo_jax.config import SWEEPABLE, Config
-from bpo_jax.errors import first_line, unknown_name
+from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 from bpo_jax.runner import BadUpdateError
-from bpo_jax.session import RunOptions, RunSession, run_dir_config, run_together
+from bpo_jax.session import RunOptions, RunSession, run_together
 
 SWEEP_FILE = "sweep.json"
 
@@ -62,6 +63,17 @@ TRACED: tuple[str, ...] = ("eps",) + SWEEPABLE
 # Numeric fields a grid may not vary, and what sets them instead.
 _NOT_GRID = {"total_steps": "the sweep's `total_steps` sets every run's budget",
              "seed": "`num_seeds` seeds every run"}
+# Grid fields a run reads only when another of its settings (a preset's, or another grid
+# field) turns them on: (what has to hold, whether it holds for a run's Config and the grid's
+# field names).  Elsewhere each value would train the same run again.
+_READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset], bool]]] = {
+    "obs_clip": ("normalize_obs on", lambda c, grid: c.normalize_obs),
+    "obs_norm_window": ("normalize_obs on", lambda c, grid: c.normalize_obs),
+    "reward_clip": ("normalize_rewards on", lambda c, grid: c.normalize_rewards),
+    "desired_kl": ("lr_schedule adaptive", lambda c, grid: c.schedule == "adaptive"),
+    "eps": ("eps_low or eps_high unset (they take eps)",
+            lambda c, grid: any(getattr(c, bound) is None and bound not in grid for bound in ("eps_low", "eps_high"))),
+}
 
 
 class SweepError(ValueError):
@@ -159,7 +171,8 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
         raise SweepError("`algos` is empty; give one or more of " + ", ".join(algorithms.names()))
     unknown = [a for a in algos if a not in algorithms.names()]
     if unknown:
-        raise SweepError(f"unknown algo {unknown[0]!r} in `algos`; valid: {', '.join(algorithms.names())}")
+        raise SweepError(f"unknown algo {unknown[0]!r} in `algos`; valid: {', '.join(algorithms.names())}"
+                         + PLUGIN_HINT)
     _refuse_repeats("algos", algos)
     algos = tuple(sorted(algos, key=algorithms.names().index))  # one sweep, however the algorithms are listed
     num_seeds = _positive_int("num_seeds", num_seeds)
@@ -186,13 +199,23 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
     unread = next((name for name, _ in grid if not any(algorithms.reads(algo, name) for algo in algos)), None)
     if unread is not None:
         raise SweepError(f"`grid` varies {unread}, which no algorithm of this sweep ({', '.join(algos)}) reads")
-    runs = []
+    presets_of = {}
     for task in chosen:
         for algo in algos:
             fields = SUITES[suite].settings(task, algo)
             if total_steps is not None:
                 fields = {**fields, "total_steps": total_steps}
-            mine = [(name, values) for name, values in grid if algorithms.reads(algo, name)]
+            presets_of[task, algo] = fields
+    reads = _reader(grid, presets_of)
+    idle = next((name for name, _ in grid if not any(reads(key, name) for key in presets_of)), None)
+    if idle is not None:
+        raise SweepError(f"`grid` varies {idle}, which no run of this sweep reads: a run reads it only with "
+                         f"{_READ_WHEN[idle][0]}, and none here has that; vary another field")
+    runs = []
+    for task in chosen:
+        for algo in algos:
+            fields = presets_of[task, algo]
+            mine = [(name, values) for name, values in grid if reads((task, algo), name)]
             for values in itertools.product(*(v for _, v in mine)):
                 point = tuple((name, value) for (name, _), value in zip(mine, values))
                 name = "__".join([f"{task.replace('/', '_')}__{algo}"] + [f"{k}={curves.number_text(v)}" for k, v in point])
@@ -205,6 +228,25 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
                     raise SweepError(f"run {name}: {first_line(e)}") from None
                 runs.append(SweepRun(name, task, config, point))
     return Plan(suite, algos, num_seeds, total_steps, tuple(runs), grid)
+
+
+def _reader(grid, presets_of: dict) -> Callable[[tuple, str], bool]:
+    """Whether the runs of a (task, algorithm), with its preset ``presets_of[key]``, read grid
+    field ``name``: its algorithm reads it, and its settings turn it on (:data:`_READ_WHEN`)."""
+    from bpo_jax import algorithms
+
+    names = frozenset(name for name, _ in grid)
+
+    def reads(key: tuple, name: str) -> bool:
+        if not algorithms.reads(key[1], name):
+            return False
+        if name not in _READ_WHEN:
+            return True
+        try:
+            return _READ_WHEN[name][1](Config(**presets_of[key]), names)
+        except (TypeError, ValueError):  # a preset validate() refuses below, naming its run
+            return True
+    return reads
 
 
 def grid_fields() -> tuple[str, ...]:
@@ -312,7 +354,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
             tracking.check_open_files(p.num_seeds * max(len(group) for group in p.programs()))
         except tracking.TrackingError as e:
             raise SweepError(str(e)) from None
-    _claim(p, out)
+    _claim(p, out, options)
     title = title_of(out)
     programs = p.programs()
     for i, group in enumerate(programs):
@@ -348,7 +390,9 @@ def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, 
         took = time.perf_counter() - start
         for session, result in zip(batch, done):
             name = f" {os.path.basename(session.out)}" if p.grid else ""
-            say(f"{head}{name}: final return {result.summary['final_episode_return']:.1f} in {took:.0f}s"
+            final = result.summary['final_episode_return']
+            final = f"{final:.1f}" if final is not None and math.isfinite(final) else "n/a (no episode ended)"
+            say(f"{head}{name}: final return {final} in {took:.0f}s"
                 + (f" ({len(batch)} runs as one program)" if len(batch) > 1 else ""))
     return False
 
@@ -368,7 +412,7 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
     if state == "new":
         say(f"{head}: {p.num_seeds} seed(s) x {r.config.num_updates * r.config.batch_size:,} steps")
         return RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
-    saved = run_dir_config(run_dir)
+    saved, _ = _saved(run_dir, state)
     # Budgets compare in whole updates: 16,400 steps of 512-step updates is the 16,384-step run.
     same = saved.num_updates == r.config.num_updates
     if state == "finished" and same:
@@ -422,7 +466,7 @@ def status(run_dir: str) -> str:
     return "new"
 
 
-def _claim(p: Plan, out: str) -> None:
+def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
     """Write sweep.json, or check that ``out`` holds this same sweep (or the same with a budget
     every run in it can go on to, and then record the new budget)."""
     reporting.check_creatable(out)
@@ -436,14 +480,31 @@ def _claim(p: Plan, out: str) -> None:
             shown = _grid_text if other[0] == "grid" else _listed
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
                              f"{shown(asked.get(other[0]))}); choose another `out`")
-        _check_budgets(p, out)  # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
+        _check_budgets(p, out, options)  # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
         if diff:
             reporting.write_json(path, asked)
         return
     if os.path.isdir(out) and os.listdir(out):
         raise SweepError(f"{out} exists, is not empty and holds no {SWEEP_FILE}; choose another `out`")
+    owner = _enclosing(out)
+    if owner is not None:
+        sweep = os.path.isfile(os.path.join(owner, SWEEP_FILE))
+        why = ("sweep in {}, whose plot and report would count this sweep's runs as its own" if sweep
+               else "run in {}, whose folder holds its own files only")
+        raise SweepError(f"{out} is inside the {why.format(owner)}; choose an `out` outside it")
     os.makedirs(out, exist_ok=True)
     reporting.write_json(path, p.asked())
+
+
+def _enclosing(out: str) -> Optional[str]:
+    """The nearest sweep or run directory above ``out`` (real paths), if any."""
+    folder = os.path.dirname(os.path.realpath(out))
+    while True:
+        if os.path.isfile(os.path.join(folder, SWEEP_FILE)) or curves.has_run_files(folder):
+            return folder
+        if folder == os.path.dirname(folder):
+            return None
+        folder = os.path.dirname(folder)
 
 
 def _listed(value) -> str:
@@ -458,9 +519,10 @@ def _grid_text(grid: Optional[dict]) -> str:
     return " ".join(f"{name}={','.join(curves.number_text(v) for v in values)}" for name, values in grid.items())
 
 
-def _check_budgets(p: Plan, out: str) -> None:
-    """Before anything runs: every run already in ``out`` can go on to the plan's budget (none
-    has gone past it)."""
+def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
+    """Before anything runs: every run already in ``out`` is the plan's run (its settings but
+    the budget, its seeds; a finished one with a curve that loads) and can go on to the plan's
+    budget (none has gone past it), compiled as it started (``options.fast_compile``)."""
     from bpo_jax import checkpoint
     from bpo_jax.session import SessionError, regrow
 
@@ -473,18 +535,85 @@ def _check_budgets(p: Plan, out: str) -> None:
                              "again to train it anew")
         if state in ("new", "diverged"):  # diverged runs stay as they are
             continue
-        saved = run_dir_config(run_dir)
+        saved, seeds = _saved(run_dir, state)
+        differs, how = _difference(saved, r.config), "its config.json edited, or the preset changed since?"
+        if differs is None and seeds is not None and seeds != p.num_seeds:
+            differs, how = f"`num_seeds` {seeds} where this sweep has {p.num_seeds}", "its config.json edited?"
+        if differs is not None:
+            raise SweepError(f"{run_dir} holds a run with {differs} ({how}); restore it, or remove {run_dir} and run "
+                             "the sweep again to train it anew")
+        if state == "finished":
+            _load(run_dir)  # a cut or edited metrics.csv: said now, not after the runs before it have trained
+        if options is not None and (state == "resumable" or r.config.num_updates > saved.num_updates):
+            _check_compiled_as(r, out, run_dir, options.fast_compile)
         if r.config.num_updates < saved.num_updates:
             raise SweepError(f"{r.name} in {out} trains to {saved.num_updates * saved.batch_size:,} steps per seed; a "
                              f"sweep goes on to more steps, not fewer: raise `total_steps` or choose another `out`")
         if r.config.num_updates == saved.num_updates:  # nothing to go on to (budgets count whole updates)
             continue
         if not checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
-            raise SweepError(f"{r.name} in {out} kept no checkpoint to go on from; choose another `out`")
+            raise SweepError(f"{r.name} in {out} kept no checkpoint to go on from (its checkpoints deleted?); remove "
+                             f"{run_dir} to train it anew to the new budget, or choose another `out`")
         try:
             regrow(saved, r.config.total_steps)
         except SessionError as e:
             raise SweepError(f"{r.name} in {out}: {e}") from None
+
+
+def _saved(run_dir: str, state: str) -> tuple[Config, Optional[int]]:
+    """The configuration and seed count in a run's config.json; for an unfinished run whose
+    config.json is gone or unreadable, its newest checkpoint's (resuming writes config.json
+    again).  Else a SweepError naming the file and what to do."""
+    import json
+
+    from bpo_jax import checkpoint
+
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            values = json.load(f)
+        if not isinstance(values, dict):
+            raise ValueError(f"a JSON {type(values).__name__}, not an object")
+        seeds = values.pop("num_seeds", None)
+        return checkpoint.config_from_dict(values).validate(), seeds
+    except (OSError, ValueError, TypeError) as e:
+        why = "is missing" if isinstance(e, FileNotFoundError) else f"is unreadable ({first_line(e)}; edited?)"
+    if state == "resumable":
+        try:
+            ckpt = checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))[-1]
+            return checkpoint.read_config(ckpt), checkpoint.read_metadata(ckpt)["num_seeds"]
+        except (IndexError, ValueError):
+            pass
+    raise SweepError(f"{path} {why}; restore it, or remove {run_dir} and run the sweep again to train it anew")
+
+
+def _difference(saved: Config, planned: Config) -> Optional[str]:
+    """The first setting but the budget in which a run's saved configuration is not the plan's,
+    in words (`lr` 0.5 where this sweep has 0.001); None where there is none."""
+    mine = dataclasses.replace(saved, total_steps=planned.total_steps).resolved()
+    theirs = planned.resolved()
+    for f in dataclasses.fields(Config):
+        a, b = getattr(mine, f.name), getattr(theirs, f.name)
+        if a != b:
+            return f"`{f.name}` {a!r} where this sweep has {b!r}"
+    return None
+
+
+def _check_compiled_as(r: SweepRun, out: str, run_dir: str, fast_compile: bool) -> None:
+    """A run that goes on is compiled as it started (its checkpoints record `fast_compile`):
+    refused before anything runs, in the sweep's words, else the sweep stops at that run."""
+    from bpo_jax import checkpoint
+
+    try:
+        ckpt = checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))[-1]
+        compiled = checkpoint.read_metadata(ckpt).get("fast_compile")
+    except (IndexError, ValueError):  # no checkpoint, or a damaged one: the resume says so, naming it
+        return
+    if compiled is None or bool(compiled) == fast_compile:
+        return
+    how = "with" if compiled else "without"
+    raise SweepError(f"{r.name} in {out} was compiled {how} `fast_compile`, and a run goes on compiled as it started "
+                     f"(float rounding differs): run the sweep {how} `fast_compile`")
 
 
 def write_outputs(out: str, title: Optional[str] = None) -> dict:
@@ -610,9 +739,17 @@ def sorted_runs(out: str) -> list[str]:
 def _run_summary(c: curves.Curve) -> dict:
     import json
 
-    with open(os.path.join(c.run_dir, "summary.json")) as f:
-        s = json.load(f)
+    import numpy as np
+
+    try:  # curves.load refused an unreadable one; a deleted one leaves the timings unknown
+        with open(os.path.join(c.run_dir, "summary.json")) as f:
+            s = json.load(f)
+    except FileNotFoundError:
+        s = {}
     final = c.at(c.steps[-1])
+    if "final_episode_return" not in s:
+        finite = final[np.isfinite(final)]
+        s = {**s, "final_episode_return": float(finite.mean()) if len(finite) else None}
     return {"run": os.path.basename(c.run_dir), "env": c.env, "algo": c.algo, "variant": c.variant, "seeds": c.num_seeds,
             "env_steps": int(c.steps[-1]), "final_return_per_seed": [round(float(v), 3) for v in final],
             "final_return_mean": s.get("final_episode_return"), "compile_seconds": s.get("compile_seconds"),

@@ -202,6 +202,102 @@ def test_a_finished_run_with_a_file_deleted_or_damaged_is_named_with_its_remedy(
             assert lines[-1].endswith(f"remove {run} and run the sweep again to train it anew")
 
 
+@pytest.mark.parametrize("edit,fragment", [
+    ({"lr": 0.5}, "holds a run with lr 0.5 where this sweep has 0.001 (its config.json edited, or the preset "
+                  "changed since?)"),
+    ({"env": "gymnax/Acrobot-v1"}, "holds a run with env 'gymnax/Acrobot-v1' where this sweep has 'gymnax/CartPole-v1'"),
+    ({"num_seeds": 3}, "holds a run with --seeds 3 where this sweep has 2 (its config.json edited?)"),
+    ("{", "config.json is unreadable (Expecting property name"),
+    ("[1]", "config.json is unreadable (a JSON list, not an object; edited?)"),
+])
+def test_a_finished_run_whose_config_was_edited_is_refused_with_its_remedy(smoke, tmp_path, capsys, edit, fragment):
+    """An edited config.json was kept as the sweep's run (report.md then had a row of Acrobot in
+    a CartPole sweep); an unreadable one stopped the sweep with a JSON error naming no file."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    run = out / "runs" / "smoke_CartPole-v1__bpo"
+    config = run / "config.json"
+    config.write_text(edit if isinstance(edit, str) else json.dumps({**json.loads(config.read_text()), **edit}))
+    report_before = (out / "report.md").read_text()
+    assert cli.main(_sweep_args(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"bpo-jax: error: {run}") and fragment in err, err
+    assert err.endswith(f"restore it, or remove {run} and run the sweep again to train it anew"), err
+    assert (out / "report.md").read_text() == report_before
+
+
+def test_a_damaged_finished_run_is_refused_before_the_runs_before_it_train(smoke, tmp_path, capsys):
+    """A cut metrics.csv was found only when the figure was redrawn after the first program: the
+    runs before it trained first, and the sweep stopped part way."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    shutil.rmtree(out / "runs" / "smoke_CartPole-v1__bpo")  # first in the plan: it would train again
+    metrics = out / "runs" / "smoke_Pendulum-v1__ppo" / "metrics.csv"
+    metrics.write_text(metrics.read_text()[:-30])
+    assert cli.main(_sweep_args(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{metrics} line" in err and err.endswith("run the sweep again to train it anew"), err
+    assert not (out / "runs" / "smoke_CartPole-v1__bpo").exists()
+
+
+def test_a_finished_run_without_its_summary_json_is_kept(smoke, tmp_path, capsys):
+    """It stopped the sweep with a FileNotFoundError and the advice to run the same command
+    again, which failed the same way: summary.json holds timings only; the curve is whole."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    (out / "runs" / "smoke_CartPole-v1__bpo" / "summary.json").unlink()
+    assert cli.main(_sweep_args(out)) == 0
+    assert capsys.readouterr().err.count("finished earlier, kept") == 4
+    first = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert first["run"] == "smoke_CartPole-v1__bpo" and first["compile_seconds"] is None
+    assert first["final_return_mean"] == pytest.approx(np.mean(first["final_return_per_seed"]), rel=1e-4)
+
+
+def test_a_run_compiled_otherwise_is_refused_before_anything_runs(smoke, tmp_path, capsys):
+    """The smoke sweep ran with --fast-compile; going on without it said "going on ...", recorded
+    the new budget in sweep.json, then stopped with "resume with --fast-compile = True"."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    assert cli.main([a for a in _sweep_args(out, steps=2 * STEPS) if a != "--fast-compile"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"bpo-jax: error: smoke_CartPole-v1__bpo in {out} was compiled with --fast-compile, and a run goes "
+                   "on compiled as it started (float rounding differs): run the sweep with --fast-compile")
+    assert json.loads((out / "sweep.json").read_text())["total_steps"] == STEPS
+    # Finished runs that need no more updates compile nothing: kept, whatever the flag.
+    assert cli.main([a for a in _sweep_args(out) if a != "--fast-compile"]) == 0
+    assert capsys.readouterr().err.count("finished earlier, kept") == 4
+
+
+def test_a_run_without_checkpoints_to_go_on_from_says_how_to_train_it_anew(smoke, tmp_path, capsys):
+    """"choose another --out" alone left out that removing the one run keeps all the others."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke, out)
+    run = out / "runs" / "smoke_Pendulum-v1__bpo"
+    shutil.rmtree(run / "checkpoints")  # space made by hand
+    assert cli.main(_sweep_args(out, steps=2 * STEPS)) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"bpo-jax: error: smoke_Pendulum-v1__bpo in {out} kept no checkpoint to go on from (its checkpoints deleted?); "
+        f"remove {run} to train it anew to the new budget, or choose another --out")
+    assert json.loads((out / "sweep.json").read_text())["total_steps"] == STEPS
+
+
+def test_the_resume_hint_carries_the_plugins(tmp_path):
+    """Without its --plugin, the hint's command refused the plug-in's algorithm as unknown."""
+    plugin = tmp_path / "noop_plugin.py"
+    plugin.write_text("x = 1\n")
+    args = cli.parse_args(["sweep", "--plugin", str(plugin), "--suite", "smoke", "--out", "o"])
+    assert cli._sweep_command(args).startswith(f"bpo-jax sweep --plugin {plugin} --suite smoke --algos bpo,ppo ")
+
+
+def test_a_run_in_which_no_episode_ended_says_so(tmp_path):
+    """One 512-step update of 200-step Pendulum episodes: the line said "final return nan"."""
+    plan = sweep.plan("smoke", algos="ppo", num_seeds=1, total_steps=512, tasks="Pendulum-v1")
+    said = []
+    sweep.run(plan, str(tmp_path), RunOptions(progress=False, tensorboard=False, fast_compile=True), say=said.append)
+    assert said[-1].startswith("[sweep 1/1] smoke/Pendulum-v1 ppo: final return n/a (no episode ended) in "), said
+    assert "| 0 of 1 | n/a |" in (tmp_path / "report.md").read_text()
+
+
 def test_plot_writes_the_format_its_file_name_asks_for(smoke, tmp_path, capsys):
     assert cli.main(["plot", str(smoke), "--out", str(tmp_path / "f.pdf")]) == 0
     assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
@@ -278,6 +374,12 @@ def test_bad_sweep_input_is_one_line(tmp_path, capsys):
                            (["--suite", "smoke", "--tasks", "CartPole-v1,smoke/CartPole-v1"],
                             "--tasks names 'smoke/CartPole-v1' twice ('CartPole-v1' and 'smoke/CartPole-v1')"),
                            (["--suite", "smoke", "--tasks", ","], "--tasks is empty"),
+                           # An empty name between commas is a slip, not a name to drop:
+                           (["--suite", "smoke", "--algos", "bpo,,ppo"],
+                            "argument --algos: an empty name in 'bpo,,ppo'; give names separated by single commas"),
+                           (["--suite", "smoke", "--algos", "ppo,"], "argument --algos: an empty name in 'ppo,'"),
+                           (["--suite", "smoke", "--tasks", "CartPole-v1,,Pendulum-v1"],
+                            "argument --tasks: an empty name in 'CartPole-v1,,Pendulum-v1'"),
                            # In the sweep's words: it has no --lr or --num-envs (presets and --grid set them).
                            (["--suite", "smoke", "--algos", "ppo", "--grid", "lr=-1,0.1"],
                             "run smoke_CartPole-v1__ppo__lr=-1: lr must be > 0, got -1.0"),
@@ -289,6 +391,21 @@ def test_bad_sweep_input_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and fragment in err, err
         assert not (tmp_path / "o").exists()
+
+
+def test_a_sweep_inside_a_sweep_or_a_run_directory_is_refused(smoke, capsys):
+    """It was made there: `bpo-jax report` on the outer sweep then counted its runs as the
+    outer's, and a run's folder got a sweep in it."""
+    run = smoke / "runs" / "smoke_CartPole-v1__bpo"
+    for out, owner in ((smoke / "more", f"sweep in {os.path.realpath(smoke)}, whose plot and report would count this "
+                                        "sweep's runs as its own"),
+                       (smoke / "runs" / "new", f"sweep in {os.path.realpath(smoke)}"),
+                       (run / "sub", f"run in {os.path.realpath(run)}, whose folder holds its own files only")):
+        assert cli.main(_sweep_args(out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"bpo-jax: error: {out} is inside the {owner}"), err
+        assert err.endswith("; choose an --out outside it") and "\n" not in err
+        assert not out.exists()
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
@@ -373,6 +490,9 @@ def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     _interrupt_at_update_4(plan, tmp_path, options, monkeypatch)
     first = tmp_path / "runs" / plan.runs[0].name
     assert sweep.status(str(first)) == "resumable"
+    # A damaged config.json of an unfinished run: it goes on with its checkpoint's (this stopped
+    # the sweep with a bare JSONDecodeError; a deleted one, with the advice to run it again).
+    (first / "config.json").write_text("{")
     assert sweep.pending_runs(str(tmp_path)) == [r.name for r in plan.runs]  # the second one not even started
     assert sweep.report_text([], "t", pending=["a", "b"]).endswith(
         "Not finished yet (2 of the sweep's runs; its command goes on with them): a, b\n")
@@ -382,6 +502,7 @@ def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert any("resuming" in line for line in said) and [r["env_steps"] for r in summary["runs"]] == [STEPS, STEPS]
     rows = list(csv.DictReader(open(first / "metrics.csv")))
     assert [int(r["update"]) for r in rows] == list(range(1, STEPS // 512 + 1))
+    assert json.loads((first / "config.json").read_text())["total_steps"] == STEPS  # written again
 
 
 def _curve(env, algo, steps, returns):
@@ -460,11 +581,32 @@ def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm()
     ({"eps": None}, "`grid` values of eps must be numbers, got None"),
     ([("eps", (0.1,))], "`grid` must map field names to values"),
     ({"gae_lambda": (0.9, 1.5)}, "run smoke_CartPole-v1__ppo__gae_lambda=1.5: `gae_lambda` must be"),
+    # Fields the smoke presets leave unused: each value trained the same run again.
+    ({"obs_clip": (5, 10)}, "`grid` varies obs_clip, which no run of this sweep reads: a run reads it only with "
+                            "normalize_obs on, and none here has that; vary another field"),
+    ({"obs_norm_window": (0, 5)}, "`grid` varies obs_norm_window, which no run of this sweep reads"),
+    ({"reward_clip": (1, 5)}, "a run reads it only with normalize_rewards on"),
+    ({"desired_kl": (0.01, 0.02)}, "a run reads it only with lr_schedule adaptive"),
+    ({"eps": (0.1, 0.3), "eps_low": (0.2,), "eps_high": (0.2,)}, "a run reads it only with eps_low or eps_high unset"),
 ])
 def test_bad_grids_are_one_sweep_error(grid, fragment):
     with pytest.raises(sweep.SweepError) as e:
         sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid=grid)
     assert "\n" not in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_a_grid_field_a_preset_leaves_unused_leaves_its_runs_at_their_preset(monkeypatch):
+    """obs_clip is read only with normalize_obs on: each value trained the same run again."""
+    smoke = sweep.SUITES["smoke"]
+    settings = lambda task, algo: {**smoke.settings(task, algo), "normalize_obs": task.endswith("Pendulum-v1")}
+    monkeypatch.setitem(sweep.SUITES, "smoke", dataclasses.replace(smoke, settings=settings))
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, grid={"obs_clip": (5, 10)})
+    assert [r.name for r in p.runs] == ["smoke_CartPole-v1__ppo", "smoke_Pendulum-v1__ppo__obs_clip=5",
+                                        "smoke_Pendulum-v1__ppo__obs_clip=10"]
+    assert p.runs[0].config.obs_clip == Config().obs_clip and [r.config.obs_clip for r in p.runs[1:]] == [5.0, 10.0]
+    # eps is read where eps_low or eps_high takes it: not where the grid sets both
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3), "eps_low": (0.2,)})
+    assert [r.name.partition("__ppo__")[2] for r in p.runs] == ["eps=0.1__eps_low=0.2", "eps=0.3__eps_low=0.2"]
 
 
 def test_sizes_in_a_grid_make_one_program_per_value():
