@@ -104,6 +104,7 @@ def test_seeds_split_over_devices_compute_the_one_device_run():
            "change it, or give `split` envs" in out
 
 
+@pytest.mark.extended  # 16 s; the default suite trains 3 grid members split over devices just below
 def test_variants_split_over_devices_like_seeds_and_fit_the_devices():
     """Two configurations x one seed as one program on 2 forced CPU devices: one member per
     device, each member the one-device run of its configuration.  Three members of one env each
