@@ -485,6 +485,9 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
             reporting.write_json(path, asked)
         return
     if os.path.isdir(out) and os.listdir(out):
+        if os.path.isdir(os.path.join(out, "runs")):  # a sweep's layout: its sweep.json was deleted or moved
+            raise SweepError(f"{out} holds a sweep's runs/ but no {SWEEP_FILE} (deleted?), which says what the sweep "
+                             f"is: restore it (a copy, or its backup), or choose another `out`")
         raise SweepError(f"{out} exists, is not empty and holds no {SWEEP_FILE}; choose another `out`")
     owner = _enclosing(out)
     if owner is not None:

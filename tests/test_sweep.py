@@ -760,3 +760,16 @@ def test_the_same_grid_in_another_order_is_the_same_sweep():
     a = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"lr": (3e-4, 1e-3), "eps": (0.3, 0.1)})
     b = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3), "lr": (1e-3, 3e-4)})
     assert a.asked() == b.asked() and a.runs[0].name == "smoke_CartPole-v1__ppo__lr=0.0003__eps=0.1"  # Config's order
+
+
+def test_a_sweep_whose_sweep_json_is_gone_says_to_restore_it(tmp_path):
+    """It said only "choose another --out", which leaves its trained runs behind."""
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1")
+    (tmp_path / "runs" / "smoke_CartPole-v1__ppo").mkdir(parents=True)
+    with pytest.raises(sweep.SweepError) as e:
+        sweep._claim(p, str(tmp_path))
+    assert str(e.value) == (f"{tmp_path} holds a sweep's runs/ but no sweep.json (deleted?), which says what the sweep "
+                            "is: restore it (a copy, or its backup), or choose another `out`")
+    (tmp_path / "runs").rename(tmp_path / "other")
+    with pytest.raises(sweep.SweepError, match="is not empty and holds no sweep.json; choose another `out`$"):
+        sweep._claim(p, str(tmp_path))
