@@ -269,52 +269,46 @@ def read_config(ckpt: str) -> Config:
     not registered, or was a plug-in's that took over a built-in name and the built-in is back
     (the run would go on, or be evaluated, with another algorithm or environment)."""
     values = _read_json(ckpt, "config.json")
-    algo, env = values.get("algo"), values.get("env")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: a JSON {type(values).__name__}, "
+                              "not an object")
     recorded = _recorded_plugins(ckpt)
-    if _unregistered(algo, env, recorded):
+    problem = _not_loaded(ckpt, values.get("algo"), values.get("env"), recorded)
+    if problem is not None:
         plugins.load_installed()  # an installed plug-in's, in a script that has not loaded them
-    if isinstance(algo, str) and algo not in algorithms.names():
-        how = plugins.how_to_load(recorded.get("algorithm"),
-                                  "register it (bpo_jax.algorithms.register) before loading the run")
-        raise CheckpointError(f"checkpoint {ckpt} was trained with algorithm {algo!r}, which is not registered in "
-                              f"this process: {how}")
-    if isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites():
-        how = plugins.how_to_load(recorded.get("suite"),
-                                  "register it (bpo_jax.envs.register_suite) before loading the run")
-        raise CheckpointError(f"checkpoint {ckpt} was trained on {env!r}, whose suite {env.partition('/')[0]!r} is "
-                              f"not registered in this process: {how}")
-    for kind, name in _built_in_for_plugin(algo, env, recorded):
-        how = plugins.how_to_load(recorded[kind], "load it before loading the run")
-        raise CheckpointError(f"checkpoint {ckpt} was trained with a plug-in's {kind} {name!r}, registered in place of "
-                              f"the built-in one, which is the one in this process: {how}")
+        problem = _not_loaded(ckpt, values.get("algo"), values.get("env"), recorded)
+    if problem is not None:
+        raise CheckpointError(problem)
     try:
         return config_from_dict(values).validate()
     except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: {first_line(e)}")
 
 
-def _unregistered(algo: object, env: object, recorded: dict) -> bool:
-    """Whether the run's algorithm or suite is not registered, or is the built-in one where a
-    plug-in's took its name."""
-    missing_algo = isinstance(algo, str) and algo not in algorithms.names()
-    missing_suite = isinstance(env, str) and "/" in env and env.partition("/")[0] not in envs.suites()
-    return missing_algo or missing_suite or bool(_built_in_for_plugin(algo, env, recorded))
-
-
-def _built_in_for_plugin(algo: object, env: object, recorded: dict) -> list[tuple[str, str]]:
-    """(kind, name) of the run's algorithm and suite that metadata.json records as a plug-in's
-    but that are bpo-jax's own in this process (a plug-in registered with replace=True)."""
+def _not_loaded(ckpt: str, algo: object, env: object, recorded: dict) -> Optional[str]:
+    """Why the run's algorithm or suite is not the one it was trained with in this process (None
+    where it is): it is not registered, or it is bpo-jax's own where metadata.json records
+    (``recorded``) a plug-in's that took its name (registered with replace=True)."""
     suite = env.partition("/")[0] if isinstance(env, str) and "/" in env else None
-    current = {"algorithm": (algo, type(algorithms.get(algo)).__module__
-                             if isinstance(algo, str) and algo in algorithms.names() else None),
-               "suite": (suite, envs.suite_module(suite) if suite is not None else None)}
-    out = []
+    if isinstance(algo, str) and algo not in algorithms.names():
+        how = plugins.how_to_load(recorded.get("algorithm"),
+                                  "register it (bpo_jax.algorithms.register) before loading the run")
+        return f"checkpoint {ckpt} was trained with algorithm {algo!r}, which is not registered in this process: {how}"
+    if suite is not None and suite not in envs.suites():
+        how = plugins.how_to_load(recorded.get("suite"),
+                                  "register it (bpo_jax.envs.register_suite) before loading the run")
+        return (f"checkpoint {ckpt} was trained on {env!r}, whose suite {suite!r} is not registered in this "
+                f"process: {how}")
+    current = {"algorithm": (algo, type(algorithms.get(algo)).__module__ if isinstance(algo, str) else None),
+               "suite": (suite, None if suite is None else envs.suite_module(suite))}
     for kind, (name, module) in current.items():
         origin = recorded.get(kind)
         if isinstance(origin, dict) and origin.get("name") == name and isinstance(module, str) and \
                 (module == "bpo_jax" or module.startswith("bpo_jax.")):
-            out.append((kind, name))
-    return out
+            how = plugins.how_to_load(origin, "load it before loading the run")
+            return (f"checkpoint {ckpt} was trained with a plug-in's {kind} {name!r}, registered in place of the "
+                    f"built-in one, which is the one in this process: {how}")
+    return None
 
 
 def _recorded_plugins(ckpt: str) -> dict:

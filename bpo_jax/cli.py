@@ -173,25 +173,10 @@ PLUGIN_HELP = ("import MODULE first (a module name, or a .py file's path; repeat
 PLUGIN_COMMANDS = ("train", "sweep", "eval", "export", "envs", "presets")
 
 
-class _PluginAction(argparse.Action):
-    """--plugin's values, each loaded (a no-op for those :func:`_load_plugins` loaded before the
-    parse): argparse also takes an abbreviation (--plug), which the scan before it does not see."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from bpo_jax import plugins
-
-        try:
-            plugins.load(values)
-        except plugins.PluginError as e:
-            parser.error(str(e))
-        specs = getattr(namespace, self.dest, None)
-        setattr(namespace, self.dest, [*(specs if isinstance(specs, list) else []), values])
-
-
 def _add_plugin_argument(parser, default=None) -> None:
-    # main() loads the plug-ins before parsing (they add names the parse checks); declared here
-    # so that the flag is in each command's help and accepted in any position.
-    parser.add_argument("--plugin", action=_PluginAction, default=default, metavar="MODULE", help=PLUGIN_HELP)
+    # main() loads the plug-ins before parsing (they add names that parse_args and presets
+    # check); declared here so that the flag is in each command's help and accepted in any position.
+    parser.add_argument("--plugin", action="append", default=default, metavar="MODULE", help=PLUGIN_HELP)
 
 
 FAST_COMPILE_HELP = ("compile with XLA's lowest optimisation: ~40%% less compile time, steps up to 2x slower on CPU; "
@@ -365,6 +350,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     from bpo_jax import presets
 
     args = build_parser().parse_args(argv)
+    # What main() did not load before the parse: an abbreviation (--plug), which argparse takes
+    # (a no-op for the others; none on --help, which ends in the parse).
+    _load(getattr(args, "plugin", None) or ())
     if args.command != "train":
         return args
     # Which flags were given (for --resume, which refuses those that change the run).
@@ -1044,10 +1032,7 @@ def cmd_llm(args) -> int:
 def _load_plugins(argv: list[str]) -> None:
     """Import the installed plug-ins and each --plugin before the command line is parsed: the
     algorithms and suites they register are names that parsing and presets check.  Not for
-    --help (which needs none: a broken plug-in must not hide it), nor a command without --plugin.
-    A Ctrl-C stops a plug-in's import at once."""
-    from bpo_jax import plugins
-
+    --help (which needs none: a broken plug-in must not hide it), nor a command without --plugin."""
     scan = _Parser(add_help=False, allow_abbrev=False)
     scan.add_argument("--plugin", action="append", default=[])
     scan.add_argument("-h", "--help", action="store_true")
@@ -1059,11 +1044,21 @@ def _load_plugins(argv: list[str]) -> None:
         need = "trains its own algorithms (gbpo, grpo)" if command == "llm" else "reads the runs' saved files"
         raise SystemExit(_fail(f"{command} takes no --plugin: it {need} and needs no plug-in; drop it "
                                f"(--plugin is for {', '.join(PLUGIN_COMMANDS)})"))
-    specs = found.plugin if command in PLUGIN_COMMANDS else []  # else the parse says what is wrong
+    if command in PLUGIN_COMMANDS:  # else the parse says what is wrong
+        _load(found.plugin, installed=True)
+
+
+def _load(specs: Sequence[str], installed: bool = False) -> None:
+    """Import the plug-ins ``specs`` (a no-op for those loaded already), after the installed ones
+    where ``installed``; a failure or a Ctrl-C ends the command in one line.  A Ctrl-C stops a
+    plug-in's import at once."""
+    from bpo_jax import plugins
+
     what, failure = "the installed plug-ins", None
     with interrupt_deferred(at_once=True) as pressed:  # a plug-in's import may hang (a network call)
         try:
-            plugins.load_installed()
+            if installed:
+                plugins.load_installed()
             for spec in specs:
                 what = f"the plug-in {spec}"
                 plugins.load(spec)

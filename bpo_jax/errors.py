@@ -71,7 +71,8 @@ def float32_problem(name: str, value: float) -> Optional[str]:
 def interrupt_deferred(at_once: bool = False):
     """Hold a Ctrl-C (SIGINT) until the body ends; yields a list that is non-empty if one came.
     ``at_once``: raise KeyboardInterrupt at the press too (a plug-in's import that may hang),
-    still noted in the list where the body loses it.
+    still noted in the list where the body loses it; one dropped inside a gc callback is sent
+    again, untold (as :func:`interrupts_never_lost`).
 
     For the command's start, which is mostly imports: a KeyboardInterrupt raised inside an
     import does not reliably reach the caller.  An extension module's initialisation turns it
@@ -83,15 +84,28 @@ def interrupt_deferred(at_once: bool = False):
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield pressed
         return
+    inside = [True]  # emptied at the end: a Ctrl-C sent again after it is not raised into the caller
+
     def note(signum, frame):
         pressed.append(signum)
         if at_once:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, note)
+    def unraisable(info):
+        if isinstance(info.exc_value, KeyboardInterrupt) and pressed:
+            _send_again(inside)
+        else:
+            hook(info)
+
+    previous, hook = signal.signal(signal.SIGINT, note), sys.unraisablehook
+    if at_once:
+        sys.unraisablehook = unraisable
     try:
         yield pressed
     finally:
+        inside.clear()
+        if at_once:
+            sys.unraisablehook = hook
         signal.signal(signal.SIGINT, previous)
 
 

@@ -292,3 +292,11 @@ def test_a_run_of_a_plugin_not_registered_says_to_register_it(tmp_path, changes,
     with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.read_config(str(tmp_path))
     assert str(e.value) == f"checkpoint {tmp_path} {message}"
+
+
+def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path):
+    """It was an AttributeError ('list' object has no attribute 'get'), a traceback in eval."""
+    (tmp_path / "config.json").write_text("[1]")
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.read_config(str(tmp_path))
+    assert str(e.value) == f"checkpoint {tmp_path} has an invalid config.json: a JSON list, not an object"

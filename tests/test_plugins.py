@@ -102,7 +102,7 @@ def test_a_plugin_that_cannot_load_is_one_line(tmp_path, clean, spec, text, mess
     with pytest.raises(plugins.PluginError) as e:
         plugins.load(spec)
     assert message.format(tmp=tmp_path) in str(e.value) and "\n" not in str(e.value)
-    assert os.path.basename(spec)[:-3] not in sys.modules or spec.endswith("json.py")
+    assert os.path.splitext(os.path.basename(spec))[0] not in sys.modules or spec.endswith("json.py")
 
 
 def test_a_module_name_for_a_file_here_suggests_its_path(tmp_path, clean, monkeypatch):
@@ -241,11 +241,13 @@ def test_a_plugin_calling_sys_exit_is_an_error_not_a_silent_exit(tmp_path, clean
     assert "quits" not in sys.modules
 
 
-def test_a_keyboard_interrupt_in_a_plugin_says_so(tmp_path, clean, capsys):
-    """A KeyboardInterrupt raised while a plug-in loaded left the command silently (exit 130, no message)."""
+@pytest.mark.parametrize("flag", ["--plugin", "--plug"])
+def test_a_keyboard_interrupt_in_a_plugin_says_so(tmp_path, clean, capsys, flag):
+    """A KeyboardInterrupt raised while a plug-in loaded left the command silently (exit 130, no
+    message); with an abbreviation of --plugin (loaded in the parse) too."""
     path = tmp_path / "stops.py"
     path.write_text("raise KeyboardInterrupt\n")
-    code, out, err = _cli(capsys, ["envs", "--plugin", str(path)])
+    code, out, err = _cli(capsys, ["envs", flag, str(path)])
     assert (code, err) == (130, f"bpo-jax: error: interrupted while loading the plug-in {path}; nothing was run or "
                                 "written")
 
@@ -315,10 +317,17 @@ def test_help_is_shown_whatever_the_plugins(tmp_path, clean, capsys, monkeypatch
     monkeypatch.syspath_prepend(str(tmp_path))
     code, out, err = _cli(capsys, ["envs", "--help", "--plugin", "nosuch_mod"])
     assert code == 0 and "--plugin MODULE" in out and err == ""
+    for argv in (["envs", "--plugin", "nosuch_mod", "--help"], ["train", "--plug", "nosuch_mod", "--help"]):
+        code, out, err = _cli(capsys, argv)  # --help after --plugin: it was loaded in the parse, and failed
+        assert code == 0 and "--plugin MODULE" in out and err == "", argv
     code, out, err = _cli(capsys, ["--help"])
     assert code == 0 and "usage: bpo-jax" in out and err == ""
     code, out, err = _cli(capsys, ["envs"])  # without --help the broken one is still named
     assert code == 2 and "installed plug-in 'b' (entry point 'plug_broken' of plug-broken)" in err
+    # plot, report and llm need no plug-in: a broken installed one stopped them too.
+    (tmp_path / "run").mkdir()
+    code, out, err = _cli(capsys, ["plot", str(tmp_path / "run"), "--out", str(tmp_path / "f.png")])
+    assert "plug-in" not in err and "plug_broken" not in sys.modules, err
 
 
 SPLIT = '''
