@@ -500,10 +500,16 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
 
 
 def _enclosing(out: str) -> Optional[str]:
-    """The nearest sweep or run directory above ``out`` (real paths), if any."""
+    """The nearest sweep or run directory above ``out`` (real paths), if any.  A run is known by
+    its checkpoints/ or a marker beside its files: a project folder may hold a config.json and a
+    metrics.csv of its own."""
+    def is_run(folder: str) -> bool:
+        return curves.has_run_files(folder) and any(os.path.exists(os.path.join(folder, name)) for name in (
+            "checkpoints", reporting.INCOMPLETE, reporting.DIVERGED))
+
     folder = os.path.dirname(os.path.realpath(out))
     while True:
-        if os.path.isfile(os.path.join(folder, SWEEP_FILE)) or curves.has_run_files(folder):
+        if os.path.isfile(os.path.join(folder, SWEEP_FILE)) or is_run(folder):
             return folder
         if folder == os.path.dirname(folder):
             return None

@@ -773,3 +773,12 @@ def test_a_sweep_whose_sweep_json_is_gone_says_to_restore_it(tmp_path):
     (tmp_path / "runs").rename(tmp_path / "other")
     with pytest.raises(sweep.SweepError, match="is not empty and holds no sweep.json; choose another `out`$"):
         sweep._claim(p, str(tmp_path))
+
+
+def test_a_sweep_in_a_project_folder_with_its_own_config_and_csv_is_made(tmp_path):
+    """A folder holding some config.json and metrics.csv is no run: a sweep below it was refused."""
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "metrics.csv").write_text("a,b\n")
+    out = tmp_path / "results" / "sw"
+    sweep._claim(sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1"), str(out))
+    assert (out / "sweep.json").is_file()
