@@ -586,7 +586,8 @@ def _saved(run_dir: str, state: str) -> tuple[Config, Optional[int]]:
         seeds = values.pop("num_seeds", None)
         return checkpoint.config_from_dict(values).validate(), seeds
     except (OSError, ValueError, TypeError) as e:
-        why = "is missing" if isinstance(e, FileNotFoundError) else f"is unreadable ({first_line(e)}; edited?)"
+        why = "is missing" if isinstance(e, FileNotFoundError) else \
+            f"is unreadable ({first_line(e)}; edited, or written by another bpo-jax version?)"
     if state == "resumable":
         try:
             ckpt = checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))[-1]

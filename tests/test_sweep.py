@@ -208,7 +208,7 @@ def test_a_finished_run_with_a_file_deleted_or_damaged_is_named_with_its_remedy(
     ({"env": "gymnax/Acrobot-v1"}, "holds a run with env 'gymnax/Acrobot-v1' where this sweep has 'gymnax/CartPole-v1'"),
     ({"num_seeds": 3}, "holds a run with --seeds 3 where this sweep has 2 (its config.json edited?)"),
     ("{", "config.json is unreadable (Expecting property name"),
-    ("[1]", "config.json is unreadable (a JSON list, not an object; edited?)"),
+    ("[1]", "config.json is unreadable (a JSON list, not an object; edited, or written by another bpo-jax version?)"),
 ])
 def test_a_finished_run_whose_config_was_edited_is_refused_with_its_remedy(smoke, tmp_path, capsys, edit, fragment):
     """An edited config.json was kept as the sweep's run (report.md then had a row of Acrobot in
