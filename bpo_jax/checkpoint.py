@@ -304,7 +304,7 @@ def _not_loaded(ckpt: str, algo: object, env: object, recorded: dict) -> Optiona
     for kind, (name, module) in current.items():
         origin = recorded.get(kind)
         if isinstance(origin, dict) and origin.get("name") == name and isinstance(module, str) and \
-                (module == "bpo_jax" or module.startswith("bpo_jax.")):
+                plugins.built_in(module):
             how = plugins.how_to_load(origin, "load it before loading the run")
             return (f"checkpoint {ckpt} was trained with a plug-in's {kind} {name!r}, registered in place of the "
                     f"built-in one, which is the one in this process: {how}")

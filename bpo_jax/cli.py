@@ -709,8 +709,12 @@ def _tensorboard(args) -> bool:
 
 def _resume_command(args) -> str:
     """The command that resumes this train run (``{out}``: its directory), with its plug-ins."""
-    plugins = "".join(f" --plugin {shlex.quote(p)}" for p in args.plugin or ()).replace("{", "{{").replace("}", "}}")
-    return "bpo-jax train --resume {out}" + plugins
+    return "bpo-jax train --resume {out}" + _plugin_flags(args).replace("{", "{{").replace("}", "}}")
+
+
+def _plugin_flags(args) -> str:
+    """" --plugin X" for each plug-in the command was given (quoted for a shell)."""
+    return "".join(f" --plugin {shlex.quote(spec)}" for spec in getattr(args, "plugin", None) or ())
 
 
 def _restart_command(args) -> str:
@@ -907,8 +911,7 @@ def _sweep_command(args) -> str:
         watch += f" --checkpoint-every {updates if updates else f'{seconds:g}s'}"
     watch += " --quiet" * args.quiet + " --no-compile-cache" * args.no_compile_cache
     watch += " --no-tensorboard" * (not args.tensorboard)
-    plugins = "".join(f" --plugin {q(spec)}" for spec in getattr(args, "plugin", None) or ())  # its algorithms, suites
-    return (f"bpo-jax sweep{plugins} --suite {q(args.suite)}{tasks} --algos {q(','.join(args.algos))} --seeds "
+    return (f"bpo-jax sweep{_plugin_flags(args)} --suite {q(args.suite)}{tasks} --algos {q(','.join(args.algos))} --seeds "
             f"{args.seeds}{steps} --out {q(args.out)}{fast}{watch}")
 
 

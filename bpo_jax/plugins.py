@@ -19,6 +19,7 @@ import traceback
 from typing import Optional
 
 from bpo_jax import algorithms, envs
+from bpo_jax.errors import first_line
 
 GROUP = "bpo_jax.plugins"
 AUTOLOAD_OFF = "BPO_JAX_NO_PLUGIN_AUTOLOAD"
@@ -173,13 +174,19 @@ def origins(config) -> dict[str, dict[str, str]]:
     registered = {"algorithm": algo, "suite": envs.registry._SUITES.get(suite)}
     for kind, name, module in (("algorithm", config.algo, None if algo is None else type(algo).__module__),
                                ("suite", suite, envs.suite_module(suite))):
-        if module is None or module == "bpo_jax" or module.startswith("bpo_jax."):
+        if module is None or built_in(module):
             continue
         obj, origin = _ORIGINS.get((kind, name), (None, None))
         if origin is None or obj is not registered[kind]:  # registered by a script, or again since
             origin = {"module": module, "load": _load_name(module)}
         out[kind] = {"name": name, **origin}
     return out
+
+
+def built_in(module: str) -> bool:
+    """Whether ``module`` (where a registered algorithm's class or suite's constructor is
+    defined) is bpo-jax's own."""
+    return module == "bpo_jax" or module.startswith("bpo_jax.")
 
 
 def how_to_load(origin: object, otherwise: str) -> str:
@@ -293,5 +300,4 @@ def _what(e: BaseException, path: Optional[str] = None) -> str:
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
     if isinstance(e, SystemExit):  # sys.exit(...) at import: the command would end there, untold
         return f"{where}it called sys.exit({'' if e.code is None else repr(e.code)})"
-    message = str(e).strip()
-    return f"{where}{type(e).__name__}: {message.splitlines()[0]}" if message else f"{where}{type(e).__name__}"
+    return f"{where}{type(e).__name__}" + (f": {first_line(e)}" if str(e).strip() else "")
