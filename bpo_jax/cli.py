@@ -1058,7 +1058,7 @@ def _load(specs: Sequence[str], installed: bool = False) -> None:
     from bpo_jax import plugins
 
     what, failure = "the installed plug-ins", None
-    with interrupt_deferred(at_once=True) as pressed:  # a plug-in's import may hang (a network call)
+    with interrupts_never_lost(every_press=True) as pressed:  # a plug-in's import may hang (a network call)
         try:
             if installed:
                 plugins.load_installed()

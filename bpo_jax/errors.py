@@ -68,11 +68,8 @@ def float32_problem(name: str, value: float) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def interrupt_deferred(at_once: bool = False):
+def interrupt_deferred():
     """Hold a Ctrl-C (SIGINT) until the body ends; yields a list that is non-empty if one came.
-    ``at_once``: raise KeyboardInterrupt at the press too (a plug-in's import that may hang),
-    still noted in the list where the body loses it; one dropped inside a gc callback is sent
-    again, untold (as :func:`interrupts_never_lost`).
 
     For the command's start, which is mostly imports: a KeyboardInterrupt raised inside an
     import does not reliably reach the caller.  An extension module's initialisation turns it
@@ -80,42 +77,21 @@ def interrupt_deferred(at_once: bool = False):
     garbage-collector callback (JAX registers one) is printed and dropped, so the command would
     go on to train as if never interrupted.  Where SIGINT is ignored (a background job) it stays
     ignored; off the main thread, where no handler can be set, nothing is deferred."""
-    pressed: list = []
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    with _sigint_noted(raises=False, every_press=False) as pressed:
         yield pressed
-        return
-    inside = [True]  # emptied at the end: a Ctrl-C sent again after it is not raised into the caller
-
-    def note(signum, frame):
-        pressed.append(signum)
-        if at_once:
-            raise KeyboardInterrupt
-
-    def unraisable(info):
-        if isinstance(info.exc_value, KeyboardInterrupt) and pressed:
-            _send_again(inside)
-        else:
-            hook(info)
-
-    previous, hook = signal.signal(signal.SIGINT, note), sys.unraisablehook
-    if at_once:
-        sys.unraisablehook = unraisable
-    try:
-        yield pressed
-    finally:
-        inside.clear()
-        if at_once:
-            sys.unraisablehook = hook
-        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
-def interrupts_never_lost():
+def interrupts_never_lost(every_press: bool = False):
     """The body with Ctrl-C stopping it once: the first SIGINT raises KeyboardInterrupt; later
     ones are ignored until the body ends.  From the first on the command is on its way out (the
     INCOMPLETE note, the one-line message, exit 130), and a further KeyboardInterrupt would only
     break that: cut the note short, or print a traceback after the message.  The handler before
-    is back afterwards (the command exits next; an in-process caller goes on as it was).
+    is back afterwards (the command exits next; an in-process caller goes on as it was).  Yields
+    a list that is non-empty once a Ctrl-C came, also where the body lost the KeyboardInterrupt.
+
+    ``every_press``: raise at each one instead (around a plug-in's import, which may catch the
+    first as the ImportError an extension module turned it into, and hang on).
 
     Python drops a KeyboardInterrupt raised inside a garbage-collector callback (JAX registers
     one, which runs at any allocation) or a finaliser, printing "Exception ignored in ...": the
@@ -123,31 +99,44 @@ def interrupts_never_lost():
     (:func:`_send_again`), untold, and raised wherever the program is next.  As
     :func:`interrupt_deferred`: where SIGINT is ignored (a background job), or off the main
     thread, nothing changes."""
+    with _sigint_noted(raises=True, every_press=every_press) as pressed:
+        yield pressed
+
+
+@contextlib.contextmanager
+def _sigint_noted(raises: bool, every_press: bool):
+    """The one SIGINT handler behind :func:`interrupt_deferred` and :func:`interrupts_never_lost`:
+    notes each press in the list it yields and, where ``raises``, raises KeyboardInterrupt at the
+    first (at each, with ``every_press``), sending one that a gc callback dropped again."""
+    pressed: list = []
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        yield
+        yield pressed
         return
-    raised = []  # non-empty while a KeyboardInterrupt of ours is on its way out
+    out = []  # non-empty while a KeyboardInterrupt of ours is on its way out
     inside = [True]  # emptied at the end: a Ctrl-C sent again after it is not raised into the caller
 
-    def first(signum, frame):
-        if not raised:
-            raised.append(signum)
+    def note(signum, frame):
+        pressed.append(signum)
+        if raises and (every_press or not out):
+            out.append(signum)
             raise KeyboardInterrupt
 
     def unraisable(info):
-        if isinstance(info.exc_value, KeyboardInterrupt) and raised:
-            raised.clear()
+        if isinstance(info.exc_value, KeyboardInterrupt) and out:
+            out.clear()
             _send_again(inside)
         else:
             hook(info)
 
-    previous, hook = signal.signal(signal.SIGINT, first), sys.unraisablehook
-    sys.unraisablehook = unraisable
+    previous, hook = signal.signal(signal.SIGINT, note), sys.unraisablehook
+    if raises:
+        sys.unraisablehook = unraisable
     try:
-        yield
+        yield pressed
     finally:
         inside.clear()
-        sys.unraisablehook = hook
+        if raises:
+            sys.unraisablehook = hook
         signal.signal(signal.SIGINT, previous)
 
 

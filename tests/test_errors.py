@@ -66,12 +66,12 @@ def test_interrupt_deferred_leaves_an_ignored_sigint_ignored():
         signal.signal(signal.SIGINT, before)
 
 
-@pytest.mark.parametrize("held", [interrupts_never_lost, functools.partial(interrupt_deferred, at_once=True)])
+@pytest.mark.parametrize("held", [interrupts_never_lost, functools.partial(interrupts_never_lost, every_press=True)])
 def test_a_ctrl_c_dropped_inside_a_gc_callback_is_sent_again_and_later_ones_are_ignored(held):
     """Python prints and drops an exception raised in a gc callback (JAX registers one): the
     command trained on to the end after such a Ctrl-C.  It is sent again, untold, and raised
     outside the callback; once one is raised, the process is on its way out and further ones are
-    ignored until the body ends.  Around a plug-in's import (interrupt_deferred(at_once=True)) one
+    ignored until the body ends.  Around a plug-in's import (every_press=True) one
     dropped so was printed and lost, and the import ran on to its end: it is sent again too."""
     fired, told = [], []
 
@@ -109,6 +109,24 @@ def test_a_second_ctrl_c_while_stopping_is_ignored_and_the_handler_is_back_after
             signal.raise_signal(signal.SIGINT)  # ... and another Ctrl-C does not cut it short
             time.sleep(0.05)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_every_press_raises_again_after_a_caught_one_and_each_is_noted():
+    """Around a plug-in's import the first KeyboardInterrupt may be caught (an extension module
+    turns it into an ImportError that an optional-dependency probe swallows) while the import
+    hangs on: the next Ctrl-C raises again.  In the command's body a second is ignored."""
+    before = signal.getsignal(signal.SIGINT)
+    for every_press, raised_twice in ((True, True), (False, False)):
+        raised = []
+        with interrupts_never_lost(every_press=every_press) as pressed:
+            for _ in range(2):
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                    time.sleep(0.05)
+                except KeyboardInterrupt:
+                    raised.append(True)
+        assert len(pressed) == 2 and (len(raised) == 2) == raised_twice and raised
+        assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_write_held_over_a_ctrl_c_finishes_then_stops_the_command_once():
