@@ -22,6 +22,17 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def what_stopped(e: BaseException, told: tuple = ()) -> str:
+    """How a stopped run's note begins: "interrupted (Ctrl-C)"; "stopped: <message>" for an
+    error of the types ``told``, whose message says what happened (a NaN at update N); else
+    "stopped: <type>: <message>"."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(e, told):
+        return f"stopped: {first_line(e)}"
+    return f"stopped: {type(e).__name__}: {first_line(e)}"
+
+
 def in_words(message: str, flag_of: Callable[[str], Optional[str]]) -> str:
     """A library message in a front end's words: each name the library writes in backticks
     (`overwrite`) becomes ``flag_of(name)`` (--overwrite), or the bare name where that is None

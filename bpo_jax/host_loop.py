@@ -35,7 +35,7 @@ import numpy as np
 from bpo_jax import checkpoint, reporting
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs.isaaclab import SUITE, EnvDataError, IsaacLabEnv, unpack
-from bpo_jax.errors import first_line, interrupt_deferred
+from bpo_jax.errors import interrupt_deferred, what_stopped
 from bpo_jax.export import export_onnx, export_policy
 from bpo_jax.runner import BadUpdateError, Chunk, History, NonFiniteError, RunResult
 from bpo_jax.train import Trainer, TrainState, Transition, make_trainer
@@ -324,19 +324,11 @@ def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) 
 
 
 def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> str:
-    """Why the run in ``out`` stopped and how to go on, one line: INCOMPLETE's note, and what a
-    front end prints (the names in backticks, `overwrite`, are the library's parameters)."""
+    """Why the run in ``out`` stopped and how to go on, one line, in a JAX suite's run's words
+    (:func:`bpo_jax.reporting.stop_note`): INCOMPLETE's note, and what a front end prints."""
     kept = checkpoint.list_checkpoints(os.path.join(out, checkpoint.CHECKPOINTS))
-    if isinstance(e, KeyboardInterrupt):
-        what = "interrupted (Ctrl-C)"
-    elif isinstance(e, (BadUpdateError, EnvDataError)):
-        what = f"stopped: {first_line(e)}"
-    else:
-        what = f"stopped: {type(e).__name__}: {first_line(e)}"
-    if not kept:
-        return f"{what} before the first checkpoint was saved; nothing to resume: start it again with `overwrite`"
-    good = "the last good checkpoint" if isinstance(e, BadUpdateError) else "its newest checkpoint"
-    return f"{what}; kept {good} {kept[-1]}; continue with: {_hint(out, resume_hint)}"
+    return reporting.stop_note(what_stopped(e, (BadUpdateError, EnvDataError)), kept, _hint(out, resume_hint),
+                               bad_update=isinstance(e, BadUpdateError))
 
 
 def _record_stop(out: str, e: BaseException, resume_hint: Optional[str]) -> None:

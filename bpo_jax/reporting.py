@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -143,6 +143,24 @@ def open_run_dir(path: str, overwrite: bool, note: str) -> None:
 def mark_incomplete(path: str, note: str) -> None:
     """(Re)write the INCOMPLETE marker: when and why the run is not finished, how to go on."""
     write_text(os.path.join(path, INCOMPLETE), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
+
+
+def stop_note(what: str, kept: Sequence[str], resume: str, restart: str = "with `overwrite`",
+              bad_update: bool = False, curve_updates: int = 0) -> str:
+    """Why a run stopped and how to go on, one line: its INCOMPLETE note, and what a front end
+    prints (names in backticks, `overwrite`, are the library's parameters).  ``what``: how it
+    stopped (:func:`bpo_jax.errors.what_stopped`); ``kept``: its checkpoints, oldest first;
+    ``resume``: the command or call that continues it from the newest; ``restart``: how to start
+    it again where none was kept.  After a ``bad_update`` (a NaN) no resume is offered, as it
+    would only meet the same update again; ``curve_updates``: the updates metrics.csv holds
+    before it (0: none written)."""
+    if bad_update:
+        where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
+        curve = f"; metrics.csv holds the {curve_updates} updates before it" if curve_updates else ""
+        return f"{what}; {where}{curve}"
+    if not kept:
+        return f"{what} before the first checkpoint was saved; nothing to resume: start the run again {restart}"
+    return f"{what}; continue from {kept[-1]} with: {resume}"
 
 
 def mark_complete(path: str) -> None:

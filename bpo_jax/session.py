@@ -45,7 +45,7 @@ import numpy as np
 from bpo_jax import checkpoint, envs, reporting, runner, tracking, train
 from bpo_jax.config import Config, plain, plain_fields, type_error
 from bpo_jax.envs import contract
-from bpo_jax.errors import first_line, interrupt_deferred
+from bpo_jax.errors import first_line, interrupt_deferred, what_stopped
 from bpo_jax.networks import make_network
 
 DEFAULT_REPORTS = 20  # chunks (progress reports) per run when no chunk size is given
@@ -378,17 +378,11 @@ class RunSession:
     def _stop_reason(self, e: BaseException) -> str:
         if isinstance(e, RunDirectoryGone) and e.run_dir == self.out:
             return f"stopped: {e}"
-        kept = checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS))
-        if isinstance(e, runner.BadUpdateError):  # resuming would only meet the same failure again
-            where = f"kept the last good checkpoint {kept[-1]}" if kept else "no checkpoint was saved before it"
-            curve = f"; metrics.csv holds the {self._curve_updates} updates before it" if self._curve_updates else ""
-            return f"stopped: {e}; {where}{curve}"
-        what = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped: {type(e).__name__}: {first_line(e)}"
-        if not kept:
-            again = (f"with: {self.options.restart_hint.format(out=shlex.quote(self.out))}" if self.options.restart_hint
-                     else "with `overwrite`")
-            return f"{what} before the first checkpoint was saved; nothing to resume: start the run again {again}"
-        return f"{what}; continue from {kept[-1]} with: {self._resume_hint()}"
+        restart = "with `overwrite`" if self.options.restart_hint is None else \
+            f"with: {self.options.restart_hint.format(out=shlex.quote(self.out))}"
+        return reporting.stop_note(what_stopped(e, (runner.BadUpdateError,)),
+                                   checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS)),
+                                   self._resume_hint(), restart, isinstance(e, runner.BadUpdateError), self._curve_updates)
 
 
 def is_lead() -> bool:

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import shuffle, threefry_cpu
 from bpo_jax.config import plain_fields, type_error
-from bpo_jax.errors import first_line, float32_problem
+from bpo_jax.errors import float32_problem, what_stopped
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
 from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
@@ -627,12 +627,7 @@ def finished_seeds(out: str) -> list[str]:
 
 def stop_note(e: BaseException, out: str) -> str:
     """What stopped the run in ``out`` and how to go on, in one line (settings in backticks)."""
-    if isinstance(e, KeyboardInterrupt):
-        what = "interrupted (Ctrl-C)"
-    elif isinstance(e, NonFiniteError):
-        what = f"stopped: {e}"
-    else:
-        what = f"stopped: {type(e).__name__}: {first_line(e)}"
+    what = what_stopped(e, (NonFiniteError,))
     kept = finished_seeds(out)
     kept = f"; kept the curves of the finished seeds ({', '.join(kept)})" if kept else ""
     return f"{what}{kept}; an llm run cannot resume: start it again with `overwrite` to replace {out}"
