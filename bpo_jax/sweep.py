@@ -6,8 +6,8 @@ of one run as one vmapped program, then curves, figures and a report against the
     plan = sweep.plan("paper/mujoco", algos=("bpo", "ppo"), num_seeds=10, total_steps=1_000_000)
     sweep.run(plan, "sweeps/mujoco")        # resumable: finished runs are kept, killed ones resume
 
-The sweep directory holds ``sweep.json`` (what was asked), ``runs/<task>__<algo>/`` (one
-:class:`bpo_jax.session.RunSession` each: config.json, metrics.csv with per-seed rows,
+The sweep directory holds ``sweep.json`` (what was asked, and how its runs compile),
+``runs/<task>__<algo>/`` (one :class:`bpo_jax.session.RunSession` each: config.json, metrics.csv with per-seed rows,
 summary.json, checkpoints while it runs), and, refreshed after every run, ``curves.csv``
 (every seed's curve in one table), ``figure.png`` (one panel per task, the algorithms on the
 same axes), ``report.md`` (against the paper's values, :mod:`bpo_jax.report`) and
@@ -472,6 +472,8 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
     reporting.check_creatable(out)
     path = os.path.join(out, SWEEP_FILE)
     asked, saved = p.asked(), _read_sweep_file(out)
+    # Every run of a sweep compiles alike: runs not yet started follow the sweep's first call.
+    compiled = {} if options is None else {"fast_compile": options.fast_compile}
     if saved is not None:
         keys = list(asked) + (["grid"] if "grid" in saved and "grid" not in asked else [])
         diff = sorted((k for k in keys if saved.get(k) != asked.get(k)), key=lambda k: k == "runs")  # runs last
@@ -480,9 +482,13 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
             shown = _grid_text if other[0] == "grid" else _listed
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
                              f"{shown(asked.get(other[0]))}); choose another `out`")
+        if compiled and saved.get("fast_compile", options.fast_compile) != options.fast_compile:
+            how = "with" if saved["fast_compile"] else "without"
+            raise SweepError(f"{out} holds a sweep compiled {how} `fast_compile`, and its runs compile alike (float "
+                             f"rounding differs): run it {how} `fast_compile`")
         _check_budgets(p, out, options)  # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
-        if diff:
-            reporting.write_json(path, asked)
+        if diff or compiled.keys() - saved.keys():  # a sweep.json from before it recorded `fast_compile`: now it does
+            reporting.write_json(path, {**asked, **{k: v for k, v in saved.items() if k == "fast_compile"}, **compiled})
         return
     if os.path.isdir(out) and os.listdir(out):
         if os.path.isdir(os.path.join(out, "runs")):  # a sweep's layout: its sweep.json was deleted or moved
@@ -496,7 +502,7 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
                else "run in {}, whose folder holds its own files only")
         raise SweepError(f"{out} is inside the {why.format(owner)}; choose an `out` outside it")
     os.makedirs(out, exist_ok=True)
-    reporting.write_json(path, p.asked())
+    reporting.write_json(path, {**p.asked(), **compiled})
 
 
 def _enclosing(out: str) -> Optional[str]:
@@ -713,6 +719,7 @@ def _read_sweep_file(out: str) -> Optional[dict]:
     valid = {"suite": lambda v: isinstance(v, str), "algos": names, "num_seeds": count, "tasks": names,
              "total_steps": lambda v: v is None or count(v), "runs": names}
     bad = [k for k, ok in valid.items() if not (isinstance(asked, dict) and k in asked and ok(asked[k]))]
+    bad += ["fast_compile"] * (isinstance(asked, dict) and not isinstance(asked.get("fast_compile", False), bool))
     if bad:
         raise SweepError(f"{path} is not a sweep record ({', '.join(bad)} missing or malformed; was it edited?): "
                          "restore it, or choose another `out`")

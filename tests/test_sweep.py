@@ -693,6 +693,30 @@ def test_runs_of_one_env_and_algorithm_are_named_by_the_settings_that_differ():
     assert [c.variant for c in curves.name_variants(many)] == ["f0=0, f1=1, f2=2, +3 more", "f0=1, f1=2, f2=3, +3 more"]
 
 
+def test_a_sweep_resumed_without_its_fast_compile_choice_is_refused_even_before_a_run_started(tmp_path):
+    """sweep.json records `fast_compile`: a sweep interrupted before its later runs started, then
+    called again without the flag, compiled those at full optimisation beside runs that used it
+    (only runs with a checkpoint were checked).  A sweep.json from before it recorded the choice
+    takes the next call's (its runs' checkpoints are checked, as before)."""
+    plan = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1")
+    fast, full = RunOptions(fast_compile=True), RunOptions()
+    sweep._claim(plan, str(tmp_path), fast)
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["fast_compile"] is True
+    with pytest.raises(sweep.SweepError, match="compiled with `fast_compile`.*run it with `fast_compile`"):
+        sweep._claim(plan, str(tmp_path), full)
+    sweep._claim(plan, str(tmp_path), fast)  # the same choice goes on
+    del record["fast_compile"]
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    sweep._claim(plan, str(tmp_path), full)
+    assert json.loads((tmp_path / "sweep.json").read_text()) == {**record, "fast_compile": False}
+    with pytest.raises(sweep.SweepError, match="compiled without `fast_compile`"):
+        sweep._claim(plan, str(tmp_path), fast)
+    (tmp_path / "sweep.json").write_text(json.dumps({**record, "fast_compile": "yes"}))
+    with pytest.raises(sweep.SweepError, match="fast_compile missing or malformed"):
+        sweep._claim(plan, str(tmp_path), fast)
+
+
 def test_another_grid_in_a_sweep_directory_is_refused_by_name(tmp_path):
     with_grid = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3)})
     sweep._claim(with_grid, str(tmp_path))
