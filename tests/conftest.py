@@ -25,6 +25,7 @@
 * A check that the groups took: pytest 9.2 with pytest-xdist 3.8 drops them without a word (the
   test extra pins pytest below 9.2); the session stops with a one-line message if they did.
 """
+import gc
 import importlib
 import os
 import shutil
@@ -68,6 +69,15 @@ def pytest_configure(config):
     jax.config.update("jax_num_cpu_devices", 1)
     if config.pluginmanager.hasplugin("xdist") and config.getvalue("dist") == "loadgroup":  # the controller
         config.pluginmanager.register(_GroupCheck(), "bpo-jax-xdist-group-check")
+
+
+def pytest_sessionfinish(session):
+    # pytest then collects garbage five times over everything the session built (~0.5 s each
+    # after a worker's share of the suite: JAX's traces and programs), and pytest-xdist's
+    # worker, still busy 5 s after the controller's shutdown, sends itself a SIGINT, which lands
+    # in JAX's gc callback ("Exception ignored in _xla_gc_callback ... KeyboardInterrupt").
+    # Nothing is left to find there; per-test unraisable exceptions were reported already.
+    gc.freeze()
 
 
 def pytest_unconfigure(config):
