@@ -935,14 +935,19 @@ def cmd_plot(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bpo_jax import reporting, sweep
+    from bpo_jax import curves, reporting, sweep
 
     def write(cs, diverged, title, path):
         pending = sweep.pending_runs(args.dirs[0]) if len(args.dirs) == 1 else []
         text = sweep.report_text(cs, title, diverged, pending)
         reporting.write_text(path, text)
         _say(text, sys.stdout)
-    return _from_runs(args, "report.md", write)
+
+    def check(path):
+        if os.path.splitext(path)[1].lstrip(".").lower() in curves.image_formats():
+            raise ConfigError(f"--out {path}: the report is Markdown text; give a .md file name (bpo-jax plot draws "
+                              "the figure)")
+    return _from_runs(args, "report.md", write, check)
 
 
 def _check_file_out(out: str, example: str) -> None:
@@ -987,6 +992,11 @@ def _owning_run(path: str) -> Optional[str]:
     return None
 
 
+# How plot and report tell what to do with runs marked INCOMPLETE: resume those with a
+# checkpoint, start the others again; each one's note says which, with the command.
+_FINISH = "marked INCOMPLETE: each one's INCOMPLETE file says how to finish it"
+
+
 def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bool = False) -> int:
     """Load the finished runs under args.dirs and ``write(curves, diverged, title, path)`` one
     file from them (the title: --title, else a sweep directory's own); ``check(path)`` first
@@ -1006,7 +1016,7 @@ def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bo
         found = curves.find_runs(args.dirs)
         if not found.runs and (draws or not found.diverged):
             why = [f"{len(found.diverged)} diverged (their DIVERGED files say where)"] * bool(found.diverged) + \
-                  [f"{len(found.unfinished)} unfinished (INCOMPLETE: resume them first)"] * bool(found.unfinished)
+                  [f"{len(found.unfinished)} unfinished ({_FINISH})"] * bool(found.unfinished)
             raise ConfigError(f"{', '.join(args.dirs)}: no finished run to {'draw' if draws else 'report'}; "
                               f"{' and '.join(why)}")
         loaded = sweep.grid_labels(curves.load_all(found.runs))
@@ -1014,13 +1024,18 @@ def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bo
     except (ValueError, OSError) as e:
         return _fail(_worded(first_line(e), args.command))
     if found.unfinished:
-        _say(f"bpo-jax: note: left out {len(found.unfinished)} unfinished run(s), marked INCOMPLETE (resume them "
-             f"first): {', '.join(found.unfinished)}")
+        _say(f"bpo-jax: note: left out {len(found.unfinished)} unfinished run(s) ({_FINISH}): "
+             f"{', '.join(found.unfinished)}")
     if found.diverged and draws:  # a report lists them under its table
         _say(f"bpo-jax: note: left out {len(found.diverged)} run(s) that diverged (their DIVERGED files say where): "
              f"{', '.join(found.diverged)}")
     os.makedirs(os.path.dirname(os.path.realpath(out)), exist_ok=True)
-    write(loaded, found.diverged, title, out)
+    try:
+        write(loaded, found.diverged, title, out)
+    except (ValueError, RuntimeError) as e:  # matplotlib refusing what it was given; nothing was written
+        if os.environ.get("BPO_JAX_DEBUG"):
+            raise
+        return _fail(f"could not write {out}: {type(e).__name__}: {first_line(e)}", EXIT_FAILURE)
     diverged = f" and {len(found.diverged)} that diverged" if found.diverged and not draws else ""
     _say(f"wrote {out} ({len(loaded)} finished run(s){diverged})", sys.stdout)
     return 0

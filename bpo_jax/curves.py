@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, tail_returns
+from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, has_run_files, tail_returns
 
 
 class CurveError(ValueError):
@@ -98,6 +98,14 @@ def load(run_dir: str) -> Curve:
     if len(cells) != len(seeds) * len(updates):
         raise CurveError(f"{path} lacks rows: {len(cells)} (seed, update) rows for {len(seeds)} seed(s) x "
                          f"{len(updates)} updates (a cut or edited file?)")
+    if updates != list(range(1, len(updates) + 1)):
+        gap = next(u for u in range(1, len(updates) + 2) if u not in steps_of)
+        raise CurveError(f"{path} has no rows of update {gap} (updates run from 1, one row per seed each; an "
+                         "edited file?)")
+    back = next((u for u in updates[1:] if steps_of[u] <= steps_of[u - 1]), None)
+    if back is not None:
+        raise CurveError(f"{path}: update {back} at {steps_of[back]:,} env steps, not past update {back - 1}'s "
+                         f"{steps_of[back - 1]:,} (an edited file?)")
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.isfile(summary_path):
         recorded = _read_json(summary_path, {"env_steps": _COUNT})["env_steps"]
@@ -136,10 +144,13 @@ def _read_metrics(path: str) -> tuple[dict[tuple[int, int], tuple[float, float]]
                 seed, update = int(r["seed"]), int(r["update"])
                 ret = float(r["episode_return_mean"]) if r["episode_return_mean"] else np.nan
                 count = float(r["episodes"]) if r.get("episodes") else float(np.isfinite(ret))
-                steps_of[update] = int(r["env_steps"])
+                steps = int(r["env_steps"])
             except (KeyError, TypeError, ValueError) as e:
                 raise CurveError(f"{path} line {reader.line_num} does not parse ({type(e).__name__}: {e})") from None
-            if not (np.isfinite(count) and count >= 0):
+            if steps_of.setdefault(update, steps) != steps:  # every seed steps alike
+                raise CurveError(f"{path} line {reader.line_num}: update {update} at {steps:,} env steps where an "
+                                 f"earlier row has {steps_of[update]:,} (an edited file?)")
+            if not (np.isfinite(count) and count >= 0 and count == int(count)):
                 raise CurveError(f"{path} line {reader.line_num}: episodes is {r['episodes']!r}, not a count "
                                  "(a cut or edited file?)")
             if count > 0 and not np.isfinite(ret):
@@ -243,12 +254,6 @@ class Found:
     """Marked DIVERGED: stopped by a NaN; no curve."""
 
 
-def has_run_files(path: str) -> bool:
-    """A run directory as a run leaves it, finished or not: config.json and its curve or a marker."""
-    has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
-    return has("config.json") and (has("metrics.csv") or has(INCOMPLETE) or has(DIVERGED))
-
-
 def _is_any_run(path: str) -> bool:
     """A run directory in any state: :func:`has_run_files`, or checkpoints beside its config.json
     or curve (a run whose other file was deleted)."""
@@ -342,7 +347,7 @@ def _draw(curves: Sequence[Curve], title: Optional[str]):
         if unseen and len(empty) == len(mine):  # an empty panel says why in its middle
             ax.text(0.5, 0.5, _plain(unseen), transform=ax.transAxes, ha="center", va="center", fontsize=8,
                     wrap=True)
-        budget = ", ".join(sorted({f"{c.algo.upper()} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in mine}))
+        budget = _budgets(mine)
         # The budget (and the runs not drawn) under the panel's title, where no curve or legend can cover it.
         below = [f"budget: {budget}"] + [unseen] * (0 < len(empty) < len(mine))
         ax.set_title(_plain("\n".join([env] + [textwrap.fill(t, 90, break_on_hyphens=False) for t in below])),
@@ -382,18 +387,35 @@ def _draw_curve(ax, c: Curve, colour) -> bool:
 def _plain(text: str) -> str:
     """``text`` drawn as typed: matplotlib reads text between two ``$`` as math, so a title
     ``Cost: $5 vs $10`` was drawn as math and ``Hopper: $x^$`` stopped the figure with a
-    mathtext traceback; ``\\$`` is its literal dollar sign."""
-    return text.replace("$", r"\$")
+    mathtext traceback; ``\\$`` is its literal dollar sign.  Control characters are left out
+    (a bell in a title made an SVG no XML parser reads)."""
+    return "".join(ch for ch in text.expandtabs(1) if ch == "\n" or ch.isprintable()).replace("$", r"\$")
+
+
+# Matplotlib's formats that cannot hold the figure: PostScript has no transparency (the seeds'
+# bands, drawn opaque, hide one another), pgf is LaTeX code that needs a TeX system to write.
+_NOT_FIGURES = ("eps", "ps", "pgf")
+
+
+def _budgets(curves: Sequence[Curve]) -> str:
+    """One panel's budgets: ``BPO 1,000,000 steps x 5 seeds, PPO ...``; an algorithm's runs of
+    several budgets (grid points taken to other budgets) each by name (``BPO eps=0.1 ...``)."""
+    parts = set()
+    for algo in {c.algo for c in curves}:
+        runs = [c for c in curves if c.algo == algo]
+        alike = len({(c.steps[-1], c.num_seeds) for c in runs}) == 1
+        parts |= {f"{algo.upper() if alike else c.name} {c.steps[-1]:,.0f} steps x {c.num_seeds} seeds" for c in runs}
+    return ", ".join(sorted(parts))
 
 
 def image_formats() -> list[str]:
-    """The file formats :func:`plot` writes (matplotlib's: png, pdf, svg, ...)."""
+    """The file formats :func:`plot` writes (matplotlib's: png, pdf, svg, ...; not eps, ps, pgf)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return sorted(FigureCanvasBase.get_supported_filetypes())
+    return sorted(set(FigureCanvasBase.get_supported_filetypes()) - set(_NOT_FIGURES))
 
 
 def write_csv(curves: Sequence[Curve], path: str) -> None:

@@ -105,7 +105,9 @@ def compare(curve: Curve) -> list[Row]:
     if pv is not None:
         unit = curve.steps[0] if pv.x == "iterations" else 1  # steps per iteration = per update
         for point, value in sorted(pv.points.items()):
-            if point * unit <= reached * 1.001:
+            # A point before the first update ends has no return of its own (the run's first
+            # updates are longer than it): left out, as a point past the run's end.
+            if curve.steps[0] <= point * unit * 1.001 and point * unit <= reached * 1.001:
                 rows.append(Row(curve.env, curve.algo, int(point * unit), curve.at(point * unit), value, None,
                                 verdict(curve.at(point * unit), value, None)))
         if pv.budget * unit <= reached * 1.001:
@@ -138,7 +140,7 @@ def _cell(text: str) -> str:
 
 def markdown(curves: Sequence[Curve], title: str = "Results against the paper") -> str:
     """The report: one table row per (run, compared point), then the source of the paper's values."""
-    lines = [f"# {title}", "",
+    lines = [f"# {_cell(title)}", "",
              "Ours: mean ± standard deviation over seeds [min, max] of the training-episode return "
              "(episodes that ended in the last 10% of updates up to the step).", "",
              "| env | algo | steps per seed | seeds | ours | paper | paper band | verdict |",

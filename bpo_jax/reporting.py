@@ -27,6 +27,7 @@ from bpo_jax.runner import RunResult
 
 INCOMPLETE = "INCOMPLETE"  # marker file of a run directory whose run has not finished
 DIVERGED = "DIVERGED"  # beside INCOMPLETE: stopped by an update that resuming would only repeat (a NaN)
+SWEEP_FILE = "sweep.json"  # a sweep directory's record of what it runs (bpo_jax.sweep)
 OUTPUT_FILES = ("config.json", "metrics.csv", "summary.json", "curve.png")
 
 
@@ -103,11 +104,23 @@ def check_output_dir(path: str, overwrite: bool) -> None:
             f"output directory {path!r} exists and is not empty; set `overwrite` or choose another `out`{hint}")
 
 
+def has_run_files(path: str) -> bool:
+    """A run directory as a run leaves it, finished or not: config.json and its curve or a marker."""
+    has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
+    return has("config.json") and (has("metrics.csv") or has(INCOMPLETE) or has(DIVERGED))
+
+
 def _not_to_delete(path: str) -> Optional[str]:
     """Why ``path`` is no run directory to delete (the working directory or one holding it, the
-    home directory, a file system root), or None: ``--out . --overwrite`` emptied the directory
-    it was run from before failing to remove it."""
+    home directory, a file system root, a folder inside another run such as its checkpoints/,
+    a sweep's directory), or None: ``--out . --overwrite`` emptied the directory it was run from
+    before failing to remove it."""
     real, here = os.path.realpath(path), os.path.realpath(os.getcwd())
+    owner = next((d for d in _parents(real) if has_run_files(d)), None)
+    if owner is not None:
+        return f"a folder of the run in {owner!r}, which it would damage"
+    if os.path.isfile(os.path.join(real, SWEEP_FILE)):
+        return "a sweep's directory (its runs, curves and report)"
     if real == here:
         return "the current directory"
     if here.startswith(real.rstrip(os.sep) + os.sep):
@@ -117,6 +130,15 @@ def _not_to_delete(path: str) -> Optional[str]:
     if real == os.path.dirname(real):
         return "a file system root"
     return None
+
+
+def _parents(path: str) -> list[str]:
+    """The folders above ``path`` (a real path), nearest first."""
+    found = []
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        found.append(path)
+    return found
 
 
 def is_incomplete(path: str) -> bool:

@@ -55,7 +55,7 @@ from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 from bpo_jax.runner import BadUpdateError
 from bpo_jax.session import RunOptions, RunSession, run_together
 
-SWEEP_FILE = "sweep.json"
+SWEEP_FILE = reporting.SWEEP_FILE
 
 # Grid fields a program traces (grid points that differ only in these share one program): the
 # sweepable hyperparameters, and eps, which reaches the program as its two bounds.
@@ -472,7 +472,7 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
     reporting.check_creatable(out)
     path = os.path.join(out, SWEEP_FILE)
     asked, saved = p.asked(), _read_sweep_file(out)
-    # Every run of a sweep compiles alike: runs not yet started follow the sweep's first call.
+    # A sweep's runs compile alike: those yet to start as its first call chose (_check_compiled_as).
     compiled = {} if options is None else {"fast_compile": options.fast_compile}
     if saved is not None:
         keys = list(asked) + (["grid"] if "grid" in saved and "grid" not in asked else [])
@@ -482,13 +482,10 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
             shown = _grid_text if other[0] == "grid" else _listed
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
                              f"{shown(asked.get(other[0]))}); choose another `out`")
-        if compiled and saved.get("fast_compile", options.fast_compile) != options.fast_compile:
-            how = "with" if saved["fast_compile"] else "without"
-            raise SweepError(f"{out} holds a sweep compiled {how} `fast_compile`, and its runs compile alike (float "
-                             f"rounding differs): run it {how} `fast_compile`")
-        _check_budgets(p, out, options)  # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
+        # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
+        _check_budgets(p, out, options, saved.get("fast_compile"))
         if diff or compiled.keys() - saved.keys():  # a sweep.json from before it recorded `fast_compile`: now it does
-            reporting.write_json(path, {**asked, **{k: v for k, v in saved.items() if k == "fast_compile"}, **compiled})
+            reporting.write_json(path, {**asked, **compiled, **{k: v for k, v in saved.items() if k == "fast_compile"}})
         return
     if os.path.isdir(out) and os.listdir(out):
         if os.path.isdir(os.path.join(out, "runs")):  # a sweep's layout: its sweep.json was deleted or moved
@@ -534,10 +531,11 @@ def _grid_text(grid: Optional[dict]) -> str:
     return " ".join(f"{name}={','.join(curves.number_text(v) for v in values)}" for name, values in grid.items())
 
 
-def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
+def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None, compiled: Optional[bool] = None) -> None:
     """Before anything runs: every run already in ``out`` is the plan's run (its settings but
     the budget, its seeds; a finished one with a curve that loads) and can go on to the plan's
-    budget (none has gone past it), compiled as it started (``options.fast_compile``)."""
+    budget (none has gone past it), compiled as it started (``options.fast_compile``); a run yet
+    to start, as the sweep's first call chose (``compiled``, from sweep.json; None: unknown)."""
     from bpo_jax import checkpoint
     from bpo_jax.session import SessionError, regrow
 
@@ -548,6 +546,8 @@ def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None) -> N
             missing = [f for f in ("config.json", "metrics.csv") if not os.path.isfile(os.path.join(run_dir, f))]
             raise SweepError(f"{run_dir} lacks {' and '.join(missing)} (deleted?); remove {run_dir} and run the sweep "
                              "again to train it anew")
+        if state == "new" and options is not None:
+            _check_compiled_as(r, out, run_dir, options.fast_compile, compiled)
         if state in ("new", "diverged"):  # diverged runs stay as they are
             continue
         saved, seeds = _saved(run_dir, state)
@@ -560,7 +560,7 @@ def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None) -> N
         if state == "finished":
             _load(run_dir)  # a cut or edited metrics.csv: said now, not after the runs before it have trained
         if options is not None and (state == "resumable" or r.config.num_updates > saved.num_updates):
-            _check_compiled_as(r, out, run_dir, options.fast_compile)
+            _check_compiled_as(r, out, run_dir, options.fast_compile, compiled)
         if r.config.num_updates < saved.num_updates:
             raise SweepError(f"{r.name} in {out} trains to {saved.num_updates * saved.batch_size:,} steps per seed; a "
                              f"sweep goes on to more steps, not fewer: raise `total_steps` or choose another `out`")
@@ -615,19 +615,30 @@ def _difference(saved: Config, planned: Config) -> Optional[str]:
     return None
 
 
-def _check_compiled_as(r: SweepRun, out: str, run_dir: str, fast_compile: bool) -> None:
-    """A run that goes on is compiled as it started (its checkpoints record `fast_compile`):
-    refused before anything runs, in the sweep's words, else the sweep stops at that run."""
+def _check_compiled_as(r: SweepRun, out: str, run_dir: str, fast_compile: bool, sweep_compiled: Optional[bool]) -> None:
+    """A run that goes on is compiled as it started (its checkpoints record `fast_compile`); one
+    that starts (afresh), as the sweep's first call chose (``sweep_compiled``, None: unknown), so
+    that a sweep's runs compile alike.  Refused before anything runs, in the sweep's words, else
+    the sweep stops at that run."""
     from bpo_jax import checkpoint
 
     try:
         ckpt = checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))[-1]
         compiled = checkpoint.read_metadata(ckpt).get("fast_compile")
-    except (IndexError, ValueError):  # no checkpoint, or a damaged one: the resume says so, naming it
+    except IndexError:  # not started, or stopped before its first checkpoint: it starts afresh
+        compiled = sweep_compiled
+        started = False
+    except ValueError:  # a damaged checkpoint: the resume says so, naming it
         return
+    else:
+        started = True
     if compiled is None or bool(compiled) == fast_compile:
         return
     how = "with" if compiled else "without"
+    if not started:
+        raise SweepError(f"the sweep in {out} compiles its runs {how} `fast_compile` (its {SWEEP_FILE} records its "
+                         f"first call's choice) and {r.name} has yet to start: run the sweep {how} `fast_compile`, "
+                         "so that its runs compile alike (float rounding differs)")
     raise SweepError(f"{r.name} in {out} was compiled {how} `fast_compile`, and a run goes on compiled as it started "
                      f"(float rounding differs): run the sweep {how} `fast_compile`")
 

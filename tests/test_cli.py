@@ -583,6 +583,59 @@ def test_a_closed_output_pipe_never_stops_training(tmp_path):
     assert {"config.json", "metrics.csv", "summary.json", "curve.png"} <= set(os.listdir(out))
 
 
+@pytest.mark.parametrize("command", ["train", "llm"])
+def test_overwrite_refuses_a_folder_of_another_run_and_a_sweep(tmp_path, capsys, command):
+    """`llm --out RUN/checkpoints --overwrite` emptied a run's checkpoints and wrote an llm run
+    there; an --out of a sweep's directory would have deleted every run of the sweep."""
+    sweep_dir, run = _run_and_sweep(tmp_path)
+    for out, why in ((run / "checkpoints", f"a folder of the run in {str(run)!r}, which it would damage"),
+                     (sweep_dir, "a sweep's directory (its runs, curves and report)")):
+        argv = [command, "--out", str(out), "--overwrite"] + (["--total-steps", "2048"] if command == "train" else [])
+        assert cli.main(argv) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --overwrite would delete {str(out)!r}, {why}; "
+                                                   "choose a new directory for --out")
+    assert (run / "checkpoints" / "step_00000004" / "config.json").is_file()
+    assert sorted(os.listdir(sweep_dir)) == ["curves.csv", "runs", "sweep.json"]
+
+
+def test_plot_and_report_refuse_an_out_of_the_other_kind_and_say_how_to_finish_unfinished_runs(tmp_path, capsys):
+    """`plot --out f.pgf` ended in a traceback (no TeX system) and `f.eps` drew the bands opaque;
+    `report --out x.png` wrote Markdown into x.png; a run stopped before its first checkpoint was
+    to be "resumed first", which train refuses."""
+    from tests.test_curves import _run
+
+    run = _run(tmp_path / "run")
+    for argv, fragment in ((["plot", str(run), "--out", str(tmp_path / "f.pgf")], "the file name's extension picks"),
+                           (["plot", str(run), "--out", str(tmp_path / "f.eps")], "the file name's extension picks"),
+                           (["report", str(run), "--out", str(tmp_path / "x.png")], "the report is Markdown text")):
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"bpo-jax: error: --out {argv[3]}: {fragment}") and "\n" not in err, err
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.json").write_text("{}")
+    (stopped / "INCOMPLETE").write_text("interrupted (Ctrl-C) before the first checkpoint was saved; start it again")
+    assert cli.main(["plot", str(stopped)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (f"bpo-jax: error: {stopped}: no finished run to draw; 1 unfinished "
+                                               "(marked INCOMPLETE: each one's INCOMPLETE file says how to finish it)")
+
+
+def test_a_figure_matplotlib_cannot_write_is_one_line_and_no_file(tmp_path, capsys, monkeypatch):
+    from bpo_jax import curves
+    from tests.test_curves import _run
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Failed to process string with tex because latex could not be found")
+
+    monkeypatch.setattr(curves, "plot", refuse)
+    run = _run(tmp_path / "run")
+    assert cli.main(["plot", str(run), "--out", str(tmp_path / "f.png")]) == cli.EXIT_FAILURE
+    assert capsys.readouterr().err.strip() == (f"bpo-jax: error: could not write {tmp_path / 'f.png'}: RuntimeError: "
+                                               "Failed to process string with tex because latex could not be found")
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
 def _run_and_sweep(tmp_path):
     """A sweep folder holding one run directory with a checkpoint folder, as files only."""
     sweep_dir = tmp_path / "sweep"

@@ -3,6 +3,7 @@ line naming the file, links followed, and figures that draw what is there (or sa
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -178,3 +179,62 @@ def test_the_cli_prints_the_notes_and_still_writes_the_figure(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"bpo-jax: note: {empty}: no training episode ended; nothing to draw" in err
     assert (empty / "figure.png").is_file()
+
+
+def _edit_metrics(run, edit):
+    """Rewrite ``run``'s metrics.csv rows through ``edit(rows) -> rows`` (dicts of strings)."""
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0])
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        w.writerows(edit(rows))
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda rows: [r for r in rows if r["update"] != "2"], "has no rows of update 2"),
+    (lambda rows: [{**r, "env_steps": "9999"} if r["update"] == "1" else r for r in rows],
+     "update 2 at 128 env steps, not past update 1's 9,999"),
+    (lambda rows: [{**r, "env_steps": "65"} if (r["update"], r["seed"]) == ("1", "1") else r for r in rows],
+     "update 1 at 65 env steps where an earlier row has 64"),
+    (lambda rows: [{**r, "episodes": "2.5"} if r["update"] == "3" else r for r in rows], "episodes is '2.5', not a count"),
+])
+def test_an_edited_metrics_file_is_refused_not_drawn(tmp_path, edit, fragment):
+    """Each was read without a word: an update's rows dropped (the figure lost a point), steps
+    running backwards (the report's points looked up in an unsorted array), a seed's steps
+    differing (the last row read won), a fractional episode count."""
+    run = _run(tmp_path / "run", returns=((10.0, 20.0, 30.0, 40.0), (11.0, 21.0, 31.0, 41.0)))
+    _edit_metrics(run, edit)
+    (run / "summary.json").write_text(json.dumps({"env_steps": 256, "num_seeds": 2}))
+    with pytest.raises(curves.CurveError, match=re.escape(fragment)):
+        curves.load(str(run))
+
+
+def test_control_characters_in_a_title_leave_an_svg_that_parses(tmp_path):
+    """A bell in --title made an SVG that no XML parser reads (exit 0)."""
+    import xml.dom.minidom
+
+    run = curves.load(str(_run(tmp_path / "run")))
+    svg = _svg_text([run], tmp_path / "f.svg", "bell\x07 and\ttab")
+    xml.dom.minidom.parseString(svg)
+    assert ">bell and tab<" in svg  # a tab has no glyph: a space
+
+
+def test_formats_that_cannot_hold_the_figure_are_not_offered():
+    """eps/ps draw the seeds' bands opaque, hiding one another; pgf needs a TeX system (it ended
+    in a traceback naming xelatex)."""
+    formats = curves.image_formats()
+    assert {"png", "pdf", "svg"} <= set(formats) and not {"eps", "ps", "pgf"} & set(formats)
+
+
+def test_a_panel_names_each_grid_point_whose_budget_differs(tmp_path):
+    """Grid points of one algorithm taken to other budgets read "BPO 192 steps x 2 seeds, BPO 320
+    steps x 2 seeds", not saying which is which."""
+    runs = curves.load_all([str(_run(tmp_path / "a", lr=0.1)),
+                            str(_run(tmp_path / "b", lr=0.2, returns=((1.0,) * 5, (2.0,) * 5))),
+                            str(_run(tmp_path / "c", algo="ppo"))])
+    assert curves._budgets(runs) == ("BPO lr=0.1 192 steps x 2 seeds, BPO lr=0.2 320 steps x 2 seeds, "
+                                     "PPO 192 steps x 2 seeds")
+    alike = curves.load_all([str(_run(tmp_path / "d", lr=0.1)), str(_run(tmp_path / "e", lr=0.2))])
+    assert curves._budgets(alike) == "BPO 192 steps x 2 seeds"

@@ -34,3 +34,20 @@ def test_a_name_without_a_pipe_is_unchanged():
     (row,) = [line for line in report.markdown([dataclasses.replace(_curve(), variant="eps=0.1")]).splitlines()
               if line.startswith("| gymnax")]
     assert row.startswith("| gymnax/CartPole-v1 | BPO eps=0.1 | 1,000 | 2 | 50.0 ± 0.0 [50.0, 50.0] |")
+
+
+def test_a_paper_point_before_the_first_update_ends_is_left_out():
+    """A run whose updates are longer than a paper point's steps has no return at that point: the
+    1M and 2M rows both showed update 1's (1.126M steps) return."""
+    steps = np.arange(1, 19) * 1_126_400.0  # to 20.3M steps
+    returns = np.linspace(100.0, 3500.0, 18)[None].repeat(2, 0)
+    c = curves.Curve(run_dir="x", env="mjx/Hopper-v4", algo="bpo", total_steps=int(steps[-1]), steps=steps,
+                     returns=returns, episodes=np.ones_like(returns))
+    rows = report.compare(c)
+    assert [r.step for r in rows] == [2_000_000, 20_000_000]  # 1M lies before the first update's end
+    np.testing.assert_allclose(rows[0].values, returns[:, 0])  # 2M: the updates up to it, update 1 only
+
+
+def test_a_title_of_several_lines_is_one_heading():
+    text = report.markdown([_curve()], title="line1\nline2")
+    assert text.splitlines()[:2] == ["# line1 line2", ""]

@@ -122,8 +122,8 @@ def test_plot_and_report_leave_out_unfinished_runs_and_count_each_run_once(smoke
     (out / "runs" / "smoke_Pendulum-v1__ppo" / "INCOMPLETE").write_text("taken further, interrupted\n")
     assert cli.main(["report", str(out), str(out / "runs"), "--out", str(tmp_path / "r.md")]) == 0
     captured = capsys.readouterr()
-    assert captured.err.strip() == ("bpo-jax: note: left out 1 unfinished run(s), marked INCOMPLETE (resume them "
-                                    f"first): {out / 'runs' / 'smoke_Pendulum-v1__ppo'}")
+    assert captured.err.strip() == ("bpo-jax: note: left out 1 unfinished run(s) (marked INCOMPLETE: each one's "
+                                    f"INCOMPLETE file says how to finish it): {out / 'runs' / 'smoke_Pendulum-v1__ppo'}")
     assert "wrote" in captured.out and "(3 finished run(s))" in captured.out
     text = (tmp_path / "r.md").read_text()
     assert text.count("| gymnax/Pendulum-v1 | PPO |") == 0 and text.count("| gymnax/CartPole-v1 | BPO |") == 1
@@ -697,20 +697,22 @@ def test_a_sweep_resumed_without_its_fast_compile_choice_is_refused_even_before_
     """sweep.json records `fast_compile`: a sweep interrupted before its later runs started, then
     called again without the flag, compiled those at full optimisation beside runs that used it
     (only runs with a checkpoint were checked).  A sweep.json from before it recorded the choice
-    takes the next call's (its runs' checkpoints are checked, as before)."""
+    takes the next call's (its runs' checkpoints are checked, as before).  A finished sweep called
+    again compiles nothing: kept whatever the flag (test_a_run_compiled_otherwise_...)."""
     plan = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1")
     fast, full = RunOptions(fast_compile=True), RunOptions()
     sweep._claim(plan, str(tmp_path), fast)
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["fast_compile"] is True
-    with pytest.raises(sweep.SweepError, match="compiled with `fast_compile`.*run it with `fast_compile`"):
+    with pytest.raises(sweep.SweepError, match="compiles its runs with `fast_compile`.*yet to start: run the sweep "
+                                               "with `fast_compile`"):
         sweep._claim(plan, str(tmp_path), full)
     sweep._claim(plan, str(tmp_path), fast)  # the same choice goes on
     del record["fast_compile"]
     (tmp_path / "sweep.json").write_text(json.dumps(record))
     sweep._claim(plan, str(tmp_path), full)
     assert json.loads((tmp_path / "sweep.json").read_text()) == {**record, "fast_compile": False}
-    with pytest.raises(sweep.SweepError, match="compiled without `fast_compile`"):
+    with pytest.raises(sweep.SweepError, match="compiles its runs without `fast_compile`"):
         sweep._claim(plan, str(tmp_path), fast)
     (tmp_path / "sweep.json").write_text(json.dumps({**record, "fast_compile": "yes"}))
     with pytest.raises(sweep.SweepError, match="fast_compile missing or malformed"):
