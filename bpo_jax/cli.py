@@ -67,6 +67,13 @@ def _options_of(command: str) -> frozenset[str]:
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line and exit code 2, without argparse's usage block."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A value such as -1e-3 is a number, not a flag (Python 3.13's rule): before 3.13 argparse
+        # took it for an unknown option and said "--kl-coef: expected one argument", not what
+        # is wrong with the value.
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str):
         _say(f"bpo-jax: error: {message}")
         raise SystemExit(EXIT_USAGE)

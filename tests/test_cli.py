@@ -718,3 +718,13 @@ def test_a_resumed_run_keeps_its_own_tensorboard_setting_unless_given(tmp_path):
     assert cli._tensorboard(args()) is True
     assert cli._tensorboard(args(given=["tensorboard"], on=False)) is False
     assert cli._tensorboard(argparse.Namespace(resume=None, given=set(), tensorboard=True)) is True
+
+
+def test_a_negative_value_in_exponent_form_is_a_value_not_a_flag(capsys):
+    """`--lr -1e-3` said "argument --lr: expected one argument" (argparse before Python 3.13 takes
+    it for an unknown flag); `--lr -0.001` said what is wrong with the value."""
+    for argv, message in ((["train", "--lr", "-1e-3"], "--lr must be > 0, got -0.001"),
+                          (["llm", "--kl-coef", "-1e-3"], "--kl-coef must be >= 0, got -0.001")):
+        assert cli.main(argv) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.strip() == f"bpo-jax: error: {message}"
+    assert cli.parse_args(["train", "--lr", "-1E+2"]).lr == -100.0
