@@ -165,6 +165,8 @@ def save(
         if origins:  # so that a process without the plug-in can say which one to load
             meta["plugins"] = origins
         write_json(os.path.join(tmp, "config.json"), config.resolved().to_dict())
+        # A field deleted from config.json would read back as its default: another policy.
+        meta["config_sha256"] = _digest(os.path.join(tmp, "config.json"))
         write_json(os.path.join(tmp, "metadata.json"), meta)  # last: marks the folder complete
         if os.path.exists(final):  # re-saving a step (a resume from an older checkpoint)
             old = final + f".old-{os.getpid()}"
@@ -217,6 +219,8 @@ def list_checkpoints(directory: str) -> list[str]:
 def locate(path: str) -> tuple[Optional[str], str]:
     """(run directory or None, checkpoint folder) for ``path``: a run directory (its newest
     checkpoint), its ``checkpoints`` folder, or one ``step_*`` checkpoint."""
+    if not path:  # normpath would make it ".": the current folder, read as the run asked for
+        raise CheckpointError("the checkpoint path is empty; give a run directory or checkpoint folder")
     path = os.path.normpath(path)
     if os.path.isfile(path):
         raise CheckpointError(f"{path} is a file, not a run directory or checkpoint folder")
@@ -261,6 +265,17 @@ def read_metadata(ckpt: str) -> dict:
     for name in ("update", "num_seeds", "chunk_updates", "train_seconds", "leaves", "files"):
         if name not in meta:
             raise DamagedCheckpoint(f"checkpoint {ckpt} metadata.json lacks {name!r}")
+    count = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
+    valid = {"update": count(meta["update"], 0), "num_seeds": count(meta["num_seeds"], 1),
+             "chunk_updates": count(meta["chunk_updates"], 1),
+             "train_seconds": isinstance(meta["train_seconds"], (int, float)) and not isinstance(meta["train_seconds"], bool),
+             "leaves": isinstance(meta["leaves"], list),
+             "files": isinstance(meta["files"], dict) and bool(meta["files"]) and all(
+                 isinstance(v, list) and len(v) == 2 and count(v[0], 0) and isinstance(v[1], str)
+                 for v in meta["files"].values())}
+    bad = [name for name, ok in valid.items() if not ok]
+    if bad:
+        raise DamagedCheckpoint(f"checkpoint {ckpt} has a malformed metadata.json ({', '.join(bad)}: edited?)")
     return meta
 
 
@@ -269,14 +284,20 @@ def read_config(ckpt: str) -> Config:
     not registered, or was a plug-in's that took over a built-in name and the built-in is back
     (the run would go on, or be evaluated, with another algorithm or environment)."""
     values = _read_json(ckpt, "config.json")
+    recorded = _lenient_metadata(ckpt)
+    digest = recorded.get("config_sha256")  # none in checkpoints written before 2026-12-07
+    if isinstance(digest, str) and _digest(os.path.join(ckpt, "config.json")) != digest:
+        raise DamagedCheckpoint(f"checkpoint {ckpt} has a config.json edited since it was saved (it does not match "
+                                "the sha256 its metadata.json records): restore it")
     if not isinstance(values, dict):
         raise CheckpointError(f"checkpoint {ckpt} has an invalid config.json: a JSON {type(values).__name__}, "
                               "not an object")
-    recorded = _recorded_plugins(ckpt)
-    problem = _not_loaded(ckpt, values.get("algo"), values.get("env"), recorded)
+    origins = recorded.get("plugins", {})
+    origins = origins if isinstance(origins, dict) else {}
+    problem = _not_loaded(ckpt, values.get("algo"), values.get("env"), origins)
     if problem is not None:
         plugins.load_installed()  # an installed plug-in's, in a script that has not loaded them
-        problem = _not_loaded(ckpt, values.get("algo"), values.get("env"), recorded)
+        problem = _not_loaded(ckpt, values.get("algo"), values.get("env"), origins)
     if problem is not None:
         raise CheckpointError(problem)
     try:
@@ -311,15 +332,15 @@ def _not_loaded(ckpt: str, algo: object, env: object, recorded: dict) -> Optiona
     return None
 
 
-def _recorded_plugins(ckpt: str) -> dict:
-    """metadata.json's record of the run's plug-ins ({} where it has none or is unreadable:
-    the check that reads it properly comes later)."""
+def _lenient_metadata(ckpt: str) -> dict:
+    """metadata.json as far as it reads ({} where it does not: the check that reads it properly
+    comes later)."""
     try:
         with open(os.path.join(ckpt, "metadata.json")) as f:
-            recorded = json.load(f).get("plugins", {})
-    except (OSError, ValueError, AttributeError):
+            meta = json.load(f)
+    except (OSError, ValueError):
         return {}
-    return recorded if isinstance(recorded, dict) else {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def config_from_dict(values: dict) -> Config:
@@ -388,22 +409,39 @@ class Loaded:
     start: Start  # state, metric rows and training time, to continue the run from
 
 
-def load(path: str) -> Loaded:
+def load(path: str, attempts: int = 5) -> Loaded:
     """The checkpoint at ``path`` (a run directory: its newest; its checkpoints/ folder; or one
-    step_* folder), checked against the program its config.json describes."""
-    run_dir, ckpt = locate(path)
-    try:
-        meta = read_metadata(ckpt)
-        config = read_config(ckpt)
-        if meta.get("num_updates") != config.num_updates:
-            raise CheckpointError(f"checkpoint {ckpt}: metadata and config.json disagree on the number of updates")
-        state, metrics, sps, meta = restore(ckpt, state_template(config, meta["num_seeds"]))
-    except DamagedCheckpoint as e:
-        # The newest was picked for the caller: name the one before it, which may be whole.
-        older = list_checkpoints(os.path.dirname(ckpt))[:-1] if os.path.normpath(path) != ckpt else []
-        if older:
-            raise DamagedCheckpoint(f"{e}; the older checkpoint {older[-1]} can be given instead") from None
-        raise
+    step_* folder), checked against the program its config.json describes.  A run still training
+    removes its older checkpoints as it saves: one removed while it was read is looked for again
+    (up to ``attempts`` times), the newest then."""
+    attempt = 0
+    while True:
+        attempt += 1
+        run_dir, ckpt = locate(path)
+        picked = os.path.normpath(path) != ckpt  # the newest, picked for the caller
+        try:
+            return _load(run_dir, ckpt)
+        except DamagedCheckpoint as e:
+            if not os.path.isdir(ckpt):  # removed as it was read, not damaged
+                if picked and attempt < attempts:
+                    continue
+                raise CheckpointError(f"checkpoint {ckpt} was removed while it was read (its run is still "
+                                      "training, keeping only its newest checkpoints): "
+                                      f"{'try again' if picked else 'give the run directory, for its newest'}") from None
+            # The newest was picked for the caller: name the one before it, which may be whole.
+            older = [p for p in list_checkpoints(os.path.dirname(ckpt)) if _step_of(p) < _step_of(ckpt)] \
+                if picked else []
+            if older:
+                raise DamagedCheckpoint(f"{e}; the older checkpoint {older[-1]} can be given instead") from None
+            raise
+
+
+def _load(run_dir: Optional[str], ckpt: str) -> Loaded:
+    meta = read_metadata(ckpt)
+    config = read_config(ckpt)
+    if meta.get("num_updates") != config.num_updates:
+        raise CheckpointError(f"checkpoint {ckpt}: metadata and config.json disagree on the number of updates")
+    state, metrics, sps, meta = restore(ckpt, state_template(config, meta["num_seeds"]))
     start = Start(state=state, update=meta["update"], metrics=metrics, steps_per_second=sps,
                   train_seconds=meta["train_seconds"])
     return Loaded(run_dir=run_dir, path=ckpt, config=config, meta=meta, start=start)
@@ -429,34 +467,33 @@ def _check_leaves(ckpt: str, saved: list[dict], expected: list[dict]) -> None:
         raise CheckpointError(f"checkpoint {ckpt} {_MISMATCH}: it has {what}")
 
 
+def _digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _digests(root: str) -> dict[str, list]:
     """{relative path: [bytes, sha256]} of every file under ``root``."""
     out = {}
     for folder, _, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
-            out[os.path.relpath(path, root)] = [os.path.getsize(path), digest]
+            out[os.path.relpath(path, root)] = [os.path.getsize(path), _digest(path)]
     return dict(sorted(out.items()))
 
 
 def _verify_files(ckpt: str, meta: dict) -> None:
     """Every array file recorded at save time is present with the same size and hash."""
-    files = meta.get("files")
-    if not isinstance(files, dict) or not files:
-        raise DamagedCheckpoint(f"checkpoint {ckpt} has a malformed metadata.json (files)")
     root = os.path.join(ckpt, "arrays")
-    for rel, (size, digest) in files.items():
+    for rel, (size, digest) in meta["files"].items():  # their form checked by read_metadata
         path = os.path.join(root, rel)
         if not os.path.isfile(path):
             raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} is missing")
         if os.path.getsize(path) != size:
             raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} has {os.path.getsize(path)} bytes, "
                                   f"{size} were written")
-        with open(path, "rb") as f:
-            if hashlib.file_digest(f, "sha256").hexdigest() != digest:
-                raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} does not match its sha256")
+        if _digest(path) != digest:
+            raise DamagedCheckpoint(f"checkpoint {ckpt} is damaged: arrays/{rel} does not match its sha256")
 
 
 # ------------------------------------------------------------------ policy

@@ -111,3 +111,20 @@ def state_seeds(config, action_space, obs_spec, state) -> int | None:
     if why is not None:
         raise ValueError(f"the state does not match the configuration (another env, algorithm or network?): {why}")
     return seeds
+
+
+def check_finite(state, seeds: int | None) -> None:
+    """ValueError naming the first array of ``state.params`` or ``state.obs_stats`` that holds a
+    NaN or Inf (and the seed, where the state holds ``seeds``): a policy of it acts without a
+    word on nonsense (a CartPole argmax over NaN logits is action 0, a plausible return)."""
+    for prefix, tree in (("state.params", state.params), ("state.obs_stats", state.obs_stats)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            x = np.asarray(jax.device_get(leaf))
+            if not np.issubdtype(x.dtype, np.floating) or np.isfinite(x).all():
+                continue
+            where = ""
+            if seeds is not None:
+                bad = [i for i in range(x.shape[0]) if not np.isfinite(x[i]).all()]
+                where = f" of seed {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            raise ValueError(f"{prefix}{jax.tree_util.keystr(path)}{where} holds NaN or Inf, so its policy acts on "
+                             "nonsense (a damaged checkpoint?)")

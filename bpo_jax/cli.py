@@ -16,6 +16,7 @@ file imported first, which registers algorithms or suites (:mod:`bpo_jax.plugins
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import math
@@ -798,8 +799,8 @@ def cmd_eval(args) -> int:
          f"deterministic policy, eval seed {args.seed}; compiling...")
     try:
         result = evaluate.run_eval(config, state, episodes=args.episodes, seed=args.seed, max_steps=args.max_steps)
-    except ValueError as e:  # e.g. a checkpoint whose state does not match its config.json
-        return _fail(_worded(first_line(e), "eval"))
+    except ValueError as e:  # a checkpoint whose state does not match its config.json, or is not finite
+        return _fail(_worded(f"checkpoint {loaded.path}: {first_line(e)}", "eval"))
     result = {"checkpoint": os.path.abspath(loaded.path), "update": update, "env_steps": update * config.batch_size,
               **result}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)  # the video goes beside it
@@ -814,6 +815,24 @@ def cmd_eval(args) -> int:
         _say(line, sys.stdout)
     _say(f"wrote {out}" + (f" and {result['video']}" if "video" in result else ""), sys.stdout)
     return 0
+
+
+@contextlib.contextmanager
+def _parents_made(path: str):
+    """The missing folders above file ``path`` made for the body, and removed again where it
+    fails: a failed command leaves nothing behind."""
+    made, folder = [], os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder):
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # deepest first; one the body wrote into stays
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def cmd_export(args) -> int:
@@ -844,9 +863,14 @@ def cmd_export(args) -> int:
         shape = tuple(env.obs_spec.shape)
         state = jax.tree.map(lambda x: x[args.seed_index], loaded.start.state)
         write = export.export_onnx if args.format == "onnx" else export.export_policy
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         image = len(shape) == 3 and np.dtype(env.obs_spec.dtype) == np.uint8  # Atari frames; MinAtar's grids are flat
-        write(out, config, env.action_space, state, obs_dim=shape if image else int(np.prod(shape)))
+        with _parents_made(out):
+            try:
+                write(out, config, env.action_space, state, obs_dim=shape if image else int(np.prod(shape)))
+            except export.ExportError:  # what ONNX export needs or covers
+                raise
+            except ValueError as e:  # the checkpoint's state: not finite, or not its config's network
+                raise ValueError(f"checkpoint {loaded.path}: {first_line(e)}") from None
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e), "export"))
     _say(f"wrote {out}: seed {args.seed_index}'s deterministic policy at update {loaded.start.update}", sys.stdout)

@@ -26,7 +26,7 @@ from bpo_jax.config import Config
 from bpo_jax.envs import make as make_env
 from bpo_jax.envs.registry import host_state
 from bpo_jax.errors import first_line
-from bpo_jax.checks import check_config, check_int, check_seed, state_seeds
+from bpo_jax.checks import check_config, check_finite, check_int, check_seed, state_seeds
 from bpo_jax.networks import action_to_env, make_network
 
 MAX_EPISODES = 2**20  # episodes run side by side, one env copy each: more does not fit a machine
@@ -92,8 +92,9 @@ def _program(config: Config, episodes: int, max_steps: int):
 
 def _seeds_of(config: Config, action_space, obs_spec, state: Any) -> tuple[Any, Any]:
     """(params, obs_stats) of ``state`` with a leading seed axis (one seed's state gets one);
-    ValueError where they are not those of ``config``'s network."""
+    ValueError where they are not those of ``config``'s network, or not finite."""
     seeds = state_seeds(config, action_space, obs_spec, state)
+    check_finite(state, seeds)
     params, obs_stats = state.params, state.obs_stats
     return (params, obs_stats) if seeds is not None else jax.tree.map(lambda x: np.asarray(x)[None], (params, obs_stats))
 

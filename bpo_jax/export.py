@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bpo_jax import normalization as norm
-from bpo_jax.checks import check_config, expected_shapes, match_shapes, show, state_shapes
+from bpo_jax.checks import check_config, check_finite, expected_shapes, match_shapes, show, state_shapes
 from bpo_jax.envs.base import Box, Discrete
 from bpo_jax.envs.options import is_int
 from bpo_jax.networks import action_to_env, make_network
@@ -98,8 +98,8 @@ def _obs_dim_mismatch(config, action_space, obs_dim: int, actual: dict) -> str |
 
 
 def _checked(path, config, action_space, state, obs_dim) -> int | tuple[int, int, int]:
-    """The export's arguments checked (one seed's state that ``config``'s network for ``obs_dim``
-    fits); returns ``obs_dim`` as an int or an image's (H, W, C)."""
+    """The export's arguments checked (one seed's finite state that ``config``'s network for
+    ``obs_dim`` fits); returns ``obs_dim`` as an int or an image's (H, W, C)."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a file path, got {show(path)}")
     _check_folder(path)
@@ -128,6 +128,7 @@ def _checked(path, config, action_space, state, obs_dim) -> int | tuple[int, int
     if seeds is not None:
         raise ValueError(f"state holds {seeds} seed{'s' * (seeds != 1)}; pass one seed's state "
                          "(jax.tree.map(lambda x: x[i], state))")
+    check_finite(state, None)
     return obs_dim
 
 

@@ -4,6 +4,7 @@ damaged or mismatched checkpoints are refused in one line; eval reads a checkpoi
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -143,6 +144,8 @@ def test_nan_stop_keeps_the_last_good_checkpoint_and_nothing_recompiles(tmp_path
     ("hidden", ["does not match", "Dense_0/kernel"]),
     ("algo", ["does not match", "critic/Dense_1"]),
     ("old-format", ["written by an older bpo-jax (format 1", "with the bpo-jax that wrote it"]),
+    ("edited", ["has a config.json edited since it was saved", "restore it"]),
+    ("metadata-types", ["has a malformed metadata.json (num_seeds, files: edited?)"]),
 ])
 def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, capsys, damage, fragments):
     run = tmp_path / "copy"
@@ -160,11 +163,23 @@ def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, cap
     elif damage == "old-format":
         path = os.path.join(ckpt, "metadata.json")
         json.dump({**json.load(open(path)), "format": 1}, open(path, "w"))
-    else:
+    elif damage == "metadata-types":  # a traceback from deep in the restore ("data type '' not understood")
+        path = os.path.join(ckpt, "metadata.json")
+        meta = json.load(open(path))
+        json.dump({**meta, "num_seeds": "1", "files": {k: [v[0]] for k, v in meta["files"].items()}}, open(path, "w"))
+    elif damage == "edited":  # a field deleted read back as its default: another policy, without a word
+        path = os.path.join(ckpt, "config.json")
+        config = json.load(open(path))
+        del config["activation"]
+        json.dump(config, open(path, "w"))
+    else:  # another program's arrays: written before checkpoints recorded their config.json's digest
         path = os.path.join(ckpt, "config.json")
         config = json.load(open(path))
         config.update({"hidden": {"hidden_sizes": [32]}, "algo": {"algo": "bpo"}}[damage])
         json.dump(config, open(path, "w"))
+        meta = json.load(open(os.path.join(ckpt, "metadata.json")))
+        del meta["config_sha256"]
+        json.dump(meta, open(os.path.join(ckpt, "metadata.json"), "w"))
     before = sorted(os.listdir(run))
     # A damaged newest checkpoint, picked for the user: the message names the one before it
     # (not for one of another program: the run's older checkpoints are of that program too).
@@ -172,7 +187,7 @@ def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, cap
     for args in (["train", "--resume", str(run), "--no-compile-cache"], ["eval", "--checkpoint", str(run)]):
         assert cli.main(args) == 2
         line = one_line_error(capsys, *fragments)
-        assert (older in line) == (damage in ("truncate", "metadata")), line
+        assert (older in line) == (damage in ("truncate", "metadata", "edited", "metadata-types")), line
     assert cli.main(["eval", "--checkpoint", ckpt]) == 2  # named by the user: no other is offered
     assert "the older checkpoint" not in one_line_error(capsys, *fragments)
     assert sorted(os.listdir(run)) == before  # refused before anything was touched
@@ -300,3 +315,30 @@ def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path):
     with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.read_config(str(tmp_path))
     assert str(e.value) == f"checkpoint {tmp_path} has an invalid config.json: a JSON list, not an object"
+
+
+def test_a_checkpoint_removed_while_it_is_read_is_looked_for_again(finished_run, tmp_path, monkeypatch):
+    """eval and export of a run still training failed every time with "checkpoint ... is
+    incomplete: no metadata.json; the older checkpoint <a newer one> can be given instead": the
+    run had pruned the checkpoint while it was read (seconds: building the env between the reads)."""
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    newest, older = checkpoint.list_checkpoints(str(run / "checkpoints"))[::-1][:2]
+    real, calls, doomed = checkpoint.state_template, [], [newest]
+
+    def pruned_meanwhile(config, seeds):
+        calls.append(seeds)
+        if doomed:
+            shutil.rmtree(doomed.pop())  # as the run's Saver.prune does after a newer save
+        return real(config, seeds)
+
+    monkeypatch.setattr(checkpoint, "state_template", pruned_meanwhile)
+    loaded = checkpoint.load(str(run))
+    assert loaded.path == older and len(calls) == 2
+    doomed.append(older)
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {re.escape(older)} was removed while it was "
+                                                         "read .*give the run directory, for its newest"):
+        checkpoint.load(older)  # named by the user: not another one
+    assert not os.path.exists(older)
+    with pytest.raises(checkpoint.CheckpointError, match="the checkpoint path is empty"):
+        checkpoint.load("")  # it read the current folder

@@ -2,6 +2,7 @@
 written here: fresh resets from the evaluation key, the policy's mode on observations normalised
 in NumPy with the run's saved statistics, rewards summed per episode until its first end."""
 import functools
+import re
 
 import jax
 import numpy as np
@@ -238,3 +239,17 @@ def test_record_video_stops_at_max_steps(trained, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=r"^the state does not match the configuration"):
         evaluate.record_video(config.replace(hidden_sizes=(8,)), state, path, max_steps=5)
     assert written == [5, 3, 9]
+
+
+def test_run_eval_refuses_a_state_that_is_not_finite(trained):
+    """NaN parameters were evaluated without a word: CartPole's argmax over NaN logits is action
+    0, a plausible return of 9.3; Pendulum's returns were NaN, written to eval.json as null."""
+    config, max_steps, state = trained
+    params = jax.tree.map(np.array, state.params)  # writable copies
+    params["params"]["critic"]["Dense_0"]["bias"][1, 0] = np.nan
+    with pytest.raises(ValueError, match=re.escape("state.params['params']['critic']['Dense_0']['bias'] of seed 1 "
+                                                   "holds NaN or Inf")):
+        run_eval(config, state.replace(params=params), episodes=EPISODES, max_steps=max_steps)
+    stats = state.obs_stats.replace(m2=np.full_like(state.obs_stats.m2, np.inf))
+    with pytest.raises(ValueError, match=re.escape("state.obs_stats.m2 of seed 0 (and 1 more) holds NaN or Inf")):
+        run_eval(config, state.replace(obs_stats=stats), episodes=EPISODES, max_steps=max_steps)

@@ -303,3 +303,40 @@ def test_export_to_a_missing_folder_names_the_folder_not_a_temporary_file(write,
         write(str(tmp_path / "p"), CARTPOLE, env.action_space, state, 4)
     assert str(e.value) == f"[Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}: '{tmp_path / 'p'}'"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written, no temporary file left
+
+
+@pytest.mark.parametrize("write", _writers())
+def test_export_refuses_a_state_that_is_not_finite(write, tmp_path):
+    """A policy of NaN parameters was exported (its actions NaN, or CartPole's always 0)."""
+    state, env = _one_seed(CARTPOLE)
+    params = jax.tree.map(np.array, state.params)
+    params["params"]["actor"]["Dense_0"]["kernel"][0, 0] = np.inf
+    state.params = params
+    with pytest.raises(ValueError) as e:
+        write(str(tmp_path / "p"), CARTPOLE, env.action_space, state, 4)
+    assert str(e.value) == ("state.params['params']['actor']['Dense_0']['kernel'] holds NaN or Inf, so its policy acts "
+                            "on nonsense (a damaged checkpoint?)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_that_fails_leaves_no_folder_it_made(tmp_path, capsys, monkeypatch):
+    """Without the onnx package, `export --out new/sub/p.onnx` failed in one line but left new/sub/."""
+    import subprocess
+    import sys
+
+    from bpo_jax import cli, export
+
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "bpo_jax", "train", "--total-steps", "1024", "--num-envs", "4",
+                    "--num-steps", "64", "--hidden-sizes", "8", "--fast-compile", "--quiet", "--out", str(run)],
+                   check=True, capture_output=True)
+
+    def no_onnx(*args, **kwargs):
+        raise export.ExportError("ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'")
+
+    monkeypatch.setattr(export, "export_onnx", no_onnx)
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "new" / "sub" / "p.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == "bpo-jax: error: ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert cli.main(["export", "--checkpoint", "", "--out", str(tmp_path / "p.onnx")]) == 2  # it read the current folder
+    assert "the checkpoint path is empty" in capsys.readouterr().err
