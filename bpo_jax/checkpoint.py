@@ -421,19 +421,33 @@ def load(path: str, attempts: int = 5) -> Loaded:
         picked = os.path.normpath(path) != ckpt  # the newest, picked for the caller
         try:
             return _load(run_dir, ckpt)
-        except DamagedCheckpoint as e:
-            if not os.path.isdir(ckpt):  # removed as it was read, not damaged
+        except (DamagedCheckpoint, FileNotFoundError) as e:
+            if _removed(path, ckpt, picked):  # not damaged: gone as it was read
                 if picked and attempt < attempts:
                     continue
                 raise CheckpointError(f"checkpoint {ckpt} was removed while it was read (its run is still "
                                       "training, keeping only its newest checkpoints): "
                                       f"{'try again' if picked else 'give the run directory, for its newest'}") from None
+            if not isinstance(e, DamagedCheckpoint):
+                raise
             # The newest was picked for the caller: name the one before it, which may be whole.
             older = [p for p in list_checkpoints(os.path.dirname(ckpt)) if _step_of(p) < _step_of(ckpt)] \
                 if picked else []
             if older:
                 raise DamagedCheckpoint(f"{e}; the older checkpoint {older[-1]} can be given instead") from None
             raise
+
+
+def _removed(path: str, ckpt: str, picked: bool) -> bool:
+    """Whether checkpoint ``ckpt`` went while it was read: its folder is gone or, where it was
+    picked as ``path``'s newest, a newer one is there now (``shutil.rmtree`` removes a pruned
+    folder's files before the folder itself)."""
+    if not os.path.isdir(ckpt):
+        return True
+    try:
+        return picked and locate(path)[1] != ckpt
+    except CheckpointError:  # nothing left to read
+        return True
 
 
 def _load(run_dir: Optional[str], ckpt: str) -> Loaded:

@@ -803,14 +803,15 @@ def cmd_eval(args) -> int:
         return _fail(_worded(f"checkpoint {loaded.path}: {first_line(e)}", "eval"))
     result = {"checkpoint": os.path.abspath(loaded.path), "update": update, "env_steps": update * config.batch_size,
               **result}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)  # the video goes beside it
-    if args.video:
-        try:
-            result["video"] = evaluate.record_video(config, state, os.path.join(os.path.dirname(os.path.abspath(out)), "video"),
-                                                    seed=args.seed, max_steps=args.max_steps)
-        except evaluate.VideoUnavailable as e:
-            _say(f"bpo-jax: video skipped: {e}")
-    reporting.write_json(out, result)
+    with _parents_made(out):  # the video goes beside it
+        if args.video:
+            try:
+                result["video"] = evaluate.record_video(config, state, os.path.join(os.path.dirname(os.path.abspath(out)),
+                                                                                    "video"),
+                                                        seed=args.seed, max_steps=args.max_steps)
+            except evaluate.VideoUnavailable as e:
+                _say(f"bpo-jax: video skipped: {e}")
+        reporting.write_json(out, result)
     for line in evaluate.summary_lines(result):
         _say(line, sys.stdout)
     _say(f"wrote {out}" + (f" and {result['video']}" if "video" in result else ""), sys.stdout)
@@ -960,8 +961,9 @@ def cmd_plot(args) -> int:
 
     def check(path):
         if image_format(path) not in curves.image_formats():
-            raise ConfigError(f"--out {path}: the file name's extension picks the image format; use .png, .pdf or "
-                              f".svg (any of {', '.join(curves.image_formats())})")
+            why = f" ({curves.NOT_FIGURES[image_format(path)]})" if image_format(path) in curves.NOT_FIGURES else ""
+            raise ConfigError(f"--out {path}: the file name's extension picks the image format{why}; use .png, .pdf "
+                              f"or .svg (any of {', '.join(curves.image_formats())})")
     return _from_runs(args, "figure.png", write, check, draws=True)
 
 
@@ -975,7 +977,7 @@ def cmd_report(args) -> int:
         _say(text, sys.stdout)
 
     def check(path):
-        if os.path.splitext(path)[1].lstrip(".").lower() in curves.image_formats():
+        if os.path.splitext(path)[1].lstrip(".").lower() in {*curves.image_formats(), *curves.NOT_FIGURES}:
             raise ConfigError(f"--out {path}: the report is Markdown text; give a .md file name (bpo-jax plot draws "
                               "the figure)")
     return _from_runs(args, "report.md", write, check)
@@ -1003,17 +1005,11 @@ def _owning_run(path: str) -> Optional[str]:
     bpo-jax writes there and reads back (config.json, metrics.csv, summary.json, the markers,
     a sweep's sweep.json and curves.csv), or anything under its checkpoints/ or tb/.  None for
     any other path, such as the eval.json, figure.png or report.md these commands write."""
-    from bpo_jax import checkpoint, curves, reporting, sweep
+    from bpo_jax import reporting, sweep
 
-    folder = os.path.dirname(path)
-    while True:  # the nearest run above path: its checkpoints/ and tb/ are its own
-        if curves.has_run_files(folder):
-            if os.path.relpath(path, folder).split(os.sep)[0] in (checkpoint.CHECKPOINTS, "tb"):
-                return folder
-            break
-        if folder == os.path.dirname(folder):
-            break
-        folder = os.path.dirname(folder)
+    owner = reporting.run_owning(path)  # the nearest run above path: its checkpoints/ and tb/ are its own
+    if owner is not None:
+        return owner
     folder, name = os.path.split(path)
     run_files = (*reporting.OUTPUT_FILES, reporting.INCOMPLETE, reporting.DIVERGED, "metadata.json")
     if name in run_files and os.path.isfile(os.path.join(folder, "config.json")):
@@ -1060,9 +1056,9 @@ def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bo
     if found.diverged and draws:  # a report lists them under its table
         _say(f"bpo-jax: note: left out {len(found.diverged)} run(s) that diverged (their DIVERGED files say where): "
              f"{', '.join(found.diverged)}")
-    os.makedirs(os.path.dirname(os.path.realpath(out)), exist_ok=True)
     try:
-        write(loaded, found.diverged, title, out)
+        with _parents_made(os.path.realpath(out)):
+            write(loaded, found.diverged, title, out)
     except (ValueError, RuntimeError) as e:  # matplotlib refusing what it was given; nothing was written
         if os.environ.get("BPO_JAX_DEBUG"):
             raise

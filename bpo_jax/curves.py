@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import textwrap
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -99,9 +100,9 @@ def load(run_dir: str) -> Curve:
         raise CurveError(f"{path} lacks rows: {len(cells)} (seed, update) rows for {len(seeds)} seed(s) x "
                          f"{len(updates)} updates (a cut or edited file?)")
     if updates != list(range(1, len(updates) + 1)):
-        gap = next(u for u in range(1, len(updates) + 2) if u not in steps_of)
-        raise CurveError(f"{path} has no rows of update {gap} (updates run from 1, one row per seed each; an "
-                         "edited file?)")
+        gap = min(set(range(1, updates[-1] + 1)) - set(updates), default=None)
+        what = f"no rows of update {gap}" if gap is not None else f"rows of update {updates[0]}"
+        raise CurveError(f"{path} has {what} (updates run 1, 2, 3, ..., one row per seed each; an edited file?)")
     back = next((u for u in updates[1:] if steps_of[u] <= steps_of[u - 1]), None)
     if back is not None:
         raise CurveError(f"{path}: update {back} at {steps_of[back]:,} env steps, not past update {back - 1}'s "
@@ -389,12 +390,14 @@ def _plain(text: str) -> str:
     ``Cost: $5 vs $10`` was drawn as math and ``Hopper: $x^$`` stopped the figure with a
     mathtext traceback; ``\\$`` is its literal dollar sign.  Control characters are left out
     (a bell in a title made an SVG no XML parser reads)."""
-    return "".join(ch for ch in text.expandtabs(1) if ch == "\n" or ch.isprintable()).replace("$", r"\$")
+    kept = (" " if ch == "\t" else ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    return "".join(kept).replace("$", r"\$")
 
 
-# Matplotlib's formats that cannot hold the figure: PostScript has no transparency (the seeds'
-# bands, drawn opaque, hide one another), pgf is LaTeX code that needs a TeX system to write.
-_NOT_FIGURES = ("eps", "ps", "pgf")
+# Matplotlib's formats that cannot hold the figure, and why.
+NOT_FIGURES = {"eps": "PostScript has no transparency: the seeds' bands, drawn opaque, would hide one another",
+               "ps": "PostScript has no transparency: the seeds' bands, drawn opaque, would hide one another",
+               "pgf": "pgf is LaTeX code, which needs a TeX system to write"}
 
 
 def _budgets(curves: Sequence[Curve]) -> str:
@@ -415,7 +418,7 @@ def image_formats() -> list[str]:
     matplotlib.use("Agg")
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return sorted(set(FigureCanvasBase.get_supported_filetypes()) - set(_NOT_FIGURES))
+    return sorted(set(FigureCanvasBase.get_supported_filetypes()) - set(NOT_FIGURES))
 
 
 def write_csv(curves: Sequence[Curve], path: str) -> None:

@@ -116,7 +116,7 @@ def _not_to_delete(path: str) -> Optional[str]:
     a sweep's directory), or None: ``--out . --overwrite`` emptied the directory it was run from
     before failing to remove it."""
     real, here = os.path.realpath(path), os.path.realpath(os.getcwd())
-    owner = next((d for d in _parents(real) if has_run_files(d)), None)
+    owner = run_owning(real)
     if owner is not None:
         return f"a folder of the run in {owner!r}, which it would damage"
     if os.path.isfile(os.path.join(real, SWEEP_FILE)):
@@ -132,13 +132,20 @@ def _not_to_delete(path: str) -> Optional[str]:
     return None
 
 
-def _parents(path: str) -> list[str]:
-    """The folders above ``path`` (a real path), nearest first."""
-    found = []
-    while os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-        found.append(path)
-    return found
+def run_owning(path: str) -> Optional[str]:
+    """The run whose checkpoints/ or tb/ folder holds ``path`` (a real path), or None: the
+    nearest folder above it with a run's files.  A project folder with a config.json and a
+    metrics.csv of its own owns only those two names' run folders, not a runs/ beside them."""
+    from bpo_jax.checkpoint import CHECKPOINTS
+
+    folder = os.path.dirname(path)
+    while True:
+        if has_run_files(folder):
+            inside = os.path.relpath(path, folder).split(os.sep)[0]
+            return folder if inside in (CHECKPOINTS, "tb") else None
+        if folder == os.path.dirname(folder):
+            return None
+        folder = os.path.dirname(folder)
 
 
 def is_incomplete(path: str) -> bool:

@@ -482,10 +482,14 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
             shown = _grid_text if other[0] == "grid" else _listed
             raise SweepError(f"{out} holds a sweep with another `{other[0]}` ({shown(saved.get(other[0]))}, asked "
                              f"{shown(asked.get(other[0]))}); choose another `out`")
+        # A sweep.json from before it recorded `fast_compile`: as its runs compiled, else as this call asks.
+        recorded = saved["fast_compile"] if "fast_compile" in saved else _compiled_by_runs(p, out)
         # a run taken further by hand, too (`bpo-jax train --resume R --total-steps N`)
-        _check_budgets(p, out, options, saved.get("fast_compile"))
-        if diff or compiled.keys() - saved.keys():  # a sweep.json from before it recorded `fast_compile`: now it does
-            reporting.write_json(path, {**asked, **compiled, **{k: v for k, v in saved.items() if k == "fast_compile"}})
+        _check_budgets(p, out, options, recorded)
+        if recorded is not None:
+            compiled = {"fast_compile": recorded}
+        if diff or compiled.keys() - saved.keys():
+            reporting.write_json(path, {**asked, **compiled})
         return
     if os.path.isdir(out) and os.listdir(out):
         if os.path.isdir(os.path.join(out, "runs")):  # a sweep's layout: its sweep.json was deleted or moved
@@ -546,8 +550,9 @@ def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None, comp
             missing = [f for f in ("config.json", "metrics.csv") if not os.path.isfile(os.path.join(run_dir, f))]
             raise SweepError(f"{run_dir} lacks {' and '.join(missing)} (deleted?); remove {run_dir} and run the sweep "
                              "again to train it anew")
+        kept = checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))
         if state == "new" and options is not None:
-            _check_compiled_as(r, out, run_dir, options.fast_compile, compiled)
+            _check_compiled_as(r, out, kept, options.fast_compile, compiled)
         if state in ("new", "diverged"):  # diverged runs stay as they are
             continue
         saved, seeds = _saved(run_dir, state)
@@ -559,14 +564,14 @@ def _check_budgets(p: Plan, out: str, options: Optional[RunOptions] = None, comp
                              "the sweep again to train it anew")
         if state == "finished":
             _load(run_dir)  # a cut or edited metrics.csv: said now, not after the runs before it have trained
-        if options is not None and (state == "resumable" or r.config.num_updates > saved.num_updates):
-            _check_compiled_as(r, out, run_dir, options.fast_compile, compiled)
+        if options is not None and (state == "resumable" or (kept and r.config.num_updates > saved.num_updates)):
+            _check_compiled_as(r, out, kept, options.fast_compile, compiled)
         if r.config.num_updates < saved.num_updates:
             raise SweepError(f"{r.name} in {out} trains to {saved.num_updates * saved.batch_size:,} steps per seed; a "
                              f"sweep goes on to more steps, not fewer: raise `total_steps` or choose another `out`")
         if r.config.num_updates == saved.num_updates:  # nothing to go on to (budgets count whole updates)
             continue
-        if not checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS)):
+        if not kept:
             raise SweepError(f"{r.name} in {out} kept no checkpoint to go on from (its checkpoints deleted?); remove "
                              f"{run_dir} to train it anew to the new budget, or choose another `out`")
         try:
@@ -615,32 +620,45 @@ def _difference(saved: Config, planned: Config) -> Optional[str]:
     return None
 
 
-def _check_compiled_as(r: SweepRun, out: str, run_dir: str, fast_compile: bool, sweep_compiled: Optional[bool]) -> None:
-    """A run that goes on is compiled as it started (its checkpoints record `fast_compile`); one
-    that starts (afresh), as the sweep's first call chose (``sweep_compiled``, None: unknown), so
-    that a sweep's runs compile alike.  Refused before anything runs, in the sweep's words, else
-    the sweep stops at that run."""
+def _check_compiled_as(r: SweepRun, out: str, kept: list[str], fast_compile: bool,
+                       sweep_compiled: Optional[bool]) -> None:
+    """A run that goes on from its checkpoints (``kept``) is compiled as it started (they record
+    `fast_compile`); one that starts afresh (none kept), as the sweep's runs compile
+    (``sweep_compiled``, None: unknown).  Refused before anything runs, in the sweep's words,
+    else the sweep stops at that run."""
     from bpo_jax import checkpoint
 
-    try:
-        ckpt = checkpoint.list_checkpoints(os.path.join(run_dir, checkpoint.CHECKPOINTS))[-1]
-        compiled = checkpoint.read_metadata(ckpt).get("fast_compile")
-    except IndexError:  # not started, or stopped before its first checkpoint: it starts afresh
-        compiled = sweep_compiled
-        started = False
-    except ValueError:  # a damaged checkpoint: the resume says so, naming it
-        return
-    else:
-        started = True
+    compiled = sweep_compiled
+    if kept:
+        try:
+            compiled = checkpoint.read_metadata(kept[-1]).get("fast_compile")
+        except ValueError:  # a damaged checkpoint: the resume says so, naming it
+            return
     if compiled is None or bool(compiled) == fast_compile:
         return
     how = "with" if compiled else "without"
-    if not started:
-        raise SweepError(f"the sweep in {out} compiles its runs {how} `fast_compile` (its {SWEEP_FILE} records its "
-                         f"first call's choice) and {r.name} has yet to start: run the sweep {how} `fast_compile`, "
-                         "so that its runs compile alike (float rounding differs)")
+    if not kept:
+        raise SweepError(f"the sweep in {out} compiles its runs {how} `fast_compile` (as its first call chose) and "
+                         f"{r.name} starts from the beginning: run the sweep {how} `fast_compile`, so that its runs "
+                         "compile alike (float rounding differs)")
     raise SweepError(f"{r.name} in {out} was compiled {how} `fast_compile`, and a run goes on compiled as it started "
                      f"(float rounding differs): run the sweep {how} `fast_compile`")
+
+
+def _compiled_by_runs(p: Plan, out: str) -> Optional[bool]:
+    """How the runs of ``p`` in ``out`` compiled (`fast_compile` in a newest checkpoint's
+    metadata), for a sweep.json from before it recorded that; None where no checkpoint says."""
+    from bpo_jax import checkpoint
+
+    for r in p.runs:
+        kept = checkpoint.list_checkpoints(os.path.join(out, "runs", r.name, checkpoint.CHECKPOINTS))
+        try:
+            compiled = checkpoint.read_metadata(kept[-1]).get("fast_compile") if kept else None
+        except ValueError:
+            continue
+        if isinstance(compiled, bool):
+            return compiled
+    return None
 
 
 def write_outputs(out: str, title: Optional[str] = None) -> dict:

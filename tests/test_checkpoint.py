@@ -342,3 +342,19 @@ def test_a_checkpoint_removed_while_it_is_read_is_looked_for_again(finished_run,
     assert not os.path.exists(older)
     with pytest.raises(checkpoint.CheckpointError, match="the checkpoint path is empty"):
         checkpoint.load("")  # it read the current folder
+    # Caught half-removed (shutil.rmtree deletes a folder's files first), a newer one saved: that one is read.
+    run = tmp_path / "again"
+    shutil.copytree(finished_run, run)
+    newest = checkpoint.list_checkpoints(str(run / "checkpoints"))[-1]
+    newer = str(run / "checkpoints" / "step_99999999")
+    calls.clear()
+
+    def saved_and_pruning(config, seeds):
+        calls.append(seeds)
+        if len(calls) == 1:
+            shutil.copytree(newest, newer)
+            os.remove(os.path.join(newest, "metadata.json"))
+        return real(config, seeds)
+
+    monkeypatch.setattr(checkpoint, "state_template", saved_and_pruning)
+    assert checkpoint.load(str(run)).path == newer and len(calls) == 2

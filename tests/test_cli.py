@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from bpo_jax import cli
+from bpo_jax import cli, reporting
 
 SPLIT_ACROSS_WORKERS = True  # independent subprocess runs (see conftest.py)
 
@@ -596,6 +596,13 @@ def test_overwrite_refuses_a_folder_of_another_run_and_a_sweep(tmp_path, capsys,
                                                    "choose a new directory for --out")
     assert (run / "checkpoints" / "step_00000004" / "config.json").is_file()
     assert sorted(os.listdir(sweep_dir)) == ["curves.csv", "runs", "sweep.json"]
+    # A project folder with a config.json and a metrics.csv of its own owns no runs/ beside them.
+    project = tmp_path / "project"
+    (project / "runs" / "exp1").mkdir(parents=True)
+    for name in ("config.json", "metrics.csv", "runs/exp1/old.txt"):
+        (project / name).write_text("{}")
+    reporting.check_output_dir(str(project / "runs" / "exp1"), overwrite=True)
+    reporting.check_output_dir(str(run), overwrite=True)  # the run's own folder: its files are the ones replaced
 
 
 def test_plot_and_report_refuse_an_out_of_the_other_kind_and_say_how_to_finish_unfinished_runs(tmp_path, capsys):

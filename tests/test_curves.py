@@ -194,6 +194,7 @@ def _edit_metrics(run, edit):
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda rows: [r for r in rows if r["update"] != "2"], "has no rows of update 2"),
+    (lambda rows: [{**r, "update": str(int(r["update"]) - 1)} for r in rows], "has rows of update 0"),
     (lambda rows: [{**r, "env_steps": "9999"} if r["update"] == "1" else r for r in rows],
      "update 2 at 128 env steps, not past update 1's 9,999"),
     (lambda rows: [{**r, "env_steps": "65"} if (r["update"], r["seed"]) == ("1", "1") else r for r in rows],
@@ -238,3 +239,7 @@ def test_a_panel_names_each_grid_point_whose_budget_differs(tmp_path):
                                      "PPO 192 steps x 2 seeds")
     alike = curves.load_all([str(_run(tmp_path / "d", lr=0.1)), str(_run(tmp_path / "e", lr=0.2))])
     assert curves._budgets(alike) == "BPO 192 steps x 2 seeds"
+
+
+def test_a_title_keeps_its_unicode_spaces_and_loses_only_control_characters():
+    assert curves._plain("BPO\u00a0vs\u202fPPO\u200d\x07\tend\nline") == "BPO\u00a0vs\u202fPPO\u200d end\nline"

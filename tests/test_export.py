@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpo_jax import Config, checkpoint, cli, make_trainer
+from bpo_jax import Config, checkpoint, cli, export, make_trainer
 from bpo_jax.envs import Box, Discrete
 from bpo_jax.export import export_onnx, load_policy, policy_function
 from tests.compiling import compile_fast
@@ -40,7 +40,7 @@ def test_the_onnx_graph_computes_the_deterministic_policy(config, tmp_path):
         assert np.all(got >= -2.0) and np.all(got <= 2.0)  # Pendulum's torque bounds
 
 
-def test_cli_exports_a_runs_seed_in_both_formats(tmp_path, capsys):
+def test_cli_exports_a_runs_seed_in_both_formats(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert cli.main(["train", "--total-steps", "1024", "--seeds", "2", "--quiet", "--no-tensorboard",
                      "--out", str(run)]) == 0
@@ -66,6 +66,17 @@ def test_cli_exports_a_runs_seed_in_both_formats(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "bpo-jax: error: --seed-index must be in [0, 1] (the run has 2 seed(s)), got 2"
     assert err[1].startswith(f"bpo-jax: error: --out {run} is a directory")
+    assert cli.main(["export", "--checkpoint", "", "--out", str(tmp_path / "e.onnx")]) == 2  # it read the current folder
+    assert "the checkpoint path is empty" in capsys.readouterr().err
+
+    # Without the onnx package, `--out new/sub/p.onnx` failed in one line but left new/sub/ behind.
+    def no_onnx(*args, **kwargs):
+        raise export.ExportError("ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'")
+
+    monkeypatch.setattr(export, "export_onnx", no_onnx)
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "new" / "sub" / "p.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == "bpo-jax: error: ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'"
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_nature_cnn_exports_to_onnx_and_jax(tmp_path):
@@ -317,26 +328,3 @@ def test_export_refuses_a_state_that_is_not_finite(write, tmp_path):
     assert str(e.value) == ("state.params['params']['actor']['Dense_0']['kernel'] holds NaN or Inf, so its policy acts "
                             "on nonsense (a damaged checkpoint?)")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_cli_export_that_fails_leaves_no_folder_it_made(tmp_path, capsys, monkeypatch):
-    """Without the onnx package, `export --out new/sub/p.onnx` failed in one line but left new/sub/."""
-    import subprocess
-    import sys
-
-    from bpo_jax import cli, export
-
-    run = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "bpo_jax", "train", "--total-steps", "1024", "--num-envs", "4",
-                    "--num-steps", "64", "--hidden-sizes", "8", "--fast-compile", "--quiet", "--out", str(run)],
-                   check=True, capture_output=True)
-
-    def no_onnx(*args, **kwargs):
-        raise export.ExportError("ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'")
-
-    monkeypatch.setattr(export, "export_onnx", no_onnx)
-    assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "new" / "sub" / "p.onnx")]) == 2
-    assert capsys.readouterr().err.strip() == "bpo-jax: error: ONNX export needs the onnx package: pip install 'bpo-jax[onnx]'"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    assert cli.main(["export", "--checkpoint", "", "--out", str(tmp_path / "p.onnx")]) == 2  # it read the current folder
-    assert "the checkpoint path is empty" in capsys.readouterr().err

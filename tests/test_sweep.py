@@ -266,6 +266,12 @@ def test_a_run_compiled_otherwise_is_refused_before_anything_runs(smoke, tmp_pat
     # Finished runs that need no more updates compile nothing: kept, whatever the flag.
     assert cli.main([a for a in _sweep_args(out) if a != "--fast-compile"]) == 0
     assert capsys.readouterr().err.count("finished earlier, kept") == 4
+    # A sweep.json from before it recorded the choice takes its runs' (not the call's).
+    record = json.loads((out / "sweep.json").read_text())
+    assert record.pop("fast_compile") is True
+    (out / "sweep.json").write_text(json.dumps(record))
+    assert cli.main([a for a in _sweep_args(out) if a != "--fast-compile"]) == 0
+    assert json.loads((out / "sweep.json").read_text())["fast_compile"] is True
 
 
 def test_a_run_without_checkpoints_to_go_on_from_says_how_to_train_it_anew(smoke, tmp_path, capsys):
@@ -704,8 +710,8 @@ def test_a_sweep_resumed_without_its_fast_compile_choice_is_refused_even_before_
     sweep._claim(plan, str(tmp_path), fast)
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["fast_compile"] is True
-    with pytest.raises(sweep.SweepError, match="compiles its runs with `fast_compile`.*yet to start: run the sweep "
-                                               "with `fast_compile`"):
+    with pytest.raises(sweep.SweepError, match="compiles its runs with `fast_compile`.*starts from the beginning: run "
+                                               "the sweep with `fast_compile`"):
         sweep._claim(plan, str(tmp_path), full)
     sweep._claim(plan, str(tmp_path), fast)  # the same choice goes on
     del record["fast_compile"]
