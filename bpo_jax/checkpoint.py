@@ -266,9 +266,10 @@ def read_metadata(ckpt: str) -> dict:
         if name not in meta:
             raise DamagedCheckpoint(f"checkpoint {ckpt} metadata.json lacks {name!r}")
     count = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
+    seconds = meta["train_seconds"]
     valid = {"update": count(meta["update"], 0), "num_seeds": count(meta["num_seeds"], 1),
              "chunk_updates": count(meta["chunk_updates"], 1),
-             "train_seconds": isinstance(meta["train_seconds"], (int, float)) and not isinstance(meta["train_seconds"], bool),
+             "train_seconds": isinstance(seconds, (int, float)) and not isinstance(seconds, bool),
              "leaves": isinstance(meta["leaves"], list),
              "files": isinstance(meta["files"], dict) and bool(meta["files"]) and all(
                  isinstance(v, list) and len(v) == 2 and count(v[0], 0) and isinstance(v[1], str)

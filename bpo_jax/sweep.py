@@ -626,14 +626,7 @@ def _check_compiled_as(r: SweepRun, out: str, kept: list[str], fast_compile: boo
     `fast_compile`); one that starts afresh (none kept), as the sweep's runs compile
     (``sweep_compiled``, None: unknown).  Refused before anything runs, in the sweep's words,
     else the sweep stops at that run."""
-    from bpo_jax import checkpoint
-
-    compiled = sweep_compiled
-    if kept:
-        try:
-            compiled = checkpoint.read_metadata(kept[-1]).get("fast_compile")
-        except ValueError:  # a damaged checkpoint: the resume says so, naming it
-            return
+    compiled = _compiled(kept) if kept else sweep_compiled
     if compiled is None or bool(compiled) == fast_compile:
         return
     how = "with" if compiled else "without"
@@ -645,20 +638,26 @@ def _check_compiled_as(r: SweepRun, out: str, kept: list[str], fast_compile: boo
                      f"(float rounding differs): run the sweep {how} `fast_compile`")
 
 
-def _compiled_by_runs(p: Plan, out: str) -> Optional[bool]:
-    """How the runs of ``p`` in ``out`` compiled (`fast_compile` in a newest checkpoint's
-    metadata), for a sweep.json from before it recorded that; None where no checkpoint says."""
+def _compiled(kept: list[str]) -> Optional[bool]:
+    """`fast_compile` as the newest of a run's checkpoints ``kept`` records it; None where it does
+    not (none kept, or a damaged one: the resume says so, naming it)."""
     from bpo_jax import checkpoint
 
-    for r in p.runs:
-        kept = checkpoint.list_checkpoints(os.path.join(out, "runs", r.name, checkpoint.CHECKPOINTS))
-        try:
-            compiled = checkpoint.read_metadata(kept[-1]).get("fast_compile") if kept else None
-        except ValueError:
-            continue
-        if isinstance(compiled, bool):
-            return compiled
-    return None
+    try:
+        compiled = checkpoint.read_metadata(kept[-1]).get("fast_compile") if kept else None
+    except ValueError:
+        return None
+    return compiled if isinstance(compiled, bool) else None
+
+
+def _compiled_by_runs(p: Plan, out: str) -> Optional[bool]:
+    """How the runs of ``p`` in ``out`` compiled, for a sweep.json from before it recorded that;
+    None where no checkpoint says."""
+    from bpo_jax import checkpoint
+
+    found = (_compiled(checkpoint.list_checkpoints(os.path.join(out, "runs", r.name, checkpoint.CHECKPOINTS)))
+             for r in p.runs)
+    return next((c for c in found if c is not None), None)
 
 
 def write_outputs(out: str, title: Optional[str] = None) -> dict:
