@@ -252,9 +252,9 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
                 _save(saver, state, rows, terms, collect_s, learn_s, iterations)
     except BaseException as e:
         if out is not None and reporting.is_incomplete(out):  # else it stopped before the directory was opened
-            curve = _write_curve_before(out, config.batch_size, rows, collect_s, learn_s) \
-                if isinstance(e, (BadUpdateError, EnvDataError)) else 0
-            _record_stop(out, e, resume_hint, curve)
+            if isinstance(e, (BadUpdateError, EnvDataError)):
+                _write_curve_before(out, config.batch_size, rows, collect_s, learn_s)
+            _record_stop(out, e, resume_hint)
         raise
 
     term_names = sorted({k for t in terms for k in t})
@@ -323,38 +323,38 @@ def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) 
     reporting.write_json(os.path.join(out, "config.json"), reporting.run_config(config, 1))
 
 
-def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None, curve_updates: int = 0) -> str:
+def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> str:
     """Why the run in ``out`` stopped and how to go on, one line, in a JAX suite's run's words
-    (:func:`bpo_jax.reporting.stop_note`): INCOMPLETE's note, and what a front end prints
-    (``curve_updates``: the iterations metrics.csv holds before a NaN loss)."""
+    (:func:`bpo_jax.reporting.stop_note`): INCOMPLETE's note, and what a front end prints."""
     kept = checkpoint.list_checkpoints(os.path.join(out, checkpoint.CHECKPOINTS))
+    bad = isinstance(e, BadUpdateError)
+    # metrics.csv there is this stop's (a resume in place removes an earlier one): every
+    # iteration before the bad one.
+    curve = e.update - 1 if bad and os.path.isfile(os.path.join(out, "metrics.csv")) else 0
     return reporting.stop_note(what_stopped(e, (BadUpdateError, EnvDataError)), kept, _hint(out, resume_hint),
-                               bad_update=isinstance(e, BadUpdateError), curve_updates=curve_updates)
+                               bad_update=bad, curve_updates=curve)
 
 
-def _record_stop(out: str, e: BaseException, resume_hint: Optional[str], curve_updates: int) -> None:
+def _record_stop(out: str, e: BaseException, resume_hint: Optional[str]) -> None:
     """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites')."""
-    note = stop_note(e, out, resume_hint, curve_updates)
+    note = stop_note(e, out, resume_hint)
     reporting.mark_incomplete(out, note)
     if isinstance(e, BadUpdateError):
         reporting.mark_diverged(out, note)
 
 
 def _write_curve_before(out: str, batch_size: int, rows: list[dict], collect_s: list[float],
-                        learn_s: list[float]) -> int:
+                        learn_s: list[float]) -> None:
     """metrics.csv in ``out`` of the ``rows`` (one per iteration) before a bad one, as a normal
     run writes it, and as :func:`bpo_jax.session._write_curve_before` writes a diverged JAX
     run's: the curve that led there, which no final files will show.  None before the first
-    good iteration.  A failure (a full disk) or Ctrl-C here must not cost the markers after it.
-    Returns how many iterations it holds (0: none written)."""
+    good iteration.  A failure (a full disk) or Ctrl-C here must not cost the markers after it."""
     if not rows:
-        return 0
+        return
     with contextlib.suppress(OSError), interrupt_deferred():
         reporting.write_metrics(os.path.join(out, "metrics.csv"), {k: v[None] for k, v in _columns(rows).items()},
                                 np.arange(1, len(rows) + 1) * batch_size,
                                 _steps_per_second(batch_size, collect_s, learn_s))
-        return len(rows)
-    return 0
 
 
 def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
