@@ -947,21 +947,23 @@ def _sweep_command(args) -> str:
             f"{args.seeds}{steps} --out {q(args.out)}{fast}{watch}")
 
 
+def _extension(path: str) -> str:
+    """A file name's extension, lower case, without its dot: what picks plot's image format."""
+    return os.path.splitext(path)[1].lstrip(".").lower()
+
+
 def cmd_plot(args) -> int:
     from bpo_jax import curves, reporting
 
-    def image_format(path):  # the file name's extension
-        return os.path.splitext(path)[1].lstrip(".").lower()
-
     def write(cs, diverged, title, path):
         notes = []  # runs with nothing to draw: said on the figure and here
-        reporting.write_atomic(path, lambda tmp: notes.extend(curves.plot(cs, tmp, title, format=image_format(path))))
+        reporting.write_atomic(path, lambda tmp: notes.extend(curves.plot(cs, tmp, title, format=_extension(path))))
         for note in notes:
             _say(f"bpo-jax: note: {note}")
 
     def check(path):
-        if image_format(path) not in curves.image_formats():
-            why = f" ({curves.NOT_FIGURES[image_format(path)]})" if image_format(path) in curves.NOT_FIGURES else ""
+        if _extension(path) not in curves.image_formats():
+            why = f" ({curves.NOT_FIGURES[_extension(path)]})" if _extension(path) in curves.NOT_FIGURES else ""
             raise ConfigError(f"--out {path}: the file name's extension picks the image format{why}; use .png, .pdf "
                               f"or .svg (any of {', '.join(curves.image_formats())})")
     return _from_runs(args, "figure.png", write, check, draws=True)
@@ -977,7 +979,7 @@ def cmd_report(args) -> int:
         _say(text, sys.stdout)
 
     def check(path):
-        if os.path.splitext(path)[1].lstrip(".").lower() in {*curves.image_formats(), *curves.NOT_FIGURES}:
+        if _extension(path) in {*curves.image_formats(), *curves.NOT_FIGURES}:
             raise ConfigError(f"--out {path}: the report is Markdown text; give a .md file name (bpo-jax plot draws "
                               "the figure)")
     return _from_runs(args, "report.md", write, check)

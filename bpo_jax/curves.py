@@ -395,8 +395,8 @@ def _plain(text: str) -> str:
 
 
 # Matplotlib's formats that cannot hold the figure, and why.
-NOT_FIGURES = {"eps": "PostScript has no transparency: the seeds' bands, drawn opaque, would hide one another",
-               "ps": "PostScript has no transparency: the seeds' bands, drawn opaque, would hide one another",
+_NO_TRANSPARENCY = "PostScript has no transparency: the seeds' bands, drawn opaque, would hide one another"
+NOT_FIGURES = {"eps": _NO_TRANSPARENCY, "ps": _NO_TRANSPARENCY,
                "pgf": "pgf is LaTeX code, which needs a TeX system to write"}
 
 

@@ -138,13 +138,18 @@ def run_owning(path: str) -> Optional[str]:
     metrics.csv of its own owns only those two names' run folders, not a runs/ beside them."""
     from bpo_jax.checkpoint import CHECKPOINTS
 
+    folder = next((f for f in folders_above(path) if has_run_files(f)), None)
+    return folder if folder is not None and os.path.relpath(path, folder).split(os.sep)[0] in (CHECKPOINTS, "tb") \
+        else None
+
+
+def folders_above(path: str):
+    """The folders holding ``path`` (a real path), nearest first, up to the file system root."""
     folder = os.path.dirname(path)
     while True:
-        if has_run_files(folder):
-            inside = os.path.relpath(path, folder).split(os.sep)[0]
-            return folder if inside in (CHECKPOINTS, "tb") else None
+        yield folder
         if folder == os.path.dirname(folder):
-            return None
+            return
         folder = os.path.dirname(folder)
 
 

@@ -514,13 +514,8 @@ def _enclosing(out: str) -> Optional[str]:
         return curves.has_run_files(folder) and any(os.path.exists(os.path.join(folder, name)) for name in (
             "checkpoints", reporting.INCOMPLETE, reporting.DIVERGED))
 
-    folder = os.path.dirname(os.path.realpath(out))
-    while True:
-        if os.path.isfile(os.path.join(folder, SWEEP_FILE)) or is_run(folder):
-            return folder
-        if folder == os.path.dirname(folder):
-            return None
-        folder = os.path.dirname(folder)
+    return next((f for f in reporting.folders_above(os.path.realpath(out))
+                 if os.path.isfile(os.path.join(f, SWEEP_FILE)) or is_run(f)), None)
 
 
 def _listed(value) -> str:
