@@ -35,11 +35,13 @@ values is a program of its own::
 
 A grid field that only another algorithm reads (``bpo_lambda`` for PPO) leaves that
 algorithm's runs at their preset, as does one that a run's settings leave unused (``obs_clip``
-without ``normalize_obs``, :data:`_READ_WHEN`); a field no run reads is refused.
+without ``normalize_obs``, ``init_std`` with discrete actions, :data:`_READ_WHEN`); a field no
+run reads is refused.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import numbers
@@ -73,7 +75,23 @@ _READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset], bool]]] = {
     "desired_kl": ("lr_schedule adaptive", lambda c, grid: c.schedule == "adaptive"),
     "eps": ("eps_low or eps_high unset (they take eps)",
             lambda c, grid: any(getattr(c, bound) is None and bound not in grid for bound in ("eps_low", "eps_high"))),
+    "init_std": ("continuous actions", lambda c, grid: _continuous(c.env, c.env_options)),
+    "min_std": ("continuous actions", lambda c, grid: _continuous(c.env, c.env_options)),
 }
+
+
+@functools.cache
+def _continuous(env: str, env_options: tuple) -> bool:
+    """Whether ``env`` acts in a continuous (Box) action space, where a Gaussian policy's
+    ``init_std`` and ``min_std`` apply; built once with one env to ask it."""
+    from bpo_jax import envs
+    from bpo_jax.envs.base import Discrete
+
+    try:
+        made = envs.make(env, num_envs=1, **Config(env=env, env_options=env_options).env_kwargs())
+    except (ImportError, ValueError, TypeError):  # the run itself says what is wrong, naming it
+        return True
+    return not isinstance(made.action_space, Discrete)
 
 
 class SweepError(ValueError):

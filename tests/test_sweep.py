@@ -594,6 +594,9 @@ def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm()
     ({"reward_clip": (1, 5)}, "a run reads it only with normalize_rewards on"),
     ({"desired_kl": (0.01, 0.02)}, "a run reads it only with lr_schedule adaptive"),
     ({"eps": (0.1, 0.3), "eps_low": (0.2,), "eps_high": (0.2,)}, "a run reads it only with eps_low or eps_high unset"),
+    ({"init_std": (0.5, 1.0)}, "`grid` varies init_std, which no run of this sweep reads: a run reads it only with "
+                               "continuous actions, and none here has that"),
+    ({"min_std": (0.01, 0.1)}, "a run reads it only with continuous actions"),
 ])
 def test_bad_grids_are_one_sweep_error(grid, fragment):
     with pytest.raises(sweep.SweepError) as e:
@@ -613,6 +616,10 @@ def test_a_grid_field_a_preset_leaves_unused_leaves_its_runs_at_their_preset(mon
     # eps is read where eps_low or eps_high takes it: not where the grid sets both
     p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3), "eps_low": (0.2,)})
     assert [r.name.partition("__ppo__")[2] for r in p.runs] == ["eps=0.1__eps_low=0.2", "eps=0.3__eps_low=0.2"]
+    # a Gaussian's std is read where actions are continuous: Pendulum's, not CartPole's
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, grid={"init_std": (0.5, 1.0)})
+    assert [r.name for r in p.runs] == ["smoke_CartPole-v1__ppo", "smoke_Pendulum-v1__ppo__init_std=0.5",
+                                        "smoke_Pendulum-v1__ppo__init_std=1"]
 
 
 def test_sizes_in_a_grid_make_one_program_per_value():
