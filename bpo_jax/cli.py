@@ -1050,7 +1050,7 @@ def _from_runs(args, default_name: str, write, check=lambda out: None, draws: bo
                               f"{' and '.join(why)}")
         loaded = sweep.grid_labels(curves.load_all(found.runs))
         title = args.title or (sweep.title_of(args.dirs[0]) if len(args.dirs) == 1 else None)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ImportError) as e:
         return _fail(_worded(first_line(e), args.command))
     if found.unfinished:
         _say(f"bpo-jax: note: left out {len(found.unfinished)} unfinished run(s) ({_FINISH}): "

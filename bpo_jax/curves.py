@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, has_run_files, tail_returns
+from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, has_run_files, pyplot, tail_returns
 
 
 class CurveError(ValueError):
@@ -312,8 +312,7 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
     ``format`` (one of :func:`image_formats`).  Returns a note per run that had nothing to draw
     (no training episode ended), for the caller to print: the figure says so too, but an
     empty panel is easy to take for a drawing bug.  No curve at all raises :class:`CurveError`."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, notes = _draw(curves, title)
     try:
         fig.savefig(path, format=format)
@@ -324,10 +323,7 @@ def plot(curves: Sequence[Curve], path: str, title: Optional[str] = None, format
 
 def _draw(curves: Sequence[Curve], title: Optional[str]):
     """:func:`plot`'s figure (open: the caller closes it) and its notes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not curves:
         raise CurveError("no run to draw (the figure needs at least one finished run)")
@@ -413,9 +409,7 @@ def _budgets(curves: Sequence[Curve]) -> str:
 
 def image_formats() -> list[str]:
     """The file formats :func:`plot` writes (matplotlib's: png, pdf, svg, ...; not eps, ps, pgf)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    pyplot()
     from matplotlib.backend_bases import FigureCanvasBase
 
     return sorted(set(FigureCanvasBase.get_supported_filetypes()) - set(NOT_FIGURES))

@@ -358,12 +358,23 @@ def carry_forward(returns) -> np.ndarray:
     return r
 
 
-def plot_curve(result: RunResult, path: str, format: Optional[str] = None) -> None:
-    """Learning curve: mean over seeds with a min-max band, against env steps per seed."""
-    import matplotlib
-
+def pyplot():
+    """``matplotlib.pyplot``, drawing to files only (the Agg backend, no display needed); a
+    missing matplotlib is an ImportError saying what to install."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError(f"drawing figures needs matplotlib, a bpo-jax dependency that is missing here ({e}); "
+                          "install it with: pip install matplotlib") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curve(result: RunResult, path: str, format: Optional[str] = None) -> None:
+    """Learning curve: mean over seeds with a min-max band, against env steps per seed."""
+    plt = pyplot()
 
     r = carry_forward(result.metrics["episode_return_mean"])  # over updates in which no episode ended
     x = result.env_steps

@@ -643,6 +643,21 @@ def test_a_figure_matplotlib_cannot_write_is_one_line_and_no_file(tmp_path, caps
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_a_missing_matplotlib_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch, command):
+    from tests.test_curves import _run
+
+    run = _run(tmp_path / "run")
+    files = sorted(os.listdir(run))
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert cli.main([command, str(run)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bpo-jax: error: drawing figures needs matplotlib") and "\n" not in err, err
+    assert err.endswith("install it with: pip install matplotlib") and sorted(os.listdir(run)) == files
+
+
 def _run_and_sweep(tmp_path):
     """A sweep folder holding one run directory with a checkpoint folder, as files only."""
     sweep_dir = tmp_path / "sweep"

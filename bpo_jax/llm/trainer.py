@@ -528,10 +528,9 @@ def write_csv(path: str, history: list[dict]) -> None:
 
 def plot(path: str, histories: dict[str, list[dict]], title: str = "", format: Optional[str] = None) -> None:
     """Accuracy and the end-of-update fraction of tokens outside the ratio box, per run."""
-    import matplotlib
+    from bpo_jax import reporting
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = reporting.pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, hist in histories.items():
