@@ -100,6 +100,12 @@ def plain_fields(settings: Any) -> None:
             object.__setattr__(settings, f.name, plain(value))
 
 
+# Arguments every env constructor gets from the run's own settings (registry.make's, a suite's
+# name, the isaaclab/ host loop's), which an env option of the same name would collide with.
+_SET_BY_RUN = {"num_envs": "num_envs", "reset_pool": "reset_pool", "asymmetric_critic": "asymmetric_critic",
+               "env_id": "env", "name": "env"}
+
+
 def _arg(default: Any, help: str, sweep: bool = False):
     return field(default=default, metadata={"help": help, "sweep": sweep})
 
@@ -282,6 +288,9 @@ class Config:
                 value = text.strip()
             if key.strip() in out:
                 raise ConfigError(f"env option {key.strip()} is given twice in `env_options`")
+            if key.strip() in _SET_BY_RUN:
+                raise ConfigError(f"env option {key.strip()} is the run's `{_SET_BY_RUN[key.strip()]}`: set that "
+                                  "instead, and drop it from `env_options`")
             out[key.strip()] = value
         return out
 

@@ -64,6 +64,11 @@ def test_ppo_only_settings_are_refused_for_bpo():
     (dict(env_options="max_steps_in_episode=10"), "`env_options` must be a tuple of strings"),
     (dict(policy_obs_dim=3), "`policy_obs_dim` applies to isaaclab/ environments only"),
     (dict(env_options=("max_steps_in_episode=10", "max_steps_in_episode=20")), "given twice"),
+    # make()'s own arguments: a TypeError "got multiple values for keyword argument" once
+    (dict(env_options=("num_envs=3",)), "env option num_envs is the run's `num_envs`: set that instead"),
+    (dict(env_options=("reset_pool=2",)), "env option reset_pool is the run's `reset_pool`"),
+    (dict(env_options=("name=x",)), "env option name is the run's `env`"),
+    (dict(env_options=("asymmetric_critic=True",)), "env option asymmetric_critic is the run's `asymmetric_critic`"),
 ])
 def test_a_value_of_the_wrong_type_is_named_before_jax_sees_it(changes, message):
     """A string, float or list where the field declares otherwise once reached JAX as a shape or
