@@ -215,7 +215,10 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
             raise checkpoint.CheckpointError(f"{resume} has already run {len(rows)} of {iterations} iterations")
     policy_step, assemble, learn = make_programs(trainer)
     key = state.key
-    frame = _commit(first_frame(env.observe()))
+    try:
+        frame = _commit(first_frame(env.observe()))
+    except EnvDataError as e:
+        raise EnvDataError(f"at the start (get_observations), {e}") from None
     episode = _commit((jnp.zeros(env.num_envs), jnp.zeros(env.num_envs, jnp.int32)))
     compile_seconds = time.perf_counter() - t0  # init only; the step programs compile in iteration 1
     if out is not None:

@@ -118,7 +118,9 @@ class LegacyPointGoalEnv(PointGoalEnv):
 class FaultyPointGoalEnv(PointGoalEnv):
     """The same task with one fault from step ``at`` on (counted over the env's life): ``"nan"``
     a NaN reward in env 0, ``"huge"`` rewards of 1e30 (finite, but the loss overflows),
-    ``"width"`` a policy group one value wider, ``"batch"`` half the rewards."""
+    ``"width"`` a policy group one value wider, ``"batch"`` half the rewards, ``"dones"`` half
+    the dones, ``"nan_obs"`` a NaN observation in env 0 (``at=0``: from the first one on).
+    ``"numpy"`` is no fault: time-outs as a NumPy array and the log as a TensorDict."""
 
     def __init__(self, *args, fault: str = "nan", at: int = 17, **kwargs):
         self.fault, self.at, self.steps = fault, at, 0
@@ -128,6 +130,8 @@ class FaultyPointGoalEnv(PointGoalEnv):
         groups = super()._groups()
         if self.fault == "width" and self.steps >= self.at:
             groups["policy"] = torch.cat([groups["policy"], groups["policy"][:, :1]], dim=-1)
+        if self.fault == "nan_obs" and self.steps >= self.at:
+            groups["policy"][0, 0] = float("nan")
         return groups
 
     def step(self, actions: torch.Tensor):
@@ -140,4 +144,9 @@ class FaultyPointGoalEnv(PointGoalEnv):
                 reward = torch.full_like(reward, 1e30)
             elif self.fault == "batch":
                 reward = reward[: self.num_envs // 2]
+            elif self.fault == "dones":
+                dones = dones[: self.num_envs // 2]
+            elif self.fault == "numpy":
+                extras["time_outs"] = extras["time_outs"].numpy()
+                extras["log"] = TensorDict(extras.get("log", {}), batch_size=[])
         return obs, reward, dones, extras

@@ -148,9 +148,9 @@ def test_env_options_read_python_literals_and_inf():
     as mjx's healthy_z_range=(0.7, inf) can be given on the command line; a word holding 'inf'
     stays text."""
     kw = Config(env_options=("healthy_z_range=(0.8,inf)", "a=-inf", "n=3", "flag=True", "path=/data/inf/x",
-                             "name=info")).env_kwargs()
+                             "label=info")).env_kwargs()
     assert kw == {"healthy_z_range": (0.8, float("inf")), "a": float("-inf"), "n": 3, "flag": True,
-                  "path": "/data/inf/x", "name": "info"}
+                  "path": "/data/inf/x", "label": "info"}
 
 
 def test_inf_in_quotes_stays_text():

@@ -269,13 +269,34 @@ def test_asymmetric_critic_without_a_critic_group_is_refused():
     ("nan", r"the env's reward is not finite \(NaN or Inf; first in env 0\)"),
     ("width", r"the env's observation has shape \(8, 5\), not \(8, 4\)"),
     ("batch", r"the env's reward has shape \(4,\), not \(8,\): one reward per env"),
+    ("dones", r"the env's dones has shape \(4,\), not \(8,\): one per env"),
+    ("nan_obs", r"the env's observation is not finite \(NaN or Inf; first in env 0\)"),
 ])
 def test_bad_env_data_is_named_by_the_adapter(fault, message):
     """A NaN reward became a NaN loss iterations later, a wider observation a flax parameter
-    shape error, a short reward batch torch's stack error."""
+    shape error, a short reward batch torch's stack error, a short dones batch a broadcast error
+    naming neither."""
     env = IsaacLabEnv(FaultyPointGoalEnv(8, fault=fault, at=1))
     with pytest.raises(EnvDataError, match=message):
         env.step(jnp.zeros((8, 2)))
+
+
+def test_a_nan_first_observation_is_named_before_any_action():
+    """It reached the policy, whose NaN actions went to the simulator, and the stop blamed the reward."""
+    env = FaultyPointGoalEnv(8, fault="nan_obs", at=0)
+    with pytest.raises(EnvDataError, match=r"^at the start \(get_observations\), the env's observation is not finite"):
+        host_loop.train(_small(), env, num_iterations=1, quiet=True)
+    assert env.steps == 0
+
+
+def test_time_outs_as_an_array_and_a_tensordict_log_are_read():
+    """A NumPy time_outs had no .to(); a TensorDict log has no truth value (``log or ...``)."""
+    plain, odd = IsaacLabEnv(PointGoalEnv(8, max_episode_length=2)), IsaacLabEnv(
+        FaultyPointGoalEnv(8, max_episode_length=2, fault="numpy", at=1))
+    for _ in range(2):
+        a, b = plain.step(jnp.zeros((8, 2))), odd.step(jnp.zeros((8, 2)))
+    np.testing.assert_array_equal(a.frame, b.frame)
+    assert bool(b.truncated.all()) and a.log == b.log and "Episode_Reward/tracking" in b.log
 
 
 def test_host_loop_run_directory_markers_and_a_used_out(tmp_path):
@@ -396,3 +417,56 @@ def test_cli_final_return_when_no_episode_ended(tmp_path, monkeypatch, capsys):
     assert "final return n/a (no episode ended)" in capsys.readouterr().err
     assert cli.main(argv) == cli.EXIT_USAGE
     assert "exists and is not empty; set --overwrite or choose another --out" in capsys.readouterr().err
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """The stand-in IsaacLab packages (tests/fake_isaaclab) importable for one test; the list of
+    Isaac Sim launches (AppLauncher's keywords)."""
+    import importlib
+    import os
+    import sys
+
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "fake_isaaclab"))
+    yield importlib.import_module("isaaclab.app").LAUNCHES
+    for name in [m for m in sys.modules if m.partition(".")[0] in ("isaaclab", "isaaclab_tasks", "isaaclab_rl")]:
+        del sys.modules[name]
+
+
+def test_make_builds_any_registered_task_with_its_options(launches):
+    from bpo_jax.envs import isaaclab
+
+    env = isaaclab.make("Isaac-Velocity-Rough-Anymal-C-v0", num_envs=8, device="cpu", use_fabric=False)
+    assert (env.name, env.num_envs, env.env.cfg.use_fabric, env.env.cfg.device) == (
+        "isaaclab/Isaac-Velocity-Rough-Anymal-C-v0", 8, False, "cpu")
+    assert launches == [{"headless": True, "device": "cpu"}]
+    assert isaaclab.make("Isaac-Velocity-Rough-G1-v0", num_envs=4).env.cfg.use_fabric is True  # the task's own
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"foo": 1}, "isaaclab/Isaac-Velocity-Rough-G1-v0 has no option(s) foo; valid: device, headless, use_fabric"),
+    ({"headless": "no"}, "isaaclab/Isaac-Velocity-Rough-G1-v0: option headless takes True or False"),
+    ({"device": 5}, "option device takes text"),
+    ({"use_fabric": 1}, "option use_fabric takes True or False"),
+])
+def test_bad_options_are_refused_before_isaac_sim_starts(launches, options, message):
+    """They went to AppLauncher and parse_env_cfg unchecked: a TypeError traceback once the
+    simulator had started, or a wrong value passed on."""
+    from bpo_jax.envs import isaaclab
+
+    with pytest.raises(ValueError) as e:
+        isaaclab.make("Isaac-Velocity-Rough-G1-v0", num_envs=8, **options)
+    assert message in str(e.value) and launches == []
+
+
+def test_a_mistyped_task_is_one_line_with_the_close_ones(launches, tmp_path, capsys):
+    """It was gymnasium's VersionNotFound traceback."""
+    from bpo_jax import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v1", "--num-envs", "8", "--num-steps", "8",
+                     "--num-minibatches", "2", "--total-steps", "64", "--out", str(out), "--quiet"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bpo-jax: error: unknown isaaclab environment 'Isaac-Velocity-Rough-G1-v1'; did you mean "
+                          "'Isaac-Velocity-Rough-G1-v0'?") and "\n" not in err, err
+    assert not out.exists() and len(launches) == 1

@@ -165,8 +165,10 @@ class IsaacLabEnv:
         return torch.cat([groups["policy"].float(), groups["critic"].float()], dim=-1)
 
     def observe(self) -> jax.Array:
-        """[B, obs_dim] the current observation."""
-        return to_jax(self._obs(self.env.get_observations()))
+        """[B, obs_dim] the current observation; :class:`EnvDataError` where it is of the wrong
+        shape or not finite (before any action is computed from it)."""
+        obs, _ = self._checked(self._obs(self.env.get_observations()))
+        return to_jax(obs)
 
     def step(self, action: jax.Array) -> HostStep:
         """Apply ``action`` [B, A] (JAX) and return the step as one packed JAX frame.  Raises
@@ -176,26 +178,41 @@ class IsaacLabEnv:
 
         obs, rewards, dones, extras = self.env.step(to_torch(action, self.device))
         obs, rewards = self._checked(self._obs(obs, extras), rewards)
-        dones = dones.reshape(-1).to(torch.bool)
+        dones = self._flags("dones", dones, obs.device)
         time_outs = extras.get("time_outs")
-        time_outs = torch.zeros_like(dones) if time_outs is None else time_outs.reshape(-1).to(torch.bool) & dones
+        time_outs = torch.zeros_like(dones) if time_outs is None else self._flags("time_outs", time_outs, obs.device) & dones
         columns = torch.stack([rewards, (dones & ~time_outs).float(), time_outs.float()], -1)
         frame = torch.cat([obs, columns], dim=-1)
-        return HostStep(frame=to_jax(frame), log=_floats(extras.get("log") or extras.get("episode") or {}))
+        log = extras.get("log")  # a TensorDict has no truth value: no `or` between the two
+        return HostStep(frame=to_jax(frame), log=_floats(extras.get("episode", {}) if log is None else log))
 
-    def _checked(self, obs, rewards):
-        """(obs [B, obs_dim], rewards [B] float32) as ``step`` packs them, or :class:`EnvDataError`:
-        a width other than ``obs_spec``'s would meet the networks as a parameter shape error, and a
-        NaN or Inf as a NaN loss later (the finite check costs one reduction per step)."""
+    def _flags(self, what: str, flags, device):
+        """[B] bool torch tensor on ``device`` from the env's ``dones`` or ``time_outs`` (any
+        dtype, [B] or [B, 1], a tensor or an array), or :class:`EnvDataError`."""
+        import torch
+
+        flags = torch.as_tensor(flags, device=device)
+        if flags.numel() != self.num_envs:
+            raise EnvDataError(f"the env's {what} has shape {tuple(flags.shape)}, not ({self.num_envs},): one per env")
+        return flags.reshape(-1).to(torch.bool)
+
+    def _checked(self, obs, rewards=None):
+        """(obs [B, obs_dim], rewards [B] float32 or None) as ``step`` packs them, or
+        :class:`EnvDataError`: a width other than ``obs_spec``'s would meet the networks as a
+        parameter shape error, and a NaN or Inf as a NaN loss later (the finite check costs one
+        reduction per step)."""
         import torch
 
         b, dim = self.num_envs, self.obs_spec.shape[-1]
         if tuple(obs.shape) != (b, dim):
             raise EnvDataError(f"the env's observation has shape {tuple(obs.shape)}, not ({b}, {dim}) as at the start "
                                "(num_envs, obs_spec width): its observation groups must keep their widths")
+        if rewards is None:
+            rewards = torch.zeros(b)
+        rewards = torch.as_tensor(rewards)
         if rewards.numel() != b:
             raise EnvDataError(f"the env's reward has shape {tuple(rewards.shape)}, not ({b},): one reward per env")
-        rewards = rewards.reshape(-1).float()
+        rewards = rewards.reshape(-1).float().to(obs.device)
         if not bool(torch.isfinite(rewards).all() & torch.isfinite(obs).all()):  # one host sync per step
             for what, x in (("reward", rewards), ("observation", obs)):
                 bad = ~torch.isfinite(x)
@@ -252,21 +269,39 @@ def names() -> list[str]:
     return list(PAPER_TASKS)
 
 
-def make(name: str, num_envs: int = 1, reset_pool: int = 0, headless: bool = True, device: str = "cuda:0",
-         asymmetric_critic: bool = False, **kwargs) -> IsaacLabEnv:
+# make()'s simulator options, with their defaults: AppLauncher's (headless, device) and
+# parse_env_cfg's use_fabric (left out: the task's own setting, on unless it says otherwise).
+OPTIONS = {"headless": True, "device": "cuda:0", "use_fabric": True}
+
+
+def make(name: str, num_envs: int = 1, reset_pool: int = 0, asymmetric_critic: bool = False,
+         **options) -> IsaacLabEnv:
     """Build IsaacLab task ``name`` (e.g. ``Isaac-Velocity-Rough-G1-v0``) with ``num_envs`` copies,
-    wrapped for rsl_rl and then for JAX.  Needs Isaac Sim and IsaacLab."""
+    wrapped for rsl_rl and then for JAX; ``options`` are :data:`OPTIONS`, checked before Isaac
+    Sim starts.  Needs Isaac Sim and IsaacLab."""
+    from bpo_jax.envs.options import check_options
+    from bpo_jax.envs.registry import UnknownEnvError
+    from bpo_jax.errors import unknown_name
+
     if reset_pool:
         raise ValueError("reset_pool does not apply to isaaclab/ tasks (IsaacLab resets inside its step)")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"isaaclab/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(OPTIONS))}")
+    options = check_options(f"isaaclab/{name}", options, OPTIONS)
+    device = options.get("device", OPTIONS["device"])
     require("torch", "rsl_rl", "isaaclab")
     from isaaclab.app import AppLauncher
 
-    AppLauncher(headless=headless, device=device)  # Isaac Sim must start before the task modules import
+    # Isaac Sim must start before the task modules import, so a task's name is checked after it.
+    AppLauncher(headless=options.get("headless", OPTIONS["headless"]), device=device)
     import gymnasium as gym
     import isaaclab_tasks  # noqa: F401  (registers the Isaac-* tasks)
     from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
     from isaaclab_tasks.utils import parse_env_cfg
 
-    cfg = parse_env_cfg(name, device=device, num_envs=num_envs, **kwargs)
+    if name not in gym.registry:
+        raise UnknownEnvError(unknown_name("isaaclab environment", name, [t for t in gym.registry if t.startswith("Isaac-")]))
+    cfg = parse_env_cfg(name, device=device, num_envs=num_envs, use_fabric=options.get("use_fabric"))
     env = RslRlVecEnvWrapper(gym.make(name, cfg=cfg))
     return IsaacLabEnv(env, name=f"{SUITE}/{name}", asymmetric_critic=asymmetric_critic)

@@ -1,0 +1,1 @@
+"""Stand-in for IsaacLab's ``isaaclab`` package (see ../README.md)."""

@@ -1,0 +1,1 @@
+"""Stand-in for IsaacLab's ``isaaclab_rl`` package (see ../README.md)."""
