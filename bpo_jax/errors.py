@@ -46,19 +46,23 @@ PLUGIN_HINT = " (a plug-in's: import the module that registers it first; bpo-jax
 
 def unknown_name(what: str, name: str, valid) -> str:
     """"unknown <what> 'name'; did you mean 'X'? valid: a, b, ..." -- the suggestion (the
-    valid names that start with ``name``, or whose last part after a slash does, else the
-    closest spellings; case ignored; at most five) because lists such as Atari's 100+ games
-    bury the one meant."""
+    valid names that start with ``name``, or whose last part after a slash does; else those
+    whose name without its ``-vN`` version starts ``name``, as Pong-v5 for the Gym id
+    PongNoFrameskip-v4; else the closest spellings; case ignored; at most five) because lists
+    such as Atari's 100+ games bury the one meant."""
     import difflib
+    import re
 
     valid = list(valid)
     low = name.lower()
     prefixed = [v for v in valid if v.lower().startswith(low) or v.lower().rpartition("/")[2].startswith(low)] \
         if name else []
+    bases = {v: re.sub(r"-v\d+$", "", v.lower().rpartition("/")[2]) for v in valid}
+    versions = [v for v in valid if len(bases[v]) >= 3 and bases[v] != v.lower() and low.startswith(bases[v])]
     score = {v: difflib.SequenceMatcher(None, low, v.lower()).ratio() for v in valid}
     best = max(score.values(), default=0.0)
     close = [v for v in valid if score[v] == best >= 0.6]
-    guesses = prefixed if 0 < len(prefixed) <= 5 else close if len(close) <= 5 else []
+    guesses = next((g for g in (prefixed, versions, close) if 0 < len(g) <= 5), [])
     hint = f"; did you mean {' or '.join(map(repr, guesses))}?" if guesses else ";"
     return f"unknown {what} {name!r}{hint} valid: {', '.join(valid)}"
 

@@ -167,6 +167,23 @@ def test_life_loss_ends_the_learner_episode_but_not_the_game():
         assert np.all(np.isin(life.done_length[:, e].nonzero()[0], game_over))
 
 
+@pytest.mark.parametrize("backend", ["envpool", "ale"])
+def test_a_life_lost_on_the_last_allowed_step_is_a_termination(backend):
+    """SB3's EpisodicLifeEnv under TimeLimit: the life loss terminates the learner's episode (no
+    bootstrap) though the step limit restarts the game.  The loss was read from the restarted
+    game's lives, unseen, and the step became a truncation bootstrapped from a lost life."""
+    actions = np.random.default_rng(1).integers(0, 4, (300, 1))
+    _, free = run(make("Breakout-v5", 1, backend=backend, **DETERMINISTIC), actions)
+    lost = int(np.nonzero(free.terminated[:, 0])[0][0])
+    assert free.done_length[lost, 0] == 0  # a life, not the game
+    _, cut = run(make("Breakout-v5", 1, backend=backend, max_steps=lost + 1, **DETERMINISTIC), actions[:lost + 1])
+    assert bool(cut.terminated[lost, 0]) and not bool(cut.truncated[lost, 0])
+    np.testing.assert_array_equal(cut.final_obs[lost], free.final_obs[lost])
+    assert cut.done_length[lost, 0] == lost + 1  # the game ended there, cut: its length reported
+    assert lost > 0 and cut.inner.lives[lost, 0] == free.inner.lives[lost - 1, 0]  # the restarted game's: all
+    assert not cut.terminated[:lost, 0].any() and not cut.truncated[:lost, 0].any()
+
+
 def test_seeds_vmapped_share_one_pool_and_stay_independent():
     """Two seeds of 2 envs each under vmap run as one pool of 4 emulators; each seed's games equal
     an unbatched run of its own actions."""
@@ -198,6 +215,7 @@ def test_ale_backend_seeds_no_op_starts_from_the_key():
     (dict(noop_max=0), "noop_max must be >= 1"),
     (dict(max_steps=0), r"max_steps must be in \[1, 2\*\*31\), got 0"),
     (dict(max_steps=2**31), r"max_steps must be in \[1, 2\*\*31\)"),  # failed after the run directory existed
+    (dict(backend="ale", seed=5), r"the ale backend seeds its games from the run's key \(--seed\): drop the seed"),
     (dict(seed=3_000_000_000), r"seed must be in \[0, 2\*\*31\) \(EnvPool's int32 seed\)"),
     (dict(seed=-1), r"seed must be in \[0, 2\*\*31\)"),
 ])

@@ -20,6 +20,8 @@ GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
     ("space", GAMES, "did you mean 'SpaceInvaders-v5' or 'SpaceWar-v5'?"),  # a prefix, case ignored
     ("Breakuot-v5", GAMES, "did you mean 'Breakout-v5'?"),           # a typo
     ("bpp", ["bpo", "ppo"], "did you mean 'bpo' or 'ppo'?"),         # equally close: both
+    ("SpaceInvadersNoFrameskip-v4", GAMES, "did you mean 'SpaceInvaders-v5'?"),  # Gym's id for the game
+    ("Breakout-v4", GAMES, "did you mean 'Breakout-v5'?"),           # another version
 ])
 def test_a_close_name_is_suggested(name, valid, hint):
     text = unknown_name("game", name, valid)

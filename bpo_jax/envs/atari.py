@@ -168,6 +168,9 @@ class AtariEnv:
                 raise ValueError(f"atari: {key} must be in [1, 2**31), got {value}")
         if not 0 <= seed < 2**31:
             raise ValueError(f"atari: seed must be in [0, 2**31) (EnvPool's int32 seed), got {seed}")
+        if seed and backend == "ale":  # it would be recorded in config.json, and change nothing
+            raise ValueError("atari: seed sets the envpool backend's emulator seeds; the ale backend seeds its games "
+                             "from the run's key (--seed): drop the seed option")
         if not 0 <= repeat_action_probability <= 1:
             raise ValueError(f"atari: repeat_action_probability must be in [0, 1], got {repeat_action_probability}")
         if num_threads < 0:
@@ -208,10 +211,12 @@ class AtariEnv:
         # The lives argument orders this step after the call that made ``state``: emulator calls
         # are side effects, and an action that does not depend on the frames (a random policy)
         # would leave the compiler free to run a step before the reset.
-        frame, raw, game_over, truncated, lives, final_frame = self._backend.op("step", self.num_envs)(
+        frame, raw, game_over, truncated, lives, final_frame, final_lives = self._backend.op("step", self.num_envs)(
             action.astype(jnp.int32), cut, state.inner.lives)
         game_end = game_over | truncated
-        life_loss = (lives < state.inner.lives) & ~game_end if self.episodic_life else jnp.zeros_like(game_end)
+        # Lives before any restart: a life lost on the step that hits the limit ends the
+        # learner's episode (terminated, no bootstrap), as SB3's EpisodicLifeEnv under TimeLimit.
+        life_loss = (final_lives < state.inner.lives) & ~game_over if self.episodic_life else jnp.zeros_like(game_end)
         terminated = game_over | life_loss
         truncated = truncated & ~terminated  # terminal wins: nothing to bootstrap
         learner_done = terminated | truncated
@@ -276,7 +281,8 @@ class _Backend:
     def _out_shapes(self, size: int):
         return (jax.ShapeDtypeStruct((size,) + FRAME, jnp.uint8), jax.ShapeDtypeStruct((size,), jnp.float32),
                 jax.ShapeDtypeStruct((size,), jnp.bool_), jax.ShapeDtypeStruct((size,), jnp.bool_),
-                jax.ShapeDtypeStruct((size,), jnp.int32), jax.ShapeDtypeStruct((size,) + FRAME, jnp.uint8))
+                jax.ShapeDtypeStruct((size,), jnp.int32), jax.ShapeDtypeStruct((size,) + FRAME, jnp.uint8),
+                jax.ShapeDtypeStruct((size,), jnp.int32))
 
     def _reset_shapes(self, size: int):
         return (jax.ShapeDtypeStruct((size,) + FRAME, jnp.uint8), jax.ShapeDtypeStruct((size,), jnp.int32))
@@ -350,7 +356,7 @@ class _EnvPoolBackend(_Backend):
             h = jax.lax.fori_loop(0, size, lambda e, h: jax.lax.cond(
                 done[e], lambda h: send(h, noop, e[None]), lambda h: h, h), h)
             _, (reset_frame, _, _, _, reset_lives) = gather(done.sum(), (frame, reward, game_over, truncated, lives), h)
-            return reset_frame, reward, game_over, truncated & ~game_over, reset_lives, frame
+            return reset_frame, reward, game_over, truncated & ~game_over, reset_lives, frame, lives
 
         return step
 
@@ -390,7 +396,7 @@ class _AleBackend(_Backend):
             obs, reward, game_over, truncated, info = env.step(np.asarray(action, np.int32))
             frame = np.array(obs[:, 0])
             lives = np.array(info["lives"], np.int32)
-            final = frame.copy()
+            final, final_lives = frame.copy(), lives.copy()  # a game ended here was restarted: its own are gone
             ended = np.asarray(game_over | truncated)
             if ended.any():
                 final[ended] = np.asarray(info["final_obs"])[ended, 0]
@@ -400,7 +406,7 @@ class _AleBackend(_Backend):
                 frame[cut] = obs2[cut, 0]
                 lives[cut] = np.asarray(info2["lives"], np.int32)[cut]
             return (frame, np.asarray(reward, np.float32), np.asarray(game_over, bool),
-                    np.asarray(truncated, bool) | cut, lives, final)
+                    np.asarray(truncated, bool) | cut, lives, final, final_lives)
 
         from jax.experimental import io_callback
         return lambda action, cut, after: io_callback(host, self._out_shapes(size), action, cut, after)
