@@ -113,7 +113,7 @@ def has_run_files(path: str) -> bool:
 def _not_to_delete(path: str) -> Optional[str]:
     """Why ``path`` is no run directory to delete (the working directory or one holding it, the
     home directory, a file system root, a folder inside another run such as its checkpoints/,
-    a sweep's directory), or None: ``--out . --overwrite`` emptied the directory it was run from
+    a sweep's directory, a folder holding runs), or None: ``--out . --overwrite`` emptied the directory it was run from
     before failing to remove it."""
     real, here = os.path.realpath(path), os.path.realpath(os.getcwd())
     owner = run_owning(real)
@@ -121,6 +121,9 @@ def _not_to_delete(path: str) -> Optional[str]:
         return f"a folder of the run in {owner!r}, which it would damage"
     if os.path.isfile(os.path.join(real, SWEEP_FILE)):
         return "a sweep's directory (its runs, curves and report)"
+    held = None if has_run_files(real) else next(runs_below(real), None)
+    if held is not None:  # `--out runs --overwrite` deleted every run made with the default --out
+        return f"a folder holding runs (such as {os.path.relpath(held, real)}), which it would delete with it"
     if real == here:
         return "the current directory"
     if here.startswith(real.rstrip(os.sep) + os.sep):
@@ -130,6 +133,16 @@ def _not_to_delete(path: str) -> Optional[str]:
     if real == os.path.dirname(real):
         return "a file system root"
     return None
+
+
+def runs_below(path: str):
+    """The run directories (:func:`has_run_files`) under ``path``, not looking inside a run."""
+    for root, dirs, _ in os.walk(path):
+        dirs.sort()
+        for d in list(dirs):
+            if has_run_files(os.path.join(root, d)):
+                dirs.remove(d)
+                yield os.path.join(root, d)
 
 
 def run_owning(path: str) -> Optional[str]:

@@ -603,6 +603,13 @@ def test_overwrite_refuses_a_folder_of_another_run_and_a_sweep(tmp_path, capsys,
         (project / name).write_text("{}")
     reporting.check_output_dir(str(project / "runs" / "exp1"), overwrite=True)
     reporting.check_output_dir(str(run), overwrite=True)  # the run's own folder: its files are the ones replaced
+    # A folder of runs (the default --out's runs/) is no run to replace: it deleted every one.
+    (project / "runs" / "exp2").mkdir()
+    for name in ("config.json", "INCOMPLETE"):
+        (project / "runs" / "exp2" / name).write_text("{}")
+    for folder in (project / "runs", tmp_path):
+        with pytest.raises(reporting.OutputDirError, match="a folder holding runs \\(such as "):
+            reporting.check_output_dir(str(folder), overwrite=True)
 
 
 def test_plot_and_report_refuse_an_out_of_the_other_kind_and_say_how_to_finish_unfinished_runs(tmp_path, capsys):
