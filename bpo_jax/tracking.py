@@ -31,6 +31,7 @@ import numpy as np
 
 from bpo_jax import algorithms
 from bpo_jax.console import silence
+from bpo_jax.errors import finishes_before_interrupt
 from bpo_jax.reporting import write_json
 from bpo_jax.runner import Chunk, Progress
 
@@ -176,8 +177,13 @@ def check_open_files(num_runs: int) -> None:
 class TensorBoard:
     """Event files in ``logdir``/seed_<i> (one TensorBoard run per seed, so seeds overlay);
     perf/ scalars go to seed_0 only.  ``purge_step`` (on resume: the first step after the
-    checkpoint) makes TensorBoard drop what a crashed session logged beyond its checkpoint."""
+    checkpoint) makes TensorBoard drop what a crashed session logged beyond its checkpoint.
 
+    Each call finishes before a Ctrl-C is delivered: one raised inside tensorboardX's queue (a
+    multiprocessing queue, fed by threads) could lose its wake-up, and ``close`` then waited for
+    the writer thread for ever, the command hung, deaf to further presses."""
+
+    @finishes_before_interrupt
     def __init__(self, logdir: str, num_seeds: int, batch_size: int, purge_step: Optional[int] = None):
         from tensorboardX import SummaryWriter
         from tensorboardX.proto.summary_pb2 import Summary
@@ -187,6 +193,7 @@ class TensorBoard:
         self.writers = [SummaryWriter(os.path.join(logdir, f"seed_{i}"), purge_step=purge_step, flush_secs=30)
                         for i in range(num_seeds)]
 
+    @finishes_before_interrupt
     def __call__(self, chunk: Chunk) -> None:
         # One event per (seed, update) holding all of its scalars: an event is a trip through
         # tensorboardX's writer queue, ~0.1 ms each, which one event per scalar made as long as
@@ -203,6 +210,7 @@ class TensorBoard:
         for w in self.writers:  # a killed run keeps what it logged up to its last chunk
             w.flush()
 
+    @finishes_before_interrupt
     def close(self) -> None:
         for w in self.writers:
             w.close()

@@ -210,3 +210,28 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
     # Where the hard limit allows, the soft one is raised instead.
     proc = _limited(tmp_path, 256, 4096, "tracking.check_open_files(400); print(resource.getrlimit(resource.RLIMIT_NOFILE))")
     assert proc.returncode == 0 and proc.stdout.strip() == "(4096, 4096)", proc.stderr
+
+
+def test_a_ctrl_c_while_tensorboard_logs_is_raised_after_it(tmp_path, monkeypatch):
+    """Raised inside tensorboardX's queue, it could lose the writer thread's wake-up: close()
+    then waited for ever (a run hung once in 17 Ctrl-Cs).  The press now waits for the call's
+    end: every event of the chunk is written, and close() returns."""
+    import signal
+
+    tb = tracking.TensorBoard(str(tmp_path / "tb"), num_seeds=2, batch_size=64)
+    writer = tb.writers[0].file_writer
+    real, calls = writer.add_summary, []
+
+    def pressed_inside(*args, **kwargs):
+        if not calls:
+            signal.raise_signal(signal.SIGINT)
+        calls.append(1)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "add_summary", pressed_inside)
+    with pytest.raises(KeyboardInterrupt):
+        tb(make_chunk(2, first=True))
+    assert len(calls) == 2  # both of seed 0's updates, after the press
+    tb.close()
+    assert [s for s, _ in read_scalars(tmp_path / "tb" / "seed_0")["charts/episode_return"]] == [64, 128]
+    assert read_scalars(tmp_path / "tb" / "seed_1")["charts/episode_return"] == [(128, 30.0)]
