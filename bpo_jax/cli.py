@@ -124,6 +124,8 @@ def _parse_strings(text: str) -> tuple[str, ...]:
         if ch == "," and depth <= 0:
             items.append(text[start:i].strip())
             start, depth = i + 1, 0
+    if depth > 0:  # the rest was never an item: it vanished from the run's settings
+        raise argparse.ArgumentTypeError(f"a bracket opened in {text[start:].strip()!r} is not closed")
     return tuple(x for x in items if x)
 
 

@@ -197,6 +197,9 @@ def test_env_options_keep_commas_inside_brackets():
     assert cli._parse_strings("healthy_z_range=(0.8,2.0),x=1") == ("healthy_z_range=(0.8,2.0)", "x=1")
     assert cli._parse_strings("a=[1,2],b=(3,(4,5)),c") == ("a=[1,2]", "b=(3,(4,5))", "c")
     assert cli._parse_strings("bpo, ppo,") == ("bpo", "ppo")
+    for text, rest in (("gravity=9.8,x=(1", "x=(1"), ("x=(1,2", "x=(1,2")):  # the item vanished from config.json
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"a bracket opened in {rest!r} is not closed")):
+            cli._parse_strings(text)
 
 
 def test_json_outputs_are_strict_json(tmp_path):
