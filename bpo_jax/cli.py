@@ -476,6 +476,12 @@ def _init_distributed(args) -> None:
         return
     import jax
 
+    from bpo_jax import reporting
+
+    if not args.resume:  # joining waits for every process: refuse bad settings before it, as alone
+        _config_from_args(args).validate()
+        if args.out is not None:
+            reporting.check_output_dir(args.out, args.overwrite)
     if any(f is not None for f in flags):
         if None in flags:
             raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three")

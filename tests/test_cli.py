@@ -66,10 +66,16 @@ def assert_one_line_in_process(capsys, *fragments):
     (["--coordinator", "nocolon", "--num-processes", "2", "--process-id", "0"], ["--coordinator must be HOST:PORT"]),
     (["--coordinator", "localhost:1234", "--num-processes", "0", "--process-id", "0"],
      ["--num-processes must be >= 1, got 0"]),
+    # before joining the cluster, which waits for every process (a silent hang till its time-out)
+    (["--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "0", "--lr", "-1"],
+     ["--lr must be > 0, got -1.0"]),
 ])
-def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys):
+def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys, monkeypatch):
     """In-process (no interpreter start-up per case); that the process itself exits non-zero with
     the same one line is checked through subprocesses below (an existing --out, an unknown suite)."""
+    import jax
+
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: pytest.fail("joined a cluster"))
     out = tmp_path / "out"
     assert cli.main(["train", *args, "--out", str(out)]) != 0
     assert_one_line_in_process(capsys, *fragments)
