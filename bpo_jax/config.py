@@ -409,6 +409,23 @@ class Config:
                     raise ConfigError(f"`{name}` applies only to `algo` {other.name}, not {algorithm.name}; "
                                       f"leave it at its default ({defaults[name]!r}) or train {other.name}")
 
+    def check_read(self, action_space: ActionSpace) -> "Config":
+        """Refuse, for a new run in an env with ``action_space``, a setting away from its default
+        that the run would not read (:data:`READ_WHEN`): it would train the same run as the
+        default, while config.json says otherwise.  Not on loading a checkpoint: a run made
+        before this check still resumes."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, (what, reads) in READ_WHEN.items():
+            value = getattr(self, name)
+            if value != defaults[name] and algorithms.reads(self.algo, name) and \
+                    not reads(self, frozenset(), lambda: not isinstance(action_space, Discrete)):
+                raise ConfigError(f"`{name}` {_shown(value)} changes nothing here: it is read only with {what}; "
+                                  f"leave it at its default ({_shown(defaults[name])})")
+        if self.lr_schedule == "linear" and not self.anneal_lr:  # the schedule wins: it annealed
+            raise ConfigError("`lr_schedule` linear anneals the learning rate, which `anneal_lr` off says not to; "
+                              "drop one of them")
+        return self
+
     def validate_env(self, action_space: ActionSpace) -> "Config":
         """Refuse settings that cannot apply to an environment with ``action_space``."""
         if isinstance(action_space, Discrete) and self.action_squash != "clip":
@@ -419,6 +436,34 @@ class Config:
             raise ConfigError(f"`action_squash` 'tanh' maps onto the action bounds, and {self.env}'s are not all "
                               "finite; use `action_squash` clip")
         return self
+
+
+# Fields a run reads only when another of its settings turns them on: field -> (what has to
+# hold, whether it holds for a Config).  The test takes the fields a sweep's grid sets on top
+# of the Config (``later``) and whether the env's actions are continuous (``continuous()``,
+# asked only where it matters: a sweep builds the env to know).  A value where it does not hold
+# trains the same run as the default: ``Config.check_read`` refuses it for a new run, a sweep
+# leaves such runs at their preset.
+READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool]], bool]]] = {
+    "obs_clip": ("`normalize_obs` on", lambda c, later, continuous: c.normalize_obs),
+    "obs_norm_window": ("`normalize_obs` on", lambda c, later, continuous: c.normalize_obs),
+    "reward_clip": ("`normalize_rewards` on", lambda c, later, continuous: c.normalize_rewards),
+    "desired_kl": ("`lr_schedule` adaptive", lambda c, later, continuous: c.schedule == "adaptive"),
+    "eps": ("`eps_low` or `eps_high` unset (they take `eps`)",
+            lambda c, later, continuous: any(getattr(c, b) is None and b not in later for b in ("eps_low", "eps_high"))),
+    "init_std": ("continuous actions", lambda c, later, continuous: continuous()),
+    "min_std": ("continuous actions", lambda c, later, continuous: continuous()),
+    "u_coef": ("`use_median` on", lambda c, later, continuous: c.use_median),
+    "median_hidden_sizes": ("`use_median` on and `separate_median` off (its network is `hidden_sizes` wide)",
+                            lambda c, later, continuous: c.use_median and not c.separate_median),
+}
+
+
+def _shown(value: Any) -> str:
+    """A setting as typed on the command line: 64,64 for a tuple (() when empty), 0.5, True."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "()"
+    return str(value)
 
 
 class _Infinity(ast.NodeTransformer):

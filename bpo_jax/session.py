@@ -244,7 +244,7 @@ class RunSession:
             contract.check_once(envs.make(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool,
                                           **config.env_kwargs()),
                                 contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
-        config.validate_env(env.action_space)
+        config.validate_env(env.action_space).check_read(env.action_space)
         make_network(config, env.action_space, env.obs_spec)
         train.check_loss(config, env)
         _check_machine(config, num_seeds, options)

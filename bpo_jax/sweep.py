@@ -35,8 +35,8 @@ values is a program of its own::
 
 A grid field that only another algorithm reads (``bpo_lambda`` for PPO) leaves that
 algorithm's runs at their preset, as does one that a run's settings leave unused (``obs_clip``
-without ``normalize_obs``, ``init_std`` with discrete actions, :data:`_READ_WHEN`); a field no
-run reads is refused.
+without ``normalize_obs``, ``init_std`` with discrete actions: :data:`bpo_jax.config.READ_WHEN`);
+a field no run reads is refused.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 from bpo_jax import curves, presets, report, reporting, tracking
-from bpo_jax.config import SWEEPABLE, Config
+from bpo_jax.config import READ_WHEN, SWEEPABLE, Config
 from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 from bpo_jax.runner import BadUpdateError
 from bpo_jax.session import RunOptions, RunSession, run_together
@@ -65,21 +65,6 @@ TRACED: tuple[str, ...] = ("eps",) + SWEEPABLE
 # Numeric fields a grid may not vary, and what sets them instead.
 _NOT_GRID = {"total_steps": "the sweep's `total_steps` sets every run's budget",
              "seed": "`num_seeds` seeds every run"}
-# Grid fields a run reads only when another of its settings (a preset's, or another grid
-# field) turns them on: (what has to hold, whether it holds for a run's Config and the grid's
-# field names).  Elsewhere each value would train the same run again.
-_READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset], bool]]] = {
-    "obs_clip": ("normalize_obs on", lambda c, grid: c.normalize_obs),
-    "obs_norm_window": ("normalize_obs on", lambda c, grid: c.normalize_obs),
-    "reward_clip": ("normalize_rewards on", lambda c, grid: c.normalize_rewards),
-    "desired_kl": ("lr_schedule adaptive", lambda c, grid: c.schedule == "adaptive"),
-    "eps": ("eps_low or eps_high unset (they take eps)",
-            lambda c, grid: any(getattr(c, bound) is None and bound not in grid for bound in ("eps_low", "eps_high"))),
-    "init_std": ("continuous actions", lambda c, grid: _continuous(c.env, c.env_options)),
-    "min_std": ("continuous actions", lambda c, grid: _continuous(c.env, c.env_options)),
-}
-
-
 @functools.cache
 def _continuous(env: str, env_options: tuple) -> bool:
     """Whether ``env`` acts in a continuous (Box) action space, where a Gaussian policy's
@@ -228,7 +213,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
     idle = next((name for name, _ in grid if not any(reads(key, name) for key in presets_of)), None)
     if idle is not None:
         raise SweepError(f"`grid` varies {idle}, which no run of this sweep reads: a run reads it only with "
-                         f"{_READ_WHEN[idle][0]}, and none here has that; vary another field")
+                         f"{READ_WHEN[idle][0]}, and none here has that; vary another field")
     runs = []
     for task in chosen:
         for algo in algos:
@@ -250,7 +235,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
 
 def _reader(grid, presets_of: dict) -> Callable[[tuple, str], bool]:
     """Whether the runs of a (task, algorithm), with its preset ``presets_of[key]``, read grid
-    field ``name``: its algorithm reads it, and its settings turn it on (:data:`_READ_WHEN`)."""
+    field ``name``: its algorithm reads it, and its settings turn it on (:data:`READ_WHEN`)."""
     from bpo_jax import algorithms
 
     names = frozenset(name for name, _ in grid)
@@ -258,10 +243,11 @@ def _reader(grid, presets_of: dict) -> Callable[[tuple, str], bool]:
     def reads(key: tuple, name: str) -> bool:
         if not algorithms.reads(key[1], name):
             return False
-        if name not in _READ_WHEN:
+        if name not in READ_WHEN:
             return True
         try:
-            return _READ_WHEN[name][1](Config(**presets_of[key]), names)
+            config = Config(**presets_of[key])
+            return READ_WHEN[name][1](config, names, lambda: _continuous(config.env, config.env_options))
         except (TypeError, ValueError):  # a preset validate() refuses below, naming its run
             return True
     return reads

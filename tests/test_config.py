@@ -164,3 +164,42 @@ def test_stacking_needs_hparams():
         HParams.stack([])
     with pytest.raises(TypeError, match="got \\[Config"):
         HParams.stack([Config()])
+
+
+CONTINUOUS, DISCRETE = Box(low=-np.ones(1), high=np.ones(1), shape=(1,)), Discrete(2)
+
+
+@pytest.mark.parametrize("changes, space, message", [
+    (dict(obs_clip=3.0), CONTINUOUS, "`obs_clip` 3.0 changes nothing here: it is read only with `normalize_obs` on"),
+    (dict(obs_norm_window=100), CONTINUOUS, "`obs_norm_window` 100 changes nothing here"),
+    (dict(reward_clip=1.0), CONTINUOUS, "read only with `normalize_rewards` on"),
+    (dict(desired_kl=0.5), CONTINUOUS, "read only with `lr_schedule` adaptive"),
+    (dict(eps=0.3, eps_low=0.2, eps_high=0.2), CONTINUOUS, "read only with `eps_low` or `eps_high` unset"),
+    (dict(init_std=5.0), DISCRETE, "`init_std` 5.0 changes nothing here: it is read only with continuous actions"),
+    (dict(min_std=0.1), DISCRETE, "read only with continuous actions; leave it at its default (0.001)"),
+    (dict(use_median=False, u_coef=5.0), CONTINUOUS, "`u_coef` 5.0 changes nothing here"),
+    (dict(separate_median=True, median_hidden_sizes=(32,)), CONTINUOUS,
+     "`median_hidden_sizes` 32 changes nothing here: it is read only with `use_median` on and `separate_median` off"),
+    (dict(anneal_lr=False, lr_schedule="linear"), CONTINUOUS, "`lr_schedule` linear anneals the learning rate"),
+])
+def test_a_setting_the_run_would_not_read_is_refused_for_a_new_run(changes, space, message):
+    """Each was accepted and trained the default's run (metrics.csv byte-identical) while
+    config.json recorded the value."""
+    config = Config(**changes).validate()  # a checkpoint's config still loads
+    with pytest.raises(ConfigError) as e:
+        config.check_read(space)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_settings_read_where_they_apply_and_every_preset_pass():
+    for changes, space in ((dict(obs_clip=3.0, normalize_obs=True), CONTINUOUS), (dict(init_std=0.5), CONTINUOUS),
+                           (dict(eps=0.3, eps_low=0.2), CONTINUOUS), (dict(desired_kl=0.02, lr_schedule="adaptive"),
+                                                                      CONTINUOUS),
+                           (dict(anneal_lr=False, lr_schedule="adaptive"), DISCRETE)):
+        Config(**changes).check_read(space)
+    from bpo_jax import presets
+
+    for name in presets.names():
+        for algo in ("bpo", "ppo"):
+            config = Config(**presets.resolve(name, algo))
+            config.check_read(DISCRETE if config.env.startswith("atari/") else CONTINUOUS)

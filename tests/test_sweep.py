@@ -589,11 +589,11 @@ def test_a_grid_plans_every_combination_and_one_program_per_task_and_algorithm()
     ({"gae_lambda": (0.9, 1.5)}, "run smoke_CartPole-v1__ppo__gae_lambda=1.5: `gae_lambda` must be"),
     # Fields the smoke presets leave unused: each value trained the same run again.
     ({"obs_clip": (5, 10)}, "`grid` varies obs_clip, which no run of this sweep reads: a run reads it only with "
-                            "normalize_obs on, and none here has that; vary another field"),
+                            "`normalize_obs` on, and none here has that; vary another field"),
     ({"obs_norm_window": (0, 5)}, "`grid` varies obs_norm_window, which no run of this sweep reads"),
-    ({"reward_clip": (1, 5)}, "a run reads it only with normalize_rewards on"),
-    ({"desired_kl": (0.01, 0.02)}, "a run reads it only with lr_schedule adaptive"),
-    ({"eps": (0.1, 0.3), "eps_low": (0.2,), "eps_high": (0.2,)}, "a run reads it only with eps_low or eps_high unset"),
+    ({"reward_clip": (1, 5)}, "a run reads it only with `normalize_rewards` on"),
+    ({"desired_kl": (0.01, 0.02)}, "a run reads it only with `lr_schedule` adaptive"),
+    ({"eps": (0.1, 0.3), "eps_low": (0.2,), "eps_high": (0.2,)}, "a run reads it only with `eps_low` or `eps_high` unset"),
     ({"init_std": (0.5, 1.0)}, "`grid` varies init_std, which no run of this sweep reads: a run reads it only with "
                                "continuous actions, and none here has that"),
     ({"min_std": (0.01, 0.1)}, "a run reads it only with continuous actions"),
