@@ -117,6 +117,7 @@ def save(
     train_seconds: float,
     keep: int = 2,
     fast_compile: bool = False,
+    layout: Optional[dict] = None,
 ) -> str:
     """Write a checkpoint of ``state`` (leaves batched over seeds) after ``update`` updates
     into ``directory``/step_<update>, atomically; prune all but the newest ``keep``.
@@ -161,6 +162,8 @@ def save(
             # plainly instead of failing somewhere inside tensorstore.
             "files": _digests(os.path.join(tmp, "arrays")),
         }
+        if layout is not None:  # how the program split over devices: its float rounding, kept by a resume
+            meta["layout"] = dict(layout)
         origins = plugins.origins(config)
         if origins:  # so that a process without the plug-in can say which one to load
             meta["plugins"] = origins
@@ -273,7 +276,10 @@ def read_metadata(ckpt: str) -> dict:
              "leaves": isinstance(meta["leaves"], list),
              "files": isinstance(meta["files"], dict) and bool(meta["files"]) and all(
                  isinstance(v, list) and len(v) == 2 and count(v[0], 0) and isinstance(v[1], str)
-                 for v in meta["files"].values())}
+                 for v in meta["files"].values()),
+             "layout": "layout" not in meta or (isinstance(meta["layout"], dict) and set(meta["layout"]) == {
+                 "split", "devices"} and meta["layout"]["split"] in ("seeds", "envs")
+                 and count(meta["layout"]["devices"], 1))}
     bad = [name for name, ok in valid.items() if not ok]
     if bad:
         raise DamagedCheckpoint(f"checkpoint {ckpt} has a malformed metadata.json ({', '.join(bad)}: edited?)")
@@ -526,6 +532,7 @@ class Saver:
     every_seconds: Optional[float] = None
     last_update: int = 0  # update of the last save (a resumed run: where it resumed)
     fast_compile: bool = False  # the run compiles with XLA's cheap settings (recorded for its resume)
+    layout: Optional[dict] = None  # {"split": "seeds" or "envs", "devices": n} (recorded for its resume)
     saved: int = field(default=0, init=False)  # checkpoints written by this saver
     seconds: float = field(default=0.0, init=False)  # time spent writing them
     _last_time: float = field(init=False)  # monotonic clock at the last save
@@ -553,7 +560,7 @@ class Saver:
             self.directory, chunk.state, update=chunk.update, config=self.config, num_seeds=self.num_seeds,
             chunk_updates=chunk.chunk_updates, metrics=chunk.history.metrics(),
             steps_per_second=chunk.history.steps_per_second(), train_seconds=chunk.train_seconds, keep=self.keep,
-            fast_compile=self.fast_compile,
+            fast_compile=self.fast_compile, layout=self.layout,
         )
         self.seconds += time.perf_counter() - t0
         self.saved += 1

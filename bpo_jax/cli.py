@@ -559,15 +559,19 @@ def _use_cpu_cores(args) -> None:
 
     if args.split == "envs" or _distributed(args):
         return
-    seeds, env = args.seeds, args.env
+    seeds, env, devices = args.seeds, args.env, None
     if args.resume:
         try:
             ckpt = checkpoint.locate(args.resume)[1]
-            seeds, env = checkpoint.read_metadata(ckpt)["num_seeds"], checkpoint.read_config(ckpt).env
+            meta = checkpoint.read_metadata(ckpt)
+            seeds, env = meta["num_seeds"], checkpoint.read_config(ckpt).env
         except (ValueError, OSError):
             return  # the run session reports what is wrong with the checkpoint
+        layout = meta.get("layout")  # the run's own devices, whatever this machine's cores
+        if layout is not None and (layout["devices"] == 1 or layout["split"] == "seeds"):
+            devices = layout["devices"]
     if not registry.host_state(env):  # such envs train on one device (runner.fitting_devices)
-        runner.use_cpu_cores(seeds)
+        runner.use_cpu_cores(seeds, devices)
 
 
 def _distributed(args) -> bool:

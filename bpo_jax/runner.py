@@ -256,7 +256,7 @@ def cpu_devices_for(num_seeds: int, cores: int) -> int:
     return next(d for d in range(min(cores, num_seeds), num_seeds + 1) if num_seeds % d == 0)
 
 
-def use_cpu_cores(num_seeds: int) -> Optional[int]:
+def use_cpu_cores(num_seeds: int, devices: Optional[int] = None) -> Optional[int]:
     """Expose this machine's cores as CPU devices (``jax_num_cpu_devices``, :func:`cpu_devices_for`)
     so that a ``split="auto"`` run of ``num_seeds`` seeds puts whole seeds on every core.
 
@@ -268,15 +268,20 @@ def use_cpu_cores(num_seeds: int) -> Optional[int]:
     shapes the unused CPU backend.  Returns the device count it set, or None where it leaves
     things as they are: fewer than 2 seeds or cores, the backends already started, or a count
     the user chose (``--xla_force_host_platform_device_count`` in XLA_FLAGS, or
-    ``jax_num_cpu_devices`` / $JAX_NUM_CPU_DEVICES)."""
+    ``jax_num_cpu_devices`` / $JAX_NUM_CPU_DEVICES).
+
+    ``devices``: that many, whatever the cores (a resumed run's, recorded in its checkpoint: the
+    same per-device programs, the same float rounding, on a machine with another core count)."""
     from jax._src import xla_bridge
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     chosen = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
               or jax.config.jax_num_cpu_devices != -1)
-    if num_seeds < 2 or cores < 2 or chosen or xla_bridge.backends_are_initialized():
+    if chosen or xla_bridge.backends_are_initialized() or (devices or 0) == 1:
         return None
-    count = cpu_devices_for(num_seeds, cores)
+    if devices is None and (num_seeds < 2 or cores < 2):
+        return None
+    count = devices or cpu_devices_for(num_seeds, cores)
     jax.config.update("jax_num_cpu_devices", count)
     return count
 

@@ -299,6 +299,10 @@ class RunSession:
         if compiled is not None and compiled != options.fast_compile:
             raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled,
                                   f"it compiles as its run did (float rounding): resume with `fast_compile` = {compiled}")
+        split = loaded.meta.get("layout", {}).get("split")  # None: a checkpoint from before it was recorded
+        if split is not None and options.split not in ("auto", split):
+            raise ProgramMismatch("split", options.split, "split", split,
+                                  f"it splits as its run did (float rounding): resume with `split` auto or {split!r}")
         _check_machine(config, loaded.meta["num_seeds"], options)
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
@@ -412,6 +416,10 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
         runner.enable_compilation_cache()
     lead = is_lead()
     savers = [session._prepare_directory() if lead else None for session in sessions]
+    layout = _layout(c, count * seeds, options.split)
+    for saver in savers:
+        if saver is not None:
+            saver.layout = layout
     start = _joint_start(sessions)
     try:
         with contextlib.ExitStack() as stack:  # closes the progress bar before any message
@@ -635,6 +643,15 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
         return run_dir_config(run_dir).total_steps
     except (OSError, ValueError, TypeError):
         return saved.total_steps
+
+
+def _layout(config: Config, members: int, split: str) -> dict:
+    """How :func:`bpo_jax.runner.run` spreads a program of ``members`` seeds (of every run in it)
+    over this process's devices: ``{"split": "seeds" or "envs", "devices": n}``, which sets each
+    device's program and so its float rounding (checkpoints record it for a resume)."""
+    devices = runner.fitting_devices(None, split, members, config)
+    devices = jax.devices() if devices is None else devices
+    return {"split": runner.resolve_split(split, members, devices), "devices": len(devices)}
 
 
 def _check_machine(config: Config, num_seeds: int, options: RunOptions) -> None:

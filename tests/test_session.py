@@ -61,6 +61,13 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     assert (e.value.field, e.value.saved) == ("fast_compile", True)
     assert str(e.value).endswith("resume with `fast_compile` = True")
     assert "RunSession.resume(" in note and "RunOptions(fast_compile=True))" in note  # the hint says so too
+    # So does the split over devices (each device's program): a resume splits as its run did.
+    layout = checkpoint.read_metadata(checkpoint.locate(str(out))[1])["layout"]
+    assert layout == {"split": runner.resolve_split("auto", 2), "devices": len(jax.devices())}
+    other = "seeds" if layout["split"] == "envs" else "envs"
+    with pytest.raises(ProgramMismatch) as e:
+        RunSession.resume(str(out), dataclasses.replace(QUIET, split=other))
+    assert (e.value.field, e.value.saved) == ("split", layout["split"])
     resumed = RunSession.resume(str(out), QUIET, expect={"algo": "ppo", "lr": None, "num_seeds": 2, "chunk_updates": 4})
     assert (resumed.start_update, resumed.num_seeds, resumed.chunk_updates, resumed.out) == (8, 2, 4, str(out))
     done = resumed.run()
@@ -432,3 +439,30 @@ def test_a_run_killed_after_its_last_checkpoint_writes_its_files_on_resume(tmp_p
     assert not reporting.is_incomplete(str(out)) and (out / "summary.json").exists()
     assert done.result.compile_seconds < 1.0 and done.summary["num_updates"] == 16
     _assert_same_run(done, whole)
+
+
+@pytest.mark.parametrize("layout, devices", [({"split": "seeds", "devices": 3}, 3), ({"split": "envs", "devices": 1}, 1),
+                                             (None, None)])
+def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch, layout, devices):
+    """A run whose seeds were split over 2 cores, resumed on a machine with another count (or
+    with --split envs), computed other per-device programs: its numbers drifted from update 54
+    of a run never interrupted.  The checkpoint's device count is restored, whatever the cores."""
+    import argparse
+
+    from bpo_jax import cli
+
+    out = tmp_path / "run"
+    RunSession.start(TINY, num_seeds=3, out=str(out), chunk_updates=8, options=LAST_ONLY).run()
+    meta_file = os.path.join(checkpoint.locate(str(out))[1], "metadata.json")
+    with open(meta_file) as f:
+        meta = json.load(f)
+    meta.pop("layout")
+    if layout is not None:  # as another machine wrote it (None: a checkpoint from before it was recorded)
+        meta["layout"] = layout
+    reporting.write_json(meta_file, meta)
+    assert checkpoint.read_metadata(os.path.dirname(meta_file)).get("layout") == layout
+    asked = []
+    monkeypatch.setattr(runner, "use_cpu_cores", lambda seeds, devices=None: asked.append((seeds, devices)))
+    cli._use_cpu_cores(argparse.Namespace(split="auto", resume=str(out), seeds=1, env=TINY.env, coordinator=None,
+                                          num_processes=None, process_id=None))
+    assert asked == [(3, devices)]
