@@ -109,11 +109,11 @@ def _parse_optional(inner):
 def _parse_sizes(text: str) -> tuple[int, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
-    try:
-        sizes = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    try:  # every item a width: "64," or " , " is a slip, not (64,) or a linear policy
+        return tuple(int(x) for x in text.replace(" ", "").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64, got {text!r}")
-    return sizes
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64 (or an empty string: "
+                                         f"none), got {text!r}")
 
 
 def _parse_strings(text: str) -> tuple[str, ...]:
@@ -519,7 +519,7 @@ def cmd_train(args) -> int:
         if e.field == "fast_compile":
             return _fail(f"--resume continues the checkpoint's run, which compiled {'with' if e.saved else 'without'} "
                          f"--fast-compile (its float rounding): {'give' if e.saved else 'drop'} --fast-compile")
-        return _fail(f"--resume continues the checkpoint's run, whose {e.saved_field} is {_show(e.saved)}; "
+        return _fail(f"--resume continues the checkpoint's run, whose {_flag(e.saved_field)} is {_show(e.saved)}; "
                      f"drop {_flag(e.field)} (start a new run to change it)")
     except sessions.RunFinished as e:
         return _fail(_worded(f"{e}; or evaluate it with: bpo-jax eval --checkpoint {shlex.quote(e.run_dir)}"))
@@ -756,7 +756,8 @@ def _header(session) -> str:
     c = session.config
     resumed = "" if session.resumed_from is None else \
         f"; resuming at update {session.start_update} from {session.resumed_from.path}"
-    return (f"[{session.label}] {session.num_seeds} seed(s) x {c.num_updates} updates x {c.batch_size} steps, "
+    return (f"[{session.label}] {session.num_seeds} seed(s) x {c.num_updates} update{'s' * (c.num_updates != 1)} x "
+            f"{c.batch_size} steps, "
             f"{session.chunk_updates} update{'s' if session.chunk_updates != 1 else ''} per chunk"
             f"{_layout(session)}{resumed}; compiling...")
 

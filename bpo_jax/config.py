@@ -407,7 +407,7 @@ class Config:
             for name in set(other.own_fields) - set(algorithm.own_fields):
                 if getattr(self, name) != defaults[name]:
                     raise ConfigError(f"`{name}` applies only to `algo` {other.name}, not {algorithm.name}; "
-                                      f"leave it at its default ({defaults[name]!r}) or train {other.name}")
+                                      f"leave it at its default ({_shown(defaults[name])}) or train {other.name}")
 
     def check_read(self, action_space: ActionSpace) -> "Config":
         """Refuse, for a new run in an env with ``action_space``, a setting away from its default
@@ -460,9 +460,9 @@ READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool
 
 
 def _shown(value: Any) -> str:
-    """A setting as typed on the command line: 64,64 for a tuple (() when empty), 0.5, True."""
+    """A setting as typed on the command line: 64,64 for a tuple (none when empty), 0.5, True."""
     if isinstance(value, tuple):
-        return ",".join(map(str, value)) or "()"
+        return ",".join(map(str, value)) or "none"
     return str(value)
 
 

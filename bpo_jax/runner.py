@@ -323,8 +323,10 @@ def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds:
     size, what = (num_envs, "num_envs") if split == "envs" else (num_seeds, "num_seeds")
     if size % len(devices):
         other = "seeds" if split == "envs" else "envs"
+        other_size = num_seeds if split == "envs" else num_envs
+        hint = f", or give `split` {other}" if other_size % len(devices) == 0 else ""  # no dead end offered
         raise ConfigError(f"`{what}` {size} must be divisible by the number of devices ({len(devices)}) to split "
-                          f"the {split} over them; change it, or give `split` {other}")
+                          f"the {split} over them; change it{hint}")
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 

@@ -91,6 +91,8 @@ def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys, mo
     (["--checkpoint-every", "0"], ["--checkpoint-every", "takes a positive number"]),
     (["--lr", "abc"], ["--lr", "invalid float value"]),
     (["--hidden-sizes", "64,abc"], ["--hidden-sizes", "comma-separated integers"]),
+    (["--hidden-sizes", "64,"], ["--hidden-sizes", "comma-separated integers", "'64,'"]),  # was (64,)
+    (["--hidden-sizes", " , ,"], ["--hidden-sizes", "comma-separated integers"]),  # was a linear policy
     (["--keep-checkpoints", "0"], ["--keep-checkpoints must be >= 1"]),
     (["--no-checkpoints", "--checkpoint-every", "1"], ["--no-checkpoints writes none; drop --checkpoint-every"]),
     (["--no-checkpoints", "--keep-checkpoints", "3"], ["--no-checkpoints writes none; drop --keep-checkpoints"]),
@@ -403,6 +405,13 @@ def test_a_resume_that_compiles_otherwise_than_its_run_says_which_flag(tmp_path,
     assert cli.main(["train", "--resume", str(tmp_path / "run"), "--quiet"]) == 2
     assert capsys.readouterr().err.strip().endswith("which compiled with --fast-compile (its float rounding): "
                                                     "give --fast-compile")
+    # Other settings that change the program: named as flags (it said "whose num_seeds is 1")
+    for flags, told in ((["--seeds", "2"], "whose --seeds is 1; drop --seeds"),
+                        (["--reports", "2"], "whose --chunk-updates is 4; drop --reports"),
+                        (["--split", "seeds"], "whose --split is envs; drop --split")):
+        assert cli.main(["train", "--resume", str(tmp_path / "run"), "--quiet", "--fast-compile", *flags]) == 2
+        assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --resume continues the checkpoint's run, {told} "
+                                                   "(start a new run to change it)")
 
 
 def test_an_unusable_compilation_cache_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):

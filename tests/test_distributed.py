@@ -97,11 +97,18 @@ def test_seeds_split_over_devices_compute_the_one_device_run():
             runner.run(cfg, num_seeds=3, reports=1, split="seeds")
         except ConfigError as e:
             print("ERR", e)
+        try:
+            runner.make_mesh(jax.devices(), 3, 1, "envs")
+        except ConfigError as e:
+            print("ERR2", e)
         print("OK")
     """, devices=2)
     assert "OK" in out
     assert "ERR `num_seeds` 3 must be divisible by the number of devices (2) to split the seeds over them; " \
            "change it, or give `split` envs" in out
+    # one seed cannot be split either: no `split` seeds offered
+    assert "ERR2 `num_envs` 3 must be divisible by the number of devices (2) to split the envs over them; " \
+           "change it\n" in out
 
 
 @pytest.mark.extended  # 16 s; the default suite trains 3 grid members split over devices just below
