@@ -702,6 +702,11 @@ def _run_options(args):
         clash = [_flag(name) for name in ("checkpoint_every_seconds", "keep_checkpoints") if _dest(name) in args.given]
         if clash:
             raise ConfigError(f"--no-checkpoints writes none; drop {' and '.join(clash)} or --no-checkpoints")
+    where = [f"--{name.replace('_', '-')}" for name in ("wandb_project", "wandb_entity") if name in args.given]
+    if where and not args.wandb:
+        one = len(where) == 1
+        raise ConfigError(f"{' and '.join(where)} {'says' if one else 'say'} where W&B logs, and nothing logs there "
+                          f"without --wandb; give --wandb, or drop {'it' if one else 'them'}")
     cadence = {}
     if args.checkpoint_every is not None:
         cadence = dict(zip(("checkpoint_every_updates", "checkpoint_every_seconds"), args.checkpoint_every))

@@ -128,6 +128,10 @@ def test_dict_observations_use_obs_key():
     assert envs.make("brax/fast", obs_key="privileged_state", **options).obs_spec.shape == (4,)
     with pytest.raises(ValueError, match="obs_key= one of privileged_state, state"):
         envs.make("brax/fast", obs_key="pixels", **options)
+    # an array observation has no keys: another obs_key was accepted and recorded, and picked nothing
+    with pytest.raises(ValueError, match="^brax/fast: its observation is one array, so obs_key 'privileged_state' "
+                                         "picks nothing; drop it$"):
+        envs.make("brax/fast", obs_key="privileged_state")
 
 
 def test_brax_bad_backend_and_options():

@@ -97,6 +97,7 @@ def test_bad_input_is_one_line_and_nonzero(args, fragments, tmp_path, capsys, mo
     (["--no-checkpoints", "--checkpoint-every", "1"], ["--no-checkpoints writes none; drop --checkpoint-every"]),
     (["--no-checkpoints", "--keep-checkpoints", "3"], ["--no-checkpoints writes none; drop --keep-checkpoints"]),
     (["--no-checkpoints", "--resume", "somewhere"], ["--resume goes on writing checkpoints", "drop --no-checkpoints"]),
+    (["--wandb-project", "p"], ["--wandb-project says where W&B logs, and nothing logs there without --wandb"]),
 ])
 def test_bad_run_flags_are_one_line_and_create_nothing(args, fragments, tmp_path, capsys):
     """Run flags and unparsable values are refused in one line (no usage block), exit code 2,

@@ -152,7 +152,7 @@ class BraxApiEnv(FunctionalEnv):
     ``State.obs/.reward/.done``), with brax's ``EpisodeWrapper`` time limit and action repeat.
 
     ``obs_key`` picks the array out of dictionary observations (e.g. playground locomotion's
-    ``{'state', 'privileged_state'}``); array observations ignore it.  ``state_nodes``: see
+    ``{'state', 'privileged_state'}``); with array observations another key is refused.  ``state_nodes``: see
     :class:`FunctionalEnv` (playground passes MJX's ``Data``, which MuJoCo Warp batches its own way).
     """
 
@@ -169,7 +169,10 @@ class BraxApiEnv(FunctionalEnv):
         self.time_limit = -(-self._episode_length // self._action_repeat)
         self.state_nodes = tuple(state_nodes)
         # Observation structure of a reset state, without running it.
-        obs = self._select(jax.eval_shape(sim.reset, jax.random.PRNGKey(0)).obs, name)
+        raw = jax.eval_shape(sim.reset, jax.random.PRNGKey(0)).obs
+        if not isinstance(raw, Mapping) and obs_key != "state":  # it would be recorded, and pick nothing
+            raise ValueError(f"{name}: its observation is one array, so obs_key {obs_key!r} picks nothing; drop it")
+        obs = self._select(raw, name)
         action_size = int(sim.action_size)
         super().__init__(
             name, num_envs, ObsSpec(tuple(obs.shape), jnp.float32),
