@@ -245,6 +245,7 @@ class RunSession:
                                           **config.env_kwargs()),
                                 contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
         config.validate_env(env.action_space).check_read(env.action_space)
+        _check_memory(config, num_seeds, env.obs_spec)
         make_network(config, env.action_space, env.obs_spec)
         train.check_loss(config, env)
         _check_machine(config, num_seeds, options)
@@ -652,6 +653,34 @@ def _layout(config: Config, members: int, split: str) -> dict:
     devices = runner.fitting_devices(None, split, members, config)
     devices = jax.devices() if devices is None else devices
     return {"split": runner.resolve_split(split, members, devices), "devices": len(devices)}
+
+
+def _check_memory(config: Config, num_seeds: int, obs_spec) -> None:
+    """Refuse, before compiling, a run whose rollout alone cannot fit in memory: one update keeps
+    every observation and final observation of its ``num_steps`` x ``num_envs`` transitions per
+    seed (Atari's 100,000-frame stacks compiled until the machine ran out, killed)."""
+    observation = int(np.prod(obs_spec.shape)) * np.dtype(obs_spec.dtype).itemsize
+    need = 2 * observation * config.batch_size * num_seeds
+    have = _memory_bytes()
+    if have and need > have:
+        raise SessionError(
+            f"one update's rollout keeps {config.batch_size:,} observations of shape {tuple(obs_spec.shape)} per seed "
+            f"and their final observations, {need / 2**30:,.1f} GiB for {num_seeds} seed(s): more than the "
+            f"{have / 2**30:,.1f} GiB of memory here; lower `num_envs`, `num_steps` or `num_seeds` (or the "
+            "observations' size)", "num_envs")
+
+
+def _memory_bytes() -> Optional[int]:
+    """The memory the run's arrays live in: the accelerators' (summed), else this machine's RAM;
+    None where it cannot be read."""
+    devices = jax.devices()
+    if devices[0].platform != "cpu":
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
+        return sum(limits) if all(limits) else None
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
 
 
 def _check_machine(config: Config, num_seeds: int, options: RunOptions) -> None:

@@ -466,3 +466,18 @@ def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch
     cli._use_cpu_cores(argparse.Namespace(split="auto", resume=str(out), seeds=1, env=TINY.env, coordinator=None,
                                           num_processes=None, process_id=None))
     assert asked == [(3, devices)]
+
+
+def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """An Atari stack of 100,000 frames compiled until the machine ran out of memory."""
+    from bpo_jax import session as sessions
+
+    monkeypatch.setattr(sessions, "_memory_bytes", lambda: 2**30)
+    big = TINY.replace(num_envs=2**14, num_steps=2**10, total_steps=2**24)  # 2^24 x 2 obs of 16 bytes: 0.5 GiB a seed
+    RunSession.start(big, num_seeds=1, out=str(tmp_path / "fits"), options=QUIET)
+    with pytest.raises(SessionError) as e:
+        RunSession.start(big, num_seeds=3, out=str(tmp_path / "run"), options=QUIET)
+    assert str(e.value) == ("one update's rollout keeps 16,777,216 observations of shape (4,) per seed and their final "
+                            "observations, 1.5 GiB for 3 seed(s): more than the 1.0 GiB of memory here; lower "
+                            "`num_envs`, `num_steps` or `num_seeds` (or the observations' size)")
+    assert e.value.field == "num_envs" and not (tmp_path / "run").exists()
