@@ -29,7 +29,7 @@ import typing
 import urllib.error
 from typing import Any, Optional, Sequence
 
-from bpo_jax.config import Config, ConfigError
+from bpo_jax.config import Config, ConfigError, shown
 from bpo_jax.console import say as _say
 from bpo_jax.errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_line, in_words, interrupt_deferred,
                             interrupts_never_lost)
@@ -153,7 +153,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
         default = argparse.SUPPRESS if suppress else defaults.get(f.name, f.default)
         help_text = f.metadata["help"]
         if not re.search(r"\(default|by default", help_text):  # some helps say their default in words already
-            help_text += f" (default: {_show(defaults.get(f.name, f.default))})"
+            help_text += f" (default: {shown(defaults.get(f.name, f.default))})"
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
@@ -166,12 +166,6 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
         if optional:
             kind, metavar = _parse_optional(kind), metavar + "|none"
         parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value) or "none"
-    return str(value)
 
 
 PLUGIN_HELP = ("import MODULE first (a module name, or a .py file's path; repeat for more): a plug-in that "
@@ -367,6 +361,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         return args
     # Which flags were given (for --resume, which refuses those that change the run).
     args.given = set(vars(build_parser(suppress=True).parse_args(argv))) - {"command"}
+    args.typed = frozenset(args.given)  # without a preset's values, which `given` takes in below
     if args.preset is None:
         return args
     if args.resume:  # the preset's values would be reported as flags the user never typed
@@ -379,9 +374,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         # Allowed (a Hopper preset on Walker2d is a fair start), but an Atari preset on a MuJoCo
         # task is more likely a slip: say so before a long run starts.
         _say(f"bpo-jax: note: preset {args.preset} was set for {values['env']}; training {args.env} with it")
-    given = args.given | set(values)
+    given, typed = args.given | set(values), args.typed
     args = build_parser(values).parse_args(argv)
-    args.given = given
+    args.given, args.typed = given, typed
     return args
 
 
@@ -461,7 +456,7 @@ def _preset_lines(name: str, settings: dict[str, Config]) -> list[str]:
     lines = [f"{name}: bpo-jax train --preset {name} --algo {'|'.join(settings)}"]
     if source is not None:
         lines += [f"  {algo}: {source(name, algo)}" for algo in settings]
-    rows = [("field", *settings)] + [(f, *(_show(getattr(c, f)) if algorithms.reads(algo, f) else "-"
+    rows = [("field", *settings)] + [(f, *(shown(getattr(c, f)) if algorithms.reads(algo, f) else "-"
                                            for algo, c in settings.items())) for f in _CONFIG_FIELDS]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return lines + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows] + \
@@ -519,7 +514,7 @@ def cmd_train(args) -> int:
         if e.field == "fast_compile":
             return _fail(f"--resume continues the checkpoint's run, which compiled {'with' if e.saved else 'without'} "
                          f"--fast-compile (its float rounding): {'give' if e.saved else 'drop'} --fast-compile")
-        return _fail(f"--resume continues the checkpoint's run, whose {_flag(e.saved_field)} is {_show(e.saved)}; "
+        return _fail(f"--resume continues the checkpoint's run, whose {_flag(e.saved_field)} is {shown(e.saved)}; "
                      f"drop {_flag(e.field)} (start a new run to change it)")
     except sessions.RunFinished as e:
         return _fail(_worded(f"{e}; or evaluate it with: bpo-jax eval --checkpoint {shlex.quote(e.run_dir)}"))
@@ -644,12 +639,14 @@ def _host_run_config(args) -> tuple[Config, str]:
     """(config, run directory) of an isaaclab/ run: the checkpoint's with --resume, else the
     flags'; every check before anything is built or written."""
     from bpo_jax import checkpoint, reporting
+    from bpo_jax.envs.base import Box
 
     if not args.resume:
         if "seeds" in args.given and args.seeds != 1:
             raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
         config = _config_from_args(args)
-        config.validate()
+        # before Isaac Sim starts; an rsl_rl VecEnv's actions are continuous
+        config.validate().check_read(Box(low=-math.inf, high=math.inf, shape=(1,)), _given_fields(args))
         out = reporting.default_run_dir(config) if args.out is None else args.out
         reporting.check_output_dir(out, args.overwrite)
         return config, out
@@ -682,7 +679,8 @@ def _open_session(args):
     options = _run_options(args)
     if not args.resume:
         return RunSession.start(_config_from_args(args), args.seeds, args.out, chunk_updates=args.chunk_updates,
-                                reports=args.reports, overwrite=args.overwrite, options=options)
+                                reports=args.reports, overwrite=args.overwrite, options=options,
+                                given=_given_fields(args))
     if args.overwrite:
         raise ConfigError("--resume continues a run in its own directory; it cannot be combined with --overwrite")
     session = RunSession.resume(args.resume, options, expect=_expected(args))
@@ -748,6 +746,11 @@ def _restart_command(args) -> str:
     again = ["bpo-jax", *args.argv] + ["--overwrite"] * (not args.overwrite)
     hint = shlex.join(again).replace("{", "{{").replace("}", "}}")
     return hint if "out" in args.given else f"{hint} --out {{out}}"
+
+
+def _given_fields(args) -> list[str]:
+    """The Config fields whose flags were typed (a preset's values are not)."""
+    return [name for name in _CONFIG_FIELDS if _dest(name) in args.typed]
 
 
 def _expected(args) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 import jax
 import jax.numpy as jnp
@@ -407,23 +407,21 @@ class Config:
             for name in set(other.own_fields) - set(algorithm.own_fields):
                 if getattr(self, name) != defaults[name]:
                     raise ConfigError(f"`{name}` applies only to `algo` {other.name}, not {algorithm.name}; "
-                                      f"leave it at its default ({_shown(defaults[name])}) or train {other.name}")
+                                      f"leave it at its default ({shown(defaults[name])}) or train {other.name}")
 
-    def check_read(self, action_space: ActionSpace) -> "Config":
-        """Refuse, for a new run in an env with ``action_space``, a setting away from its default
-        that the run would not read (:data:`READ_WHEN`): it would train the same run as the
-        default, while config.json says otherwise.  Not on loading a checkpoint: a run made
-        before this check still resumes."""
-        defaults = {f.name: f.default for f in fields(self)}
+    def check_read(self, action_space: ActionSpace, given: Collection[str]) -> "Config":
+        """Refuse a setting in ``given`` (the fields a user set on purpose: a command line's
+        flags, not a preset's values) that a run in an env with ``action_space`` would not read
+        (:data:`READ_WHEN`): it would train the same run as without it, while config.json says
+        otherwise.  For new runs: a run made before this check still resumes."""
         for name, (what, reads) in READ_WHEN.items():
-            value = getattr(self, name)
-            if value != defaults[name] and algorithms.reads(self.algo, name) and \
+            if name in given and algorithms.reads(self.algo, name) and \
                     not reads(self, frozenset(), lambda: not isinstance(action_space, Discrete)):
-                raise ConfigError(f"`{name}` {_shown(value)} changes nothing here: it is read only with {what}; "
-                                  f"leave it at its default ({_shown(defaults[name])})")
-        if self.lr_schedule == "linear" and not self.anneal_lr:  # the schedule wins: it annealed
+                raise ConfigError(f"`{name}` {shown(getattr(self, name))} changes nothing here: it is read only "
+                                  f"with {what}; drop it")
+        if self.lr_schedule == "linear" and not self.anneal_lr and {"lr_schedule", "anneal_lr"} & set(given):
             raise ConfigError("`lr_schedule` linear anneals the learning rate, which `anneal_lr` off says not to; "
-                              "drop one of them")
+                              "drop one of them")  # the schedule wins: it annealed
         return self
 
     def validate_env(self, action_space: ActionSpace) -> "Config":
@@ -442,7 +440,7 @@ class Config:
 # hold, whether it holds for a Config).  The test takes the fields a sweep's grid sets on top
 # of the Config (``later``) and whether the env's actions are continuous (``continuous()``,
 # asked only where it matters: a sweep builds the env to know).  A value where it does not hold
-# trains the same run as the default: ``Config.check_read`` refuses it for a new run, a sweep
+# trains the same run as without it: ``Config.check_read`` refuses a flag given so, a sweep
 # leaves such runs at their preset.
 READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool]], bool]]] = {
     "obs_clip": ("`normalize_obs` on", lambda c, later, continuous: c.normalize_obs),
@@ -459,7 +457,7 @@ READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool
 }
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A setting as typed on the command line: 64,64 for a tuple (none when empty), 0.5, True."""
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "none"

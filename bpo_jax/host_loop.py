@@ -34,7 +34,6 @@ import numpy as np
 
 from bpo_jax import checkpoint, reporting
 from bpo_jax.config import Config, ConfigError
-from bpo_jax.envs.base import Box
 from bpo_jax.envs.isaaclab import SUITE, EnvDataError, IsaacLabEnv, unpack
 from bpo_jax.errors import interrupt_deferred, what_stopped
 from bpo_jax.export import export_onnx, export_policy
@@ -196,8 +195,6 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     in_place = out is not None and resume is not None and _same_dir(out, checkpoint.locate(resume)[0])
     if out is not None and not in_place:
         reporting.check_output_dir(out, overwrite)  # before the env or a compile
-    if resume is None:  # before Isaac Sim starts; an rsl_rl VecEnv's actions are continuous
-        config.check_read(Box(low=-np.inf, high=np.inf, shape=(1,)))
     env = make_env(config) if env is None else wrap(env, config.asymmetric_critic)
     config = host_config(config, env)
     trainer = make_trainer(config, env)

@@ -218,11 +218,13 @@ class RunSession:
     @classmethod
     def start(cls, config: Config, num_seeds: int = 1, out: Optional[str | os.PathLike] = None, *,
               chunk_updates: Optional[int] = None, reports: Optional[int] = None, overwrite: bool = False,
-              options: RunOptions = RunOptions()) -> "RunSession":
+              options: RunOptions = RunOptions(), given: Sequence[str] = ()) -> "RunSession":
         """Check everything, then create ``out`` (default ``runs/<env>__<algo>__<time>``) holding
         config.json and an INCOMPLETE marker.  ``chunk_updates`` (K) or ``reports`` (K = the
         largest divisor of the update count giving at least that many chunks, default 20) sets
-        the chunk size; ``overwrite`` empties an existing non-empty ``out``."""
+        the chunk size; ``overwrite`` empties an existing non-empty ``out``.  ``given``: the
+        Config fields set on purpose (a command line's flags), refused where the run would not
+        read them (:meth:`Config.check_read`)."""
         _check_type("config", config, Config)
         _check_type("options", options, RunOptions)
         num_seeds, chunk_updates, reports = plain(num_seeds), plain(chunk_updates), plain(reports)
@@ -244,7 +246,7 @@ class RunSession:
             contract.check_once(envs.make(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool,
                                           **config.env_kwargs()),
                                 contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
-        config.validate_env(env.action_space).check_read(env.action_space)
+        config.validate_env(env.action_space).check_read(env.action_space, given)
         _check_memory(config, num_seeds, env.obs_spec)
         make_network(config, env.action_space, env.obs_spec)
         train.check_loss(config, env)

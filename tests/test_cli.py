@@ -776,3 +776,22 @@ def test_a_negative_value_in_exponent_form_is_a_value_not_a_flag(capsys):
         assert cli.main(argv) == cli.EXIT_USAGE
         assert capsys.readouterr().err.strip() == f"bpo-jax: error: {message}"
     assert cli.parse_args(["train", "--lr", "-1E+2"]).lr == -100.0
+
+
+def test_a_preset_s_values_are_no_flags_to_drop(tmp_path):
+    """The paper presets set eps 0.25: asymmetric bounds given on top leave it unread, and that
+    was refused as "--eps 0.25 changes nothing here ... leave it at its default (0.2)"."""
+    argv = ["train", "--preset", "paper/Hopper-v4", "--env", "gymnax/Pendulum-v1", "--eps-low", "0.2",
+            "--eps-high", "0.2", "--no-tensorboard"]
+    def parsed(extra):
+        args = cli.parse_args(argv + extra)
+        args.argv = argv + extra  # as main() keeps it, for the resume hint
+        return args
+
+    args = parsed(["--out", str(tmp_path / "run")])
+    assert cli._given_fields(args) == ["env", "eps_low", "eps_high"]
+    cli._open_session(args)  # starts: config.json written, nothing trained
+    assert (tmp_path / "run" / "config.json").is_file()
+    with pytest.raises(cli.ConfigError, match=r"^`eps` 0.3 changes nothing here: it is read only with `eps_low` or "):
+        cli._open_session(parsed(["--eps", "0.3", "--out", str(tmp_path / "typed")]))
+    assert not (tmp_path / "typed").exists()

@@ -470,3 +470,14 @@ def test_a_mistyped_task_is_one_line_with_the_close_ones(launches, tmp_path, cap
     assert err.startswith("bpo-jax: error: unknown isaaclab environment 'Isaac-Velocity-Rough-G1-v1'; did you mean "
                           "'Isaac-Velocity-Rough-G1-v0'?") and "\n" not in err, err
     assert not out.exists() and len(launches) == 1
+
+
+def test_a_flag_the_run_would_not_read_is_refused_before_isaac_sim_starts(launches, tmp_path, capsys):
+    from bpo_jax import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v0", "--num-envs", "8", "--num-steps", "8",
+                     "--num-minibatches", "2", "--total-steps", "64", "--obs-clip", "5", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == ("bpo-jax: error: --obs-clip 5.0 changes nothing here: it is read only "
+                                               "with --normalize-obs on; drop it")
+    assert launches == [] and not out.exists()

@@ -604,7 +604,7 @@ def test_bad_grids_are_one_sweep_error(grid, fragment):
     assert "\n" not in str(e.value) and fragment in str(e.value), str(e.value)
 
 
-def test_a_grid_field_a_preset_leaves_unused_leaves_its_runs_at_their_preset(monkeypatch):
+def test_a_grid_field_a_preset_leaves_unused_leaves_its_runs_at_their_preset(monkeypatch, tmp_path):
     """obs_clip is read only with normalize_obs on: each value trained the same run again."""
     smoke = sweep.SUITES["smoke"]
     settings = lambda task, algo: {**smoke.settings(task, algo), "normalize_obs": task.endswith("Pendulum-v1")}
@@ -616,6 +616,14 @@ def test_a_grid_field_a_preset_leaves_unused_leaves_its_runs_at_their_preset(mon
     # eps is read where eps_low or eps_high takes it: not where the grid sets both
     p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps": (0.1, 0.3), "eps_low": (0.2,)})
     assert [r.name.partition("__ppo__")[2] for r in p.runs] == ["eps=0.1__eps_low=0.2", "eps=0.3__eps_low=0.2"]
+    # A preset's eps that the grid's bounds leave unread is the preset's, not a setting to refuse:
+    # the run starts (the paper presets set eps 0.25; such a sweep was planned, then refused).
+    settings = lambda task, algo: {**smoke.settings(task, algo), "eps": 0.25}
+    monkeypatch.setitem(sweep.SUITES, "smoke", dataclasses.replace(smoke, settings=settings))
+    p = sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1", grid={"eps_low": (0.2,), "eps_high": (0.2,)})
+    assert [r.config.eps for r in p.runs] == [0.25]
+    RunSession.start(p.runs[0].config, out=str(tmp_path / "run"), options=RunOptions(tensorboard=False))
+    monkeypatch.setitem(sweep.SUITES, "smoke", smoke)
     # a Gaussian's std is read where actions are continuous: Pendulum's, not CartPole's
     p = sweep.plan("smoke", algos="ppo", num_seeds=1, grid={"init_std": (0.5, 1.0)})
     assert [r.name for r in p.runs] == ["smoke_CartPole-v1__ppo", "smoke_Pendulum-v1__ppo__init_std=0.5",
