@@ -141,10 +141,9 @@ def summarise(runs: list[dict], tail: int) -> dict:
 
 
 def plot(results: dict, path: str) -> None:
-    import matplotlib
+    from bpo_jax.reporting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for name, style in (("rsl_rl PPO", "k-"), ("bpo-jax PPO", "C0-"), ("bpo-jax BPO", "C3-")):

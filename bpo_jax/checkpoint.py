@@ -278,8 +278,8 @@ def read_metadata(ckpt: str) -> dict:
                  isinstance(v, list) and len(v) == 2 and count(v[0], 0) and isinstance(v[1], str)
                  for v in meta["files"].values()),
              "layout": "layout" not in meta or (isinstance(meta["layout"], dict) and set(meta["layout"]) == {
-                 "split", "devices"} and meta["layout"]["split"] in ("seeds", "envs")
-                 and count(meta["layout"]["devices"], 1))}
+                 "split", "devices", "members"} and meta["layout"]["split"] in ("seeds", "envs")
+                 and count(meta["layout"]["devices"], 1) and count(meta["layout"]["members"], 1))}
     bad = [name for name, ok in valid.items() if not ok]
     if bad:
         raise DamagedCheckpoint(f"checkpoint {ckpt} has a malformed metadata.json ({', '.join(bad)}: edited?)")
@@ -532,7 +532,7 @@ class Saver:
     every_seconds: Optional[float] = None
     last_update: int = 0  # update of the last save (a resumed run: where it resumed)
     fast_compile: bool = False  # the run compiles with XLA's cheap settings (recorded for its resume)
-    layout: Optional[dict] = None  # {"split": "seeds" or "envs", "devices": n} (recorded for its resume)
+    layout: Optional[dict] = None  # {"split": ..., "devices": n, "members": m} (recorded for its resume)
     saved: int = field(default=0, init=False)  # checkpoints written by this saver
     seconds: float = field(default=0.0, init=False)  # time spent writing them
     _last_time: float = field(init=False)  # monotonic clock at the last save

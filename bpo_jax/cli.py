@@ -549,7 +549,7 @@ def cmd_train(args) -> int:
 def _use_cpu_cores(args) -> None:
     """Before anything starts JAX's backends: with --split auto or seeds in a one-process run,
     this CPU's cores become host devices for the run's seeds (:func:`bpo_jax.runner.use_cpu_cores`)."""
-    from bpo_jax import checkpoint, runner
+    from bpo_jax import checkpoint, runner, session as sessions
     from bpo_jax.envs import registry
 
     if args.split == "envs" or _distributed(args):
@@ -562,9 +562,7 @@ def _use_cpu_cores(args) -> None:
             seeds, env = meta["num_seeds"], checkpoint.read_config(ckpt).env
         except (ValueError, OSError):
             return  # the run session reports what is wrong with the checkpoint
-        layout = meta.get("layout")  # the run's own devices, whatever this machine's cores
-        if layout is not None and (layout["devices"] == 1 or layout["split"] == "seeds"):
-            devices = layout["devices"]
+        devices = sessions.resumed_devices(meta.get("layout"), seeds)  # the run's own, whatever the cores
     if not registry.host_state(env):  # such envs train on one device (runner.fitting_devices)
         runner.use_cpu_cores(seeds, devices)
 
@@ -610,7 +608,8 @@ def _train_host(args) -> int:
     if args.no_checkpoints:
         every_updates = every_seconds = None
     resuming = f"; resuming from {args.resume}" if args.resume else ""
-    _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iterations x {config.batch_size} steps, "
+    _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iteration{'s' * (config.num_updates != 1)} x "
+         f"{config.batch_size} steps, "
          f"host-driven rollout{resuming}; compiling...")
     hint = _resume_command(args)
     try:

@@ -136,6 +136,9 @@ def make_cnn_network(config, action_space: ActionSpace) -> CNNActorCritic:
     if config.normalize_obs:
         raise ValueError(f"`normalize_obs` does not apply to image observations ({config.env}): the network scales "
                          "uint8 frames by 1/255; turn `normalize_obs` off")
+    if config.separate_median:  # the median reads the shared CNN's latent, through median_hidden_sizes
+        raise ValueError(f"`separate_median` does not apply to image observations ({config.env}): the median head "
+                         "reads the CNN's value latent; turn `separate_median` off")
     return CNNActorCritic(
         action_space=action_space,
         hidden_sizes=tuple(config.hidden_sizes),

@@ -57,8 +57,10 @@ def unknown_name(what: str, name: str, valid) -> str:
     low = name.lower()
     prefixed = [v for v in valid if v.lower().startswith(low) or v.lower().rpartition("/")[2].startswith(low)] \
         if name else []
-    bases = {v: re.sub(r"-v\d+$", "", v.lower().rpartition("/")[2]) for v in valid}
-    versions = [v for v in valid if len(bases[v]) >= 3 and bases[v] != v.lower() and low.startswith(bases[v])]
+    versioned = {v: re.fullmatch(r"(.+)-v\d+", v.lower().rpartition("/")[2]) for v in valid}
+    bases = {v: m.group(1) for v, m in versioned.items() if m and len(m.group(1)) >= 2 and low.startswith(m.group(1))}
+    longest = max(map(len, bases.values()), default=0)  # Atlantis2NoFrameskip-v4: Atlantis2-v5, not Atlantis-v5
+    versions = [v for v, base in bases.items() if len(base) == longest]
     score = {v: difflib.SequenceMatcher(None, low, v.lower()).ratio() for v in valid}
     best = max(score.values(), default=0.0)
     close = [v for v in valid if score[v] == best >= 0.6]

@@ -121,9 +121,6 @@ def _not_to_delete(path: str) -> Optional[str]:
         return f"a folder of the run in {owner!r}, which it would damage"
     if os.path.isfile(os.path.join(real, SWEEP_FILE)):
         return "a sweep's directory (its runs, curves and report)"
-    held = None if has_run_files(real) else next(runs_below(real), None)
-    if held is not None:  # `--out runs --overwrite` deleted every run made with the default --out
-        return f"a folder holding runs (such as {os.path.relpath(held, real)}), which it would delete with it"
     if real == here:
         return "the current directory"
     if here.startswith(real.rstrip(os.sep) + os.sep):
@@ -132,17 +129,24 @@ def _not_to_delete(path: str) -> Optional[str]:
         return "the home directory"
     if real == os.path.dirname(real):
         return "a file system root"
+    held = None if has_run_files(real) else next(runs_below(real), None)
+    if held is not None:  # `--out runs --overwrite` deleted every run made with the default --out
+        return f"a folder holding runs (such as {os.path.relpath(held, real)}), which it would delete with it"
     return None
 
 
-def runs_below(path: str):
-    """The run directories (:func:`has_run_files`) under ``path``, not looking inside a run."""
+def runs_below(path: str, depth: int = 3):
+    """The run directories (:func:`has_run_files`) under ``path`` down to ``depth`` levels (a
+    project's runs/<sweep>/runs/<run> is as deep as they go), not looking inside a run."""
     for root, dirs, _ in os.walk(path):
         dirs.sort()
+        level = os.path.relpath(root, path).count(os.sep) + (root != path)
         for d in list(dirs):
             if has_run_files(os.path.join(root, d)):
                 dirs.remove(d)
                 yield os.path.join(root, d)
+        if level + 1 >= depth:
+            dirs.clear()
 
 
 def run_owning(path: str) -> Optional[str]:

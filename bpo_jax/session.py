@@ -302,10 +302,12 @@ class RunSession:
         if compiled is not None and compiled != options.fast_compile:
             raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled,
                                   f"it compiles as its run did (float rounding): resume with `fast_compile` = {compiled}")
-        split = loaded.meta.get("layout", {}).get("split")  # None: a checkpoint from before it was recorded
-        if split is not None and options.split not in ("auto", split):
-            raise ProgramMismatch("split", options.split, "split", split,
-                                  f"it splits as its run did (float rounding): resume with `split` auto or {split!r}")
+        layout = loaded.meta.get("layout")  # None: a checkpoint from before it was recorded
+        if resumed_devices(layout, loaded.meta["num_seeds"]) not in (None, 1) and options.split not in (
+                "auto", layout["split"]):
+            raise ProgramMismatch("split", options.split, "split", layout["split"],
+                                  f"it splits as its run did (float rounding): resume with `split` auto or "
+                                  f"{layout['split']!r}")
         _check_machine(config, loaded.meta["num_seeds"], options)
         return cls(config=config, num_seeds=loaded.meta["num_seeds"],
                    chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
@@ -650,11 +652,25 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
 
 def _layout(config: Config, members: int, split: str) -> dict:
     """How :func:`bpo_jax.runner.run` spreads a program of ``members`` seeds (of every run in it)
-    over this process's devices: ``{"split": "seeds" or "envs", "devices": n}``, which sets each
-    device's program and so its float rounding (checkpoints record it for a resume)."""
+    over this process's devices: ``{"split": "seeds" or "envs", "devices": n, "members": m}``,
+    which sets each device's program and so its float rounding (checkpoints record it for a
+    resume: :func:`resumed_devices`)."""
     devices = runner.fitting_devices(None, split, members, config)
     devices = jax.devices() if devices is None else devices
-    return {"split": runner.resolve_split(split, members, devices), "devices": len(devices)}
+    return {"split": runner.resolve_split(split, members, devices), "devices": len(devices), "members": members}
+
+
+def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
+    """The device count on which a run of ``num_seeds`` seeds, trained with checkpoint
+    ``layout`` (:func:`_layout`), resumes with the programs it ran: as many devices as give each
+    the seeds one had (a grid member resumed alone: its share), or one where it trained on one;
+    None where no count does (the env batch split; no layout recorded)."""
+    if layout is None:
+        return None
+    if layout["split"] == "seeds":
+        per_device = layout["members"] // layout["devices"]
+        return num_seeds // per_device if num_seeds % per_device == 0 else None
+    return 1 if layout["devices"] == 1 and layout["members"] == num_seeds else None
 
 
 def _check_memory(config: Config, num_seeds: int, obs_spec) -> None:

@@ -408,8 +408,7 @@ def test_a_resume_that_compiles_otherwise_than_its_run_says_which_flag(tmp_path,
                                                     "give --fast-compile")
     # Other settings that change the program: named as flags (it said "whose num_seeds is 1")
     for flags, told in ((["--seeds", "2"], "whose --seeds is 1; drop --seeds"),
-                        (["--reports", "2"], "whose --chunk-updates is 4; drop --reports"),
-                        (["--split", "seeds"], "whose --split is envs; drop --split")):
+                        (["--reports", "2"], "whose --chunk-updates is 4; drop --reports")):
         assert cli.main(["train", "--resume", str(tmp_path / "run"), "--quiet", "--fast-compile", *flags]) == 2
         assert capsys.readouterr().err.strip() == (f"bpo-jax: error: --resume continues the checkpoint's run, {told} "
                                                    "(start a new run to change it)")

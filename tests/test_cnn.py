@@ -88,3 +88,5 @@ def test_settings_the_cnn_cannot_take_are_refused():
         make_cnn_network(config, Box(low=-1.0, high=1.0, shape=(2,)))
     with pytest.raises(ValueError, match="normalize_obs"):
         make_cnn_network(config.replace(normalize_obs=True), Discrete(6))
+    with pytest.raises(ValueError, match="`separate_median` does not apply to image observations"):  # it was ignored
+        make_cnn_network(config.replace(separate_median=True), Discrete(6))

@@ -22,6 +22,8 @@ GAMES = ["Pong-v5", "SpaceInvaders-v5", "SpaceWar-v5", "Breakout-v5"]
     ("bpp", ["bpo", "ppo"], "did you mean 'bpo' or 'ppo'?"),         # equally close: both
     ("SpaceInvadersNoFrameskip-v4", GAMES, "did you mean 'SpaceInvaders-v5'?"),  # Gym's id for the game
     ("Breakout-v4", GAMES, "did you mean 'Breakout-v5'?"),           # another version
+    ("Atlantis2NoFrameskip-v4", ["Atlantis-v5", "Atlantis2-v5"], "did you mean 'Atlantis2-v5'?"),  # the longest
+    ("EtNoFrameskip-v4", ["Et-v5", "Pong-v5"], "did you mean 'Et-v5'?"),
 ])
 def test_a_close_name_is_suggested(name, valid, hint):
     text = unknown_name("game", name, valid)

@@ -61,13 +61,9 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     assert (e.value.field, e.value.saved) == ("fast_compile", True)
     assert str(e.value).endswith("resume with `fast_compile` = True")
     assert "RunSession.resume(" in note and "RunOptions(fast_compile=True))" in note  # the hint says so too
-    # So does the split over devices (each device's program): a resume splits as its run did.
+    # So does the split over devices (each device's program), recorded for the resume.
     layout = checkpoint.read_metadata(checkpoint.locate(str(out))[1])["layout"]
-    assert layout == {"split": runner.resolve_split("auto", 2), "devices": len(jax.devices())}
-    other = "seeds" if layout["split"] == "envs" else "envs"
-    with pytest.raises(ProgramMismatch) as e:
-        RunSession.resume(str(out), dataclasses.replace(QUIET, split=other))
-    assert (e.value.field, e.value.saved) == ("split", layout["split"])
+    assert layout == {"split": runner.resolve_split("auto", 2), "devices": len(jax.devices()), "members": 2}
     resumed = RunSession.resume(str(out), QUIET, expect={"algo": "ppo", "lr": None, "num_seeds": 2, "chunk_updates": 4})
     assert (resumed.start_update, resumed.num_seeds, resumed.chunk_updates, resumed.out) == (8, 2, 4, str(out))
     done = resumed.run()
@@ -441,12 +437,19 @@ def test_a_run_killed_after_its_last_checkpoint_writes_its_files_on_resume(tmp_p
     _assert_same_run(done, whole)
 
 
-@pytest.mark.parametrize("layout, devices", [({"split": "seeds", "devices": 3}, 3), ({"split": "envs", "devices": 1}, 1),
-                                             (None, None)])
+@pytest.mark.parametrize("layout, devices", [
+    ({"split": "seeds", "devices": 3, "members": 3}, 3),
+    ({"split": "envs", "devices": 1, "members": 3}, 1),
+    ({"split": "seeds", "devices": 2, "members": 6}, 1),  # a grid member of 3 seeds, 3 seeds a device: alone, one
+    ({"split": "seeds", "devices": 2, "members": 4}, None),  # 2 seeds a device: no count gives 3 seeds that
+    ({"split": "envs", "devices": 2, "members": 3}, None),
+    (None, None),  # a checkpoint from before it was recorded
+])
 def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch, layout, devices):
     """A run whose seeds were split over 2 cores, resumed on a machine with another count (or
-    with --split envs), computed other per-device programs: its numbers drifted from update 54
-    of a run never interrupted.  The checkpoint's device count is restored, whatever the cores."""
+    with --split envs), computed other per-device programs: its numbers drifted from the update
+    after the checkpoint.  The device count that gives each device the seeds it had is restored,
+    whatever the cores, and a --split that would change the programs is refused."""
     import argparse
 
     from bpo_jax import cli
@@ -457,7 +460,7 @@ def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch
     with open(meta_file) as f:
         meta = json.load(f)
     meta.pop("layout")
-    if layout is not None:  # as another machine wrote it (None: a checkpoint from before it was recorded)
+    if layout is not None:  # as another machine wrote it
         meta["layout"] = layout
     reporting.write_json(meta_file, meta)
     assert checkpoint.read_metadata(os.path.dirname(meta_file)).get("layout") == layout
@@ -466,6 +469,13 @@ def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch
     cli._use_cpu_cores(argparse.Namespace(split="auto", resume=str(out), seeds=1, env=TINY.env, coordinator=None,
                                           num_processes=None, process_id=None))
     assert asked == [(3, devices)]
+    reporting.mark_incomplete(str(out), "stopped")
+    if devices not in (None, 1):
+        with pytest.raises(ProgramMismatch) as e:
+            RunSession.resume(str(out), dataclasses.replace(QUIET, split="envs"))
+        assert (e.value.field, e.value.saved) == ("split", "seeds")
+    else:  # one device's program either way (or nothing to keep): any split resumes
+        RunSession.resume(str(out), dataclasses.replace(QUIET, split="envs"))
 
 
 def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch):

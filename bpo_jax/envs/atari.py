@@ -90,7 +90,7 @@ import numpy as np
 from flax import struct
 
 from bpo_jax.envs.base import Discrete, EnvState, ObsSpec
-from bpo_jax.envs.options import check_options, keyword_defaults
+from bpo_jax.envs.options import check_options, keyword_defaults, refuse_unknown
 from bpo_jax.envs.registry import MissingDependencyError, installed
 
 FRAME = (84, 84)
@@ -134,9 +134,7 @@ def make(name: str, num_envs: int, **options) -> "AtariEnv":
     """``atari/<name>``; ``options`` are :class:`AtariEnv`'s keyword arguments, checked against
     their defaults' kinds (:mod:`bpo_jax.envs.options`) before anything starts."""
     defaults = keyword_defaults(AtariEnv.__init__)
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(f"atari/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+    refuse_unknown(f"atari/{name}", options, defaults)
     return AtariEnv(name, num_envs, **check_options(f"atari/{name}", options, defaults))
 
 

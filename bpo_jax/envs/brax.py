@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from bpo_jax.envs.base import Box, FunctionalEnv, ObsSpec, tree_where
-from bpo_jax.envs.options import check_options, keyword_defaults, positive_int
+from bpo_jax.envs.options import check_options, keyword_defaults, positive_int, refuse_unknown
 from bpo_jax.envs.registry import registry_names, require
 
 # The pipelines of brax.envs.base.PipelineEnv in brax 0.14.2 (it keeps them in a local
@@ -127,12 +127,7 @@ def _check_kwargs(name: str, cls: type, kwargs: dict) -> dict:
         valid |= {"n_frames", "debug"}
         defaults = {"debug": keyword_defaults(PipelineEnv.__init__)["debug"], **defaults}
     valid -= {"backend", "sys"}
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise ValueError(
-            f"brax/{name} has no option(s) {', '.join(unknown)}; valid: "
-            f"{', '.join(sorted(valid | set(_OWN_OPTIONS)))}"
-        )
+    refuse_unknown(f"brax/{name}", kwargs, valid, listed=valid | set(_OWN_OPTIONS))
     checked = check_options(f"brax/{name}", kwargs, defaults)
     if "n_frames" in checked:  # physics steps per env step: 0 would never advance the simulation
         checked["n_frames"] = positive_int(f"brax/{name}", "n_frames", checked["n_frames"])

@@ -11,7 +11,7 @@ import importlib
 import jax.numpy as jnp
 
 from bpo_jax.envs.base import Box, Discrete, FunctionalEnv, ObsSpec
-from bpo_jax.envs.options import check_options
+from bpo_jax.envs.options import check_options, refuse_unknown
 from bpo_jax.envs.registry import registry_names
 
 
@@ -31,9 +31,7 @@ def check_params(where: str, defaults, params: dict) -> dict:
     int, a float field a finite number, ...) and ``max_steps_in_episode >= 1``; one-line
     ValueErrors naming the option, before anything is traced."""
     fields = defaults.__dataclass_fields__
-    unknown = sorted(set(params) - set(fields))
-    if unknown:
-        raise ValueError(f"{where} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    refuse_unknown(where, params, fields, noun="parameter")
     params = check_options(where, params, {name: getattr(defaults, name) for name in params})
     if params.get("max_steps_in_episode", 1) < 1:
         raise ValueError(f"{where}: option max_steps_in_episode must be >= 1 (the time limit in steps), "

@@ -274,27 +274,25 @@ def names() -> list[str]:
 OPTIONS = {"headless": True, "device": "cuda:0", "use_fabric": True}
 
 
-def make(name: str, num_envs: int = 1, reset_pool: int = 0, asymmetric_critic: bool = False,
-         **options) -> IsaacLabEnv:
+def make(name: str, num_envs: int = 1, reset_pool: int = 0, headless: bool = True, device: str = "cuda:0",
+         asymmetric_critic: bool = False, **options) -> IsaacLabEnv:
     """Build IsaacLab task ``name`` (e.g. ``Isaac-Velocity-Rough-G1-v0``) with ``num_envs`` copies,
-    wrapped for rsl_rl and then for JAX; ``options`` are :data:`OPTIONS`, checked before Isaac
-    Sim starts.  Needs Isaac Sim and IsaacLab."""
-    from bpo_jax.envs.options import check_options
+    wrapped for rsl_rl and then for JAX; ``headless``, ``device`` and ``options`` (``use_fabric``)
+    are :data:`OPTIONS`, checked before Isaac Sim starts.  Needs Isaac Sim and IsaacLab."""
+    from bpo_jax.envs.options import check_options, refuse_unknown
     from bpo_jax.envs.registry import UnknownEnvError
     from bpo_jax.errors import unknown_name
 
     if reset_pool:
         raise ValueError("reset_pool does not apply to isaaclab/ tasks (IsaacLab resets inside its step)")
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"isaaclab/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(OPTIONS))}")
-    options = check_options(f"isaaclab/{name}", options, OPTIONS)
-    device = options.get("device", OPTIONS["device"])
+    refuse_unknown(f"isaaclab/{name}", options, ["use_fabric"], listed=OPTIONS)
+    options = check_options(f"isaaclab/{name}", {"headless": headless, "device": device, **options}, OPTIONS)
+    device = options["device"]
     require("torch", "rsl_rl", "isaaclab")
     from isaaclab.app import AppLauncher
 
     # Isaac Sim must start before the task modules import, so a task's name is checked after it.
-    AppLauncher(headless=options.get("headless", OPTIONS["headless"]), device=device)
+    AppLauncher(headless=options["headless"], device=device)
     import gymnasium as gym
     import isaaclab_tasks  # noqa: F401  (registers the Isaac-* tasks)
     from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper

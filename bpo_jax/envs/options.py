@@ -27,7 +27,7 @@ import enum
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -196,6 +196,16 @@ def check_options(where: str, given: Mapping[str, Any], defaults: Mapping[str, A
     skip = set(skip)
     return {k: v if k in skip or k not in defaults else check_option(where, k, v, defaults[k])
             for k, v in given.items()}
+
+
+def refuse_unknown(where: str, given: Iterable[str], valid: Iterable[str], listed: Optional[Iterable[str]] = None,
+                   noun: str = "option", note: str = "") -> None:
+    """A one-line ValueError naming the ``given`` names not in ``valid`` and listing ``listed``
+    (default: ``valid``), sorted; ``note`` ends the line."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        choices = ", ".join(sorted(set(valid if listed is None else listed)))
+        raise ValueError(f"{where} has no {noun}(s) {', '.join(unknown)}; valid: {choices}{note}")
 
 
 def keyword_defaults(fn: Callable) -> dict[str, Any]:

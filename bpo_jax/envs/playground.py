@@ -69,7 +69,7 @@ from typing import Any, Optional
 
 from bpo_jax.envs.brax import BraxApiEnv, check_episode_options
 from bpo_jax.envs.mjx import warp
-from bpo_jax.envs.options import check_options
+from bpo_jax.envs.options import check_options, refuse_unknown
 from bpo_jax.envs.registry import MissingDependencyError, registry_names, require
 from bpo_jax.errors import first_line
 
@@ -153,13 +153,9 @@ def _check_overrides(name: str, config: Any, overrides: dict) -> dict:
     """One-line error for unknown config fields (playground raises a multi-line KeyError), and
     for values not of the field's kind (:mod:`bpo_jax.envs.options`; the config raises a
     TypeError for some, and takes NaN or a bool for a number); the overrides, converted."""
-    unknown = sorted(k for k in overrides if not _has_field(config, k))
-    if unknown:
-        own = ["episode_length", "action_repeat", "obs_key", "impl", "menagerie_path"]
-        raise ValueError(
-            f"playground/{name} has no option(s) {', '.join(unknown)}; valid: "
-            f"{', '.join(sorted(set(config.keys()) | set(own)))} (nested config fields with dots)"
-        )
+    own = ["episode_length", "action_repeat", "obs_key", "impl", "menagerie_path"]
+    refuse_unknown(f"playground/{name}", overrides, [k for k in overrides if _has_field(config, k)],
+                   listed=set(config.keys()) | set(own), note=" (nested config fields with dots)")
     # A whole sub-config (e.g. vision_config=...) is left to the config to check.
     fields = {k: _field(config, k) for k in overrides}
     return check_options(f"playground/{name}", overrides, fields, skip=[k for k, v in fields.items() if _is_node(v)])

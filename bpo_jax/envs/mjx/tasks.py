@@ -21,7 +21,7 @@ from flax import struct
 from bpo_jax.envs.base import Box, EnvState, FunctionalEnv, ObsSpec
 from bpo_jax.envs.mjx import warp
 from bpo_jax.envs.mjx.physics import mj_step, mujoco_contact_frames
-from bpo_jax.envs.options import check_option, is_int
+from bpo_jax.envs.options import check_option, is_int, refuse_unknown
 from bpo_jax.envs.registry import require
 
 INF = float("inf")
@@ -176,9 +176,7 @@ class MjxEnv(FunctionalEnv):
             raise ValueError(f"unknown mjx task {name!r}; valid: {', '.join(_DEFAULTS)}")
         family, version = name.rsplit("-", 1)
         defaults = {**_DEFAULTS[name], **_SUITE_DEFAULTS}
-        unknown = sorted(set(kwargs) - set(defaults))
-        if unknown:
-            raise ValueError(f"mjx/{name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(defaults))}")
+        refuse_unknown(f"mjx/{name}", kwargs, defaults)
         opts = {**defaults, **_check_types(name, kwargs, defaults)}
         _check_options(name, opts)
         self.options = opts
