@@ -360,7 +360,7 @@ def write_metrics(path: str, metrics: dict[str, np.ndarray], env_steps: np.ndarr
 
 def _fmt(x) -> str:
     x = float(x)
-    return "" if np.isnan(x) else f"{x:.6g}"
+    return "" if np.isnan(x) else f"{x:.9g}"  # 9 digits: the float32 value exactly (curves, reports)
 
 
 def carry_forward(returns) -> np.ndarray:

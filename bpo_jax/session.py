@@ -247,7 +247,7 @@ class RunSession:
                                           **config.env_kwargs()),
                                 contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
         config.validate_env(env.action_space).check_read(env.action_space, given)
-        _check_memory(config, num_seeds, env.obs_spec)
+        check_memory(config, num_seeds, env.obs_spec)
         make_network(config, env.action_space, env.obs_spec)
         train.check_loss(config, env)
         _check_machine(config, num_seeds, options)
@@ -673,7 +673,7 @@ def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
     return 1 if layout["devices"] == 1 and layout["members"] == num_seeds else None
 
 
-def _check_memory(config: Config, num_seeds: int, obs_spec) -> None:
+def check_memory(config: Config, num_seeds: int, obs_spec) -> None:
     """Refuse, before compiling, a run whose rollout alone cannot fit in memory: one update keeps
     every observation and final observation of its ``num_steps`` x ``num_envs`` transitions per
     seed (Atari's 100,000-frame stacks compiled until the machine ran out, killed)."""

@@ -55,7 +55,7 @@ from bpo_jax import curves, presets, report, reporting, tracking
 from bpo_jax.config import READ_WHEN, SWEEPABLE, Config
 from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 from bpo_jax.runner import BadUpdateError
-from bpo_jax.session import RunOptions, RunSession, run_together
+from bpo_jax.session import RunOptions, RunSession, SessionError, check_memory, run_together
 
 SWEEP_FILE = reporting.SWEEP_FILE
 
@@ -66,17 +66,37 @@ TRACED: tuple[str, ...] = ("eps",) + SWEEPABLE
 _NOT_GRID = {"total_steps": "the sweep's `total_steps` sets every run's budget",
              "seed": "`num_seeds` seeds every run"}
 @functools.cache
-def _continuous(env: str, env_options: tuple) -> bool:
-    """Whether ``env`` acts in a continuous (Box) action space, where a Gaussian policy's
-    ``init_std`` and ``min_std`` apply; built once with one env to ask it."""
+def _made(env: str, env_options: tuple):
+    """One copy of ``env``, to ask for its spaces, or None where it cannot be made (the run
+    itself then says what is wrong, naming it)."""
     from bpo_jax import envs
-    from bpo_jax.envs.base import Discrete
 
     try:
-        made = envs.make(env, num_envs=1, **Config(env=env, env_options=env_options).env_kwargs())
-    except (ImportError, ValueError, TypeError):  # the run itself says what is wrong, naming it
-        return True
-    return not isinstance(made.action_space, Discrete)
+        return envs.make(env, num_envs=1, **Config(env=env, env_options=env_options).env_kwargs())
+    except (ImportError, ValueError, TypeError):
+        return None
+
+
+def _continuous(env: str, env_options: tuple) -> bool:
+    """Whether ``env`` acts in a continuous (Box) action space, where a Gaussian policy's
+    ``init_std`` and ``min_std`` apply."""
+    from bpo_jax.envs.base import Discrete
+
+    made = _made(env, env_options)
+    return made is None or not isinstance(made.action_space, Discrete)
+
+
+def _check_memory(p: "Plan") -> None:
+    """Before the sweep claims its folder: every program's rollout (the seeds of all its runs)
+    fits in memory (:func:`bpo_jax.session.check_memory`)."""
+    for group in p.programs():
+        config = group[0].config
+        made = _made(config.env, config.env_options)
+        if made is not None:
+            try:
+                check_memory(config, p.num_seeds * len(group), made.obs_spec)
+            except SessionError as e:
+                raise SweepError(f"{group[0].task} {config.algo}: {e}") from None
 
 
 class SweepError(ValueError):
@@ -174,8 +194,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
         raise SweepError("`algos` is empty; give one or more of " + ", ".join(algorithms.names()))
     unknown = [a for a in algos if a not in algorithms.names()]
     if unknown:
-        raise SweepError(f"unknown algo {unknown[0]!r} in `algos`; valid: {', '.join(algorithms.names())}"
-                         + PLUGIN_HINT)
+        raise SweepError(f"{unknown_name('algo', unknown[0], algorithms.names())} (in `algos`)" + PLUGIN_HINT)
     _refuse_repeats("algos", algos)
     algos = tuple(sorted(algos, key=algorithms.names().index))  # one sweep, however the algorithms are listed
     num_seeds = _positive_int("num_seeds", num_seeds)
@@ -195,7 +214,7 @@ def plan(suite: str, algos: Sequence[str] = ("bpo", "ppo"), num_seeds: int = 10,
         short = {t.partition("/")[2]: t for t in available}
         unknown = [t for t in tasks if t not in available and t not in short]
         if unknown:
-            raise SweepError(f"suite {suite} has no task {unknown[0]!r} in `tasks`; valid: {', '.join(available)}")
+            raise SweepError(f"{unknown_name(f'{suite} task', unknown[0], available)} (in `tasks`)")
         _refuse_repeats("tasks", tasks, lambda t: t if t in available else short[t])
         chosen = [t for t in available if t in tasks or t.partition("/")[2] in tasks]
     grid = _grid(grid)
@@ -358,6 +377,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
             tracking.check_open_files(p.num_seeds * max(len(group) for group in p.programs()))
         except tracking.TrackingError as e:
             raise SweepError(str(e)) from None
+    _check_memory(p)
     _claim(p, out, options)
     title = title_of(out)
     programs = p.programs()
@@ -423,16 +443,28 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
         say(f"{head}: finished earlier, kept")
         return None
     budget = None if same else r.config.total_steps
-    further = "" if same else f" from {saved.num_updates * saved.batch_size:,} on to {budget:,} steps per seed"
-    say(f"{head}: {'going on' if state == 'finished' else 'resuming'} {run_dir}{further}")
-    where = run_dir
-    if state == "resumable":
-        folder = os.path.join(run_dir, checkpoint.CHECKPOINTS)
-        others = [os.path.join(os.path.dirname(run_dir), o.name) for o in group]
-        common = set.intersection(*[_checkpoint_names(d) for d in others if status(d) == "resumable"])
-        if common:
-            where = os.path.join(folder, max(common))
-    return RunSession.resume(where, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+    if state == "finished":
+        further = "" if same else f" from {saved.num_updates * saved.batch_size:,} on to {budget:,} steps per seed"
+        say(f"{head}: going on {run_dir}{further}")
+        return RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+    further = "" if same else f", on to {budget:,} steps per seed"
+    say(f"{head}: resuming {run_dir}{further}")
+    folder = os.path.join(run_dir, checkpoint.CHECKPOINTS)
+    others = [os.path.join(os.path.dirname(run_dir), o.name) for o in group]
+    common = set.intersection(*[_checkpoint_names(d) for d in others if status(d) == "resumable"])
+    # The newest checkpoint every resumable run has (they resume as one program); one found
+    # damaged gives way to the one before it, and that run resumes on its own.
+    for name in sorted(common, reverse=True):
+        try:
+            return RunSession.resume(os.path.join(folder, name), options, expect={"num_seeds": p.num_seeds},
+                                     total_steps=budget)
+        except checkpoint.DamagedCheckpoint as e:
+            say(f"{head}: {first_line(e)}; resuming from the checkpoint before it")
+    try:
+        return RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+    except checkpoint.DamagedCheckpoint as e:
+        raise SweepError(f"{first_line(e)}; no checkpoint of {run_dir} is whole: remove that folder and call the "
+                         "sweep again to train the run from the start") from None
 
 
 def _checkpoint_names(run_dir: str) -> set[str]:

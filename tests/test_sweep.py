@@ -373,9 +373,12 @@ def test_a_damaged_run_is_named_not_reported_wrong(smoke, tmp_path, capsys, dama
 
 def test_bad_sweep_input_is_one_line(tmp_path, capsys):
     for args, fragment in ((["--suite", "nope"], "unknown suite 'nope'"),
-                           (["--suite", "smoke", "--algos", "bpo,sac"], "unknown algo 'sac' in --algos"),
+                           (["--suite", "smoke", "--algos", "bpo,sac"], "unknown algo 'sac'; valid: bpo, ppo (in --algos)"),
+                           (["--suite", "smoke", "--algos", "BPO"], "unknown algo 'BPO'; did you mean 'bpo'?"),
                            (["--suite", "smoke", "--seeds", "0"], "--seeds must be >= 1"),
-                           (["--suite", "smoke", "--tasks", "Nope"], "no task 'Nope' in --tasks"),
+                           (["--suite", "smoke", "--tasks", "Nope"], "unknown smoke task 'Nope'; valid: smoke/Cart"),
+                           (["--suite", "smoke", "--tasks", "Cartpole"],
+                            "unknown smoke task 'Cartpole'; did you mean 'smoke/CartPole-v1'?"),
                            (["--suite", "smoke", "--algos", "bpo,bpo"], "--algos names 'bpo' twice"),
                            (["--suite", "smoke", "--tasks", "CartPole-v1,smoke/CartPole-v1"],
                             "--tasks names 'smoke/CartPole-v1' twice ('CartPole-v1' and 'smoke/CartPole-v1')"),
@@ -499,6 +502,10 @@ def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     # A damaged config.json of an unfinished run: it goes on with its checkpoint's (this stopped
     # the sweep with a bare JSONDecodeError; a deleted one, with the advice to run it again).
     (first / "config.json").write_text("{")
+    # A damaged newest checkpoint gives way to the one before it (the sweep stopped, with no word
+    # of the older one it could not be given).
+    newest = sorted((first / "checkpoints").iterdir())[-1]
+    shutil.rmtree(newest / "arrays")
     assert sweep.pending_runs(str(tmp_path)) == [r.name for r in plan.runs]  # the second one not even started
     assert sweep.report_text([], "t", pending=["a", "b"]).endswith(
         "Not finished yet (2 of the sweep's runs; its command goes on with them): a, b\n")
@@ -506,6 +513,8 @@ def test_interrupted_sweep_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     summary = sweep.run(plan, str(tmp_path), options, say=said.append)
     assert sweep.pending_runs(str(tmp_path)) == [] and "Not finished" not in (tmp_path / "report.md").read_text()
     assert any("resuming" in line for line in said) and [r["env_steps"] for r in summary["runs"]] == [STEPS, STEPS]
+    assert any(f"checkpoint {newest} is damaged" in line and line.endswith("resuming from the checkpoint before it")
+               for line in said), said
     rows = list(csv.DictReader(open(first / "metrics.csv")))
     assert [int(r["update"]) for r in rows] == list(range(1, STEPS // 512 + 1))
     assert json.loads((first / "config.json").read_text())["total_steps"] == STEPS  # written again
@@ -829,3 +838,18 @@ def test_a_sweep_in_a_project_folder_with_its_own_config_and_csv_is_made(tmp_pat
     out = tmp_path / "results" / "sw"
     sweep._claim(sweep.plan("smoke", algos="ppo", num_seeds=1, tasks="CartPole-v1"), str(out))
     assert (out / "sweep.json").is_file()
+
+
+def test_a_sweep_too_large_for_the_memory_is_refused_before_its_folder_is_claimed(tmp_path, monkeypatch, capsys):
+    """10 million seeds claimed the folder (sweep.json), compiled, then failed inside XLA with a
+    message that said to run the same command again."""
+    from bpo_jax import session as sessions
+
+    monkeypatch.setattr(sessions, "_memory_bytes", lambda: 2**20)
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--suite", "smoke", "--tasks", "CartPole-v1", "--algos", "ppo", "--seeds", "1000",
+                     "--total-steps", "2048", "--no-tensorboard", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bpo-jax: error: smoke/CartPole-v1 ppo: one update's rollout keeps 512 observations of "
+                          "shape (4,) per seed") and "for 1000 seed(s)" in err and "\n" not in err, err
+    assert not out.exists()
