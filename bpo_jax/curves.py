@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, has_run_files, pyplot, tail_returns
+from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, csv_number, has_run_files, pyplot, tail_returns
 
 
 class CurveError(ValueError):
@@ -426,4 +426,4 @@ def write_csv(curves: Sequence[Curve], path: str) -> None:
                 for u, steps in enumerate(c.steps):
                     value = c.returns[s, u]
                     w.writerow([c.run_dir, c.env, c.algo, c.variant, s, u + 1, int(steps), int(c.episodes[s, u]),
-                                "" if np.isnan(value) else f"{value:.6g}"])
+                                csv_number(value)])

@@ -438,6 +438,6 @@ def write_outputs(result: HostRunResult, path: str) -> dict:
                     *result.episode_terms])
         for i in range(n):
             w.writerow([i + 1, int(result.env_steps[i]), f"{result.collection_seconds[i]:.4f}",
-                        f"{result.learning_seconds[i]:.4f}", *(f"{result.metrics[k][i]:.6g}" for k in extra),
-                        *(reporting._fmt(result.episode_terms[k][i]) for k in result.episode_terms)])
+                        f"{result.learning_seconds[i]:.4f}", *(reporting.csv_number(result.metrics[k][i]) for k in extra),
+                        *(reporting.csv_number(result.episode_terms[k][i]) for k in result.episode_terms)])
     return info

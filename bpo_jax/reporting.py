@@ -352,15 +352,16 @@ def write_metrics(path: str, metrics: dict[str, np.ndarray], env_steps: np.ndarr
             w.writerow(["update", "seed", "env_steps", *names, "steps_per_second"])
             for seed in range(num_seeds):
                 for u, steps in enumerate(env_steps):
-                    vals = [_fmt(metrics[m][seed, u]) for m in names]
+                    vals = [csv_number(metrics[m][seed, u]) for m in names]
                     w.writerow([u + 1, seed, int(steps), *vals, f"{steps_per_second[u]:.1f}"])
 
     write_atomic(path, write)
 
 
-def _fmt(x) -> str:
+def csv_number(x) -> str:
+    """A metric as a CSV cell: empty for NaN, else 9 significant digits (a float32 exactly)."""
     x = float(x)
-    return "" if np.isnan(x) else f"{x:.9g}"  # 9 digits: the float32 value exactly (curves, reports)
+    return "" if np.isnan(x) else f"{x:.9g}"
 
 
 def carry_forward(returns) -> np.ndarray:

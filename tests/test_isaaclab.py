@@ -386,8 +386,8 @@ def test_a_run_stopped_by_a_nan_keeps_the_iterations_before_it_in_metrics_csv(fa
     names = [k for k in rows[0] if k not in ("update", "seed", "env_steps", "steps_per_second")]
     assert "loss" in names and "episode_return_mean" in names
     for i, (row, seen) in enumerate(zip(rows, reported)):
-        assert [row[k] for k in names] == [reporting._fmt(seen[k]) for k in names]
-        assert [row[k] for k in names] == [reporting._fmt(saved[k][0, i]) for k in names]
+        assert [row[k] for k in names] == [reporting.csv_number(seen[k]) for k in names]
+        assert [row[k] for k in names] == [reporting.csv_number(saved[k][0, i]) for k in names]
         assert row["steps_per_second"] == f"{sps[i]:.1f}"
     finished = tmp_path / "finished"  # the columns of a run that finishes
     host_loop.train(config, PointGoalEnv(8), out=str(finished), num_iterations=1, quiet=True)
