@@ -65,6 +65,8 @@ TRACED: tuple[str, ...] = ("eps",) + SWEEPABLE
 # Numeric fields a grid may not vary, and what sets them instead.
 _NOT_GRID = {"total_steps": "the sweep's `total_steps` sets every run's budget",
              "seed": "`num_seeds` seeds every run"}
+
+
 @functools.cache
 def _made(env: str, env_options: tuple):
     """One copy of ``env``, to ask for its spaces, or None where it cannot be made (the run
