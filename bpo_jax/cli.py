@@ -549,7 +549,7 @@ def cmd_train(args) -> int:
 def _use_cpu_cores(args) -> None:
     """Before anything starts JAX's backends: with --split auto or seeds in a one-process run,
     this CPU's cores become host devices for the run's seeds (:func:`bpo_jax.runner.use_cpu_cores`)."""
-    from bpo_jax import checkpoint, runner, session as sessions
+    from bpo_jax import checkpoint, runner
     from bpo_jax.envs import registry
 
     if args.split == "envs" or _distributed(args):
@@ -562,7 +562,7 @@ def _use_cpu_cores(args) -> None:
             seeds, env = meta["num_seeds"], checkpoint.read_config(ckpt).env
         except (ValueError, OSError):
             return  # the run session reports what is wrong with the checkpoint
-        devices = sessions.resumed_devices(meta.get("layout"), seeds)  # the run's own, whatever the cores
+        devices = runner.resumed_devices(meta.get("layout"), seeds)  # the run's own, whatever the cores
     if not registry.host_state(env):  # such envs train on one device (runner.fitting_devices)
         runner.use_cpu_cores(seeds, devices)
 
@@ -638,14 +638,13 @@ def _host_run_config(args) -> tuple[Config, str]:
     """(config, run directory) of an isaaclab/ run: the checkpoint's with --resume, else the
     flags'; every check before anything is built or written."""
     from bpo_jax import checkpoint, reporting
-    from bpo_jax.envs.base import Box
 
     if not args.resume:
         if "seeds" in args.given and args.seeds != 1:
             raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")
         config = _config_from_args(args)
         # before Isaac Sim starts; an rsl_rl VecEnv's actions are continuous
-        config.validate().check_read(Box(low=-math.inf, high=math.inf, shape=(1,)), _given_fields(args))
+        config.validate().check_read(_given_fields(args), continuous=True)
         out = reporting.default_run_dir(config) if args.out is None else args.out
         reporting.check_output_dir(out, args.overwrite)
         return config, out
@@ -699,7 +698,7 @@ def _run_options(args):
         clash = [_flag(name) for name in ("checkpoint_every_seconds", "keep_checkpoints") if _dest(name) in args.given]
         if clash:
             raise ConfigError(f"--no-checkpoints writes none; drop {' and '.join(clash)} or --no-checkpoints")
-    where = [f"--{name.replace('_', '-')}" for name in ("wandb_project", "wandb_entity") if name in args.given]
+    where = [_flag(name) for name in ("wandb_project", "wandb_entity") if _dest(name) in args.given]
     if where and not args.wandb:
         one = len(where) == 1
         raise ConfigError(f"{' and '.join(where)} {'says' if one else 'say'} where W&B logs, and nothing logs there "

@@ -409,14 +409,13 @@ class Config:
                     raise ConfigError(f"`{name}` applies only to `algo` {other.name}, not {algorithm.name}; "
                                       f"leave it at its default ({shown(defaults[name])}) or train {other.name}")
 
-    def check_read(self, action_space: ActionSpace, given: Collection[str]) -> "Config":
+    def check_read(self, given: Collection[str], continuous: bool) -> "Config":
         """Refuse a setting in ``given`` (the fields a user set on purpose: a command line's
-        flags, not a preset's values) that a run in an env with ``action_space`` would not read
-        (:data:`READ_WHEN`): it would train the same run as without it, while config.json says
-        otherwise.  For new runs: a run made before this check still resumes."""
+        flags, not a preset's values) that a run would not read (:data:`READ_WHEN`), in an env
+        whose actions are ``continuous`` or not: it would train the same run as without it, while
+        config.json says otherwise.  For new runs: a run made before this check still resumes."""
         for name, (what, reads) in READ_WHEN.items():
-            if name in given and algorithms.reads(self.algo, name) and \
-                    not reads(self, frozenset(), lambda: not isinstance(action_space, Discrete)):
+            if name in given and algorithms.reads(self.algo, name) and not reads(self, frozenset(), lambda: continuous):
                 raise ConfigError(f"`{name}` {shown(getattr(self, name))} changes nothing here: it is read only "
                                   f"with {what}; drop it")
         if self.lr_schedule == "linear" and not self.anneal_lr and {"lr_schedule", "anneal_lr"} & set(given):

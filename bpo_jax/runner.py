@@ -277,13 +277,12 @@ def use_cpu_cores(num_seeds: int, devices: Optional[int] = None) -> Optional[int
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     chosen = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
               or jax.config.jax_num_cpu_devices != -1)
-    if chosen or xla_bridge.backends_are_initialized() or (devices or 0) == 1:
+    if devices is None:
+        devices = cpu_devices_for(num_seeds, cores) if num_seeds >= 2 and cores >= 2 else 1
+    if chosen or xla_bridge.backends_are_initialized() or devices == 1:
         return None
-    if devices is None and (num_seeds < 2 or cores < 2):
-        return None
-    count = devices or cpu_devices_for(num_seeds, cores)
-    jax.config.update("jax_num_cpu_devices", count)
-    return count
+    jax.config.update("jax_num_cpu_devices", devices)
+    return devices
 
 
 def fitting_devices(devices: Optional[Sequence[jax.Device]], split: str, num_seeds: int,
@@ -309,6 +308,29 @@ def fitting_devices(devices: Optional[Sequence[jax.Device]], split: str, num_see
     if not all(d.platform == "cpu" for d in every) or num_seeds % len(every) == 0 or num_envs % len(every) == 0:
         return devices
     return every[:max(d for d in range(1, len(every) + 1) if num_seeds % d == 0)]
+
+
+def layout(config: Config, members: int, split: str) -> dict:
+    """How :func:`run` spreads a program of ``members`` seeds (of every run in it)
+    over this process's devices: ``{"split": "seeds" or "envs", "devices": n, "members": m}``,
+    which sets each device's program and so its float rounding (checkpoints record it for a
+    resume: :func:`resumed_devices`)."""
+    devices = fitting_devices(None, split, members, config)
+    devices = jax.devices() if devices is None else devices
+    return {"split": resolve_split(split, members, devices), "devices": len(devices), "members": members}
+
+
+def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
+    """The device count on which a run of ``num_seeds`` seeds, trained with checkpoint
+    ``layout`` (:func:`layout`), resumes with the programs it ran: as many devices as give each
+    the seeds one had (a grid member resumed alone: its share), or one where it trained on one;
+    None where no count does (the env batch split; no layout recorded)."""
+    if layout is None:
+        return None
+    if layout["split"] == "seeds":
+        per_device = layout["members"] // layout["devices"]
+        return num_seeds // per_device if num_seeds % per_device == 0 else None
+    return 1 if layout["devices"] == 1 and layout["members"] == num_seeds else None
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds: int = 1,

@@ -45,6 +45,7 @@ import numpy as np
 from bpo_jax import checkpoint, envs, reporting, runner, tracking, train
 from bpo_jax.config import Config, plain, plain_fields, type_error
 from bpo_jax.envs import contract
+from bpo_jax.envs.base import Discrete
 from bpo_jax.errors import first_line, interrupt_deferred, what_stopped
 from bpo_jax.networks import make_network
 
@@ -246,7 +247,7 @@ class RunSession:
             contract.check_once(envs.make(config.env, num_envs=config.num_envs, reset_pool=config.reset_pool,
                                           **config.env_kwargs()),
                                 contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
-        config.validate_env(env.action_space).check_read(env.action_space, given)
+        config.validate_env(env.action_space).check_read(given, continuous=not isinstance(env.action_space, Discrete))
         check_memory(config, num_seeds, env.obs_spec)
         make_network(config, env.action_space, env.obs_spec)
         train.check_loss(config, env)
@@ -303,7 +304,7 @@ class RunSession:
             raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled,
                                   f"it compiles as its run did (float rounding): resume with `fast_compile` = {compiled}")
         layout = loaded.meta.get("layout")  # None: a checkpoint from before it was recorded
-        if resumed_devices(layout, loaded.meta["num_seeds"]) not in (None, 1) and options.split not in (
+        if runner.resumed_devices(layout, loaded.meta["num_seeds"]) not in (None, 1) and options.split not in (
                 "auto", layout["split"]):
             raise ProgramMismatch("split", options.split, "split", layout["split"],
                                   f"it splits as its run did (float rounding): resume with `split` auto or "
@@ -330,9 +331,10 @@ class RunSession:
         propagates."""
         return run_together([self], on_progress)[0]
 
-    def _prepare_directory(self) -> Optional[checkpoint.Saver]:
+    def _prepare_directory(self, layout: dict) -> Optional[checkpoint.Saver]:
         """Process 0, before training: a resume drops checkpoints later than its own and marks
-        the run unfinished again; returns the checkpoint saver (None without checkpoints)."""
+        the run unfinished again; returns the checkpoint saver (None without checkpoints), which
+        records the program's ``layout`` (:func:`bpo_jax.runner.layout`)."""
         folder = os.path.join(self.out, checkpoint.CHECKPOINTS)
         if self.resumed_from is not None:
             checkpoint.remove_after(folder, self.start_update)
@@ -345,7 +347,7 @@ class RunSession:
             return None
         return checkpoint.Saver(folder, self.config, self.num_seeds, keep=o.keep_checkpoints,
                                 every_updates=o.checkpoint_every_updates, every_seconds=o.checkpoint_every_seconds,
-                                last_update=self.start_update, fast_compile=o.fast_compile)
+                                last_update=self.start_update, fast_compile=o.fast_compile, layout=layout)
 
     def _loggers(self, stack: contextlib.ExitStack) -> tracking.Loggers:
         """This run's TensorBoard and W&B loggers, closed by ``stack``."""
@@ -420,11 +422,8 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
     if options.compile_cache:
         runner.enable_compilation_cache()
     lead = is_lead()
-    savers = [session._prepare_directory() if lead else None for session in sessions]
-    layout = _layout(c, count * seeds, options.split)
-    for saver in savers:
-        if saver is not None:
-            saver.layout = layout
+    layout = runner.layout(c, count * seeds, options.split)
+    savers = [session._prepare_directory(layout) if lead else None for session in sessions]
     start = _joint_start(sessions)
     try:
         with contextlib.ExitStack() as stack:  # closes the progress bar before any message
@@ -648,29 +647,6 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
         return run_dir_config(run_dir).total_steps
     except (OSError, ValueError, TypeError):
         return saved.total_steps
-
-
-def _layout(config: Config, members: int, split: str) -> dict:
-    """How :func:`bpo_jax.runner.run` spreads a program of ``members`` seeds (of every run in it)
-    over this process's devices: ``{"split": "seeds" or "envs", "devices": n, "members": m}``,
-    which sets each device's program and so its float rounding (checkpoints record it for a
-    resume: :func:`resumed_devices`)."""
-    devices = runner.fitting_devices(None, split, members, config)
-    devices = jax.devices() if devices is None else devices
-    return {"split": runner.resolve_split(split, members, devices), "devices": len(devices), "members": members}
-
-
-def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
-    """The device count on which a run of ``num_seeds`` seeds, trained with checkpoint
-    ``layout`` (:func:`_layout`), resumes with the programs it ran: as many devices as give each
-    the seeds one had (a grid member resumed alone: its share), or one where it trained on one;
-    None where no count does (the env batch split; no layout recorded)."""
-    if layout is None:
-        return None
-    if layout["split"] == "seeds":
-        per_device = layout["members"] // layout["devices"]
-        return num_seeds // per_device if num_seeds % per_device == 0 else None
-    return 1 if layout["devices"] == 1 and layout["members"] == num_seeds else None
 
 
 def check_memory(config: Config, num_seeds: int, obs_spec) -> None:

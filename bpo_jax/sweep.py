@@ -445,10 +445,12 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
         say(f"{head}: finished earlier, kept")
         return None
     budget = None if same else r.config.total_steps
+    resume = functools.partial(RunSession.resume, options=options, expect={"num_seeds": p.num_seeds},
+                               total_steps=budget)
     if state == "finished":
         further = "" if same else f" from {saved.num_updates * saved.batch_size:,} on to {budget:,} steps per seed"
         say(f"{head}: going on {run_dir}{further}")
-        return RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+        return resume(run_dir)
     further = "" if same else f", on to {budget:,} steps per seed"
     say(f"{head}: resuming {run_dir}{further}")
     folder = os.path.join(run_dir, checkpoint.CHECKPOINTS)
@@ -458,12 +460,11 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
     # damaged gives way to the one before it, and that run resumes on its own.
     for name in sorted(common, reverse=True):
         try:
-            return RunSession.resume(os.path.join(folder, name), options, expect={"num_seeds": p.num_seeds},
-                                     total_steps=budget)
+            return resume(os.path.join(folder, name))
         except checkpoint.DamagedCheckpoint as e:
             say(f"{head}: {first_line(e)}; resuming from the checkpoint before it")
     try:
-        return RunSession.resume(run_dir, options, expect={"num_seeds": p.num_seeds}, total_steps=budget)
+        return resume(run_dir)
     except checkpoint.DamagedCheckpoint as e:
         raise SweepError(f"{first_line(e)}; no checkpoint of {run_dir} is whole: remove that folder and call the "
                          "sweep again to train the run from the start") from None

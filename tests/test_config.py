@@ -166,7 +166,7 @@ def test_stacking_needs_hparams():
         HParams.stack([Config()])
 
 
-CONTINUOUS, DISCRETE = Box(low=-np.ones(1), high=np.ones(1), shape=(1,)), Discrete(2)
+CONTINUOUS, DISCRETE = True, False  # whether the env acts continuously
 
 
 @pytest.mark.parametrize("changes, space, message", [
@@ -187,9 +187,9 @@ def test_a_setting_given_that_the_run_would_not_read_is_refused(changes, space, 
     config.json recorded the value."""
     config = Config(**changes).validate()  # a checkpoint's config still loads
     with pytest.raises(ConfigError) as e:
-        config.check_read(space, given=list(changes))
+        config.check_read(list(changes), continuous=space)
     assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
-    config.check_read(space, given=())  # what a preset set is no flag to drop
+    config.check_read((), continuous=space)  # what a preset set is no flag to drop
 
 
 def test_settings_read_where_they_apply_and_a_preset_s_values_pass():
@@ -197,15 +197,15 @@ def test_settings_read_where_they_apply_and_a_preset_s_values_pass():
                            (dict(eps=0.3, eps_low=0.2), CONTINUOUS), (dict(desired_kl=0.02, lr_schedule="adaptive"),
                                                                       CONTINUOUS),
                            (dict(anneal_lr=False, lr_schedule="adaptive"), DISCRETE)):
-        Config(**changes).check_read(space, given=list(changes))
+        Config(**changes).check_read(list(changes), continuous=space)
     from bpo_jax import presets
 
     # A preset's eps (0.25) left unread by the asymmetric bounds given on top of it, its median
     # widths by --no-use-median: the flags given are read, the preset's values are not the user's.
     hopper = presets.resolve("paper/Hopper-v4", "bpo")
     for given in (dict(eps_low=0.2, eps_high=0.2), dict(use_median=False)):
-        Config(**{**hopper, **given}).check_read(CONTINUOUS, given=list(given))
+        Config(**{**hopper, **given}).check_read(list(given), continuous=CONTINUOUS)
     for name in presets.names():
         for algo in ("bpo", "ppo"):
             config = Config(**presets.resolve(name, algo))
-            config.check_read(DISCRETE if config.env.startswith("atari/") else CONTINUOUS, given=())
+            config.check_read((), continuous=not config.env.startswith("atari/"))
