@@ -918,8 +918,10 @@ def cmd_sweep(args) -> int:
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e), "sweep"))
     # Every program's seeds go whole onto the CPU's cores: a count of devices that divides the
-    # members (grid points x seeds) of every program.
-    runner.use_cpu_cores(plan.num_seeds * math.gcd(*(len(group) for group in plan.programs())))
+    # members (grid points x seeds) of every program; a sweep called again, the count its runs
+    # trained on, whatever the cores (the same programs: its runs resume bit for bit).
+    runner.use_cpu_cores(plan.num_seeds * math.gcd(*(len(group) for group in plan.programs())),
+                         sweep.recorded_devices(args.out))
     try:
         summary = sweep.run(plan, args.out, options, say=_say)
     except KeyboardInterrupt:

@@ -6,7 +6,8 @@ of one run as one vmapped program, then curves, figures and a report against the
     plan = sweep.plan("paper/mujoco", algos=("bpo", "ppo"), num_seeds=10, total_steps=1_000_000)
     sweep.run(plan, "sweeps/mujoco")        # resumable: finished runs are kept, killed ones resume
 
-The sweep directory holds ``sweep.json`` (what was asked, and how its runs compile),
+The sweep directory holds ``sweep.json`` (what was asked, how its runs compile and on how many
+CPU devices),
 ``runs/<task>__<algo>/`` (one :class:`bpo_jax.session.RunSession` each: config.json, metrics.csv with per-seed rows,
 summary.json, checkpoints while it runs), and, refreshed after every run, ``curves.csv``
 (every seed's curve in one table), ``figure.png`` (one panel per task, the algorithms on the
@@ -381,6 +382,9 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
             raise SweepError(str(e)) from None
     _check_memory(p)
     _claim(p, out, options)
+    moved = _devices_moved(p, out)
+    if moved:
+        say(moved)
     title = title_of(out)
     programs = p.programs()
     for i, group in enumerate(programs):
@@ -513,6 +517,8 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
     asked, saved = p.asked(), _read_sweep_file(out)
     # A sweep's runs compile alike: those yet to start as its first call chose (_check_compiled_as).
     compiled = {} if options is None else {"fast_compile": options.fast_compile}
+    if saved is None and options is not None:
+        compiled.update(_cpu_devices())
     if saved is not None:
         keys = list(asked) + (["grid"] if "grid" in saved and "grid" not in asked else [])
         diff = sorted((k for k in keys if saved.get(k) != asked.get(k)), key=lambda k: k == "runs")  # runs last
@@ -527,6 +533,7 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
         _check_budgets(p, out, options, recorded)
         if recorded is not None:
             compiled = {"fast_compile": recorded}
+        compiled.update({k: saved[k] for k in ("cpu_devices",) if k in saved})
         if diff or compiled.keys() - saved.keys():
             reporting.write_json(path, {**asked, **compiled})
         return
@@ -543,6 +550,46 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
         raise SweepError(f"{out} is inside the {why.format(owner)}; choose an `out` outside it")
     os.makedirs(out, exist_ok=True)
     reporting.write_json(path, {**p.asked(), **compiled})
+
+
+def _cpu_devices() -> dict:
+    """What sweep.json records of the devices its programs split over: ``{"cpu_devices": n}`` in
+    one process on a CPU (the count sets each device's program, so its float rounding, and a
+    resume on another count of cores would go on to float rounding only); nothing elsewhere."""
+    import jax
+
+    every = jax.devices()
+    return {"cpu_devices": len(every)} if jax.process_count() == 1 and all(
+        d.platform == "cpu" for d in every) else {}
+
+
+def recorded_devices(out: str) -> Optional[int]:
+    """The CPU device count ``out``'s sweep trained on (sweep.json's ``cpu_devices``), for a
+    front end to restore before JAX starts (:func:`bpo_jax.runner.use_cpu_cores`); None where
+    ``out`` holds no such record (:func:`run` reports a damaged one)."""
+    try:
+        saved = _read_sweep_file(out)
+    except SweepError:
+        return None
+    return None if saved is None else saved.get("cpu_devices")
+
+
+def _devices_moved(p: Plan, out: str) -> Optional[str]:
+    """A note where runs of ``out`` go on from checkpoints made on another count of CPU devices
+    than this process has (their programs, and so float rounding, differ: the runs continue,
+    not bit for bit); None otherwise."""
+    recorded, now = recorded_devices(out), _cpu_devices().get("cpu_devices")
+    if recorded is None or now is None or recorded == now:
+        return None
+    for r in (r for group in p.programs() for r in group):
+        run_dir = os.path.join(out, "runs", r.name)
+        state = status(run_dir)
+        if state == "resumable" or (state == "finished" and _saved(run_dir, state)[0].num_updates
+                                    != r.config.num_updates):
+            return (f"note: this sweep's runs trained on {recorded} CPU device(s) and this process has {now}: the "
+                    f"runs it resumes go on to float rounding, not bit for bit (`bpo-jax sweep` restores the count; "
+                    f"from Python, call bpo_jax.runner.use_cpu_cores(..., devices={recorded}) before JAX starts)")
+    return None
 
 
 def _enclosing(out: str) -> Optional[str]:
@@ -782,6 +829,7 @@ def _read_sweep_file(out: str) -> Optional[dict]:
              "total_steps": lambda v: v is None or count(v), "runs": names}
     bad = [k for k, ok in valid.items() if not (isinstance(asked, dict) and k in asked and ok(asked[k]))]
     bad += ["fast_compile"] * (isinstance(asked, dict) and not isinstance(asked.get("fast_compile", False), bool))
+    bad += ["cpu_devices"] * (isinstance(asked, dict) and not count(asked.get("cpu_devices", 1)))
     if bad:
         raise SweepError(f"{path} is not a sweep record ({', '.join(bad)} missing or malformed; was it edited?): "
                          "restore it, or choose another `out`")

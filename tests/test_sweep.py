@@ -161,6 +161,41 @@ def test_budgets_compare_in_whole_updates(smoke, tmp_path, capsys):
     assert capsys.readouterr().err.count("finished earlier, kept") == 4
 
 
+def test_a_sweep_called_again_splits_its_programs_over_the_devices_its_runs_trained_on(smoke, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """A sweep called again on a machine with another count of cores split its programs by that
+    machine's cores: its resumed runs went on to float rounding, not bit for bit (only `train
+    --resume` restored a run's layout).  sweep.json records the CPU device count; the command line
+    restores it, and a library caller whose process has another count is told."""
+    import jax
+
+    from bpo_jax import reporting, runner
+
+    record = json.loads((smoke / "sweep.json").read_text())
+    assert record["cpu_devices"] == len(jax.devices())
+    out = tmp_path / "moved"
+    shutil.copytree(smoke, out)
+    (out / "sweep.json").write_text(json.dumps({**record, "cpu_devices": 3}))  # as a 3-core machine wrote it
+    asked = []
+    monkeypatch.setattr(runner, "use_cpu_cores", lambda seeds, devices=None: asked.append((seeds, devices)))
+    assert cli.main(_sweep_args(out)) == 0
+    assert asked == [(2, 3)]
+    assert "note:" not in capsys.readouterr().err  # finished runs kept: nothing resumes
+    assert json.loads((out / "sweep.json").read_text())["cpu_devices"] == 3  # kept, not this process's count
+    run = out / "runs" / "smoke_CartPole-v1__ppo"
+    reporting.mark_incomplete(str(run), "killed")
+    said = []
+    sweep.run(sweep.plan("smoke", num_seeds=2, total_steps=STEPS), str(out),
+              RunOptions(progress=False, tensorboard=False, fast_compile=True), say=said.append)
+    assert said[0] == (f"note: this sweep's runs trained on 3 CPU device(s) and this process has {len(jax.devices())}: "
+                       "the runs it resumes go on to float rounding, not bit for bit (`bpo-jax sweep` restores the "
+                       "count; from Python, call bpo_jax.runner.use_cpu_cores(..., devices=3) before JAX starts)")
+    assert sweep.recorded_devices(str(tmp_path)) is None  # no sweep there
+    (out / "sweep.json").write_text(json.dumps({**record, "cpu_devices": 0}))
+    with pytest.raises(sweep.SweepError, match="cpu_devices missing or malformed"):
+        sweep.run(sweep.plan("smoke", num_seeds=2, total_steps=STEPS), str(out), RunOptions(progress=False))
+
+
 def test_a_sweep_is_the_same_whatever_the_order_of_its_algorithms(tmp_path):
     assert sweep.plan("smoke", ("ppo", "bpo"), 1).asked() == sweep.plan("smoke", ("bpo", "ppo"), 1).asked()
 
