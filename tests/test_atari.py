@@ -232,6 +232,15 @@ def test_every_bundled_rom_is_listed():
     assert sum(n.startswith("atari/") for n in names) > 50
     # ALE runs these only in multi-player modes; its single-player env aborted the process.
     assert not {"atari/Combat-v5", "atari/Joust-v5", "atari/MazeCraze-v5", "atari/Warlords-v5"} & set(names)
+    # Asked for, they were answered with the closest other name ("did you mean 'Pooyan-v5'?").
+    for asked, listed in (("Combat-v5", "Combat-v5"), ("MazeCraze", "MazeCraze-v5"), ("joust-v4", "Joust-v5")):
+        with pytest.raises(registry.UnknownEnvError) as e:
+            registry.make(f"atari/{asked}", 1)
+        assert str(e.value) == (f"atari/{listed} is a ROM that ALE runs only in its multi-player modes, which this "
+                                "single-agent suite does not train (EnvPool lacks it); `bpo-jax envs --suite atari` "
+                                "lists the games it trains")
+    with pytest.raises(registry.UnknownEnvError, match="did you mean 'Pong-v5'"):
+        registry.make("atari/Pongg-v5", 1)
 
 
 def test_cli_refuses_an_unknown_game_in_one_line(tmp_path):

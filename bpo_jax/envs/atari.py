@@ -82,7 +82,8 @@ import functools
 import importlib
 import importlib.util
 import os
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -128,6 +129,18 @@ def _require(module: str, load: bool = True) -> None:
 
 def names() -> list[str]:
     return list(_rom_ids())
+
+
+def unlisted(name: str) -> Optional[str]:
+    """Why ``name`` (``Combat-v5``, ``Joust``) is not listed where it is a ROM of
+    :data:`_MULTIPLAYER_ONLY`; None for any other name."""
+    base = name.rpartition("-v")[0] if re.fullmatch(r".+-v\d+", name) else name
+    game = next((g for g in _MULTIPLAYER_ONLY if g.replace("_", "") == base.lower()), None)
+    if game is None:
+        return None
+    listed = "".join(part.capitalize() for part in game.split("_")) + "-v5"
+    return (f"atari/{listed} is a ROM that ALE runs only in its multi-player modes, which this single-agent suite "
+            "does not train (EnvPool lacks it); `bpo-jax envs --suite atari` lists the games it trains")
 
 
 def make(name: str, num_envs: int, **options) -> "AtariEnv":

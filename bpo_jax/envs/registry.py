@@ -9,6 +9,7 @@ matters when that suite is used.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.machinery
 import importlib.util
@@ -52,6 +53,8 @@ class _Suite:
     constructor: Callable[..., Env]
     description: str
     host_state: bool = False
+    # Why a name the suite does not list is not one of its environments (None: it is unknown).
+    unlisted: Callable[[str], Optional[str]] = lambda name: None
 
 
 _SUITES: dict[str, _Suite] = {}
@@ -259,7 +262,7 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
             + PLUGIN_HINT)
     valid = _SUITES[suite].names()
     if name not in valid:
-        raise UnknownEnvError(unknown_name(f"{suite} environment", name, valid))
+        raise UnknownEnvError(_SUITES[suite].unlisted(name) or unknown_name(f"{suite} environment", name, valid))
     env = _SUITES[suite].constructor(name, num_envs, **kwargs)
     if reset_pool:
         if not hasattr(env, "with_reset_pool"):
@@ -287,6 +290,8 @@ def _lazy_suite(suite: str, description: str) -> None:
     module = lambda: importlib.import_module(f"bpo_jax.envs.{suite}")
     register_suite(suite, lambda: module().names(), lambda *a, **kw: module().make(*a, **kw), description,
                    host_state=suite in _HOST_STATE)
+    _SUITES[suite] = dataclasses.replace(_SUITES[suite], unlisted=lambda name: getattr(
+        module(), "unlisted", lambda _: None)(name))
 
 
 def _register_builtin() -> None:
