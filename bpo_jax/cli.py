@@ -37,7 +37,8 @@ from bpo_jax.errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, first_li
 # Library names -> this command line's flags, where they differ from the name with dashes.
 _FLAGS = {"num_seeds": "--seeds", "checkpoint_every_updates": "--checkpoint-every",
           "checkpoint_every_seconds": "--checkpoint-every", "checkpoints": "--no-checkpoints",
-          "progress": "--quiet", "compile_cache": "--no-compile-cache"}
+          "progress": "--quiet", "compile_cache": "--no-compile-cache",
+          "tensorboard": "--no-tensorboard"}
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 
 

@@ -205,8 +205,12 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
     proc = _limited(tmp_path, 1024, 1024, "sys.exit(cli.main(['train', '--seeds', '400', '--out', 'run', '--quiet']))")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().startswith("bpo-jax: error: 400 TensorBoard runs (one per seed trained at once)")
-    assert "--no-tensorboard" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "log no TensorBoard runs (--no-tensorboard; metrics.csv keeps" in proc.stderr
+    assert "RunOptions" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "run")
+    # The library's words name its own option.
+    proc = _limited(tmp_path, 1024, 1024, "tracking.check_open_files(400)")
+    assert "log no TensorBoard runs (`tensorboard`; metrics.csv keeps" in proc.stderr.strip().splitlines()[-1]
     # Where the hard limit allows, the soft one is raised instead.
     proc = _limited(tmp_path, 256, 4096, "tracking.check_open_files(400); print(resource.getrlimit(resource.RLIMIT_NOFILE))")
     assert proc.returncode == 0 and proc.stdout.strip() == "(4096, 4096)", proc.stderr
