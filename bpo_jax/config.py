@@ -382,19 +382,9 @@ class Config:
         return self
 
     def _check_algorithm(self, algorithm: algorithms.Algorithm) -> None:
-        """Refuse an algorithm (a registered plug-in) whose ``defaults`` or ``own_fields`` name no
-        Config field or whose defaults are of the wrong type, and a setting left at None (the
-        algorithm's default) that it has no default for."""
-        hints = _hints()
-        for kind, names in (("defaults", algorithm.defaults), ("own_fields", algorithm.own_fields)):
-            for name in names:
-                if name not in hints:
-                    raise ConfigError(unknown_name(f"Config field in algorithm {algorithm.name}'s {kind}", name,
-                                                   list(hints)))
-        for name, value in algorithm.defaults.items():
-            message = type_error(f"algorithm {algorithm.name}'s default for `{name}`", plain(value), hints[name])
-            if message:
-                raise ConfigError(message)
+        """Refuse an algorithm whose fields are not Config's (:func:`check_algorithm_fields`),
+        and a setting left at None (the algorithm's default) that it has no default for."""
+        check_algorithm_fields(algorithm)
         for name in FROM_ALGORITHM:
             if getattr(self, name) is None and algorithm.defaults.get(name) is None:
                 raise ConfigError(f"`{name}` is not set and `algo` {algorithm.name} has no default for it: set "
@@ -479,6 +469,21 @@ def _literal(text: str) -> Any:
 @functools.cache
 def _hints() -> dict[str, Any]:
     return typing.get_type_hints(Config)
+
+
+def check_algorithm_fields(algorithm: algorithms.Algorithm) -> None:
+    """Refuse an algorithm (a plug-in, as it registers) whose ``defaults`` or ``own_fields``
+    name no Config field, or whose defaults are of the wrong type."""
+    hints = _hints()
+    for kind, names in (("defaults", algorithm.defaults), ("own_fields", algorithm.own_fields)):
+        for name in names:
+            if name not in hints:
+                raise ConfigError(unknown_name(f"Config field in algorithm {algorithm.name}'s {kind}", name,
+                                               list(hints)))
+    for name, value in algorithm.defaults.items():
+        message = type_error(f"algorithm {algorithm.name}'s default for `{name}`", plain(value), hints[name])
+        if message:
+            raise ConfigError(message)
 
 
 # Settings whose None means "the algorithm's default" (Algorithm.defaults must give each).

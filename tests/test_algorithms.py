@@ -473,8 +473,6 @@ def registry():
 @pytest.mark.parametrize("defaults,message", [
     ({}, "`lr` is not set and `algo` vpg-test has no default for it: set `lr`, or give it in Bare.defaults"),
     ({"lr": 1e-3, "ent_coef": 0.0, "vf_coef": 0.5}, "`value_clip` is not set and `algo` vpg-test has no default"),
-    ({"learning_rate": 1e-3}, "unknown Config field in algorithm vpg-test's defaults 'learning_rate'"),
-    ({"lr": "fast"}, "algorithm vpg-test's default for `lr` must be a number or None, got 'fast'"),
 ])
 def test_a_plugins_missing_or_wrong_defaults_are_named(registry, defaults, message):
     """A plug-in without defaults compared None with a number inside Config.validate."""
@@ -502,6 +500,24 @@ def test_a_plugin_without_defaults_trains_on_settings_given_in_full(registry):
      "vpg-test's metric 'entropy' is one every algorithm reports"),
     (lambda: algorithms.register(type("T", (VPG,), {"metrics": {"median_loss": "mine/median"}})()), ValueError,
      "vpg-test's metric 'median_loss' is bpo's under the tag 'losses/median_loss'"),
+    # Such a plug-in broke every Config, the built-ins' too (an AttributeError in validate).
+    (lambda: algorithms.register(type("F", (VPG,), {"own_fields": ("learning_rate",)})()), ValueError,
+     "unknown Config field in algorithm vpg-test's own_fields 'learning_rate'"),
+    (lambda: algorithms.register(type("D", (VPG,), {"defaults": {**VPG.defaults, "learning_rate": 1e-3}})()),
+     ValueError, "unknown Config field in algorithm vpg-test's defaults 'learning_rate'"),
+    (lambda: algorithms.register(type("L", (VPG,), {"defaults": {**VPG.defaults, "lr": "fast"}})()), ValueError,
+     "algorithm vpg-test's default for `lr` must be a number or None, got 'fast'"),
+    # metrics.csv got two seed columns (plot then read 1 seed); TensorBoard tags written twice.
+    (lambda: algorithms.register(type("S", (VPG,), {"metrics": {"seed": "mine/seed"}})()), ValueError,
+     "vpg-test's metric 'seed' is a column metrics.csv always has; rename it"),
+    (lambda: algorithms.register(type("G", (VPG,), {"metrics": {"adv": "charts/episode_return"}})()), ValueError,
+     "vpg-test's metric 'adv' has the TensorBoard tag 'charts/episode_return', metric 'episode_return_mean''s"),
+    (lambda: algorithms.register(type("U", (VPG,), {"metrics": {"adv": "losses/median_loss"}})()), ValueError,
+     "vpg-test's metric 'adv' has the TensorBoard tag 'losses/median_loss', metric 'median_loss''s"),
+    (lambda: algorithms.register(type("W", (VPG,), {"metrics": {"a": "mine/x", "b": "mine/x"}})()), ValueError,
+     "vpg-test's metric 'b' has the TensorBoard tag 'mine/x', metric 'a''s"),
+    (lambda: algorithms.register(type("Q", (VPG,), {"metrics": {"sps": "perf/steps_per_second"}})()), ValueError,
+     "vpg-test's metric 'sps' has the TensorBoard tag 'perf/steps_per_second', where runs log their throughput"),
 ])
 def test_register_refuses_what_would_break_other_runs(registry, call, error, message):
     before = dict(algorithms._REGISTRY)
