@@ -21,7 +21,7 @@ class Walk(FunctionalEnv):
         self.bug = bug
 
     def _reset_one(self, key):
-        obs = jnp.zeros(3 if self.bug == "reset_obs" else 2)
+        obs = jnp.zeros(3 if self.bug == "reset_obs" else 2, jnp.float16 if self.bug == "half_obs" else jnp.float32)
         return ((jnp.int32(0), jnp.int32(0)), obs, 0) if self.bug == "reset_three" else ((jnp.int32(0), jnp.int32(0)), obs)
 
     def _step_one(self, key, inner, action):
@@ -31,6 +31,9 @@ class Walk(FunctionalEnv):
         reward, terminated = (pos == 5).astype(jnp.float32), pos == 5
         if self.bug == "reward_1":
             reward = reward[None]
+        if self.bug == "branch":  # Python control flow on a traced value
+            if pos == 5:
+                reward = reward + 1
         if self.bug == "step_obs_dtype":
             obs = obs.astype(jnp.int32)
         if self.bug == "inner_dtype":
@@ -47,6 +50,10 @@ class Walk(FunctionalEnv):
     ("reset_three", "toy/Walk: _reset_one must return (inner, obs), got a tuple of 3"),
     ("step_obs_dtype", "toy/Walk: _step_one returned obs of dtype int32 but _reset_one float32"),
     ("inner_dtype", "toy/Walk: _step_one returned [1] as float32[] but _reset_one as int32[] (an auto-reset selects"),
+    # These trained: a uint8 spec of rank 3 picks the Nature CNN, which divides the frames by 255.
+    ("half_obs", "toy/Walk: _reset_one returned obs of dtype float16; obs_spec declares float32"),
+    # JAX's TracerBoolConversionError, three lines deep in its own words.
+    ("branch", f"toy/Walk: _step_one cannot be traced by JAX at {__file__}:"),
 ])
 def test_a_broken_functional_env_is_named_in_one_line(bug, message):
     """Each of these failed inside the training loop's scan or cond, naming library internals."""
@@ -54,6 +61,15 @@ def test_a_broken_functional_env_is_named_in_one_line(bug, message):
         contract.check(Walk(4, bug))
     assert str(e.value).startswith(message)
     contract.check(Walk(4))  # the same env without the bug keeps the contract
+
+
+def test_a_functional_env_without_its_methods_is_named_in_one_line():
+    """A missing _step_one was a NotImplementedError with no message."""
+    no_step = type("NoStep", (FunctionalEnv,), {"_reset_one": Walk._reset_one, "bug": None})
+    with pytest.raises(EnvContractError) as e:
+        contract.check(no_step("toy/Walk", 2, ObsSpec((2,)), Discrete(2)))
+    assert str(e.value) == ("toy/Walk: NoStep does not define _step_one(key, inner, action) -> (inner, obs, reward, "
+                            "terminated, truncated)")
 
 
 @pytest.mark.parametrize("env,message", [
@@ -80,6 +96,8 @@ class Protocol:
 
     def reset(self, key):
         state = self.inner.reset(key)
+        if self.bug == "int_obs":
+            state = state.replace(obs=state.obs.astype(jnp.int32), final_obs=state.final_obs.astype(jnp.int32))
         return state.obs if self.bug == "bare_obs" else state
 
     def step(self, state, action):
@@ -91,8 +109,13 @@ class Protocol:
         return state
 
 
+class NoStep(Protocol):
+    step = None
+
+
 @pytest.mark.parametrize("bug,message", [
     ("bare_obs", "toy/Protocol: reset must return an EnvState, got ShapeDtypeStruct"),
+    ("int_obs", "toy/Protocol: reset returned obs of dtype int32; obs_spec declares float32"),
     ("reward_2d", "toy/Protocol: step returned reward of shape (4, 1); expected (num_envs,) = (4,)"),
     ("float_length", "toy/Protocol: step returned .episode_length as float32[4] but reset as int32[4] (the training "
                      "loop carries the state from step to step)"),
@@ -102,6 +125,9 @@ def test_a_broken_protocol_env_is_named_in_one_line(bug, message):
         contract.check(Protocol(4, bug))
     assert str(e.value) == message
     contract.check(Protocol(4))
+    with pytest.raises(EnvContractError) as e:  # an AttributeError from inside the trainer
+        contract.check(NoStep(4))
+    assert str(e.value) == "toy/Protocol: NoStep has no step method (bpo_jax.envs.Env)"
 
 
 @pytest.fixture

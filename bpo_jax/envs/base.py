@@ -158,10 +158,11 @@ class FunctionalEnv:
         self.action_space = action_space
 
     def _reset_one(self, key):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define _reset_one(key) -> (inner, obs)")
 
     def _step_one(self, key, inner, action):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define _step_one(key, inner, action) -> "
+                                  "(inner, obs, reward, terminated, truncated)")
 
     def with_reset_pool(self, size: int) -> "FunctionalEnv":
         """A copy of this environment in cached-reset mode with ``size`` initial states (0: fresh

@@ -77,14 +77,22 @@ def check(env: Any) -> None:
     need(is_int(batch) and batch >= 1, f"num_envs must be a positive integer, got {batch!r}")
     batch = int(batch)
 
+    if isinstance(env, FunctionalEnv):
+        for method, signature in (("_reset_one", "(key) -> (inner, obs)"),
+                                  ("_step_one", "(key, inner, action) -> (inner, obs, reward, terminated, truncated)")):
+            need(getattr(type(env), method) is not getattr(FunctionalEnv, method),
+                 f"{type(env).__name__} does not define {method}{signature}")
+    for method in ("reset", "step"):
+        need(callable(getattr(env, method, None)), f"{type(env).__name__} has no {method} method (bpo_jax.envs.Env)")
+
     key = jax.random.key(0)
     if isinstance(env, FunctionalEnv):
         _check_one(env, spec, space, key, need)
-    first = jax.eval_shape(env.reset, key)
+    first = _traced(env.reset, "reset", need, key)
     need(isinstance(first, EnvState), f"reset must return an EnvState, got {type(first).__name__}")
     _check_state(first, "reset", batch, spec, need)
     actions = _action(space, (batch,))
-    after = jax.eval_shape(env.step, first, actions)
+    after = _traced(env.step, "step", need, first, actions)
     need(isinstance(after, EnvState), f"step must return an EnvState, got {type(after).__name__}")
     _check_state(after, "step", batch, spec, need)
     _check_same("step", after, "reset", first, need, "the training loop carries the state from step to step")
@@ -92,11 +100,12 @@ def check(env: Any) -> None:
 
 def _check_one(env: FunctionalEnv, spec: ObsSpec, space, key, need) -> None:
     """One copy's ``_reset_one`` and ``_step_one``: named in the message, as the user wrote them."""
-    out = jax.eval_shape(env._reset_one, key)
+    out = _traced(env._reset_one, "_reset_one", need, key)
     need(isinstance(out, tuple) and len(out) == 2, f"_reset_one must return (inner, obs), got {_said(out)}")
     inner, obs = out
     need(obs.shape == tuple(spec.shape), f"_reset_one returned obs of shape {obs.shape}; obs_spec declares {spec.shape}")
-    out = jax.eval_shape(env._step_one, key, inner, _action(space, ()))
+    _check_dtype("_reset_one", "obs", obs, spec, need)
+    out = _traced(env._step_one, "_step_one", need, key, inner, _action(space, ()))
     need(isinstance(out, tuple) and len(out) == 5,
          f"_step_one must return (inner, obs, reward, terminated, truncated), got {_said(out)}")
     next_inner, next_obs, reward, terminated, truncated = out
@@ -115,6 +124,7 @@ def _check_state(state: EnvState, where: str, batch: int, spec: ObsSpec, need) -
         shape = getattr(state, field).shape
         need(shape == (batch, *spec.shape),
              f"{where} returned {field} of shape {shape}; expected (num_envs, *obs_spec.shape) = {(batch, *spec.shape)}")
+        _check_dtype(where, field, getattr(state, field), spec, need)
     for field in ("reward", "terminated", "truncated", "episode_return", "episode_length", "done_return",
                   "done_length"):
         shape = getattr(state, field).shape
@@ -125,6 +135,36 @@ def _check_state(state: EnvState, where: str, batch: int, spec: ObsSpec, need) -
     for field in ("terminated", "truncated"):
         need(getattr(state, field).dtype == jnp.bool_,
              f"{where} returned {field} of dtype {getattr(state, field).dtype}; expected bool")
+
+
+def _check_dtype(where: str, field: str, obs: Any, spec: ObsSpec, need) -> None:
+    """Observations of the dtype ``spec`` declares: the networks read it (uint8 frames of rank 3
+    go to the Nature CNN, which scales them by 1/255)."""
+    need(np.dtype(obs.dtype) == np.dtype(spec.dtype),
+         f"{where} returned {field} of dtype {obs.dtype}; obs_spec declares {np.dtype(spec.dtype)}")
+
+
+def _traced(fn, where: str, need, *args) -> Any:
+    """``jax.eval_shape(fn, *args)``; a method that JAX cannot trace (Python control flow on a
+    traced value, a NumPy call on one) is one line naming it, where it failed in the user's code."""
+    try:
+        return jax.eval_shape(fn, *args)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.TracerIntegerConversionError) as e:
+        frames = [f for f in _frames(e.__traceback__) if "/jax/" not in f and "/bpo_jax/" not in f
+                  and "/jaxlib/" not in f]
+        at = f" at {frames[-1]}" if frames else ""
+        need(False, f"{where} cannot be traced by JAX{at} ({type(e).__name__}: {str(e).splitlines()[0]}); it must "
+             "be jittable: jnp.where or jax.lax.cond instead of Python branches on traced values, jnp instead of np")
+
+
+def _frames(tb) -> list[str]:
+    """``file:line`` of every frame of traceback ``tb``, outermost first."""
+    out = []
+    while tb is not None:
+        out.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
+        tb = tb.tb_next
+    return out
 
 
 def _check_same(where: str, got: Any, reference: str, want: Any, need, why: str) -> None:
