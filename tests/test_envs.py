@@ -350,9 +350,38 @@ def test_register_suite_refuses_to_replace_a_suite_unless_asked(monkeypatch):
     envs.register_suite("mine", lambda: ["Y"], fake, "again", replace=True)
     envs.register_suite("gymnax", lambda: ["X"], fake, "a look-alike", replace=True)
     assert envs.list_envs("mine") == ["mine/Y"] and envs.list_envs("gymnax") == ["gymnax/X"]
-    for bad in ("", "a/b", None):
-        with pytest.raises(ValueError, match="suite must be a non-empty name without '/'"):
+    for bad in ("", "a/b", None, "sp ace", ".."):
+        with pytest.raises(ValueError, match="suite must be a word of letters, digits"):
             envs.register_suite(bad, lambda: [], fake, "bad")
+    # Accepted, these failed later: a list is not called, a constructor of None builds nothing.
+    for names, constructor, description, fragment in ((["X"], fake, "d", "names must be a function"),
+                                                      (lambda: ["X"], None, "d", "constructor must be a function"),
+                                                      (lambda: ["X"], fake, None, "description must be a string")):
+        with pytest.raises(TypeError, match=fragment):
+            envs.register_suite("nc", names, constructor, description)
+    assert "nc" not in envs.suites()
+
+
+def test_a_plugin_suite_whose_lister_fails_is_described_not_a_traceback(monkeypatch):
+    """One plug-in's broken lister made `bpo-jax envs` a traceback for every suite; a lister
+    returning a str matched ids by substring."""
+    from bpo_jax.envs import registry
+
+    monkeypatch.setattr(registry, "_SUITES", dict(registry._SUITES))
+
+    def unreachable():
+        raise RuntimeError("cannot reach my simulator's registry")
+
+    envs.register_suite("mysim", unreachable, lambda name, num_envs, **kw: None, "d")
+    envs.register_suite("letters", lambda: "abc", lambda name, num_envs, **kw: None, "d")
+    info = {i.name: i for i in envs.describe_suites()}
+    assert info["mysim"].unavailable_reason == ("the mysim/ suite's names() failed: RuntimeError: cannot reach my "
+                                                "simulator's registry")
+    assert info["letters"].unavailable_reason == "the letters/ suite's names() must return a list of names " \
+                                                 "(strings), got 'abc'"
+    assert info["gymnax"].ids  # the others listed as before
+    with pytest.raises(ValueError, match="must return a list of names"):
+        envs.make("letters/ab")
 
 
 def test_check_option_rules():

@@ -15,6 +15,7 @@ import importlib.machinery
 import importlib.util
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -194,8 +195,15 @@ def register_suite(suite: str, names: Callable[[], list[str]], constructor: Call
     A suite name already registered (a built-in one such as ``gymnax``, or one added before) is
     refused with a ValueError unless ``replace=True``, so that a plug-in cannot silently take
     over ``gymnax/...`` ids."""
-    if not isinstance(suite, str) or not suite or "/" in suite:
-        raise ValueError(f"register_suite: suite must be a non-empty name without '/', got {suite!r}")
+    if not isinstance(suite, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", suite):
+        raise ValueError(f"register_suite: suite must be a word of letters, digits, '_', '.' or '-' (ids are "
+                         f"'suite/name'; it names run directories), got {suite!r}")
+    for what, value in (("names", names), ("constructor", constructor)):
+        if not callable(value):
+            raise TypeError(f"register_suite: {what} must be a function (names() lists the suite's environments, "
+                            f"constructor(name, num_envs, **options) builds one), got {value!r}")
+    if not isinstance(description, str):
+        raise TypeError(f"register_suite: description must be a string (one line), got {description!r}")
     if suite in _SUITES and not replace:
         kind = "a built-in suite" if suite in _BUILTIN else "already registered"
         raise ValueError(f"register_suite: {suite!r} is {kind}; pass replace=True to replace it, "
@@ -224,10 +232,26 @@ def describe_suites() -> list[SuiteInfo]:
     out = []
     for s in suites():
         try:
-            out.append(SuiteInfo(s, _SUITES[s].description, tuple(f"{s}/{n}" for n in _SUITES[s].names())))
+            out.append(SuiteInfo(s, _SUITES[s].description, tuple(f"{s}/{n}" for n in _names(s))))
         except MissingDependencyError as err:
             out.append(SuiteInfo(s, _SUITES[s].description, (), str(err)))
+        except ValueError as err:  # a plug-in's lister: one broken suite does not hide the others
+            out.append(SuiteInfo(s, _SUITES[s].description, (), str(err)))
     return out
+
+
+def _names(suite: str) -> list[str]:
+    """``suite``'s names() as a list of strings; a plug-in's lister that fails or returns
+    something else (a str would match ids by substring) is a one-line ValueError."""
+    try:
+        listed = _SUITES[suite].names()
+    except (MissingDependencyError, MujocoGLError):
+        raise
+    except Exception as err:
+        raise ValueError(f"the {suite}/ suite's names() failed: {type(err).__name__}: {first_line(err)}") from None
+    if isinstance(listed, (str, bytes)) or not all(isinstance(n, str) for n in listed):
+        raise ValueError(f"the {suite}/ suite's names() must return a list of names (strings), got {listed!r:.80}")
+    return list(listed)
 
 
 def list_envs(suite: str | None = None) -> list[str]:
@@ -239,7 +263,7 @@ def list_envs(suite: str | None = None) -> list[str]:
         return [i for info in describe_suites() for i in info.ids]
     if suite not in _SUITES:
         raise UnknownEnvError(unknown_name("suite", suite, suites()))
-    return [f"{suite}/{n}" for n in _SUITES[suite].names()]
+    return [f"{suite}/{n}" for n in _names(suite)]
 
 
 def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
@@ -260,7 +284,7 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
         raise UnknownEnvError(
             f"unknown environment suite in {env_id!r}: use 'suite/name' with suite one of {', '.join(suites())}"
             + PLUGIN_HINT)
-    valid = _SUITES[suite].names()
+    valid = _names(suite)
     if name not in valid:
         raise UnknownEnvError(_SUITES[suite].unlisted(name) or unknown_name(f"{suite} environment", name, valid))
     env = _SUITES[suite].constructor(name, num_envs, **kwargs)
