@@ -238,8 +238,9 @@ def locate(path: str) -> tuple[Optional[str], str]:
         if found:
             return (run_dir if os.path.basename(folder) == CHECKPOINTS else None), found[-1]
     if os.path.isfile(os.path.join(path, INCOMPLETE)):  # a run stopped before its first checkpoint
-        raise CheckpointError(f"no checkpoint in {path}: its run stopped before its first checkpoint, so it starts "
-                              "again from the beginning (its INCOMPLETE file says with what)")
+        raise CheckpointError(f"no checkpoint in {path}: its run stopped (or never ran) before its first "
+                              "checkpoint, so there is nothing to resume: start it again from the beginning, over "
+                              "this folder (`overwrite`)")
     raise CheckpointError(f"no checkpoint in {path} (expected {os.path.join(path, CHECKPOINTS, STEP_PREFIX + '*')})")
 
 

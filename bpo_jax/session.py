@@ -336,9 +336,9 @@ class RunSession:
         the run unfinished again; returns the checkpoint saver (None without checkpoints), which
         records the program's ``layout`` (:func:`bpo_jax.runner.layout`)."""
         folder = os.path.join(self.out, checkpoint.CHECKPOINTS)
+        reporting.mark_incomplete(self.out, self._running_note())  # (a fresh run's note may say it was refused)
         if self.resumed_from is not None:
             checkpoint.remove_after(folder, self.start_update)
-            reporting.mark_incomplete(self.out, self._running_note())
             # The budget this session trains to (another one after regrow), so that a kill before
             # the first new checkpoint still resumes to it.
             reporting.write_json(os.path.join(self.out, "config.json"), reporting.run_config(self.config, self.num_seeds))
@@ -381,7 +381,8 @@ class RunSession:
 
     def _running_note(self) -> str:
         return self._worded("training has not finished (still running, or killed). Continue it from its newest "
-                            f"checkpoint with: {self._resume_hint()}")
+                            f"checkpoint with: {self._resume_hint()}; where it has none, start it again "
+                            f"{self._restart_hint()}")
 
     def _stop_note(self, e: BaseException) -> str:
         return self._worded(self._stop_reason(e))
@@ -389,11 +390,14 @@ class RunSession:
     def _stop_reason(self, e: BaseException) -> str:
         if isinstance(e, RunDirectoryGone) and e.run_dir == self.out:
             return f"stopped: {e}"
-        restart = "with `overwrite`" if self.options.restart_hint is None else \
-            f"with: {self.options.restart_hint.format(out=shlex.quote(self.out))}"
         return reporting.stop_note(what_stopped(e, (runner.BadUpdateError,)),
                                    checkpoint.list_checkpoints(os.path.join(self.out, checkpoint.CHECKPOINTS)),
-                                   self._resume_hint(), restart, isinstance(e, runner.BadUpdateError), self._curve_updates)
+                                   self._resume_hint(), self._restart_hint(), isinstance(e, runner.BadUpdateError),
+                                   self._curve_updates)
+
+    def _restart_hint(self) -> str:
+        return "with `overwrite`" if self.options.restart_hint is None else \
+            f"with: {self.options.restart_hint.format(out=shlex.quote(self.out))}"
 
 
 def is_lead() -> bool:
@@ -414,7 +418,13 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
     marked DIVERGED), and the other runs' notes say they can go on.  Returns one
     :class:`SessionResult` per session, in order.  :meth:`RunSession.run` is the case of one."""
     sessions = list(sessions)
-    _check_together(sessions)
+    try:
+        _check_together(sessions)
+    except SessionError as e:
+        for session in sessions:  # started (folders written), never trained: say so, not "continue it"
+            if isinstance(session, RunSession) and not session._ran and session.resumed_from is None:
+                session.record_stop(e)
+        raise
     for session in sessions:
         session._ran = True
     first, count = sessions[0], len(sessions)

@@ -350,8 +350,9 @@ def test_a_run_interrupted_before_its_first_checkpoint_names_its_own_command(tmp
     assert hint == f"bpo-jax train --algo ppo --total-steps 4096 --out {shlex.quote(str(out))} --quiet --lr 1e-3 --overwrite"
     assert (out / "INCOMPLETE").read_text().rstrip().endswith(hint)
     assert cli.main(["train", "--resume", str(out)]) == 2  # nothing to resume: the note says what to do
-    assert capsys.readouterr().err.strip().endswith("its run stopped before its first checkpoint, so it starts again "
-                                                    "from the beginning (its INCOMPLETE file says with what)")
+    assert capsys.readouterr().err.strip().endswith("its run stopped (or never ran) before its first checkpoint, so "
+                                                    "there is nothing to resume: start it again from the beginning, "
+                                                    "over this folder (--overwrite)")
     # Without --out the hint names the directory the run took.
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--quiet"]) == cli.EXIT_INTERRUPTED

@@ -410,6 +410,15 @@ def test_runs_that_cannot_share_a_program_are_refused_before_training(tmp_path, 
         run_together([first, b])
     assert e.value.field == "sessions" and "--" not in str(e.value)
     assert sorted(os.listdir(tmp_path / "a")) == ["INCOMPLETE", "config.json"]  # nothing trained
+    # Its note said "continue it from its newest checkpoint", which it has not; resume said only
+    # that its INCOMPLETE file tells how to go on.
+    for folder in ("a", "b"):
+        note = (tmp_path / folder / "INCOMPLETE").read_text()
+        assert "cannot train as one program" in note and note.rstrip().endswith(
+            "before the first checkpoint was saved; nothing to resume: start the run again with `overwrite`"), note
+    with pytest.raises(checkpoint.CheckpointError, match="nothing to resume: start it again from the beginning, over "
+                                                         "this folder \\(`overwrite`\\)$"):
+        RunSession.resume(str(tmp_path / "a"))
     first.run()  # and the session can still run
 
 
