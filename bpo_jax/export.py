@@ -201,7 +201,7 @@ def load_policy(path: str):
     if len(avals) != 1 or len(avals[0].shape) < 2 or len(exported.out_avals) != 1:
         raise ValueError(not_ours + ": its function does not take one batch of observations to one of actions")
     dtype = avals[0].dtype
-    return lambda obs: exported.call(np.asarray(obs, dtype))
+    return lambda obs: exported.call(jnp.asarray(obs, dtype))  # (jnp: it also runs inside jax.jit)
 
 
 class ExportError(ValueError):

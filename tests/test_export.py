@@ -56,7 +56,10 @@ def test_cli_exports_a_runs_seed_in_both_formats(tmp_path, capsys, monkeypatch):
         loaded.start.state.params, loaded.start.state.obs_stats)), 4)(jnp.asarray(obs))) for i in (0, 1)]
     assert not np.array_equal(want[0], want[1])  # the seeds' policies differ on these observations
     onnx_actions = ort.InferenceSession(str(run / "policy_seed1.onnx")).run(None, {"obs": obs})[0]
-    jax_actions = np.asarray(load_policy(str(tmp_path / "p.jaxexport"))(obs))  # seed 0
+    policy = load_policy(str(tmp_path / "p.jaxexport"))
+    jax_actions = np.asarray(policy(obs))  # seed 0
+    # Inside a jitted control loop too (it converted a tracer with NumPy).
+    np.testing.assert_array_equal(np.asarray(jax.jit(policy)(jnp.asarray(obs))), jax_actions)
     assert onnx_actions.shape == jax_actions.shape == (256,)
     np.testing.assert_array_equal(onnx_actions, want[1])
     np.testing.assert_array_equal(jax_actions, want[0])
