@@ -361,8 +361,8 @@ def _write_curve_before(out: str, batch_size: int, rows: list[dict], collect_s: 
 
 
 def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    """The rows as metric columns [iterations] (without "nonfinite": 0 in every kept row)."""
-    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k != "nonfinite"}
+    """The rows as metric columns [iterations] (without the flags of non-finite values: 0 in every kept row)."""
+    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k not in ("nonfinite", "env_nonfinite")}
 
 
 def _steps_per_second(batch_size: int, collect_s, learn_s) -> np.ndarray:

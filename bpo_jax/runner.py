@@ -639,8 +639,12 @@ def _weighted_return(metrics: dict) -> float:
 
 def _check_updates(metrics: dict, first_update: int, env: str) -> None:
     """Raise a BadUpdateError naming the earliest update (and the lowest seed in it) that flagged
-    a non-finite loss or a broken time limit (the loss first where both came in one update)."""
+    a non-finite env output, loss or a broken time limit (in that order where several came in one
+    update: the env's NaN is the cause of the loss's)."""
     checks = (
+        ("env_nonfinite", NonFiniteError, f"{env} returned a non-finite reward or observation in the rollout of "
+         "update {update} (seed index {seed}): the env's step computed a NaN or Inf (the learner's settings cannot "
+         "cause it)"),
         ("nonfinite", NonFiniteError, "non-finite loss, gradient or parameters at update {update} (seed index "
          "{seed}); lower `lr` or `max_grad_norm` (clip harder), or check the env's rewards (`reward_scale`)"),
         ("bootstrap_overflow", TimeLimitError, f"{env} truncated episodes sooner than its declared time_limit at "

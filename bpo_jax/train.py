@@ -331,6 +331,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             # A NaN/Inf anywhere in a loss or gradient reaches these means; parameters can only
             # turn non-finite through a non-finite gradient.
             nonfinite=~(jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])),
+            # The env's own output, so that a NaN it returned is named as its, not the learner's.
+            env_nonfinite=~(jnp.isfinite(traj.reward).all() & _finite(traj.obs) & _finite(traj.final_obs)),
         )
         if slots is not None:  # the env's declared time limit was broken: a bootstrap value is missing
             metrics["bootstrap_overflow"] = bootstrap.overflow(traj.truncated, slots)
@@ -384,6 +386,11 @@ def check_loss(config: Config, env: Env) -> None:
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:
     """``train(key, hp=None) -> (final TrainState, metrics [num_updates])``, pure and jittable."""
     return make_trainer(config, env).train
+
+
+def _finite(x: jax.Array) -> jax.Array:
+    """Whether every element of ``x`` is finite (integer frames always are)."""
+    return jnp.isfinite(x).all() if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
 
 
 def _masked_mean(x: jax.Array, mask: jax.Array, count: jax.Array) -> jax.Array:

@@ -209,8 +209,12 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
     assert "RunOptions" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "run")
     # The library's words name its own option.
-    proc = _limited(tmp_path, 1024, 1024, "tracking.check_open_files(400)")
-    assert "log no TensorBoard runs (`tensorboard`; metrics.csv keeps" in proc.stderr.strip().splitlines()[-1]
+    import resource
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+        with pytest.raises(tracking.TrackingError, match=r"log no TensorBoard runs \(`tensorboard`; metrics.csv"):
+            tracking.check_open_files(400)
     # Where the hard limit allows, the soft one is raised instead.
     proc = _limited(tmp_path, 256, 4096, "tracking.check_open_files(400); print(resource.getrlimit(resource.RLIMIT_NOFILE))")
     assert proc.returncode == 0 and proc.stdout.strip() == "(4096, 4096)", proc.stderr

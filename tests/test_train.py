@@ -109,8 +109,10 @@ def test_truncation_bootstraps_from_final_observation():
 def test_nan_is_detected_and_named():
     cfg = Config(env="probe/NaNReward", algo="bpo", num_envs=2, num_steps=10, num_epochs=1,
                  num_minibatches=1, hidden_sizes=(8,), total_steps=2 * 10 * 40)
-    # NaN from the 301st step of each env, i.e. in update 31 (10 steps per update).
-    with pytest.raises(runner.NonFiniteError, match=r"update 31 \(seed index 0\)") as e:
+    # NaN from the 301st step of each env, i.e. in update 31 (10 steps per update); named as the
+    # env's (its first remedy was to lower the learning rate).
+    with pytest.raises(runner.NonFiniteError, match=r"^probe/NaNReward returned a non-finite reward or observation "
+                                                    r"in the rollout of update 31 \(seed index 0\)") as e:
         runner.run(cfg, num_seeds=1, reports=40, compiler_options=runner.FAST_COMPILE)
     # The error carries the rows of the good updates before it (for the run's metrics.csv).
     before = e.value.before.metrics()
@@ -129,6 +131,11 @@ def test_the_first_bad_update_is_named_whichever_seed_it_is_in():
     overflow[2, 0] = True
     with pytest.raises(runner.TimeLimitError, match=r"at update 11 \(seed index 2\)"):
         runner._check_updates({"nonfinite": flags, "bootstrap_overflow": overflow}, first_update=10, env="x")
+    # The env's NaN in the same update as the loss's is the one named: it is the cause.
+    env = np.zeros((3, 4), bool)
+    env[1, 1] = True
+    with pytest.raises(runner.NonFiniteError, match=r"^x returned a non-finite reward .* update 12 \(seed index 1\)"):
+        runner._check_updates({"nonfinite": flags, "env_nonfinite": env}, first_update=10, env="x")
 
 
 def test_runner_chunks_give_the_whole_run(tiny_vmapped):

@@ -57,7 +57,7 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
 
 
 # Rows the shared training program adds to every algorithm's metrics besides COMMON_METRICS.
-_PROGRAM_METRICS = ("nonfinite", "bootstrap_overflow")
+_PROGRAM_METRICS = ("nonfinite", "env_nonfinite", "bootstrap_overflow")
 # metrics.csv's own columns (bpo_jax.reporting.write_metrics).
 _CSV_COLUMNS = ("update", "seed", "env_steps", "steps_per_second")
 
