@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -110,6 +111,12 @@ def has_run_files(path: str) -> bool:
     return has("config.json") and (has("metrics.csv") or has(INCOMPLETE) or has(DIVERGED))
 
 
+def _is_run(path: str) -> bool:
+    """A run directory of any command: :func:`has_run_files`, or a finished ``bpo-jax llm``
+    run (config.json and summary.json, its curves in seed<S>/)."""
+    return has_run_files(path) or all(os.path.isfile(os.path.join(path, f)) for f in ("config.json", "summary.json"))
+
+
 def _not_to_delete(path: str) -> Optional[str]:
     """Why ``path`` is no run directory to delete (the working directory or one holding it, the
     home directory, a file system root, a folder inside another run such as its checkpoints/,
@@ -129,20 +136,20 @@ def _not_to_delete(path: str) -> Optional[str]:
         return "the home directory"
     if real == os.path.dirname(real):
         return "a file system root"
-    held = None if has_run_files(real) else next(runs_below(real), None)
+    held = None if _is_run(real) else next(runs_below(real), None)
     if held is not None:  # `--out runs --overwrite` deleted every run made with the default --out
         return f"a folder holding runs (such as {os.path.relpath(held, real)}), which it would delete with it"
     return None
 
 
 def runs_below(path: str, depth: int = 3):
-    """The run directories (:func:`has_run_files`) under ``path`` down to ``depth`` levels (a
+    """The run directories (:func:`_is_run`) under ``path`` down to ``depth`` levels (a
     project's runs/<sweep>/runs/<run> is as deep as they go), not looking inside a run."""
     for root, dirs, _ in os.walk(path):
         dirs.sort()
         level = os.path.relpath(root, path).count(os.sep) + (root != path)
         for d in list(dirs):
-            if has_run_files(os.path.join(root, d)):
+            if _is_run(os.path.join(root, d)):
                 dirs.remove(d)
                 yield os.path.join(root, d)
         if level + 1 >= depth:
@@ -150,14 +157,15 @@ def runs_below(path: str, depth: int = 3):
 
 
 def run_owning(path: str) -> Optional[str]:
-    """The run whose checkpoints/ or tb/ folder holds ``path`` (a real path), or None: the
-    nearest folder above it with a run's files.  A project folder with a config.json and a
-    metrics.csv of its own owns only those two names' run folders, not a runs/ beside them."""
+    """The run whose checkpoints/, tb/ or (an llm run's) seed<S>/ folder holds ``path`` (a real
+    path), or None: the nearest folder above it with a run's files.  A project folder with a
+    config.json and a metrics.csv of its own owns only those names' run folders, not a runs/
+    beside them."""
     from bpo_jax.checkpoint import CHECKPOINTS
 
-    folder = next((f for f in folders_above(path) if has_run_files(f)), None)
-    return folder if folder is not None and os.path.relpath(path, folder).split(os.sep)[0] in (CHECKPOINTS, "tb") \
-        else None
+    folder = next((f for f in folders_above(path) if _is_run(f)), None)
+    first = None if folder is None else os.path.relpath(path, folder).split(os.sep)[0]
+    return folder if first in (CHECKPOINTS, "tb") or (first and re.fullmatch(r"seed\d+", first)) else None
 
 
 def folders_above(path: str):

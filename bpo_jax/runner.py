@@ -310,6 +310,19 @@ def fitting_devices(devices: Optional[Sequence[jax.Device]], split: str, num_see
     return every[:max(d for d in range(1, len(every) + 1) if num_seeds % d == 0)]
 
 
+def memory_bytes() -> Optional[int]:
+    """The memory the run's arrays live in: the accelerators' (summed), else this machine's RAM;
+    None where it cannot be read."""
+    devices = jax.devices()
+    if devices[0].platform != "cpu":
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
+        return sum(limits) if all(limits) else None
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
+
+
 def layout(config: Config, members: int, split: str) -> dict:
     """How :func:`run` spreads a program of ``members`` seeds (of every run in it)
     over this process's devices: ``{"split": "seeds" or "envs", "devices": n, "members": m}``,

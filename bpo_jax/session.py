@@ -665,26 +665,13 @@ def check_memory(config: Config, num_seeds: int, obs_spec) -> None:
     seed (Atari's 100,000-frame stacks compiled until the machine ran out, killed)."""
     observation = int(np.prod(obs_spec.shape)) * np.dtype(obs_spec.dtype).itemsize
     need = 2 * observation * config.batch_size * num_seeds
-    have = _memory_bytes()
+    have = runner.memory_bytes()
     if have and need > have:
         raise SessionError(
             f"one update's rollout keeps {config.batch_size:,} observations of shape {tuple(obs_spec.shape)} per seed "
             f"and their final observations, {need / 2**30:,.1f} GiB for {num_seeds} seed(s): more than the "
             f"{have / 2**30:,.1f} GiB of memory here; lower `num_envs`, `num_steps` or `num_seeds` (or the "
             "observations' size)", "num_envs")
-
-
-def _memory_bytes() -> Optional[int]:
-    """The memory the run's arrays live in: the accelerators' (summed), else this machine's RAM;
-    None where it cannot be read."""
-    devices = jax.devices()
-    if devices[0].platform != "cpu":
-        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
-        return sum(limits) if all(limits) else None
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system
-        return None
 
 
 def _check_machine(config: Config, num_seeds: int, options: RunOptions) -> None:

@@ -5,6 +5,7 @@ exit 1, and leaves the run directory marked unfinished."""
 import argparse
 import csv
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -208,6 +209,27 @@ def test_empty_out_is_refused(direct, tmp_path, capsys, monkeypatch, no_run):
     assert os.listdir(tmp_path) == []
 
 
+def test_settings_too_large_for_the_memory_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """A group size of 30 million made the folder, then stopped with a MemoryError and the advice
+    to start it again as it was."""
+    from bpo_jax import runner
+
+    monkeypatch.setattr(runner, "memory_bytes", lambda: 2**30)
+    out = tmp_path / "big"
+    assert cli.main([*TINY, "--prompts", "4", "--group-size", "8192", "--out", str(out)]) == 2
+    assert _error(capsys) == ("bpo-jax: error: these settings need more than 4.0 GiB (the parameters of --d-model 16 "
+                              "x --layers 1, the group statistics of 32,768 responses a step), more than the 1.0 GiB "
+                              "of memory here; lower --prompts, --group-size or --d-model")
+    assert not out.exists()
+    with pytest.raises(ValueError, match="lower `prompts_per_step`, `group_size` or `d_model`$"):
+        trainer.run(trainer.LLMConfig(prompts_per_step=4, group_size=8192), 1, str(out))
+    assert not out.exists()
+    # Out of memory all the same (the bound is a lower one): the note says to lower them too.
+    assert "lower `prompts_per_step`, `group_size` or `d_model` and start it again with `overwrite`" in \
+        trainer.stop_note(MemoryError("Unable to allocate 42.9 GiB"), str(out))
+    assert ": start it again with `overwrite`" in trainer.stop_note(RuntimeError("disk full"), str(out))
+
+
 def test_non_empty_out_is_refused_without_overwrite(tmp_path, capsys, no_run):
     (tmp_path / "summary.json").write_text("{}")
     assert cli.main([*TINY, "--out", str(tmp_path)]) == 2
@@ -236,7 +258,7 @@ def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
     err = _error(capsys, progress=True)
     assert "non-finite" in err and "RL step 1 (seed 0)" in err and "--lr" in err and "--max-grad-norm" in err, err
     assert "`" not in err and not SNAKE_CASE.search(err.replace(str(out), "OUT")), err
-    assert sorted(os.listdir(out)) == ["INCOMPLETE"]
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json"]
     note = (out / "INCOMPLETE").read_text()
     assert err.removeprefix("bpo-jax: error: ") in note
 
@@ -245,7 +267,7 @@ def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
 
     assert cli.main([*TINY, "--out", str(out), "--overwrite"]) == 0
     capsys.readouterr()
-    assert sorted(os.listdir(out)) == ["curves.png", "seed0", "summary.json"]
+    assert sorted(os.listdir(out)) == ["config.json", "curves.png", "seed0", "summary.json"]
     rows = list(csv.DictReader(open(out / "seed0" / "curve.csv")))
     assert len(rows) == 2
     values = [float(v) for row in rows for k, v in row.items() if v != "" and k != "step"]
@@ -255,6 +277,14 @@ def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
     assert cli.main([*TINY, "--out", str(out)]) == 2  # a finished run is not silently replaced either
     assert "exists and is not empty; set --overwrite" in _error(capsys)
     assert (out / "summary.json").read_text() == before
+    assert json.loads((out / "config.json").read_text())["seeds"] == 1  # what made it
+    # A folder holding llm runs, or one of a run's seed folders, is not deleted by an --overwrite
+    # (an llm run wrote no config.json: `--out runs --overwrite` deleted every one).
+    for target, why in ((tmp_path, "a folder holding runs (such as run)"),
+                        (out / "seed0", f"a folder of the run in {str(out)!r}")):
+        assert cli.main([*TINY, "--out", str(target), "--overwrite"]) == 2
+        assert why in _error(capsys)
+        assert (out / "summary.json").read_text() == before
 
 
 def test_nan_from_the_last_update_stops_the_run(tmp_path, capsys):
@@ -269,7 +299,7 @@ def test_nan_from_the_last_update_stops_the_run(tmp_path, capsys):
     assert cli.main(argv) == 1
     err = _error(capsys, progress=True)
     assert "non-finite" in err and "RL step 1 (seed 0)" in err and "--lr" in err, err
-    assert sorted(os.listdir(out)) == ["INCOMPLETE"]
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json"]
     assert err.removeprefix("bpo-jax: error: ") in (out / "INCOMPLETE").read_text()
 
 
@@ -302,7 +332,7 @@ def test_a_run_stopped_while_its_figure_is_drawn_writes_no_summary(tmp_path, cap
     out = tmp_path / "run"
     assert cli.main([*TINY, "--out", str(out)]) == 130
     assert "interrupted (Ctrl-C)" in _error(capsys, progress=True)
-    assert sorted(os.listdir(out)) == ["INCOMPLETE", "seed0"]
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json", "seed0"]
 
 
 def test_warm_start_stops_on_a_nan_loss():
@@ -324,7 +354,7 @@ def test_a_stopped_run_is_one_line_and_marked_unfinished(error, code, said, tmp_
     assert cli.main([*TINY, "--out", str(out)]) == code
     err = _error(capsys, progress=True)
     assert said in err and "--overwrite" in err, err
-    assert sorted(os.listdir(out)) == ["INCOMPLETE"] and said in (out / "INCOMPLETE").read_text()
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json"] and said in (out / "INCOMPLETE").read_text()
     # Further Ctrl-Cs are ignored while it stops (see the test below); its caller gets its handler back.
     assert signal.getsignal(signal.SIGINT) is handler
 
@@ -375,4 +405,4 @@ def test_ctrl_c_pressed_again_while_the_run_stops_is_ignored(first, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err and "KeyboardInterrupt" not in err, err
     assert err.splitlines()[-1].startswith("bpo-jax: error: interrupted (Ctrl-C)"), err
-    assert sorted(os.listdir(out)) == ["INCOMPLETE"] and "interrupted (Ctrl-C)" in (out / "INCOMPLETE").read_text()
+    assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json"] and "interrupted (Ctrl-C)" in (out / "INCOMPLETE").read_text()

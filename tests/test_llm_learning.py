@@ -3,7 +3,9 @@ verifiable rewards raises it; the run writes its curves; the command line fails 
 import csv
 import os
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bpo_jax.llm import trainer
@@ -61,3 +63,14 @@ def test_programs_trace_at_the_configured_matmul_precision(precision):
     assert f"precision = [{precision.upper()}, {precision.upper()}]" in text
     with pytest.raises(ValueError, match="unknown `matmul_precision` 'tf32'"):
         trainer.LLMConfig(matmul_precision="tf32").validate()
+    # The greedy evaluation too (it traced at "highest" whatever the run's setting: the accuracies
+    # and the warm start's stopping check).
+    cfg = trainer.LLMConfig(matmul_precision=precision, d_model=16, num_layers=1)
+    params = trainer.make_model(cfg.model_config)[1](jax.random.key(0))
+    prompts = jnp.zeros((2, 6), jnp.int32)
+    generator = trainer.greedy_generator(cfg.model_config, cfg.fast_compile, precision)
+    assert f"precision = [{precision.upper()}, {precision.upper()}]" in generator.lower(params, prompts).as_text()
+    trainer.greedy_generator.cache_clear()
+    trainer.greedy_accuracy(cfg, params, np.zeros((2, 6), np.int32))
+    trainer.greedy_generator(cfg.model_config, cfg.fast_compile, precision)  # the one it used: a cache hit
+    assert trainer.greedy_generator.cache_info()[:2] == (1, 1)  # (hits, misses)

@@ -51,3 +51,21 @@ def test_register_without_tunix_explains_or_registers():
 def test_a_group_size_that_is_not_a_positive_integer_is_refused(bad):
     with pytest.raises(ValueError, match=f"num_generations must be a positive integer, got {bad!r}"):
         tunix.gbpo_advantages(jnp.array([1.0, 0.0, 0.0, 1.0]), bad)
+
+
+@pytest.mark.parametrize("given,clip", [
+    (dict(epsilon=0.2, epsilon_low=0.0, epsilon_high=0.0), (0.0, 0.0)),  # was (0.2, 0.2): 0 read as "not set"
+    (dict(epsilon=0.3), (0.3, 0.3)),
+    (dict(epsilon=0.2, epsilon_high=0.28), (0.2, 0.28)),
+    (dict(), (0.2, 0.2)),
+])
+def test_the_clip_tunix_configures_is_the_one_the_loss_uses(monkeypatch, given, clip):
+    from types import SimpleNamespace
+
+    used = []
+    monkeypatch.setattr(tunix, "_per_token_logps", lambda *args: None)
+    monkeypatch.setattr(tunix, "gbpo_loss_from_logps", lambda logps, old, ref, mask, adv, low, high, **kw: (
+        used.append((low, high)) or (0.0, {})))
+    example = SimpleNamespace(old_per_token_logps=None, completion_mask=None, advantages=None)
+    tunix.gbpo_policy_loss(None, example, SimpleNamespace(**given), pad_id=0, eos_id=1)
+    assert used == [clip]

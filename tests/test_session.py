@@ -489,9 +489,7 @@ def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch
 
 def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     """An Atari stack of 100,000 frames compiled until the machine ran out of memory."""
-    from bpo_jax import session as sessions
-
-    monkeypatch.setattr(sessions, "_memory_bytes", lambda: 2**30)
+    monkeypatch.setattr(runner, "memory_bytes", lambda: 2**30)
     big = TINY.replace(num_envs=2**14, num_steps=2**10, total_steps=2**24)  # 2^24 x 2 obs of 16 bytes: 0.5 GiB a seed
     RunSession.start(big, num_seeds=1, out=str(tmp_path / "fits"), options=QUIET)
     with pytest.raises(SessionError) as e:

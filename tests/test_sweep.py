@@ -878,9 +878,9 @@ def test_a_sweep_in_a_project_folder_with_its_own_config_and_csv_is_made(tmp_pat
 def test_a_sweep_too_large_for_the_memory_is_refused_before_its_folder_is_claimed(tmp_path, monkeypatch, capsys):
     """10 million seeds claimed the folder (sweep.json), compiled, then failed inside XLA with a
     message that said to run the same command again."""
-    from bpo_jax import session as sessions
+    from bpo_jax import runner
 
-    monkeypatch.setattr(sessions, "_memory_bytes", lambda: 2**20)
+    monkeypatch.setattr(runner, "memory_bytes", lambda: 2**20)
     out = tmp_path / "sweep"
     assert cli.main(["sweep", "--suite", "smoke", "--tasks", "CartPole-v1", "--algos", "ppo", "--seeds", "1000",
                      "--total-steps", "2048", "--no-tensorboard", "--out", str(out)]) == 2

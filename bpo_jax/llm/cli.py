@@ -27,7 +27,7 @@ _FIELDS = {"algo": "algo", "ttrl": "ttrl", "seed": "seed", "epochs": "epochs", "
            "gbpo_temperature": "gbpo_temperature", "kl_coef": "kl_coef", "kl_type": "kl_type",
            "ent_coef": "ent_coef", "agg_mode": "agg_mode", "max_grad_norm": "max_grad_norm",
            "eval_every": "eval_every", "num_eval": "num_eval",
-           "warm_acc": "warm_target", "layers": "num_layers", "d_model": "d_model", "fast_compile": "fast_compile",
+           "warm_acc": "warm_target", "warm_lr": "warm_lr", "layers": "num_layers", "d_model": "d_model", "fast_compile": "fast_compile",
            "matmul_precision": "matmul_precision"}
 
 
@@ -71,12 +71,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add("--eval-every", type=int, default=5, metavar="N", help="greedy evaluation every N RL steps (default: 5)")
     add("--num-eval", type=int, default=64, metavar="N", help="evaluation (and RL) problems (default: 64)")
     add("--warm-acc", type=float, default=0.2, metavar="A", help="warm start stops at this accuracy on its training pool (default: 0.2)")
+    add("--warm-lr", type=float, metavar="X", default=1e-3, help="warm-start Adam learning rate (default: 1e-3)")
     add("--layers", type=int, metavar="N", default=1, help="transformer blocks (default: 1)")
     add("--d-model", type=int, metavar="N", default=64, help="transformer width (default: 64)")
     add("--fast-compile", action=argparse.BooleanOptionalAction, default=True,
         help="cheap XLA compilation, good for a CPU (default: on)")
     add("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
         help="float32 matmuls on GPUs/TPUs; default allows TF32 (default: highest; no effect on CPUs)")
+    add("--resume", metavar="DIR", help=argparse.SUPPRESS)  # to say why there is none (train's flag)
     return p
 
 
@@ -137,10 +139,13 @@ def run(args) -> int:
     :func:`bpo_jax.errors.interrupts_never_lost`: a Ctrl-C stops it once, however it lands."""
     from bpo_jax.llm import trainer
 
+    if args.resume is not None:
+        return _fail("llm runs do not resume (a run's seeds are minutes each): start it again with --overwrite")
     try:
         cfg = config_from_args(args)
         cfg.validate(len(trainer.make_mesh().devices.flat))
         trainer.check_seeds(cfg, args.seeds)
+        trainer.check_memory(cfg)
         out = default_out(cfg) if args.out is None else args.out
         check_out(out, args.overwrite)
     except (ValueError, TypeError) as e:

@@ -300,17 +300,20 @@ def make_mesh(devices=None) -> Mesh:
 
 
 @functools.lru_cache(maxsize=8)
-def greedy_generator(model_cfg: ModelConfig, fast_compile: bool = False) -> Callable:
-    """Jitted ``(params, prompts) -> greedy response tokens``, one per model size, shared by the
-    warm start and the RL loop so that each compiles it once."""
+def greedy_generator(model_cfg: ModelConfig, fast_compile: bool = False, matmul_precision: str = "highest") -> Callable:
+    """Jitted ``(params, prompts) -> greedy response tokens``, one per model size (and compile
+    settings, :meth:`LLMConfig.jit`), shared by the warm start and the RL loop so that each
+    compiles it once."""
     model, _ = make_model(model_cfg)
     greedy = SamplingConfig(task.MAX_ANSWER_LEN, temperature=0.0, end_token=task.END, pad_token=task.PAD)
-    return LLMConfig(fast_compile=fast_compile).jit(lambda p, x: generate(model, p, x, jax.random.key(0), greedy).tokens)
+    return LLMConfig(fast_compile=fast_compile, matmul_precision=matmul_precision).jit(
+        lambda p, x: generate(model, p, x, jax.random.key(0), greedy).tokens)
 
 
-def greedy_accuracy(model_cfg: ModelConfig, params, prompts: np.ndarray, fast_compile: bool = False) -> float:
-    """Fraction of prompts whose greedy answer is a + b."""
-    responses = np.asarray(greedy_generator(model_cfg, fast_compile)(params, jnp.asarray(prompts)))
+def greedy_accuracy(cfg: LLMConfig, params, prompts: np.ndarray) -> float:
+    """Fraction of prompts whose greedy answer is a + b, under ``cfg``'s model and compile settings."""
+    generator = greedy_generator(cfg.model_config, cfg.fast_compile, cfg.matmul_precision)
+    responses = np.asarray(generator(params, jnp.asarray(prompts)))
     return float(rewards.score(task.reward, prompts, responses).mean())
 
 
@@ -347,7 +350,7 @@ def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = 
         return optax.apply_updates(params, updates), opt_state, loss
 
     rng = np.random.default_rng(cfg.seed)
-    t0, acc, n = time.perf_counter(), greedy_accuracy(cfg.model_config, params, dev, cfg.fast_compile), 0
+    t0, acc, n = time.perf_counter(), greedy_accuracy(cfg, params, dev), 0
     while acc < cfg.warm_target and n < cfg.warm_max_steps:
         for _ in range(cfg.warm_check_every):
             idx = rng.integers(0, len(prompts), cfg.warm_batch)
@@ -357,7 +360,7 @@ def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = 
         if not math.isfinite(loss):
             raise NonFiniteError(f"non-finite loss in the warm start by step {n} (seed {cfg.seed}); lower "
                                  f"`max_grad_norm` (clip harder) or `warm_lr`", "warm start", n, cfg.seed)
-        acc = greedy_accuracy(cfg.model_config, params, dev, cfg.fast_compile)
+        acc = greedy_accuracy(cfg, params, dev)
         log(f"warm start step {n}: loss {loss:.3f}, dev accuracy {acc:.3f}")
     if acc < cfg.warm_target:
         log(f"note: the warm start reached dev accuracy {acc:.3f}, not `warm_target` {cfg.warm_target:g}, in its "
@@ -452,7 +455,7 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
     per_prompt = cfg.ttrl_votes if cfg.ttrl else cfg.group_size
     history = []
     t0 = time.perf_counter()
-    row = {"step": 0, "accuracy": greedy_accuracy(cfg.model_config, params, problems.eval_prompts, cfg.fast_compile)}
+    row = {"step": 0, "accuracy": greedy_accuracy(cfg, params, problems.eval_prompts)}
     history.append(row)
     log(f"step 0: accuracy {row['accuracy']:.3f}")
     for step in range(1, cfg.rl_steps + 1):
@@ -491,7 +494,7 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
                    entropy=float(metrics["entropy"][-1].mean()), pg_loss=float(metrics["pg_loss"][-1].mean()),
                    grad_norm=float(metrics["grad_norm"].mean()))
         if step % cfg.eval_every == 0 or step == cfg.rl_steps:
-            row["accuracy"] = greedy_accuracy(cfg.model_config, params, problems.eval_prompts, cfg.fast_compile)
+            row["accuracy"] = greedy_accuracy(cfg, params, problems.eval_prompts)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         if "accuracy" in row:
@@ -555,9 +558,9 @@ RUNNING_NOTE = ("the run has not finished (still running, or killed); an llm run
 
 def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print, *, overwrite: bool = False,
         words: Callable[[str], str] = lambda text: text.replace("`", "")) -> dict:
-    """Warm start and RL for seeds cfg.seed .. cfg.seed + seeds - 1; writes per seed
-    ``seed{S}/curve.csv`` as each seed finishes, then ``summary.json`` and ``curves.png`` into
-    ``out``.
+    """Warm start and RL for seeds cfg.seed .. cfg.seed + seeds - 1; writes ``config.json``, per
+    seed ``seed{S}/curve.csv`` as each seed finishes, then ``summary.json`` and ``curves.png``
+    into ``out``.
 
     Every input check comes first; then ``out`` is created (emptied first with ``overwrite``; a
     non-empty one is refused without it) and marked unfinished by an ``INCOMPLETE`` file, as
@@ -572,8 +575,12 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
     mesh = make_mesh()
     cfg.validate(mesh.size)
     check_seeds(cfg, seeds)
+    check_memory(cfg)
     reporting.open_run_dir(out, overwrite, words(RUNNING_NOTE))
     try:
+        # First: what made the run, also for a stopped one's kept curves (and so that `overwrite`
+        # elsewhere knows this folder for a run's).
+        reporting.write_json(os.path.join(out, "config.json"), {**dataclasses.asdict(cfg), "seeds": seeds})
         problems = make_problem_sets(cfg)
         summary, histories = {"config": dataclasses.asdict(cfg), "seeds": []}, {}
         for s in range(cfg.seed, cfg.seed + seeds):
@@ -600,6 +607,24 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
         raise
     reporting.mark_complete(out)
     return summary
+
+
+def check_memory(cfg: LLMConfig) -> None:
+    """Refuse, before anything is written, settings whose arrays cannot fit in memory: a lower
+    bound, the parameters (about 12 d_model^2 floats a layer) and the [N, N] float32 matrix
+    that the group statistics of N = P x G responses build (a group size of 30 million ran out
+    of memory after the folder was made, with advice to start it again).  Names in backticks."""
+    from bpo_jax.runner import memory_bytes
+
+    n = cfg.prompts_per_step * (cfg.ttrl_train if cfg.ttrl else cfg.group_size)
+    need = 4 * n * n + 4 * 12 * cfg.d_model ** 2 * cfg.num_layers
+    have = memory_bytes()
+    if have and need > have:
+        group = "`ttrl_train`" if cfg.ttrl else "`group_size`"
+        raise ValueError(f"these settings need more than {need / 2**30:,.1f} GiB (the parameters of `d_model` "
+                         f"{cfg.d_model} x `num_layers` {cfg.num_layers}, the group statistics of {n:,} responses a "
+                         f"step), more than the {have / 2**30:,.1f} GiB of memory here; lower `prompts_per_step`, "
+                         f"{group} or `d_model`")
 
 
 def check_seeds(cfg: LLMConfig, seeds: int) -> None:
@@ -629,4 +654,7 @@ def stop_note(e: BaseException, out: str) -> str:
     what = what_stopped(e, (NonFiniteError,))
     kept = finished_seeds(out)
     kept = f"; kept the curves of the finished seeds ({', '.join(kept)})" if kept else ""
-    return f"{what}{kept}; an llm run cannot resume: start it again with `overwrite` to replace {out}"
+    # Out of memory, the same settings fail again (XLA says RESOURCE_EXHAUSTED).
+    memory = isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)
+    again = "lower `prompts_per_step`, `group_size` or `d_model` and start it" if memory else "start it"
+    return f"{what}{kept}; an llm run cannot resume: {again} again with `overwrite` to replace {out}"

@@ -104,8 +104,8 @@ def _loss_output(loss, aux):
 def gbpo_policy_loss(model, train_example, algo_config, pad_id, eos_id, **kwargs):
     """Tunix policy-loss signature.  Reads epsilon / epsilon_high / beta from ``algo_config``,
     and ``gbpo_temperature`` and ``loss_agg_mode`` when present (defaults 1e-4, token-mean)."""
-    eps_low = float(getattr(algo_config, "epsilon_low", None) or getattr(algo_config, "epsilon", 0.2))
-    eps_high = float(getattr(algo_config, "epsilon_high", None) or eps_low)
+    eps_low = _given(algo_config, "epsilon_low", _given(algo_config, "epsilon", 0.2))
+    eps_high = _given(algo_config, "epsilon_high", eps_low)
     logps = _per_token_logps(model, train_example, pad_id, eos_id)
     loss, aux = gbpo_loss_from_logps(
         logps, train_example.old_per_token_logps, getattr(train_example, "ref_per_token_logps", None),
@@ -135,3 +135,9 @@ def register(name: str = NAME, temperature: float = 1e-4) -> str:
         lambda rewards, num_generations, **_: gbpo_advantages(rewards, num_generations, temperature))
     function_registry.register_policy_loss_fn(name)(gbpo_policy_loss)
     return name
+
+
+def _given(algo_config, name: str, default: float) -> float:
+    """``algo_config.name`` where set (0 included: an explicit clip of 0), else ``default``."""
+    value = getattr(algo_config, name, None)
+    return float(default if value is None else value)
