@@ -10,6 +10,7 @@ input is rejected before the directory is created.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import os
 import re
@@ -120,8 +121,8 @@ def _is_run(path: str) -> bool:
 def _not_to_delete(path: str) -> Optional[str]:
     """Why ``path`` is no run directory to delete (the working directory or one holding it, the
     home directory, a file system root, a folder inside another run such as its checkpoints/,
-    a sweep's directory, a folder holding runs), or None: ``--out . --overwrite`` emptied the directory it was run from
-    before failing to remove it."""
+    a sweep's directory, a folder holding runs, one holding a name no run writes), or None:
+    ``--out . --overwrite`` emptied the directory it was run from before failing to remove it."""
     real, here = os.path.realpath(path), os.path.realpath(os.getcwd())
     owner = run_owning(real)
     if owner is not None:
@@ -139,7 +140,19 @@ def _not_to_delete(path: str) -> Optional[str]:
     held = None if _is_run(real) else next(runs_below(real), None)
     if held is not None:  # `--out runs --overwrite` deleted every run made with the default --out
         return f"a folder holding runs (such as {os.path.relpath(held, real)}), which it would delete with it"
+    # A folder of the user's own (`--out myproject --overwrite`) was deleted with all it held.
+    foreign = next((name for name in sorted(os.listdir(real))
+                    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_WRITES)), None)
+    if foreign is not None:
+        return f"which holds {foreign!r}, a name no run writes (a folder of your own?)"
     return None
+
+
+# What a run's folder holds: what train, llm and the host loop write, what eval, export, plot and
+# report write beside them by default, and atomic writes' temporaries (write_atomic).
+RUN_WRITES = ("config.json", "metrics.csv", "summary.json", "curve.png", "curves.png", "curves.csv", "figure.png",
+              "report.md", "iterations.csv", "eval.json", "eval.mp4", "eval.gif", "policy*.onnx", "policy*.jaxexport",
+              INCOMPLETE, DIVERGED, "checkpoints", "tb", "wandb", "wandb.json", "seed[0-9]*", "*.tmp-*")
 
 
 def runs_below(path: str, depth: int = 3):

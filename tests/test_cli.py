@@ -618,9 +618,19 @@ def test_overwrite_refuses_a_folder_of_another_run_and_a_sweep(tmp_path, capsys,
     # A project folder with a config.json and a metrics.csv of its own owns no runs/ beside them.
     project = tmp_path / "project"
     (project / "runs" / "exp1").mkdir(parents=True)
-    for name in ("config.json", "metrics.csv", "runs/exp1/old.txt"):
+    for name in ("config.json", "metrics.csv", "runs/exp1/metrics.csv"):
         (project / name).write_text("{}")
     reporting.check_output_dir(str(project / "runs" / "exp1"), overwrite=True)
+    # A folder of the user's own was deleted with everything in it.
+    (project / "runs" / "exp1" / "notes.txt").write_text("mine")
+    with pytest.raises(reporting.OutputDirError, match="which holds 'notes.txt', a name no run writes \\(a folder "
+                                                       "of your own\\?\\); choose a new directory for `out`$"):
+        reporting.check_output_dir(str(project / "runs" / "exp1"), overwrite=True)
+    # What eval, export and the loggers write beside a run's files belongs to it.
+    for name in ("eval.json", "eval.mp4", "policy_seed0.onnx", "policy.jaxexport", "wandb", "tb", "seed3",
+                 "summary.json.tmp-123"):
+        if not (run / name).exists():
+            (run / name).write_text("")
     reporting.check_output_dir(str(run), overwrite=True)  # the run's own folder: its files are the ones replaced
     # A folder of runs (the default --out's runs/) is no run to replace: it deleted every one.
     (project / "runs" / "exp2").mkdir()
