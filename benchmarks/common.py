@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -217,6 +218,17 @@ def check_envs(parser: argparse.ArgumentParser, env_list) -> None:
         problem = env_problem(env)
         if problem:
             parser.error(problem)
+
+
+def require_isaaclab_extra(parser: argparse.ArgumentParser) -> None:
+    """parser.error (one line, exit 2) unless the isaaclab extra's packages import: torch, rsl_rl
+    and its tensordict, which the isaaclab/ scripts and tests/fake_vec_env.py use.  Called after
+    the arguments are parsed, so that --help and a bad argument need none of them."""
+    try:
+        for module in ("torch", "rsl_rl", "tensordict"):
+            importlib.import_module(module)
+    except ImportError as e:
+        parser.error(f"needs the isaaclab extra ({e.name or e} is not installed): pip install -e \".[isaaclab]\"")
 
 
 def disable_compilation_cache() -> None:
