@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks.common import floats, log, machine, positive_int, write_results  # noqa: E402
+from benchmarks.common import disable_compilation_cache, floats, log, machine, out_path, positive_int, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=positive_int, default=2)
     ap.add_argument("--total-steps", type=positive_int, default=200_000)
     ap.add_argument("--rounds", type=positive_int, default=2)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=out_path, default=None)
     args = ap.parse_args()
     values = args.values
 
@@ -48,6 +48,9 @@ def main() -> None:
         grid = [base.replace(**{args.field: v}).validate() for v in values]
     except (TypeError, ValueError) as e:
         ap.error(f"--field {args.field} --values {','.join(map(str, values))}: {e}")
+    # compile_cache=False only skips turning the cache on; JAX turns it on by itself when
+    # $JAX_COMPILATION_CACHE_DIR is set, and compile times would then be cache loads.
+    disable_compilation_cache()
     options = RunOptions(progress=False, tensorboard=False, compile_cache=False)
     with tempfile.TemporaryDirectory(prefix="bpo-jax-grid-") as root:  # the run folders are not the result
         results = measure(args, grid, options, root)

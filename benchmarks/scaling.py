@@ -39,7 +39,9 @@ def worker(spec: dict) -> dict:
     import jax
 
     from bpo_jax import runner
+    from common import disable_compilation_cache
 
+    disable_compilation_cache()  # compile_seconds must be compiles, not loads from $JAX_COMPILATION_CACHE_DIR
     cfg = config(spec)
     devices = jax.devices()[: spec["devices"]]
     runs = ([runner.run(cfg.replace(seed=i), num_seeds=1, reports=1, devices=devices) for i in range(spec["num_seeds"])]
@@ -65,7 +67,7 @@ def measure(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from common import algo_names, env_id, machine, positive_int, positive_ints, write_results
+    from common import algo_names, env_id, machine, out_path, positive_int, positive_ints, write_results
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=positive_int, default=8, help="N of the N-seeds comparison")
     p.add_argument("--num-steps", type=positive_int, default=128)
     p.add_argument("--updates", type=positive_int, default=10)
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", type=out_path, default=None)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     algo_names, comma_list, compile_and_time, disable_compilation_cache, env_ids, log, machine, nonnegative_int,
-    positive_int, positive_ints, preset_name, write_results)
+    out_path, positive_int, positive_ints, preset_name, write_results)
 
 from bpo_jax import Config, envs, make_trainer, presets  # noqa: E402
 from bpo_jax.config import MATMUL_PRECISIONS  # noqa: E402
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
                              "highest; 'default' lets GPUs use TF32)")
     parser.add_argument("--repeats", type=positive_int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", type=out_path, default=None)
     args = parser.parse_args(argv)
 
     algos = args.algos
