@@ -96,6 +96,19 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def int_between(low: int, high: int):
+    """argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return value
+    return parse
+
+
 def comma_list(item, what: str = "values"):
     """argparse type: comma-separated values, each converted by ``item`` (a callable that raises
     ValueError or ArgumentTypeError on a bad one); at least one value."""
@@ -190,7 +203,7 @@ def out_path(text: str) -> str:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".bpo-jax-out-check-", dir=folder))
     except OSError as e:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder} is not writable ({e.strerror or e})") from None
+        raise argparse.ArgumentTypeError(f"cannot write {text}: nothing can be created in {folder} ({e.strerror or e})") from None
     if os.path.exists(text) and not os.access(text, os.W_OK):
         raise argparse.ArgumentTypeError(f"cannot write {text}: the file is read-only")
     return text

@@ -29,7 +29,7 @@ from bpo_jax.llm import trainer  # noqa: E402
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=positive_int, default=3)
     ap.add_argument("--epochs", type=positive_ints, default="1,5,10")
     ap.add_argument("--clips", type=floats, default="0.2,0.3")
