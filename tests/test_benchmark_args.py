@@ -19,6 +19,7 @@ def test_valid_values_parse():
     assert common.env_ids("gymnax/CartPole-v1") == ["gymnax/CartPole-v1"]
     assert common.preset_name("paper/Hopper-v4") == "paper/Hopper-v4"
     assert common.existing_path(os.curdir) == os.curdir
+    assert [common.int_between(0, 3)(t) for t in "0123"] == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("parse, text", [
@@ -28,6 +29,7 @@ def test_valid_values_parse():
     (common.env_id, "gymnax/NoSuchEnv"), (common.env_id, "nosuite/CartPole-v1"), (common.env_id, "CartPole"),
     (common.preset_name, "paper/Nope"), (common.existing_path, "/nonexistent/run"),
     (common.comma_list(common.one_of(("rolled", "auto"), "lowering")), "rolled,bogus"),
+    (common.int_between(0, 3), "4"), (common.int_between(0, 3), "-1"), (common.int_between(0, 3), "x"),
 ])
 def test_bad_values_are_argument_type_errors(parse, text):
     with pytest.raises(argparse.ArgumentTypeError):
