@@ -9,8 +9,10 @@ StableHLO op count is exact and free of machine noise: equal counts mean the sam
 """
 import argparse
 import json
+import os
 import re
 import resource
+import sys
 import time
 
 # Parsed before importing JAX: --help or a missing label must not cost a benchmark run.
@@ -19,6 +21,10 @@ parser.add_argument("label", choices=["before", "after"], help="which side of th
 args = parser.parse_args()
 
 import jax  # noqa: E402
+# This checkout's benchmarks/common.py, whichever bpo_jax PYTHONPATH picks.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import disable_compilation_cache  # noqa: E402
+disable_compilation_cache()  # "compile" must time a compile, not a load from $JAX_COMPILATION_CACHE_DIR
 import bpo_jax  # noqa: E402
 from bpo_jax import Config, make_train  # noqa: E402
 cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))

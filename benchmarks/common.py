@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import jax
 import numpy as np
-
-from bpo_jax.reporting import tail_returns
 
 
 def compile_and_time(fn, args, repeats: int):
@@ -31,6 +31,9 @@ def compile_and_time(fn, args, repeats: int):
 def final_return(metrics) -> float:
     """Mean over seeds of the mean return of episodes ending in the last 10% of updates
     (the definition of summary.json's final_episode_return)."""
+    # Imported here: before_after.py imports this module beside another checkout's bpo_jax.
+    from bpo_jax.reporting import tail_returns
+
     per_seed = tail_returns({k: np.atleast_2d(np.asarray(v)) for k, v in metrics.items()})
     return float(np.nanmean(per_seed))
 
@@ -45,14 +48,25 @@ def machine() -> dict:
 
 
 def write_results(results: dict, path: str | None, echo: bool = True) -> None:
-    """Print the results as JSON (if ``echo``) and, if ``path`` is given, write them there."""
+    """Print the results as JSON (if ``echo``) and, if ``path`` is given, write them there.
+
+    A file that cannot be written (checked by ``out_path`` at the start, but the disk can fill
+    or the folder go since) must not lose a measurement that took minutes: the JSON goes to
+    stdout instead, with a one-line error, and the script exits 1."""
     text = json.dumps(results, indent=2, default=float)
     if echo:
         print(text)
-    if path:
+    if not path:
+        return
+    try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:
             f.write(text + "\n")
+    except OSError as e:
+        if not echo:
+            print(text, flush=True)
+        raise SystemExit(f"error: cannot write the results to {path} ({e.strerror or e}); "
+                         "they are printed on stdout above") from None
 
 
 def log(message: str) -> None:
@@ -80,6 +94,19 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
+
+
+def int_between(low: int, high: int):
+    """argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return value
+    return parse
 
 
 def comma_list(item, what: str = "values"):
@@ -157,6 +184,64 @@ def existing_path(text: str) -> str:
     if not os.path.exists(text):
         raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
     return text
+
+
+def out_path(text: str) -> str:
+    """argparse type of ``--out``: a file path that can be written, checked before the
+    measurement, so that a typo does not surface after it.  A folder that does not exist yet is
+    fine where it can be made (``write_results`` makes it); nothing is created here."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file path, got ''")
+    if os.path.isdir(text) or text.endswith(os.sep):
+        raise argparse.ArgumentTypeError(f"{text} names a folder; give a file path such as {os.path.join(text, 'results.json')}")
+    folder = os.path.dirname(os.path.abspath(text))
+    while not os.path.exists(folder):  # the nearest existing folder above: the one written in
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {folder} is a file, not a folder")
+    # A real write, not os.access: as root access() says yes to /proc, where nothing can be made.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".bpo-jax-out-check-", dir=folder))
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: nothing can be created in {folder} ({e.strerror or e})") from None
+    if os.path.exists(text) and not os.access(text, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the file is read-only")
+    return text
+
+
+def env_problem(env: str) -> str | None:
+    """Why ``env`` cannot be measured by these scripts, or None.  They time compiled JAX
+    programs, so an isaaclab/ env (stepped from the host, in torch) is refused; and a suite whose
+    packages are missing is found now by building one env, not minutes into a run."""
+    from bpo_jax import envs
+
+    if env.startswith("isaaclab/"):
+        return (f"{env} is stepped from the host (torch) and cannot be timed as a JAX program here; "
+                "measure the isaaclab/ adapter with benchmarks/throughput_isaaclab.py")
+    try:
+        envs.make(env, num_envs=1)
+    except (envs.MissingDependencyError, envs.MujocoGLError, envs.UnknownEnvError) as e:
+        return f"{env}: {str(e).splitlines()[0]}"
+    return None
+
+
+def check_envs(parser: argparse.ArgumentParser, env_list) -> None:
+    """parser.error (one line, exit 2) for the first env of ``env_list`` that ``env_problem`` refuses."""
+    for env in env_list:
+        problem = env_problem(env)
+        if problem:
+            parser.error(problem)
+
+
+def require_isaaclab_extra(parser: argparse.ArgumentParser) -> None:
+    """parser.error (one line, exit 2) unless the isaaclab extra's packages import: torch, rsl_rl
+    and its tensordict, which the isaaclab/ scripts and tests/fake_vec_env.py use.  Called after
+    the arguments are parsed, so that --help and a bad argument need none of them."""
+    try:
+        for module in ("torch", "rsl_rl", "tensordict"):
+            importlib.import_module(module)
+    except ImportError as e:
+        parser.error(f"needs the isaaclab extra ({e.name or e} is not installed): pip install -e \".[isaaclab]\"")
 
 
 def disable_compilation_cache() -> None:

@@ -37,8 +37,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    algo_name, comma_list, disable_compilation_cache, env_id, log, machine, nonnegative_int, positive_int, positive_ints,
-    preset_name, write_results)
+    algo_name, check_envs, comma_list, disable_compilation_cache, env_id, int_between, log, machine, out_path,
+    positive_int, positive_ints, preset_name, write_results)
 
 from bpo_jax import Config, make_train, presets  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -110,9 +110,11 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", type=preset_name, default=None, help="a bpo-jax preset instead of --env's defaults")
     parser.add_argument("--total-steps", type=positive_int, default=500_000)
     parser.add_argument("--seeds", type=positive_ints, default="1,10", help="seed counts, comma-separated (default 1,10)")
-    parser.add_argument("--levels", type=comma_list(nonnegative_int, "optimisation levels"), default="3,1", help="xla_backend_optimization_level values; 3 is XLA's default")
+    # XLA:CPU passes the level on to LLVM, whose levels are 0-3; it takes a larger one without a word.
+    parser.add_argument("--levels", type=comma_list(int_between(0, 3), "optimisation levels"), default="3,1",
+                        help="xla_backend_optimization_level values, 0-3; 3 is XLA's default")
     parser.add_argument("--runs", type=positive_int, default=2, help="interleaved calls of each executable (default 2)")
-    parser.add_argument("--out", default=None, help="also write the results JSON here")
+    parser.add_argument("--out", type=out_path, default=None, help="also write the results JSON here")
     args = parser.parse_args(argv)
     try:
         levels = sorted({3, *args.levels}, reverse=True)
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
         config.validate()
     except ValueError as e:  # PresetError and ConfigError are ValueErrors
         parser.error(str(e))
+    check_envs(parser, [config.env])
     disable_compilation_cache()
     results = {"machine": machine(), "config": {"env": config.env, "algo": config.algo, "preset": args.preset,
                                                 "total_steps": config.total_steps}}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The accelerator measurements that issue #3 asks for, as one command from the repository root:
-# one device call (10 minutes at most) should produce all of them.
+# The accelerator measurements that issue #3 asks for, as one command (from any folder: it runs in
+# the repository root): one device call (10 minutes at most) should produce all of them.
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]        (default: $OUT, else benchmarks/results/gpu)
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        (default: $OUT, else the repository's benchmarks/results/gpu)
 #   bash benchmarks/gpu_check.sh -h | --help      (this text)
 #
-# 0. the devices JAX sees;
+# 0. the devices JAX sees; where JAX runs on the CPU (no accelerator found) it fails and the script
+#    stops, as the other steps would record CPU figures, unless ALLOW_CPU=1;
 # 1. the paper's four MuJoCo tasks (mjx/*-v4): raw env steps/s against BPO training steps/s at
 #    thousands of envs, and the projected wall-clock of the paper's whole MuJoCo figure;
 # 2. brax/ant, the same columns (its train/raw ratio is 57% on a 2-core CPU);
@@ -27,7 +28,7 @@
 # warp-lang, envpool, ale-py, ...) are installed from .whl/ when that folder exists (see the device README).
 #
 # CPU dry run of the plumbing (minutes):
-#   SIZES=4 UPDATES=1 TASKS=mjx/Hopper-v4 LEARN_ENVS=8 LEARN_STEPS=1024 bash benchmarks/gpu_check.sh /tmp/gpu
+#   ALLOW_CPU=1 SIZES=4 UPDATES=1 TASKS=mjx/Hopper-v4 LEARN_ENVS=8 LEARN_STEPS=1024 bash benchmarks/gpu_check.sh /tmp/gpu
 set -uo pipefail
 
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
@@ -35,7 +36,12 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
     exit 0
 fi
 
-out=${1:-${OUT:-benchmarks/results/gpu}}
+# An OUT_DIR given is relative to the folder the script was started in; then to the repository
+# root, which the steps' paths (benchmarks/..., .whl/) and PYTHONPATH are relative to.
+out=${1:-${OUT:-}}
+[ -z "$out" ] || [[ $out == /* ]] || out="$PWD/$out"
+cd "$(dirname "$0")/.." || exit 1
+out=${out:-benchmarks/results/gpu}
 sizes=${SIZES:-4096}
 updates=${UPDATES:-4}
 tasks=${TASKS:-mjx/Ant-v4,mjx/Hopper-v4,mjx/Humanoid-v4,mjx/Swimmer-v4}
@@ -77,7 +83,19 @@ learn() {  # the run folder holds more files than come back: keep its summary, m
     for f in summary.json metrics.csv curve.png; do cp "$run/$f" "$out/hopper_bpo_$f"; done
 }
 
-step 0 "devices" python3 -c "import jax; print(jax.__version__, jax.devices())"
+devices() {  # on the CPU the later steps would record CPU figures as the accelerator's
+    python3 -c "
+import jax, os, sys
+print(jax.__version__, jax.devices())
+if jax.default_backend() == 'cpu' and os.environ.get('ALLOW_CPU') != '1':
+    sys.exit('error: JAX sees no accelerator (backend cpu); set ALLOW_CPU=1 for a CPU dry run')"
+}
+
+step 0 "devices" devices
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "== FAILED step 0: stopping (see $log)" | tee -a "$log"
+    exit 1
+fi
 step 1 "paper tasks: raw vs BPO training, figure projection" bench --envs "$tasks" --paper-projection --out "$out/throughput_mjx.json"
 step 2 "brax/ant: raw vs BPO training" bench --envs brax/ant --out "$out/throughput_brax.json"
 step 3 "MuJoCo Warp against MJX-JAX" bench --envs mjx/Ant-v4,mjx/Hopper-v4 --impls jax,warp --out "$out/warp_vs_jax.json"

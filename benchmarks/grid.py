@@ -21,17 +21,18 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from benchmarks.common import floats, log, machine, positive_int, write_results  # noqa: E402
+from benchmarks.common import disable_compilation_cache, floats, log, machine, out_path, positive_int, write_results  # noqa: E402
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--field", default="lr", help="the Config field the grid varies (a sweepable one)")
+    ap.add_argument("--field", default="lr", help="the Config field the grid varies: eps or a sweepable one "
+                    "(bpo_jax.config.SWEEPABLE)")
     ap.add_argument("--values", type=floats, default="1e-4,3e-4,1e-3,3e-3", help="its values, comma-separated")
     ap.add_argument("--seeds", type=positive_int, default=2)
     ap.add_argument("--total-steps", type=positive_int, default=200_000)
     ap.add_argument("--rounds", type=positive_int, default=2)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=out_path, default=None)
     args = ap.parse_args()
     values = args.values
 
@@ -40,18 +41,30 @@ def main() -> None:
     runner.use_cpu_cores(args.seeds)  # the devices the runs alone would get, so both use the same
     from bpo_jax import Config
     from bpo_jax.session import RunOptions
+    from bpo_jax.sweep import TRACED
 
+    # "together" trains every grid point as one program, which run_together allows only where
+    # they differ in traced fields (eps and the sweepable ones).
+    if args.field not in TRACED:
+        ap.error(f"--field {args.field}: the grid points must share one program, so the field must be one of "
+                 f"{', '.join(TRACED)}")
     base = Config(algo="ppo", env="gymnax/CartPole-v1", total_steps=args.total_steps)
-    if args.field not in base.to_dict():
-        ap.error(f"--field: Config has no field {args.field!r}")
     try:
         grid = [base.replace(**{args.field: v}).validate() for v in values]
     except (TypeError, ValueError) as e:
         ap.error(f"--field {args.field} --values {','.join(map(str, values))}: {e}")
+    # compile_cache=False only skips turning the cache on; JAX turns it on by itself when
+    # $JAX_COMPILATION_CACHE_DIR is set, and compile times would then be cache loads.
+    disable_compilation_cache()
     options = RunOptions(progress=False, tensorboard=False, compile_cache=False)
     with tempfile.TemporaryDirectory(prefix="bpo-jax-grid-") as root:  # the run folders are not the result
         results = measure(args, grid, options, root)
     write_results(results, args.out)
+    if not results["final_returns_agree"]:  # the same seeds, so the two ways must train alike
+        log("error: the final returns of the two ways differ (see together/one_by_one 'final'); "
+            "the timings compare different computations")
+        return 1
+    return 0
 
 
 def measure(args, grid, options, root: str) -> dict:
@@ -94,4 +107,4 @@ def measure(args, grid, options, root: str) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -31,13 +32,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, positive_int, positive_ints, write_results  # noqa: E402
-
-import torch  # noqa: E402
+from common import log, machine, out_path, positive_int, positive_ints, require_isaaclab_extra, write_results  # noqa: E402
 
 from bpo_jax import host_loop  # noqa: E402
 from bpo_jax.config import Config  # noqa: E402
-from tests.fake_vec_env import PointGoalEnv  # noqa: E402
 
 SHARED = dict(num_steps=24, num_epochs=5, num_minibatches=4, gamma=0.99, gae_lambda=0.95, lr=1e-3,
               max_grad_norm=1.0, vf_coef=1.0, activation="elu", init_std=1.0, normalize_obs=False)
@@ -47,26 +45,39 @@ BPO = dict(algo="bpo", eps=0.25, ent_coef=0.0, bpo_lambda=0.01, u_coef=1.0, logi
            recompute_returns=True, separate_median=True)
 
 
-class RecordedEnv(PointGoalEnv):
-    """The fake env, recording every finished episode's return (the sum of its step rewards)."""
+@functools.cache
+def recorded_env_class():
+    """The fake env (a subclass of rsl_rl's VecEnv, so torch and rsl_rl: the isaaclab extra,
+    imported only once main has checked it is there), recording every finished episode's return
+    (the sum of its step rewards)."""
+    import torch
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.running = torch.zeros(self.num_envs)
-        self.finished: list[float] = []
+    from tests.fake_vec_env import PointGoalEnv
 
-    def step(self, actions):
-        obs, reward, dones, extras = super().step(actions)
-        done = dones.bool()
-        self.running = self.running + reward
-        self.finished.extend(self.running[done].tolist())
-        self.running = torch.where(done, torch.zeros_like(self.running), self.running)
-        return obs, reward, dones, extras
+    class RecordedEnv(PointGoalEnv):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.running = torch.zeros(self.num_envs)
+            self.finished: list[float] = []
 
-    def take(self) -> float:
-        """Mean return of the episodes finished since the last call (NaN if none)."""
-        done, self.finished = self.finished, []
-        return float(np.mean(done)) if done else float("nan")
+        def step(self, actions):
+            obs, reward, dones, extras = super().step(actions)
+            done = dones.bool()
+            self.running = self.running + reward
+            self.finished.extend(self.running[done].tolist())
+            self.running = torch.where(done, torch.zeros_like(self.running), self.running)
+            return obs, reward, dones, extras
+
+        def take(self) -> float:
+            """Mean return of the episodes finished since the last call (NaN if none)."""
+            done, self.finished = self.finished, []
+            return float(np.mean(done)) if done else float("nan")
+
+    return RecordedEnv
+
+
+def recorded_env(num_envs: int, seed: int):
+    return recorded_env_class()(num_envs, seed=seed)
 
 
 def rsl_rl_cfg(num_envs: int, hidden: tuple[int, ...]) -> dict:
@@ -89,10 +100,11 @@ def rsl_rl_cfg(num_envs: int, hidden: tuple[int, ...]) -> dict:
 def run_rsl_rl(seed: int, num_envs: int, iterations: int, hidden) -> dict:
     """rsl_rl's OnPolicyRunner, one iteration per ``learn`` call so that lr and returns are read
     after each.  Returns per-iteration lists."""
+    import torch
     from rsl_rl.runners import OnPolicyRunner
 
     torch.manual_seed(seed)
-    env = RecordedEnv(num_envs, seed=seed)
+    env = recorded_env(num_envs, seed)
     with contextlib.redirect_stdout(io.StringIO()):  # its per-iteration console table
         runner = OnPolicyRunner(env, rsl_rl_cfg(num_envs, hidden), log_dir=None, device="cpu")
     out = {"return": [], "lr": [], "seconds": []}
@@ -108,7 +120,7 @@ def run_rsl_rl(seed: int, num_envs: int, iterations: int, hidden) -> dict:
 
 def run_ours(algo: dict, seed: int, num_envs: int, iterations: int, hidden) -> dict:
     """bpo-jax through the adapter and host loop, same settings; per-iteration lists."""
-    env = RecordedEnv(num_envs, seed=seed)
+    env = recorded_env(num_envs, seed)
     config = Config(**SHARED, **algo, num_envs=num_envs, hidden_sizes=tuple(hidden), lr_schedule="adaptive",
                     desired_kl=0.01, total_steps=num_envs * SHARED["num_steps"] * iterations, seed=seed)
     out = {"return": [], "lr": []}
@@ -163,7 +175,9 @@ def plot(results: dict, path: str) -> None:
 
 def random_return(num_envs: int, steps: int = 300) -> float:
     """Mean episode return of N(0, 1) actions (the untrained Gaussian policy's scale)."""
-    env = RecordedEnv(num_envs, seed=123)
+    import torch
+
+    env = recorded_env(num_envs, 123)
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         env.step(torch.randn(num_envs, 2, generator=gen))
@@ -179,8 +193,11 @@ def main() -> None:
     p.add_argument("--torch-threads", type=positive_int, default=1,
                    help="torch intra-op threads (default 1: on the shared 2-core machine two threads spin against "
                         "other load, about 6 s per rsl_rl iteration against 0.4 s with one)")
-    p.add_argument("--out", default=None, help="results JSON; the figure goes beside it (.png)")
+    p.add_argument("--out", type=out_path, default=None, help="results JSON; the figure goes beside it (.png)")
     args = p.parse_args()
+    require_isaaclab_extra(p)
+    import torch
+
     torch.set_num_threads(args.torch_threads)
     hidden = tuple(args.hidden)
     seeds = list(range(args.seeds))

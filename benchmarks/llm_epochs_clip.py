@@ -22,14 +22,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import comma_list, floats, machine, positive_int, positive_ints  # noqa: E402
+from common import comma_list, floats, machine, out_path, positive_int, positive_ints, write_results  # noqa: E402
 
 from bpo_jax import runner  # noqa: E402
 from bpo_jax.llm import trainer  # noqa: E402
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=positive_int, default=3)
     ap.add_argument("--epochs", type=positive_ints, default="1,5,10")
     ap.add_argument("--clips", type=floats, default="0.2,0.3")
@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--layers", type=positive_int, default=1)
     ap.add_argument("--num-eval", type=positive_int, default=64)
     # No default: a default path under benchmarks/results/ would overwrite the committed result.
-    ap.add_argument("--out", default=None, help="results JSON (default: print the table only)")
+    ap.add_argument("--out", type=out_path, default=None, help="results JSON (default: print the table only)")
     args = ap.parse_args()
     base = trainer.LLMConfig(num_layers=args.layers, num_eval=args.num_eval, num_train=2048, rl_steps=args.rl_steps,
                              eval_every=args.eval_every or args.rl_steps, lr=1e-4, fast_compile=True, ttrl=args.ttrl)
@@ -75,12 +75,9 @@ def main() -> int:
                            "kl_final": hist[-1]["kl"], "seconds": time.time() - t0}
                     runs.append(run)
                     print(json.dumps(run), flush=True)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump({"machine": about, "config": dataclasses.asdict(base), "args": vars(args), "runs": runs,
-                       "wall_seconds": time.time() - t_start}, f, indent=1)
-    print(table(runs))
+    print(table(runs))  # first: if the file cannot be written, the table is already out
+    write_results({"machine": about, "config": dataclasses.asdict(base), "args": vars(args), "runs": runs,
+                   "wall_seconds": time.time() - t_start}, args.out, echo=False)
     return 0
 
 

@@ -39,8 +39,13 @@ def worker(spec: dict) -> dict:
     import jax
 
     from bpo_jax import runner
+    from common import disable_compilation_cache
 
+    disable_compilation_cache()  # compile_seconds must be compiles, not loads from $JAX_COMPILATION_CACHE_DIR
     cfg = config(spec)
+    if len(jax.devices()) < spec["devices"]:  # a slice would quietly measure fewer devices than the row says
+        raise SystemExit(f"error: {spec['devices']} devices asked for, this machine has {len(jax.devices())} "
+                         f"({jax.devices()[0].platform}); leave the larger counts out of --devices")
     devices = jax.devices()[: spec["devices"]]
     runs = ([runner.run(cfg.replace(seed=i), num_seeds=1, reports=1, devices=devices) for i in range(spec["num_seeds"])]
             if spec["separate"] else [runner.run(cfg, num_seeds=spec["num_seeds"], reports=1, devices=devices)])
@@ -65,9 +70,9 @@ def measure(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from common import algo_names, env_id, machine, positive_int, positive_ints, write_results
+    from common import algo_names, check_envs, env_id, machine, out_path, positive_int, positive_ints, write_results
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--env", type=env_id, default="gymnax/CartPole-v1")
     p.add_argument("--algos", type=algo_names, default="ppo,bpo")
@@ -78,11 +83,17 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=positive_int, default=8, help="N of the N-seeds comparison")
     p.add_argument("--num-steps", type=positive_int, default=128)
     p.add_argument("--updates", type=positive_int, default=10)
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", type=out_path, default=None)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    check_envs(p, [args.env])
+    # The device sweep splits --device-envs envs over each device count (runner.make_mesh).
+    uneven = [d for d in args.devices if args.device_envs % d]
+    if uneven:
+        p.error(f"--device-envs {args.device_envs} must be divisible by every count in --devices "
+                f"(not by {', '.join(map(str, uneven))})")
     base = dict(env=args.env, num_steps=args.num_steps, updates=args.updates, separate=False)
     # Every measured Config checked here: a worker's failure would only show up as an "error"
     # entry in the JSON, after the other workers' minutes.

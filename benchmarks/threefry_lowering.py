@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import comma_list, disable_compilation_cache, log, machine, one_of, positive_int, write_results  # noqa: E402
+from common import comma_list, disable_compilation_cache, log, machine, one_of, out_path, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train, threefry_cpu  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lowerings", type=comma_list(one_of(LOWERINGS, "lowering"), "lowerings"), default="rolled,auto", help="comma-separated: rolled, auto, unrolled")
     parser.add_argument("--programs", type=comma_list(one_of(list(PROGRAMS), "program"), "programs"),
                         default=",".join(PROGRAMS), help="comma-separated subset of: " + ", ".join(PROGRAMS))
-    parser.add_argument("--out", default=None, help="also write the results JSON here")
+    parser.add_argument("--out", type=out_path, default=None, help="also write the results JSON here")
     args = parser.parse_args(argv)
     lowerings, programs = args.lowerings, args.programs
     disable_compilation_cache()

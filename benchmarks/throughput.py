@@ -43,8 +43,8 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    algo_names, comma_list, compile_and_time, disable_compilation_cache, env_ids, log, machine, nonnegative_int,
-    positive_int, positive_ints, preset_name, write_results)
+    algo_names, check_envs, comma_list, compile_and_time, disable_compilation_cache, env_ids, log, machine, nonnegative_int,
+    out_path, positive_int, positive_ints, preset_name, write_results)
 
 from bpo_jax import Config, envs, make_trainer, presets  # noqa: E402
 from bpo_jax.config import MATMUL_PRECISIONS  # noqa: E402
@@ -109,6 +109,15 @@ def paper_projection(rates: dict[str, float]) -> dict:
     return {"assumed_steps_per_second": per_task, "hours": seconds / 3600}
 
 
+def check_projection(parser, wanted: bool, algos, env_list, variants) -> None:
+    """parser.error where --paper-projection would have nothing to project from: it uses BPO's
+    training rate on mjx/ tasks with MJX's JAX implementation, and would otherwise say nothing."""
+    if wanted and ("bpo" not in algos or not any(e.startswith("mjx/") for e in env_list)
+                   or not any(v in ("", "impl=jax") for v in variants)):
+        parser.error("--paper-projection projects from BPO's training rate on mjx/ tasks: give bpo in --algos, "
+                     "an mjx/ env in --envs, and MJX's JAX implementation (no --variants; jax among --impls)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", type=env_ids, default=None,
@@ -132,7 +141,7 @@ def main(argv=None) -> int:
                              "highest; 'default' lets GPUs use TF32)")
     parser.add_argument("--repeats", type=positive_int, default=2)
     parser.add_argument("--paper-projection", action="store_true")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", type=out_path, default=None)
     args = parser.parse_args(argv)
 
     algos = args.algos
@@ -150,6 +159,8 @@ def main(argv=None) -> int:
         variants = [f"impl={impl}" for impl in args.impls]
     else:
         variants = args.variants.split(";") if args.variants else [""]
+    check_projection(parser, args.paper_projection, algos, env_list, variants)
+    check_envs(parser, env_list)
 
     def config(algo: str, env_id: str, variant: str, n: int) -> Config:
         fields = {**settings[algo], "env": env_id, "num_envs": n, "reset_pool": args.reset_pool,

@@ -23,7 +23,7 @@ import time
 import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import compile_and_time, disable_compilation_cache, final_return, machine, positive_int, write_results  # noqa: E402
+from common import compile_and_time, disable_compilation_cache, final_return, machine, out_path, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -78,7 +78,7 @@ def time_vmapped_seeds(config: Config, seeds: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=positive_int, default=10, help="seeds in the vmapped BPO program (default 10)")
-    parser.add_argument("--out", default=None, help="write the results JSON here")
+    parser.add_argument("--out", type=out_path, default=None, help="write the results JSON here")
     args = parser.parse_args(argv)
     disable_compilation_cache()
 

@@ -25,16 +25,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, positive_int, positive_ints, write_results  # noqa: E402
+from common import log, machine, out_path, positive_int, positive_ints, require_isaaclab_extra, write_results  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from bpo_jax import host_loop  # noqa: E402
 from bpo_jax.config import Config  # noqa: E402
 from bpo_jax.envs.isaaclab import IsaacLabEnv  # noqa: E402
-from tests.fake_vec_env import PointGoalEnv  # noqa: E402
 
 NETWORK = dict(hidden_sizes=(512, 256, 128), activation="elu")
 
@@ -52,6 +50,10 @@ def per_call_us(step, steps: int, repeats: int) -> float:
 
 
 def measure(num_envs: int, steps: int, repeats: int, iterations: int) -> dict:
+    import torch  # the isaaclab extra's: imported once main has checked it is there
+
+    from tests.fake_vec_env import PointGoalEnv
+
     gen = torch.Generator().manual_seed(0)
     raw_env = PointGoalEnv(num_envs, seed=0)
     actions = torch.randn(num_envs, 2, generator=gen)
@@ -104,10 +106,13 @@ def main() -> None:
     p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--iterations", type=positive_int, default=6, help="host-loop iterations per batch size (first compiles)")
     p.add_argument("--torch-threads", type=positive_int, default=1, help="torch intra-op threads (see isaaclab_parity.py)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", type=out_path, default=None)
     args = p.parse_args()
     if args.iterations < 2:  # the first iteration compiles and is left out of the medians
         p.error(f"--iterations must be >= 2 (the first compiles and is not timed), got {args.iterations}")
+    require_isaaclab_extra(p)
+    import torch
+
     torch.set_num_threads(args.torch_threads)
     results = {"machine": machine(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                "network": NETWORK, "steps": args.steps, "repeats": args.repeats, "rows": []}

@@ -54,7 +54,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import disable_compilation_cache, final_return, log, machine, positive_int, write_results  # noqa: E402
+from common import disable_compilation_cache, final_return, log, machine, out_path, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=positive_int, default=10, help="seeds in the vmapped programs (default 10)")
     parser.add_argument("--seed-rounds", type=positive_int, default=3,
                         help="interleaved rounds of the N-seed programs, wall-clock median (default 3)")
-    parser.add_argument("--out", default=None, help="also write the results JSON here")
+    parser.add_argument("--out", type=out_path, default=None, help="also write the results JSON here")
     args = parser.parse_args(argv)
     disable_compilation_cache()
     ppo_module, wrappers = import_purejaxrl(args.purejaxrl)
@@ -280,7 +280,6 @@ def main(argv=None) -> int:
     results = {"machine": machine(), "purejaxrl_config": PUREJAXRL_CONFIG, "rounds": args.rounds,
                "seeds": args.seeds, "seed_rounds": args.seed_rounds, "one_seed": summary, "raw_env_steps_per_second": raw_sps,
                "vmapped_seeds": seeds, "ratios": ratios, "ratios_by_round": by_round}
-    write_results(results, args.out, echo=False)
     print(f"{'':38s} {'PureJaxRL':>12s} {'ours PPO':>12s} {'ours BPO':>12s}")
     print(f"{'train steps/s, 1 seed (median)':38s} " + " ".join(
         f"{summary[n]['steps_per_second']:12,.0f}" for n in trainers))
@@ -298,6 +297,8 @@ def main(argv=None) -> int:
                                                     else "NOT met"))
         spread = f"  (rounds {min(by_round[name]):.2f}-{max(by_round[name]):.2f})"
         print(f"{name:38s} {value:6.2f}x{spread}{verdict}")
+    # Written after the table: if the file cannot be written, the table is already out.
+    write_results(results, args.out, echo=False)
     return 0
 
 

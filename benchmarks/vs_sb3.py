@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import existing_path, log, machine, positive_int, positive_ints, write_results  # noqa: E402
+from common import existing_path, log, machine, out_path, positive_int, positive_ints, write_results  # noqa: E402
 
 from bpo_jax import Config, curves, presets  # noqa: E402
 
@@ -126,8 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="SB3 seeds trained at once")
     ap.add_argument("--ours", type=existing_path, help="our finished PPO run (or sweep) of the same preset to compare with")
     ap.add_argument("--points", type=positive_ints, default="100000,250000,500000,1000000", help="steps per seed to compare at")
-    ap.add_argument("--out", help="JSON file for the results")
-    ap.add_argument("--figure", help="PNG with both curves (needs --ours)")
+    ap.add_argument("--out", type=out_path, help="JSON file for the results")
+    ap.add_argument("--figure", type=out_path, help="PNG with both curves (needs --ours)")
     args = ap.parse_args(argv)
     # The workers import it in spawned processes, where a missing package is a traceback per seed.
     if importlib.util.find_spec("stable_baselines3") is None:

@@ -52,7 +52,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, machine, write_results  # noqa: E402
+from common import log, machine, out_path, write_results  # noqa: E402
 
 from bpo_jax import Config, shuffle  # noqa: E402
 from bpo_jax.networks import init_params, make_network, policy_noise  # noqa: E402
@@ -299,7 +299,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved calls per program (median taken)")
     parser.add_argument("--seeds", type=int, default=10, help="seeds in the vmapped minibatch step (default 10)")
-    parser.add_argument("--out", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--out", type=out_path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--only", default=None, choices=["update", "minibatch", "op", "random", "env"],
                         help="time only this group of programs (default: all)")
     parser.add_argument("--kernels", type=int, default=0, metavar="N",
