@@ -23,7 +23,8 @@
 # and a failing step does not stop the others; the script exits 1 at the end if any step failed.  At most 8 files land in OUT_DIR (the device tool brings back 8).  Overrides, as environment
 # variables: SIZES (env counts, default 4096), UPDATES (timed updates per program, default 4),
 # TASKS (step 1), LEARN_STEPS and LEARN_ENVS (step 4, default 20000000 steps on the preset's 2048
-# envs), ATARI_SIZES (step 5, default 8,32,128), SKIP (steps to leave out, e.g. "3 4").
+# envs), ATARI_SIZES (step 5, default 8,32,128), SKIP (steps to leave out, e.g. "3 4"; step 0, the
+# device check, always runs).
 # Wheels for packages the machine lacks (brax, mujoco, mujoco-mjx, playground, gymnasium,
 # warp-lang, envpool, ale-py, ...) are installed from .whl/ when that folder exists (see the device README).
 #
@@ -91,6 +92,7 @@ if jax.default_backend() == 'cpu' and os.environ.get('ALLOW_CPU') != '1':
     sys.exit('error: JAX sees no accelerator (backend cpu); set ALLOW_CPU=1 for a CPU dry run')"
 }
 
+skip=${skip// 0 / }  # step 0 always runs: SKIP="0 3 5" must not record CPU figures as the accelerator's
 step 0 "devices" devices
 if [ ${#failed[@]} -gt 0 ]; then
     echo "== FAILED step 0: stopping (see $log)" | tee -a "$log"

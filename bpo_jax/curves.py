@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bpo_jax.reporting import DIVERGED, INCOMPLETE, carry_forward, csv_number, has_run_files, pyplot, tail_returns
+from bpo_jax.reporting import (DIVERGED, INCOMPLETE, carry_forward, csv_number, has_run_files, is_llm_run, pyplot,
+                                tail_returns)
 
 
 class CurveError(ValueError):
@@ -259,6 +260,8 @@ def _is_any_run(path: str) -> bool:
     """A run directory in any state: :func:`has_run_files`, or checkpoints beside its config.json
     or curve (a run whose other file was deleted)."""
     has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
+    if is_llm_run(path):  # its curves are no RL run's
+        return False
     return has_run_files(path) or (has("checkpoints") and (has("config.json") or has("metrics.csv")))
 
 

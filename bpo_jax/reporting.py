@@ -10,7 +10,6 @@ input is rejected before the directory is created.
 from __future__ import annotations
 
 import csv
-import fnmatch
 import json
 import os
 import re
@@ -113,9 +112,21 @@ def has_run_files(path: str) -> bool:
 
 
 def _is_run(path: str) -> bool:
-    """A run directory of any command: :func:`has_run_files`, or a finished ``bpo-jax llm``
-    run (config.json and summary.json, its curves in seed<S>/)."""
-    return has_run_files(path) or all(os.path.isfile(os.path.join(path, f)) for f in ("config.json", "summary.json"))
+    """A run directory of any command: :func:`has_run_files`, or an llm run's (:func:`is_llm_run`)."""
+    return has_run_files(path) or is_llm_run(path)
+
+
+def is_llm_run(path: str) -> bool:
+    """A ``bpo-jax llm`` run's directory, finished or not: its config.json says ``"kind": "llm"``
+    (its curves are seed<S>/curve.csv, not a metrics.csv: plot and report leave it out)."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return json.load(f).get("kind") == LLM_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+LLM_KIND = "llm"  # config.json's "kind" of an llm run
 
 
 def _not_to_delete(path: str) -> Optional[str]:
@@ -141,18 +152,20 @@ def _not_to_delete(path: str) -> Optional[str]:
     if held is not None:  # `--out runs --overwrite` deleted every run made with the default --out
         return f"a folder holding runs (such as {os.path.relpath(held, real)}), which it would delete with it"
     # A folder of the user's own (`--out myproject --overwrite`) was deleted with all it held.
-    foreign = next((name for name in sorted(os.listdir(real))
-                    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_WRITES)), None)
+    foreign = next((name for name in sorted(os.listdir(real)) if not re.fullmatch(RUN_WRITES, name)), None)
     if foreign is not None:
         return f"which holds {foreign!r}, a name no run writes (a folder of your own?)"
     return None
 
 
-# What a run's folder holds: what train, llm and the host loop write, what eval, export, plot and
-# report write beside them by default, and atomic writes' temporaries (write_atomic).
-RUN_WRITES = ("config.json", "metrics.csv", "summary.json", "curve.png", "curves.png", "curves.csv", "figure.png",
-              "report.md", "iterations.csv", "eval.json", "eval.mp4", "eval.gif", "policy*.onnx", "policy*.jaxexport",
-              INCOMPLETE, DIVERGED, "checkpoints", "tb", "wandb", "wandb.json", "seed[0-9]*", "*.tmp-*")
+# What a run's folder holds (a regular expression of names): what train, llm and the host loop
+# write, what eval (eval.json, video.mp4 or .gif), export, plot and report write beside them by
+# default, atomic writes' temporaries (write_atomic), and what file browsers and NFS add.
+RUN_WRITES = "|".join((
+    r"config\.json", r"metrics\.csv", r"summary\.json", r"curves?\.png", r"curves\.csv", r"figure\.png",
+    r"report\.md", r"iterations\.csv", r"eval\.json", r"video\.(mp4|gif)", r"policy(_seed\d+)?\.(onnx|jaxexport)",
+    INCOMPLETE, DIVERGED, "checkpoints", "tb", "wandb", r"wandb\.json", r"seed\d+", r".+\.tmp-\d+",
+    r"\.DS_Store", r"Thumbs\.db", r"\._.*", r"\.nfs.*"))
 
 
 def runs_below(path: str, depth: int = 3):
@@ -178,7 +191,8 @@ def run_owning(path: str) -> Optional[str]:
 
     folder = next((f for f in folders_above(path) if _is_run(f)), None)
     first = None if folder is None else os.path.relpath(path, folder).split(os.sep)[0]
-    return folder if first in (CHECKPOINTS, "tb") or (first and re.fullmatch(r"seed\d+", first)) else None
+    seeds = folder is not None and re.fullmatch(r"seed\d+", first) and is_llm_run(folder)
+    return folder if first in (CHECKPOINTS, "tb") or seeds else None
 
 
 def folders_above(path: str):

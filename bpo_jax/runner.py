@@ -656,8 +656,8 @@ def _check_updates(metrics: dict, first_update: int, env: str) -> None:
     update: the env's NaN is the cause of the loss's)."""
     checks = (
         ("env_nonfinite", NonFiniteError, f"{env} returned a non-finite reward or observation in the rollout of "
-         "update {update} (seed index {seed}): the env's step computed a NaN or Inf (the learner's settings cannot "
-         "cause it)"),
+         "update {update} (seed index {seed}): check its step (an action space without bounds lets an extreme action "
+         "reach it)"),
         ("nonfinite", NonFiniteError, "non-finite loss, gradient or parameters at update {update} (seed index "
          "{seed}); lower `lr` or `max_grad_norm` (clip harder), or check the env's rewards (`reward_scale`)"),
         ("bootstrap_overflow", TimeLimitError, f"{env} truncated episodes sooner than its declared time_limit at "

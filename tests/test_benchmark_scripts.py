@@ -92,7 +92,7 @@ def test_gpu_check_stops_on_the_cpu(tmp_path):
     """Started from another folder, with a relative OUT_DIR: step 0 refuses the CPU unless
     ALLOW_CPU=1, and the log lands where OUT_DIR says."""
     script = os.path.join(ROOT, "benchmarks", "gpu_check.sh")
-    env = {**os.environ, "SKIP": "1 2 3 4 5 6", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "SKIP": "0 1 2 3 4 5 6", "JAX_PLATFORMS": "cpu"}  # step 0 runs even where SKIP names it
     refused = subprocess.run(["bash", script, "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "ALLOW_CPU=1" in refused.stdout, refused.stdout + refused.stderr
     assert (tmp_path / "out" / "log.txt").exists()

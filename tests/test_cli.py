@@ -321,11 +321,12 @@ def test_a_diverged_runs_notes_use_the_command_lines_words(tmp_path, capsys):
              "--num-minibatches", "1", "--hidden-sizes", "8", "--total-steps", "800", "--seeds", "1",
              "--out", str(out), "--quiet", "--no-tensorboard", "--fast-compile", "--checkpoint-every", "1000"]
     assert cli.main(["train", *flags]) == 1
-    message = capsys.readouterr().err.strip()
-    assert "non-finite loss" in message and "lower --lr or --max-grad-norm" in message
+    message = capsys.readouterr().err.strip().splitlines()[-1]  # after the "compiling..." line
+    # The env's NaN is named as the env's (its first advice was to lower the learning rate).
+    assert message.startswith("bpo-jax: error: stopped: probe/NaNReward returned a non-finite reward or observation "
+                              "in the rollout of update 31 (seed index 0): check its step")
     for name in ("INCOMPLETE", "DIVERGED"):
-        note = (out / name).read_text()
-        assert "--lr" in note and "`" not in note, note
+        assert message.removeprefix("bpo-jax: error: ") in (out / name).read_text()
     # The curve up to the failure is kept, and the message says where.
     assert message.endswith("metrics.csv holds the 30 updates before it")
     with open(out / "metrics.csv") as f:
@@ -334,6 +335,17 @@ def test_a_diverged_runs_notes_use_the_command_lines_words(tmp_path, capsys):
     assert [int(r["env_steps"]) for r in rows[:2]] == [20, 40] and float(rows[-1]["episode_return_mean"]) == 5.0
     assert cli.main(["plot", str(out)]) == 2  # and it is no finished run's
     assert "diverged" in capsys.readouterr().err
+    # The learner's NaN (returns past float32's range): its advice in the command line's words.
+    learner = tmp_path / "learner"
+    assert cli.main(["train", *flags[:flags.index("--env")], "--env", "gymnax/CartPole-v1",
+                     *flags[flags.index("--env") + 2:flags.index("--total-steps")], "--total-steps", "40",
+                     "--reward-scale", "1e38", "--out", str(learner), "--quiet", "--no-tensorboard",
+                     "--fast-compile"]) == 1
+    message = capsys.readouterr().err.strip()
+    assert "non-finite loss" in message and "lower --lr or --max-grad-norm" in message, message
+    for name in ("INCOMPLETE", "DIVERGED"):
+        note = (learner / name).read_text()
+        assert "--lr" in note and "--reward-scale" in note and "`" not in note, note
 
 
 def test_a_run_interrupted_before_its_first_checkpoint_names_its_own_command(tmp_path, monkeypatch, capsys):
@@ -627,11 +639,20 @@ def test_overwrite_refuses_a_folder_of_another_run_and_a_sweep(tmp_path, capsys,
                                                        "of your own\\?\\); choose a new directory for `out`$"):
         reporting.check_output_dir(str(project / "runs" / "exp1"), overwrite=True)
     # What eval, export and the loggers write beside a run's files belongs to it.
-    for name in ("eval.json", "eval.mp4", "policy_seed0.onnx", "policy.jaxexport", "wandb", "tb", "seed3",
-                 "summary.json.tmp-123"):
+    # (`eval --video` writes video.mp4 beside eval.json; file browsers add .DS_Store.)
+    for name in ("eval.json", "video.mp4", "policy_seed0.onnx", "policy.jaxexport", "wandb", "tb", "seed3",
+                 "summary.json.tmp-123", ".DS_Store"):
         if not (run / name).exists():
             (run / name).write_text("")
     reporting.check_output_dir(str(run), overwrite=True)  # the run's own folder: its files are the ones replaced
+    (run / "seed42_notes").mkdir()
+    with pytest.raises(reporting.OutputDirError, match="which holds 'seed42_notes', a name no run writes"):
+        reporting.check_output_dir(str(run), overwrite=True)
+    (run / "seed42_notes").rmdir()
+    # An RL run (or a project folder) owns no seed<S>/ folder: only an llm run's are its seeds'.
+    (run / "seed0").mkdir()
+    (run / "seed0" / "metrics.csv").write_text("")
+    reporting.check_output_dir(str(run / "seed0"), overwrite=True)
     # A folder of runs (the default --out's runs/) is no run to replace: it deleted every one.
     (project / "runs" / "exp2").mkdir()
     for name in ("config.json", "INCOMPLETE"):

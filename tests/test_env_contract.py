@@ -31,6 +31,8 @@ class Walk(FunctionalEnv):
         reward, terminated = (pos == 5).astype(jnp.float32), pos == 5
         if self.bug == "reward_1":
             reward = reward[None]
+        if self.bug == "numpy":  # a NumPy call on a traced value: it fails inside NumPy
+            obs = jnp.asarray(np.clip(obs, 0, 1))
         if self.bug == "branch":  # Python control flow on a traced value
             if pos == 5:
                 reward = reward + 1
@@ -54,6 +56,7 @@ class Walk(FunctionalEnv):
     ("half_obs", "toy/Walk: _reset_one returned obs of dtype float16; obs_spec declares float32"),
     # JAX's TracerBoolConversionError, three lines deep in its own words.
     ("branch", f"toy/Walk: _step_one cannot be traced by JAX at {__file__}:"),
+    ("numpy", f"toy/Walk: _step_one cannot be traced by JAX at {__file__}:"),
 ])
 def test_a_broken_functional_env_is_named_in_one_line(bug, message):
     """Each of these failed inside the training loop's scan or cond, naming library internals."""
@@ -61,6 +64,18 @@ def test_a_broken_functional_env_is_named_in_one_line(bug, message):
         contract.check(Walk(4, bug))
     assert str(e.value).startswith(message)
     contract.check(Walk(4))  # the same env without the bug keeps the contract
+
+
+def test_obs_dtypes_compare_as_jax_arrays_have_them():
+    """Python's float (float64 to NumPy) is float32 in JAX without x64: such a spec passed before
+    observations' dtypes were checked, and passes; a spec whose dtype is none is one line."""
+    env = Walk(2)
+    env.obs_spec = ObsSpec((2,), float)
+    contract.check(env)
+    for dtype in ("foo", None):
+        env.obs_spec = ObsSpec((2,), dtype)
+        with pytest.raises(EnvContractError, match="^toy/Walk: obs_spec's dtype must be a dtype such as jnp.float32"):
+            contract.check(env)
 
 
 def test_a_functional_env_without_its_methods_is_named_in_one_line():

@@ -374,11 +374,16 @@ def test_a_plugin_suite_whose_lister_fails_is_described_not_a_traceback(monkeypa
 
     envs.register_suite("mysim", unreachable, lambda name, num_envs, **kw: None, "d")
     envs.register_suite("letters", lambda: "abc", lambda name, num_envs, **kw: None, "d")
+    envs.register_suite("nothing", lambda: None, lambda name, num_envs, **kw: None, "d")
+    envs.register_suite("generated", lambda: (n for n in ("A", "B")), lambda name, num_envs, **kw: None, "d")
     info = {i.name: i for i in envs.describe_suites()}
     assert info["mysim"].unavailable_reason == ("the mysim/ suite's names() failed: RuntimeError: cannot reach my "
                                                 "simulator's registry")
     assert info["letters"].unavailable_reason == "the letters/ suite's names() must return a list of names " \
                                                  "(strings), got 'abc'"
+    assert info["nothing"].unavailable_reason == "the nothing/ suite's names() must return a list of names " \
+                                                 "(strings), got None"
+    assert info["generated"].ids == ("generated/A", "generated/B")  # any iterable, a generator too
     assert info["gymnax"].ids  # the others listed as before
     with pytest.raises(ValueError, match="must return a list of names"):
         envs.make("letters/ab")

@@ -228,6 +228,9 @@ def test_settings_too_large_for_the_memory_are_refused_before_anything_is_writte
     assert "lower `prompts_per_step`, `group_size` or `d_model` and start it again with `overwrite`" in \
         trainer.stop_note(MemoryError("Unable to allocate 42.9 GiB"), str(out))
     assert ": start it again with `overwrite`" in trainer.stop_note(RuntimeError("disk full"), str(out))
+    ttrl = trainer.LLMConfig(ttrl=True)  # whose group sizes are the vote's
+    assert "lower `prompts_per_step`, `ttrl_votes`, `ttrl_train` or `d_model` and start it again" in \
+        trainer.stop_note(MemoryError("Unable to allocate"), str(out), ttrl)
 
 
 def test_non_empty_out_is_refused_without_overwrite(tmp_path, capsys, no_run):
@@ -278,6 +281,12 @@ def test_nan_stops_the_run_then_overwrite_replaces_it(tmp_path, capsys):
     assert "exists and is not empty; set --overwrite" in _error(capsys)
     assert (out / "summary.json").read_text() == before
     assert json.loads((out / "config.json").read_text())["seeds"] == 1  # what made it
+    assert json.loads((out / "config.json").read_text())["kind"] == "llm"
+    # plot and report leave llm runs out (their curves are no RL run's), finished or not.
+    (out / "INCOMPLETE").write_text("stopped")
+    assert cli.main(["plot", str(tmp_path), "--out", str(tmp_path / "f.png")]) == 2
+    assert "holds no finished run" in _error(capsys) and not (tmp_path / "f.png").exists()
+    (out / "INCOMPLETE").unlink()
     # A folder holding llm runs, or one of a run's seed folders, is not deleted by an --overwrite
     # (an llm run wrote no config.json: `--out runs --overwrite` deleted every one).
     for target, why in ((tmp_path, "a folder holding runs (such as run)"),
@@ -383,9 +392,9 @@ def warm_start(*args, **kwargs):
     raise SystemExit("the Ctrl-C was lost: the run went on")
 
 note = trainer.stop_note
-def stop_note(e, out):
+def stop_note(e, out, cfg=None):
     PressedInAFinaliser()
-    return note(e, out)
+    return note(e, out, cfg)
 
 trainer.warm_start, trainer.stop_note = warm_start, stop_note
 sys.argv[0] = "bpo-jax"

@@ -10,7 +10,9 @@ The built-in suites are tested instead: their traces can take seconds (MJX physi
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+import sysconfig
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,7 @@ def check(env: Any) -> None:
     spec, space = getattr(env, "obs_spec", None), getattr(env, "action_space", None)
     need(isinstance(spec, ObsSpec) and _is_shape(spec.shape),
          f"obs_spec must be an ObsSpec with a tuple shape such as (4,), got {spec!r}")
+    need(_dtype(spec.dtype) is not None, f"obs_spec's dtype must be a dtype such as jnp.float32, got {spec.dtype!r}")
     need(isinstance(space, (Discrete, Box)), f"action_space must be a Discrete or a Box, got {space!r}")
     if isinstance(space, Discrete):
         need(is_int(space.n) and space.n >= 1, f"Discrete needs a whole number n >= 1 of actions, got {space.n!r}")
@@ -140,8 +143,18 @@ def _check_state(state: EnvState, where: str, batch: int, spec: ObsSpec, need) -
 def _check_dtype(where: str, field: str, obs: Any, spec: ObsSpec, need) -> None:
     """Observations of the dtype ``spec`` declares: the networks read it (uint8 frames of rank 3
     go to the Nature CNN, which scales them by 1/255)."""
-    need(np.dtype(obs.dtype) == np.dtype(spec.dtype),
-         f"{where} returned {field} of dtype {obs.dtype}; obs_spec declares {np.dtype(spec.dtype)}")
+    need(np.dtype(obs.dtype) == _dtype(spec.dtype),
+         f"{where} returned {field} of dtype {obs.dtype}; obs_spec declares {_dtype(spec.dtype)}")
+
+
+def _dtype(dtype: Any) -> Any:
+    """``dtype`` as JAX arrays have it (float -> float32 without x64), or None for no dtype."""
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    except TypeError:
+        return None
 
 
 def _traced(fn, where: str, need, *args) -> Any:
@@ -151,20 +164,29 @@ def _traced(fn, where: str, need, *args) -> Any:
         return jax.eval_shape(fn, *args)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
             jax.errors.TracerIntegerConversionError) as e:
-        frames = [f for f in _frames(e.__traceback__) if "/jax/" not in f and "/bpo_jax/" not in f
-                  and "/jaxlib/" not in f]
-        at = f" at {frames[-1]}" if frames else ""
+        frame = _user_frame(e.__traceback__, fn)
+        at = f" at {frame[0]}:{frame[1]}" if frame else ""
         need(False, f"{where} cannot be traced by JAX{at} ({type(e).__name__}: {str(e).splitlines()[0]}); it must "
              "be jittable: jnp.where or jax.lax.cond instead of Python branches on traced values, jnp instead of np")
 
 
-def _frames(tb) -> list[str]:
-    """``file:line`` of every frame of traceback ``tb``, outermost first."""
-    out = []
+def _user_frame(tb, fn) -> Optional[tuple[str, int]]:
+    """(file, line) where traceback ``tb`` left the user's code: the innermost frame in ``fn``'s
+    own file, else the innermost outside installed packages, the standard library and bpo_jax
+    (a NumPy call on a tracer fails inside NumPy)."""
+    frames = []
     while tb is not None:
-        out.append(f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}")
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
         tb = tb.tb_next
-    return out
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    own = [f for f in frames if code is not None and f[0] == code.co_filename]
+    if own:
+        return own[-1]
+    library = tuple(os.path.join(os.path.realpath(p), "") for p in (
+        sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_paths()["stdlib"],
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    others = [f for f in frames if not os.path.realpath(f[0]).startswith(library)]
+    return others[-1] if others else None
 
 
 def _check_same(where: str, got: Any, reference: str, want: Any, need, why: str) -> None:

@@ -249,9 +249,14 @@ def _names(suite: str) -> list[str]:
         raise
     except Exception as err:
         raise ValueError(f"the {suite}/ suite's names() failed: {type(err).__name__}: {first_line(err)}") from None
-    if isinstance(listed, (str, bytes)) or not all(isinstance(n, str) for n in listed):
-        raise ValueError(f"the {suite}/ suite's names() must return a list of names (strings), got {listed!r:.80}")
-    return list(listed)
+    shown = repr(listed)[:80]
+    try:  # any iterable of names (a generator too), but not one string: `in` would match its substrings
+        names = None if isinstance(listed, (str, bytes)) else list(listed)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"the {suite}/ suite's names() must return a list of names (strings), got {shown}")
+    return names
 
 
 def list_envs(suite: str | None = None) -> list[str]:

@@ -154,11 +154,11 @@ def run(args) -> int:
         summary = trainer.run(cfg, args.seeds, out, log=lambda line: say(worded(line)),
                               overwrite=args.overwrite, words=worded)
     except KeyboardInterrupt as e:
-        return _fail(worded(trainer.stop_note(e, out)), EXIT_INTERRUPTED)
+        return _fail(worded(trainer.stop_note(e, out, cfg)), EXIT_INTERRUPTED)
     except Exception as e:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, trainer.NonFiniteError):
             raise  # the full traceback, for a bug report
-        return _fail(worded(trainer.stop_note(e, out)), EXIT_FAILURE)
+        return _fail(worded(trainer.stop_note(e, out, cfg)), EXIT_FAILURE)
     say(f"accuracy {summary['accuracy_before_mean']:.3f} -> {summary['accuracy_after_mean']:.3f} "
         f"(mean over {args.seeds} seed(s)); wrote {os.path.join(out, '')}{{summary.json,curves.png,seed*/curve.csv}}",
         sys.stdout)

@@ -580,7 +580,8 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
     try:
         # First: what made the run, also for a stopped one's kept curves (and so that `overwrite`
         # elsewhere knows this folder for a run's).
-        reporting.write_json(os.path.join(out, "config.json"), {**dataclasses.asdict(cfg), "seeds": seeds})
+        reporting.write_json(os.path.join(out, "config.json"), {"kind": reporting.LLM_KIND, **dataclasses.asdict(cfg),
+                                                                "seeds": seeds})
         problems = make_problem_sets(cfg)
         summary, histories = {"config": dataclasses.asdict(cfg), "seeds": []}, {}
         for s in range(cfg.seed, cfg.seed + seeds):
@@ -603,7 +604,7 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
                                lambda tmp: plot(tmp, histories, title, format="png"))
         reporting.write_json(os.path.join(out, "summary.json"), summary)  # last: the finished run's result
     except BaseException as e:
-        reporting.mark_incomplete(out, words(stop_note(e, out)))
+        reporting.mark_incomplete(out, words(stop_note(e, out, cfg)))
         raise
     reporting.mark_complete(out)
     return summary
@@ -616,15 +617,19 @@ def check_memory(cfg: LLMConfig) -> None:
     of memory after the folder was made, with advice to start it again).  Names in backticks."""
     from bpo_jax.runner import memory_bytes
 
-    n = cfg.prompts_per_step * (cfg.ttrl_train if cfg.ttrl else cfg.group_size)
+    n = cfg.batch_size
     need = 4 * n * n + 4 * 12 * cfg.d_model ** 2 * cfg.num_layers
     have = memory_bytes()
     if have and need > have:
-        group = "`ttrl_train`" if cfg.ttrl else "`group_size`"
         raise ValueError(f"these settings need more than {need / 2**30:,.1f} GiB (the parameters of `d_model` "
                          f"{cfg.d_model} x `num_layers` {cfg.num_layers}, the group statistics of {n:,} responses a "
-                         f"step), more than the {have / 2**30:,.1f} GiB of memory here; lower `prompts_per_step`, "
-                         f"{group} or `d_model`")
+                         f"step), more than the {have / 2**30:,.1f} GiB of memory here; {_lower_sizes(cfg)}")
+
+
+def _lower_sizes(cfg: LLMConfig) -> str:
+    """What to lower where the arrays do not fit, in the run's mode."""
+    group = "`ttrl_votes`, `ttrl_train`" if cfg.ttrl else "`group_size`"
+    return f"lower `prompts_per_step`, {group} or `d_model`"
 
 
 def check_seeds(cfg: LLMConfig, seeds: int) -> None:
@@ -649,12 +654,12 @@ def finished_seeds(out: str) -> list[str]:
                   key=lambda n: int(n[4:]) if n[4:].isdigit() else -1)
 
 
-def stop_note(e: BaseException, out: str) -> str:
-    """What stopped the run in ``out`` and how to go on, in one line (settings in backticks)."""
+def stop_note(e: BaseException, out: str, cfg: Optional[LLMConfig] = None) -> str:
+    """What stopped the run in ``out`` (of ``cfg``) and how to go on, in one line (settings in backticks)."""
     what = what_stopped(e, (NonFiniteError,))
     kept = finished_seeds(out)
     kept = f"; kept the curves of the finished seeds ({', '.join(kept)})" if kept else ""
     # Out of memory, the same settings fail again (XLA says RESOURCE_EXHAUSTED).
     memory = isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)
-    again = "lower `prompts_per_step`, `group_size` or `d_model` and start it" if memory else "start it"
+    again = f"{_lower_sizes(cfg or LLMConfig())} and start it" if memory else "start it"
     return f"{what}{kept}; an llm run cannot resume: {again} again with `overwrite` to replace {out}"
