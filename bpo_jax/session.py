@@ -502,9 +502,11 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
         state = chunk.state if count == 1 or not save else runner.to_host(chunk.state)
         for v, (saver, log, history) in enumerate(zip(savers, loggers, histories)):
             mine = chunk if count == 1 else _member_chunk(chunk, state if save else None, v, seeds, history)
+            # Logged first: a kill between the two then leaves TensorBoard ahead of the checkpoint,
+            # which the resumed run purges, not a gap it never fills.
+            log(mine)
             if save and saver is not None:
                 saver.save(mine)
-            log(mine)
 
     def progress(p: runner.Progress) -> None:
         for show in shows:

@@ -498,3 +498,20 @@ def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(
                             "observations, 1.5 GiB for 3 seed(s): more than the 1.0 GiB of memory here; lower "
                             "`num_envs`, `num_steps` or `num_seeds` (or the observations' size)")
     assert e.value.field == "num_envs" and not (tmp_path / "run").exists()
+
+
+def test_a_chunk_is_logged_before_its_checkpoint_is_saved(tmp_path, monkeypatch):
+    """A SIGKILL between a checkpoint and the chunk's TensorBoard events left a gap the resumed
+    run never filled (it logs from the checkpoint on).  Logged first, a kill between the two
+    leaves TensorBoard ahead of the checkpoint, which the resumed run purges."""
+    from bpo_jax import tracking
+
+    calls = []
+    save, log = checkpoint.Saver.save, tracking.TensorBoard.__call__
+    monkeypatch.setattr(checkpoint.Saver, "save", lambda self, chunk: calls.append(("save", chunk.update)) or
+                        save(self, chunk))
+    monkeypatch.setattr(tracking.TensorBoard, "__call__", lambda self, chunk: calls.append(("log", chunk.update)) or
+                        log(self, chunk))
+    RunSession.start(TINY, out=str(tmp_path / "run"), chunk_updates=4,
+                     options=dataclasses.replace(EVERY_CHUNK, tensorboard=True)).run()
+    assert calls[:4] == [("log", 4), ("save", 4), ("log", 8), ("save", 8)], calls
