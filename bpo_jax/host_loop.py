@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bpo_jax import checkpoint, reporting
+from bpo_jax import algorithms, checkpoint, reporting
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs.isaaclab import SUITE, EnvDataError, IsaacLabEnv, unpack
 from bpo_jax.errors import interrupt_deferred, what_stopped
@@ -361,8 +361,8 @@ def _write_curve_before(out: str, batch_size: int, rows: list[dict], collect_s: 
 
 
 def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    """The rows as metric columns [iterations] (without the flags of non-finite values: 0 in every kept row)."""
-    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k not in ("nonfinite", "env_nonfinite")}
+    """The rows as metric columns [iterations] (without the program's flags: 0 in every kept row)."""
+    return {k: np.array([r[k] for r in rows]) for k in rows[0] if k not in algorithms.PROGRAM_METRICS}
 
 
 def _steps_per_second(batch_size: int, collect_s, learn_s) -> np.ndarray:

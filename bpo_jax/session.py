@@ -665,7 +665,7 @@ def check_memory(config: Config, num_seeds: int, obs_spec) -> None:
     """Refuse, before compiling, a run whose rollout alone cannot fit in memory: one update keeps
     every observation and final observation of its ``num_steps`` x ``num_envs`` transitions per
     seed (Atari's 100,000-frame stacks compiled until the machine ran out, killed)."""
-    observation = int(np.prod(obs_spec.shape)) * np.dtype(jax.dtypes.canonicalize_dtype(obs_spec.dtype)).itemsize
+    observation = int(np.prod(obs_spec.shape)) * contract.obs_dtype(obs_spec.dtype).itemsize
     need = 2 * observation * config.batch_size * num_seeds
     have = runner.memory_bytes()
     if have and need > have:

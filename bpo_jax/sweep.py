@@ -533,7 +533,8 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
         _check_budgets(p, out, options, recorded)
         if recorded is not None:
             compiled = {"fast_compile": recorded}
-        compiled.update({k: saved[k] for k in ("cpu_devices",) if k in saved})
+        if "cpu_devices" in saved:
+            compiled["cpu_devices"] = saved["cpu_devices"]
         if diff or compiled.keys() - saved.keys():
             reporting.write_json(path, {**asked, **compiled})
         return

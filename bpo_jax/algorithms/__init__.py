@@ -39,7 +39,7 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
     others = [a for n, a in _REGISTRY.items() if n != name]
     used = {t: m for m, t in COMMON_METRICS.items()} | {t: m for a in others for m, t in a.metrics.items()}
     for metric, tag in algorithm.metrics.items():
-        if metric in COMMON_METRICS or metric in _PROGRAM_METRICS:
+        if metric in COMMON_METRICS or metric in PROGRAM_METRICS:
             raise ValueError(f"register: {name}'s metric {metric!r} is one every algorithm reports; rename it")
         if metric in _CSV_COLUMNS:
             raise ValueError(f"register: {name}'s metric {metric!r} is a column metrics.csv always has; rename it")
@@ -57,7 +57,7 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
 
 
 # Rows the shared training program adds to every algorithm's metrics besides COMMON_METRICS.
-_PROGRAM_METRICS = ("nonfinite", "env_nonfinite", "bootstrap_overflow")
+PROGRAM_METRICS = ("nonfinite", "env_nonfinite", "bootstrap_overflow")
 # metrics.csv's own columns (bpo_jax.reporting.write_metrics).
 _CSV_COLUMNS = ("update", "seed", "env_steps", "steps_per_second")
 

@@ -70,7 +70,7 @@ def check(env: Any) -> None:
     spec, space = getattr(env, "obs_spec", None), getattr(env, "action_space", None)
     need(isinstance(spec, ObsSpec) and _is_shape(spec.shape),
          f"obs_spec must be an ObsSpec with a tuple shape such as (4,), got {spec!r}")
-    need(_dtype(spec.dtype) is not None, f"obs_spec's dtype must be a dtype such as jnp.float32, got {spec.dtype!r}")
+    need(obs_dtype(spec.dtype) is not None, f"obs_spec's dtype must be a dtype such as jnp.float32, got {spec.dtype!r}")
     need(isinstance(space, (Discrete, Box)), f"action_space must be a Discrete or a Box, got {space!r}")
     if isinstance(space, Discrete):
         need(is_int(space.n) and space.n >= 1, f"Discrete needs a whole number n >= 1 of actions, got {space.n!r}")
@@ -143,12 +143,12 @@ def _check_state(state: EnvState, where: str, batch: int, spec: ObsSpec, need) -
 def _check_dtype(where: str, field: str, obs: Any, spec: ObsSpec, need) -> None:
     """Observations of the dtype ``spec`` declares: the networks read it (uint8 frames of rank 3
     go to the Nature CNN, which scales them by 1/255)."""
-    need(np.dtype(obs.dtype) == _dtype(spec.dtype),
-         f"{where} returned {field} of dtype {obs.dtype}; obs_spec declares {_dtype(spec.dtype)}")
+    need(np.dtype(obs.dtype) == obs_dtype(spec.dtype),
+         f"{where} returned {field} of dtype {obs.dtype}; obs_spec declares {obs_dtype(spec.dtype)}")
 
 
-def _dtype(dtype: Any) -> Any:
-    """``dtype`` as JAX arrays have it (float -> float32 without x64), or None for no dtype."""
+def obs_dtype(dtype: Any) -> Any:
+    """An obs_spec's ``dtype`` as JAX arrays have it (float -> float32 without x64), or None where it is no dtype."""
     if dtype is None:
         return None
     try:
