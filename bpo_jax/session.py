@@ -177,7 +177,7 @@ class RunOptions:
                 why = str(e).split(";")[0]  # its remedy names `out`
                 raise SessionError(f"the compilation cache folder {folder!r} ($BPO_JAX_CACHE_DIR, or the "
                                    f"default) cannot be used: {why}; point $BPO_JAX_CACHE_DIR at a writable folder "
-                                   "(or go without the cache: `compile_cache`)", "compile_cache") from None
+                                   "(or go without the cache: `compile_cache=False`)", "compile_cache") from None
         return self
 
 

@@ -170,7 +170,7 @@ def check_open_files(num_runs: int) -> None:
         return
     raise TrackingError(f"{num_runs:,} TensorBoard runs (one per seed trained at once) need about {need:,} open "
                         f"files, more than this process may open ({hard:,}, ulimit -n); log no TensorBoard runs "
-                        "(`tensorboard`; metrics.csv keeps every seed's metrics) "
+                        "(`tensorboard=False`; metrics.csv keeps every seed's metrics) "
                         "or train fewer seeds")
 
 

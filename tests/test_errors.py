@@ -46,6 +46,9 @@ def test_in_words_names_flags_and_unbackticks_what_has_none():
     assert (in_words("`total_steps` 100 < (`num_envs` 4 x `num_steps` 128); see `total_steps`", flags)
             == "--total-steps 100 < (--num-envs 4 x num_steps 128); see --total-steps")
     assert in_words("no names here, `not a name`", flags) == "no names here, `not a name`"
+    # A switch turned off: the flag that turns it off; the library's own spelling where none.
+    switches = {"tensorboard": "--no-tensorboard"}.get
+    assert in_words("log none (`tensorboard=False`) or `lr=False`", switches) == "log none (--no-tensorboard) or lr=False"
 
 
 def test_interrupt_deferred_holds_ctrl_c_until_the_body_ends():

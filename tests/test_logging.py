@@ -213,7 +213,7 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(resource, "getrlimit", lambda which: (1024, 1024))
-        with pytest.raises(tracking.TrackingError, match=r"log no TensorBoard runs \(`tensorboard`; metrics.csv"):
+        with pytest.raises(tracking.TrackingError, match=r"log no TensorBoard runs \(`tensorboard=False`; metrics.csv"):
             tracking.check_open_files(400)
     # Where the hard limit allows, the soft one is raised instead.
     proc = _limited(tmp_path, 256, 4096, "tracking.check_open_files(400); print(resource.getrlimit(resource.RLIMIT_NOFILE))")
