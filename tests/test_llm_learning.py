@@ -74,3 +74,11 @@ def test_programs_trace_at_the_configured_matmul_precision(precision):
     trainer.greedy_accuracy(cfg, params, np.zeros((2, 6), np.int32))
     trainer.greedy_generator(cfg.model_config, cfg.fast_compile, precision)  # the one it used: a cache hit
     assert trainer.greedy_generator.cache_info()[:2] == (1, 1)  # (hits, misses)
+
+
+def test_every_seed_and_phase_draws_its_prompts_from_its_own_stream():
+    """Seed S's RL prompts came from default_rng(S + 1), the stream of seed S + 1's warm start."""
+    draws = {(s, phase): tuple(trainer.prompt_stream(s, phase).bit_generator.random_raw(4))
+             for s in range(4) for phase in ("warm", "rl")}
+    assert len(set(draws.values())) == len(draws)
+    assert draws[(0, "rl")] == tuple(trainer.prompt_stream(0, "rl").bit_generator.random_raw(4))  # reproducible

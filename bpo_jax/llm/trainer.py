@@ -349,7 +349,7 @@ def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = 
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    rng = np.random.default_rng(cfg.seed)
+    rng = prompt_stream(cfg.seed, "warm")
     t0, acc, n = time.perf_counter(), greedy_accuracy(cfg, params, dev), 0
     while acc < cfg.warm_target and n < cfg.warm_max_steps:
         for _ in range(cfg.warm_check_every):
@@ -439,6 +439,12 @@ CSV_FIELDS = ("step", "accuracy", "sample_reward", "sample_accuracy", "label_acc
               "kl", "entropy", "pg_loss", "grad_norm", "seconds")
 
 
+def prompt_stream(seed: int, phase: str) -> np.random.Generator:
+    """The generator of a seed's warm-start batches (``phase`` "warm") or RL prompts ("rl"),
+    each its own stream: the RL phase's default_rng(seed + 1) was the next seed's warm start."""
+    return np.random.default_rng(seed) if phase == "warm" else np.random.default_rng([seed, 1])
+
+
 def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], None] = lambda s: None,
              mesh: Optional[Mesh] = None) -> tuple[Any, list[dict]]:
     """The RL phase from ``params`` (also the KL reference).  Returns (params, history rows)."""
@@ -450,7 +456,7 @@ def rl_train(cfg: LLMConfig, params, problems: Problems, log: Callable[[str], No
     ref_params = params
     opt_state = jax.device_put(opt.init(params), replicated)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
-    rng = np.random.default_rng(cfg.seed + 1)
+    rng = prompt_stream(cfg.seed, "rl")
     pool = problems.eval_prompts if cfg.ttrl or cfg.rl_on_eval else problems.train_prompts
     per_prompt = cfg.ttrl_votes if cfg.ttrl else cfg.group_size
     history = []
