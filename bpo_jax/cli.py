@@ -398,7 +398,7 @@ def cmd_envs(args) -> int:
     if args.suite is not None:  # one id per line: for scripts and grep
         try:
             names = envs.list_envs(args.suite)
-        except (envs.UnknownEnvError, envs.MissingDependencyError) as e:
+        except (envs.UnknownEnvError, envs.MissingDependencyError, envs.EnvContractError) as e:
             return _fail(str(e))
         for name in names:
             _say(name, sys.stdout)

@@ -217,6 +217,9 @@ def source(name: str, algo: str) -> str:
     else:
         origin = ("the paper's PPO baseline: SB3 PPO with its RL-Zoo-tuned per-task values, normalised advantages, "
                   "unclipped value MSE (reference digest section 6.1)")
+    if name.partition("/")[2] == "Humanoid-v4":
+        origin += ("; budget 35M steps, the range the paper's figure plots (its sweep files say "
+                   + ("50M" if algo == "bpo" else "20M") + ")")
     if kind == "fast":
         origin += "; rollout reshaped to 2048 envs x 32 steps, 4 epochs x 16 minibatches, observation normalisation"
     return origin

@@ -362,7 +362,7 @@ def test_register_suite_refuses_to_replace_a_suite_unless_asked(monkeypatch):
     assert "nc" not in envs.suites()
 
 
-def test_a_plugin_suite_whose_lister_fails_is_described_not_a_traceback(monkeypatch):
+def test_a_plugin_suite_whose_lister_fails_is_described_not_a_traceback(monkeypatch, capsys):
     """One plug-in's broken lister made `bpo-jax envs` a traceback for every suite; a lister
     returning a str matched ids by substring."""
     from bpo_jax.envs import registry
@@ -385,8 +385,14 @@ def test_a_plugin_suite_whose_lister_fails_is_described_not_a_traceback(monkeypa
                                                  "(strings), got None"
     assert info["generated"].ids == ("generated/A", "generated/B")  # any iterable, a generator too
     assert info["gymnax"].ids  # the others listed as before
-    with pytest.raises(ValueError, match="must return a list of names"):
+    with pytest.raises(envs.EnvContractError, match="must return a list of names"):
         envs.make("letters/ab")
+    # Named on the command line, the suite's failure is one line (it was a traceback).
+    from bpo_jax import cli
+
+    assert cli.main(["envs", "--suite", "mysim"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == "bpo-jax: error: the mysim/ suite's names() failed: RuntimeError: cannot reach my simulator's registry\n"
 
 
 def test_check_option_rules():

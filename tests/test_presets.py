@@ -35,3 +35,15 @@ def test_every_preset_has_a_summary_and_resolves_for_both_algorithms():
     for name in presets.names():
         assert presets.summary(name)
         assert {presets.resolve(name, a)["algo"] for a in ("bpo", "ppo")} == {"bpo", "ppo"}
+
+
+def test_a_mujoco_budget_other_than_the_sweep_files_says_so():
+    """paper/Humanoid-v4's 35M cited sweep files whose budgets are 50M (BPO) and 20M (PPO)."""
+    for name in (n for n in presets.names() if n.endswith("-v4")):
+        for algo in ("bpo", "ppo"):
+            steps = presets.resolve(name, algo)["total_steps"]
+            if steps != 20_000_000:
+                assert f"budget {steps // 1_000_000}M steps, the range the paper's figure plots" in \
+                    presets.source(name, algo), (name, algo)
+    assert presets.source("paper/Humanoid-v4", "bpo").endswith("(its sweep files say 50M)")
+    assert "budget" not in presets.source("paper/Hopper-v4", "ppo")

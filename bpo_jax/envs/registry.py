@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from bpo_jax.envs.base import Env
+from bpo_jax.envs.contract import EnvContractError
 from bpo_jax.envs.options import is_int
 from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 
@@ -242,20 +243,20 @@ def describe_suites() -> list[SuiteInfo]:
 
 def _names(suite: str) -> list[str]:
     """``suite``'s names() as a list of strings; a plug-in's lister that fails or returns
-    something else (a str would match ids by substring) is a one-line ValueError."""
+    something else (a str would match ids by substring) is a one-line EnvContractError."""
     try:
         listed = _SUITES[suite].names()
     except (MissingDependencyError, MujocoGLError):
         raise
     except Exception as err:
-        raise ValueError(f"the {suite}/ suite's names() failed: {type(err).__name__}: {first_line(err)}") from None
+        raise EnvContractError(f"the {suite}/ suite's names() failed: {type(err).__name__}: {first_line(err)}") from None
     shown = repr(listed)[:80]
     try:  # any iterable of names (a generator too), but not one string: `in` would match its substrings
         names = None if isinstance(listed, (str, bytes)) else list(listed)
     except TypeError:
         names = None
     if names is None or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"the {suite}/ suite's names() must return a list of names (strings), got {shown}")
+        raise EnvContractError(f"the {suite}/ suite's names() must return a list of names (strings), got {shown}")
     return names
 
 
