@@ -125,6 +125,9 @@ class Config:
     num_steps: int = _arg(128, "rollout length T per environment and update")
     num_epochs: int = _arg(4, "passes over each rollout")
     num_minibatches: int = _arg(4, "minibatches per epoch; num_envs*num_steps must divide evenly")
+    reshuffle_each_epoch: bool = _arg(
+        True, "a new minibatch permutation every epoch (PureJaxRL, SB3); false: one per update, which every "
+              "epoch reuses (rsl_rl's, IsaacLab's)")
     env_options: tuple[str, ...] = _arg(
         (), "environment constructor options as key=value pairs, e.g. backend=generalized,episode_length=500")
     reset_pool: int = _arg(
@@ -174,7 +177,10 @@ class Config:
     eps_low: Optional[float] = _arg(None, "asymmetric lower bound, c_l = 1-eps_low (default: eps)", sweep=True)
     eps_high: Optional[float] = _arg(None, "asymmetric upper bound, c_h = 1+eps_high (default: eps)", sweep=True)
     # --- PPO ---
-    normalize_advantages: bool = _arg(True, "PPO: normalise advantages per minibatch")
+    normalize_advantages: bool = _arg(True, "PPO: normalise advantages (mean 0, std 1)")
+    normalize_advantages_per_minibatch: bool = _arg(
+        True, "PPO: normalise advantages in each minibatch (PureJaxRL, SB3); false: once over the whole batch "
+              "before the epochs (rsl_rl's default, IsaacLab's PPO)")
     value_clip: Optional[float] = _arg(
         None, "clip the value update around V_old to +-this; 0 = off (default: the algorithm's, 0.2 for PPO as "
               "PureJaxRL, off for BPO as the reference)")
@@ -441,6 +447,9 @@ READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool
     "init_std": ("continuous actions", lambda c, later, continuous: continuous()),
     "min_std": ("continuous actions", lambda c, later, continuous: continuous()),
     "u_coef": ("`use_median` on", lambda c, later, continuous: c.use_median),
+    "normalize_advantages_per_minibatch": ("`normalize_advantages` on",
+                                           lambda c, later, continuous: c.normalize_advantages),
+    "reshuffle_each_epoch": ("more than one epoch", lambda c, later, continuous: c.num_epochs > 1),
     "median_hidden_sizes": ("`use_median` on and `separate_median` off (its network is `hidden_sizes` wide)",
                             lambda c, later, continuous: c.use_median and not c.separate_median),
 }

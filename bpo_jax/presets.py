@@ -106,11 +106,13 @@ _ISAACLAB_COMMON: dict[str, Any] = {
     "init_std": 1.0, "normalize_obs": False, "normalize_rewards": False, "gamma": 0.99, "gae_lambda": 0.95,
     "lr": 1e-3, "anneal_lr": False, "lr_schedule": "adaptive", "desired_kl": 0.01, "max_grad_norm": 1.0, "vf_coef": 1.0,
     "adam_eps": 1e-8, "init_at_random_ep_len": True,  # torch's Adam eps; IsaacLab's train.py randomises
+    "reshuffle_each_epoch": False,  # rsl_rl's storage draws one permutation per update
 }
 _ISAACLAB_ALGO: dict[str, dict[str, Any]] = {
     "bpo": {"bpo_lambda": 0.01, "use_median": True, "separate_median": True, "loss_type": "adv_TV", "u_coef": 1.0,
             "value_clip": 0.0, "logit_clamp": 10.0, "recompute_returns": True},
-    "ppo": {"eps": 0.2, "value_clip": 0.2, "normalize_advantages": True, "num_epochs": 5},
+    "ppo": {"eps": 0.2, "value_clip": 0.2, "normalize_advantages": True, "normalize_advantages_per_minibatch": False,
+            "num_epochs": 5},
 }
 # preset task: (IsaacLab task, iterations, PPO entropy, BPO {eps, entropy, epochs, online_adv})
 _ISAACLAB_TASKS: dict[str, tuple[str, int, float, dict[str, Any]]] = {
@@ -207,10 +209,12 @@ def source(name: str, algo: str) -> str:
                 "the paper's Atari PPO baseline: SB3 PPO with CnnPolicy, normalised advantages (reference digest "
                 "section 6.2)")
     if name.startswith("paper/isaaclab/"):
-        return ("the paper authors' rsl_rl BPO (src/rsl_rl/rsl_bpo.py) with their per-task IsaacLab 2.1 settings "
-                "(reference digest sections 3.3 and 6.3)" if algo == "bpo" else
-                "the paper's IsaacLab PPO baseline: IsaacLab's stock rsl_rl PPO config, clipped value loss, "
-                "normalised advantages (reference digest section 6.3)")
+        return (("the paper authors' rsl_rl BPO (src/rsl_rl/rsl_bpo.py) with their per-task IsaacLab 2.1 settings "
+                 "(reference digest sections 3.3 and 6.3)" if algo == "bpo" else
+                 "the paper's IsaacLab PPO baseline: IsaacLab's stock rsl_rl PPO config, clipped value loss, "
+                 "advantages normalised over the whole batch (reference digest section 6.3)")
+                + "; one minibatch permutation per update as rsl_rl; unlike rsl_rl: orthogonal initialisation "
+                  "(torch's default there), std = min_std + softplus (a raw std parameter there)")
     if algo == "bpo":
         origin = ("the paper authors' SB3 BPO: cfgs/algo/bpo/mujoco.yaml plus the task's sweeps/mujoco/*/bpo_seed.yaml "
                   "(reference digest section 6.1)")

@@ -59,6 +59,14 @@ def permutations(key: jax.Array, count: int, n: int) -> jax.Array:
     return from_bits(jax.random.bits(key, (rounds(n), count, n), jnp.uint32))
 
 
+def epoch_permutations(key: jax.Array, num_epochs: int, n: int, reshuffle: bool = True) -> jax.Array:
+    """An update's minibatch orders, int32 [num_epochs, n]: a fresh permutation per epoch, or
+    (``reshuffle`` off) one that every epoch reuses, as rsl_rl's rollout storage does."""
+    if reshuffle:
+        return permutations(key, num_epochs, n)
+    return jnp.broadcast_to(permutation(key, n), (num_epochs, n))
+
+
 def from_bits(bits: jax.Array) -> jax.Array:
     """The permutations that random ``bits`` [rounds, ..., n] (uint32) give: int32 [..., n]."""
     perm = None

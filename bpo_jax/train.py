@@ -311,7 +311,8 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
         key, shuffle_key = jax.random.split(key)
-        perms = shuffle.permutations(shuffle_key, config.num_epochs, config.batch_size)  # [E, N]
+        perms = shuffle.epoch_permutations(shuffle_key, config.num_epochs, config.batch_size,
+                                           config.reshuffle_each_epoch)  # [E, N]
         (flat_params, opt_state), loss_metrics = jax.lax.scan(epoch, (flat_params, state.opt_state), perms)
         params = unravel(flat_params)
 

@@ -324,6 +324,21 @@ def test_ppo_clipped_surrogate(normalize, eps_low, eps_high):
     assert float(head_loss) == 0.0 and metrics == {}
 
 
+def test_ppo_normalisation_over_the_whole_batch_is_rsl_rls():
+    """normalize_advantages_per_minibatch off: the batch is normalised once, before the epochs
+    (rsl_rl's compute_returns), and a minibatch's loss takes those advantages as they are."""
+    config = Config(algo="ppo", normalize_advantages_per_minibatch=False).validate()
+    x = make_inputs(14, log_ratio_scale=0.4)
+    prepared = config.algorithm.prepare(config, x.batch)
+    np.testing.assert_allclose(f64(prepared.advantage), np_normalize(x.batch.advantage), rtol=1e-5, atol=1e-6)
+    half = jax.tree.map(lambda a: a[:100], x.replace(batch=prepared))
+    got = float(config.algorithm.loss(config, config.hparams(), half)[0])
+    close(got, np_ppo(half.log_ratio, f64(half.batch.advantage), 0.2, 0.2))
+    assert abs(got - np_ppo(half.log_ratio, np_normalize(half.batch.advantage), 0.2, 0.2)) > 1e-4
+    with pytest.raises(ConfigError, match="`normalize_advantages_per_minibatch` applies only to `algo` ppo"):
+        Config(algo="bpo", normalize_advantages_per_minibatch=False).validate()
+
+
 def test_ppo_normalisation_is_per_minibatch():
     """The same samples in a minibatch with other samples give other normalised advantages:
     the loss of a sub-batch equals the NumPy loss with the sub-batch's own mean and std."""

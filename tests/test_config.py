@@ -181,6 +181,10 @@ CONTINUOUS, DISCRETE = True, False  # whether the env acts continuously
     (dict(separate_median=True, median_hidden_sizes=(32,)), CONTINUOUS,
      "`median_hidden_sizes` 32 changes nothing here: it is read only with `use_median` on and `separate_median` off"),
     (dict(anneal_lr=False, lr_schedule="linear"), CONTINUOUS, "`lr_schedule` linear anneals the learning rate"),
+    (dict(algo="ppo", normalize_advantages=False, normalize_advantages_per_minibatch=False), DISCRETE,
+     "`normalize_advantages_per_minibatch` False changes nothing here: it is read only with `normalize_advantages` on"),
+    (dict(num_epochs=1, reshuffle_each_epoch=False), DISCRETE,
+     "`reshuffle_each_epoch` False changes nothing here: it is read only with more than one epoch"),
 ])
 def test_a_setting_given_that_the_run_would_not_read_is_refused(changes, space, message):
     """Each flag was accepted and trained the run without it (metrics.csv byte-identical) while

@@ -39,6 +39,11 @@ def test_paper_presets_have_the_digest_settings():
             assert config.env.startswith("isaaclab/Isaac-Velocity-Rough-") and config.total_steps == iterations * 4096 * 24
             assert config.schedule == "adaptive" and config.hidden_sizes == (512, 256, 128) and config.vf_coef == 1.0
             assert "6.3" in presets.source(name, algo)
+            # rsl_rl's storage: one minibatch permutation per update; its PPO normalises the
+            # advantages over the whole batch (normalize_advantage_per_mini_batch=False)
+            assert config.reshuffle_each_epoch is False
+            assert algo == "bpo" or (config.normalize_advantages, config.normalize_advantages_per_minibatch) == \
+                (True, False)
     g1 = presets.resolve("paper/isaaclab/G1-rough", "bpo")
     assert (g1["eps"], g1["num_epochs"], g1["bpo_lambda"], g1["logit_clamp"]) == (0.2, 10, 0.01, 10.0)
     assert presets.resolve("paper/isaaclab/Go1-rough", "bpo")["online_adv"] is False

@@ -91,3 +91,15 @@ def test_beyond_the_packed_range_it_is_jax_permutation():
     perms = shuffle.permutations(key, 2, n)
     for k, p in zip(jax.random.split(key, 2), perms):
         np.testing.assert_array_equal(p, jax.random.permutation(k, n))
+
+
+def test_epoch_permutations_fresh_per_epoch_or_one_reused():
+    """reshuffle (PureJaxRL, SB3): the epochs' permutations are ``permutations``' (the default
+    run's draws, unchanged), each its own; off (rsl_rl's storage): one permutation, every epoch."""
+    key = jax.random.key(3)
+    fresh = np.asarray(shuffle.epoch_permutations(key, 4, 96))
+    np.testing.assert_array_equal(fresh, np.asarray(shuffle.permutations(key, 4, 96)))
+    assert len({tuple(row) for row in fresh}) == 4
+    reused = np.asarray(shuffle.epoch_permutations(key, 4, 96, reshuffle=False))
+    assert reused.shape == (4, 96) and (reused == reused[0]).all()
+    assert sorted(reused[0]) == list(range(96)) and (reused[0] != np.arange(96)).any()
