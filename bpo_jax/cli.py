@@ -406,9 +406,13 @@ def cmd_envs(args) -> int:
     for info in envs.describe_suites():
         count = "unavailable" if info.unavailable_reason else f"{len(info.ids)} envs"
         _say(f"{info.name}/  ({count}) {info.description}", sys.stdout)
-        body = info.unavailable_reason or "  ".join(i.partition("/")[2] for i in info.ids)
-        _say(textwrap.fill(body, 100, initial_indent="    ", subsequent_indent="    ",
-                           break_long_words=False, break_on_hyphens=False), sys.stdout)
+        marked = set(info.unbuildable)
+        body = info.unavailable_reason or "  ".join(i.partition("/")[2] + "*" * (i in marked) for i in info.ids)
+        if marked:
+            body += f"\n* {info.unbuildable_reason}"
+        for paragraph in body.split("\n"):
+            _say(textwrap.fill(paragraph, 100, initial_indent="    ", subsequent_indent="    ",
+                               break_long_words=False, break_on_hyphens=False), sys.stdout)
     _say("ids are suite/name, e.g. gymnax/CartPole-v1; --suite NAME lists one suite's ids, one per line", sys.stdout)
     return 0
 
@@ -598,7 +602,7 @@ def _train_host(args) -> int:
     one seed, outputs, checkpoints and an exported policy in --out; --resume continues one.  A
     run that stops (Ctrl-C, a NaN, bad env data) ends in one line: what happened, the newest
     checkpoint kept and the --resume command, as its INCOMPLETE note says."""
-    from bpo_jax import checkpoint, host_loop, reporting, runner
+    from bpo_jax import checkpoint, host_loop, runner
 
     try:
         config, out = _host_run_config(args)
@@ -612,27 +616,38 @@ def _train_host(args) -> int:
     _say(f"[{config.algo} {config.env}] 1 seed x {config.num_updates} iteration{'s' * (config.num_updates != 1)} x "
          f"{config.batch_size} steps, "
          f"host-driven rollout{resuming}; compiling...")
-    hint = _resume_command(args)
     try:
         result = host_loop.train(config, env, out=out, quiet=args.quiet, resume=args.resume,
                                  checkpoint_every=every_updates, checkpoint_seconds=every_seconds,
-                                 keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite, resume_hint=hint)
-    except KeyboardInterrupt as e:
-        return _fail(_worded(host_loop.stop_note(e, out, hint)), EXIT_INTERRUPTED)
+                                 keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite,
+                                 resume_hint=_resume_command(args), restart_hint=_restart_command(args),
+                                 wording=_worded)
+    except KeyboardInterrupt:
+        # The note the run wrote in INCOMPLETE (it names the iteration); none before it began.
+        return _fail(_stopped_note(out) or "interrupted (Ctrl-C) before the first iteration; nothing was "
+                     "written", EXIT_INTERRUPTED)
     except checkpoint.CheckpointError as e:
         return _fail(first_line(e))
     except Exception as e:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
             raise  # the full traceback, for a bug report
-        if not reporting.is_incomplete(out):  # failed before the run directory was opened: nothing to resume
-            return _fail(_worded(first_line(e)), EXIT_FAILURE)
-        return _fail(_worded(host_loop.stop_note(e, out, hint)), EXIT_FAILURE)
+        # Failed before the run directory was opened: nothing to resume.
+        return _fail(_stopped_note(out) or _worded(first_line(e)), EXIT_FAILURE)
     finally:
         env.close()
     _say(f"[{config.algo} {config.env}] final return {_host_final_return(result)} | collect "
          f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
          f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
+
+
+def _stopped_note(out: str) -> Optional[str]:
+    """The note a stopped isaaclab/ run left in ``out``'s INCOMPLETE (host_loop.train writes it
+    wherever the marker is there); None where there is none, or only the running note."""
+    from bpo_jax import reporting
+
+    note = reporting.incomplete_note(out)
+    return None if note is None or note.startswith("training has not finished") else note
 
 
 def _host_run_config(args) -> tuple[Config, str]:

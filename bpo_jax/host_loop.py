@@ -165,7 +165,8 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
           on_iteration: Optional[Callable[[int, dict], None]] = None, quiet: bool = False,
           resume: Optional[str] = None, checkpoint_every: Optional[int] = None,
           checkpoint_seconds: Optional[float] = 600.0, keep_checkpoints: int = 2, overwrite: bool = False,
-          resume_hint: Optional[str] = None) -> HostRunResult:
+          resume_hint: Optional[str] = None, restart_hint: Optional[str] = None,
+          wording: Optional[Callable[[str], str]] = None) -> HostRunResult:
     """Train ``config.algo`` on a host-stepped environment.
 
     ``env``: an rsl_rl ``VecEnv`` (IsaacLab's ``RslRlVecEnvWrapper``), an :class:`IsaacLabEnv`, or
@@ -181,7 +182,9 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
     ``on_iteration(i, row)`` sees each row.
 
     As every run directory, ``out`` holds config.json and an INCOMPLETE marker (what happened,
-    how to go on: ``resume_hint``, a command in which ``{out}`` stands for the directory) from
+    how to go on: ``resume_hint``, a command in which ``{out}`` stands for the directory; how to
+    start again a run stopped before its first checkpoint: ``restart_hint``, likewise; notes
+    written in a front end's ``wording``, as :class:`~bpo_jax.session.RunOptions`') from
     the start until the final files are in place; a run stopped by a NaN loss is also marked
     DIVERGED.  A run stopped by a NaN loss or bad env data also leaves metrics.csv with the
     iterations before the bad one (none where the first was bad), as a diverged JAX-suite run
@@ -221,8 +224,9 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
         raise EnvDataError(f"at the start (get_observations), {e}") from None
     episode = _commit((jnp.zeros(env.num_envs), jnp.zeros(env.num_envs, jnp.int32)))
     compile_seconds = time.perf_counter() - t0  # init only; the step programs compile in iteration 1
+    notes = _Notes(out, resume_hint, restart_hint, wording)
     if out is not None:
-        _open(out, config, in_place, overwrite, _hint(out, resume_hint))
+        _open(out, config, in_place, overwrite, notes.running())
     saver = None
     if out is not None and (checkpoint_every or checkpoint_seconds):
         saver = checkpoint.Saver(os.path.join(out, checkpoint.CHECKPOINTS), config, num_seeds=1, keep=keep_checkpoints,
@@ -230,6 +234,7 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
                                  every_seconds=None if checkpoint_every else checkpoint_seconds,
                                  last_update=len(rows))
 
+    it = len(rows)  # the iteration under way, 0-based, for the note of a stop
     try:
         for it in range(len(rows), iterations):
             t_start = time.perf_counter()
@@ -257,7 +262,7 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
         if out is not None and reporting.is_incomplete(out):  # else it stopped before the directory was opened
             if isinstance(e, (BadUpdateError, EnvDataError)):
                 _write_curve_before(out, config.batch_size, rows, collect_s, learn_s)
-            _record_stop(out, e, resume_hint)
+            _record_stop(out, e, notes, it + 1)
         raise
 
     term_names = sorted({k for t in terms for k in t})
@@ -303,11 +308,32 @@ def _same_dir(a: Optional[str], b: Optional[str]) -> bool:
     return a is not None and b is not None and os.path.abspath(a) == os.path.abspath(b)
 
 
-def _hint(out: str, resume_hint: Optional[str]) -> str:
-    """How to continue the run in ``out``: ``resume_hint`` with ``{out}``, or the library call."""
-    if resume_hint is not None:
-        return resume_hint.format(out=shlex.quote(out))
-    return f"bpo_jax.host_loop.train(config, env, resume={out!r}, out={out!r})"
+@dataclass(frozen=True)
+class _Notes:
+    """How a run's notes (INCOMPLETE, DIVERGED) tell a reader to go on, in whose words."""
+
+    out: Optional[str]
+    resume_hint: Optional[str] = None
+    restart_hint: Optional[str] = None
+    wording: Optional[Callable[[str], str]] = None
+
+    def resume(self) -> str:
+        """How to continue the run: ``resume_hint`` with ``{out}``, or the library call."""
+        if self.resume_hint is not None:
+            return self.resume_hint.format(out=shlex.quote(self.out))
+        return f"bpo_jax.host_loop.train(config, env, resume={self.out!r}, out={self.out!r})"
+
+    def restart(self) -> str:
+        """How to start again a run stopped before its first checkpoint."""
+        return "with `overwrite`" if self.restart_hint is None else \
+            f"with: {self.restart_hint.format(out=shlex.quote(self.out))}"
+
+    def worded(self, note: str) -> str:
+        return self.wording(note) if self.wording else note
+
+    def running(self) -> str:
+        return self.worded("training has not finished (still running, or killed). Continue it from its newest "
+                           f"checkpoint with: {self.resume()}; where it has none, start it again {self.restart()}")
 
 
 def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) -> None:
@@ -326,21 +352,27 @@ def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) 
     reporting.write_json(os.path.join(out, "config.json"), reporting.run_config(config, 1))
 
 
-def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None) -> str:
+def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None, restart_hint: Optional[str] = None,
+              wording: Optional[Callable[[str], str]] = None, iteration: Optional[int] = None) -> str:
     """Why the run in ``out`` stopped and how to go on, one line, in a JAX suite's run's words
-    (:func:`bpo_jax.reporting.stop_note`): INCOMPLETE's note, and what a front end prints."""
+    (:func:`bpo_jax.reporting.stop_note`): INCOMPLETE's note, and what a front end prints.  A
+    Ctrl-C names the ``iteration`` (1-based) it stopped; a NaN or bad env data name theirs."""
+    notes = _Notes(out, resume_hint, restart_hint, wording)
     kept = checkpoint.list_checkpoints(os.path.join(out, checkpoint.CHECKPOINTS))
     bad = isinstance(e, BadUpdateError)
     # metrics.csv there is this stop's (a resume in place removes an earlier one): every
     # iteration before the bad one.
     curve = e.update - 1 if bad and os.path.isfile(os.path.join(out, "metrics.csv")) else 0
-    return reporting.stop_note(what_stopped(e, (BadUpdateError, EnvDataError)), kept, _hint(out, resume_hint),
-                               bad_update=bad, curve_updates=curve)
+    what = what_stopped(e, (BadUpdateError, EnvDataError))
+    if isinstance(e, KeyboardInterrupt) and iteration is not None:
+        what += f" in iteration {iteration}"
+    return notes.worded(reporting.stop_note(what, kept, notes.resume(), notes.restart(), bad_update=bad,
+                                            curve_updates=curve))
 
 
-def _record_stop(out: str, e: BaseException, resume_hint: Optional[str]) -> None:
+def _record_stop(out: str, e: BaseException, notes: _Notes, iteration: int) -> None:
     """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites')."""
-    note = stop_note(e, out, resume_hint)
+    note = stop_note(e, out, notes.resume_hint, notes.restart_hint, notes.wording, iteration)
     reporting.mark_incomplete(out, note)
     if isinstance(e, BadUpdateError):
         reporting.mark_diverged(out, note)

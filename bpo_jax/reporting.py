@@ -226,6 +226,17 @@ def open_run_dir(path: str, overwrite: bool, note: str) -> None:
     mark_incomplete(path, note)
 
 
+def incomplete_note(path: str) -> Optional[str]:
+    """The note of a run directory's INCOMPLETE marker, without its time (None where it has none)."""
+    try:
+        with open(os.path.join(path, INCOMPLETE)) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    stamp = re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", text)
+    return text[stamp.end():] if stamp else text
+
+
 def mark_incomplete(path: str, note: str) -> None:
     """(Re)write the INCOMPLETE marker: when and why the run is not finished, how to go on."""
     write_text(os.path.join(path, INCOMPLETE), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")

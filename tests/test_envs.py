@@ -517,3 +517,38 @@ def test_an_unusable_mujoco_gl_is_one_line_not_a_traceback(tmp_path):
     assert err.startswith("bpo-jax: error: MUJOCO_GL=bogus cannot be used here"), err
     assert "invalid value for environment variable MUJOCO_GL: bogus" in err and "unset MUJOCO_GL" in err
     assert not out.exists()
+
+
+def test_gymnax_data_it_cannot_download_is_one_line_saying_where_to_put_it(monkeypatch):
+    """Offline, envs.make("gymnax/MNISTBandit-bsuite") raised gymnax's raw URLError."""
+    import urllib.error
+
+    import gymnax
+
+    def offline(env_id):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(gymnax, "make", offline)
+    with pytest.raises(envs.MissingDependencyError) as e:
+        envs.make("gymnax/MNISTBandit-bsuite", num_envs=1)
+    assert str(e.value) == ("gymnax/MNISTBandit-bsuite downloads its data on first use (gymnax's load_mnist, into "
+                            "/tmp/mnist) and could not: <urlopen error [Errno -2] Name or service not known>; connect "
+                            "once, or put MNIST's four .gz files in /tmp/mnist")
+
+
+def test_envs_marks_the_playground_tasks_whose_menagerie_assets_are_missing(tmp_path, monkeypatch, capsys):
+    """`bpo-jax envs` listed 29 tasks that cannot be built without MuJoCo Menagerie, unmarked."""
+    from bpo_jax import cli
+    from bpo_jax.envs import playground
+
+    monkeypatch.setenv(playground.MENAGERIE_ENV_VAR, str(tmp_path / "nowhere"))
+    info = {i.name: i for i in envs.describe_suites()}["playground"]
+    assert "playground/Go1JoystickFlatTerrain" in info.unbuildable and "playground/CartpoleBalance" in info.ids
+    assert set(info.unbuildable) == {i for i in info.ids if playground.needs_menagerie(i.partition("/")[2])}
+    assert "playground/CartpoleBalance" not in info.unbuildable and str(tmp_path / "nowhere") in info.unbuildable_reason
+    assert cli.main(["envs"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert " Go1Getup* " in out and " CartpoleBalance " in out and "* these need MuJoCo Menagerie" in out
+    monkeypatch.setenv(playground.MENAGERIE_ENV_VAR, str(tmp_path))  # a directory: the tasks read it
+    info = {i.name: i for i in envs.describe_suites()}["playground"]
+    assert info.unbuildable == () and info.unbuildable_reason is None

@@ -10,7 +10,7 @@ pytest.importorskip("rsl_rl")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from bpo_jax import host_loop, losses, lr_schedule  # noqa: E402
+from bpo_jax import host_loop, losses, lr_schedule, reporting  # noqa: E402
 from bpo_jax.config import Config  # noqa: E402
 from bpo_jax.envs.isaaclab import EnvDataError, IsaacLabEnv, observation_groups, to_jax, to_torch  # noqa: E402
 from tests.fake_vec_env import FaultyPointGoalEnv, LegacyPointGoalEnv, PointGoalEnv  # noqa: E402
@@ -232,6 +232,9 @@ def test_cli_resumes_an_interrupted_isaaclab_run(tmp_path, monkeypatch, capsys):
     assert cli.main(argv) == cli.EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert f"step_00000002 with: bpo-jax train --resume {out}" in err and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("bpo-jax: error: interrupted (Ctrl-C) in iteration 3; continue from "), err
+    assert reporting.incomplete_note(str(out)) == last.removeprefix("bpo-jax: error: ")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
     assert cli.main(["train", "--resume", str(out), "--num-envs", "16"]) == 2
     assert "drop --num-envs" in capsys.readouterr().err
@@ -245,6 +248,32 @@ def test_cli_resumes_an_interrupted_isaaclab_run(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "has finished (3 of 3 iterations)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_interrupted_before_a_checkpoint_says_how_to_start_again_in_its_words(tmp_path, monkeypatch, capsys):
+    """The console said --overwrite while INCOMPLETE said `overwrite` (a library name) with no
+    command; a Ctrl-C before the first iteration wrote nothing and says so."""
+    from bpo_jax import cli
+
+    class Interrupted(PointGoalEnv):
+        def step(self, actions):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(host_loop, "make_env", lambda c: IsaacLabEnv(Interrupted(c.num_envs, seed=0), name=c.env))
+    out = tmp_path / "run"
+    argv = ["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v0", "--num-envs", "8", "--num-steps", "8",
+            "--num-minibatches", "2", "--num-epochs", "1", "--total-steps", "128", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err.strip().splitlines()[-1].removeprefix("bpo-jax: error: ")
+    assert err == ("interrupted (Ctrl-C) in iteration 1 before the first checkpoint was saved; nothing to resume: "
+                   f"start the run again with: bpo-jax {' '.join(argv[:-1])} --quiet --overwrite")
+    assert reporting.incomplete_note(str(out)) == err and "`" not in err
+    monkeypatch.setattr(host_loop, "make_trainer", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    other = tmp_path / "other"
+    assert cli.main([*argv[:-2], str(other), "--quiet"]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines()[-1] == ("bpo-jax: error: interrupted (Ctrl-C) before the first "
+                                                        "iteration; nothing was written")
+    assert not other.exists()
 
 
 def _small(**changes) -> Config:

@@ -68,12 +68,33 @@ def test_cli_without_isaaclab_fails_in_one_line_with_the_hint(argv, tmp_path, ca
 
 
 def test_missing_torch_is_one_line_with_the_hint(monkeypatch):
+    """An env of one's own needs torch, not Isaac Sim, which the hint told its user to install;
+    an IsaacLab task needs both."""
     monkeypatch.setattr(registry, "installed", lambda module: module != "torch")
-    with pytest.raises(registry.MissingDependencyError, match="needs 'torch'") as info:
+    with pytest.raises(registry.MissingDependencyError) as info:
         isaaclab.IsaacLabEnv(object())
-    assert HINT in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(registry.MissingDependencyError, match="needs 'torch'"):
+    assert str(info.value) == ("the isaaclab/ suite needs 'torch', which is not installed: "
+                               'pip install -e ".[isaaclab]" (torch, rsl-rl-lib)')
+    with pytest.raises(registry.MissingDependencyError, match="needs 'torch'") as info:
         isaaclab.make("Isaac-Velocity-Rough-G1-v0")
+    assert HINT in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_env_that_is_no_vec_env_is_refused_in_one_line():
+    """It was AttributeError: 'object' object has no attribute 'num_envs'."""
+
+    class Half:
+        num_envs = 4
+
+        def step(self, actions):
+            pass
+
+    for env, missing in ((object(), "object has no num_envs, num_actions, get_observations, step"),
+                         (Half(), "Half has no num_actions, get_observations")):
+        with pytest.raises(TypeError) as info:
+            isaaclab.IsaacLabEnv(env)
+        assert str(info.value) == ("the env must be an rsl_rl VecEnv (num_envs, num_actions, get_observations(), "
+                                   f"step(actions)) or an IsaacLabEnv; {missing}")
 
 
 def test_sweep_plan_points_to_train_installed_or_not():

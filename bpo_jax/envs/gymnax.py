@@ -7,12 +7,16 @@ the auto-reset, so ``final_obs`` is the real last observation of a truncated epi
 from __future__ import annotations
 
 import importlib
+import urllib.error
 
 import jax.numpy as jnp
 
 from bpo_jax.envs.base import Box, Discrete, FunctionalEnv, ObsSpec
 from bpo_jax.envs.options import check_options, refuse_unknown
-from bpo_jax.envs.registry import registry_names
+from bpo_jax.envs.registry import MissingDependencyError, registry_names
+from bpo_jax.errors import first_line
+
+MNIST_DIR = "/tmp/mnist"  # gymnax.utils.load_mnist's default directory
 
 
 def names() -> list[str]:
@@ -46,7 +50,12 @@ class GymnaxEnv(FunctionalEnv):
         import gymnax
         from gymnax.environments import environment, spaces
 
-        self._env, self._params = gymnax.make(env_id)
+        try:
+            self._env, self._params = gymnax.make(env_id)
+        except urllib.error.URLError as err:  # offline: MNISTBandit's first use downloads MNIST
+            raise MissingDependencyError(
+                f"gymnax/{env_id} downloads its data on first use (gymnax's load_mnist, into {MNIST_DIR}) and could "
+                f"not: {first_line(err)}; connect once, or put MNIST's four .gz files in {MNIST_DIR}") from None
         self._params = self._params.replace(**check_params(f"gymnax/{env_id}", self._params, params))
         # gymnax's own is_truncated is a time limit; a task that redefines it declares none.
         if type(self._env).is_truncated is environment.Environment.is_truncated:

@@ -39,14 +39,18 @@ PAPER_TASKS = ("Isaac-Velocity-Rough-Anymal-C-v0", "Isaac-Velocity-Rough-G1-v0",
                "Isaac-Velocity-Rough-Unitree-Go1-v0", "Isaac-Velocity-Rough-H1-v0")
 
 
-def require(*modules: str) -> None:
+def require(*modules: str, hint: str = INSTALL_HINT) -> None:
     """Raise :class:`~bpo_jax.envs.registry.MissingDependencyError`, one line with the install
-    hint, for the first of ``modules`` (torch, rsl_rl, isaaclab) that is not installed."""
+    ``hint``, for the first of ``modules`` (torch, rsl_rl, isaaclab) that is not installed."""
     from bpo_jax.envs.registry import MissingDependencyError, installed
 
     for module in modules:
         if not installed(module):
-            raise MissingDependencyError(f"the {SUITE}/ suite needs {module!r}, which is not installed: {INSTALL_HINT}")
+            raise MissingDependencyError(f"the {SUITE}/ suite needs {module!r}, which is not installed: {hint}")
+
+
+# What the adapter calls on an rsl_rl VecEnv handed to it.
+_VEC_ENV = ("num_envs", "num_actions", "get_observations", "step")
 
 
 # ------------------------------------------------------------------ torch <-> JAX
@@ -136,7 +140,12 @@ class IsaacLabEnv:
     ``clip_actions`` is set), so the action space is an unbounded Box."""
 
     def __init__(self, env: Any, name: str = f"{SUITE}/custom", asymmetric_critic: bool = False):
-        require("torch")
+        # An env of one's own needs no Isaac Sim: only the torch it speaks.
+        require("torch", hint='pip install -e ".[isaaclab]" (torch, rsl-rl-lib)')
+        missing = [a for a in _VEC_ENV if not hasattr(env, a)]
+        if missing:
+            raise TypeError(f"the env must be an rsl_rl VecEnv (num_envs, num_actions, get_observations(), "
+                            f"step(actions)) or an IsaacLabEnv; {type(env).__name__} has no {', '.join(missing)}")
         self.env = env
         self.name = name
         self.num_envs = int(env.num_envs)

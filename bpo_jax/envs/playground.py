@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -141,6 +142,25 @@ def make(
 def needs_menagerie(name: str) -> bool:
     """Whether the task loads robot assets from MuJoCo Menagerie (locomotion, manipulation)."""
     return name in _group_names("locomotion") or name in _group_names("manipulation")
+
+
+def unbuildable() -> Optional[tuple[list[str], str]]:
+    """The tasks that need MuJoCo Menagerie, where it is not where they would read it
+    ($BPO_JAX_MENAGERIE_PATH, else playground's directory; found without importing playground),
+    and how to provide it; None where it is there."""
+    given = os.environ.get(MENAGERIE_ENV_VAR)
+    if given:
+        path = Path(given).expanduser()
+    else:
+        spec = importlib.util.find_spec("mujoco_playground")
+        if spec is None or spec.origin is None:
+            return None  # not installed: the suite is unavailable, which says so
+        path = Path(spec.origin).parent / "external_deps" / "mujoco_menagerie"  # playground's MENAGERIE_PATH
+    if path.is_dir():
+        return None
+    return ([n for n in names() if needs_menagerie(n)],
+            f"these need MuJoCo Menagerie ({MENAGERIE_URL}), which is not at {path}: clone it and point "
+            f"${MENAGERIE_ENV_VAR} or the env option menagerie_path at it")
 
 
 def _require(load: bool = True) -> None:

@@ -47,6 +47,8 @@ class SuiteInfo:
     description: str  # one line
     ids: tuple[str, ...]  # "suite/name" ids, empty when unavailable
     unavailable_reason: Optional[str] = None  # what to install, when the suite's packages are missing
+    unbuildable: tuple[str, ...] = ()  # listed ids that cannot be built here (assets missing)
+    unbuildable_reason: Optional[str] = None  # why, and how to provide what they need
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class _Suite:
     host_state: bool = False
     # Why a name the suite does not list is not one of its environments (None: it is unknown).
     unlisted: Callable[[str], Optional[str]] = lambda name: None
+    # The listed names that cannot be built on this machine and why (None: all can).
+    unbuildable: Callable[[], Optional[tuple[list[str], str]]] = lambda: None
 
 
 _SUITES: dict[str, _Suite] = {}
@@ -233,7 +237,9 @@ def describe_suites() -> list[SuiteInfo]:
     out = []
     for s in suites():
         try:
-            out.append(SuiteInfo(s, _SUITES[s].description, tuple(f"{s}/{n}" for n in _names(s))))
+            ids = tuple(f"{s}/{n}" for n in _names(s))
+            missing, why = _SUITES[s].unbuildable() or ((), None)
+            out.append(SuiteInfo(s, _SUITES[s].description, ids, None, tuple(f"{s}/{n}" for n in missing), why))
         except MissingDependencyError as err:
             out.append(SuiteInfo(s, _SUITES[s].description, (), str(err)))
         except ValueError as err:  # a plug-in's lister: one broken suite does not hide the others
@@ -309,7 +315,8 @@ _BUILTIN = {
     "brax": "brax's own tasks on its physics pipelines (default backend mjx)",
     "playground": "MuJoCo Playground: DM Control Suite ports; locomotion and manipulation need MuJoCo Menagerie",
     "atari": "Arcade Learning Environment games (ale-py ROMs) with SB3's Atari preprocessing; EnvPool XLA or ale-py",
-    "isaaclab": "IsaacLab tasks through rsl_rl's VecEnv, stepped from the host (bpo_jax.host_loop); needs Isaac Sim",
+    "isaaclab": "IsaacLab tasks through rsl_rl's VecEnv, stepped from the host (bpo_jax.host_loop); needs Isaac Sim; "
+                "lists the paper's tasks, and any Isaac-* task IsaacLab registers trains",
 }
 _HOST_STATE = ("atari", "isaaclab")  # simulators outside JAX (register_suite's host_state)
 
@@ -320,8 +327,9 @@ def _lazy_suite(suite: str, description: str) -> None:
     module = lambda: importlib.import_module(f"bpo_jax.envs.{suite}")
     register_suite(suite, lambda: module().names(), lambda *a, **kw: module().make(*a, **kw), description,
                    host_state=suite in _HOST_STATE)
-    _SUITES[suite] = dataclasses.replace(_SUITES[suite], unlisted=lambda name: getattr(
-        module(), "unlisted", lambda _: None)(name))
+    _SUITES[suite] = dataclasses.replace(
+        _SUITES[suite], unlisted=lambda name: getattr(module(), "unlisted", lambda _: None)(name),
+        unbuildable=lambda: getattr(module(), "unbuildable", lambda: None)())
 
 
 def _register_builtin() -> None:
