@@ -26,6 +26,7 @@ import io
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -142,9 +143,12 @@ def summarise(runs: list[dict], tail: int) -> dict:
     ret = np.array([r["return"] for r in runs])
     lr = np.array([r["lr"] for r in runs])
     final = np.nanmean(ret[:, -tail:], axis=1)
+    with warnings.catch_warnings():  # an iteration in which no seed's episode ended: NaN, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        curve = np.nanmean(ret, axis=0)
     return {
         "final_return_per_seed": final.round(3).tolist(), "final_return_mean": round(float(final.mean()), 3),
-        "return_curve_mean": np.nanmean(ret, axis=0).round(3).tolist(),
+        "return_curve_mean": curve.round(3).tolist(),
         "lr_curve_geomean": np.exp(np.log(lr).mean(axis=0)).tolist(),
         "lr_final_per_seed": lr[:, -1].tolist(), "lr_median_over_run": float(np.median(lr)),
         "lr_min": float(lr.min()), "lr_max": float(lr.max()),
