@@ -547,6 +547,37 @@ def test_warp_one_step_parity_hopper(transitions):
     assert np.any(np.array(gym_out["terminated"]) & keep) and np.all(inner.steps == 1)
 
 
+@pytest.mark.extended
+@pytest.mark.xdist_group("warp")
+@pytest.mark.parametrize("env_id", ["mjx/Ant-v4", "playground/CartpoleBalance"])
+def test_warp_steps_under_vmapped_seeds(env_id):
+    """Trained (seeds vmapped), Ant and playground's tasks stopped at "AssertionError: [True,
+    True, ...]": the CPU's idle-reset cond, batched by the seeds' vmap, closed over batched
+    values, which Warp's custom_vmap refuses.  Warp envs now always run their reset."""
+    env = envs.make(env_id, 2, impl="warp")
+    assert env.skip_idle_resets is False and envs.make(env_id, 2).skip_idle_resets is None
+
+    def run(key):
+        state = env.reset(key)
+        for _ in range(2):
+            state = env.step(state, jnp.zeros((2,) + env.action_space.shape))
+        return state.reward
+
+    rewards = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), 2))
+    assert rewards.shape == (2, 2) and bool(jnp.isfinite(rewards).all())
+
+
+def test_missing_warp_lang_is_one_line_before_mjx_is_asked(monkeypatch):
+    """It was MJX's RuntimeError from inside mjx.put_model, a 44-line traceback."""
+    from mujoco.mjx import warp as mjx_warp
+
+    monkeypatch.setattr(mjx_warp, "WARP_INSTALLED", False)
+    for env_id in ("mjx/Hopper-v4", "playground/CartpoleBalance"):
+        with pytest.raises(ValueError) as err:
+            envs.make(env_id, 1, impl="warp")
+        assert str(err.value) == f"{env_id}: impl='warp' needs warp-lang (pip install warp-lang) for MJX's Warp backend"
+
+
 def test_warp_options():
     with pytest.raises(ValueError, match="impl must be 'jax' or 'warp'") as err:
         envs.make("mjx/Hopper-v4", 1, impl="cuda")

@@ -118,6 +118,8 @@ def make(
     config = registry.get_default_config(name)
     overrides = _check_overrides(name, config, overrides)
     warp.check_impl(where, impl)
+    if impl == "warp":
+        warp.require_installed(where)
     length, repeat = check_episode_options(where, 1 if episode_length is None else episode_length,
                                            1 if action_repeat is None else action_repeat, obs_key)
     overrides = {**overrides, "impl": impl}
@@ -130,13 +132,16 @@ def make(
     # The env's own (overridden, possibly self-modified) config is authoritative: e.g.
     # vision Cartpole sets its episode_length to 250 in the constructor.
     final = getattr(sim, "_config", config)
-    return BraxApiEnv(
+    env = BraxApiEnv(
         f"playground/{name}", num_envs, sim,
         episode_length=final.episode_length,
         action_repeat=final.get("action_repeat", 1),
         obs_key=obs_key,
         state_nodes=warp.data_nodes(),
     )
+    if impl == "warp":
+        env.skip_idle_resets = warp.SKIP_IDLE_RESETS
+    return env
 
 
 def needs_menagerie(name: str) -> bool:

@@ -187,11 +187,14 @@ class MjxEnv(FunctionalEnv):
         self.mj_model = load_model(name)
         m = self.mj_model
         self.impl = opts["impl"]
+        if self.impl == "warp":
+            warp.require_installed(f"mjx/{name}")
         self.mjx_model = mjx.put_model(m, impl=self.impl)
         if self.impl == "warp":
             humanoid_v4 = family == "Humanoid" and version == "v4"
             warp.check_supported(f"mjx/{name}", self.uses_cfrc_ext(), always=humanoid_v4)
             self._naconmax, self._njmax = warp.buffer_sizes(m, num_envs, opts["naconmax"])
+            self.skip_idle_resets = warp.SKIP_IDLE_RESETS
         self.dt = float(m.opt.timestep) * self.frame_skip
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self.init_qpos = np.asarray(m.qpos0, np.float32)  # MjData(model).qpos: Gymnasium's init_qpos

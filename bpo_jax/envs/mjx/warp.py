@@ -12,7 +12,9 @@ backend).  Its specifics, kept out of the generic env layer:
 * that contact pool holds ``naconmax`` contacts for the whole batch (:func:`buffer_sizes`), and
   the mjx/ suite builds its Data with those sizes (:func:`make_data`);
 * MJX-Warp has no ``rne_postconstraint``: nothing that reads ``cfrc_ext`` runs on it
-  (:func:`check_supported`).
+  (:func:`check_supported`), and without warp-lang MJX refuses it deep inside ``put_model``
+  (:func:`require_installed` says so first);
+* its envs run their auto-reset on every step, also on the CPU (:data:`SKIP_IDLE_RESETS`).
 """
 from __future__ import annotations
 
@@ -46,13 +48,25 @@ def data_nodes() -> tuple[type, ...]:
     return (mjx.Data,)
 
 
-def check_supported(env_id: str, reads_cfrc_ext: bool, always: bool) -> None:
-    """One-line ValueErrors for what MJX-Warp cannot run: no warp-lang, or a task whose reward or
-    observation reads ``cfrc_ext`` (``always``: whatever the options, e.g. Humanoid-v4)."""
+# A cond whose branches get vmapped (the CPU's idle-reset skip, under vmapped seeds) closes
+# over batched values, which Warp's custom_vmap refuses (an AssertionError listing booleans):
+# Warp envs always run their reset, as on a GPU.
+SKIP_IDLE_RESETS = False
+
+
+def require_installed(env_id: str) -> None:
+    """A one-line ValueError where warp-lang is missing: checked before MJX is asked for Warp,
+    whose own refusal is a RuntimeError deep in ``mjx.put_model``."""
     from mujoco.mjx import warp as mjx_warp
 
     if not mjx_warp.WARP_INSTALLED:
         raise ValueError(f"{env_id}: impl='warp' needs warp-lang (pip install warp-lang) for MJX's Warp backend")
+
+
+def check_supported(env_id: str, reads_cfrc_ext: bool, always: bool) -> None:
+    """One-line ValueErrors for what MJX-Warp cannot run: no warp-lang, or a task whose reward or
+    observation reads ``cfrc_ext`` (``always``: whatever the options, e.g. Humanoid-v4)."""
+    require_installed(env_id)
     if reads_cfrc_ext:
         what = "its observation always includes" if always else "these options use"
         raise ValueError(f"{env_id}: impl='warp' has no mj_rnePostConstraint, and {what} contact forces "
