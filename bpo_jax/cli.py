@@ -682,8 +682,9 @@ def _host_run_config(args) -> tuple[Config, str]:
 
 def _host_final_return(result) -> str:
     """The final return as the other suites' last line gives it, or n/a where no episode ended."""
-    ret = result.final_return
-    return f"{ret:.2f} (last 10% of episodes)" if math.isfinite(ret) else "n/a (no episode ended)"
+    from bpo_jax import reporting
+
+    return reporting.final_return_text(result.final_return)
 
 
 def _open_session(args):
@@ -801,14 +802,12 @@ def _layout(session) -> str:
 
 def _final_line(session, done) -> str:
     """The last line: return, the time split, what checkpoints cost, the run's throughput."""
-    from bpo_jax import tracking
+    from bpo_jax import reporting, tracking
 
     info = done.summary
 
     cached = f" ({info['cached_programs']} from cache)" if info["cached_programs"] else ""
-    ret = info["final_episode_return"]
-    ret = (f"{ret:.2f} (mean over seeds, last 10% of episodes)" if ret is not None and math.isfinite(ret)
-           else "n/a (no episode ended)")
+    ret = reporting.final_return_text(info["final_episode_return"], over_seeds=True)
     return (f"[{session.label}] final return {ret} | compile {info['compile_seconds']:.1f}s{cached} | "
             f"train {info['train_seconds']:.1f}s | checkpoints+logs {info['io_seconds']:.1f}s ({info['checkpoints_written']} checkpoint(s) "
             f"{info['checkpoint_seconds']:.1f}s) | "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shlex
@@ -344,6 +345,16 @@ def final_episode_return(result: RunResult, fraction: float = 0.1) -> float:
     """Mean over seeds of the mean return of episodes that ended in the last ``fraction`` of updates."""
     per_seed = tail_returns(result.metrics, fraction)
     return float(np.nanmean(per_seed)) if np.isfinite(per_seed).any() else float("nan")
+
+
+def final_return_text(value: Optional[float], digits: int = 2, over_seeds: bool = False, explained: bool = True) -> str:
+    """:func:`final_episode_return` in a progress line's words: the value and what it averages
+    (``explained``), or n/a where no episode ended in the last 10% of updates (episodes may have
+    ended before)."""
+    if value is None or not math.isfinite(value):
+        return "n/a (no episode ended in the last 10% of updates)"
+    what = f" ({'mean over seeds, ' * over_seeds}episodes that ended in the last 10% of updates)" * explained
+    return f"{value:.{digits}f}{what}"
 
 
 def summary(result: RunResult, **extra: Any) -> dict:

@@ -420,8 +420,7 @@ def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, 
         took = time.perf_counter() - start
         for session, result in zip(batch, done):
             name = f" {os.path.basename(session.out)}" if p.grid else ""
-            final = result.summary['final_episode_return']
-            final = f"{final:.1f}" if final is not None and math.isfinite(final) else "n/a (no episode ended)"
+            final = reporting.final_return_text(result.summary["final_episode_return"], 1, explained=False)
             say(f"{head}{name}: final return {final} in {took:.0f}s"
                 + (f" ({len(batch)} runs as one program)" if len(batch) > 1 else ""))
     return False

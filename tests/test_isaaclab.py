@@ -443,7 +443,7 @@ def test_cli_final_return_when_no_episode_ended(tmp_path, monkeypatch, capsys):
             "--num-minibatches", "2", "--num-epochs", "1", "--total-steps", "64", "--hidden-sizes", "16",
             "--out", str(out), "--quiet"]
     assert cli.main(argv) == 0
-    assert "final return n/a (no episode ended)" in capsys.readouterr().err
+    assert "final return n/a (no episode ended in the last 10% of updates)" in capsys.readouterr().err
     assert cli.main(argv) == cli.EXIT_USAGE
     assert "exists and is not empty; set --overwrite or choose another --out" in capsys.readouterr().err
 

@@ -84,3 +84,12 @@ def test_a_failed_atomic_write_names_the_file_asked_for_not_the_temporary_one(tm
         reporting.write_text(str(missing), "x")
     assert e.value.filename == str(missing) and ".tmp-" not in str(e.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_final_return_text_says_what_it_averages():
+    """A run whose episodes all ended before its last 10% of updates read "no episode ended"."""
+    assert reporting.final_return_text(float("nan")) == "n/a (no episode ended in the last 10% of updates)"
+    assert reporting.final_return_text(None) == "n/a (no episode ended in the last 10% of updates)"
+    assert reporting.final_return_text(12.345, over_seeds=True) == \
+        "12.35 (mean over seeds, episodes that ended in the last 10% of updates)"
+    assert reporting.final_return_text(12.345, 1, explained=False) == "12.3"

@@ -335,7 +335,7 @@ def test_a_run_in_which_no_episode_ended_says_so(tmp_path):
     plan = sweep.plan("smoke", algos="ppo", num_seeds=1, total_steps=512, tasks="Pendulum-v1")
     said = []
     sweep.run(plan, str(tmp_path), RunOptions(progress=False, tensorboard=False, fast_compile=True), say=said.append)
-    assert said[-1].startswith("[sweep 1/1] smoke/Pendulum-v1 ppo: final return n/a (no episode ended) in "), said
+    assert said[-1].startswith("[sweep 1/1] smoke/Pendulum-v1 ppo: final return n/a (no episode ended in the last 10% of updates) in "), said
     assert "| 0 of 1 | n/a |" in (tmp_path / "report.md").read_text()
 
 
