@@ -536,6 +536,8 @@ def cmd_train(args) -> int:
     lead = sessions.is_lead()
     if lead:
         _say(_header(session))
+        if session.resume_note:
+            _say(_worded(session.resume_note))
     try:
         done = session.run()
     except KeyboardInterrupt:

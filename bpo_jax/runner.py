@@ -275,14 +275,20 @@ def use_cpu_cores(num_seeds: int, devices: Optional[int] = None) -> Optional[int
     from jax._src import xla_bridge
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    chosen = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-              or jax.config.jax_num_cpu_devices != -1)
     if devices is None:
         devices = cpu_devices_for(num_seeds, cores) if num_seeds >= 2 and cores >= 2 else 1
-    if chosen or xla_bridge.backends_are_initialized() or devices == 1:
+    if cpu_device_count_chosen() or xla_bridge.backends_are_initialized() or devices == 1:
         return None
     jax.config.update("jax_num_cpu_devices", devices)
     return devices
+
+
+def cpu_device_count_chosen() -> bool:
+    """Whether the user set this process's CPU device count (XLA_FLAGS'
+    ``--xla_force_host_platform_device_count``, or ``jax_num_cpu_devices`` / $JAX_NUM_CPU_DEVICES),
+    which :func:`use_cpu_cores` leaves as it is."""
+    return ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+            or jax.config.jax_num_cpu_devices != -1)
 
 
 def fitting_devices(devices: Optional[Sequence[jax.Device]], split: str, num_seeds: int,
@@ -337,13 +343,31 @@ def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
     """The device count on which a run of ``num_seeds`` seeds, trained with checkpoint
     ``layout`` (:func:`layout`), resumes with the programs it ran: as many devices as give each
     the seeds one had (a grid member resumed alone: its share), or one where it trained on one;
-    None where no count does (the env batch split; no layout recorded)."""
+    as many as it split its env batch over; None where no count does (no layout recorded)."""
     if layout is None:
         return None
     if layout["split"] == "seeds":
         per_device = layout["members"] // layout["devices"]
         return num_seeds // per_device if num_seeds % per_device == 0 else None
-    return 1 if layout["devices"] == 1 and layout["members"] == num_seeds else None
+    return layout["devices"]
+
+
+def program_shape(layout: dict) -> tuple[str, int]:
+    """What sets a device's program in ``layout`` (:func:`layout`): the seeds each device
+    trains, or how many devices share the env batch (one device: its whole batch)."""
+    if layout["devices"] == 1:
+        return "one", 1
+    if layout["split"] == "seeds":
+        return "seeds", layout["members"] // layout["devices"]
+    return "envs", layout["devices"]
+
+
+def layout_words(layout: dict) -> str:
+    """``layout`` as the first line of a run says it: "seeds split over 3 devices"."""
+    if layout["devices"] == 1:
+        return "one device"
+    what = "seeds" if layout["split"] == "seeds" else "env batch"
+    return f"{what} split over {layout['devices']} devices"
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds: int = 1,

@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 from bpo_jax import checkpoint, envs, reporting, runner, tracking, train
-from bpo_jax.config import Config, plain, plain_fields, type_error
+from bpo_jax.config import Config, ConfigError, plain, plain_fields, type_error
 from bpo_jax.envs import contract
 from bpo_jax.envs.base import Discrete
 from bpo_jax.errors import first_line, interrupt_deferred, what_stopped
@@ -212,6 +212,9 @@ class RunSession:
     """The checkpoint this session continues; None for a fresh run."""
     note: Optional[str] = field(default=None, init=False)
     """Why :meth:`run` stopped early (also in OUT/INCOMPLETE): what happened and how to go on."""
+    resume_note: Optional[str] = field(default=None, init=False)
+    """A resume whose devices run other programs than its run's (another count of them): that it
+    goes on to float rounding, not bit for bit, and why; None where it resumes as it ran."""
     _ran: bool = field(default=False, init=False, repr=False)
     _curve_updates: int = field(default=0, init=False, repr=False)  # written to metrics.csv after a NaN stop
 
@@ -304,14 +307,12 @@ class RunSession:
             raise ProgramMismatch("fast_compile", options.fast_compile, "fast_compile", compiled,
                                   f"it compiles as its run did (float rounding): resume with `fast_compile` = {compiled}")
         layout = loaded.meta.get("layout")  # None: a checkpoint from before it was recorded
-        if runner.resumed_devices(layout, loaded.meta["num_seeds"]) not in (None, 1) and options.split not in (
-                "auto", layout["split"]):
-            raise ProgramMismatch("split", options.split, "split", layout["split"],
-                                  f"it splits as its run did (float rounding): resume with `split` auto or "
-                                  f"{layout['split']!r}")
+        options, moved = _resumed_split(config, loaded.meta["num_seeds"], options, layout)
         _check_machine(config, loaded.meta["num_seeds"], options)
-        return cls(config=config, num_seeds=loaded.meta["num_seeds"],
-                   chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
+        session = cls(config=config, num_seeds=loaded.meta["num_seeds"],
+                      chunk_updates=loaded.meta["chunk_updates"], out=run_dir, options=options, resumed_from=loaded)
+        session.resume_note = moved
+        return session
 
     # ---------------------------------------------------------------- running
     @property
@@ -684,6 +685,50 @@ def _check_machine(config: Config, num_seeds: int, options: RunOptions) -> None:
     runner.make_mesh(devices, config.num_envs, num_seeds, options.split)
     if options.tensorboard:
         tracking.check_open_files(num_seeds)
+
+
+def _resumed_split(config: Config, num_seeds: int, options: RunOptions,
+                   layout: Optional[dict]) -> tuple[RunOptions, Optional[str]]:
+    """The options a resume runs with, and a note where its devices' programs differ from those
+    the checkpoint's ``layout`` records.  `split` auto takes the run's own split where this
+    process's devices can hold it (its programs, bit for bit); a `split` that would change
+    them is refused, as is the run's own where these devices cannot hold it."""
+    count = None if layout is None else runner.resumed_devices(layout, num_seeds)
+    if layout is None or count == 1:  # one device's program whatever the split (or nothing recorded)
+        return options, None
+    now = None
+    if count is not None:
+        if options.split not in ("auto", layout["split"]):
+            raise ProgramMismatch("split", options.split, "split", layout["split"],
+                                  f"it splits as its run did (float rounding): resume with `split` auto or "
+                                  f"{layout['split']!r}")
+        try:
+            now = runner.layout(config, num_seeds, layout["split"])
+            runner.make_mesh(None, config.num_envs, num_seeds, now["split"])
+            options = dataclasses.replace(options, split=layout["split"])
+        except ConfigError:  # these devices cannot hold it
+            if options.split != "auto":
+                raise SessionError(f"this run trained with its {runner.layout_words(layout)}, which this process's "
+                                   f"{len(jax.devices())} devices cannot hold; {_to_resume_as_run(num_seeds, layout)}"
+                                   ", or resume with `split` auto (other float rounding)", "split") from None
+            now = None
+    now = now or runner.layout(config, num_seeds, options.split)
+    if runner.program_shape(now) == runner.program_shape(layout):  # a grid member alone: its share of devices
+        return options, None
+    how = _to_resume_as_run(num_seeds, layout) if count else "no device count gives its seeds the programs they had"
+    return options, (f"note: this run trained with its {runner.layout_words(layout)} and resumes with its "
+                     f"{runner.layout_words(now)} ({how}): it goes on to float rounding, not bit for bit")
+
+
+def _to_resume_as_run(num_seeds: int, layout: dict) -> str:
+    """How this process would get the devices of the run ``layout`` records."""
+    if jax.process_count() > 1 or not all(d.platform == "cpu" for d in jax.devices()):
+        return "it ran on other devices"
+    if runner.cpu_device_count_chosen():
+        return ("XLA_FLAGS' --xla_force_host_platform_device_count or $JAX_NUM_CPU_DEVICES sets this process's "
+                "count: unset it to resume bit for bit")
+    return (f"call bpo_jax.runner.use_cpu_cores({num_seeds}, devices={runner.resumed_devices(layout, num_seeds)}) "
+            "before JAX starts to resume bit for bit")
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:

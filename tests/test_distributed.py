@@ -249,3 +249,31 @@ def test_two_processes_train_together_like_one(tmp_path):
     for k in ref.metrics:
         np.testing.assert_allclose(metrics[k], ref.metrics[k], **TOL, err_msg=k)
     np.testing.assert_array_equal(state.env_state.obs.shape, ref.state.env_state.obs.shape)
+
+
+@pytest.mark.extended
+def test_a_resumed_env_split_keeps_its_devices_and_a_user_set_count_is_noted(tmp_path):
+    """A run whose env batch was split over 2 CPU devices resumed on one (its device count was
+    not restored) and so on other programs, without a word; with a device count the user set
+    that cannot give its programs, the resume now says so, naming what to unset."""
+    flags = [*TINY_FLAGS, "--no-anneal-lr"]
+    flags[flags.index("--seeds") + 1] = "3"
+    cli = [sys.executable, "-m", "bpo_jax", "train"]
+
+    def train(args, devices):
+        proc = subprocess.run([*cli, *args], capture_output=True, text=True, env=_env(devices), timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr
+
+    train([*flags, "--out", str(tmp_path / "whole"), "--total-steps", "256"], 2)
+    first = train([*flags, "--out", str(tmp_path / "run")], 2)
+    assert "env batch split over 2 CPU devices" in first
+    again = train(["--resume", str(tmp_path / "run"), "--total-steps", "256", "--quiet", "--fast-compile"], None)
+    assert "env batch split over 2 CPU devices; resuming at update 2" in again and "note:" not in again
+    rows = lambda name: list(csv.DictReader(open(tmp_path / name / "metrics.csv")))
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rs]
+    assert strip(rows("run")) == strip(rows("whole"))  # bit for bit
+    moved = train(["--resume", str(tmp_path / "run"), "--total-steps", "384", "--quiet", "--fast-compile"], 1)
+    assert ("note: this run trained with its env batch split over 2 devices and resumes with its one device "
+            "(XLA_FLAGS' --xla_force_host_platform_device_count or $JAX_NUM_CPU_DEVICES sets this process's count: "
+            "unset it to resume bit for bit): it goes on to float rounding, not bit for bit") in moved

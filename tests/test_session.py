@@ -451,7 +451,7 @@ def test_a_run_killed_after_its_last_checkpoint_writes_its_files_on_resume(tmp_p
     ({"split": "envs", "devices": 1, "members": 3}, 1),
     ({"split": "seeds", "devices": 2, "members": 6}, 1),  # a grid member of 3 seeds, 3 seeds a device: alone, one
     ({"split": "seeds", "devices": 2, "members": 4}, None),  # 2 seeds a device: no count gives 3 seeds that
-    ({"split": "envs", "devices": 2, "members": 3}, None),
+    ({"split": "envs", "devices": 2, "members": 3}, 2),  # the env batch split over 2: 2 again (it was 1)
     (None, None),  # a checkpoint from before it was recorded
 ])
 def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch, layout, devices):
@@ -480,9 +480,10 @@ def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch
     assert asked == [(3, devices)]
     reporting.mark_incomplete(str(out), "stopped")
     if devices not in (None, 1):
+        other = "envs" if layout["split"] == "seeds" else "seeds"
         with pytest.raises(ProgramMismatch) as e:
-            RunSession.resume(str(out), dataclasses.replace(QUIET, split="envs"))
-        assert (e.value.field, e.value.saved) == ("split", "seeds")
+            RunSession.resume(str(out), dataclasses.replace(QUIET, split=other))
+        assert (e.value.field, e.value.saved) == ("split", layout["split"])
     else:  # one device's program either way (or nothing to keep): any split resumes
         RunSession.resume(str(out), dataclasses.replace(QUIET, split="envs"))
 
