@@ -23,8 +23,10 @@ import math
 import os
 import re
 import shlex
+import socket
 import signal
 import sys
+import threading
 import typing
 import urllib.error
 from typing import Any, Optional, Sequence
@@ -231,6 +233,8 @@ def build_parser(defaults: Optional[dict[str, Any]] = None, suppress: bool = Fal
     dist.add_argument("--num-processes", type=int, default=d(None), metavar="N", help="processes in the run")
     dist.add_argument("--process-id", type=int, default=d(None), metavar="I",
                       help="this process's index in [0, N); only process 0 writes outputs, checkpoints and logs")
+    dist.add_argument("--join-timeout", type=int, default=d(300), metavar="SECONDS",
+                      help="how long the processes wait for each other to join (default 300, JAX's)")
     ckpt = train.add_argument_group("checkpoints and resume")
     ckpt.add_argument("--resume", default=d(None), metavar="DIR",
                       help="continue the unfinished run in DIR (its run directory, checkpoints/ folder or one "
@@ -482,9 +486,13 @@ def _init_distributed(args) -> None:
         _config_from_args(args).validate()
         if args.out is not None:
             reporting.check_output_dir(args.out, args.overwrite)
+    if args.join_timeout < 1:
+        raise ConfigError(f"--join-timeout must be >= 1 second, got {args.join_timeout}")
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS", "")
     if any(f is not None for f in flags):
         if None in flags:
             raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three")
+        address = args.coordinator
         host, colon, port = args.coordinator.rpartition(":")
         if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
             raise ConfigError(f"--coordinator must be HOST:PORT (process 0's address, e.g. 10.0.0.1:1234), "
@@ -493,13 +501,43 @@ def _init_distributed(args) -> None:
             raise ConfigError(f"--num-processes must be >= 1, got {args.num_processes}")
         if not 0 <= args.process_id < args.num_processes:
             raise ConfigError(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
+        try:  # an unknown host waited silently for ever
+            socket.getaddrinfo(host.strip("[]"), int(port))
+        except OSError as e:
+            raise ConfigError(f"--coordinator host {host!r} does not resolve ({e.strerror or e}); give process 0's "
+                              "address") from None
+        who = f"process {args.process_id} of {args.num_processes}"
+    else:
+        who = "this process (JAX detects the cluster)"
     # CPU devices of different processes talk through gloo (the default CPU client has no
     # cross-process collectives); GPU/TPU backends ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    _say(f"joining the run at {address} as {who}; waiting up to {args.join_timeout} s for the others...")
+    # Past its deadline JAX's coordination service aborts the process (a C++ stack trace, exit
+    # 134): a moment before it, one line instead.
+    watchdog = threading.Timer(max(1.0, args.join_timeout - 2.0), _joined_too_late, (args.join_timeout,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        jax.distributed.initialize(*flags) if any(f is not None for f in flags) else jax.distributed.initialize()
+        if any(f is not None for f in flags):
+            jax.distributed.initialize(*flags, initialization_timeout=args.join_timeout)
+        else:
+            jax.distributed.initialize(initialization_timeout=args.join_timeout)
     except Exception as e:  # bad address, timeout, no cluster detected
-        raise ConfigError(f"jax.distributed.initialize failed: {type(e).__name__}: {first_line(e)}")
+        if "must be defined" in str(e) and not any(f is not None for f in flags):
+            raise ConfigError(f"$JAX_COORDINATOR_ADDRESS is set ({address}) but JAX detected no cluster (SLURM, "
+                              "Open MPI, ...) to take the process count and index from: give --coordinator, "
+                              "--num-processes and --process-id, or unset it") from None
+        raise ConfigError(f"jax.distributed.initialize failed: {type(e).__name__}: {first_line(e)}") from None
+    finally:
+        watchdog.cancel()
+
+
+def _joined_too_late(seconds: int) -> None:
+    """The join's deadline: one line and exit 2, before JAX's coordination service aborts."""
+    _say(f"bpo-jax: error: the other processes did not join within {seconds} s: start every process with the same "
+         "--coordinator and --num-processes and its own --process-id (or give a longer --join-timeout)")
+    os._exit(EXIT_USAGE)
 
 
 def cmd_train(args) -> int:

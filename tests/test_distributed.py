@@ -277,3 +277,44 @@ def test_a_resumed_env_split_keeps_its_devices_and_a_user_set_count_is_noted(tmp
     assert ("note: this run trained with its env batch split over 2 devices and resumes with its one device "
             "(XLA_FLAGS' --xla_force_host_platform_device_count or $JAX_NUM_CPU_DEVICES sets this process's count: "
             "unset it to resume bit for bit): it goes on to float rounding, not bit for bit") in moved
+
+
+def test_joining_that_cannot_happen_is_one_line_not_a_hang_or_an_abort(tmp_path, monkeypatch, capsys):
+    """Process 0 of 2 alone waited 341 s in silence, then JAX's coordination service aborted it
+    with a C++ stack trace (exit 134); an unknown host hung; $JAX_COORDINATOR_ADDRESS without a
+    cluster said only "Number of processes must be defined"."""
+    import time
+
+    from bpo_jax import cli
+
+    def run(extra, env):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "bpo_jax", "train", *TINY_FLAGS, "--out", str(tmp_path / "run"),
+                               *extra], capture_output=True, text=True, env=env, timeout=120)
+        return proc, time.perf_counter() - start
+
+    proc, took = run(["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id", "0",
+                      "--join-timeout", "4"], _env(1))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and took < 60, proc.stderr[-3000:]
+    assert lines[0].startswith("joining the run at 127.0.0.1:") and "as process 0 of 2; waiting up to 4 s" in lines[0]
+    assert lines[-1] == ("bpo-jax: error: the other processes did not join within 4 s: start every process with the "
+                         "same --coordinator and --num-processes and its own --process-id (or give a longer "
+                         "--join-timeout)") and "Traceback" not in proc.stderr
+    proc, _ = run([], {**_env(1), "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}"})
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(
+        "but JAX detected no cluster (SLURM, Open MPI, ...) to take the process count and index from: give "
+        "--coordinator, --num-processes and --process-id, or unset it"), proc.stderr[-3000:]
+    assert not (tmp_path / "run").exists()
+
+    def unknown(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    assert cli.main(["train", "--out", str(tmp_path / "run"), "--coordinator", "nosuchhost:1234",
+                     "--num-processes", "2", "--process-id", "1"]) == 2
+    assert capsys.readouterr().err == ("bpo-jax: error: --coordinator host 'nosuchhost' does not resolve (Name or "
+                                       "service not known); give process 0's address\n")
+    assert cli.main(["train", "--coordinator", "localhost:1", "--num-processes", "1", "--process-id", "0",
+                     "--join-timeout", "0"]) == 2
+    assert capsys.readouterr().err == "bpo-jax: error: --join-timeout must be >= 1 second, got 0\n"
