@@ -283,6 +283,11 @@ def use_cpu_cores(num_seeds: int, devices: Optional[int] = None) -> Optional[int
     return devices
 
 
+# Where a user-set CPU device count comes from, for the notes that ask to unset it.
+CHOSEN_COUNT = ("XLA_FLAGS' --xla_force_host_platform_device_count or jax_num_cpu_devices ($JAX_NUM_CPU_DEVICES) "
+                "sets this process's count")
+
+
 def cpu_device_count_chosen() -> bool:
     """Whether the user set this process's CPU device count (XLA_FLAGS'
     ``--xla_force_host_platform_device_count``, or ``jax_num_cpu_devices`` / $JAX_NUM_CPU_DEVICES),
@@ -362,12 +367,13 @@ def program_shape(layout: dict) -> tuple[str, int]:
     return "envs", layout["devices"]
 
 
-def layout_words(layout: dict) -> str:
-    """``layout`` as the first line of a run says it: "seeds split over 3 devices"."""
+def layout_words(layout: dict, devices: str = "devices") -> str:
+    """``layout`` as the first line of a run says it: "seeds split over 3 devices" (``devices``:
+    what to call them, e.g. "CPU devices")."""
     if layout["devices"] == 1:
         return "one device"
     what = "seeds" if layout["split"] == "seeds" else "env batch"
-    return f"{what} split over {layout['devices']} devices"
+    return f"{what} split over {layout['devices']} {devices}"
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]], num_envs: int, num_seeds: int = 1,

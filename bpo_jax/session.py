@@ -725,8 +725,7 @@ def _to_resume_as_run(num_seeds: int, layout: dict) -> str:
     if jax.process_count() > 1 or not all(d.platform == "cpu" for d in jax.devices()):
         return "it ran on other devices"
     if runner.cpu_device_count_chosen():
-        return ("XLA_FLAGS' --xla_force_host_platform_device_count or $JAX_NUM_CPU_DEVICES sets this process's "
-                "count: unset it to resume bit for bit")
+        return f"{runner.CHOSEN_COUNT}: unset it to resume bit for bit"
     return (f"call bpo_jax.runner.use_cpu_cores({num_seeds}, devices={runner.resumed_devices(layout, num_seeds)}) "
             "before JAX starts to resume bit for bit")
 

@@ -52,7 +52,7 @@ import typing
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
-from bpo_jax import curves, presets, report, reporting, tracking
+from bpo_jax import curves, presets, report, reporting, runner, tracking
 from bpo_jax.config import READ_WHEN, SWEEPABLE, Config
 from bpo_jax.errors import PLUGIN_HINT, first_line, unknown_name
 from bpo_jax.runner import BadUpdateError
@@ -439,7 +439,10 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
         say(f"{head}: diverged earlier, kept out of the figure (remove {run_dir} to train it again)")
         return None
     if state == "new":
-        say(f"{head}: {p.num_seeds} seed(s) x {r.config.num_updates * r.config.batch_size:,} steps")
+        spread = runner.layout(r.config, len(group) * p.num_seeds, options.split)
+        kind = "CPU devices" if _cpu_devices() else "devices"
+        where = f", {runner.layout_words(spread, kind)}" if spread["devices"] > 1 else ""
+        say(f"{head}: {p.num_seeds} seed(s) x {r.config.num_updates * r.config.batch_size:,} steps{where}")
         return RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
     saved, _ = _saved(run_dir, state)
     # Budgets compare in whole updates: 16,400 steps of 512-step updates is the 16,384-step run.
@@ -586,9 +589,11 @@ def _devices_moved(p: Plan, out: str) -> Optional[str]:
         state = status(run_dir)
         if state == "resumable" or (state == "finished" and _saved(run_dir, state)[0].num_updates
                                     != r.config.num_updates):
+            how = (f"{runner.CHOSEN_COUNT}: unset it" if runner.cpu_device_count_chosen() else
+                   f"`bpo-jax sweep` restores the count; from Python, call bpo_jax.runner.use_cpu_cores(..., "
+                   f"devices={recorded}) before JAX starts")
             return (f"note: this sweep's runs trained on {recorded} CPU device(s) and this process has {now}: the "
-                    f"runs it resumes go on to float rounding, not bit for bit (`bpo-jax sweep` restores the count; "
-                    f"from Python, call bpo_jax.runner.use_cpu_cores(..., devices={recorded}) before JAX starts)")
+                    f"runs it resumes go on to float rounding, not bit for bit ({how})")
     return None
 
 

@@ -275,8 +275,9 @@ def test_a_resumed_env_split_keeps_its_devices_and_a_user_set_count_is_noted(tmp
     assert strip(rows("run")) == strip(rows("whole"))  # bit for bit
     moved = train(["--resume", str(tmp_path / "run"), "--total-steps", "384", "--quiet", "--fast-compile"], 1)
     assert ("note: this run trained with its env batch split over 2 devices and resumes with its one device "
-            "(XLA_FLAGS' --xla_force_host_platform_device_count or $JAX_NUM_CPU_DEVICES sets this process's count: "
-            "unset it to resume bit for bit): it goes on to float rounding, not bit for bit") in moved
+            "(XLA_FLAGS' --xla_force_host_platform_device_count or jax_num_cpu_devices ($JAX_NUM_CPU_DEVICES) sets "
+            "this process's count: unset it to resume bit for bit): it goes on to float rounding, not bit for bit") \
+        in moved
 
 
 def test_joining_that_cannot_happen_is_one_line_not_a_hang_or_an_abort(tmp_path, monkeypatch, capsys):

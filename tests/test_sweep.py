@@ -184,6 +184,12 @@ def test_a_sweep_called_again_splits_its_programs_over_the_devices_its_runs_trai
     assert json.loads((out / "sweep.json").read_text())["cpu_devices"] == 3  # kept, not this process's count
     run = out / "runs" / "smoke_CartPole-v1__ppo"
     reporting.mark_incomplete(str(run), "killed")
+    plan = sweep.plan("smoke", num_seeds=2, total_steps=STEPS)
+    monkeypatch.setattr(runner, "cpu_device_count_chosen", lambda: True)  # a count the user set: unset it
+    assert sweep._devices_moved(plan, str(out)).endswith(
+        "(XLA_FLAGS' --xla_force_host_platform_device_count or jax_num_cpu_devices ($JAX_NUM_CPU_DEVICES) sets this "
+        "process's count: unset it)")
+    monkeypatch.setattr(runner, "cpu_device_count_chosen", lambda: False)
     said = []
     sweep.run(sweep.plan("smoke", num_seeds=2, total_steps=STEPS), str(out),
               RunOptions(progress=False, tensorboard=False, fast_compile=True), say=said.append)
@@ -888,3 +894,18 @@ def test_a_sweep_too_large_for_the_memory_is_refused_before_its_folder_is_claime
     assert err.startswith("bpo-jax: error: smoke/CartPole-v1 ppo: one update's rollout keeps 512 observations of "
                           "shape (4,) per seed") and "for 1000 seed(s)" in err and "\n" not in err, err
     assert not out.exists()
+
+
+def test_a_new_run_s_first_line_says_how_its_program_splits_over_devices(tmp_path, monkeypatch):
+    """The README says the first line of a run names the split; a sweep's runs never did."""
+    from bpo_jax import runner
+
+    p = sweep.plan("smoke", ("ppo",), num_seeds=2, total_steps=STEPS)
+    group = next(iter(p.programs()))
+    said, options = [], RunOptions(progress=False, tensorboard=False)
+    sweep._session(p, group[0], str(tmp_path / "a"), options, group, said.append, "[sweep 1/2]")
+    assert said[-1].endswith(f"2 seed(s) x {STEPS:,} steps")  # one device: nothing to say
+    monkeypatch.setattr(runner, "layout", lambda config, members, split: {"split": "seeds", "devices": 2,
+                                                                          "members": members})
+    sweep._session(p, group[0], str(tmp_path / "b"), options, group, said.append, "[sweep 1/2]")
+    assert said[-1].endswith(f"2 seed(s) x {STEPS:,} steps, seeds split over 2 CPU devices")
