@@ -662,9 +662,9 @@ def _train_host(args) -> int:
                                  keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite,
                                  resume_hint=_resume_command(args), restart_hint=_restart_command(args),
                                  wording=_worded)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # The note the run wrote in INCOMPLETE (it names the iteration); none before it began.
-        return _fail(_stopped_note(out) or "interrupted (Ctrl-C) before the first iteration; nothing was "
+        return _fail(host_loop.recorded_note(e) or "interrupted (Ctrl-C) before the first iteration; nothing was "
                      "written", EXIT_INTERRUPTED)
     except checkpoint.CheckpointError as e:
         return _fail(first_line(e))
@@ -672,22 +672,13 @@ def _train_host(args) -> int:
         if os.environ.get("BPO_JAX_DEBUG") and not isinstance(e, runner.BadUpdateError):
             raise  # the full traceback, for a bug report
         # Failed before the run directory was opened: nothing to resume.
-        return _fail(_stopped_note(out) or _worded(first_line(e)), EXIT_FAILURE)
+        return _fail(host_loop.recorded_note(e) or _worded(first_line(e)), EXIT_FAILURE)
     finally:
         env.close()
     _say(f"[{config.algo} {config.env}] final return {_host_final_return(result)} | collect "
          f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
          f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
-
-
-def _stopped_note(out: str) -> Optional[str]:
-    """The note a stopped isaaclab/ run left in ``out``'s INCOMPLETE (host_loop.train writes it
-    wherever the marker is there); None where there is none, or only the running note."""
-    from bpo_jax import reporting
-
-    note = reporting.incomplete_note(out)
-    return None if note is None or note.startswith("training has not finished") else note
 
 
 def _host_run_config(args) -> tuple[Config, str]:

@@ -262,7 +262,7 @@ def train(config: Config, env: Any = None, *, num_iterations: Optional[int] = No
         if out is not None and reporting.is_incomplete(out):  # else it stopped before the directory was opened
             if isinstance(e, (BadUpdateError, EnvDataError)):
                 _write_curve_before(out, config.batch_size, rows, collect_s, learn_s)
-            _record_stop(out, e, notes, it + 1)
+            e.run_note = _record_stop(out, e, notes, it + 1)  # for a front end: this stop's, not an earlier one's
         raise
 
     term_names = sorted({k for t in terms for k in t})
@@ -336,11 +336,11 @@ class _Notes:
                            f"checkpoint with: {self.resume()}; where it has none, start it again {self.restart()}")
 
 
-def _open(out: str, config: Config, in_place: bool, overwrite: bool, hint: str) -> None:
-    """Mark ``out`` INCOMPLETE and write its config.json before the first iteration, as
-    :meth:`bpo_jax.session.RunSession.start` does: a fresh run creates the directory (emptied
-    with ``overwrite``); a resume in place clears an earlier stop's DIVERGED marker and metrics.csv."""
-    note = f"training has not finished (still running, or killed). Continue it from its newest checkpoint with: {hint}"
+def _open(out: str, config: Config, in_place: bool, overwrite: bool, note: str) -> None:
+    """Mark ``out`` INCOMPLETE (``note``: how to go on) and write its config.json before the
+    first iteration, as :meth:`bpo_jax.session.RunSession.start` does: a fresh run creates the
+    directory (emptied with ``overwrite``); a resume in place clears an earlier stop's DIVERGED
+    marker and metrics.csv."""
     if in_place:
         reporting.mark_complete(out)  # drops DIVERGED too; INCOMPLETE is written again just below
         reporting.mark_incomplete(out, note)
@@ -370,12 +370,20 @@ def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None, res
                                             curve_updates=curve))
 
 
-def _record_stop(out: str, e: BaseException, notes: _Notes, iteration: int) -> None:
-    """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites')."""
+def _record_stop(out: str, e: BaseException, notes: _Notes, iteration: int) -> str:
+    """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites');
+    returns it."""
     note = stop_note(e, out, notes.resume_hint, notes.restart_hint, notes.wording, iteration)
     reporting.mark_incomplete(out, note)
     if isinstance(e, BadUpdateError):
         reporting.mark_diverged(out, note)
+    return note
+
+
+def recorded_note(e: BaseException) -> Optional[str]:
+    """The note :func:`train` wrote in its run directory's INCOMPLETE for the stop ``e`` (None
+    where it wrote none: it failed before the run directory was there)."""
+    return getattr(e, "run_note", None)
 
 
 def _write_curve_before(out: str, batch_size: int, rows: list[dict], collect_s: list[float],

@@ -240,6 +240,11 @@ def test_cli_resumes_an_interrupted_isaaclab_run(tmp_path, monkeypatch, capsys):
     assert "drop --num-envs" in capsys.readouterr().err
     note = (out / "INCOMPLETE").read_text()  # the run directory says it stopped and how to go on
     assert "interrupted (Ctrl-C)" in note and f"step_00000002 with: bpo-jax train --resume {out}" in note
+    # A resume that fails before its first iteration says why, not what the earlier stop's note said.
+    with monkeypatch.context() as m:
+        m.setattr(host_loop, "make_trainer", lambda *a: (_ for _ in ()).throw(ValueError("a fault of its own")))
+        assert cli.main(["train", "--resume", str(out), "--quiet"]) == cli.EXIT_FAILURE
+    assert capsys.readouterr().err.splitlines()[-1] == "bpo-jax: error: a fault of its own"
     assert '"env": "isaaclab/Isaac-Velocity-Rough-G1-v0"' in (out / "config.json").read_text()
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0, capsys.readouterr().err
     assert len((out / "iterations.csv").read_text().splitlines()) == 4  # header + 3 iterations
@@ -339,6 +344,7 @@ def test_host_loop_run_directory_markers_and_a_used_out(tmp_path):
     host_loop.train(_small(), PointGoalEnv(8), out=str(out), num_iterations=2, checkpoint_every=1, quiet=True,
                     on_iteration=lambda i, row: seen.append((out / "INCOMPLETE").read_text()))
     assert f"bpo_jax.host_loop.train(config, env, resume={str(out)!r}" in seen[0]
+    assert seen[0].count("training has not finished") == 1 and seen[0].rstrip().endswith("start it again with `overwrite`")
     assert not (out / "INCOMPLETE").exists() and (out / "summary.json").exists()
     with pytest.raises(reporting.OutputDirError, match="exists and is not empty; set `overwrite`"):
         host_loop.train(_small(seed=1), PointGoalEnv(8), out=str(out), num_iterations=1, quiet=True)
