@@ -597,10 +597,10 @@ def _use_cpu_cores(args) -> None:
     from bpo_jax import checkpoint, runner
     from bpo_jax.envs import registry
 
-    if args.split == "envs" or _distributed(args):
+    if (args.split == "envs" and not args.resume) or _distributed(args):
         return
     seeds, env, devices = args.seeds, args.env, None
-    if args.resume:
+    if args.resume:  # whatever --split says: the session refuses one that changes the run's programs
         try:
             ckpt = checkpoint.locate(args.resume)[1]
             meta = checkpoint.read_metadata(ckpt)

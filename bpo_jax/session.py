@@ -693,11 +693,11 @@ def _resumed_split(config: Config, num_seeds: int, options: RunOptions,
     the checkpoint's ``layout`` records.  `split` auto takes the run's own split where this
     process's devices can hold it (its programs, bit for bit); a `split` that would change
     them is refused, as is the run's own where these devices cannot hold it."""
-    count = None if layout is None else runner.resumed_devices(layout, num_seeds)
-    if layout is None or count == 1:  # one device's program whatever the split (or nothing recorded)
+    if layout is None:  # a checkpoint from before layouts were recorded
         return options, None
+    count = runner.resumed_devices(layout, num_seeds)
     now = None
-    if count is not None:
+    if count is not None and layout["devices"] > 1:  # on one device, either split is its program
         if options.split not in ("auto", layout["split"]):
             raise ProgramMismatch("split", options.split, "split", layout["split"],
                                   f"it splits as its run did (float rounding): resume with `split` auto or "

@@ -273,6 +273,14 @@ def test_a_resumed_env_split_keeps_its_devices_and_a_user_set_count_is_noted(tmp
     rows = lambda name: list(csv.DictReader(open(tmp_path / name / "metrics.csv")))
     strip = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rs]
     assert strip(rows("run")) == strip(rows("whole"))  # bit for bit
+    # With --split envs given, the count is restored too (it was left at one device).
+    again = train(["--resume", str(tmp_path / "run"), "--total-steps", "320", "--quiet", "--fast-compile", "--split",
+                   "envs"], None)
+    assert "env batch split over 2 CPU devices; resuming at update 4" in again and "note:" not in again
+    # A one-device run resumed where the user set two devices is noted too (it said nothing).
+    train([*flags, "--out", str(tmp_path / "one"), "--seeds", "1"], 1)
+    grown = train(["--resume", str(tmp_path / "one"), "--total-steps", "256", "--quiet", "--fast-compile"], 2)
+    assert "note: this run trained with its one device and resumes with its env batch split over 2 devices" in grown
     moved = train(["--resume", str(tmp_path / "run"), "--total-steps", "384", "--quiet", "--fast-compile"], 1)
     assert ("note: this run trained with its env batch split over 2 devices and resumes with its one device "
             "(XLA_FLAGS' --xla_force_host_platform_device_count or jax_num_cpu_devices ($JAX_NUM_CPU_DEVICES) sets "
