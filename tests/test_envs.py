@@ -552,3 +552,7 @@ def test_envs_marks_the_playground_tasks_whose_menagerie_assets_are_missing(tmp_
     monkeypatch.setenv(playground.MENAGERIE_ENV_VAR, str(tmp_path))  # a directory: the tasks read it
     info = {i.name: i for i in envs.describe_suites()}["playground"]
     assert info.unbuildable == () and info.unbuildable_reason is None
+    # A hook that fails (a path naming no user's home) marks nothing; it broke `bpo-jax envs` for every suite.
+    monkeypatch.setenv(playground.MENAGERIE_ENV_VAR, "~nosuchuser_bpo/m")
+    info = {i.name: i for i in envs.describe_suites()}["playground"]
+    assert info.unbuildable == () and "playground/Go1Getup" in info.ids
