@@ -58,7 +58,14 @@ def _worded(message: str, command: str = "train") -> str:
     """A library message in the words of subcommand ``command``: parameters, which the library
     writes in backticks (`overwrite`), become its flags (--overwrite); a parameter it has no flag
     for loses its backticks (a sweep sets `lr` through its presets or --grid, not --lr)."""
-    return in_words(message, lambda name: _flag(name) if _flag(name) in _options_of(command) else None)
+    def flag(name: str) -> Optional[str]:
+        base = name.removesuffix("=False")
+        f = _flag(base)
+        if base != name and not f.startswith("--no-"):  # a switch turned off: its negative flag
+            f = "--no-" + f.removeprefix("--")
+        return f if f in _options_of(command) else None
+
+    return in_words(message, flag)
 
 
 @functools.cache

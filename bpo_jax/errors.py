@@ -36,9 +36,9 @@ def what_stopped(e: BaseException, told: tuple = ()) -> str:
 def in_words(message: str, flag_of: Callable[[str], Optional[str]]) -> str:
     """A library message in a front end's words: each name the library writes in backticks
     (`overwrite`) becomes ``flag_of(name)`` (--overwrite), or the bare name where that is None
-    (a setting the front end has no flag for); `name=False` is a switch turned off, which a
-    command line spells with its flag (`tensorboard=False` -> --no-tensorboard)."""
-    return re.sub(r"`(\w+)(=False)?`", lambda m: flag_of(m.group(1)) or m.group(1) + (m.group(2) or ""), message)
+    (a setting the front end has no flag for); `name=False` is a switch turned off:
+    ``flag_of("name=False")`` (--no-tensorboard), or ``name=False`` as written where None."""
+    return re.sub(r"`(\w+(?:=False)?)`", lambda m: flag_of(m.group(1)) or m.group(1), message)
 
 
 # After "unknown algorithm/suite ...": where a plug-in's names come from.

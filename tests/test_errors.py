@@ -47,8 +47,13 @@ def test_in_words_names_flags_and_unbackticks_what_has_none():
             == "--total-steps 100 < (--num-envs 4 x num_steps 128); see --total-steps")
     assert in_words("no names here, `not a name`", flags) == "no names here, `not a name`"
     # A switch turned off: the flag that turns it off; the library's own spelling where none.
-    switches = {"tensorboard": "--no-tensorboard"}.get
+    switches = {"tensorboard=False": "--no-tensorboard"}.get
     assert in_words("log none (`tensorboard=False`) or `lr=False`", switches) == "log none (--no-tensorboard) or lr=False"
+    # The command line's own: a switch's negative flag, never the positive one (that inverted it).
+    from bpo_jax import cli
+
+    assert cli._worded("`normalize_advantages=False`, `tensorboard=False`, `compile_cache=False`, `lr=False`") == \
+        "--no-normalize-advantages, --no-tensorboard, --no-compile-cache, lr=False"
 
 
 def test_interrupt_deferred_holds_ctrl_c_until_the_body_ends():
