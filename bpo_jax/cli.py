@@ -501,9 +501,10 @@ def _init_distributed(args) -> None:
             raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three")
         address = args.coordinator
         host, colon, port = args.coordinator.rpartition(":")
-        if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
-            raise ConfigError(f"--coordinator must be HOST:PORT (process 0's address, e.g. 10.0.0.1:1234), "
-                              f"got {args.coordinator!r}")
+        bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+        if not (host and colon and port.isdigit() and 0 < int(port) < 65536) or bare_ipv6:
+            raise ConfigError(f"--coordinator must be HOST:PORT (process 0's address, e.g. 10.0.0.1:1234, or "
+                              f"[::1]:1234 for IPv6), got {args.coordinator!r}")
         if args.num_processes < 1:
             raise ConfigError(f"--num-processes must be >= 1, got {args.num_processes}")
         if not 0 <= args.process_id < args.num_processes:
@@ -514,22 +515,25 @@ def _init_distributed(args) -> None:
             raise ConfigError(f"--coordinator host {host!r} does not resolve ({e.strerror or e}); give process 0's "
                               "address") from None
         who = f"process {args.process_id} of {args.num_processes}"
+        remedy = ("process 0 must be able to listen at that address and every other process reach it: start all "
+                  f"{args.num_processes} with the same --coordinator and --num-processes and their own --process-id")
     else:
         who = "this process (JAX detects the cluster)"
+        remedy = "check $JAX_COORDINATOR_ADDRESS and that the cluster started every process"
     # CPU devices of different processes talk through gloo (the default CPU client has no
     # cross-process collectives); GPU/TPU backends ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    _say(f"joining the run at {address} as {who}; waiting up to {args.join_timeout} s for the others...")
+    _say(f"joining the run at {address} as {who}; waiting up to {args.join_timeout} s for it to form...")
     # Past its deadline JAX's coordination service aborts the process (a C++ stack trace, exit
-    # 134): a moment before it, one line instead.
-    watchdog = threading.Timer(max(1.0, args.join_timeout - 2.0), _joined_too_late, (args.join_timeout,))
+    # 134): JAX is given a few seconds more, and at ours the process stops with one line.
+    watchdog = threading.Timer(args.join_timeout, _joined_too_late, (address, args.join_timeout, remedy))
     watchdog.daemon = True
     watchdog.start()
     try:
         if any(f is not None for f in flags):
-            jax.distributed.initialize(*flags, initialization_timeout=args.join_timeout)
+            jax.distributed.initialize(*flags, initialization_timeout=args.join_timeout + 10)
         else:
-            jax.distributed.initialize(initialization_timeout=args.join_timeout)
+            jax.distributed.initialize(initialization_timeout=args.join_timeout + 10)
     except Exception as e:  # bad address, timeout, no cluster detected
         if "must be defined" in str(e) and not any(f is not None for f in flags):
             raise ConfigError(f"$JAX_COORDINATOR_ADDRESS is set ({address}) but JAX detected no cluster (SLURM, "
@@ -540,10 +544,9 @@ def _init_distributed(args) -> None:
         watchdog.cancel()
 
 
-def _joined_too_late(seconds: int) -> None:
+def _joined_too_late(address: str, seconds: int, remedy: str) -> None:
     """The join's deadline: one line and exit 2, before JAX's coordination service aborts."""
-    _say(f"bpo-jax: error: the other processes did not join within {seconds} s: start every process with the same "
-         "--coordinator and --num-processes and its own --process-id (or give a longer --join-timeout)")
+    _say(f"bpo-jax: error: no run formed at {address} within {seconds} s: {remedy} (or give a longer --join-timeout)")
     os._exit(EXIT_USAGE)
 
 
