@@ -407,6 +407,11 @@ def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, 
             sessions.append(session)
     # Runs that start from the same update train as one program (a grid: all of them).
     for batch in _by_start(sessions):
+        # What the program's devices split, from the runs it really trains (not those diverged).
+        spread = runner.layout(batch[0].config, len(batch) * batch[0].num_seeds, batch[0].options.split)
+        if spread["devices"] > 1:
+            together = f"{len(batch)} runs as one program, " if len(batch) > 1 else ""
+            say(f"{head}: {together}{runner.layout_words(spread, 'CPU devices' if _cpu_devices() else 'devices')}")
         start = time.perf_counter()
         try:
             done = run_together(batch)
@@ -439,10 +444,7 @@ def _session(p: Plan, r: SweepRun, run_dir: str, options: RunOptions, group: lis
         say(f"{head}: diverged earlier, kept out of the figure (remove {run_dir} to train it again)")
         return None
     if state == "new":
-        spread = runner.layout(r.config, len(group) * p.num_seeds, options.split)
-        kind = "CPU devices" if _cpu_devices() else "devices"
-        where = f", {runner.layout_words(spread, kind)}" if spread["devices"] > 1 else ""
-        say(f"{head}: {p.num_seeds} seed(s) x {r.config.num_updates * r.config.batch_size:,} steps{where}")
+        say(f"{head}: {p.num_seeds} seed(s) x {r.config.num_updates * r.config.batch_size:,} steps")
         return RunSession.start(r.config, p.num_seeds, run_dir, overwrite=True, options=options)
     saved, _ = _saved(run_dir, state)
     # Budgets compare in whole updates: 16,400 steps of 512-step updates is the 16,384-step run.

@@ -896,16 +896,21 @@ def test_a_sweep_too_large_for_the_memory_is_refused_before_its_folder_is_claime
     assert not out.exists()
 
 
-def test_a_new_run_s_first_line_says_how_its_program_splits_over_devices(tmp_path, monkeypatch):
-    """The README says the first line of a run names the split; a sweep's runs never did."""
+def test_a_program_s_split_over_devices_is_said_before_it_trains(tmp_path, monkeypatch):
+    """The README says a run's first lines name the split; a sweep's runs never did.  Said per
+    program, from the runs it trains (a member diverged earlier is not in it)."""
     from bpo_jax import runner
 
-    p = sweep.plan("smoke", ("ppo",), num_seeds=2, total_steps=STEPS)
-    group = next(iter(p.programs()))
-    said, options = [], RunOptions(progress=False, tensorboard=False)
-    sweep._session(p, group[0], str(tmp_path / "a"), options, group, said.append, "[sweep 1/2]")
-    assert said[-1].endswith(f"2 seed(s) x {STEPS:,} steps")  # one device: nothing to say
-    monkeypatch.setattr(runner, "layout", lambda config, members, split: {"split": "seeds", "devices": 2,
-                                                                          "members": members})
-    sweep._session(p, group[0], str(tmp_path / "b"), options, group, said.append, "[sweep 1/2]")
-    assert said[-1].endswith(f"2 seed(s) x {STEPS:,} steps, seeds split over 2 CPU devices")
+    p = sweep.plan("smoke", ("ppo",), num_seeds=2, total_steps=STEPS, tasks=("CartPole-v1",))
+    seen, said = [], []
+    real = runner.layout
+
+    def layout(config, members, split):
+        seen.append(members)
+        return {**real(config, members, split), "split": "seeds", "devices": 2}
+
+    monkeypatch.setattr(runner, "layout", layout)
+    options = RunOptions(progress=False, tensorboard=False, fast_compile=True)
+    sweep.run(p, str(tmp_path / "s"), options, say=said.append)
+    assert any(line.endswith("smoke/CartPole-v1 ppo: seeds split over 2 CPU devices") for line in said), said
+    assert 2 in seen
