@@ -531,9 +531,14 @@ def test_gymnax_data_it_cannot_download_is_one_line_saying_where_to_put_it(monke
     monkeypatch.setattr(gymnax, "make", offline)
     with pytest.raises(envs.MissingDependencyError) as e:
         envs.make("gymnax/MNISTBandit-bsuite", num_envs=1)
-    assert str(e.value) == ("gymnax/MNISTBandit-bsuite downloads its data on first use (gymnax's load_mnist, into "
-                            "/tmp/mnist) and could not: <urlopen error [Errno -2] Name or service not known>; connect "
-                            "once, or put MNIST's four .gz files in /tmp/mnist")
+    assert str(e.value) == ("gymnax/MNISTBandit-bsuite reads MNIST from /tmp/mnist, downloading what is missing on "
+                            "first use (gymnax's load_mnist), and could not: URLError: <urlopen error [Errno -2] Name "
+                            "or service not known>; connect once (after deleting any partial file there), or put "
+                            "MNIST's four .gz files in /tmp/mnist")
+    # A partial file left by a download cut short: gzip's error, the same advice.
+    monkeypatch.setattr(gymnax, "make", lambda env_id: (_ for _ in ()).throw(EOFError("Compressed file ended")))
+    with pytest.raises(envs.MissingDependencyError, match="could not: EOFError: Compressed file ended; connect once"):
+        envs.make("gymnax/MNISTBandit-bsuite", num_envs=1)
 
 
 def test_envs_marks_the_playground_tasks_whose_menagerie_assets_are_missing(tmp_path, monkeypatch, capsys):

@@ -6,8 +6,8 @@ the auto-reset, so ``final_obs`` is the real last observation of a truncated epi
 """
 from __future__ import annotations
 
+import http.client
 import importlib
-import urllib.error
 
 import jax.numpy as jnp
 
@@ -52,10 +52,15 @@ class GymnaxEnv(FunctionalEnv):
 
         try:
             self._env, self._params = gymnax.make(env_id)
-        except urllib.error.URLError as err:  # offline: MNISTBandit's first use downloads MNIST
+        except (OSError, EOFError, http.client.HTTPException) as err:
+            if "MNIST" not in env_id:
+                raise
+            # Offline, or a download cut short: gymnax's load_mnist keeps a partial file, which
+            # it then takes for the data (a gzip error on every later try).
             raise MissingDependencyError(
-                f"gymnax/{env_id} downloads its data on first use (gymnax's load_mnist, into {MNIST_DIR}) and could "
-                f"not: {first_line(err)}; connect once, or put MNIST's four .gz files in {MNIST_DIR}") from None
+                f"gymnax/{env_id} reads MNIST from {MNIST_DIR}, downloading what is missing on first use (gymnax's "
+                f"load_mnist), and could not: {type(err).__name__}: {first_line(err)}; connect once (after deleting "
+                f"any partial file there), or put MNIST's four .gz files in {MNIST_DIR}") from None
         self._params = self._params.replace(**check_params(f"gymnax/{env_id}", self._params, params))
         # gymnax's own is_truncated is a time limit; a task that redefines it declares none.
         if type(self._env).is_truncated is environment.Environment.is_truncated:
