@@ -697,7 +697,7 @@ def _resumed_split(config: Config, num_seeds: int, options: RunOptions,
         return options, None
     count = runner.resumed_devices(layout, num_seeds)
     now = None
-    if count is not None and layout["devices"] > 1:  # on one device, either split is its program
+    if count is not None and count > 1:  # on one device, either split is its program
         if options.split not in ("auto", layout["split"]):
             raise ProgramMismatch("split", options.split, "split", layout["split"],
                                   f"it splits as its run did (float rounding): resume with `split` auto or "
