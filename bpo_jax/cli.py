@@ -496,7 +496,8 @@ def _init_distributed(args) -> None:
     if args.join_timeout < 1:
         raise ConfigError(f"--join-timeout must be >= 1 second, got {args.join_timeout}")
     address = os.environ.get("JAX_COORDINATOR_ADDRESS", "")
-    if any(f is not None for f in flags):
+    given = any(f is not None for f in flags)
+    if given:
         if None in flags:
             raise ConfigError("--coordinator, --num-processes and --process-id go together; give all three")
         address = args.coordinator
@@ -530,12 +531,9 @@ def _init_distributed(args) -> None:
     watchdog.daemon = True
     watchdog.start()
     try:
-        if any(f is not None for f in flags):
-            jax.distributed.initialize(*flags, initialization_timeout=args.join_timeout + 10)
-        else:
-            jax.distributed.initialize(initialization_timeout=args.join_timeout + 10)
+        jax.distributed.initialize(*(flags if given else ()), initialization_timeout=args.join_timeout + 10)
     except Exception as e:  # bad address, timeout, no cluster detected
-        if "must be defined" in str(e) and not any(f is not None for f in flags):
+        if "must be defined" in str(e) and not given:
             raise ConfigError(f"$JAX_COORDINATOR_ADDRESS is set ({address}) but JAX detected no cluster (SLURM, "
                               "Open MPI, ...) to take the process count and index from: give --coordinator, "
                               "--num-processes and --process-id, or unset it") from None
@@ -652,7 +650,7 @@ def _train_host(args) -> int:
     one seed, outputs, checkpoints and an exported policy in --out; --resume continues one.  A
     run that stops (Ctrl-C, a NaN, bad env data) ends in one line: what happened, the newest
     checkpoint kept and the --resume command, as its INCOMPLETE note says."""
-    from bpo_jax import checkpoint, host_loop, runner
+    from bpo_jax import checkpoint, host_loop, reporting, runner
 
     try:
         config, out = _host_run_config(args)
@@ -685,7 +683,7 @@ def _train_host(args) -> int:
         return _fail(host_loop.recorded_note(e) or _worded(first_line(e)), EXIT_FAILURE)
     finally:
         env.close()
-    _say(f"[{config.algo} {config.env}] final return {_host_final_return(result)} | collect "
+    _say(f"[{config.algo} {config.env}] final return {reporting.final_return_text(result.final_return)} | collect "
          f"{result.collection_seconds.sum():.1f}s, learn {result.learning_seconds.sum():.1f}s | "
          f"{result.steps_per_second:,.0f} steps/s; wrote {out}")
     return 0
@@ -719,13 +717,6 @@ def _host_run_config(args) -> tuple[Config, str]:
     if done >= config.num_updates:
         raise ConfigError(f"the run in {run_dir} has finished ({done} of {config.num_updates} iterations)")
     return config, run_dir
-
-
-def _host_final_return(result) -> str:
-    """The final return as the other suites' last line gives it, or n/a where no episode ended."""
-    from bpo_jax import reporting
-
-    return reporting.final_return_text(result.final_return)
 
 
 def _open_session(args):
@@ -835,10 +826,8 @@ def _layout(session) -> str:
     devices = jax.devices()
     if len(devices) == 1:
         return ""
-    kind = f"{devices[0].platform.upper()} devices"
-    if runner.resolve_split(session.options.split, session.num_seeds) == "seeds":
-        return f", seeds split over {len(devices)} {kind}"
-    return f", env batch split over {len(devices)} {kind}"
+    split = runner.resolve_split(session.options.split, session.num_seeds)
+    return ", " + runner.layout_words({"split": split, "devices": len(devices)}, runner.devices_word())
 
 
 def _final_line(session, done) -> str:

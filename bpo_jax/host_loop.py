@@ -323,17 +323,11 @@ class _Notes:
             return self.resume_hint.format(out=shlex.quote(self.out))
         return f"bpo_jax.host_loop.train(config, env, resume={self.out!r}, out={self.out!r})"
 
-    def restart(self) -> str:
-        """How to start again a run stopped before its first checkpoint."""
-        return "with `overwrite`" if self.restart_hint is None else \
-            f"with: {self.restart_hint.format(out=shlex.quote(self.out))}"
-
     def worded(self, note: str) -> str:
         return self.wording(note) if self.wording else note
 
     def running(self) -> str:
-        return self.worded("training has not finished (still running, or killed). Continue it from its newest "
-                           f"checkpoint with: {self.resume()}; where it has none, start it again {self.restart()}")
+        return self.worded(reporting.running_note(self.resume(), reporting.restart_how(self.restart_hint, self.out)))
 
 
 def _open(out: str, config: Config, in_place: bool, overwrite: bool, note: str) -> None:
@@ -352,28 +346,26 @@ def _open(out: str, config: Config, in_place: bool, overwrite: bool, note: str) 
     reporting.write_json(os.path.join(out, "config.json"), reporting.run_config(config, 1))
 
 
-def stop_note(e: BaseException, out: str, resume_hint: Optional[str] = None, restart_hint: Optional[str] = None,
-              wording: Optional[Callable[[str], str]] = None, iteration: Optional[int] = None) -> str:
+def _stop_note(e: BaseException, out: str, notes: _Notes, iteration: int) -> str:
     """Why the run in ``out`` stopped and how to go on, one line, in a JAX suite's run's words
     (:func:`bpo_jax.reporting.stop_note`): INCOMPLETE's note, and what a front end prints.  A
     Ctrl-C names the ``iteration`` (1-based) it stopped; a NaN or bad env data name theirs."""
-    notes = _Notes(out, resume_hint, restart_hint, wording)
     kept = checkpoint.list_checkpoints(os.path.join(out, checkpoint.CHECKPOINTS))
     bad = isinstance(e, BadUpdateError)
     # metrics.csv there is this stop's (a resume in place removes an earlier one): every
     # iteration before the bad one.
     curve = e.update - 1 if bad and os.path.isfile(os.path.join(out, "metrics.csv")) else 0
     what = what_stopped(e, (BadUpdateError, EnvDataError))
-    if isinstance(e, KeyboardInterrupt) and iteration is not None:
+    if isinstance(e, KeyboardInterrupt):
         what += f" in iteration {iteration}"
-    return notes.worded(reporting.stop_note(what, kept, notes.resume(), notes.restart(), bad_update=bad,
-                                            curve_updates=curve))
+    return notes.worded(reporting.stop_note(what, kept, notes.resume(), reporting.restart_how(notes.restart_hint, out),
+                                            bad_update=bad, curve_updates=curve))
 
 
 def _record_stop(out: str, e: BaseException, notes: _Notes, iteration: int) -> str:
     """The stop's note in ``out``'s INCOMPLETE and, for a NaN loss, DIVERGED (as the JAX suites');
     returns it."""
-    note = stop_note(e, out, notes.resume_hint, notes.restart_hint, notes.wording, iteration)
+    note = _stop_note(e, out, notes, iteration)
     reporting.mark_incomplete(out, note)
     if isinstance(e, BadUpdateError):
         reporting.mark_diverged(out, note)

@@ -243,6 +243,19 @@ def mark_incomplete(path: str, note: str) -> None:
     write_text(os.path.join(path, INCOMPLETE), f"{time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
 
 
+def restart_how(restart_hint: Optional[str], out: str) -> str:
+    """How a note tells a reader to start again a run stopped before its first checkpoint:
+    ``restart_hint`` (a command, ``{out}`` standing for the directory), or with `overwrite`."""
+    return "with `overwrite`" if restart_hint is None else f"with: {restart_hint.format(out=shlex.quote(out))}"
+
+
+def running_note(resume: str, restart: str) -> str:
+    """INCOMPLETE's note while a run trains: how to go on if it is killed (``resume``, the
+    command or call; ``restart``, :func:`restart_how`'s words)."""
+    return ("training has not finished (still running, or killed). Continue it from its newest checkpoint with: "
+            f"{resume}; where it has none, start it again {restart}")
+
+
 def stop_note(what: str, kept: Sequence[str], resume: str, restart: str = "with `overwrite`",
               bad_update: bool = False, curve_updates: int = 0) -> str:
     """Why a run stopped and how to go on, one line: its INCOMPLETE note, and what a front end

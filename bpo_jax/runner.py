@@ -367,9 +367,14 @@ def program_shape(layout: dict) -> tuple[str, int]:
     return "envs", layout["devices"]
 
 
+def devices_word() -> str:
+    """What this process's devices are, as a run's first line names them: "CPU devices"."""
+    return f"{jax.devices()[0].platform.upper()} devices"
+
+
 def layout_words(layout: dict, devices: str = "devices") -> str:
     """``layout`` as the first line of a run says it: "seeds split over 3 devices" (``devices``:
-    what to call them, e.g. "CPU devices")."""
+    what to call them, e.g. :func:`devices_word`'s "CPU devices")."""
     if layout["devices"] == 1:
         return "one device"
     what = "seeds" if layout["split"] == "seeds" else "env batch"

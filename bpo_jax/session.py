@@ -381,9 +381,7 @@ class RunSession:
         return self.options.wording(note) if self.options.wording else note
 
     def _running_note(self) -> str:
-        return self._worded("training has not finished (still running, or killed). Continue it from its newest "
-                            f"checkpoint with: {self._resume_hint()}; where it has none, start it again "
-                            f"{self._restart_hint()}")
+        return self._worded(reporting.running_note(self._resume_hint(), self._restart_hint()))
 
     def _stop_note(self, e: BaseException) -> str:
         return self._worded(self._stop_reason(e))
@@ -397,8 +395,7 @@ class RunSession:
                                    self._curve_updates)
 
     def _restart_hint(self) -> str:
-        return "with `overwrite`" if self.options.restart_hint is None else \
-            f"with: {self.options.restart_hint.format(out=shlex.quote(self.out))}"
+        return reporting.restart_how(self.options.restart_hint, self.out)
 
 
 def is_lead() -> bool:

@@ -411,7 +411,7 @@ def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, 
         spread = runner.layout(batch[0].config, len(batch) * batch[0].num_seeds, batch[0].options.split)
         if spread["devices"] > 1:
             together = f"{len(batch)} runs as one program, " if len(batch) > 1 else ""
-            say(f"{head}: {together}{runner.layout_words(spread, 'CPU devices' if _cpu_devices() else 'devices')}")
+            say(f"{head}: {together}{runner.layout_words(spread, runner.devices_word())}")
         start = time.perf_counter()
         try:
             done = run_together(batch)
