@@ -174,6 +174,23 @@ def check_open_files(num_runs: int) -> None:
                         "or train fewer seeds")
 
 
+def _tensorboardx():
+    """tensorboardX's ``SummaryWriter`` and ``Summary`` proto.  Its writer module imports torch
+    where torch is installed, only to accept torch tensors, which nothing here passes: 2.5 s
+    of every run's start on a 2-core CPU.  So torch is hidden while tensorboardX loads (unless
+    torch is loaded already), and tensorboardX takes it as absent."""
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # a None entry makes `import torch` raise ImportError
+    try:
+        from tensorboardX import SummaryWriter
+        from tensorboardX.proto.summary_pb2 import Summary
+    finally:
+        if hide and sys.modules.get("torch", False) is None:
+            del sys.modules["torch"]
+    return SummaryWriter, Summary
+
+
 class TensorBoard:
     """Event files in ``logdir``/seed_<i> (one TensorBoard run per seed, so seeds overlay);
     perf/ scalars go to seed_0 only.  ``purge_step`` (on resume: the first step after the
@@ -185,9 +202,7 @@ class TensorBoard:
 
     @finishes_before_interrupt
     def __init__(self, logdir: str, num_seeds: int, batch_size: int, purge_step: Optional[int] = None):
-        from tensorboardX import SummaryWriter
-        from tensorboardX.proto.summary_pb2 import Summary
-
+        SummaryWriter, Summary = _tensorboardx()
         self._summary, self._value = Summary, Summary.Value
         self.batch_size = batch_size
         self.writers = [SummaryWriter(os.path.join(logdir, f"seed_{i}"), purge_step=purge_step, flush_secs=30)

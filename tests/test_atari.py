@@ -243,11 +243,12 @@ def test_every_bundled_rom_is_listed():
         registry.make("atari/Pongg-v5", 1)
 
 
-def test_cli_refuses_an_unknown_game_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bpo_jax", "train", "--env", "atari/Nope-v5", "--out",
-                           str(tmp_path / "run")], capture_output=True, text=True)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Nope-v5" in proc.stderr, proc.stderr
+def test_cli_refuses_an_unknown_game_in_one_line(tmp_path, capsys):
+    from bpo_jax import cli
+
+    assert cli.main(["train", "--env", "atari/Nope-v5", "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "Nope-v5" in err, err
     assert not (tmp_path / "run").exists()
 
 

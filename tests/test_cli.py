@@ -283,12 +283,12 @@ def test_the_command_leaves_at_once_after_an_interrupt(monkeypatch):
         signal.signal(signal.SIGINT, handler)  # this process goes on (its children would inherit SIG_IGN)
 
 
-def test_existing_nonempty_out_dir_needs_overwrite(tmp_path):
+def test_existing_nonempty_out_dir_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    proc = run_cli("train", "--out", str(out))
-    assert_one_line_error(proc, "exists and is not empty", "--overwrite")
+    assert cli.main(["train", "--out", str(out)]) == cli.EXIT_USAGE
+    assert_one_line_in_process(capsys, "exists and is not empty", "--overwrite")
     assert (out / "keep.txt").read_text() == "precious"
 
 
@@ -439,10 +439,11 @@ def test_an_unusable_compilation_cache_folder_is_refused_before_anything_is_writ
     assert not out.exists()
 
 
-def test_envs_lists_gymnax_and_rejects_unknown_suite():
-    proc = run_cli("envs", "--suite", "gymnax")
-    assert proc.returncode == 0 and "gymnax/CartPole-v1" in proc.stdout.splitlines()
-    assert_one_line_error(run_cli("envs", "--suite", "nope"), "unknown suite")
+def test_envs_lists_gymnax_and_rejects_unknown_suite(capsys):
+    assert cli.main(["envs", "--suite", "gymnax"]) == 0
+    assert "gymnax/CartPole-v1" in capsys.readouterr().out.splitlines()
+    assert cli.main(["envs", "--suite", "nope"]) == cli.EXIT_USAGE
+    assert_one_line_in_process(capsys, "unknown suite")
 
 
 def test_help_lists_every_hyperparameter_with_one_default(capsys):
