@@ -198,13 +198,15 @@ def test_train_puts_seeds_on_every_core_with_the_one_device_numbers(tmp_path):
     its first line says, and the same run as --split envs on one device (float rounding)."""
     at = TINY_FLAGS.index("--seeds") + 1
     flags = TINY_FLAGS[:at] + ["2"] + TINY_FLAGS[at + 1:]
+    code = TWO_CORES + "import sys\nfrom bpo_jax import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
+    procs = {split: subprocess.Popen([sys.executable, "-c", code, "train", *flags, "--split", split,
+                                      "--out", str(tmp_path / split)], stderr=subprocess.PIPE, text=True, env=_env(None))
+             for split in ("auto", "envs")}  # side by side: each process starts alone for seconds
     runs = {}
-    for split in ("auto", "envs"):
-        code = TWO_CORES + "import sys\nfrom bpo_jax import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
-        proc = subprocess.run([sys.executable, "-c", code, "train", *flags, "--split", split,
-                               "--out", str(tmp_path / split)], capture_output=True, text=True, env=_env(None), timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[split] = (proc.stderr, list(csv.DictReader(open(tmp_path / split / "metrics.csv"))))
+    for split, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        runs[split] = (err, list(csv.DictReader(open(tmp_path / split / "metrics.csv"))))
     assert "2 seed(s)" in runs["auto"][0] and "seeds split over 2 CPU devices" in runs["auto"][0]
     assert "split over" not in runs["envs"][0]
     auto, envs = runs["auto"][1], runs["envs"][1]
