@@ -484,8 +484,13 @@ def test_the_command_line_resumes_on_the_run_s_own_devices(tmp_path, monkeypatch
         with pytest.raises(ProgramMismatch) as e:
             RunSession.resume(str(out), dataclasses.replace(QUIET, split=other))
         assert (e.value.field, e.value.saved) == ("split", layout["split"])
+        # This process has one device: other programs, and the resume says so.
+        assert RunSession.resume(str(out), QUIET).resume_note.startswith("note: this run trained with its ")
     else:  # one device's program either way (or nothing to keep): any split resumes
-        RunSession.resume(str(out), dataclasses.replace(QUIET, split="envs"))
+        resumed = RunSession.resume(str(out), dataclasses.replace(QUIET, split="envs"))
+        # With a note only where one device's programs are not the run's (a grid member alone
+        # on one device that had as many seeds a device runs its own: no note).
+        assert (resumed.resume_note is None) == (devices == 1 or layout is None), resumed.resume_note
 
 
 def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(tmp_path, monkeypatch):
