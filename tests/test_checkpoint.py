@@ -18,10 +18,10 @@ import pytest
 from bpo_jax import Config, checkpoint, cli, runner, session
 from tests import probes
 
-# 32 updates of 64 steps, 2 updates per chunk: 16 chunks, a checkpoint after each (not the
+# 32 updates of 64 steps, 4 updates per chunk: 8 chunks, a checkpoint after each (not the
 # default 10-minute cadence).  Both normalisers on, so their running statistics must survive the kill too.
 TINY = ["--algo", "ppo", "--seeds", "2", "--total-steps", "2048", "--num-envs", "4", "--num-steps", "16",
-        "--num-minibatches", "2", "--hidden-sizes", "16", "--chunk-updates", "2", "--checkpoint-every", "1",
+        "--num-minibatches", "2", "--hidden-sizes", "16", "--chunk-updates", "4", "--checkpoint-every", "1",
         "--normalize-obs", "--normalize-rewards", "--quiet", "--fast-compile"]
 
 
@@ -183,7 +183,7 @@ def test_damaged_or_mismatched_checkpoint_is_refused(finished_run, tmp_path, cap
     before = sorted(os.listdir(run))
     # A damaged newest checkpoint, picked for the user: the message names the one before it
     # (not for one of another program: the run's older checkpoints are of that program too).
-    older = "the older checkpoint " + os.path.join(str(run), "checkpoints", "step_00000030")
+    older = "the older checkpoint " + os.path.join(str(run), "checkpoints", "step_00000028")
     for args in (["train", "--resume", str(run), "--no-compile-cache"], ["eval", "--checkpoint", str(run)]):
         assert cli.main(args) == 2
         line = one_line_error(capsys, *fragments)
@@ -210,7 +210,7 @@ def test_resume_refuses_flags_that_change_the_run(finished_run, tmp_path, capsys
     run = tmp_path / "copy"
     shutil.copytree(finished_run, run)
     (run / "INCOMPLETE").write_text("pretend it was killed\n")
-    for flags, fragment in [(["--lr", "0.1"], "drop --lr"), (["--seeds", "3"], "drop --seeds"), (["--chunk-updates", "4"], "drop --chunk-updates"),
+    for flags, fragment in [(["--lr", "0.1"], "drop --lr"), (["--seeds", "3"], "drop --seeds"), (["--chunk-updates", "8"], "drop --chunk-updates"),
                             (["--overwrite"], "--overwrite"), (["--out", str(tmp_path / "elsewhere")], "drop --out")]:
         assert cli.main(["train", "--resume", str(run), "--fast-compile", *flags]) == 2, flags  # as it was made
         one_line_error(capsys, fragment)

@@ -44,11 +44,13 @@ def test_dev_stdout_is_written_into_what_the_shell_opened(tmp_path):
     rename put another file in the shell's file's place.  (Opening /dev/stdout for writing
     truncates a redirected file, as a shell's `> /dev/stdout` does.)"""
     code = "import sys; from bpo_jax import reporting; print('before', flush=True); reporting.write_text('/dev/stdout', 'report')"
-    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert piped.returncode == 0 and piped.stdout == "before\nreport", piped.stderr
-    with open(tmp_path / "out.txt", "w") as f:
-        redirected = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
-    assert redirected.returncode == 0 and (tmp_path / "out.txt").read_text() == "report", redirected.stderr
+    with open(tmp_path / "out.txt", "w") as f:  # the two side by side: each process starts for seconds
+        piped = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        redirected = subprocess.Popen([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE, text=True)
+    out, err = piped.communicate(timeout=120)
+    assert piped.returncode == 0 and out == "before\nreport", err
+    _, err = redirected.communicate(timeout=120)
+    assert redirected.returncode == 0 and (tmp_path / "out.txt").read_text() == "report", err
     assert os.listdir(tmp_path) == ["out.txt"]
 
 
