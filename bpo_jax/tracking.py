@@ -31,6 +31,7 @@ import numpy as np
 
 from bpo_jax import algorithms
 from bpo_jax.console import silence
+from bpo_jax.deferred_imports import deferred
 from bpo_jax.errors import finishes_before_interrupt
 from bpo_jax.reporting import write_json
 from bpo_jax.runner import Chunk, Progress
@@ -175,19 +176,11 @@ def check_open_files(num_runs: int) -> None:
 
 
 def _tensorboardx():
-    """tensorboardX's ``SummaryWriter`` and ``Summary`` proto.  Its writer module imports torch
-    where torch is installed, only to accept torch tensors, which nothing here passes: 2.5 s
-    of every run's start on a 2-core CPU.  So torch is hidden while tensorboardX loads (unless
-    torch is loaded already), and tensorboardX takes it as absent."""
-    hide = "torch" not in sys.modules
-    if hide:
-        sys.modules["torch"] = None  # a None entry makes `import torch` raise ImportError
-    try:
+    """tensorboardX's ``SummaryWriter`` and ``Summary`` proto, imported without torch
+    (:mod:`bpo_jax.deferred_imports`)."""
+    with deferred("torch", hidden=True):
         from tensorboardX import SummaryWriter
         from tensorboardX.proto.summary_pb2 import Summary
-    finally:
-        if hide and sys.modules.get("torch", False) is None:
-            del sys.modules["torch"]
     return SummaryWriter, Summary
 
 

@@ -11,6 +11,7 @@ import importlib
 
 import jax.numpy as jnp
 
+from bpo_jax.deferred_imports import deferred
 from bpo_jax.envs.base import Box, Discrete, FunctionalEnv, ObsSpec
 from bpo_jax.envs.options import check_options, refuse_unknown
 from bpo_jax.envs.registry import MissingDependencyError, registry_names
@@ -19,9 +20,15 @@ from bpo_jax.errors import first_line
 MNIST_DIR = "/tmp/mnist"  # gymnax.utils.load_mnist's default directory
 
 
+def _gymnax():
+    """The gymnax module, imported without seaborn (:mod:`bpo_jax.deferred_imports`)."""
+    with deferred("seaborn"):
+        return importlib.import_module("gymnax")
+
+
 def names() -> list[str]:
     """gymnax's ``registered_envs``; before gymnax is imported (seconds), its built-in ids."""
-    live = lambda: list(importlib.import_module("gymnax").registered_envs)
+    live = lambda: list(_gymnax().registered_envs)
     return registry_names("gymnax.registration", "_BUILTIN_ENV_IDS", live)
 
 
@@ -47,7 +54,7 @@ class GymnaxEnv(FunctionalEnv):
     def __init__(self, env_id: str, num_envs: int, **params):
         """``params`` override fields of the task's gymnax ``EnvParams`` (e.g. max_steps_in_episode),
         checked by :func:`check_params`."""
-        import gymnax
+        gymnax = _gymnax()
         from gymnax.environments import environment, spaces
 
         try:
