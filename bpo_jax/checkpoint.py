@@ -41,7 +41,7 @@ import numpy as np
 from bpo_jax import algorithms, envs, plugins
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.errors import finishes_before_interrupt, first_line
-from bpo_jax.reporting import INCOMPLETE, write_json
+from bpo_jax.reporting import INCOMPLETE, is_llm_run, write_json
 from bpo_jax.runner import Chunk, Start, is_key as _is_key, state_template
 
 FORMAT_VERSION = 2
@@ -237,6 +237,10 @@ def locate(path: str) -> tuple[Optional[str], str]:
         found = list_checkpoints(folder)
         if found:
             return (run_dir if os.path.basename(folder) == CHECKPOINTS else None), found[-1]
+    if is_llm_run(path):
+        raise CheckpointError(f"{path} is a run of bpo-jax llm, which keeps no checkpoints: an llm run does not "
+                              "resume (start it again: its bpo-jax llm command with --overwrite), and eval and export "
+                              "read the runs of train")
     if os.path.isfile(os.path.join(path, INCOMPLETE)):  # a run stopped before its first checkpoint
         raise CheckpointError(f"no checkpoint in {path}: its run stopped (or never ran) before its first "
                               "checkpoint, so there is nothing to resume: start it again from the beginning, over "

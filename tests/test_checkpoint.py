@@ -199,6 +199,23 @@ def test_a_file_given_as_a_checkpoint_is_named_as_a_file(finished_run, capsys):
         one_line_error(capsys, "config.json is a file, not a run directory")
 
 
+def test_an_llm_run_is_named_as_one_where_a_checkpoint_is_read(tmp_path, capsys):
+    """`train --resume` of an llm run's folder gave train's advice ("no checkpoint in ...: start
+    it again from the beginning"), as if it were a train run."""
+    from bpo_jax.reporting import LLM_KIND
+
+    for name, marker in (("finished", None), ("stopped", "INCOMPLETE")):
+        run = tmp_path / name
+        (run / "seed0").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"kind": LLM_KIND}))
+        if marker:
+            (run / marker).write_text("stopped\n")
+        for args in (["train", "--resume"], ["eval", "--checkpoint"], ["export", "--checkpoint"]):
+            assert cli.main([*args, str(run)]) == 2
+            one_line_error(capsys, f"{run} is a run of bpo-jax llm, which keeps no checkpoints: an llm run does not "
+                           "resume (start it again: its bpo-jax llm command with --overwrite), and eval and export read")
+
+
 def test_resume_refuses_flags_that_change_the_run(finished_run, tmp_path, capsys):
     assert cli.main(["train", "--resume", str(finished_run)]) == 2
     # Its lr anneals linearly: the hint does not send the user to a larger budget it would refuse.

@@ -217,19 +217,35 @@ def test_settings_too_large_for_the_memory_are_refused_before_anything_is_writte
     monkeypatch.setattr(runner, "memory_bytes", lambda: 2**30)
     out = tmp_path / "big"
     assert cli.main([*TINY, "--prompts", "4", "--group-size", "8192", "--out", str(out)]) == 2
-    assert _error(capsys) == ("bpo-jax: error: these settings need more than 4.0 GiB (the parameters of --d-model 16 "
-                              "x --layers 1, the group statistics of 32,768 responses a step), more than the 1.0 GiB "
-                              "of memory here; lower --prompts, --group-size or --d-model")
+    assert _error(capsys) == ("bpo-jax: error: these settings need more than 4.0 GiB (the training state of --d-model "
+                              "16 x --layers 1, the key-value cache of 32,768 responses sampled a step and the group "
+                              "statistics of 32,768 trained), more than the 1.0 GiB of memory here; lower --prompts, "
+                              "--group-size, --d-model or --layers")
     assert not out.exists()
-    with pytest.raises(ValueError, match="lower `prompts_per_step`, `group_size` or `d_model`$"):
+    with pytest.raises(ValueError, match="lower `prompts_per_step`, `group_size`, `d_model` or `num_layers`$"):
         trainer.run(trainer.LLMConfig(prompts_per_step=4, group_size=8192), 1, str(out))
     assert not out.exists()
+    # 50 million votes a prompt (their key-value cache: 238 GiB; 8 responses trained) and a model
+    # too wide for its training state passed the check, then met a MemoryError after the folder
+    # was made (or the kernel's OOM killer, without a word).
+    for fields, argv, what in (
+            (dict(ttrl=True, ttrl_votes=50_000_000, ttrl_train=2), ["--ttrl", "--ttrl-votes", "50000000", "--ttrl-train",
+                                                                   "2"], "the key-value cache of 200,000,000 responses"),
+            (dict(d_model=2048, num_layers=2), ["--d-model", "2048", "--layers", "2"],  # parameters 0.4 GiB, state 1.5
+             "the training state of --d-model 2048 x --layers 2")):
+        with pytest.raises(ValueError, match="more than the 1.0 GiB of memory here"):  # first: the run would start
+            trainer.check_memory(trainer.LLMConfig(prompts_per_step=4, **fields))
+        at = TINY.index("--group-size")
+        plain = TINY[:at] + TINY[at + 2:] if "--ttrl" in argv else TINY  # TTRL's groups are its votes
+        assert cli.main([*plain, *argv, "--out", str(out)]) == 2
+        assert what in _error(capsys)
+        assert not out.exists()
     # Out of memory all the same (the bound is a lower one): the note says to lower them too.
-    assert "lower `prompts_per_step`, `group_size` or `d_model` and start it again with `overwrite`" in \
-        trainer.stop_note(MemoryError("Unable to allocate 42.9 GiB"), str(out))
+    assert "lower `prompts_per_step`, `group_size`, `d_model` or `num_layers` and start it again with `overwrite`" \
+        in trainer.stop_note(MemoryError("Unable to allocate 42.9 GiB"), str(out))
     assert ": start it again with `overwrite`" in trainer.stop_note(RuntimeError("disk full"), str(out))
     ttrl = trainer.LLMConfig(ttrl=True)  # whose group sizes are the vote's
-    assert "lower `prompts_per_step`, `ttrl_votes`, `ttrl_train` or `d_model` and start it again" in \
+    assert "lower `prompts_per_step`, `ttrl_votes`, `ttrl_train`, `d_model` or `num_layers` and start it again" in \
         trainer.stop_note(MemoryError("Unable to allocate"), str(out), ttrl)
 
 

@@ -373,7 +373,9 @@ def warm_start(cfg: LLMConfig, problems: Problems, log: Callable[[str], None] = 
 
 
 def make_rl_functions(cfg: LLMConfig, model: LanguageModel, mesh: Mesh):
-    """The jitted pieces of an RL step: (sample, score, advantages, update, opt)."""
+    """The jitted pieces of an RL step, for any ``model``: (sample, score, advantages, update,
+    opt, place, replicated): the optax optimiser, a function that puts a host batch's rows on
+    the mesh, and the replicated sharding."""
     lcfg = cfg.loss_config
     rows = P(DATA_AXIS)
     data = NamedSharding(mesh, rows)
@@ -618,24 +620,31 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
 
 def check_memory(cfg: LLMConfig) -> None:
     """Refuse, before anything is written, settings whose arrays cannot fit in memory: a lower
-    bound, the parameters (about 12 d_model^2 floats a layer) and the [N, N] float32 matrix
-    that the group statistics of N = P x G responses build (a group size of 30 million ran out
-    of memory after the folder was made, with advice to start it again).  Names in backticks."""
+    bound, the training state (the parameters, about 12 d_model^2 floats a layer, their
+    gradients and Adam's two moments), the key-value cache of the responses sampled a step
+    (2 x num_layers x length x d_model floats each; TTRL samples ttrl_votes a prompt) and the
+    [N, N] float32 matrix that the group statistics of N = P x G responses build (a group size
+    of 30 million, or 50 million votes, ran out of memory after the folder was made, with advice
+    to start it again).  Names in backticks."""
     from bpo_jax.runner import memory_bytes
 
     n = cfg.batch_size
-    need = 4 * n * n + 4 * 12 * cfg.d_model ** 2 * cfg.num_layers
+    sampled = cfg.prompts_per_step * (cfg.ttrl_votes if cfg.ttrl else cfg.group_size)
+    state = 4 * 4 * 12 * cfg.d_model ** 2 * cfg.num_layers
+    cache = 4 * 2 * cfg.num_layers * cfg.model_config.max_len * cfg.d_model * sampled
+    need = state + cache + 4 * n * n
     have = memory_bytes()
     if have and need > have:
-        raise ValueError(f"these settings need more than {need / 2**30:,.1f} GiB (the parameters of `d_model` "
-                         f"{cfg.d_model} x `num_layers` {cfg.num_layers}, the group statistics of {n:,} responses a "
-                         f"step), more than the {have / 2**30:,.1f} GiB of memory here; {_lower_sizes(cfg)}")
+        raise ValueError(f"these settings need more than {need / 2**30:,.1f} GiB (the training state of `d_model` "
+                         f"{cfg.d_model} x `num_layers` {cfg.num_layers}, the key-value cache of {sampled:,} responses "
+                         f"sampled a step and the group statistics of {n:,} trained), more than the "
+                         f"{have / 2**30:,.1f} GiB of memory here; {_lower_sizes(cfg)}")
 
 
 def _lower_sizes(cfg: LLMConfig) -> str:
     """What to lower where the arrays do not fit, in the run's mode."""
     group = "`ttrl_votes`, `ttrl_train`" if cfg.ttrl else "`group_size`"
-    return f"lower `prompts_per_step`, {group} or `d_model`"
+    return f"lower `prompts_per_step`, {group}, `d_model` or `num_layers`"
 
 
 def check_seeds(cfg: LLMConfig, seeds: int) -> None:
