@@ -25,9 +25,11 @@ newest ``keep`` checkpoints are kept.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -102,6 +104,20 @@ def _checkpointer():
     return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone), multiprocessing_options=alone)
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """orbax's writer threads log each failure with its traceback (absl ERROR lines, two dozen
+    where the run folder was removed mid-save) before the save raises it: the raised error is
+    what the run reports, in one line."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 # -------------------------------------------------------------------- save
 @finishes_before_interrupt
 def save(
@@ -129,6 +145,8 @@ def save(
     from bpo_jax import __version__
 
     directory = os.path.abspath(directory)  # orbax wants absolute paths
+    if not os.path.isdir(os.path.dirname(directory)):  # a run folder removed while it trained is not made again
+        raise FileNotFoundError(f"no folder {os.path.dirname(directory)} to hold {directory}")
     os.makedirs(directory, exist_ok=True)
     final = os.path.join(directory, f"{STEP_PREFIX}{update:08d}")
     tmp = os.path.join(directory, f"{_TMP_PREFIX}{STEP_PREFIX}{update:08d}-{os.getpid()}")
@@ -144,7 +162,8 @@ def save(
             "metrics": {k: np.asarray(v) for k, v in metrics.items()},
             "steps_per_second": np.asarray(steps_per_second, np.float64),
         }
-        _checkpointer().save(os.path.join(tmp, "arrays"), arrays)
+        with _quiet_absl():
+            _checkpointer().save(os.path.join(tmp, "arrays"), arrays)
         meta = {
             "format": FORMAT_VERSION,
             "bpo_jax_version": __version__,

@@ -366,7 +366,7 @@ class RunSession:
         INCOMPLETE (and DIVERGED, where resuming would repeat the failure) file.  :meth:`run`
         does this itself; a front end calls it for a run stopped before :meth:`run`."""
         self.note = self._stop_note(e)
-        if is_lead() and os.path.isdir(self.out):  # not recreated where it was removed
+        if is_lead() and not _removed(self.out):  # not recreated where it was removed
             reporting.mark_incomplete(self.out, self.note)
             if diverged:
                 reporting.mark_diverged(self.out, self.note)
@@ -494,23 +494,34 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
 
     def on_chunk(chunk: runner.Chunk) -> None:
         for session in sessions:
-            if not os.path.isdir(session.out):
+            if _removed(session.out):
                 raise RunDirectoryGone(session.out)
         save = chunk.state is not None and any(s is not None and s.due(chunk.update, chunk.num_updates) for s in savers)
         state = chunk.state if count == 1 or not save else runner.to_host(chunk.state)
-        for v, (saver, log, history) in enumerate(zip(savers, loggers, histories)):
+        for v, (saver, log, history, session) in enumerate(zip(savers, loggers, histories, sessions)):
             mine = chunk if count == 1 else _member_chunk(chunk, state if save else None, v, seeds, history)
-            # Logged first: a kill between the two then leaves TensorBoard ahead of the checkpoint,
-            # which the resumed run purges, not a gap it never fills.
-            log(mine)
-            if save and saver is not None:
-                saver.save(mine)
+            try:
+                # Logged first: a kill between the two then leaves TensorBoard ahead of the checkpoint,
+                # which the resumed run purges, not a gap it never fills.
+                log(mine)
+                if save and saver is not None:
+                    saver.save(mine)
+            except Exception:
+                if _removed(session.out):  # while it was written: that is what stopped it
+                    raise RunDirectoryGone(session.out) from None
+                raise
 
     def progress(p: runner.Progress) -> None:
         for show in shows:
             show(p)
 
     return on_chunk, progress if shows else None
+
+
+def _removed(out: str) -> bool:
+    """The run directory ``out`` was removed, or is being removed (an `rm -rf` beside a save
+    that writes into it can leave the folder without the config.json every run starts with)."""
+    return not os.path.isfile(os.path.join(out, "config.json"))
 
 
 def _check_together(sessions: list[RunSession]) -> None:

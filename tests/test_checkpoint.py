@@ -272,6 +272,31 @@ def test_checkpoint_round_trip_keeps_every_leaf(tmp_path):
     assert meta["num_seeds"] == 2 and meta["update"] == 3 and meta["bpo_jax_version"]
 
 
+def test_a_failed_save_is_one_error_and_leaves_no_folder(tmp_path, monkeypatch, caplog):
+    """orbax's writer threads logged each failure with its traceback (absl ERROR lines) before
+    the save raised it; and a save whose run folder had gone made the folder again."""
+    import logging
+
+    class Failing:
+        def save(self, path, tree):
+            logging.getLogger("absl").error("_SignalingThread.run() raised an exception", exc_info=True)
+            raise ValueError("NOT_FOUND: Error writing state.00001/0.0.0")
+
+    config = Config(num_envs=2, num_steps=8, num_minibatches=1, hidden_sizes=(4,), total_steps=64)
+    state = {"w": np.ones(3, np.float32)}
+    args = dict(update=1, config=config, num_seeds=1, chunk_updates=1, metrics={}, steps_per_second=np.ones(1),
+                train_seconds=1.0)
+    with pytest.raises(FileNotFoundError, match="no folder .*run to hold"):
+        checkpoint.save(str(tmp_path / "run" / "checkpoints"), state, **args)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
+    monkeypatch.setattr(checkpoint, "_checkpointer", Failing)
+    with caplog.at_level(logging.DEBUG), pytest.raises(ValueError, match="NOT_FOUND"):
+        checkpoint.save(str(tmp_path / "run" / "checkpoints"), state, **args)
+    assert caplog.records == [] and logging.getLogger("absl").level != logging.CRITICAL
+    assert os.listdir(tmp_path / "run" / "checkpoints") == []  # its temporary folder removed
+
+
 def test_saver_cadence_by_updates_by_wall_clock_and_always_the_last_chunk(monkeypatch):
     """Every N updates, or every S seconds of wall clock (the default: 10 minutes), and the last
     chunk whatever the cadence."""

@@ -395,6 +395,36 @@ def test_a_run_whose_directory_is_removed_stops_and_is_not_recreated(tmp_path):
     assert "step_00000004" in note and "RunSession.resume" in note
 
 
+@pytest.mark.parametrize("removal", ["whole", "half-way"])
+def test_a_run_directory_removed_while_a_checkpoint_is_written_stops_the_run_in_one_line(tmp_path, monkeypatch,
+                                                                                         removal):
+    """`rm -rf RUN` landing in a save: the run stopped with orbax's error ("NOT_FOUND: Error
+    writing ...") and the note "before the first checkpoint was saved", below two dozen logged
+    tracebacks; or the save made the folder again and the run went on in it, a folder of
+    checkpoints alone.  (An rm racing the save's writes leaves the folder half removed.)"""
+    real = checkpoint.save
+    out = tmp_path / "run"
+
+    def removed_during(directory, *args, **kwargs):
+        if kwargs["update"] != 4:
+            return real(directory, *args, **kwargs)
+        if removal == "whole":
+            shutil.rmtree(out)
+            return real(directory, *args, **kwargs)
+        for name in os.listdir(out):
+            if name != checkpoint.CHECKPOINTS:
+                os.remove(out / name)
+        raise ValueError("NOT_FOUND: Error writing state.00001/0.0.0 in OCDBT database")  # as orbax's
+
+    monkeypatch.setattr(checkpoint, "save", removed_during)
+    session = RunSession.start(CONSTANT_LR, num_seeds=2, out=str(out), chunk_updates=2, options=EVERY_CHUNK)
+    with pytest.raises(RunDirectoryGone):
+        session.run()
+    assert session.note == f"stopped: the run directory {out} was removed while the run trained; nothing more is " \
+                           "written there"
+    assert not out.exists() if removal == "whole" else os.listdir(out) == [checkpoint.CHECKPOINTS]
+
+
 @pytest.mark.parametrize("second,message", [
     (dict(config=TINY.replace(num_envs=8)), "may differ in sweepable fields only, but num_envs is 4 in one and 8"),
     (dict(config=TINY.replace(algo="bpo")), "but algo is 'ppo' in one and 'bpo'"),
