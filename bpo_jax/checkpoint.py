@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import typing
 from dataclasses import dataclass, field
@@ -104,18 +105,34 @@ def _checkpointer():
     return ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone), multiprocessing_options=alone)
 
 
-@contextlib.contextmanager
-def _quiet_absl():
-    """orbax's writer threads log each failure with its traceback (absl ERROR lines, two dozen
-    where the run folder was removed mid-save) before the save raises it: the raised error is
-    what the run reports, in one line."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+class _QuietWhileSaving(logging.Filter):
+    """On absl's logger: drops its records while any save runs.  orbax's writer threads log each
+    failure with its traceback (absl ERROR lines, two dozen where the run folder was removed
+    mid-save) before the save raises it: the raised error is what the run reports, in one line.
+    A count, so that saves overlapping in threads quiet it until the last one ends."""
+
+    def __init__(self):
+        super().__init__()
+        self._saves, self._lock = 0, threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._saves == 0
+
+    @contextlib.contextmanager
+    def during(self):
+        logger = logging.getLogger("absl")
+        with self._lock:
+            if self not in logger.filters:
+                logger.addFilter(self)
+            self._saves += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._saves -= 1
+
+
+_QUIET_ABSL = _QuietWhileSaving()
 
 
 # -------------------------------------------------------------------- save
@@ -137,6 +154,8 @@ def save(
 ) -> str:
     """Write a checkpoint of ``state`` (leaves batched over seeds) after ``update`` updates
     into ``directory``/step_<update>, atomically; prune all but the newest ``keep``.
+    ``directory`` is made where missing, its parent (the run's folder) is not: a run folder
+    removed while it trained is not made again (FileNotFoundError).
 
     A Ctrl-C during the save is raised once the save has ended: the run stops with this
     checkpoint complete (a resume loses nothing), and orbax's writer threads are not torn down
@@ -162,7 +181,7 @@ def save(
             "metrics": {k: np.asarray(v) for k, v in metrics.items()},
             "steps_per_second": np.asarray(steps_per_second, np.float64),
         }
-        with _quiet_absl():
+        with _QUIET_ABSL.during():
             _checkpointer().save(os.path.join(tmp, "arrays"), arrays)
         meta = {
             "format": FORMAT_VERSION,

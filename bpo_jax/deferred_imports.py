@@ -30,7 +30,9 @@ def deferred(name: str, *, hidden: bool = False) -> Iterator[None]:
     ``hidden``, it raises ImportError (for a library that treats ``name`` as optional: it then
     does without it), otherwise it binds a stand-in that loads the module on first attribute
     access.  Nothing changes where ``name`` is loaded already; after the block, ``import name``
-    loads the real module as usual."""
+    loads the real module as usual.  sys.modules is the process's: another thread importing
+    ``name`` during the block gets the same answer, so the package defers only where it imports
+    a library itself, in the thread that sets up a run."""
     if name in sys.modules:
         yield
         return

@@ -351,6 +351,8 @@ def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
     as many as it split its env batch over; None where no count does (no layout recorded)."""
     if layout is None:
         return None
+    if layout["devices"] == 1:  # a grid member too: one device's program is its run's alone
+        return 1
     if layout["split"] == "seeds":
         per_device = layout["members"] // layout["devices"]
         return num_seeds // per_device if num_seeds % per_device == 0 else None
@@ -359,10 +361,10 @@ def resumed_devices(layout: Optional[dict], num_seeds: int) -> Optional[int]:
 
 def program_shape(layout: dict) -> tuple[str, int]:
     """What sets a device's program in ``layout`` (:func:`layout`): the seeds each device
-    trains, or how many devices share the env batch.  One device trains every seed on its
-    whole batch, as a device of a seed split does its share: a grid member resumed alone on one
-    device runs the program it had where each device held as many seeds as it has."""
-    if layout["devices"] == 1 or layout["split"] == "seeds":
+    trains, or how many devices share the env batch (one device: its whole batch)."""
+    if layout["devices"] == 1:
+        return "one", 1
+    if layout["split"] == "seeds":
         return "seeds", layout["members"] // layout["devices"]
     return "envs", layout["devices"]
 

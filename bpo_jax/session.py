@@ -721,7 +721,9 @@ def _resumed_split(config: Config, num_seeds: int, options: RunOptions,
                                    ", or resume with `split` auto (other float rounding)", "split") from None
             now = None
     now = now or runner.layout(config, num_seeds, options.split)
-    if runner.program_shape(now) == runner.program_shape(layout):  # a grid member alone: its share of devices
+    # A grid member alone: its share of the devices; on one device, where one device held as
+    # many seeds as it has, the program it ran.
+    if runner.program_shape(now) == runner.program_shape(layout) or (count == 1 and now["devices"] == 1):
         return options, None
     how = _to_resume_as_run(num_seeds, layout) if count else "no device count gives its seeds the programs they had"
     return options, (f"note: this run trained with its {runner.layout_words(layout)} and resumes with its "

@@ -291,10 +291,29 @@ def test_a_failed_save_is_one_error_and_leaves_no_folder(tmp_path, monkeypatch, 
     assert not (tmp_path / "run").exists()
     (tmp_path / "run").mkdir()
     monkeypatch.setattr(checkpoint, "_checkpointer", Failing)
-    with caplog.at_level(logging.DEBUG), pytest.raises(ValueError, match="NOT_FOUND"):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ValueError, match="NOT_FOUND"):
         checkpoint.save(str(tmp_path / "run" / "checkpoints"), state, **args)
-    assert caplog.records == [] and logging.getLogger("absl").level != logging.CRITICAL
+    assert caplog.records == []
+    logging.getLogger("absl").warning("after the save")  # absl's records pass again
+    assert [r.getMessage() for r in caplog.records] == ["after the save"]
     assert os.listdir(tmp_path / "run" / "checkpoints") == []  # its temporary folder removed
+
+
+def test_saves_overlapping_in_threads_keep_absl_quiet_until_the_last_ends(caplog):
+    """Saved and restored as a logger level, the quiet outlived two overlapping saves for good."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    absl = logging.getLogger("absl")
+    first, second = checkpoint._QUIET_ABSL.during(), checkpoint._QUIET_ABSL.during()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    absl.error("while the second save runs")
+    second.__exit__(None, None, None)
+    absl.error("after both")
+    assert [r.getMessage() for r in caplog.records] == ["after both"]
 
 
 def test_saver_cadence_by_updates_by_wall_clock_and_always_the_last_chunk(monkeypatch):

@@ -480,6 +480,8 @@ def test_a_run_killed_after_its_last_checkpoint_writes_its_files_on_resume(tmp_p
     ({"split": "seeds", "devices": 3, "members": 3}, 3),
     ({"split": "envs", "devices": 1, "members": 3}, 1),
     ({"split": "seeds", "devices": 2, "members": 6}, 1),  # a grid member of 3 seeds, 3 seeds a device: alone, one
+    ({"split": "seeds", "devices": 1, "members": 6}, 1),  # a grid member of 3 seeds trained on one device
+    ({"split": "envs", "devices": 1, "members": 6}, 1),
     ({"split": "seeds", "devices": 2, "members": 4}, None),  # 2 seeds a device: no count gives 3 seeds that
     ({"split": "envs", "devices": 2, "members": 3}, 2),  # the env batch split over 2: 2 again (it was 1)
     (None, None),  # a checkpoint from before it was recorded
