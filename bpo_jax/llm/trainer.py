@@ -620,19 +620,19 @@ def run(cfg: LLMConfig, seeds: int, out: str, log: Callable[[str], None] = print
 
 def check_memory(cfg: LLMConfig) -> None:
     """Refuse, before anything is written, settings whose arrays cannot fit in memory: a lower
-    bound, the training state (the parameters, about 12 d_model^2 floats a layer, their
-    gradients and Adam's two moments), the key-value cache of the responses sampled a step
-    (2 x num_layers x length x d_model floats each; TTRL samples ttrl_votes a prompt) and the
-    [N, N] float32 matrix that the group statistics of N = P x G responses build (a group size
-    of 30 million, or 50 million votes, ran out of memory after the folder was made, with advice
-    to start it again).  Names in backticks."""
+    bound, the parameters (about 12 d_model^2 floats a layer) and Adam's two moments, alive
+    throughout, and the largest of what each phase adds to them: the gradients, the key-value
+    cache of the responses sampled a step (2 x num_layers x length x d_model floats each; TTRL
+    samples ttrl_votes a prompt), the [N, N] float32 matrix that the group statistics of
+    N = P x G responses build (a group size of 30 million, or 50 million votes, ran out of
+    memory after the folder was made, with advice to start it again).  Names in backticks."""
     from bpo_jax.runner import memory_bytes
 
     n = cfg.batch_size
     sampled = cfg.prompts_per_step * (cfg.ttrl_votes if cfg.ttrl else cfg.group_size)
-    state = 4 * 4 * 12 * cfg.d_model ** 2 * cfg.num_layers
+    params = 4 * 12 * cfg.d_model ** 2 * cfg.num_layers
     cache = 4 * 2 * cfg.num_layers * cfg.model_config.max_len * cfg.d_model * sampled
-    need = state + cache + 4 * n * n
+    need = 3 * params + max(params, cache, 4 * n * n)
     have = memory_bytes()
     if have and need > have:
         raise ValueError(f"these settings need more than {need / 2**30:,.1f} GiB (the training state of `d_model` "
