@@ -818,16 +818,12 @@ def _header(session) -> str:
 
 
 def _layout(session) -> str:
-    """How the run spreads over several devices ("" on one)."""
-    import jax
-
+    """How the run spreads over several devices ("" on one): the layout the runner takes, as a
+    sweep's line says it."""
     from bpo_jax import runner
 
-    devices = jax.devices()
-    if len(devices) == 1:
-        return ""
-    split = runner.resolve_split(session.options.split, session.num_seeds)
-    return ", " + runner.layout_words({"split": split, "devices": len(devices)}, runner.devices_word())
+    spread = runner.layout(session.config, session.num_seeds, session.options.split)
+    return "" if spread["devices"] == 1 else ", " + runner.layout_words(spread, runner.devices_word())
 
 
 def _final_line(session, done) -> str:
