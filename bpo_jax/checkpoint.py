@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import typing
@@ -106,17 +107,32 @@ def _checkpointer():
 
 
 class _QuietWhileSaving(logging.Filter):
-    """On absl's logger: drops its records while any save runs.  orbax's writer threads log each
-    failure with its traceback (absl ERROR lines, two dozen where the run folder was removed
-    mid-save) before the save raises it: the raised error is what the run reports, in one line.
-    A count, so that saves overlapping in threads quiet it until the last one ends."""
+    """What orbax and tensorstore print around a failed save, kept out of the run's output (the
+    error the save raises is what the run reports, in one line):
+
+    * absl's records while any save runs: orbax's writer threads log each failure with its
+      traceback (two dozen ERROR lines where the run folder was removed mid-save);
+    * on ``sys.unraisablehook``, "Event loop is closed" while a save runs and, once one has
+      failed, after it: tensorstore's C++ threads finish the abandoned writes after orbax has
+      closed its event loop, and each of their callbacks into it raises that error where no
+      caller can catch it (Python printed ~190 tracebacks).  Every other error goes on to the
+      hook it found.
+
+    A count, so that saves overlapping in threads keep it until the last one ends."""
 
     def __init__(self):
         super().__init__()
-        self._saves, self._lock = 0, threading.Lock()
+        self._saves, self._failed, self._lock = 0, False, threading.Lock()
+        self._previous_hook = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         return self._saves == 0
+
+    def _unraisable(self, unraisable) -> None:
+        error = unraisable.exc_value
+        if (self._saves or self._failed) and isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        self._previous_hook(unraisable)
 
     @contextlib.contextmanager
     def during(self):
@@ -124,9 +140,14 @@ class _QuietWhileSaving(logging.Filter):
         with self._lock:
             if self not in logger.filters:
                 logger.addFilter(self)
+            if sys.unraisablehook != self._unraisable:
+                self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
             self._saves += 1
         try:
             yield
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             with self._lock:
                 self._saves -= 1

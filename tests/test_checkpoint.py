@@ -300,6 +300,48 @@ def test_a_failed_save_is_one_error_and_leaves_no_folder(tmp_path, monkeypatch, 
     assert os.listdir(tmp_path / "run" / "checkpoints") == []  # its temporary folder removed
 
 
+def test_the_closed_event_loop_errors_of_a_failed_saves_abandoned_writes_are_not_printed(tmp_path, monkeypatch):
+    """tensorstore's threads finish a failed save's writes after orbax closed its event loop;
+    each callback raised "Event loop is closed" as an unraisable exception, during the save and
+    after it, and Python printed ~190 tracebacks around the run's one line (`rm -rf RUN` during
+    a save).  Only that error, only during a save or after a failed one: everything else still
+    reaches the hook."""
+    import types
+
+    closed, other = (types.SimpleNamespace(exc_value=RuntimeError(m)) for m in ("Event loop is closed", "other"))
+
+    class Failing:
+        def save(self, path, tree):
+            sys.unraisablehook(closed)
+            sys.unraisablehook(other)
+            raise ValueError("NOT_FOUND: Error writing state.00001/0.0.0")
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(str(u.exc_value)))
+    monkeypatch.setattr(checkpoint, "_QUIET_ABSL", checkpoint._QuietWhileSaving())
+    monkeypatch.setattr(checkpoint, "_checkpointer", Failing)
+    (tmp_path / "run").mkdir()
+    config = Config(num_envs=2, num_steps=8, num_minibatches=1, hidden_sizes=(4,), total_steps=64)
+    with pytest.raises(ValueError, match="NOT_FOUND"):
+        checkpoint.save(str(tmp_path / "run" / "checkpoints"), {"w": np.ones(3, np.float32)}, update=1,
+                        config=config, num_seeds=1, chunk_updates=1, metrics={}, steps_per_second=np.ones(1),
+                        train_seconds=1.0)
+    assert seen == ["other"]
+    sys.unraisablehook(closed)  # the abandoned writes finishing later
+    sys.unraisablehook(other)
+    assert seen == ["other", "other"]
+
+
+def test_without_a_failed_save_closed_event_loop_errors_are_printed(monkeypatch):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(str(u.exc_value)))
+    quiet = checkpoint._QuietWhileSaving()
+    with quiet.during():
+        pass
+    sys.unraisablehook(type("U", (), {"exc_value": RuntimeError("Event loop is closed")})())
+    assert seen == ["Event loop is closed"]
+
+
 def test_saves_overlapping_in_threads_keep_absl_quiet_until_the_last_ends(caplog):
     """Saved and restored as a logger level, the quiet outlived two overlapping saves for good."""
     import logging
