@@ -54,7 +54,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import disable_compilation_cache, final_return, log, machine, out_path, positive_int, write_results  # noqa: E402
+from common import disable_compilation_cache, log, machine, out_path, positive_int, write_results  # noqa: E402
 
 from bpo_jax import Config, envs, make_train  # noqa: E402
 from bpo_jax.runner import seed_keys  # noqa: E402

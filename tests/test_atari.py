@@ -70,7 +70,8 @@ def test_both_backends_give_the_same_episodes_with_step_limit_truncation():
     for backend in ("envpool", "ale"):
         env = make("Pong-v5", 2, backend=backend, max_steps=50, **DETERMINISTIC)
         runs[backend] = run(env, random_actions(env, 120))
-    (start, a), (_, b) = runs["envpool"], runs["ale"]
+    (start_a, a), (start_b, b) = runs["envpool"], runs["ale"]
+    np.testing.assert_array_equal(start_a.obs, start_b.obs, err_msg="first frames")
     for field in ("obs", "final_obs", "reward", "terminated", "truncated", "done_length", "done_return",
                   "episode_length"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
