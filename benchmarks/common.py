@@ -241,7 +241,7 @@ def require_isaaclab_extra(parser: argparse.ArgumentParser) -> None:
         for module in ("torch", "rsl_rl", "tensordict"):
             importlib.import_module(module)
     except ImportError as e:
-        parser.error(f"needs the isaaclab extra ({e.name or e} is not installed): pip install -e \".[isaaclab]\"")
+        parser.error(f"needs the isaaclab extra ({e.name or e} is not installed): pip install 'bpo-jax[isaaclab]'")
 
 
 def disable_compilation_cache() -> None:

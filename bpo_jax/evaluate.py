@@ -162,6 +162,10 @@ def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frame
     model = getattr(env, "mj_model", None)
     if model is None:
         raise VideoUnavailable(f"{config.env} has no MuJoCo model to render (video: mjx/ tasks only)")
+    try:  # checked before the episode compiles and renders
+        import imageio.v2 as imageio
+    except ImportError:
+        raise VideoUnavailable("writing the video needs imageio: pip install 'bpo-jax[mujoco]'") from None
     import mujoco
 
     try:
@@ -188,12 +192,10 @@ def record_video(config: Config, state: Any, path: str, seed: int = 0, max_frame
         mujoco.mj_forward(model, data)
         renderer.update_scene(data)
         frames.append(renderer.render().copy())
-    return _write_frames(frames, path, fps=int(round(1.0 / getattr(env, "dt", 0.05))))
+    return _write_frames(imageio, frames, path, fps=int(round(1.0 / getattr(env, "dt", 0.05))))
 
 
-def _write_frames(frames: list, path: str, fps: int) -> str:
-    import imageio.v2 as imageio
-
+def _write_frames(imageio, frames: list, path: str, fps: int) -> str:
     base, _ = os.path.splitext(path)
     try:
         imageio.mimsave(base + ".mp4", frames, fps=fps)

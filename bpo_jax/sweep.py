@@ -381,6 +381,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
         except tracking.TrackingError as e:
             raise SweepError(str(e)) from None
     _check_memory(p)
+    _check_suites(p)
     _claim(p, out, options)
     moved = _devices_moved(p, out)
     if moved:
@@ -394,6 +395,19 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
             pass
         write_outputs(out, title=title)
     return write_outputs(out, title=title)
+
+
+def _check_suites(p: Plan) -> None:
+    """A suite whose packages are missing (the atari/ suite without its extra), said before the
+    sweep's folder is claimed: its sweep.json would then refuse the sweep the user meant to run
+    once the extra is installed ("holds a sweep with another --algos")."""
+    from bpo_jax import envs
+
+    for suite in sorted({run.config.env.partition("/")[0] for run in p.runs}):
+        try:
+            envs.list_envs(suite)
+        except (envs.MissingDependencyError, envs.UnknownEnvError) as e:
+            raise SweepError(first_line(e)) from None
 
 
 def _run_program(p: Plan, group: list[SweepRun], out: str, options: RunOptions, say: Callable[[str], None],

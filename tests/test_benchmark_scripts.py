@@ -60,8 +60,8 @@ IN_PROCESS = {
                                "not by 3", ()),
     "grid out is a folder": ("grid", ["--out", "."], "names a folder", ()),
     "vs_purejaxrl out in /proc": ("vs_purejaxrl", ["--purejaxrl", ".", "--out", "/proc/nope/x.json"], "cannot write", ()),
-    "isaaclab_parity without torch": ("isaaclab_parity", ["--seeds", "1"], 'pip install -e ".[isaaclab]"', ("torch",)),
-    "throughput_isaaclab without rsl_rl": ("throughput_isaaclab", [], 'pip install -e ".[isaaclab]"', ("rsl_rl",)),
+    "isaaclab_parity without torch": ("isaaclab_parity", ["--seeds", "1"], "pip install 'bpo-jax[isaaclab]'", ("torch",)),
+    "throughput_isaaclab without rsl_rl": ("throughput_isaaclab", [], "pip install 'bpo-jax[isaaclab]'", ("rsl_rl",)),
 }
 
 

@@ -58,7 +58,13 @@ def test_names():
 
 
 def test_brax_ant_specs():
-    env = envs.make("brax/ant", num_envs=3)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = envs.make("brax/ant", num_envs=3)
+    # brax's "not actively being maintained" notice printed above every run's first line.
+    assert [str(w.message) for w in caught if "maintained" in str(w.message)] == []
     assert env.obs_spec.shape == (27,) and env.obs_spec.dtype == jnp.float32
     assert env.action_space.shape == (8,)
     np.testing.assert_array_equal(env.action_space.low, -np.ones(8))

@@ -1,4 +1,6 @@
 """The environment protocol: registry errors, auto-reset, final_obs, termination vs truncation."""
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -561,3 +563,16 @@ def test_envs_marks_the_playground_tasks_whose_menagerie_assets_are_missing(tmp_
     monkeypatch.setenv(playground.MENAGERIE_ENV_VAR, "~nosuchuser_bpo/m")
     info = {i.name: i for i in envs.describe_suites()}["playground"]
     assert info.unbuildable == () and "playground/Go1Getup" in info.ids
+
+
+def test_a_suite_package_that_prints_at_its_import_prints_nothing_through_require(tmp_path, monkeypatch, capsys):
+    """MJX prints "Failed to import warp: ..." twice at its import where warp-lang is missing
+    (a core install): above every mjx/, brax/ and playground/ run's first line and above its
+    one-line errors."""
+    from bpo_jax.envs.registry import require
+
+    (tmp_path / "chatty_sim.py").write_text("print('Failed to import warp: No module named warp')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "chatty_sim", raising=False)
+    require("chatty_sim", "chatty", "chatty")
+    assert "chatty_sim" in sys.modules and capsys.readouterr().out == ""

@@ -3,6 +3,7 @@ written here: fresh resets from the evaluation key, the policy's mode on observa
 in NumPy with the run's saved statistics, rewards summed per episode until its first end."""
 import functools
 import re
+import sys
 
 import jax
 import numpy as np
@@ -224,7 +225,8 @@ def test_record_video_stops_at_max_steps(trained, monkeypatch, tmp_path):
     written = []
     monkeypatch.setattr(evaluate, "make_env", lambda *args, **kwargs: Env())
     monkeypatch.setattr(mujoco, "Renderer", Renderer)
-    monkeypatch.setattr(evaluate, "_write_frames", lambda frames, path, fps: written.append(len(frames)) or path)
+    monkeypatch.setattr(evaluate, "_write_frames",
+                        lambda imageio, frames, path, fps: written.append(len(frames)) or path)
     path = str(tmp_path / "video")
     assert evaluate.record_video(config, state, path, max_frames=20, max_steps=5, size=(8, 8)) == path
     evaluate.record_video(config, state, path, max_frames=3, max_steps=5, size=(8, 8))
@@ -238,6 +240,11 @@ def test_record_video_stops_at_max_steps(trained, monkeypatch, tmp_path):
         assert str(e.value) == message
     with pytest.raises(ValueError, match=r"^the state does not match the configuration"):
         evaluate.record_video(config.replace(hidden_sizes=(8,)), state, path, max_steps=5)
+    # Without imageio (a core install): said before the episode runs, not a traceback after it.
+    monkeypatch.setitem(sys.modules, "imageio.v2", None)
+    with pytest.raises(evaluate.VideoUnavailable) as e:
+        evaluate.record_video(config, state, path, max_steps=5, size=(8, 8))
+    assert str(e.value) == "writing the video needs imageio: pip install 'bpo-jax[mujoco]'"
     assert written == [5, 3, 9]
 
 

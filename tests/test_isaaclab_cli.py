@@ -11,7 +11,7 @@ from bpo_jax import cli, presets, sweep
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.envs import isaaclab, registry
 
-HINT = 'pip install -e ".[isaaclab]"'
+HINT = "pip install 'bpo-jax[isaaclab]'"
 TASKS = {"Anymal-C-rough": 1500, "G1-rough": 3000, "Go1-rough": 1500, "H1-rough": 3000}
 pytestmark = pytest.mark.skipif(registry.installed("isaaclab"), reason="IsaacLab is installed here")
 
@@ -74,7 +74,7 @@ def test_missing_torch_is_one_line_with_the_hint(monkeypatch):
     with pytest.raises(registry.MissingDependencyError) as info:
         isaaclab.IsaacLabEnv(object())
     assert str(info.value) == ("the isaaclab/ suite needs 'torch', which is not installed: "
-                               'pip install -e ".[isaaclab]" (torch, rsl-rl-lib)')
+                               "pip install 'bpo-jax[isaaclab]' (torch, rsl-rl-lib)")
     with pytest.raises(registry.MissingDependencyError, match="needs 'torch'") as info:
         isaaclab.make("Isaac-Velocity-Rough-G1-v0")
     assert HINT in str(info.value) and "\n" not in str(info.value)

@@ -508,6 +508,21 @@ def test_run_options_that_cannot_be_used_are_refused_before_anything_is_written(
         assert not out.exists()
 
 
+def test_a_suite_without_its_packages_is_refused_before_the_sweep_folder_is_claimed(tmp_path, monkeypatch):
+    """paper/atari without the atari extra: the sweep wrote sweep.json first, and once the extra
+    was installed it refused the sweep the user meant ("holds a sweep with another --algos")."""
+    from bpo_jax.envs import atari
+
+    monkeypatch.setattr(atari, "installed", lambda module: False)
+    out = tmp_path / "a" / "sweep"
+    p = sweep.plan("paper/atari", algos="bpo", num_seeds=1, total_steps=4096, tasks="Pong")
+    with pytest.raises(sweep.SweepError) as e:
+        sweep.run(p, str(out), say=lambda line: None)
+    assert str(e.value) == ("the atari/ suite needs 'ale_py' (No module named 'ale_py'); install it with: "
+                            "pip install 'bpo-jax[atari]'")
+    assert not (tmp_path / "a").exists()
+
+
 def test_tasks_select_by_full_or_short_name():
     names = lambda tasks: [r.name for r in sweep.plan("smoke", ("ppo",), 1, STEPS, tasks).runs]
     assert names(["Pendulum-v1"]) == names(["smoke/Pendulum-v1"]) == ["smoke_Pendulum-v1__ppo"]

@@ -95,7 +95,7 @@ from bpo_jax.envs.options import check_options, keyword_defaults, refuse_unknown
 from bpo_jax.envs.registry import MissingDependencyError, installed
 
 FRAME = (84, 84)
-INSTALL_HINT = 'pip install -e ".[atari]"'  # the package is installed from a checkout, not an index
+INSTALL_HINT = "pip install 'bpo-jax[atari]'"  # pip reads the extra from the installed package, wherever it came from
 BACKENDS = ("envpool", "ale")
 _ALE_FRAME_LIMIT = 10**9  # the ale backend cuts games itself (max_steps counts agent steps)
 

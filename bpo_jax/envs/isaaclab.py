@@ -32,7 +32,7 @@ import numpy as np
 from bpo_jax.envs.base import Box, EnvState, ObsSpec
 
 SUITE = "isaaclab"
-INSTALL_HINT = ('install Isaac Sim and IsaacLab (https://isaac-sim.github.io/IsaacLab), then pip install -e ".[isaaclab]" '
+INSTALL_HINT = ("install Isaac Sim and IsaacLab (https://isaac-sim.github.io/IsaacLab), then pip install 'bpo-jax[isaaclab]' "
                 "(torch, rsl-rl-lib); or train your own rsl_rl VecEnv: bpo_jax.host_loop.train(config, env)")
 # IsaacLab's rough-terrain velocity tasks the paper trained on (digest section 6.3).
 PAPER_TASKS = ("Isaac-Velocity-Rough-Anymal-C-v0", "Isaac-Velocity-Rough-G1-v0",
@@ -141,7 +141,7 @@ class IsaacLabEnv:
 
     def __init__(self, env: Any, name: str = f"{SUITE}/custom", asymmetric_critic: bool = False):
         # An env of one's own needs no Isaac Sim: only the torch it speaks.
-        require("torch", hint='pip install -e ".[isaaclab]" (torch, rsl-rl-lib)')
+        require("torch", hint="pip install 'bpo-jax[isaaclab]' (torch, rsl-rl-lib)")
         missing = [a for a in _VEC_ENV if not hasattr(env, a)]
         if missing:
             raise TypeError(f"the env must be an rsl_rl VecEnv (num_envs, num_actions, get_observations(), "
