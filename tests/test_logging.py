@@ -68,6 +68,11 @@ def test_tensorboard_writes_one_run_per_seed(tmp_path):
     tb = tracking.TensorBoard(str(tmp_path / "tb"), num_seeds=2, batch_size=64)
     tb(make_chunk(2, first=True))
     tb(make_chunk(4))
+    # On disk when the call returns, before close: the checkpoint saved next must not run ahead of
+    # the logs (tensorboardX's writer queue held up to 10 events past its flush, and a run killed
+    # after the checkpoint lost them for good).
+    assert [s for s, _ in read_scalars(tmp_path / "tb" / "seed_0")["charts/episode_return"]] == [64, 128, 192, 256]
+    assert [s for s, _ in read_scalars(tmp_path / "tb" / "seed_1")["charts/episode_return"]] == [128, 256]
     tb.close()
     assert sorted(os.listdir(tmp_path / "tb")) == ["seed_0", "seed_1"]
     seed0, seed1 = read_scalars(tmp_path / "tb" / "seed_0"), read_scalars(tmp_path / "tb" / "seed_1")
@@ -187,19 +192,20 @@ LIMITED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 from bpo_jax import cli
-sys.exit(cli.main(['train', '--seeds', '400', '--out', 'run', '--quiet']))
+sys.exit(cli.main(['train', '--seeds', '1000', '--out', 'run', '--quiet']))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="open-file limits as Linux sets them")
 def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_written(tmp_path):
     """400 seeds under `ulimit -n 1024` stopped with "Too many open files" after writing
-    hundreds of tb/ folders, and the restart command it printed failed the same way."""
+    hundreds of tb/ folders, and the restart command it printed failed the same way (each seed's
+    writer now holds one file, not three: 1,000 seeds are too many)."""
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().startswith("bpo-jax: error: 400 TensorBoard runs (one per seed trained at once)")
+    assert proc.stderr.strip().startswith("bpo-jax: error: 1,000 TensorBoard runs (one per seed trained at once)")
     assert "log no TensorBoard runs (--no-tensorboard; metrics.csv keeps" in proc.stderr
     assert "RunOptions" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "run")
@@ -209,7 +215,7 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
     with pytest.MonkeyPatch.context() as m:
         m.setattr(resource, "getrlimit", lambda which: (1024, 1024))
         with pytest.raises(tracking.TrackingError, match=r"log no TensorBoard runs \(`tensorboard=False`; metrics.csv"):
-            tracking.check_open_files(400)
+            tracking.check_open_files(1000)
         # Where the hard limit allows, the soft one is raised instead.
         raised = []
         m.setattr(resource, "getrlimit", lambda which: (256, 4096))
@@ -220,13 +226,13 @@ def test_more_tensorboard_runs_than_open_files_is_refused_before_anything_is_wri
 
 def test_a_ctrl_c_while_tensorboard_logs_is_raised_after_it(tmp_path, monkeypatch):
     """Raised inside tensorboardX's queue, it could lose the writer thread's wake-up: close()
-    then waited for ever (a run hung once in 17 Ctrl-Cs).  The press now waits for the call's
-    end: every event of the chunk is written, and close() returns."""
+    then waited for ever (a run hung once in 17 Ctrl-Cs).  The press waits for the call's end:
+    every event of the chunk is written (no record cut), and close() returns."""
     import signal
 
     tb = tracking.TensorBoard(str(tmp_path / "tb"), num_seeds=2, batch_size=64)
-    writer = tb.writers[0].file_writer
-    real, calls = writer.add_summary, []
+    writer = tb.writers[0]
+    real, calls = writer.write_event, []
 
     def pressed_inside(*args, **kwargs):
         if not calls:
@@ -234,7 +240,7 @@ def test_a_ctrl_c_while_tensorboard_logs_is_raised_after_it(tmp_path, monkeypatc
         calls.append(1)
         real(*args, **kwargs)
 
-    monkeypatch.setattr(writer, "add_summary", pressed_inside)
+    monkeypatch.setattr(writer, "write_event", pressed_inside)
     with pytest.raises(KeyboardInterrupt):
         tb(make_chunk(2, first=True))
     assert len(calls) == 2  # both of seed 0's updates, after the press
