@@ -462,7 +462,10 @@ def run_together(sessions: Sequence[RunSession], on_progress: Optional[runner.Pr
         mine = result if count == 1 else _member_result(result, state, v, seeds, session.config)
         cost = {"checkpoints_written": saver.saved if saver else 0,
                 "checkpoint_seconds": round(saver.seconds, 3) if saver else 0.0,
-                "fast_compile": options.fast_compile}
+                "fast_compile": options.fast_compile,
+                # Each device's program sets the float rounding: a run split otherwise (another
+                # machine's core count) is another run's numbers, as its checkpoints record.
+                "layout": dict(layout)}
         if count > 1:
             cost["runs_in_program"] = count
         if not lead:

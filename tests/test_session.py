@@ -69,6 +69,7 @@ def test_interrupted_run_resumes_from_python_to_the_uninterrupted_result(tmp_pat
     done = resumed.run()
     assert not reporting.is_incomplete(str(out)) and set(done.files) <= set(os.listdir(out))
     assert done.summary["env_steps"] == 1024 and done.summary["num_seeds"] == 2 and done.summary["fast_compile"]
+    assert done.summary["layout"] == layout  # in summary.json too: another split is another run's numbers
 
     shown = []
     whole = RunSession.start(TINY, num_seeds=2, out=str(tmp_path / "whole"), chunk_updates=4, options=QUIET)
