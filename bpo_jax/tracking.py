@@ -100,20 +100,37 @@ class ProgressLines:
 
 
 class ProgressBar:
-    """A rich progress bar on a terminal: steps, return, steps/s, ETA."""
+    """A rich progress bar on a terminal: steps, return, steps/s, ETA.  Where the terminal is too
+    narrow for them in full, the steps show as a percentage and the throughput without its label
+    (the final line has it); the bar is drawn where room is left, and the run's label gives way
+    last, cut with an ellipsis.  (Rich squeezes every column alike: an 80-column terminal lost
+    the return and the ETA.)"""
+
+    _BAR = 20  # the least width worth drawing the bar at
 
     def __init__(self, label: str, total_steps: int, done_steps: int = 0, console=None):
         from rich.console import Console
         from rich.progress import BarColumn, Progress as Bar, TextColumn
+        from rich.table import Column
 
-        self.progress: Optional[Bar] = Bar(
-            TextColumn("[bold]{task.description}"), BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps per seed"),
-            TextColumn("return {task.fields[ret]}"),
-            TextColumn("{task.fields[sps]}"),
-            TextColumn("ETA {task.fields[eta]}"),
-            console=console or Console(stderr=True), transient=False,
-        )
+        console = console or Console(stderr=True)
+        steps = f"{total_steps:,}/{total_steps:,} steps per seed"
+        fields = len("return -1234.56") + len("ETA 99999s")  # each column also takes a space
+        self.wide = console.width >= len(label) + len(steps) + len(throughput_text(12_345_678, 1000)) + fields + 5
+        if self.wide:
+            shown = ["{task.completed:,.0f}/{task.total:,.0f} steps per seed", "return {task.fields[ret]}",
+                     "{task.fields[sps]}", "ETA {task.fields[eta]}"]
+            room = console.width - len(steps) - len(throughput_text(12_345_678, 1000)) - fields - 5
+        else:
+            shown = ["{task.percentage:5.1f}%", "return {task.fields[ret]}", "{task.fields[sps]}",
+                     "ETA {task.fields[eta]}"]
+            room = console.width - len("100.0%") - len("12,345,678 steps/s") - fields - 5
+        columns = [TextColumn("[bold]{task.description}",
+                              table_column=Column(no_wrap=True, overflow="ellipsis", max_width=max(room, 8)))]
+        if room - len(label) > self._BAR:
+            columns.append(BarColumn(bar_width=room - len(label) - 1))
+        columns += [TextColumn(text, table_column=Column(no_wrap=True)) for text in shown]
+        self.progress: Optional[Bar] = Bar(*columns, console=console, transient=False)
         self.task = self.progress.add_task(label, total=total_steps, completed=done_steps,
                                            ret="   n/a", sps="- env steps/s", eta="-")
         self.progress.start()
@@ -121,9 +138,11 @@ class ProgressBar:
     def __call__(self, p: Progress) -> None:
         if self.progress is None:
             return
+        sps = (throughput_text(p.steps_per_second, p.num_seeds) if self.wide else
+               f"{p.steps_per_second:,.0f} steps/s")
         try:
-            self.progress.update(self.task, completed=p.env_steps, ret=_return_text(p.episode_return),
-                                 sps=throughput_text(p.steps_per_second, p.num_seeds), eta=f"{p.eta:.0f}s")
+            self.progress.update(self.task, completed=p.env_steps, ret=_return_text(p.episode_return), sps=sps,
+                                 eta=f"{p.eta:.0f}s")
         except OSError:
             self.close()
 

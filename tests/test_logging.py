@@ -3,6 +3,7 @@ stand-in module), the console progress bar or plain lines.  No training: chunks 
 import io
 import json
 import os
+import re
 import struct
 import sys
 import types
@@ -157,6 +158,18 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     bar.close()
     shown = screen.getvalue()
     assert "320/640 steps per seed" in shown and "21.50" in shown and THROUGHPUT in shown and "ETA 2s" in shown
+    # An 80-column terminal lost the return and the ETA to rich's squeezed columns: there the steps
+    # show as a percentage and the throughput unlabelled, and the run's label gives way.
+    for width in (80, 60):
+        screen = io.StringIO()
+        bar = tracking.ProgressBar("bpo mjx/Humanoid-v4 (4 runs as one program)", 640,
+                                   console=Console(file=screen, force_terminal=True, width=width, color_system=None))
+        bar(PROGRESS)
+        bar.close()
+        line = [x for x in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).replace("\r", "\n").splitlines()
+                if x.strip()][-1]
+        assert len(line) <= width and line.startswith("bpo mjx") and "…" in line
+        assert line.split("…")[1].split() == ["50.0%", "return", "21.50", "1,500", "steps/s", "ETA", "2s"]
 
 
 class ClosedPipe(io.StringIO):
