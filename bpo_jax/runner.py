@@ -614,9 +614,18 @@ def run(
             _check_updates(metrics, first_update=done, env=config.env)
         except BadUpdateError as e:  # keep the curve up to the failure, for the front end to write
             good = e.update - 1 - done
-            history.blocks.append({name: m[:, :good] for name, m in metrics.items()})
+            finite = {name: m[:, :good] for name, m in metrics.items()}
+            history.blocks.append(finite)
             history.sps.append(np.full(good, chunk_sps))
             e.before = history
+            if on_chunk is not None and good > 0:
+                # The chunk's updates before the bad one are logged as every chunk's are (no state:
+                # nothing to checkpoint), so TensorBoard holds what metrics.csv does.
+                with contextlib.suppress(Exception):  # the bad update is what stops the run
+                    on_chunk(Chunk(state=None, update=done + good, num_updates=n, chunk_updates=k, metrics=finite,
+                                   history=history, steps_per_second=chunk_sps,
+                                   train_seconds=previous_seconds + train_seconds, compile_seconds=compile_seconds,
+                                   first=i == 0))
             raise
         history.blocks.append(metrics)
         history.sps.append(np.full(size, chunk_sps))

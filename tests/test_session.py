@@ -347,12 +347,15 @@ def test_a_bad_update_in_one_program_names_its_run_and_seed(tmp_path):
 def test_a_diverged_run_keeps_its_curve_up_to_the_bad_update(tmp_path):
     """probe/NaNReward: NaN rewards from each env's 301st step, in update 19 of 16 steps.  The run
     that diverged (the first run's seed 0: the earliest update, then the lowest member) gets a
-    metrics.csv of its own seeds' 18 good updates; the run beside it none."""
+    metrics.csv of its own seeds' 18 good updates; the run beside it none.  TensorBoard holds
+    those updates too, the two before the bad one in its chunk included (they were never logged)."""
     from tests import probes
+    from tests.test_logging import read_scalars
 
     probes.register()
     grid = [TINY.replace(env="probe/NaNReward", total_steps=20 * 64, lr=lr) for lr in (1e-3, 2e-3)]
-    sessions = [RunSession.start(c, num_seeds=2, out=str(tmp_path / f"v{i}"), chunk_updates=4, options=QUIET)
+    options = dataclasses.replace(QUIET, tensorboard=True)
+    sessions = [RunSession.start(c, num_seeds=2, out=str(tmp_path / f"v{i}"), chunk_updates=4, options=options)
                 for i, c in enumerate(grid)]
     with pytest.raises(runner.NonFiniteError) as e:
         run_together(sessions)
@@ -364,6 +367,10 @@ def test_a_diverged_run_keeps_its_curve_up_to_the_bad_update(tmp_path):
     assert [(r["update"], r["seed"]) for r in rows] == [(str(u), str(s)) for s in range(2) for u in range(1, 19)]
     assert [int(r["env_steps"]) for r in rows[:3]] == [64, 128, 192]
     assert all(float(r["episode_return_mean"]) == 5.0 for r in rows if r["episode_return_mean"])
+    for v in ("v0", "v1"):
+        for seed in ("seed_0", "seed_1"):
+            steps = [step for step, _ in read_scalars(tmp_path / v / "tb" / seed)["losses/value_loss"]]
+            assert steps == [64 * u for u in range(1, 19)], (v, seed)
 
 
 def test_a_front_ends_hints_name_the_directory_quoted_for_the_shell(tmp_path):
