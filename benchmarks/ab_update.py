@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=positive_int, default=7, help="interleaved calls per program (median taken)")
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.before, "benchmarks", "where_time_goes.py")):
-        parser.error(f"{args.before} is not a bpo-jax checkout with benchmarks/where_time_goes.py")
+        parser.error(f"{args.before} is not a bpo-jax checkout with benchmarks/where_time_goes.py "
+                     "(for a revision: git worktree add /tmp/before REV, then pass /tmp/before)")
     roots = {"before": os.path.abspath(args.before), "after": os.path.dirname(HERE)}
     progs = {(label, name): p for label, root in roots.items() for name, p in programs(root, args.algo).items()}
     times = {key: [] for key in progs}

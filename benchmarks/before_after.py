@@ -8,6 +8,7 @@ Prints one JSON line per call; alternate the two, several rounds, and compare me
 StableHLO op count is exact and free of machine noise: equal counts mean the same program.
 """
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -20,10 +21,16 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("label", choices=["before", "after"], help="which side of the comparison this checkout is")
 args = parser.parse_args()
 
-import jax  # noqa: E402
 # This checkout's benchmarks/common.py, whichever bpo_jax PYTHONPATH picks.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import disable_compilation_cache  # noqa: E402
+from common import ROOT, disable_compilation_cache  # noqa: E402
+
+# A PYTHONPATH that names no checkout measured this one (or the installed package) as "before".
+_found = os.path.dirname(os.path.dirname(importlib.util.find_spec("bpo_jax").origin))
+if (os.path.realpath(_found) == os.path.realpath(ROOT)) != (args.label == "after"):
+    parser.error(f"bpo_jax comes from {_found}: 'before' takes another checkout's (PYTHONPATH=/path/to/it), "
+                 "'after' this one's (no PYTHONPATH naming another)")
+import jax  # noqa: E402
 disable_compilation_cache()  # "compile" must time a compile, not a load from $JAX_COMPILATION_CACHE_DIR
 import bpo_jax  # noqa: E402
 from bpo_jax import Config, make_train  # noqa: E402

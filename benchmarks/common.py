@@ -13,6 +13,22 @@ import time
 import jax
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _this_checkout_unless_pythonpath() -> None:
+    """Put this checkout on sys.path after PYTHONPATH's entries and before site-packages: the
+    scripts measure the bpo_jax of a checkout PYTHONPATH names, else this one's, never the
+    installed package (a script run from a second checkout measured the installed code)."""
+    root = os.path.realpath(ROOT)
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != root]
+    site = next((i for i, p in enumerate(sys.path) if os.path.basename(p) in ("site-packages", "dist-packages")),
+                len(sys.path))
+    sys.path.insert(site, ROOT)
+
+
+_this_checkout_unless_pythonpath()
+
 
 def compile_and_time(fn, args, repeats: int):
     """jit ``fn``, compile it for ``args`` (a tuple), then run it ``repeats`` times.

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--env", type=env_id, default="gymnax/CartPole-v1")
     p.add_argument("--algos", type=algo_names, default="ppo,bpo")
     p.add_argument("--envs", type=positive_ints, default=",".join(str(2 ** i) for i in range(2, 13)),
-                   help="env counts (powers of two)")
+                   help="env counts, comma-separated")
     p.add_argument("--devices", type=positive_ints, default="1,2,4", help="device counts")
     p.add_argument("--device-envs", type=positive_int, default=1024, help="env count of the device sweep")
     p.add_argument("--seeds", type=positive_int, default=8, help="N of the N-seeds comparison")

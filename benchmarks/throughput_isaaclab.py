@@ -22,8 +22,6 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, machine, out_path, positive_int, positive_ints, require_isaaclab_extra, write_results  # noqa: E402
 

@@ -92,6 +92,8 @@ def make_old_gymnax(name: str):
 def import_purejaxrl(path: str):
     """PureJaxRL's ``ppo`` and ``wrappers`` modules from a checkout (``ppo`` builds its env
     through :func:`make_old_gymnax`)."""
+    if not os.path.isdir(path):
+        raise SystemExit(f"vs_purejaxrl: error: no folder {path}; pass a PureJaxRL checkout")
     folder = os.path.join(os.path.abspath(path), "purejaxrl")
     if not os.path.isfile(os.path.join(folder, "ppo.py")):
         raise SystemExit(f"vs_purejaxrl: error: no purejaxrl/ppo.py under {path}; pass a PureJaxRL checkout")
@@ -107,6 +109,11 @@ def import_purejaxrl(path: str):
         hint = ("pip install distrax" if missing in ("distrax", "tensorflow_probability")
                 else f"the checkout at {path} looks incomplete (no module {missing!r} there), or {missing!r} is not installed")
         raise SystemExit(f"vs_purejaxrl: error: cannot import PureJaxRL ({e}); {hint}")
+    missing = [f"{m.__name__}.{name}" for m, names in ((ppo, ("make_train",)),
+                                                      (wrappers, ("LogWrapper", "FlattenObservationWrapper")))
+               for name in names if not hasattr(m, name)]
+    if missing:
+        raise SystemExit(f"vs_purejaxrl: error: {path} is not the PureJaxRL this compares with (no {', '.join(missing)})")
     ppo.gymnax = types.SimpleNamespace(make=make_old_gymnax)
     return ppo, wrappers
 

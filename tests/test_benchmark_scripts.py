@@ -21,6 +21,9 @@ CASES = {
     "scaling worker, too many devices": (["scaling.py", "--worker", json.dumps(
         {"env": "gymnax/CartPole-v1", "algo": "ppo", "num_envs": 4, "num_steps": 8, "updates": 1, "devices": 64,
          "num_seeds": 1, "separate": False})], 1, "64 devices asked for"),
+    # With no other checkout on PYTHONPATH, "before" measured this one (or the installed package).
+    "before_after before without another checkout": (["before_after.py", "before"], 2,
+                                                     "'before' takes another checkout's"),
 }
 
 
@@ -83,6 +86,24 @@ def test_refused_at_the_argument_stage(monkeypatch, capsys, name):
     assert code == 2 and last.startswith(f"{script}.py: error:") and text in last, last
 
 
+def test_vs_purejaxrl_refuses_a_folder_that_is_not_purejaxrl(tmp_path, monkeypatch):
+    """A folder with PureJaxRL's file names but not its code stopped with an AttributeError."""
+    from benchmarks import vs_purejaxrl
+
+    (tmp_path / "purejaxrl").mkdir()
+    for name in ("ppo.py", "wrappers.py"):
+        (tmp_path / "purejaxrl" / name).write_text("")
+    for module in ("ppo", "wrappers"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(SystemExit) as e:
+        vs_purejaxrl.import_purejaxrl(str(tmp_path))
+    assert str(e.value) == (f"vs_purejaxrl: error: {tmp_path} is not the PureJaxRL this compares with (no "
+                            "ppo.make_train, wrappers.LogWrapper, wrappers.FlattenObservationWrapper)")
+    for module in ("ppo", "wrappers"):
+        sys.modules.pop(module, None)
+
+
 def test_isaaclab_help_needs_no_torch(monkeypatch, capsys):
     assert run_main(monkeypatch, "isaaclab_parity", ["--help"], ("torch", "rsl_rl")).code == 0
     assert "--iterations" in capsys.readouterr().out
@@ -99,6 +120,10 @@ def test_gpu_check_stops_on_the_cpu(tmp_path):
     allowed = subprocess.run(["bash", script, "out"], cwd=tmp_path, env={**env, "ALLOW_CPU": "1"}, capture_output=True,
                              text=True, timeout=60)
     assert allowed.returncode == 0 and "all steps passed" in allowed.stdout, allowed.stdout + allowed.stderr
+    # An OUT_DIR that cannot be written: every step ran into it, and it ended "all steps passed".
+    unwritable = subprocess.run(["bash", script, "/proc/gpu"], env=env, capture_output=True, text=True, timeout=60)
+    assert unwritable.returncode == 1 and unwritable.stdout == "", unwritable.stdout
+    assert unwritable.stderr.strip() == "error: cannot write to /proc/gpu; give a folder that can be written as OUT_DIR"
 
 
 def test_grid_disagreeing_returns_exit_1(monkeypatch, capsys):
