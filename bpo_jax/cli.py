@@ -83,7 +83,7 @@ class _Parser(argparse.ArgumentParser):
         # A value such as -1e-3 is a number, not a flag (Python 3.13's rule): before 3.13 argparse
         # took it for an unknown option and said "--kl-coef: expected one argument", not what
         # is wrong with the value.
-        self._negative_number_matcher = re.compile(r"^-\.?\d")
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)  # "-inf": a value
 
     def error(self, message: str):
         _say(f"bpo-jax: error: {message}")
@@ -97,7 +97,7 @@ def parse_every(text: str) -> tuple[Optional[int], Optional[float]]:
     try:
         if t and t[-1] in units:
             seconds = float(t[:-1]) * units[t[-1]]
-            if seconds > 0:
+            if 0 < seconds < math.inf:
                 return None, seconds
         else:
             updates = int(t)
@@ -111,7 +111,9 @@ def parse_every(text: str) -> tuple[Optional[int], Optional[float]]:
 
 def _parse_optional(inner):
     def parse(text: str):
-        return None if text.lower() in ("none", "null", "") else inner(text)
+        if not text.strip():  # `--lr "$LR"` with LR unset: not a choice of the default
+            raise argparse.ArgumentTypeError("empty value; give a number or none")
+        return None if text.lower() in ("none", "null") else inner(text)
     parse.__name__ = getattr(inner, "__name__", "value")
     return parse
 
@@ -120,7 +122,7 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
     try:  # every item a width: "64," or " , " is a slip, not (64,) or a linear policy
-        return tuple(int(x) for x in text.replace(" ", "").split(","))
+        return tuple(int(x) for x in text.split(","))  # int() takes " 64" but not "64 64" (was 6464)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64 (or an empty string: "
                                          f"none), got {text!r}")
@@ -484,6 +486,9 @@ def _init_distributed(args) -> None:
     --num-processes, --process-id), or JAX's own detection when $JAX_COORDINATOR_ADDRESS is set."""
     flags = (args.coordinator, args.num_processes, args.process_id)
     if not _distributed(args):
+        if _dest("join_timeout") in args.given:  # accepted and ignored, whatever its value, alone
+            raise ConfigError("--join-timeout is how long the processes of a multi-process run wait for each other; "
+                              "give it with --coordinator, --num-processes and --process-id, or drop it")
         return
     import jax
 
@@ -1196,6 +1201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail("interrupted while starting; nothing was run or written", EXIT_INTERRUPTED)
     if getattr(args, "out", None) == "":
         return _fail("--out is empty; name where to write")
+    if getattr(args, "resume", None) == "":  # read as no --resume: a fresh run started
+        return _fail("--resume is empty; name the run directory (or checkpoint) to resume")
     commands = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "envs": cmd_envs, "presets": cmd_presets, "sweep": cmd_sweep,
                 "plot": cmd_plot, "report": cmd_report, "llm": cmd_llm}
     with interrupts_never_lost():  # the messages below too: a second Ctrl-C must not cut them short

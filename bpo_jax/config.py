@@ -350,10 +350,11 @@ class Config:
         need(self.total_steps >= self.batch_size,
              f"`total_steps` {self.total_steps} is less than one update's batch "
              f"(`num_envs` {self.num_envs} x `num_steps` {self.num_steps} = {self.batch_size})")
-        need(all(h > 0 for h in self.hidden_sizes),  # empty: linear heads (e.g. SB3's Atari CnnPolicy)
-             f"`hidden_sizes` must be positive widths, got {self.hidden_sizes}")
-        need(all(h > 0 for h in self.median_hidden_sizes),
-             f"`median_hidden_sizes` must be positive widths, got {self.median_hidden_sizes}")
+        # XLA's shapes hold int32 sizes: a wider layer aborted the process in XLA (a C++ check).
+        need(all(0 < h < 2**31 for h in self.hidden_sizes),  # empty: linear heads (e.g. SB3's Atari CnnPolicy)
+             f"`hidden_sizes` must be positive widths below 2**31, got {self.hidden_sizes}")
+        need(all(0 < h < 2**31 for h in self.median_hidden_sizes),
+             f"`median_hidden_sizes` must be positive widths below 2**31, got {self.median_hidden_sizes}")
         one_of("matmul_precision", MATMUL_PRECISIONS)
         one_of("activation", ACTIVATIONS)
         full = self.resolved()
@@ -374,7 +375,7 @@ class Config:
         need(self.obs_norm_window >= 0, f"`obs_norm_window` must be >= 0 (0 = all observations), got {self.obs_norm_window}")
         need(self.obs_clip > 0 and self.reward_clip > 0,
              f"`obs_clip` and `reward_clip` must be > 0, got {self.obs_clip} and {self.reward_clip}")
-        need(self.reset_pool >= 0, f"`reset_pool` must be >= 0 (0 = fresh resets), got {self.reset_pool}")
+        need(0 <= self.reset_pool < 2**31, f"`reset_pool` must be in [0, 2**31) (0 = fresh resets), got {self.reset_pool}")
         if self.lr_schedule is not None:
             one_of("lr_schedule", LR_SCHEDULES)
         need(self.desired_kl > 0, f"`desired_kl` must be > 0, got {self.desired_kl}")

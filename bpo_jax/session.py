@@ -674,18 +674,32 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
 
 
 def check_memory(config: Config, num_seeds: int, obs_spec) -> None:
-    """Refuse, before compiling, a run whose rollout alone cannot fit in memory: one update keeps
-    every observation and final observation of its ``num_steps`` x ``num_envs`` transitions per
-    seed (Atari's 100,000-frame stacks compiled until the machine ran out, killed)."""
+    """Refuse, before compiling, a run that cannot fit in memory, by a lower bound of what an
+    update keeps: every observation and final observation of its ``num_steps`` x ``num_envs``
+    transitions per seed (Atari's 100,000-frame stacks compiled until the machine ran out,
+    killed), the networks' hidden layers with their gradients and Adam's two moments, and the
+    cached resets' observations."""
     observation = int(np.prod(obs_spec.shape)) * contract.obs_dtype(obs_spec.dtype).itemsize
-    need = 2 * observation * config.batch_size * num_seeds
+    rollout = 2 * observation * config.batch_size * num_seeds
+    widths = [int(np.prod(obs_spec.shape)), *config.hidden_sizes]
+    layers = sum(a * b for a, b in zip(widths, widths[1:]))  # the actor's; the critic's are as many
+    if config.use_median and config.separate_median:
+        median = [widths[0], *config.median_hidden_sizes]
+        layers += sum(a * b for a, b in zip(median, median[1:]))
+    networks = 4 * 4 * (2 * layers) * num_seeds  # float32 parameters, gradients and two moments
+    resets = observation * config.reset_pool * num_seeds
+    need = rollout + networks + resets
     have = runner.memory_bytes()
     if have and need > have:
+        parts = [(rollout, f"one update's rollout keeps {config.batch_size:,} observations of shape "
+                           f"{tuple(obs_spec.shape)} per seed and their final observations"),
+                 (networks, f"the networks ({config.hidden_sizes} wide) with their gradients and Adam's moments"),
+                 (resets, f"{config.reset_pool:,} cached resets per seed")]
+        parts = [f"{text} ({size / 2**30:,.1f} GiB)" for size, text in parts if size >= need / 10]  # the large ones
         raise SessionError(
-            f"one update's rollout keeps {config.batch_size:,} observations of shape {tuple(obs_spec.shape)} per seed "
-            f"and their final observations, {need / 2**30:,.1f} GiB for {num_seeds} seed(s): more than the "
-            f"{have / 2**30:,.1f} GiB of memory here; lower `num_envs`, `num_steps` or `num_seeds` (or the "
-            "observations' size)", "num_envs")
+            f"{'; '.join(parts)}: at least {need / 2**30:,.1f} GiB for {num_seeds} seed(s), more than the "
+            f"{have / 2**30:,.1f} GiB of memory here; lower `num_envs`, `num_steps`, `hidden_sizes`, "
+            "`reset_pool` or `num_seeds`", "num_envs")
 
 
 def _check_machine(config: Config, num_seeds: int, options: RunOptions) -> None:

@@ -58,7 +58,10 @@ def assert_one_line_in_process(capsys, *fragments):
     (["--env", "mjx/Hopper-v4", "--env-options", "reset_noise_scale=abc"],
      ["option reset_noise_scale takes a number", "'abc'"]),
     (["--action-squash", "sigmoid"], ["unknown --action-squash", "clip, tanh"]),
-    (["--reset-pool", "-1"], ["--reset-pool must be >= 0"]),
+    (["--reset-pool", "-1"], ["--reset-pool must be in [0, 2**31)"]),
+    # Accepted, then XLA aborted the process (a C++ check on int32 shapes) or jit overflowed.
+    (["--reset-pool", "1000000000000"], ["--reset-pool must be in [0, 2**31)"]),
+    (["--hidden-sizes", "1000000000000"], ["--hidden-sizes must be positive widths below 2**31"]),
     (["--lr", "inf"], ["--lr must be finite"]),  # passes "> 0"; would only fail as NaNs after compiling
     (["--total-steps", "99999999999999999999999"], ["--total-steps 99,999,999,999,999,999,999,999 gives", "int32 update counter", "give at most"]),
     (["--num-epochs", "3000000000"], ["--num-epochs must be below 2**31, got 3,000,000,000"]),  # an OverflowError mid-run
@@ -467,7 +470,7 @@ def test_checkpoint_every_parses_updates_or_durations(text, expected):
     assert cli.parse_every(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0", "-3", "abc", "5x", ""])
+@pytest.mark.parametrize("text", ["0", "-3", "abc", "5x", "", "infs", "1e309s", "nans"])
 def test_checkpoint_every_rejects_nonsense(text):
     with pytest.raises(argparse.ArgumentTypeError, match="takes a positive number"):
         cli.parse_every(text)
@@ -808,6 +811,29 @@ def test_a_negative_value_in_exponent_form_is_a_value_not_a_flag(capsys):
         assert cli.main(argv) == cli.EXIT_USAGE
         assert capsys.readouterr().err.strip() == f"bpo-jax: error: {message}"
     assert cli.parse_args(["train", "--lr", "-1E+2"]).lr == -100.0
+    # So are -inf and -nan: "expected one argument" named no fault of the value.
+    for value in ("-inf", "-nan", "-Infinity"):
+        assert cli.main(["train", "--lr", value]) == cli.EXIT_USAGE
+        assert "expected one argument" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    # "16 16" read as 1616: one layer, silently.
+    (["--hidden-sizes", "16 16"], "argument --hidden-sizes: expected comma-separated integers like 64,64"),
+    # `--lr "$LR"` with LR unset trained with the default learning rate.
+    (["--lr", ""], "argument --lr: empty value; give a number or none"),
+    (["--value-clip", " "], "argument --value-clip: empty value; give a number or none"),
+    # An empty --resume started a fresh run.
+    (["--resume", ""], "--resume is empty; name the run directory (or checkpoint) to resume"),
+    # Accepted and ignored (whatever its value) without the multi-process flags.
+    (["--join-timeout", "-1"], "--join-timeout is how long the processes of a multi-process run wait for each other"),
+])
+def test_a_slip_in_a_value_is_refused_not_read_otherwise(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--total-steps", "512", "--num-envs", "4", "--num-steps", "32", *argv]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bpo-jax: error: {message}") and "\n" not in err, err
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_preset_s_values_are_no_flags_to_drop(tmp_path):

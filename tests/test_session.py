@@ -541,9 +541,26 @@ def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(
     with pytest.raises(SessionError) as e:
         RunSession.start(big, num_seeds=3, out=str(tmp_path / "run"), options=QUIET)
     assert str(e.value) == ("one update's rollout keeps 16,777,216 observations of shape (4,) per seed and their final "
-                            "observations, 1.5 GiB for 3 seed(s): more than the 1.0 GiB of memory here; lower "
-                            "`num_envs`, `num_steps` or `num_seeds` (or the observations' size)")
+                            "observations (1.5 GiB): at least 1.5 GiB for 3 seed(s), more than the 1.0 GiB of memory "
+                            "here; lower `num_envs`, `num_steps`, `hidden_sizes`, `reset_pool` or `num_seeds`")
     assert e.value.field == "num_envs" and not (tmp_path / "run").exists()
+    # Networks and cached resets count too: a 10^12-wide layer was trained, and XLA aborted the
+    # process after the run folder was made; 10^12 cached resets failed after compiling.
+    wide = TINY.replace(hidden_sizes=(100_000, 100_000))
+    with pytest.raises(SessionError) as e:
+        RunSession.start(wide, num_seeds=1, out=str(tmp_path / "run"), options=QUIET)
+    assert str(e.value).startswith("the networks ((100000, 100000) wide) with their gradients and Adam's moments "
+                                   "(298.0 GiB): at least 298.0 GiB for 1 seed(s)")
+    pool = TINY.replace(reset_pool=2**26)
+    with pytest.raises(SessionError) as e:
+        RunSession.start(pool, num_seeds=1, out=str(tmp_path / "run"), options=QUIET)
+    assert str(e.value).startswith("67,108,864 cached resets per seed (1.0 GiB): at least 1.0 GiB")
+    assert not (tmp_path / "run").exists()
+    for field in ("hidden_sizes", "median_hidden_sizes"):
+        with pytest.raises(ValueError, match=f"`{field}` must be positive widths below 2\\*\\*31"):
+            TINY.replace(**{field: (16, 2**31)}).validate()
+    with pytest.raises(ValueError, match=r"`reset_pool` must be in \[0, 2\*\*31\)"):
+        TINY.replace(reset_pool=2**31).validate()
 
 
 def test_a_chunk_is_logged_before_its_checkpoint_is_saved(tmp_path, monkeypatch):
