@@ -30,12 +30,18 @@ def programs(root: str, algo: str) -> dict:
     """name -> (compiled, args, length) from the bpo_jax and where_time_goes under ``root``."""
     for name in [m for m in sys.modules if m.split(".")[0] in ("bpo_jax", "where_time_goes", "common")]:
         del sys.modules[name]
+    saved = list(sys.path)
     sys.path[:0] = [root, os.path.join(root, "benchmarks")]
     try:
+        # bpo_jax first: the checkout's common.py moves its root behind PYTHONPATH's entries, where
+        # the other checkout's root, left by the previous call, would win (the sides swapped).
+        bpo_jax = importlib.import_module("bpo_jax")
         wtg = importlib.import_module("where_time_goes")
-        return wtg.update_programs(importlib.import_module("bpo_jax").Config(algo=algo))
+        if os.path.commonpath([os.path.realpath(bpo_jax.__file__), os.path.realpath(root)]) != os.path.realpath(root):
+            raise SystemExit(f"ab_update: error: bpo_jax came from {bpo_jax.__file__}, not from {root}")
+        return wtg.update_programs(bpo_jax.Config(algo=algo))
     finally:
-        del sys.path[:2]
+        sys.path[:] = saved
 
 
 def main(argv=None) -> int:

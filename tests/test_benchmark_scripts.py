@@ -104,6 +104,29 @@ def test_vs_purejaxrl_refuses_a_folder_that_is_not_purejaxrl(tmp_path, monkeypat
         sys.modules.pop(module, None)
 
 
+AB_SIDES = """
+import os, shutil, sys
+sys.path.insert(0, os.path.join({root!r}, "benchmarks"))
+import ab_update
+for side in "AB":
+    os.makedirs(f"{tmp}/{{side}}/bpo_jax"); os.makedirs(f"{tmp}/{{side}}/benchmarks")
+    open(f"{tmp}/{{side}}/bpo_jax/__init__.py", "w").write(f"SIDE = {{side!r}}\\nConfig = dict\\n")
+    shutil.copy(os.path.join({root!r}, "benchmarks", "common.py"), f"{tmp}/{{side}}/benchmarks/common.py")
+    open(f"{tmp}/{{side}}/benchmarks/where_time_goes.py", "w").write(
+        "import common, bpo_jax\\ndef update_programs(config): return bpo_jax.SIDE\\n")
+print([ab_update.programs(f"{tmp}/{{side}}", "ppo") for side in "BABA"])
+"""
+
+
+def test_ab_update_measures_each_side_from_its_own_checkout(tmp_path):
+    """Each checkout's common.py moves its root behind PYTHONPATH's entries: the root a previous
+    call left on sys.path then won, and the two sides were swapped without a word."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", AB_SIDES.format(root=ROOT, tmp=str(tmp_path))], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.stdout.strip() == "['B', 'A', 'B', 'A']", out.stdout + out.stderr
+
+
 def test_isaaclab_help_needs_no_torch(monkeypatch, capsys):
     assert run_main(monkeypatch, "isaaclab_parity", ["--help"], ("torch", "rsl_rl")).code == 0
     assert "--iterations" in capsys.readouterr().out
