@@ -113,7 +113,7 @@ class _QuietWhileSaving(logging.Filter):
     * absl's records while any save runs: orbax's writer threads log each failure with its
       traceback (two dozen ERROR lines where the run folder was removed mid-save);
     * on ``sys.unraisablehook``, "Event loop is closed" while a save runs and, once one has
-      failed, after it: tensorstore's C++ threads finish the abandoned writes after orbax has
+      failed, after it until another save ends: tensorstore's C++ threads finish the abandoned writes after orbax has
       closed its event loop, and each of their callbacks into it raises that error where no
       caller can catch it (Python printed ~190 tracebacks).  Every other error goes on to the
       hook it found.
@@ -140,7 +140,7 @@ class _QuietWhileSaving(logging.Filter):
         with self._lock:
             if self not in logger.filters:
                 logger.addFilter(self)
-            if sys.unraisablehook != self._unraisable:
+            if self._previous_hook is None:  # once: a hook set later that chains to this one is left as it is
                 self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
             self._saves += 1
         try:
@@ -148,6 +148,8 @@ class _QuietWhileSaving(logging.Filter):
         except BaseException:
             self._failed = True
             raise
+        else:  # a failed save's writes are over once another save has ended
+            self._failed = False
         finally:
             with self._lock:
                 self._saves -= 1

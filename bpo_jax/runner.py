@@ -136,7 +136,9 @@ class Start:
 
 @dataclass
 class Chunk:
-    """What the host sees after one finite compiled chunk (passed to ``on_chunk``).
+    """What the host sees after one finite compiled chunk (passed to ``on_chunk``), or of the
+    chunk a bad update stopped: its updates before the bad one (fewer than ``chunk_updates``
+    rows, ``state`` None), the last call before :class:`NonFiniteError` is raised.
 
     ``state`` is only valid during the callback: the next chunk donates (reuses) its buffers;
     None where the run's ``wants_state`` said the callback does not need it (the next chunk is
@@ -484,8 +486,9 @@ def run(
     after any number of updates (from a chunk boundary, with the same K, the rest of the run
     is the very program an uninterrupted run runs).  After every chunk whose metrics are
     finite, ``on_chunk`` (e.g. checkpoints and loggers) and then ``progress`` (with a :class:`Progress`) are called on
-    the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, before
-    any callback sees that chunk (so the last checkpoint on disk is the last good state).
+    the host.  Raises :class:`NonFiniteError` as soon as a chunk produced a NaN or Inf, after
+    ``on_chunk`` saw that chunk's updates before the bad one, without a state (so the last
+    checkpoint on disk is the last good chunk's; errors of that call are dropped).
 
     ``wants_state(updates_done)``: whether ``on_chunk`` needs the state after that chunk (e.g. a
     checkpoint is due).  Where it says no, the next chunk starts before ``on_chunk`` and

@@ -251,8 +251,7 @@ class RunSession:
                                           **config.env_kwargs()),
                                 contract.made_from(config.env, config.num_envs, config.reset_pool, config.env_kwargs()))
         config.validate_env(env.action_space).check_read(given, continuous=not isinstance(env.action_space, Discrete))
-        check_memory(config, num_seeds, env.obs_spec)
-        make_network(config, env.action_space, env.obs_spec)
+        check_memory(config, num_seeds, env.obs_spec, make_network(config, env.action_space, env.obs_spec))
         train.check_loss(config, env)
         _check_machine(config, num_seeds, options)
         session = cls(config=config, num_seeds=num_seeds, chunk_updates=k,
@@ -490,7 +489,7 @@ def _watchers(sessions: list[RunSession], savers: list[Optional[checkpoint.Saver
     histories = [runner.History.since(s.resumed_from and s.resumed_from.start) for s in sessions]
     label = first.label if count == 1 else f"{first.label} ({count} runs as one program)"
     console = tracking.make_progress(label, c.num_updates * c.batch_size, first.start_update * c.batch_size,
-                                     quiet=not first.options.progress)
+                                     quiet=not first.options.progress, num_seeds=count * seeds)
     if console is not None:
         stack.callback(console.close)
     shows = [show for show in (console, on_progress) if show is not None]
@@ -673,27 +672,26 @@ def _planned_steps(run_dir: str, saved: Config) -> int:
         return saved.total_steps
 
 
-def check_memory(config: Config, num_seeds: int, obs_spec) -> None:
+def check_memory(config: Config, num_seeds: int, obs_spec, network) -> None:
     """Refuse, before compiling, a run that cannot fit in memory, by a lower bound of what an
     update keeps: every observation and final observation of its ``num_steps`` x ``num_envs``
     transitions per seed (Atari's 100,000-frame stacks compiled until the machine ran out,
-    killed), the networks' hidden layers with their gradients and Adam's two moments, and the
-    cached resets' observations."""
+    killed), ``network``'s parameters with their gradients and Adam's two moments (counted
+    abstractly: nothing is allocated), and the cached resets' observations."""
     observation = int(np.prod(obs_spec.shape)) * contract.obs_dtype(obs_spec.dtype).itemsize
     rollout = 2 * observation * config.batch_size * num_seeds
-    widths = [int(np.prod(obs_spec.shape)), *config.hidden_sizes]
-    layers = sum(a * b for a, b in zip(widths, widths[1:]))  # the actor's; the critic's are as many
-    if config.use_median and config.separate_median:
-        median = [widths[0], *config.median_hidden_sizes]
-        layers += sum(a * b for a, b in zip(median, median[1:]))
-    networks = 4 * 4 * (2 * layers) * num_seeds  # float32 parameters, gradients and two moments
+    shapes = jax.eval_shape(network.init, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, *obs_spec.shape), contract.obs_dtype(obs_spec.dtype)))
+    parameters = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+    networks = 4 * 4 * parameters * num_seeds  # float32 parameters, gradients and two moments
     resets = observation * config.reset_pool * num_seeds
     need = rollout + networks + resets
     have = runner.memory_bytes()
     if have and need > have:
         parts = [(rollout, f"one update's rollout keeps {config.batch_size:,} observations of shape "
                            f"{tuple(obs_spec.shape)} per seed and their final observations"),
-                 (networks, f"the networks ({config.hidden_sizes} wide) with their gradients and Adam's moments"),
+                 (networks, f"the networks' {parameters:,} parameters per seed with their gradients and Adam's "
+                            "moments"),
                  (resets, f"{config.reset_pool:,} cached resets per seed")]
         parts = [f"{text} ({size / 2**30:,.1f} GiB)" for size, text in parts if size >= need / 10]  # the large ones
         raise SessionError(

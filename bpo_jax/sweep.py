@@ -90,16 +90,23 @@ def _continuous(env: str, env_options: tuple) -> bool:
 
 
 def _check_memory(p: "Plan") -> None:
-    """Before the sweep claims its folder: every program's rollout (the seeds of all its runs)
-    fits in memory (:func:`bpo_jax.session.check_memory`)."""
+    """Before the sweep claims its folder: every program (the seeds of all its runs) fits in
+    memory (:func:`bpo_jax.session.check_memory`)."""
+    from bpo_jax.networks import make_network
+
     for group in p.programs():
         config = group[0].config
         made = _made(config.env, config.env_options)
-        if made is not None:
-            try:
-                check_memory(config, p.num_seeds * len(group), made.obs_spec)
-            except SessionError as e:
-                raise SweepError(f"{group[0].task} {config.algo}: {e}") from None
+        if made is None:
+            continue
+        try:
+            network = make_network(config, made.action_space, made.obs_spec)
+        except ValueError:  # the run itself says what is wrong, naming it
+            continue
+        try:
+            check_memory(config, p.num_seeds * len(group), made.obs_spec, network)
+        except SessionError as e:
+            raise SweepError(f"{group[0].task} {config.algo}: {e}") from None
 
 
 class SweepError(ValueError):

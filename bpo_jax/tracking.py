@@ -108,19 +108,20 @@ class ProgressBar:
 
     _BAR = 20  # the least width worth drawing the bar at
 
-    def __init__(self, label: str, total_steps: int, done_steps: int = 0, console=None):
+    def __init__(self, label: str, total_steps: int, done_steps: int = 0, console=None, num_seeds: int = 1000):
         from rich.console import Console
         from rich.progress import BarColumn, Progress as Bar, TextColumn
         from rich.table import Column
 
         console = console or Console(stderr=True)
         steps = f"{total_steps:,}/{total_steps:,} steps per seed"
+        rate = len(throughput_text(12_345_678, num_seeds))  # the longest it gets for these seeds
         fields = len("return -1234.56") + len("ETA 99999s")  # each column also takes a space
-        self.wide = console.width >= len(label) + len(steps) + len(throughput_text(12_345_678, 1000)) + fields + 5
+        self.wide = console.width >= len(label) + len(steps) + rate + fields + 5
         if self.wide:
             shown = ["{task.completed:,.0f}/{task.total:,.0f} steps per seed", "return {task.fields[ret]}",
                      "{task.fields[sps]}", "ETA {task.fields[eta]}"]
-            room = console.width - len(steps) - len(throughput_text(12_345_678, 1000)) - fields - 5
+            room = console.width - len(steps) - rate - fields - 5
         else:
             shown = ["{task.percentage:5.1f}%", "return {task.fields[ret]}", "{task.fields[sps]}",
                      "ETA {task.fields[eta]}"]
@@ -155,13 +156,16 @@ class ProgressBar:
                 silence(bar.console.file)
 
 
-def make_progress(label: str, total_steps: int, done_steps: int = 0, quiet: bool = False, stream=None):
-    """None when quiet; a rich bar when ``stream`` (default stderr) is a terminal; plain lines otherwise."""
+def make_progress(label: str, total_steps: int, done_steps: int = 0, quiet: bool = False, stream=None,
+                  num_seeds: int = 1000):
+    """None when quiet; a rich bar when ``stream`` (default stderr) is a terminal; plain lines otherwise.
+    ``num_seeds``: the seeds the progress counts (all runs' of one program), which the bar's
+    throughput names."""
     if quiet:
         return None
     stream = stream or sys.stderr
     if hasattr(stream, "isatty") and stream.isatty():
-        return ProgressBar(label, total_steps, done_steps)
+        return ProgressBar(label, total_steps, done_steps, num_seeds=num_seeds)
     return ProgressLines(label, stream)
 
 
@@ -227,8 +231,10 @@ class TensorBoard:
             os.makedirs(folder, exist_ok=True)
             writer = EventsWriter(os.path.join(folder, "events"))  # its first record: the file version
             if purge_step is not None:  # as tensorboardX's SummaryWriter(purge_step=...) marks it
-                writer.write_event(self._event(step=purge_step, file_version="brain.Event:2"))
-                writer.write_event(self._event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+                now = time.time()
+                writer.write_event(self._event(wall_time=now, step=purge_step, file_version="brain.Event:2"))
+                writer.write_event(self._event(wall_time=now, step=purge_step,
+                                               session_log=SessionLog(status=SessionLog.START)))
             writer.flush()
             self.writers.append(writer)
 

@@ -330,6 +330,10 @@ def test_the_closed_event_loop_errors_of_a_failed_saves_abandoned_writes_are_not
     sys.unraisablehook(closed)  # the abandoned writes finishing later
     sys.unraisablehook(other)
     assert seen == ["other", "other"]
+    with checkpoint._QUIET_ABSL.during():  # another save, which ends well: the failed one's writes are over
+        pass
+    sys.unraisablehook(closed)
+    assert seen == ["other", "other", "Event loop is closed"]
 
 
 def test_without_a_failed_save_closed_event_loop_errors_are_printed(monkeypatch):

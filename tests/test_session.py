@@ -549,8 +549,10 @@ def test_a_rollout_larger_than_the_memory_is_refused_before_anything_is_written(
     wide = TINY.replace(hidden_sizes=(100_000, 100_000))
     with pytest.raises(SessionError) as e:
         RunSession.start(wide, num_seeds=1, out=str(tmp_path / "run"), options=QUIET)
-    assert str(e.value).startswith("the networks ((100000, 100000) wide) with their gradients and Adam's moments "
-                                   "(298.0 GiB): at least 298.0 GiB for 1 seed(s)")
+    # Actor and critic trunks (kernels and biases of 4 -> 10^5 -> 10^5), two logits, one value.
+    parameters = 2 * (4 * 10**5 + 10**5 + 10**10 + 10**5) + (2 * 10**5 + 2) + (10**5 + 1)
+    assert str(e.value).startswith(f"the networks' {parameters:,} parameters per seed with their gradients and "
+                                   f"Adam's moments ({16 * parameters / 2**30:,.1f} GiB): at least")
     pool = TINY.replace(reset_pool=2**26)
     with pytest.raises(SessionError) as e:
         RunSession.start(pool, num_seeds=1, out=str(tmp_path / "run"), options=QUIET)
