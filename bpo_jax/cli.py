@@ -699,6 +699,11 @@ def _host_run_config(args) -> tuple[Config, str]:
     flags'; every check before anything is built or written."""
     from bpo_jax import checkpoint, reporting
 
+    unread = [_flag(name) for name in ("coordinator", "num_processes", "process_id", "join_timeout", "split")
+              if _dest(name) in args.given]
+    if unread:  # accepted and ignored, as if the run were split or joined
+        raise ConfigError(f"isaaclab/ runs one simulator process on one device, never split or joined with others; "
+                          f"drop {', '.join(unread)}")
     if not args.resume:
         if "seeds" in args.given and args.seeds != 1:
             raise ConfigError("isaaclab/ trains one seed per simulator process; drop --seeds or give --seeds 1")

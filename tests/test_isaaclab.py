@@ -201,6 +201,12 @@ def test_cli_trains_an_isaaclab_task_through_the_host_loop(tmp_path, monkeypatch
     argv = ["train", "--env", "isaaclab/Isaac-Velocity-Rough-G1-v0", "--algo", "ppo", "--num-envs", "8",
             "--num-steps", "8", "--num-minibatches", "2", "--num-epochs", "1", "--total-steps", "128",
             "--lr-schedule", "adaptive", "--init-at-random-ep-len", "--out", str(out), "--quiet"]
+    # The multi-process flags and --split were accepted and ignored: one process, one device.
+    for extra in (["--join-timeout", "5"], ["--split", "seeds"], ["--coordinator", "localhost:1234"]):
+        assert cli.main(argv + extra) == 2
+        assert capsys.readouterr().err.strip() == ("bpo-jax: error: isaaclab/ runs one simulator process on one "
+                                                   f"device, never split or joined with others; drop {extra[0]}")
+    assert not out.exists()
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert "final return" in capsys.readouterr().err
     rows = (out / "iterations.csv").read_text().splitlines()
