@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import bootstrap, losses, lr_schedule, normalization as norm, shuffle
-from bpo_jax.algorithms import Batch, LossInputs, checked_loss
+from bpo_jax.algorithms import Batch, LossContractError, LossInputs, checked_loss
 from bpo_jax.config import Config, HParams
 from bpo_jax.envs import Env, EnvState, contract, make as make_env
 from bpo_jax.envs.base import Discrete
@@ -380,8 +380,17 @@ def check_loss(config: Config, env: Env) -> None:
     batch = Batch(obs=f32(n, *env.obs_spec.shape), action=action, log_prob=f32(n), value=f32(n), advantage=f32(n),
                   q_hat=f32(n))
     algorithm = config.algorithm
-    jax.eval_shape(lambda x, hp: checked_loss(algorithm, algorithm.loss(config, hp, x)),
-                   LossInputs(batch, f32(n), f32(n), f32(n), f32(n)), config.hparams())
+    try:
+        jax.eval_shape(lambda x, hp: checked_loss(algorithm, algorithm.loss(config, hp, x)),
+                       LossInputs(batch, f32(n), f32(n), f32(n), f32(n)), config.hparams())
+    except LossContractError:
+        raise
+    except Exception as e:  # a plug-in's own error while tracing: a full traceback said no more than this
+        frame = contract.user_frame(e.__traceback__, type(algorithm).loss)
+        at = f" at {frame[0]}:{frame[1]}" if frame else ""
+        text = (str(e).strip().splitlines() or [""])[0]
+        raise LossContractError(f"algorithm {algorithm.name}'s loss failed while traced on the minibatch's "
+                                f"shapes{at}: {type(e).__name__}" + (f": {text}" if text else "")) from None
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:

@@ -554,6 +554,10 @@ def test_register_replaces_a_name_only_when_asked(registry):
     (lambda x: (x.ratio.mean(), 0.0, {"adv_std": 0.0, "loss": 1.0}), "returns loss, not declared"),
     (lambda x: (x.ratio.mean(), 0.0, {"adv_std": x.ratio}), "returned metric 'adv_std' of shape (64,)"),
     (lambda x: (x.ratio.mean(), 0.0, [0.0]), "must return its metrics as a dict, got list"),
+    # The plug-in's own error, or a Python branch on a traced value: a full traceback before.
+    (lambda x: {}["oops in loss"], "failed while traced on the minibatch's shapes at"),
+    (lambda x: (x.ratio.mean(), 0.0, {"adv_std": 0.0}) if x.ratio.mean() > 0 else None,
+     "TracerBoolConversionError"),
 ])
 def test_a_plugin_loss_that_breaks_the_contract_is_named_before_anything_is_written(registry, tmp_path, loss,
                                                                                      message):

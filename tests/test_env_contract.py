@@ -42,6 +42,8 @@ class Walk(FunctionalEnv):
             t = t.astype(jnp.float32)
         if self.bug == "terminated_2":
             terminated = jnp.stack([terminated, terminated])
+        if self.bug == "raises":  # the user's own error while tracing was a full traceback
+            raise RuntimeError("boom in step")
         return (pos, t), obs, reward, terminated, t >= 10
 
 
@@ -57,6 +59,7 @@ class Walk(FunctionalEnv):
     # JAX's TracerBoolConversionError, three lines deep in its own words.
     ("branch", f"toy/Walk: _step_one cannot be traced by JAX at {__file__}:"),
     ("numpy", f"toy/Walk: _step_one cannot be traced by JAX at {__file__}:"),
+    ("raises", f"toy/Walk: _step_one raised at {__file__}:"),
 ])
 def test_a_broken_functional_env_is_named_in_one_line(bug, message):
     """Each of these failed inside the training loop's scan or cond, naming library internals."""
@@ -163,6 +166,40 @@ def test_a_run_on_a_broken_plugin_env_fails_before_anything_is_written(toy_suite
         make_train(config)
     with pytest.raises(EnvContractError, match="obs of shape"):  # and an env handed to it
         make_train(config.replace(env_options=()), Walk(4, "reset_obs"))
+
+
+def test_a_plugin_suite_s_constructor_and_time_limit_are_named_before_anything_is_written(tmp_path):
+    """A constructor that raised (a traceback, or a ValueError naming no suite), returned None
+    or built another num_envs, and a time_limit that is no integer, failed after compiling began
+    and left a run folder, or said "NoneType: obs_spec must be ..." instead."""
+    def make(name, num_envs, bug=None):
+        if bug == "raises":
+            raise RuntimeError("ctor broke")
+        if bug == "refuses":
+            raise ValueError("speed must be > 0")
+        if bug == "none":
+            return None
+        env = Walk(1 if bug == "one" else num_envs)
+        env.time_limit = "20" if bug == "time_limit" else None
+        return env
+
+    registry.register_suite("toyc", lambda: ["Walk"], make, "toy constructors")
+    try:
+        for bug, error, message in [
+            ("raises", EnvContractError, f"the toyc/ suite's constructor failed for toyc/Walk at {__file__}:"),
+            ("refuses", ValueError, "toyc/Walk: speed must be > 0"),
+            ("none", EnvContractError, "the toyc/ suite's constructor returned NoneType for toyc/Walk, not an env"),
+            ("one", EnvContractError, "the toyc/ suite's constructor built toyc/Walk with num_envs 1; it was asked for 4"),
+            ("time_limit", EnvContractError, "toy/Walk: time_limit must be None or an integer >= 1, got '20'"),
+        ]:
+            config = Config(env="toyc/Walk", env_options=(f"bug={bug!r}",), num_envs=4, num_steps=16, total_steps=512,
+                            hidden_sizes=(8,))
+            with pytest.raises(error) as e:
+                RunSession.start(config, out=str(tmp_path / "run"))
+            assert str(e.value).startswith(message) and "\n" not in str(e.value), (bug, str(e.value))
+            assert not (tmp_path / "run").exists()
+    finally:
+        del registry._SUITES["toyc"]
 
 
 def test_only_plugin_envs_are_traced_ahead():

@@ -79,6 +79,8 @@ def check(env: Any) -> None:
     batch = getattr(env, "num_envs", None)
     need(is_int(batch) and batch >= 1, f"num_envs must be a positive integer, got {batch!r}")
     batch = int(batch)
+    limit = getattr(env, "time_limit", None)  # read by the bootstrap's truncation slots, after compiling began
+    need(limit is None or (is_int(limit) and limit >= 1), f"time_limit must be None or an integer >= 1, got {limit!r}")
 
     if isinstance(env, FunctionalEnv):
         for method, signature in (("_reset_one", "(key) -> (inner, obs)"),
@@ -164,13 +166,20 @@ def _traced(fn, where: str, need, *args) -> Any:
         return jax.eval_shape(fn, *args)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
             jax.errors.TracerIntegerConversionError) as e:
-        frame = _user_frame(e.__traceback__, fn)
+        frame = user_frame(e.__traceback__, fn)
         at = f" at {frame[0]}:{frame[1]}" if frame else ""
         need(False, f"{where} cannot be traced by JAX{at} ({type(e).__name__}: {str(e).splitlines()[0]}); it must "
              "be jittable: jnp.where or jax.lax.cond instead of Python branches on traced values, jnp instead of np")
+    except EnvContractError:
+        raise
+    except Exception as e:  # the user's own error while tracing: a full traceback said no more than this
+        frame = user_frame(e.__traceback__, fn)
+        at = f" at {frame[0]}:{frame[1]}" if frame else ""
+        text = (str(e).strip().splitlines() or [""])[0]
+        need(False, f"{where} raised{at}: {type(e).__name__}" + (f": {text}" if text else ""))
 
 
-def _user_frame(tb, fn) -> Optional[tuple[str, int]]:
+def user_frame(tb, fn) -> Optional[tuple[str, int]]:
     """(file, line) where traceback ``tb`` left the user's code: the innermost frame in ``fn``'s
     own file, else the innermost outside installed packages, the standard library and bpo_jax
     (a NumPy call on a tracer fails inside NumPy)."""

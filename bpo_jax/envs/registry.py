@@ -315,11 +315,43 @@ def make(env_id: str, num_envs: int = 1, reset_pool: int = 0, **kwargs) -> Env:
     valid = _names(suite)
     if name not in valid:
         raise UnknownEnvError(_SUITES[suite].unlisted(name) or unknown_name(f"{suite} environment", name, valid))
-    env = _SUITES[suite].constructor(name, num_envs, **kwargs)
+    env = _construct(suite, env_id, name, num_envs, kwargs)
     if reset_pool:
         if not hasattr(env, "with_reset_pool"):
             raise ValueError(f"{env_id} does not support cached resets (`reset_pool`)")
         env = env.with_reset_pool(reset_pool)
+    return env
+
+
+def _construct(suite: str, env_id: str, name: str, num_envs: int, kwargs: dict) -> Env:
+    """The suite's constructor called for ``env_id``; a plug-in suite's failure is one line naming
+    the suite and where in its code (a RuntimeError was a traceback, a ValueError named no
+    suite), and what it returns must be an env of ``num_envs`` copies (one built with another
+    count failed after the run folder was made)."""
+    from bpo_jax.envs.contract import user_frame
+
+    constructor = _SUITES[suite].constructor
+    if suite in _BUILTIN:
+        env = constructor(name, num_envs, **kwargs)
+    else:
+        try:
+            env = constructor(name, num_envs, **kwargs)
+        except (ImportError, EnvContractError):
+            raise
+        except ValueError as e:  # the suite's own refusal of an option: its words, named
+            raise ValueError(f"{env_id}: {first_line(e)}") from None
+        except Exception as e:
+            frame = user_frame(e.__traceback__, constructor)
+            at = f" at {frame[0]}:{frame[1]}" if frame else ""
+            raise EnvContractError(f"the {suite}/ suite's constructor failed for {env_id}{at}: "
+                                   f"{type(e).__name__}: {first_line(e)}") from None
+    if not (hasattr(env, "reset") and hasattr(env, "step")):
+        raise EnvContractError(f"the {suite}/ suite's constructor returned {type(env).__name__} for {env_id}, "
+                               "not an environment (one with reset and step)")
+    built = getattr(env, "num_envs", None)
+    if built != num_envs:
+        raise EnvContractError(f"the {suite}/ suite's constructor built {env_id} with num_envs {built!r}; it was "
+                               f"asked for {num_envs}")
     return env
 
 
