@@ -89,10 +89,13 @@ def _continuous(env: str, env_options: tuple) -> bool:
     return made is None or not isinstance(made.action_space, Discrete)
 
 
-def _check_memory(p: "Plan") -> None:
+def _check_programs(p: "Plan") -> None:
     """Before the sweep claims its folder: every program (the seeds of all its runs) fits in
-    memory (:func:`bpo_jax.session.check_memory`)."""
+    memory (:func:`bpo_jax.session.check_memory`), and its algorithm's loss keeps the contract
+    (:func:`bpo_jax.train.check_loss`: a plug-in's bad loss left a claimed folder behind)."""
+    from bpo_jax.algorithms import LossContractError
     from bpo_jax.networks import make_network
+    from bpo_jax.train import check_loss
 
     for group in p.programs():
         config = group[0].config
@@ -105,7 +108,8 @@ def _check_memory(p: "Plan") -> None:
             continue
         try:
             check_memory(config, p.num_seeds * len(group), made.obs_spec, network)
-        except SessionError as e:
+            check_loss(config, made)
+        except (SessionError, LossContractError) as e:
             raise SweepError(f"{group[0].task} {config.algo}: {e}") from None
 
 
@@ -387,7 +391,7 @@ def run(p: Plan, out: str, options: RunOptions = RunOptions(),
             tracking.check_open_files(p.num_seeds * max(len(group) for group in p.programs()))
         except tracking.TrackingError as e:
             raise SweepError(str(e)) from None
-    _check_memory(p)
+    _check_programs(p)
     _check_suites(p)
     _claim(p, out, options)
     moved = _devices_moved(p, out)

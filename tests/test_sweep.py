@@ -523,6 +523,30 @@ def test_a_suite_without_its_packages_is_refused_before_the_sweep_folder_is_clai
     assert not (tmp_path / "a").exists()
 
 
+def test_a_plugin_loss_that_breaks_the_contract_is_refused_before_the_sweep_folder_is_claimed(tmp_path):
+    """The sweep said the loss's error after sweep.json was written; train says it first."""
+    from bpo_jax import algorithms
+    from bpo_jax.algorithms import PPO
+
+    class PerSample(PPO):
+        name = "per-sample-test"
+
+        def loss(self, config, hp, x):
+            policy, heads, metrics = super().loss(config, hp, x)
+            return x.ratio * x.batch.advantage, heads, metrics
+
+    algorithms.register(PerSample())
+    try:
+        p = sweep.plan("smoke", algos="per-sample-test", num_seeds=1, total_steps=STEPS, tasks="CartPole-v1")
+        with pytest.raises(sweep.SweepError) as e:
+            sweep.run(p, str(tmp_path / "sweep"), say=lambda line: None)
+        assert str(e.value).startswith("smoke/CartPole-v1 per-sample-test: algorithm per-sample-test's loss returned "
+                                       "a policy loss of shape")
+        assert not (tmp_path / "sweep").exists()
+    finally:
+        del algorithms._REGISTRY["per-sample-test"]
+
+
 def test_tasks_select_by_full_or_short_name():
     names = lambda tasks: [r.name for r in sweep.plan("smoke", ("ppo",), 1, STEPS, tasks).runs]
     assert names(["Pendulum-v1"]) == names(["smoke/Pendulum-v1"]) == ["smoke_Pendulum-v1__ppo"]
