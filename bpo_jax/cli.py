@@ -965,6 +965,7 @@ def cmd_sweep(args) -> int:
         if repeated:
             raise ConfigError(f"--grid names {repeated} twice; give its values once: --grid {repeated}=V,V")
         grid = dict(args.grid or ())
+        sweep.check_plugins(args.out, args.algos)  # called again without its --plugin: say which
         plan = sweep.plan(args.suite, args.algos, args.seeds, args.total_steps, args.tasks, grid or None)
     except (ValueError, ImportError) as e:
         return _fail(_worded(first_line(e), "sweep"))

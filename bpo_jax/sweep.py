@@ -548,6 +548,8 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
     compiled = {} if options is None else {"fast_compile": options.fast_compile}
     if saved is None and options is not None:
         compiled.update(_cpu_devices())
+    if saved is None:
+        compiled.update(_plugins(p))
     if saved is not None:
         keys = list(asked) + (["grid"] if "grid" in saved and "grid" not in asked else [])
         diff = sorted((k for k in keys if saved.get(k) != asked.get(k)), key=lambda k: k == "runs")  # runs last
@@ -562,8 +564,9 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
         _check_budgets(p, out, options, recorded)
         if recorded is not None:
             compiled = {"fast_compile": recorded}
-        if "cpu_devices" in saved:
-            compiled["cpu_devices"] = saved["cpu_devices"]
+        for kept in ("cpu_devices", "plugins"):
+            if kept in saved:
+                compiled[kept] = saved[kept]
         if diff or compiled.keys() - saved.keys():
             reporting.write_json(path, {**asked, **compiled})
         return
@@ -580,6 +583,32 @@ def _claim(p: Plan, out: str, options: Optional[RunOptions] = None) -> None:
         raise SweepError(f"{out} is inside the {why.format(owner)}; choose an `out` outside it")
     os.makedirs(out, exist_ok=True)
     reporting.write_json(path, {**p.asked(), **compiled})
+
+
+def _plugins(p: Plan) -> dict:
+    """What sweep.json records of the plug-ins that registered the sweep's algorithms
+    (:func:`bpo_jax.plugins.origins`), so that a call without them names what to load."""
+    from bpo_jax import plugins
+
+    found = {run.config.algo: plugins.origins(run.config).get("algorithm") for run in p.runs}
+    found = {name: origin for name, origin in found.items() if origin is not None}
+    return {"plugins": found} if found else {}
+
+
+def check_plugins(out: str, algos: Sequence[str]) -> None:
+    """A SweepError naming the plug-in to load where ``out``'s sweep.json records one for an
+    algorithm of ``algos`` that is not registered (a sweep called again without its --plugin)."""
+    from bpo_jax import algorithms, plugins
+
+    if not isinstance(out, str) or not os.path.isfile(os.path.join(out, SWEEP_FILE)):
+        return
+    recorded = (_read_sweep_file(out) or {}).get("plugins") or {}
+    if not isinstance(recorded, dict) or isinstance(algos, str) or not isinstance(algos, Sequence):
+        return
+    for name in algos:
+        if name not in algorithms.names() and name in recorded:
+            raise SweepError(f"algorithm {name!r} of the sweep in {out} is not registered: "
+                             f"{plugins.how_to_load(recorded[name], PLUGIN_HINT.strip())}")
 
 
 def _cpu_devices() -> dict:

@@ -170,6 +170,24 @@ def test_origins_name_what_to_load_again(tmp_path, clean):
     assert plugins.how_to_load(None, "register it") == "register it"  # a checkpoint without the record
 
 
+def test_a_sweep_called_again_without_its_plugin_names_it(tmp_path, clean, capsys):
+    """train and eval named the plug-in file a run needs; a sweep gave only the generic hint."""
+    from bpo_jax import sweep
+    from bpo_jax.session import RunOptions
+
+    path = _write(tmp_path, "plug_s")
+    plugins.load(str(path))
+    out = tmp_path / "sweep"
+    plan = sweep.plan("smoke", algos="plug_s_vpg", num_seeds=1, total_steps=2048, tasks="CartPole-v1")
+    sweep._claim(plan, str(out), RunOptions())  # its sweep.json, as the sweep's first call writes it
+    del algorithms._REGISTRY["plug_s_vpg"]  # a later process, without --plugin
+    assert cli.main(["sweep", "--suite", "smoke", "--tasks", "CartPole-v1", "--algos", "plug_s_vpg", "--seeds", "1",
+                     "--total-steps", "2048", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"bpo-jax: error: algorithm 'plug_s_vpg' of the sweep in {out} is not registered: it came from the plug-in "
+        f"{path}: import it before loading the run (bpo-jax: --plugin {path})")
+
+
 def test_the_readmes_plugin_command_trains_and_a_run_names_its_plugin_where_it_is_missing(tmp_path, clean, capsys,
                                                                                              monkeypatch):
     """The README's `bpo-jax train --plugin ./chain.py` as written (its plug-in block less the
