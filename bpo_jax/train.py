@@ -386,11 +386,8 @@ def check_loss(config: Config, env: Env) -> None:
     except LossContractError:
         raise
     except Exception as e:  # a plug-in's own error while tracing: a full traceback said no more than this
-        frame = contract.user_frame(e.__traceback__, type(algorithm).loss)
-        at = f" at {frame[0]}:{frame[1]}" if frame else ""
-        text = (str(e).strip().splitlines() or [""])[0]
         raise LossContractError(f"algorithm {algorithm.name}'s loss failed while traced on the minibatch's "
-                                f"shapes{at}: {type(e).__name__}" + (f": {text}" if text else "")) from None
+                                f"shapes{contract.raised_in(e, type(algorithm).loss)}") from None
 
 
 def make_train(config: Config, env: Env | None = None) -> Callable[..., tuple[TrainState, dict]]:

@@ -173,10 +173,15 @@ def _traced(fn, where: str, need, *args) -> Any:
     except EnvContractError:
         raise
     except Exception as e:  # the user's own error while tracing: a full traceback said no more than this
-        frame = user_frame(e.__traceback__, fn)
-        at = f" at {frame[0]}:{frame[1]}" if frame else ""
-        text = (str(e).strip().splitlines() or [""])[0]
-        need(False, f"{where} raised{at}: {type(e).__name__}" + (f": {text}" if text else ""))
+        need(False, f"{where} raised{raised_in(e, fn)}")
+
+
+def raised_in(e: BaseException, fn) -> str:
+    """``e``, raised by the user's ``fn``, as one line's tail: " at FILE:LINE: Type: message"."""
+    frame = user_frame(e.__traceback__, fn)
+    text = str(e).strip()
+    return (f" at {frame[0]}:{frame[1]}" if frame else "") + f": {type(e).__name__}" + \
+        (f": {text.splitlines()[0]}" if text else "")
 
 
 def user_frame(tb, fn) -> Optional[tuple[str, int]]:

@@ -328,7 +328,7 @@ def _construct(suite: str, env_id: str, name: str, num_envs: int, kwargs: dict) 
     the suite and where in its code (a RuntimeError was a traceback, a ValueError named no
     suite), and what it returns must be an env of ``num_envs`` copies (one built with another
     count failed after the run folder was made)."""
-    from bpo_jax.envs.contract import user_frame
+    from bpo_jax.envs.contract import raised_in
 
     constructor = _SUITES[suite].constructor
     if suite in _BUILTIN:
@@ -341,10 +341,8 @@ def _construct(suite: str, env_id: str, name: str, num_envs: int, kwargs: dict) 
         except ValueError as e:  # the suite's own refusal of an option: its words, named
             raise ValueError(f"{env_id}: {first_line(e)}") from None
         except Exception as e:
-            frame = user_frame(e.__traceback__, constructor)
-            at = f" at {frame[0]}:{frame[1]}" if frame else ""
-            raise EnvContractError(f"the {suite}/ suite's constructor failed for {env_id}{at}: "
-                                   f"{type(e).__name__}: {first_line(e)}") from None
+            raise EnvContractError(f"the {suite}/ suite's constructor failed for {env_id}"
+                                   f"{raised_in(e, constructor)}") from None
     if not (hasattr(env, "reset") and hasattr(env, "step")):
         raise EnvContractError(f"the {suite}/ suite's constructor returned {type(env).__name__} for {env_id}, "
                                "not an environment (one with reset and step)")
