@@ -164,6 +164,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
         default = argparse.SUPPRESS if suppress else defaults.get(f.name, f.default)
         help_text = f.metadata["help"]
+        if f.name == "algo":
+            help_text += _registered_algorithms()
         if not re.search(r"\(default|by default", help_text):  # some helps say their default in words already
             help_text += f" (default: {shown(defaults.get(f.name, f.default))})"
         if base is bool:
@@ -178,6 +180,15 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
         if optional:
             kind, metavar = _parse_optional(kind), metavar + "|none"
         parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)
+
+
+def _registered_algorithms() -> str:
+    """"; registered now: X, Y" for the algorithms plug-ins have added ("" if none), so that
+    ``--help --plugin FILE`` lists the names FILE adds."""
+    from bpo_jax import algorithms
+
+    added = [name for name in algorithms.names() if name not in ("bpo", "ppo")]
+    return f"; registered now: {', '.join(added)}" if added else ""
 
 
 PLUGIN_HELP = ("import MODULE first (a module name, or a .py file's path; repeat for more): a plug-in that "
@@ -333,7 +344,7 @@ def _add_sweep_parsers(sub) -> None:
     sw.add_argument("--tasks", type=names("Hopper-v4,Ant-v4"), default=None, metavar="T,T",
                     help="only these tasks of the suite, e.g. Hopper-v4 (default: all)")
     sw.add_argument("--algos", type=names("bpo,ppo"), default=("bpo", "ppo"), metavar="A,B",
-                    help="algorithms, each with its preset settings (default: bpo,ppo)")
+                    help="algorithms, each with its preset settings (default: bpo,ppo)" + _registered_algorithms())
     sw.add_argument("--seeds", type=int, default=10, metavar="N", help="seeds per run, one program (default: 10)")
     sw.add_argument("--total-steps", type=int, default=None, metavar="N",
                     help="environment steps per seed for every run (default: each preset's budget, the paper's)")
@@ -1154,12 +1165,20 @@ def _load_plugins(argv: list[str]) -> None:
     algorithms and suites they register are names that parsing and presets check.  Not for
     --help (which needs none: a broken plug-in must not hide it), nor a command without --plugin."""
     scan = _Parser(add_help=False, allow_abbrev=False)
-    scan.add_argument("--plugin", action="append", default=[])
+    # --plugin's abbreviations, as the commands' parse takes them (no other option starts with --pl)
+    scan.add_argument(*(f"--{'plugin'[:n]}" for n in range(6, 1, -1)), dest="plugin", action="append", default=[])
     scan.add_argument("-h", "--help", action="store_true")
     found = scan.parse_known_args(argv)[0]
-    if found.help:
-        return
     command = argv[0] if argv else None
+    if found.help:  # the help names the plug-ins' algorithms; one that fails is told, the help still shown
+        if found.plugin and command in PLUGIN_COMMANDS:
+            try:
+                _load(found.plugin, installed=True)
+            except SystemExit as e:
+                if e.code == EXIT_INTERRUPTED:
+                    raise
+                _say("bpo-jax: the help below is without the plug-ins (see the error above)")
+        return
     if found.plugin and command in ("plot", "report", "llm"):
         need = "trains its own algorithms (gbpo, grpo)" if command == "llm" else "reads the runs' saved files"
         raise SystemExit(_fail(f"{command} takes no --plugin: it {need} and needs no plug-in; drop it "

@@ -333,11 +333,12 @@ def test_help_is_shown_whatever_the_plugins(tmp_path, clean, capsys, monkeypatch
     (tmp_path / "plug_broken.py").write_text("raise RuntimeError('broken')\n")
     _install(tmp_path, "plug-broken", "b = plug_broken")
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, out, err = _cli(capsys, ["envs", "--help", "--plugin", "nosuch_mod"])
-    assert code == 0 and "--plugin MODULE" in out and err == ""
-    for argv in (["envs", "--plugin", "nosuch_mod", "--help"], ["train", "--plug", "nosuch_mod", "--help"]):
-        code, out, err = _cli(capsys, argv)  # --help after --plugin: it was loaded in the parse, and failed
-        assert code == 0 and "--plugin MODULE" in out and err == "", argv
+    for argv in (["envs", "--help", "--plugin", "nosuch_mod"], ["envs", "--plugin", "nosuch_mod", "--help"],
+                 ["train", "--plug", "nosuch_mod", "--help"]):
+        code, out, err = _cli(capsys, argv)  # the failure told in one line, the help shown after it
+        assert code == 0 and "--plugin MODULE" in out, (argv, err)
+        assert err.splitlines() == [err.splitlines()[0], "bpo-jax: the help below is without the plug-ins (see the "
+                                    "error above)"] and "plug-broken" in err.splitlines()[0], err
     code, out, err = _cli(capsys, ["--help"])
     assert code == 0 and "usage: bpo-jax" in out and err == ""
     code, out, err = _cli(capsys, ["envs"])  # without --help the broken one is still named
@@ -355,6 +356,18 @@ from {name}_parts import VPG, Chain
 envs.register_suite("{name}", lambda: ["Chain"], lambda name, num_envs, **kw: Chain(num_envs), "a chain")
 algorithms.register(VPG())
 '''
+
+
+def test_help_lists_the_algorithms_a_plugin_registers(tmp_path, clean, capsys):
+    """``train --help --plugin FILE`` named only bpo and ppo under --algo: FILE was not loaded."""
+    path = _write(tmp_path, "plug_helped")
+    for command, flag in (("train", "--algo STR"), ("sweep", "--algos A,B")):
+        code, out, err = _cli(capsys, [command, "--help", "--plugin", str(path)])
+        text = " ".join(out.split())  # argparse wraps the help
+        assert code == 0 and err == "" and "registered now: plug_helped_vpg" in text, (command, err)
+        assert text.index(flag) < text.index("registered now: plug_helped_vpg"), command
+    code, out, err = _cli(capsys, ["train", "--help"])  # loaded in this process: listed without --plugin too
+    assert code == 0 and "registered now: plug_helped_vpg" in " ".join(out.split())
 
 
 def test_a_run_records_the_plugin_that_registered_not_the_module_of_the_class(tmp_path, clean):
