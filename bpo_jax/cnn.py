@@ -5,7 +5,7 @@ conv 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, ReLU), then per head an MLP of
 ``hidden_sizes`` (BPO's ``BPOCnnPolicy``: pi [256], vf [256]; PPO's ``CnnPolicy``: none, linear
 heads), a policy head (gain 0.01), a value head (gain 1) and, for BPO, the median head u(s)
 on the value latent through ``median_hidden_sizes`` (reference 256 -> 256 -> 1).  Orthogonal
-init (gain sqrt 2 in torso and MLPs) as :func:`bpo_jax.networks.init_params` does for every
+init (gain sqrt 2 in torso and MLPs, 1 in every layer of the median head's) as :func:`bpo_jax.networks.init_params` does for every
 kernel, convolutions included.  Frames stay uint8 everywhere outside the network and are
 scaled by 1/255 in its first operation; running observation normalisation does not apply
 (:func:`make_cnn_network` refuses it).
@@ -26,7 +26,7 @@ from jax import lax
 
 from bpo_jax.dense import Dense, weight_gradient
 from bpo_jax.envs.base import ActionSpace, Discrete
-from bpo_jax.networks import MLP, Categorical, _gain, _head
+from bpo_jax.networks import MEDIAN_GAIN, MLP, Categorical, _gain, _head
 
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -103,7 +103,7 @@ class CNNActorCritic(nn.Module):
         self.pi_head = _head(self.action_space.n, 0.01)
         self.vf_head = _head(1, 1.0)
         if self.with_median:
-            self.median_trunk = MLP(self.median_hidden_sizes, self.activation)
+            self.median_trunk = MLP(self.median_hidden_sizes, self.activation, MEDIAN_GAIN)
             self.median_head = _head(1, 1.0)
 
     def __call__(self, obs):

@@ -185,7 +185,7 @@ def _gain(value: float):
 def init_params(network: nn.Module, key: jax.Array, obs: jax.Array):
     """Initial parameters of ``network`` for observations ``obs`` [N, *O]: every Dense kernel
     gain x orthogonal (the reference's init: gain sqrt 2 in the trunks, 0.01 on the policy
-    head, 1 on the value and median heads), all drawn by :func:`orthogonal_kernels` at once;
+    head, 1 on the value head and on every layer of the median head), all drawn by :func:`orthogonal_kernels` at once;
     biases 0, the Gaussian's std at ``init_std``."""
     template = network.init(jax.random.key(0), obs)  # no random initialiser: kernels hold their gain
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -198,18 +198,25 @@ def init_params(network: nn.Module, key: jax.Array, obs: jax.Array):
 
 
 class MLP(nn.Module):
-    """Dense layers (orthogonal init, gain sqrt 2) and the chosen activation; [N, *O] -> [N, H]."""
+    """Dense layers (orthogonal init, gain sqrt 2 unless ``gain``) and the chosen activation;
+    [N, *O] -> [N, H]."""
 
     sizes: Sequence[int]
     activation: str
+    gain: float = float(np.sqrt(2))
 
     @nn.compact
     def __call__(self, x):
         x = x.reshape((x.shape[0], -1))
         act = _ACTIVATIONS[self.activation]
         for size in self.sizes:
-            x = act(Dense(size, kernel_init=_gain(np.sqrt(2)))(x))
+            x = act(Dense(size, kernel_init=_gain(self.gain))(x))
         return x
+
+
+# The authors' SB3 BPOPolicy initialises every layer of its u net with gain 1, hidden ones too
+# (where the actor and critic trunks take sqrt 2).
+MEDIAN_GAIN = 1.0
 
 
 def _head(features: int, gain: float) -> nn.Dense:
@@ -258,7 +265,7 @@ class Critic(nn.Module):
             return value, jnp.zeros_like(value)
         if self.separate_median:
             return value, _head(1, 1.0)(MLP(self.hidden_sizes, self.activation, name="median_net")(obs))[:, 0]
-        u = _head(1, 1.0)(MLP(self.median_hidden_sizes, self.activation, name="median_trunk")(h))[:, 0]
+        u = _head(1, 1.0)(MLP(self.median_hidden_sizes, self.activation, MEDIAN_GAIN, name="median_trunk")(h))[:, 0]
         return value, u
 
 

@@ -82,6 +82,23 @@ def test_heads_shapes_and_the_median_head_only_for_bpo(algo):
     np.testing.assert_allclose(net.apply(params, frames, method="values")[0], value, rtol=1e-6)
 
 
+def test_init_gains_are_the_references():
+    """Digest 3.2's gains: sqrt 2 in the torso and the pi/vf MLPs, 0.01 on the action head, 1 on
+    the value head and on every layer of the u net (its hidden layer too)."""
+    config = Config(env="atari/Pong-v5", algo="bpo", hidden_sizes=(16,), median_hidden_sizes=(8,))
+    net = make_cnn_network(config, Discrete(6))
+    params = init_params(net, jax.random.key(1), jnp.zeros((1, 84, 84, 4), jnp.uint8))["params"]
+    gains = {("pi_mlp", "Dense_0"): np.sqrt(2), ("vf_mlp", "Dense_0"): np.sqrt(2), ("median_trunk", "Dense_0"): 1.0,
+             ("median_head",): 1.0, ("pi_head",): 0.01, ("vf_head",): 1.0, ("torso", "Dense_0"): np.sqrt(2),
+             ("torso", "Conv_1"): np.sqrt(2)}
+    kernels = {tuple(k.key for k in path[:-1]): np.asarray(leaf, np.float64)
+               for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "kernel"}
+    for path, gain in gains.items():
+        w = kernels[path].reshape(-1, kernels[path].shape[-1])
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, gain**2 * np.eye(min(w.shape)), atol=1e-4 * gain**2, err_msg=str(path))
+
+
 def test_settings_the_cnn_cannot_take_are_refused():
     config = Config(env="atari/Pong-v5")
     with pytest.raises(ValueError, match="discrete actions only"):

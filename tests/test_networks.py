@@ -41,12 +41,13 @@ def test_init_params_gives_each_kernel_its_gain_times_an_orthogonal_matrix():
     config = Config(algo="bpo", hidden_sizes=(64, 32), median_hidden_sizes=(16,), init_std=0.7)
     network = make_network(config, Box(low=-jnp.ones(3), high=jnp.ones(3), shape=(3,)))
     params = init_params(network, jax.random.key(3), jnp.zeros((2, 5)))["params"]
-    gains = {  # path -> (shape, gain): sqrt 2 in the trunks, 0.01 policy head, 1 value and median heads
+    gains = {  # path -> (shape, gain): sqrt 2 in the trunks, 0.01 policy head, 1 value head and every median
+        # layer (digest 3.2: "extractor sqrt 2, action head 0.01, value head 1, u_net 1 (all layers)")
         ("actor", "MLP_0", "Dense_0"): ((5, 64), np.sqrt(2)), ("actor", "MLP_0", "Dense_1"): ((64, 32), np.sqrt(2)),
         ("actor", "Dense_0"): ((32, 3), 0.01),
         ("critic", "MLP_0", "Dense_0"): ((5, 64), np.sqrt(2)), ("critic", "MLP_0", "Dense_1"): ((64, 32), np.sqrt(2)),
         ("critic", "Dense_0"): ((32, 1), 1.0),
-        ("critic", "median_trunk", "Dense_0"): ((32, 16), np.sqrt(2)), ("critic", "Dense_1"): ((16, 1), 1.0),
+        ("critic", "median_trunk", "Dense_0"): ((32, 16), 1.0), ("critic", "Dense_1"): ((16, 1), 1.0),
     }
     kernels = {tuple(k.key for k in path[:-1]): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
                if path[-1].key == "kernel"}
