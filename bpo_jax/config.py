@@ -181,6 +181,9 @@ class Config:
     normalize_advantages_per_minibatch: bool = _arg(
         True, "PPO: normalise advantages in each minibatch (PureJaxRL, SB3); false: once over the whole batch "
               "before the epochs (rsl_rl's default, IsaacLab's PPO)")
+    adv_std_ddof: int = _arg(
+        0, "the std that normalises advantages divides by n - adv_std_ddof: 0 as PureJaxRL's jnp.std, 1 as torch's "
+           ".std() in SB3 and rsl_rl (the paper presets)")
     value_clip: Optional[float] = _arg(
         None, "clip the value update around V_old to +-this; 0 = off (default: the algorithm's, 0.2 for PPO as "
               "PureJaxRL, off for BPO as the reference)")
@@ -198,9 +201,10 @@ class Config:
               "default: linear if anneal_lr else constant")
     desired_kl: float = _arg(0.01, "adaptive lr_schedule: the KL between the old and new policy aimed at (rsl_rl 0.01)")
     recompute_returns: bool = _arg(
-        False, "BPO: recompute values and GAE returns with the current critic before every epoch (rsl_rl BPO); "
-               "advantages stay the rollout's")
-    tv_loss_coef: float = _arg(0.0, "BPO: add tv_loss_coef * mean|rho - rho*| to the policy loss (rsl_rl BPO's term)")
+        False, "BPO: recompute values and GAE returns with the current critic on each epoch's last minibatch, for "
+               "the next epoch (rsl_rl BPO); advantages and time-out bootstraps stay the rollout's")
+    tv_loss_coef: float = _arg(0.0, "BPO with `loss_type` adv_TV: add tv_loss_coef * mean|rho - rho*| to the policy loss "
+                                      "(rsl_rl BPO's term, in its adv_TV branch only)")
     separate_median: bool = _arg(
         False, "BPO: the median u(s) is its own MLP (hidden_sizes) on the critic's input, as rsl_rl BPO's m_critic, "
                "instead of a head on the critic trunk")
@@ -371,6 +375,8 @@ class Config:
         for name in ("vf_coef", "u_coef", "adam_eps", "value_clip"):
             need(getattr(full, name) >= 0, f"`{name}` must be >= 0, got {getattr(full, name)}")
         need(self.reward_scale > 0, f"`reward_scale` must be > 0, got {self.reward_scale}")
+        need(self.adv_std_ddof in (0, 1), f"`adv_std_ddof` must be 0 (population std) or 1 (unbiased), "
+                                          f"got {self.adv_std_ddof}")
         one_of("action_squash", SQUASHES)
         need(self.obs_norm_window >= 0, f"`obs_norm_window` must be >= 0 (0 = all observations), got {self.obs_norm_window}")
         need(self.obs_clip > 0 and self.reward_clip > 0,
@@ -448,6 +454,10 @@ READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool
     "init_std": ("continuous actions", lambda c, later, continuous: continuous()),
     "min_std": ("continuous actions", lambda c, later, continuous: continuous()),
     "u_coef": ("`use_median` on", lambda c, later, continuous: c.use_median),
+    "tv_loss_coef": ("`loss_type` adv_TV", lambda c, later, continuous: c.loss_type == "adv_TV"),
+    "adv_std_ddof": ("advantages normalised (PPO's `normalize_advantages` on, or BPO's `online_adv` off)",
+                     lambda c, later, continuous: (algorithms.reads(c.algo, "normalize_advantages") and c.normalize_advantages)
+                     or (algorithms.reads(c.algo, "online_adv") and not c.online_adv)),
     "normalize_advantages_per_minibatch": ("`normalize_advantages` on",
                                            lambda c, later, continuous: c.normalize_advantages),
     "reshuffle_each_epoch": ("more than one epoch", lambda c, later, continuous: c.num_epochs > 1),

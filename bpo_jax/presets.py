@@ -30,6 +30,7 @@ _PAPER_COMMON: dict[str, Any] = {
     "value_clip": 0.0,  # unclipped value loss in both algorithms (SB3's clip_range_vf=None)
     "normalize_obs": False,  # no VecNormalize in either algorithm
     "normalize_rewards": False,
+    "adv_std_ddof": 1,  # torch's .std() where SB3 PPO normalises advantages
     "total_steps": 20_000_000,
 }
 
@@ -86,7 +87,7 @@ _ATARI_GAMES = {"Pong": 20_000_000, "Breakout": 20_000_000, "Boxing": 20_000_000
 _ATARI_COMMON: dict[str, Any] = {
     **_sb3(8, 128, 256), "activation": "relu", "anneal_lr": False, "adam_eps": 1e-5, "value_clip": 0.0,
     "normalize_obs": False, "normalize_rewards": False, "lr": 2.5e-4, "gamma": 0.98, "gae_lambda": 0.95,
-    "vf_coef": 0.5,
+    "vf_coef": 0.5, "adv_std_ddof": 1,
 }
 _ATARI: dict[str, dict[str, Any]] = {
     "bpo": {"hidden_sizes": (256,), "median_hidden_sizes": (256,), "num_epochs": 5, "eps": 0.3, "bpo_lambda": 0.001,
@@ -107,6 +108,7 @@ _ISAACLAB_COMMON: dict[str, Any] = {
     "lr": 1e-3, "anneal_lr": False, "lr_schedule": "adaptive", "desired_kl": 0.01, "max_grad_norm": 1.0, "vf_coef": 1.0,
     "adam_eps": 1e-8, "init_at_random_ep_len": True,  # torch's Adam eps; IsaacLab's train.py randomises
     "reshuffle_each_epoch": False,  # rsl_rl's storage draws one permutation per update
+    "adv_std_ddof": 1,  # torch's .std() in PPO's and offline BPO's advantage normalisation
 }
 _ISAACLAB_ALGO: dict[str, dict[str, Any]] = {
     "bpo": {"bpo_lambda": 0.01, "use_median": True, "separate_median": True, "loss_type": "adv_TV", "u_coef": 1.0,
@@ -204,23 +206,27 @@ def source(name: str, algo: str) -> str:
     resolve(name, algo)  # unknown names, and what is no name, raise PresetError
     kind = name.partition("/")[0]
     if name.partition("/")[2] in _ATARI_GAMES:
-        return ("the paper authors' SB3 BPO Atari settings with BPOCnnPolicy (reference digest section 6.2)"
-                if algo == "bpo" else
-                "the paper's Atari PPO baseline: SB3 PPO with CnnPolicy, normalised advantages (reference digest "
-                "section 6.2)")
+        return (("the paper authors' SB3 BPO Atari settings with BPOCnnPolicy (reference digest section 6.2)"
+                 if algo == "bpo" else
+                 "the paper's Atari PPO baseline: SB3 PPO with CnnPolicy, normalised advantages (reference digest "
+                 "section 6.2)")
+                + "; unlike SB3: the emulator is EnvPool's (or ale-py's) with SB3's preprocessing, small differences "
+                  "after a life loss, in no-ops and greyscale (bpo_jax/envs/atari.py)")
     if name.startswith("paper/isaaclab/"):
         return (("the paper authors' rsl_rl BPO (src/rsl_rl/rsl_bpo.py) with their per-task IsaacLab 2.1 settings "
                  "(reference digest sections 3.3 and 6.3)" if algo == "bpo" else
                  "the paper's IsaacLab PPO baseline: IsaacLab's stock rsl_rl PPO config, clipped value loss, "
                  "advantages normalised over the whole batch (reference digest section 6.3)")
                 + "; one minibatch permutation per update as rsl_rl; unlike rsl_rl: orthogonal initialisation "
-                  "(torch's default there), std = min_std + softplus (a raw std parameter there)")
+                  "(torch's default, Kaiming-uniform, there), std = min_std + softplus (a raw std parameter there)")
     if algo == "bpo":
         origin = ("the paper authors' SB3 BPO: cfgs/algo/bpo/mujoco.yaml plus the task's sweeps/mujoco/*/bpo_seed.yaml "
                   "(reference digest section 6.1)")
     else:
         origin = ("the paper's PPO baseline: SB3 PPO with its RL-Zoo-tuned per-task values, normalised advantages, "
                   "unclipped value MSE (reference digest section 6.1)")
+    origin += ("; unlike SB3: std = min_std + softplus (exp(log_std) there; both 1 at the start), MJX ports of "
+               "Gymnasium's v4 tasks (matched step by step, bpo_jax/envs/mjx)")
     if name.partition("/")[2] == "Humanoid-v4":
         origin += ("; budget 35M steps, the range the paper's figure plots (its sweep files say "
                    + ("50M" if algo == "bpo" else "20M") + ")")

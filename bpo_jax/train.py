@@ -271,9 +271,11 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         ))
 
         def recompute(flat_params, b: Batch) -> Batch:
-            """rsl_rl BPO's per-epoch refresh: values and GAE returns from the current critic
-            (the advantages stay the rollout's)."""
+            """rsl_rl BPO's per-epoch refresh: values and GAE returns from the critic at
+            ``flat_params`` [P].  The advantages stay the rollout's, and so do the time-out
+            bootstraps (rsl_rl adds gamma V_old to a time-out's reward as it collects)."""
             v, nv = critic_values(unravel(flat_params))
+            nv = jnp.where(traj.truncated, next_values, nv)
             _, q = losses.gae(rewards, v, nv, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda)
             return b.replace(value=_flat(v), q_hat=_flat(q))
 
@@ -299,21 +301,36 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
                 metrics.update(policy_kl=kl, lr=lr)
             return (params + updates, opt_state), metrics
 
+        def minibatches(b: Batch, perm: jax.Array) -> Batch:
+            """``b`` [N] in the order ``perm`` [N], as [M, N/M] minibatches.  A global permutation
+            of the flat batch, as on one device: with the batch split over devices, ``x[perm]``
+            makes XLA move the rollout between devices (a gather of the whole batch, once per
+            epoch).  Correct and identical to the 1-device run; a per-device shuffle would avoid
+            the traffic but change which samples meet."""
+            return jax.tree.map(lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), b)
+
         def epoch(carry, perm):
-            batch_ = recompute(carry[0], batch) if config.recompute_returns else batch
-            # A global permutation of the flat batch, as on one device: with the batch split
-            # over devices, ``x[perm]`` makes XLA move the rollout between devices (a gather of
-            # the whole batch, once per epoch).  Correct and identical to the 1-device run; a
-            # per-device shuffle would avoid the traffic but change which samples meet.
-            shuffled = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch_
-            )
-            return jax.lax.scan(minibatch_step, carry, shuffled)
+            return jax.lax.scan(minibatch_step, carry, minibatches(batch, perm))
+
+        def epoch_recomputing(carry, perm):
+            """An epoch as rsl_rl BPO's: on the last minibatch, already sliced, values and
+            returns are recomputed before its step (the critic M-1 steps into the epoch), and
+            reach the next epoch's minibatches."""
+            optimised, batch_ = carry
+            shuffled = minibatches(batch_, perm)
+            optimised, first = jax.lax.scan(minibatch_step, optimised, jax.tree.map(lambda x: x[:-1], shuffled))
+            refreshed = recompute(optimised[0], batch_)
+            optimised, last = minibatch_step(optimised, jax.tree.map(lambda x: x[-1], shuffled))
+            return (optimised, refreshed), jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), first, last)
 
         key, shuffle_key = jax.random.split(key)
         perms = shuffle.epoch_permutations(shuffle_key, config.num_epochs, config.batch_size,
                                            config.reshuffle_each_epoch)  # [E, N]
-        (flat_params, opt_state), loss_metrics = jax.lax.scan(epoch, (flat_params, state.opt_state), perms)
+        if config.recompute_returns:
+            ((flat_params, opt_state), _), loss_metrics = jax.lax.scan(
+                epoch_recomputing, ((flat_params, state.opt_state), batch), perms)
+        else:
+            (flat_params, opt_state), loss_metrics = jax.lax.scan(epoch, (flat_params, state.opt_state), perms)
         params = unravel(flat_params)
 
         # METRICS: one small row per update

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpo_jax import algorithms
+from bpo_jax import algorithms, losses, presets
 from bpo_jax.algorithms import BPO, PPO, Batch, LossInputs
 from bpo_jax.config import Config, ConfigError
 from bpo_jax.networks import make_network
@@ -259,6 +259,10 @@ def test_bpo_tv_loss_coef_adds_the_unweighted_tv_term():
     rho = np.exp(f64(x2.log_ratio))
     close(pi_loss - base, coef * np.mean(np.abs(rho - target)))
     assert head == head0
+    # Only in rsl_rl's adv_TV branch: the other divergences take no extra term.
+    _, _, mse, _, _ = bpo_call(seed=9, bpo_lambda=lam, loss_type="MSE")
+    _, _, mse_coef, _, _ = bpo_call(seed=9, bpo_lambda=lam, loss_type="MSE", tv_loss_coef=coef)
+    assert mse_coef == mse
 
 
 @pytest.mark.parametrize("eps_low,eps_high", [(0.1, 0.3), (0.4, 0.15), (1.0, 2.0)])
@@ -349,6 +353,32 @@ def test_ppo_normalisation_is_per_minibatch():
     close(got, np_ppo(half.log_ratio, np_normalize(half.batch.advantage), 0.2, 0.2))
 
 
+@pytest.mark.parametrize("case", ["ppo per minibatch", "ppo over the batch", "bpo offline"])
+def test_adv_std_ddof_1_is_torchs_unbiased_std(case):
+    """SB3 and rsl_rl divide by torch's .std() (n - 1): adv_std_ddof=1, which the paper presets
+    set, against NumPy's ddof=1; the default (0) stays jnp.std's, PureJaxRL's."""
+    algo, changes = {"ppo per minibatch": ("ppo", {}),
+                     "ppo over the batch": ("ppo", {"normalize_advantages_per_minibatch": False}),
+                     "bpo offline": ("bpo", {"online_adv": False})}[case]
+    x = make_inputs(15, log_ratio_scale=0.4)
+    x = jax.tree.map(lambda a: a[:32], x)  # a paper preset's 32-sample minibatch: sqrt(32/31) apart
+    raw = f64(x.batch.advantage)
+    for ddof in (0, 1):
+        config = Config(algo=algo, adv_std_ddof=ddof, **changes).validate()
+        prepared = config.algorithm.prepare(config, x.batch)
+        adv = f64(prepared.advantage) if prepared is not x.batch else None
+        unbiased = (raw - raw.mean()) / (raw.std(ddof=ddof) + 1e-8)
+        if adv is not None:  # normalised before the epochs
+            np.testing.assert_allclose(adv, unbiased, rtol=1e-5, atol=1e-6)
+        if algo == "ppo":
+            got = float(config.algorithm.loss(config, config.hparams(), x.replace(batch=prepared))[0])
+            close(got, np_ppo(x.log_ratio, unbiased, 0.2, 0.2))
+    assert presets.resolve("paper/Hopper-v4", "ppo")["adv_std_ddof"] == 1
+    assert presets.resolve("paper/Pong", "ppo")["adv_std_ddof"] == 1
+    assert presets.resolve("paper/isaaclab/Go1-rough", "bpo")["adv_std_ddof"] == 1
+    assert Config().adv_std_ddof == 0  # PureJaxRL's CartPole defaults
+
+
 # ----------------------------------------------------------------------------- recompute_returns (one learn)
 
 RECOMPUTE_CFG = dict(algo="bpo", num_envs=4, num_steps=32, num_epochs=2, num_minibatches=1, total_steps=128,
@@ -410,43 +440,69 @@ def np_targets(trainer, params, traj, gamma, lam):
     return adv.reshape(-1), q.reshape(-1), v.reshape(-1)
 
 
-def test_recompute_returns_refreshes_values_and_gae_returns_each_epoch(monkeypatch, rollout):
-    """Paper 3.3 / 8.6 (rsl_rl): with recompute_returns, epoch 2 regresses on Q_hat = GAE with the
-    critic after epoch 1 (values too), the advantages staying the rollout's; off, on the rollout's.
-    Epoch 1's parameters come from the same update with one epoch (one full-batch step each)."""
-    state, traj, _, _ = rollout
-    gamma, lam = 0.99, 0.95
+def with_truncations(traj):
+    """The rollout with one time-out in envs 0 and 2 (steps where nothing ended), within the one
+    truncation per env that CartPole's time limit lets a 32-step rollout hold."""
+    truncated = np.array(traj.truncated)
+    for t, b in ((10, 0), (20, 2)):
+        assert not traj.terminated[t, b] and not truncated[t, b]
+        truncated[t, b] = True
+    return traj.replace(truncated=jnp.asarray(truncated))
+
+
+def test_recompute_returns_is_rsl_rls_last_minibatch_refresh(monkeypatch, rollout):
+    """Paper 3.3 (rsl_rl BPO): on the last minibatch of each epoch, after it is sliced and before
+    its step, values and GAE returns are recomputed with the current critic (M-1 steps into the
+    epoch) and reach the next epoch's minibatches; the advantages stay the rollout's, and so do
+    the time-out bootstraps (baked into rsl_rl's rewards with V_old).  Off: the rollout's targets."""
+    state, traj, env_state, key = rollout
+    traj = with_truncations(traj)
     flat_obs = np.asarray(traj.obs).reshape(-1, traj.obs.shape[-1])
+    gaes = []
+    real_gae = losses.gae
 
-    trainer1, after_epoch1, seen1 = learn_with_spy(monkeypatch, rollout, num_epochs=1, recompute_returns=True)
-    trainer, after_on, seen_on = learn_with_spy(monkeypatch, rollout, recompute_returns=True)
-    _, after_off, seen_off = learn_with_spy(monkeypatch, rollout, recompute_returns=False)
-    assert len(seen1) == 1 and len(seen_on) == 2 and len(seen_off) == 2
+    def gae_spy(rewards, values, next_values, *args):
+        advantages, returns = real_gae(rewards, values, next_values, *args)
+        jax.debug.callback(lambda v, nv, q: gaes.append((np.asarray(v).reshape(-1), np.asarray(nv), np.asarray(q))),
+                           values, next_values, returns, ordered=True)
+        return advantages, returns
 
-    adv0, q0, v0 = np_targets(trainer, state.params, traj, gamma, lam)
-    _, q1, v1 = np_targets(trainer, after_epoch1.params, traj, gamma, lam)
-    assert np.max(np.abs(q1 - q0)) > 1e-2  # the critic moved: recomputing matters
+    monkeypatch.setattr(losses, "gae", gae_spy)  # learn_with_spy undoes it when it returns
+    _, after_on, steps = learn_with_spy(monkeypatch, (state, traj, env_state, key), recompute_returns=True,
+                                        num_epochs=3, num_minibatches=2)
+    on = list(gaes)
+    epochs, minibatches = 3, 2
+    assert len(steps) == epochs * minibatches and len(on) == 1 + epochs  # the rollout's GAE, one per epoch
+    (v0, nv0, q0), refreshed = on[0], on[1:]
+    adv0 = np_gae(traj.reward, v0.reshape(traj.reward.shape), nv0, traj.terminated, traj.truncated, 0.99, 0.95)[0]
+    truncated = np.asarray(traj.truncated)
+    targets = [q0.reshape(-1)] + [q.reshape(-1) for _, _, q in refreshed]  # epoch e trains on targets[e]
+    for e in range(epochs):
+        v, nv, q = refreshed[e]
+        last = steps[e * minibatches + minibatches - 1]
+        idx = rows_of(last["obs"], flat_obs)
+        # The critic of the recompute is the one the last minibatch's forward pass used.
+        np.testing.assert_allclose(v[idx], last["value_now"], rtol=1e-5, atol=1e-6)
+        assert np.max(np.abs(v - v0)) > 1e-3  # and it has moved since the rollout
+        np.testing.assert_array_equal(nv[truncated], nv0[truncated])  # the time-outs' bootstraps: V_old
+        assert np.max(np.abs(nv[~truncated] - nv0[~truncated])) > 1e-3
+        expected = np_gae(traj.reward, v.reshape(nv.shape), nv, traj.terminated, traj.truncated, 0.99, 0.95)[1]
+        np.testing.assert_allclose(q.reshape(-1), expected.reshape(-1), rtol=1e-5, atol=1e-5)
+        for m in range(minibatches):  # every minibatch of epoch e, its last too, has epoch e's targets
+            step = steps[e * minibatches + m]
+            idx = rows_of(step["obs"], flat_obs)
+            np.testing.assert_allclose(step["q_hat"], targets[e][idx], rtol=1e-5, atol=1e-5)
+            close(step["advantage"], adv0.reshape(-1)[idx])
+    assert np.max(np.abs(targets[1] - targets[0])) > 1e-2  # recomputing matters
 
-    for seen in (seen1, seen_on, seen_off):  # epoch 1: the rollout's targets (initial critic)
-        idx = rows_of(seen[0]["obs"], flat_obs)
-        close(seen[0]["q_hat"], q0[idx])
-        close(seen[0]["value"], v0[idx])
-        close(seen[0]["advantage"], adv0[idx])
-
-    # Epoch 2, on: values and returns from the current critic; the advantages are the rollout's.
-    e2 = seen_on[1]
-    idx = rows_of(e2["obs"], flat_obs)
-    np.testing.assert_allclose(e2["value_now"], v1[idx], rtol=1e-5, atol=1e-5)  # epoch-1 params confirmed
-    np.testing.assert_allclose(e2["value"], v1[idx], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(e2["q_hat"], q1[idx], rtol=1e-5, atol=1e-5)
-    close(e2["advantage"], adv0[idx])
-
-    # Epoch 2, off: the rollout's targets, unchanged.
-    idx = rows_of(seen_off[1]["obs"], flat_obs)
-    close(seen_off[1]["q_hat"], q0[idx])
-    close(seen_off[1]["value"], v0[idx])
-
-    # And the update itself differs.
+    gaes.clear()
+    monkeypatch.setattr(losses, "gae", gae_spy)  # learn_with_spy undid it
+    _, after_off, steps = learn_with_spy(monkeypatch, (state, traj, env_state, key), recompute_returns=False,
+                                         num_epochs=3, num_minibatches=2)
+    assert len(gaes) == 1
+    for step in steps:
+        idx = rows_of(step["obs"], flat_obs)
+        np.testing.assert_allclose(step["q_hat"], q0.reshape(-1)[idx], rtol=1e-6)
     diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), after_on.params, after_off.params)
     assert max(jax.tree.leaves(diff)) > 1e-4
 

@@ -52,6 +52,7 @@ def test_ppo_only_settings_are_refused_for_bpo():
 @pytest.mark.parametrize("changes,message", [
     (dict(seed="0"), "`seed` must be an integer, got '0'"),
     (dict(seed=1.5), "`seed` must be an integer, got 1.5"),
+    (dict(adv_std_ddof=2), "`adv_std_ddof` must be 0 (population std) or 1 (unbiased), got 2"),
     (dict(seed=2**40), "`seed` must be in [0, 2**32)"),
     (dict(total_steps=2048.0), "`total_steps` must be an integer, got 2048.0"),
     (dict(num_envs=True), "`num_envs` must be an integer, got True"),  # a bool is not a count
@@ -178,6 +179,11 @@ CONTINUOUS, DISCRETE = True, False  # whether the env acts continuously
     (dict(init_std=5.0), DISCRETE, "`init_std` 5.0 changes nothing here: it is read only with continuous actions"),
     (dict(min_std=0.1), DISCRETE, "`min_std` 0.1 changes nothing here: it is read only with continuous actions; drop it"),
     (dict(use_median=False, u_coef=5.0), CONTINUOUS, "`u_coef` 5.0 changes nothing here"),
+    (dict(adv_std_ddof=1), CONTINUOUS,
+     "`adv_std_ddof` 1 changes nothing here: it is read only with advantages normalised (PPO's"),
+    (dict(algo="ppo", normalize_advantages=False, adv_std_ddof=1), CONTINUOUS, "`adv_std_ddof` 1 changes nothing"),
+    (dict(loss_type="MSE", tv_loss_coef=0.5), CONTINUOUS,
+     "`tv_loss_coef` 0.5 changes nothing here: it is read only with `loss_type` adv_TV"),
     (dict(separate_median=True, median_hidden_sizes=(32,)), CONTINUOUS,
      "`median_hidden_sizes` 32 changes nothing here: it is read only with `use_median` on and `separate_median` off"),
     (dict(anneal_lr=False, lr_schedule="linear"), CONTINUOUS, "`lr_schedule` linear anneals the learning rate"),
@@ -200,7 +206,8 @@ def test_settings_read_where_they_apply_and_a_preset_s_values_pass():
     for changes, space in ((dict(obs_clip=3.0, normalize_obs=True), CONTINUOUS), (dict(init_std=0.5), CONTINUOUS),
                            (dict(eps=0.3, eps_low=0.2), CONTINUOUS), (dict(desired_kl=0.02, lr_schedule="adaptive"),
                                                                       CONTINUOUS),
-                           (dict(anneal_lr=False, lr_schedule="adaptive"), DISCRETE)):
+                           (dict(anneal_lr=False, lr_schedule="adaptive"), DISCRETE),
+                           (dict(algo="ppo", adv_std_ddof=1), DISCRETE), (dict(online_adv=False, adv_std_ddof=1), DISCRETE)):
         Config(**changes).check_read(list(changes), continuous=space)
     from bpo_jax import presets
 

@@ -127,9 +127,10 @@ def checked_loss(algorithm: Algorithm, out: Any) -> tuple[jax.Array, jax.Array, 
     return pi_loss, head_loss, dict(metrics)
 
 
-def normalize(x: jax.Array) -> jax.Array:
-    """(x - mean) / (std + 1e-8) over all of x [N]."""
-    return (x - x.mean()) / (x.std() + 1e-8)
+def normalize(x: jax.Array, ddof: int = 0) -> jax.Array:
+    """(x - mean) / (std + 1e-8) over all of x [N]; the std divides by N - ddof (0: jnp.std's,
+    PureJaxRL's; 1: torch's .std(), SB3's and rsl_rl's)."""
+    return (x - x.mean()) / (x.std(ddof=ddof) + 1e-8)
 
 
 def as_metric(x) -> jax.Array:

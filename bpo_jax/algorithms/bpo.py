@@ -52,7 +52,7 @@ class BPO(Algorithm):
         if config.online_adv:
             return batch
         # rsl_rl's offline weight: GAE advantages normalised over the whole batch.
-        return batch.replace(advantage=normalize(batch.advantage))
+        return batch.replace(advantage=normalize(batch.advantage, config.adv_std_ddof))
 
     def loss(self, config, hp, x: LossInputs):
         mb = x.batch
@@ -62,7 +62,7 @@ class BPO(Algorithm):
         # Weight |Q_hat - V|: V is detached so the policy loss never trains the critic.
         weight = jax.lax.stop_gradient(mb.q_hat - x.value) if config.online_adv else mb.advantage
         pi_loss = losses.bpo_divergence(x.log_ratio, target, weight, config.loss_type).mean()
-        if config.tv_loss_coef:  # rsl_rl BPO's extra unweighted TV term
+        if config.tv_loss_coef and config.loss_type == "adv_TV":  # rsl_rl BPO's extra TV term, in that branch only
             pi_loss = pi_loss + config.tv_loss_coef * jnp.mean(jnp.abs(x.ratio - target))
         if config.use_median:
             # The quantile level follows the bounds of *this* configuration (traced), so a vmapped

@@ -15,12 +15,12 @@ class PPO(Algorithm):
     def prepare(self, config, batch: Batch) -> Batch:
         if config.normalize_advantages and not config.normalize_advantages_per_minibatch:
             # rsl_rl's default: once over the whole batch, before the epochs.
-            return batch.replace(advantage=normalize(batch.advantage))
+            return batch.replace(advantage=normalize(batch.advantage, config.adv_std_ddof))
         return batch
 
     def loss(self, config, hp, x: LossInputs):
         adv = x.batch.advantage
         if config.normalize_advantages and config.normalize_advantages_per_minibatch:
-            adv = normalize(adv)
+            adv = normalize(adv, config.adv_std_ddof)
         pi_loss = losses.ppo_policy_loss(x.log_ratio, adv, hp.eps_low, hp.eps_high).mean()
         return pi_loss, 0.0, {}
