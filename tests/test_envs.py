@@ -576,3 +576,28 @@ def test_a_suite_package_that_prints_at_its_import_prints_nothing_through_requir
     monkeypatch.delitem(sys.modules, "chatty_sim", raising=False)
     require("chatty_sim", "chatty", "chatty")
     assert "chatty_sim" in sys.modules and capsys.readouterr().out == ""
+
+
+def test_only_the_warp_lines_are_dropped_while_a_suite_imports(tmp_path, monkeypatch, capsys):
+    """The import's other lines, and every line another thread prints meanwhile, reach stdout
+    (redirect_stdout dropped them all, process-wide)."""
+    import threading
+
+    from bpo_jax.envs.registry import require
+
+    (tmp_path / "threaded_sim.py").write_text(
+        "import threading\n"
+        "print('Failed to import warp:', 'No module named warp')\n"
+        "print('a line of its own')\n"
+        "def other():\n"
+        "    print('from', 'another', 'thread')\n"
+        "    print('Failed to import warp: in another thread too')\n"
+        "t = threading.Thread(target=other)\n"
+        "t.start(); t.join()\n"
+        "print('no newline yet', end='')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "threaded_sim", raising=False)
+    before = sys.stdout
+    require("threaded_sim", "threaded", "threaded")
+    assert sys.stdout is before
+    assert capsys.readouterr().out == "a line of its own\nfrom another thread\nno newline yet"

@@ -9,12 +9,10 @@ matters when that suite is used.
 from __future__ import annotations
 
 import ast
-import contextlib
 import dataclasses
 import importlib
 import importlib.machinery
 import importlib.util
-import io
 import os
 import platform
 import re
@@ -22,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from bpo_jax import console
 from bpo_jax.envs.base import Env
 from bpo_jax.envs.contract import EnvContractError
 from bpo_jax.envs.options import is_int
@@ -78,7 +77,7 @@ def require(module: str, suite: str, extra: str, load: bool = True) -> None:
             # MJX prints "Failed to import warp: ..." twice at its import where warp-lang (an
             # option for impl='warp' only, which checks it itself) is missing: above every
             # run's first line and above one-line errors.
-            with contextlib.redirect_stdout(io.StringIO()):
+            with console.dropping_lines("Failed to import warp"):
                 importlib.import_module(module)
         elif not installed(module):
             raise ImportError(f"No module named {module!r}")
