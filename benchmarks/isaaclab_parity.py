@@ -5,8 +5,8 @@ Both train on ``tests/fake_vec_env.PointGoalEnv`` (an rsl_rl ``VecEnv`` subclass
 settings IsaacLab's stock rsl_rl PPO configs use (digest section 6.3): 24 steps per env, 5
 epochs x 4 minibatches, clip 0.2 with a clipped value loss, value_loss_coef 1.0, lr 1e-3 with the
 adaptive-KL schedule (desired KL 0.01), max_grad_norm 1.0, gamma 0.99, GAE lambda 0.95, ELU MLPs,
-init std 1.0, no observation normalisation, advantages normalised over the whole batch, one
-minibatch permutation per update; BPO with the paper's IsaacLab settings is run beside them.  The environment itself records every finished episode's return, so both sides are
+init std 1.0, no observation normalisation, advantages normalised over the whole batch (torch's
+unbiased std), one minibatch permutation per update; BPO with the paper's IsaacLab settings is run beside them.  The environment itself records every finished episode's return, so both sides are
 measured by one definition: per iteration, the mean return of the episodes that ended in it.
 
     nice -n 10 python benchmarks/isaaclab_parity.py --out benchmarks/results/isaaclab_parity.json
@@ -14,8 +14,8 @@ measured by one definition: per iteration, the mean return of the episodes that 
 Known differences that remain (by design, documented in RESULTS.md): network initialisation
 (torch's default against orthogonal), the std parameterisation (rsl_rl a raw scalar std, here
 min_std + softplus), gradient clipping (rsl_rl 5 clips actor and critic separately, here one
-global norm, as rsl_rl 2 and the paper's IsaacLab 2.1 did) and the advantages' std (torch's
-unbiased, here the population's).
+global norm, as rsl_rl 2 and the paper's IsaacLab 2.1 did).  The advantages' std is torch's
+unbiased one on both sides (``adv_std_ddof=1``, as the presets set it).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from bpo_jax.config import Config  # noqa: E402
 
 SHARED = dict(num_steps=24, num_epochs=5, num_minibatches=4, gamma=0.99, gae_lambda=0.95, lr=1e-3,
               max_grad_norm=1.0, vf_coef=1.0, activation="elu", init_std=1.0, normalize_obs=False,
-              reshuffle_each_epoch=False)
+              reshuffle_each_epoch=False, adv_std_ddof=1)
 PPO = dict(algo="ppo", eps=0.2, value_clip=0.2, ent_coef=0.005, normalize_advantages=True,
            normalize_advantages_per_minibatch=False)
 # The paper's IsaacLab BPO (digest 3.3 and 6.3, Anymal-C column), on the same small network.

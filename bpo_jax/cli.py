@@ -1162,16 +1162,17 @@ def cmd_llm(args) -> int:
 
 def _load_plugins(argv: list[str]) -> None:
     """Import the installed plug-ins and each --plugin before the command line is parsed: the
-    algorithms and suites they register are names that parsing and presets check.  Not for
-    --help (which needs none: a broken plug-in must not hide it), nor a command without --plugin."""
+    algorithms and suites they register are names that parsing and presets check, and that a
+    command's --help lists (a plug-in that fails there is told in one line, and the help shown
+    without it).  Not for a command that takes no --plugin."""
     scan = _Parser(add_help=False, allow_abbrev=False)
     # --plugin's abbreviations, as the commands' parse takes them (no other option starts with --pl)
     scan.add_argument(*(f"--{'plugin'[:n]}" for n in range(6, 1, -1)), dest="plugin", action="append", default=[])
     scan.add_argument("-h", "--help", action="store_true")
     found = scan.parse_known_args(argv)[0]
     command = argv[0] if argv else None
-    if found.help:  # the help names the plug-ins' algorithms; one that fails is told, the help still shown
-        if found.plugin and command in PLUGIN_COMMANDS:
+    if found.help:
+        if command in PLUGIN_COMMANDS:
             try:
                 _load(found.plugin, installed=True)
             except SystemExit as e:

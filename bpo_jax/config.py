@@ -375,8 +375,11 @@ class Config:
         for name in ("vf_coef", "u_coef", "adam_eps", "value_clip"):
             need(getattr(full, name) >= 0, f"`{name}` must be >= 0, got {getattr(full, name)}")
         need(self.reward_scale > 0, f"`reward_scale` must be > 0, got {self.reward_scale}")
-        need(self.adv_std_ddof in (0, 1), f"`adv_std_ddof` must be 0 (population std) or 1 (unbiased), "
-                                          f"got {self.adv_std_ddof}")
+        need(self.adv_std_ddof in (0, 1),
+             f"`adv_std_ddof` must be 0 (population std) or 1 (unbiased), got {self.adv_std_ddof!r}")
+        need(self.adv_std_ddof == 0 or self.minibatch_size > 1,
+             "`adv_std_ddof` 1 needs minibatches of 2 samples or more (one sample has no unbiased std); "
+             "lower `num_minibatches`")
         one_of("action_squash", SQUASHES)
         need(self.obs_norm_window >= 0, f"`obs_norm_window` must be >= 0 (0 = all observations), got {self.obs_norm_window}")
         need(self.obs_clip > 0 and self.reward_clip > 0,
@@ -455,15 +458,21 @@ READ_WHEN: dict[str, tuple[str, Callable[["Config", frozenset, Callable[[], bool
     "min_std": ("continuous actions", lambda c, later, continuous: continuous()),
     "u_coef": ("`use_median` on", lambda c, later, continuous: c.use_median),
     "tv_loss_coef": ("`loss_type` adv_TV", lambda c, later, continuous: c.loss_type == "adv_TV"),
+    # A plug-in algorithm (one that reads neither switch) may normalise with it: never refused there.
     "adv_std_ddof": ("advantages normalised (PPO's `normalize_advantages` on, or BPO's `online_adv` off)",
-                     lambda c, later, continuous: (algorithms.reads(c.algo, "normalize_advantages") and c.normalize_advantages)
-                     or (algorithms.reads(c.algo, "online_adv") and not c.online_adv)),
+                     lambda c, later, continuous: _normalises_advantages(c)),
     "normalize_advantages_per_minibatch": ("`normalize_advantages` on",
                                            lambda c, later, continuous: c.normalize_advantages),
     "reshuffle_each_epoch": ("more than one epoch", lambda c, later, continuous: c.num_epochs > 1),
     "median_hidden_sizes": ("`use_median` on and `separate_median` off (its network is `hidden_sizes` wide)",
                             lambda c, later, continuous: c.use_median and not c.separate_median),
 }
+
+
+def _normalises_advantages(c: "Config") -> bool:
+    """Whether ``c``'s algorithm normalises advantages (where ``adv_std_ddof`` is read)."""
+    ppo_like, bpo_like = (algorithms.reads(c.algo, f) for f in ("normalize_advantages", "online_adv"))
+    return (ppo_like and c.normalize_advantages) or (bpo_like and not c.online_adv) or not (ppo_like or bpo_like)
 
 
 def shown(value: Any) -> str:

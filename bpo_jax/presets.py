@@ -30,7 +30,6 @@ _PAPER_COMMON: dict[str, Any] = {
     "value_clip": 0.0,  # unclipped value loss in both algorithms (SB3's clip_range_vf=None)
     "normalize_obs": False,  # no VecNormalize in either algorithm
     "normalize_rewards": False,
-    "adv_std_ddof": 1,  # torch's .std() where SB3 PPO normalises advantages
     "total_steps": 20_000_000,
 }
 
@@ -87,13 +86,13 @@ _ATARI_GAMES = {"Pong": 20_000_000, "Breakout": 20_000_000, "Boxing": 20_000_000
 _ATARI_COMMON: dict[str, Any] = {
     **_sb3(8, 128, 256), "activation": "relu", "anneal_lr": False, "adam_eps": 1e-5, "value_clip": 0.0,
     "normalize_obs": False, "normalize_rewards": False, "lr": 2.5e-4, "gamma": 0.98, "gae_lambda": 0.95,
-    "vf_coef": 0.5, "adv_std_ddof": 1,
+    "vf_coef": 0.5,
 }
 _ATARI: dict[str, dict[str, Any]] = {
     "bpo": {"hidden_sizes": (256,), "median_hidden_sizes": (256,), "num_epochs": 5, "eps": 0.3, "bpo_lambda": 0.001,
             "ent_coef": 0.001, "u_coef": 0.5, "max_grad_norm": 1.0, "use_median": True},
     "ppo": {"hidden_sizes": (), "num_epochs": 4, "eps": 0.1, "ent_coef": 0.01, "max_grad_norm": 0.5,
-            "normalize_advantages": True},
+            "normalize_advantages": True, "adv_std_ddof": 1},  # SB3: torch's .std()
 }
 
 
@@ -108,13 +107,12 @@ _ISAACLAB_COMMON: dict[str, Any] = {
     "lr": 1e-3, "anneal_lr": False, "lr_schedule": "adaptive", "desired_kl": 0.01, "max_grad_norm": 1.0, "vf_coef": 1.0,
     "adam_eps": 1e-8, "init_at_random_ep_len": True,  # torch's Adam eps; IsaacLab's train.py randomises
     "reshuffle_each_epoch": False,  # rsl_rl's storage draws one permutation per update
-    "adv_std_ddof": 1,  # torch's .std() in PPO's and offline BPO's advantage normalisation
 }
 _ISAACLAB_ALGO: dict[str, dict[str, Any]] = {
     "bpo": {"bpo_lambda": 0.01, "use_median": True, "separate_median": True, "loss_type": "adv_TV", "u_coef": 1.0,
             "value_clip": 0.0, "logit_clamp": 10.0, "recompute_returns": True},
     "ppo": {"eps": 0.2, "value_clip": 0.2, "normalize_advantages": True, "normalize_advantages_per_minibatch": False,
-            "num_epochs": 5},
+            "num_epochs": 5, "adv_std_ddof": 1},  # torch's .std()
 }
 # preset task: (IsaacLab task, iterations, PPO entropy, BPO {eps, entropy, epochs, online_adv})
 _ISAACLAB_TASKS: dict[str, tuple[str, int, float, dict[str, Any]]] = {
@@ -133,6 +131,8 @@ def _isaaclab(task: str, algo: str) -> dict[str, Any]:
     """The Config fields of preset paper/isaaclab/<task> for ``algo``."""
     env, iterations, ppo_ent, bpo = _ISAACLAB_TASKS[task]
     per_task = bpo if algo == "bpo" else {"ent_coef": ppo_ent}
+    if algo == "bpo" and not bpo["online_adv"]:
+        per_task = {**per_task, "adv_std_ddof": 1}  # its weight: advantages normalised by torch's .std()
     return {**_ISAACLAB_COMMON, "env": f"isaaclab/{env}", "algo": algo, "total_steps": iterations * 4096 * 24,
             **_ISAACLAB_ALGO[algo], **per_task}
 
@@ -178,7 +178,7 @@ def resolve(name: str, algo: str) -> dict[str, Any]:
     if algo == "bpo":
         values.update(_BPO_BASE)
     else:
-        values.update(normalize_advantages=True, median_hidden_sizes=())
+        values.update(normalize_advantages=True, adv_std_ddof=1, median_hidden_sizes=())  # SB3: torch's .std()
     values.update(_PAPER[task][algo])
     if kind == "fast":
         values.update(_FAST_ROLLOUT)

@@ -2,7 +2,8 @@
 
 The paper's values are data (``bpo_jax/data/paper_results.json``, with their source): the
 final value and the band across seeds at the end of each curve, and the intermediate values the
-reference digest reads off the figures (Hopper at 1M and 2M steps, ...).  For every run this
+reference digest reads off the figures (Hopper at 1M and 2M steps, ...; a curve's peak where the
+digest gives its step, such as Ant BPO's 5,286 at 18.3M, is one of them).  For every run this
 compares, at each of those points the run reached:
 
 * at the paper's budget, our mean over seeds against the paper's band: **above**, **inside**

@@ -270,14 +270,14 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
             value=_flat(values), advantage=_flat(advantages), q_hat=_flat(q_hat),
         ))
 
-        def recompute(flat_params, b: Batch) -> Batch:
-            """rsl_rl BPO's per-epoch refresh: values and GAE returns from the critic at
-            ``flat_params`` [P].  The advantages stay the rollout's, and so do the time-out
-            bootstraps (rsl_rl adds gamma V_old to a time-out's reward as it collects)."""
+        def recompute(flat_params) -> tuple[jax.Array, jax.Array]:
+            """rsl_rl BPO's per-epoch refresh: (value [N], q_hat [N]), values and GAE returns
+            from the critic at ``flat_params`` [P].  The advantages stay the rollout's, and so do
+            the time-out bootstraps (rsl_rl adds gamma V_old to a time-out's reward as it collects)."""
             v, nv = critic_values(unravel(flat_params))
             nv = jnp.where(traj.truncated, next_values, nv)
             _, q = losses.gae(rewards, v, nv, traj.terminated, traj.truncated, hp.gamma, hp.gae_lambda)
-            return b.replace(value=_flat(v), q_hat=_flat(q))
+            return _flat(v), _flat(q)
 
         # UPDATE NETWORK: epochs x minibatches.  The optimiser works on the parameters raveled
         # into one vector [P]: clipping and Adam are then a few kernels over one array instead of
@@ -315,20 +315,26 @@ def make_trainer(config: Config, env: Env | None = None, mesh: Mesh | None = Non
         def epoch_recomputing(carry, perm):
             """An epoch as rsl_rl BPO's: on the last minibatch, already sliced, values and
             returns are recomputed before its step (the critic M-1 steps into the epoch), and
-            reach the next epoch's minibatches."""
-            optimised, batch_ = carry
-            shuffled = minibatches(batch_, perm)
-            optimised, first = jax.lax.scan(minibatch_step, optimised, jax.tree.map(lambda x: x[:-1], shuffled))
-            refreshed = recompute(optimised[0], batch_)
-            optimised, last = minibatch_step(optimised, jax.tree.map(lambda x: x[-1], shuffled))
-            return (optimised, refreshed), jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), first, last)
+            reach the next epoch's minibatches.  ``carry``: (params and optimiser state, the
+            epoch's (value [N], q_hat [N]))."""
+            optimised, (value, q_hat) = carry
+
+            def step(c, xs):
+                (optimised, targets), (i, mb) = c, xs
+                targets = jax.lax.cond(i == config.num_minibatches - 1, lambda: recompute(optimised[0]),
+                                       lambda: targets)
+                optimised, metrics = minibatch_step(optimised, mb)
+                return (optimised, targets), metrics
+
+            shuffled = minibatches(batch.replace(value=value, q_hat=q_hat), perm)
+            return jax.lax.scan(step, (optimised, (value, q_hat)), (jnp.arange(config.num_minibatches), shuffled))
 
         key, shuffle_key = jax.random.split(key)
         perms = shuffle.epoch_permutations(shuffle_key, config.num_epochs, config.batch_size,
                                            config.reshuffle_each_epoch)  # [E, N]
         if config.recompute_returns:
             ((flat_params, opt_state), _), loss_metrics = jax.lax.scan(
-                epoch_recomputing, ((flat_params, state.opt_state), batch), perms)
+                epoch_recomputing, ((flat_params, state.opt_state), (batch.value, batch.q_hat)), perms)
         else:
             (flat_params, opt_state), loss_metrics = jax.lax.scan(epoch, (flat_params, state.opt_state), perms)
         params = unravel(flat_params)

@@ -375,7 +375,9 @@ def test_adv_std_ddof_1_is_torchs_unbiased_std(case):
             close(got, np_ppo(x.log_ratio, unbiased, 0.2, 0.2))
     assert presets.resolve("paper/Hopper-v4", "ppo")["adv_std_ddof"] == 1
     assert presets.resolve("paper/Pong", "ppo")["adv_std_ddof"] == 1
-    assert presets.resolve("paper/isaaclab/Go1-rough", "bpo")["adv_std_ddof"] == 1
+    assert presets.resolve("paper/isaaclab/Go1-rough", "bpo")["adv_std_ddof"] == 1  # its offline weight
+    for name in ("paper/Hopper-v4", "paper/Pong", "paper/isaaclab/Anymal-C-rough"):  # BPO's online weight reads none
+        assert "adv_std_ddof" not in presets.resolve(name, "bpo")
     assert Config().adv_std_ddof == 0  # PureJaxRL's CartPole defaults
 
 
@@ -505,6 +507,38 @@ def test_recompute_returns_is_rsl_rls_last_minibatch_refresh(monkeypatch, rollou
         np.testing.assert_allclose(step["q_hat"], q0.reshape(-1)[idx], rtol=1e-6)
     diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), after_on.params, after_off.params)
     assert max(jax.tree.leaves(diff)) > 1e-4
+
+
+def np_values(trainer, params, traj):
+    """V(obs), V(final_obs) [T, B] of the rollout with the critic at ``params`` (network.apply)."""
+    network = make_network(trainer.config, trainer.env.action_space, trainer.env.obs_spec)
+    T, B = traj.reward.shape
+    value = lambda obs: f64(network.apply(params, obs.reshape((T * B, -1)), method="values")[0]).reshape(T, B)
+    return value(traj.obs), value(traj.final_obs)
+
+
+def test_recompute_returns_targets_equal_an_independent_critic_pass(monkeypatch, rollout):
+    """One minibatch: the refresh comes before the epoch's only step, so epoch 2 trains on the
+    rollout's targets again and epoch 3 on the GAE of the critic after one step, its V(obs) and
+    V(final_obs) evaluated here with network.apply, the time-outs' bootstraps the rollout's."""
+    state, traj, env_state, key = rollout
+    data = (state, traj := with_truncations(traj), env_state, key)
+    trainer, _, steps = learn_with_spy(monkeypatch, data, recompute_returns=True, num_epochs=3)
+    _, after_one, _ = learn_with_spy(monkeypatch, data, recompute_returns=True, num_epochs=1)
+    assert trainer.config.num_minibatches == 1 and len(steps) == 3
+    truncated = np.asarray(traj.truncated)
+    v0, nv0 = np_values(trainer, state.params, traj)
+    v1, nv1 = np_values(trainer, after_one.params, traj)
+    nv1 = np.where(truncated, nv0, nv1)
+    adv0, q0 = np_gae(traj.reward, v0, nv0, traj.terminated, traj.truncated, 0.99, 0.95)
+    q1 = np_gae(traj.reward, v1, nv1, traj.terminated, traj.truncated, 0.99, 0.95)[1]
+    assert np.max(np.abs(q1 - q0)) > 1e-2
+    flat_obs = np.asarray(traj.obs).reshape(-1, traj.obs.shape[-1])
+    for step, (v, q) in zip(steps, ((v0, q0), (v0, q0), (v1, q1))):
+        idx = rows_of(step["obs"], flat_obs)
+        np.testing.assert_allclose(step["q_hat"], q.reshape(-1)[idx], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(step["value"], v.reshape(-1)[idx], rtol=1e-5, atol=1e-5)
+        close(step["advantage"], adv0.reshape(-1)[idx])
 
 
 def test_recompute_returns_with_offline_weight_keeps_normalised_rollout_advantages(monkeypatch, rollout):
@@ -641,3 +675,12 @@ def test_the_same_plugin_class_defined_again_registers_again(registry):
 def test_a_plugins_numpy_default_is_its_number(registry):
     algorithms.register(type("Np", (VPG,), {"defaults": {**VPG.defaults, "lr": np.float32(1e-3)}})())
     assert Config(algo="vpg-test").validate().resolved().lr == pytest.approx(1e-3)
+
+
+def test_a_plugin_may_read_adv_std_ddof(registry):
+    """A plug-in reads neither PPO's nor BPO's normalisation switch: --adv-std-ddof is its to use
+    (base.normalize takes it), not refused as a setting that changes nothing."""
+    algorithms.register(VPG())
+    Config(algo="vpg-test", adv_std_ddof=1).validate().check_read(["adv_std_ddof"], continuous=False)
+    with pytest.raises(ConfigError, match="`adv_std_ddof` 1 changes nothing here"):
+        Config(algo="bpo", adv_std_ddof=1).validate().check_read(["adv_std_ddof"], continuous=False)

@@ -53,6 +53,8 @@ def test_ppo_only_settings_are_refused_for_bpo():
     (dict(seed="0"), "`seed` must be an integer, got '0'"),
     (dict(seed=1.5), "`seed` must be an integer, got 1.5"),
     (dict(adv_std_ddof=2), "`adv_std_ddof` must be 0 (population std) or 1 (unbiased), got 2"),
+    (dict(adv_std_ddof=True), "`adv_std_ddof` must be an integer, got True"),
+    (dict(adv_std_ddof=1, num_envs=2, num_steps=2, num_minibatches=4), "`adv_std_ddof` 1 needs minibatches of 2"),
     (dict(seed=2**40), "`seed` must be in [0, 2**32)"),
     (dict(total_steps=2048.0), "`total_steps` must be an integer, got 2048.0"),
     (dict(num_envs=True), "`num_envs` must be an integer, got True"),  # a bool is not a count

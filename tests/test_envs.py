@@ -566,12 +566,13 @@ def test_envs_marks_the_playground_tasks_whose_menagerie_assets_are_missing(tmp_
 
 
 def test_a_suite_package_that_prints_at_its_import_prints_nothing_through_require(tmp_path, monkeypatch, capsys):
-    """MJX prints "Failed to import warp: ..." twice at its import where warp-lang is missing
-    (a core install): above every mjx/, brax/ and playground/ run's first line and above its
-    one-line errors."""
+    """MJX prints "Failed to import warp: ..." and "Failed to import mujoco_warp: ..." at its
+    import where warp-lang is missing (a core install): above every mjx/, brax/ and playground/
+    run's first line and above its one-line errors."""
     from bpo_jax.envs.registry import require
 
-    (tmp_path / "chatty_sim.py").write_text("print('Failed to import warp: No module named warp')\n")
+    (tmp_path / "chatty_sim.py").write_text("print('Failed to import warp:', 'No module named warp')\n"
+                                            "print('Failed to import mujoco_warp:', \"No module named 'warp'\")\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "chatty_sim", raising=False)
     require("chatty_sim", "chatty", "chatty")
@@ -581,8 +582,6 @@ def test_a_suite_package_that_prints_at_its_import_prints_nothing_through_requir
 def test_only_the_warp_lines_are_dropped_while_a_suite_imports(tmp_path, monkeypatch, capsys):
     """The import's other lines, and every line another thread prints meanwhile, reach stdout
     (redirect_stdout dropped them all, process-wide)."""
-    import threading
-
     from bpo_jax.envs.registry import require
 
     (tmp_path / "threaded_sim.py").write_text(
@@ -601,3 +600,23 @@ def test_only_the_warp_lines_are_dropped_while_a_suite_imports(tmp_path, monkeyp
     require("threaded_sim", "threaded", "threaded")
     assert sys.stdout is before
     assert capsys.readouterr().out == "a line of its own\nfrom another thread\nno newline yet"
+
+
+def test_dropping_lines_overlapping_out_of_order_leaves_stdout_as_it_was(capsys):
+    """Two threads' imports overlap: the first to end put back the other's stand-in, which
+    then held unfinished lines back for good."""
+    from bpo_jax import console
+
+    before = sys.stdout
+    first, second = console.dropping_lines("x:"), console.dropping_lines("x:")
+    first.__enter__()
+    second.__enter__()
+    print("x: dropped")
+    first.__exit__(None, None, None)  # puts nothing back: sys.stdout is second's stand-in
+    second.__exit__(None, None, None)  # puts back first's, closed off by now: taken away too
+    assert sys.stdout is before
+    with console.dropping_lines("x:"):
+        print("a prompt> ", end="", flush=True)  # an unfinished line shows at flush
+        assert capsys.readouterr().out == "a prompt> "
+        sys.stdout.writelines(["x: gone\n", "kept\n"])
+    assert capsys.readouterr().out == "kept\n"

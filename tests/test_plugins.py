@@ -334,7 +334,7 @@ def test_help_is_shown_whatever_the_plugins(tmp_path, clean, capsys, monkeypatch
     _install(tmp_path, "plug-broken", "b = plug_broken")
     monkeypatch.syspath_prepend(str(tmp_path))
     for argv in (["envs", "--help", "--plugin", "nosuch_mod"], ["envs", "--plugin", "nosuch_mod", "--help"],
-                 ["train", "--plug", "nosuch_mod", "--help"]):
+                 ["train", "--plug", "nosuch_mod", "--help"], ["train", "--help"]):
         code, out, err = _cli(capsys, argv)  # the failure told in one line, the help shown after it
         assert code == 0 and "--plugin MODULE" in out, (argv, err)
         assert err.splitlines() == [err.splitlines()[0], "bpo-jax: the help below is without the plug-ins (see the "
@@ -368,6 +368,14 @@ def test_help_lists_the_algorithms_a_plugin_registers(tmp_path, clean, capsys):
         assert text.index(flag) < text.index("registered now: plug_helped_vpg"), command
     code, out, err = _cli(capsys, ["train", "--help"])  # loaded in this process: listed without --plugin too
     assert code == 0 and "registered now: plug_helped_vpg" in " ".join(out.split())
+
+
+def test_help_lists_the_algorithms_of_installed_plugins(tmp_path, clean, capsys, monkeypatch):
+    _write(tmp_path, "plug_inst")
+    _install(tmp_path, "plug-inst", "i = plug_inst")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = _cli(capsys, ["train", "--help"])
+    assert code == 0 and err == "" and "registered now: plug_inst_vpg" in " ".join(out.split()), err
 
 
 def test_a_run_records_the_plugin_that_registered_not_the_module_of_the_class(tmp_path, clean):

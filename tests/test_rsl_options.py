@@ -97,8 +97,9 @@ def test_separate_median_and_asymmetric_split_shapes():
 
 
 def test_bpo_rsl_options_train_finite():
-    """recompute_returns, JS + tv term, separate median, adaptive lr together on CartPole."""
-    cfg = Config(algo="bpo", num_envs=4, num_steps=32, total_steps=128 * 3, recompute_returns=True, loss_type="JS",
+    """recompute_returns, adv_TV + tv term, separate median, adaptive lr together on CartPole
+    (4 minibatches: the refresh inside the epoch's minibatch scan)."""
+    cfg = Config(algo="bpo", num_envs=4, num_steps=32, total_steps=128 * 3, recompute_returns=True, loss_type="adv_TV",
                  tv_loss_coef=0.5, separate_median=True, lr_schedule="adaptive", logit_clamp=10.0)
     state, metrics = jax.jit(make_trainer(cfg).train)(jax.random.key(1))
     assert all(np.all(np.isfinite(np.asarray(metrics[k]))) for k in ("loss", "median_loss", "lr", "policy_kl"))

@@ -39,6 +39,7 @@ ignores the backend.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import warnings
@@ -87,17 +88,23 @@ def make(
     backend = _check_backend(name, backend)
     kwargs = _check_kwargs(name, brax.envs._envs[name], kwargs)
     check_episode_options(f"brax/{name}", episode_length, action_repeat, obs_key)
-    # brax's notice that it is no longer maintained (in favour of MJX, which the mjx/ suite runs),
-    # printed with its source line at every env built: above a run's first line and above one-line
-    # errors.  The suite trains brax's tasks as they are.  A filter for that message alone, left in
-    # place: catch_warnings() would put back the whole filter list, another thread's changes with it.
-    warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively",
-                            category=UserWarning)
+    _quiet_unmaintained_notice()
     sim = brax.envs.get_environment(name, backend=backend, **kwargs)
     return BraxApiEnv(
         f"brax/{name}", num_envs, sim,
         episode_length=episode_length, action_repeat=action_repeat, obs_key=obs_key,
     )
+
+
+@functools.cache
+def _quiet_unmaintained_notice() -> None:
+    """brax's notice that it is no longer maintained (in favour of MJX, which the mjx/ suite
+    runs), printed with its source line at every env built: above a run's first line and above
+    one-line errors.  The suite trains brax's tasks as they are.  One filter for that message
+    alone, installed once and left in place: catch_warnings() would put back the whole filter
+    list, another thread's changes with it."""
+    warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively",
+                            category=UserWarning)
 
 
 def _check_backend(name: str, backend: Optional[str]) -> str:

@@ -74,10 +74,10 @@ def require(module: str, suite: str, extra: str, load: bool = True) -> None:
     a simulator takes seconds)."""
     try:
         if load:
-            # MJX prints "Failed to import warp: ..." twice at its import where warp-lang (an
-            # option for impl='warp' only, which checks it itself) is missing: above every
-            # run's first line and above one-line errors.
-            with console.dropping_lines("Failed to import warp"):
+            # MJX prints "Failed to import warp: ..." and "Failed to import mujoco_warp: ..." at
+            # its import where warp-lang (an option for impl='warp' only, which checks it
+            # itself) is missing: above every run's first line and above one-line errors.
+            with console.dropping_lines("Failed to import warp:", "Failed to import mujoco_warp:"):
                 importlib.import_module(module)
         elif not installed(module):
             raise ImportError(f"No module named {module!r}")
