@@ -39,7 +39,6 @@ ignores the backend.
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import warnings
@@ -96,13 +95,13 @@ def make(
     )
 
 
-@functools.cache
 def _quiet_unmaintained_notice() -> None:
     """brax's notice that it is no longer maintained (in favour of MJX, which the mjx/ suite
     runs), printed with its source line at every env built: above a run's first line and above
     one-line errors.  The suite trains brax's tasks as they are.  One filter for that message
-    alone, installed once and left in place: catch_warnings() would put back the whole filter
-    list, another thread's changes with it."""
+    alone, put first at every env built (a caller's catch_warnings may have taken it away, or
+    put "always" before it) and left in place: catch_warnings() here would put back the whole
+    filter list, another thread's changes with it."""
     warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively",
                             category=UserWarning)
 
