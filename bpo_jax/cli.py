@@ -183,11 +183,11 @@ def _add_config_arguments(parser: argparse.ArgumentParser, defaults: dict[str, A
 
 
 def _registered_algorithms() -> str:
-    """"; registered now: X, Y" for the algorithms plug-ins have added ("" if none), so that
+    """"; registered now: X, Y" for the algorithms plug-ins have registered ("" if none), so that
     ``--help --plugin FILE`` lists the names FILE adds."""
-    from bpo_jax import algorithms
+    from bpo_jax import algorithms, plugins
 
-    added = [name for name in algorithms.names() if name not in ("bpo", "ppo")]
+    added = [name for name in algorithms.names() if not plugins.built_in(type(algorithms.get(name)).__module__)]
     return f"; registered now: {', '.join(added)}" if added else ""
 
 

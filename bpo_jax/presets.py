@@ -114,16 +114,17 @@ _ISAACLAB_ALGO: dict[str, dict[str, Any]] = {
     "ppo": {"eps": 0.2, "value_clip": 0.2, "normalize_advantages": True, "normalize_advantages_per_minibatch": False,
             "num_epochs": 5, "adv_std_ddof": 1},  # torch's .std()
 }
-# preset task: (IsaacLab task, iterations, PPO entropy, BPO {eps, entropy, epochs, online_adv})
+# preset task: (IsaacLab task, iterations, PPO entropy, BPO {eps, entropy, epochs, online_adv; the offline
+# weight's advantages normalised by torch's .std()})
 _ISAACLAB_TASKS: dict[str, tuple[str, int, float, dict[str, Any]]] = {
     "Anymal-C-rough": ("Isaac-Velocity-Rough-Anymal-C-v0", 1500, 0.005,
                        {"eps": 0.25, "ent_coef": 0.0, "num_epochs": 5, "online_adv": True}),
     "G1-rough": ("Isaac-Velocity-Rough-G1-v0", 3000, 0.008,
                  {"eps": 0.2, "ent_coef": 0.0, "num_epochs": 10, "online_adv": True}),
     "Go1-rough": ("Isaac-Velocity-Rough-Unitree-Go1-v0", 1500, 0.01,
-                  {"eps": 0.3, "ent_coef": 0.001, "num_epochs": 10, "online_adv": False}),
+                  {"eps": 0.3, "ent_coef": 0.001, "num_epochs": 10, "online_adv": False, "adv_std_ddof": 1}),
     "H1-rough": ("Isaac-Velocity-Rough-H1-v0", 3000, 0.01,
-                 {"eps": 0.2, "ent_coef": 0.0, "num_epochs": 5, "online_adv": False}),
+                 {"eps": 0.2, "ent_coef": 0.0, "num_epochs": 5, "online_adv": False, "adv_std_ddof": 1}),
 }
 
 
@@ -131,8 +132,6 @@ def _isaaclab(task: str, algo: str) -> dict[str, Any]:
     """The Config fields of preset paper/isaaclab/<task> for ``algo``."""
     env, iterations, ppo_ent, bpo = _ISAACLAB_TASKS[task]
     per_task = bpo if algo == "bpo" else {"ent_coef": ppo_ent}
-    if algo == "bpo" and not bpo["online_adv"]:
-        per_task = {**per_task, "adv_std_ddof": 1}  # its weight: advantages normalised by torch's .std()
     return {**_ISAACLAB_COMMON, "env": f"isaaclab/{env}", "algo": algo, "total_steps": iterations * 4096 * 24,
             **_ISAACLAB_ALGO[algo], **per_task}
 
