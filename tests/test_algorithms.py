@@ -399,28 +399,29 @@ def rollout():
 
 
 def learn_with_spy(monkeypatch, rollout, **changes):
-    """One ``learn`` on the fixed rollout; returns (new state, [per gradient step: the minibatch
-    rows as the BPO loss saw them]) recorded from inside the compiled update."""
+    """One ``learn`` on the fixed rollout; returns (trainer, new state, [per gradient step: the
+    minibatch rows and ratios as the BPO loss saw them], the update's metrics), the rows recorded
+    from inside the compiled update."""
     state, traj, env_state, key = rollout
     config = Config(**{**RECOMPUTE_CFG, **changes})
     algo = algorithms.get("bpo")
     seen = []
 
-    def record(obs, q_hat, value, advantage, value_now):
+    def record(obs, q_hat, value, advantage, value_now, ratio):
         seen.append(dict(obs=np.asarray(obs), q_hat=np.asarray(q_hat), value=np.asarray(value),
-                         advantage=np.asarray(advantage), value_now=np.asarray(value_now)))
+                         advantage=np.asarray(advantage), value_now=np.asarray(value_now), ratio=np.asarray(ratio)))
 
     def spy(cfg, hp, x):
         jax.debug.callback(record, x.batch.obs, x.batch.q_hat, x.batch.value, x.batch.advantage, x.value,
-                           ordered=True)
+                           x.ratio, ordered=True)
         return BPO.loss(algo, cfg, hp, x)
 
     monkeypatch.setattr(algo, "loss", spy)
     trainer = make_trainer(config)
-    new_state, _ = jax.jit(trainer.learn)(state, traj, env_state, key, config.hparams())
+    new_state, metrics = jax.jit(trainer.learn)(state, traj, env_state, key, config.hparams())
     jax.effects_barrier()
     monkeypatch.undo()
-    return trainer, new_state, seen
+    return trainer, new_state, seen, jax.device_get(metrics)
 
 
 def rows_of(seen_obs, flat_obs):
@@ -470,7 +471,7 @@ def test_recompute_returns_is_rsl_rls_last_minibatch_refresh(monkeypatch, rollou
         return advantages, returns
 
     monkeypatch.setattr(losses, "gae", gae_spy)  # learn_with_spy undoes it when it returns
-    _, after_on, steps = learn_with_spy(monkeypatch, (state, traj, env_state, key), recompute_returns=True,
+    _, after_on, steps, _ = learn_with_spy(monkeypatch, (state, traj, env_state, key), recompute_returns=True,
                                         num_epochs=3, num_minibatches=2)
     on = list(gaes)
     epochs, minibatches = 3, 2
@@ -499,7 +500,7 @@ def test_recompute_returns_is_rsl_rls_last_minibatch_refresh(monkeypatch, rollou
 
     gaes.clear()
     monkeypatch.setattr(losses, "gae", gae_spy)  # learn_with_spy undid it
-    _, after_off, steps = learn_with_spy(monkeypatch, (state, traj, env_state, key), recompute_returns=False,
+    _, after_off, steps, _ = learn_with_spy(monkeypatch, (state, traj, env_state, key), recompute_returns=False,
                                          num_epochs=3, num_minibatches=2)
     assert len(gaes) == 1
     for step in steps:
@@ -523,8 +524,8 @@ def test_recompute_returns_targets_equal_an_independent_critic_pass(monkeypatch,
     V(final_obs) evaluated here with network.apply, the time-outs' bootstraps the rollout's."""
     state, traj, env_state, key = rollout
     data = (state, traj := with_truncations(traj), env_state, key)
-    trainer, _, steps = learn_with_spy(monkeypatch, data, recompute_returns=True, num_epochs=3)
-    _, after_one, _ = learn_with_spy(monkeypatch, data, recompute_returns=True, num_epochs=1)
+    trainer, _, steps, _ = learn_with_spy(monkeypatch, data, recompute_returns=True, num_epochs=3)
+    _, after_one, _, _ = learn_with_spy(monkeypatch, data, recompute_returns=True, num_epochs=1)
     assert trainer.config.num_minibatches == 1 and len(steps) == 3
     truncated = np.asarray(traj.truncated)
     v0, nv0 = np_values(trainer, state.params, traj)
@@ -546,11 +547,64 @@ def test_recompute_returns_with_offline_weight_keeps_normalised_rollout_advantag
     after the recompute (storage.advantages is reassigned, not rewritten)."""
     state, traj, _, _ = rollout
     flat_obs = np.asarray(traj.obs).reshape(-1, traj.obs.shape[-1])
-    trainer, _, seen = learn_with_spy(monkeypatch, rollout, recompute_returns=True, online_adv=False)
+    trainer, _, seen, _ = learn_with_spy(monkeypatch, rollout, recompute_returns=True, online_adv=False)
     adv0, _, _ = np_targets(trainer, state.params, traj, 0.99, 0.95)
     for step in seen:
         idx = rows_of(step["obs"], flat_obs)
         close(step["advantage"], np_normalize(adv0)[idx])
+
+
+def test_minibatches_are_the_shuffles_permutations_and_clip_fraction_counts_their_ratios(monkeypatch, rollout):
+    """Epoch e's minibatch m holds rows perm[e, m n:(m+1) n] of the flat rollout, perm from
+    ``shuffle.epoch_permutations`` with the update key's second half; the clip fraction is the
+    share of ratios outside [1 - eps_low, 1 + eps_high] over every minibatch (NumPy)."""
+    from bpo_jax import shuffle
+
+    _, traj, _, key = rollout
+    trainer, _, steps, metrics = learn_with_spy(monkeypatch, rollout, num_epochs=3, num_minibatches=2,
+                                                eps_low=0.1, eps_high=0.3)
+    config = trainer.config
+    n = config.batch_size // config.num_minibatches
+    perms = np.asarray(shuffle.epoch_permutations(jax.random.split(key)[1], config.num_epochs, config.batch_size,
+                                                  config.reshuffle_each_epoch))
+    assert not np.array_equal(perms[0], perms[1])
+    flat_obs = np.asarray(traj.obs).reshape(-1, traj.obs.shape[-1])
+    assert len(steps) == 6
+    for i, step in enumerate(steps):
+        e, m = divmod(i, config.num_minibatches)
+        np.testing.assert_array_equal(rows_of(step["obs"], flat_obs), perms[e, m * n:(m + 1) * n])
+    ratios = np.concatenate([step["ratio"] for step in steps])
+    clipped = np.mean((ratios < 0.9) | (ratios > 1.3))
+    assert 0.05 < clipped < 0.95  # a fraction that tells the bounds apart
+    assert float(metrics["clip_fraction"]) == pytest.approx(clipped, abs=1e-6)
+
+
+def test_adaptive_lr_measures_kl_from_the_rollout_policy_to_the_current(monkeypatch, rollout):
+    """rsl_rl's adaptive schedule reads KL(pi_old || pi_current) on each minibatch: the first
+    distribution is the rollout policy's at the minibatch's observations (network.apply here),
+    the second the parameters' after the steps so far.  KL is not symmetric (lr_schedule tests)."""
+    from bpo_jax import lr_schedule
+
+    adaptive = Config(**{**RECOMPUTE_CFG, "lr_schedule": "adaptive", "num_minibatches": 2})
+    state = rollout[0]  # the rollout's, with the adaptive schedule's optimiser state (the lr in it)
+    state = state.replace(opt_state=make_trainer(adaptive).init(jax.random.key(0), adaptive.hparams()).opt_state)
+    kls, real_kl = [], lr_schedule.policy_kl
+
+    def kl_spy(old, new):
+        jax.debug.callback(lambda a, b: kls.append((np.asarray(a), np.asarray(b))), old.logits, new.logits,
+                           ordered=True)
+        return real_kl(old, new)
+
+    monkeypatch.setattr(lr_schedule, "policy_kl", kl_spy)  # learn_with_spy undoes it when it returns
+    trainer, _, steps, _ = learn_with_spy(monkeypatch, (state, *rollout[1:]), lr_schedule="adaptive",
+                                          num_minibatches=2)
+    network = make_network(trainer.config, trainer.env.action_space, trainer.env.obs_spec)
+    assert len(kls) == len(steps) == 4
+    for i, (step, (old, new)) in enumerate(zip(steps, kls)):
+        np.testing.assert_allclose(old, network.apply(state.params, step["obs"], method="policy").logits,
+                                   rtol=1e-5, atol=1e-6)
+        if i:  # the policy has moved since the rollout
+            assert np.max(np.abs(new - old)) > 1e-3
 
 
 # ------------------------------------------------------------------------------------ plug-ins

@@ -78,6 +78,34 @@ def test_termination_resets_and_keeps_final_obs():
     np.testing.assert_array_equal(traj.final_obs[not_done], traj.obs[not_done])
 
 
+class _EndsOnItsTimeLimit(envs.FunctionalEnv):
+    """Terminates on the step its time limit also cuts (step 3 of every episode)."""
+
+    def __init__(self, num_envs):
+        super().__init__("test/EndsOnItsTimeLimit", num_envs, envs.ObsSpec((1,)), envs.Discrete(2))
+
+    def _reset_one(self, key):
+        return jnp.zeros((), jnp.int32), jnp.zeros(1)
+
+    def _step_one(self, key, t, action):
+        t = t + 1
+        return t, jnp.ones(1) * t, 1.0, t >= 3, t >= 3
+
+
+def test_a_termination_on_the_time_limits_step_is_not_also_a_truncation():
+    """The two flags never overlap (the contract): a terminal state reached as the clock runs out
+    is terminal, and GAE must not bootstrap from it."""
+    env = _EndsOnItsTimeLimit(2)
+    state = env.reset(jax.random.key(0))
+    flags = []
+    for _ in range(6):
+        state = env.step(state, jnp.zeros(2, jnp.int32))
+        flags.append((np.asarray(state.terminated), np.asarray(state.truncated)))
+    terminated, truncated = map(np.stack, zip(*flags))
+    np.testing.assert_array_equal(terminated[:, 0], [False, False, True, False, False, True])
+    assert not truncated.any()
+
+
 def test_time_limit_is_truncation_not_termination():
     env = envs.make("gymnax/Pendulum-v1", num_envs=2, max_steps_in_episode=10)
     traj = _rollout(env, lambda i: jnp.zeros((2, 1)), 25)

@@ -6,6 +6,7 @@ import pytest
 
 from bpo_jax import losses, normalization as norm
 from bpo_jax.config import Config
+from bpo_jax.networks import make_network
 from bpo_jax.train import make_trainer
 from tests.compiling import compile_fast
 
@@ -107,9 +108,10 @@ def test_reward_scaling_keeps_signs_and_divides_by_return_std():
 @pytest.fixture(scope="module")
 def normalized_run():
     """A tiny Pendulum run with both normalisers, twice: ``train`` as one program, and the same
-    updates driven here as ``collect`` then ``learn``, keeping every rollout and the rewards that
-    reached GAE (a spy on ``losses.gae``, its argument returned from the compiled update).
-    Episodes of 20 steps, so the discounted returns restart within the rollouts."""
+    updates driven here as ``collect`` then ``learn``, keeping every rollout and the rewards and
+    next values that reached GAE (a spy on ``losses.gae``, its arguments returned from the
+    compiled update).  Episodes of 20 steps, so the discounted returns restart within the
+    rollouts and two of the three rollouts end episodes by their time limit."""
     config = Config(env="gymnax/Pendulum-v1", num_envs=4, num_steps=16, total_steps=4 * 16 * 3,
                     num_epochs=1, num_minibatches=2, hidden_sizes=(8,), reward_scale=0.5, reward_clip=0.25,
                     normalize_obs=True, normalize_rewards=True, env_options=("max_steps_in_episode=20",))
@@ -123,12 +125,12 @@ def normalized_run():
 
     def update_and_gae_rewards(state, hp):
         """``update`` = ``learn(state, *collect(state, hp), hp)``, also returning the rollout and
-        the rewards GAE received."""
+        the rewards and next values GAE received."""
         seen = []
 
-        def spy(rewards, *args, **kwargs):
-            seen.append(rewards)
-            return real_gae(rewards, *args, **kwargs)
+        def spy(rewards, values, next_values, *args, **kwargs):
+            seen.append((rewards, next_values))
+            return real_gae(rewards, values, next_values, *args, **kwargs)
 
         traj, env_state, next_key = trainer.collect(state, hp)
         with pytest.MonkeyPatch.context() as mp:
@@ -138,19 +140,20 @@ def normalized_run():
         return new_state, traj, seen[0]
 
     update = compile_fast(update_and_gae_rewards, state, hp)
-    states, trajs, gae_rewards = [state], [], []
+    states, trajs, gae_rewards, gae_next_values = [state], [], [], []
     for _ in range(trainer.num_updates):
-        new_state, traj, rewards = update(states[-1], hp)
+        new_state, traj, (rewards, next_values) = update(states[-1], hp)
         states.append(new_state)
         trajs.append(jax.device_get(traj))
         gae_rewards.append(np.asarray(rewards))
-    return config, first_obs, after, metrics, states, trajs, gae_rewards
+        gae_next_values.append(np.asarray(next_values))
+    return config, first_obs, after, metrics, states, trajs, gae_rewards, gae_next_values, trainer
 
 
 def test_training_loop_accumulates_statistics_of_every_observation(normalized_run):
     """After every update the observation statistics are NumPy's count, mean and (population)
     variance of every observation acted on so far; ``train`` ends with the same statistics."""
-    config, first_obs, after, metrics, states, trajs, _ = normalized_run
+    config, first_obs, after, metrics, states, trajs, *_ = normalized_run
     assert len(trajs) == config.num_updates == 3
     np.testing.assert_array_equal(trajs[0].obs[0], first_obs)
     for k in range(1, len(states)):
@@ -174,7 +177,7 @@ def test_normalized_rewards_reaching_gae_are_scaled_by_the_return_std(normalized
     discounted return R_t = gamma R_{t-1} + r_t, restarting at 0 after an episode ends; the
     return statistics take every R_t so far, this rollout's included; GAE then receives
     clip(r / sqrt(var(R) + 1e-8), -reward_clip, reward_clip), no shift."""
-    config, _, _, _, states, trajs, gae_rewards = normalized_run
+    config, _, _, _, states, trajs, gae_rewards, *_ = normalized_run
     acc, all_returns = np.zeros(config.num_envs), []
     clipped = 0
     for k, (traj, got) in enumerate(zip(trajs, gae_rewards)):
@@ -196,6 +199,28 @@ def test_normalized_rewards_reaching_gae_are_scaled_by_the_return_std(normalized
         np.testing.assert_allclose(stats.return_acc, acc, rtol=1e-4, atol=1e-4)
     assert 0 < clipped < sum(g.size for g in gae_rewards)  # the clip is exercised, not everywhere
     assert sum(int(t.done.sum()) for t in trajs) >= 2 * config.num_envs  # and the restart after an episode
+
+
+def test_time_out_bootstraps_read_the_critic_on_normalised_final_observations(normalized_run):
+    """A truncated episode's bootstrap is V(final_obs) with final_obs normalised as the
+    observations were, by the statistics the policy acted under (NumPy here; the critic is
+    network.apply at the update's starting parameters)."""
+    config, _, _, _, states, trajs, _, gae_next_values, trainer = normalized_run
+    network = make_network(config, trainer.env.action_space, trainer.env.obs_spec)
+    checked = 0
+    for state, traj, next_values in zip(states, trajs, gae_next_values):
+        truncated = np.asarray(traj.truncated)
+        if not truncated.any():
+            continue
+        stats, final = state.obs_stats, np.asarray(traj.final_obs, np.float64)[truncated]
+        assert float(stats.count) > 0
+        z = (final - np.asarray(stats.mean, np.float64)) / np.sqrt(np.asarray(stats.variance, np.float64) + 1e-8)
+        z = np.clip(z, -config.obs_clip, config.obs_clip).astype(np.float32)
+        value = lambda x: np.asarray(network.apply(state.params, jnp.asarray(x), method="values")[0])
+        np.testing.assert_allclose(next_values[truncated], value(z), rtol=1e-4, atol=1e-5)
+        assert np.max(np.abs(value(final.astype(np.float32)) - value(z))) > 1e-3  # normalising matters
+        checked += int(truncated.sum())
+    assert checked == 2 * config.num_envs  # the time limits at steps 20 and 40
 
 
 def test_statistics_off_by_default():

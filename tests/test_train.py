@@ -230,3 +230,57 @@ def test_the_pure_api_names_wrong_arguments():
         train(jax.random.key(0), {"lr": 1.0})
     with pytest.raises(ConfigError, match="`bpo_lambda` must be > 0"):
         config.replace(algo="bpo", bpo_lambda=0.0).hparams()
+
+
+# ---------------------------------------------------------- how the losses become optimiser steps
+
+@pytest.mark.parametrize("algo", ["ppo", "bpo"])
+def test_the_loss_differentiated_is_the_algorithms_sum(algo):
+    """loss = policy + vf_coef * value + u_coef * median - ent_coef * entropy (PPO's 0.5 is in
+    its vf_coef 0.25, SB3's 0.5 * MSE), per minibatch, so on the update's means as well.  An
+    entropy bonus large enough to show its sign."""
+    config = TINY.replace(algo=algo, ent_coef=0.1, value_clip=0.2 if algo == "ppo" else None,
+                          total_steps=TINY.batch_size * 2)
+    _, m = compile_fast(make_train(config), jax.random.key(0))(jax.random.key(0))
+    full = config.resolved()
+    m = {k: np.asarray(v, np.float64) for k, v in m.items()}
+    median = full.u_coef * m["median_loss"] if algo == "bpo" else 0.0
+    expected = m["policy_loss"] + full.vf_coef * m["value_loss"] + median - 0.1 * m["entropy"]
+    np.testing.assert_allclose(m["loss"], expected, rtol=1e-5, atol=1e-5)
+    assert np.all(m["entropy"] > 0.5) and np.all(m["value_loss"] > 0.1)  # both terms visible in the sum
+    assert full.vf_coef == {"ppo": 0.25, "bpo": 0.5}[algo]
+
+
+def test_the_linear_schedule_decays_once_per_update_to_zero(monkeypatch):
+    """PureJaxRL's ``linear_schedule``: lr * (1 - (count // (epochs * minibatches)) / updates),
+    count the optimiser steps taken; constant within an update, never negative."""
+    import optax
+
+    seen = []
+    real_adam = optax.adam
+    monkeypatch.setattr(optax, "adam", lambda lr, **kw: seen.append(lr) or real_adam(lr, **kw))
+    config = TINY.replace(lr=3e-4)
+    trainer = make_trainer(config)
+    trainer.init(jax.random.key(0), config.hparams())
+    schedule, per_update, updates = seen[-1], config.num_epochs * config.num_minibatches, config.num_updates
+    for count in range(per_update * updates):
+        want = 3e-4 * (1.0 - (count // per_update) / updates)
+        assert float(schedule(jnp.asarray(count))) == pytest.approx(want, rel=1e-5, abs=1e-12)
+    assert float(schedule(jnp.asarray(per_update * updates - 1))) == pytest.approx(3e-4 / updates, rel=1e-5)
+
+
+def test_gradients_are_clipped_to_the_global_norm_before_adam():
+    """One update of E x M Adam steps, two configurations in one program.  A gradient clipped to
+    norm 1e-9 leaves every coordinate below 1e-9, so Adam moves it by at most
+    lr * 1e-9 / adam_eps per step; unclipped, Adam's first steps move coordinates by about lr."""
+    config = TINY.replace(lr=1e-3, anneal_lr=False, total_steps=TINY.batch_size)
+    key = jax.random.key(0)
+    stacked = HParams.stack([config.replace(max_grad_norm=1e-9).hparams(), config.replace(max_grad_norm=1e9).hparams()])
+    train = jax.vmap(make_train(config), in_axes=(None, 0))
+    after, _ = compile_fast(train, key, stacked)(key, stacked)
+    before = make_trainer(config).init(key, config.hparams()).params
+    moved = [max(float(np.max(np.abs(a[i] - b))) for a, b in zip(jax.tree.leaves(after.params), jax.tree.leaves(before)))
+             for i in range(2)]
+    steps = config.num_epochs * config.num_minibatches
+    assert 0 < moved[0] <= steps * 1e-3 * 1e-9 / config.adam_eps * 1.001
+    assert moved[1] > 0.5 * 1e-3
