@@ -98,6 +98,9 @@ def test_brax_action_repeat_counts_env_steps():
     env = envs.make("brax/fast", num_envs=1, episode_length=5, action_repeat=2)
     _, traj = _rollout(env, jnp.ones((4, 1, 1)))
     np.testing.assert_array_equal(traj.truncated[:, 0], [0, 0, 1, 0])
+    # The declared time limit is that agent step count (ceil(5 / 2)): the trainer sizes its
+    # bootstrap slots by it, and a floor would ask for more critic rows than can truncate.
+    assert env.time_limit == 3
     vel = 0.02 * np.arange(1, 7)
     pos = 0.02 * np.cumsum(vel)
     np.testing.assert_allclose(traj.final_obs[0, 0], [pos[1], vel[1]], rtol=1e-5)

@@ -82,6 +82,24 @@ def test_a_value_of_the_wrong_type_is_named_before_jax_sees_it(changes, message)
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("changes,message", [
+    (dict(gamma=1.5), "`gamma` must be in [0, 1], got 1.5"),
+    (dict(gamma=-0.1), "`gamma` must be in [0, 1], got -0.1"),
+    (dict(gae_lambda=1.01), "`gae_lambda` must be in [0, 1], got 1.01"),
+    (dict(eps_low=1.5), "`eps_low` (or `eps`) must be in (0, 1]"),  # a negative lower ratio bound
+    (dict(eps=0.0), "`eps_low` (or `eps`) must be in (0, 1]"),
+    (dict(eps_high=0.0), "`eps_high` (or `eps`) must be > 0, got 0.0"),
+    (dict(init_std=0.1, min_std=0.1), "need `init_std` > `min_std` >= 0, got 0.1 and 0.1"),  # softplus of -inf
+    (dict(min_std=-0.1), "need `init_std` > `min_std` >= 0"),
+])
+def test_a_value_out_of_its_range_is_refused_by_the_config_itself(changes, message):
+    """The Python API's own checks (the CLI's argument parsing refuses some of these earlier)."""
+    with pytest.raises(ConfigError) as e:
+        Config(**changes).validate()
+    assert message in str(e.value)
+    Config(gamma=1.0, gae_lambda=0.0, eps_low=1.0, init_std=0.11, min_std=0.1).validate()  # the edges are valid
+
+
 def test_integers_are_numbers():
     Config(lr=1, gamma=1, ent_coef=0).validate()
 

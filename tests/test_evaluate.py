@@ -45,10 +45,10 @@ def _reference_pieces(config):
     return env, jax.jit(lambda params, x: network.apply(params, x, method="policy")), jax.jit(env.step)
 
 
-def reference_rollout(config, params, obs_stats, seed, max_steps):
+def reference_rollout(config, params, obs_stats, seed, max_steps, squash=None):
     """Per-episode (returns, lengths, finished) of ``EPISODES`` copies of the env reset from
     jax.random.key(seed), acting with the policy's mode: argmax of the logits, or the Gaussian
-    mean clipped to the bounds, on obs normalised as (obs - mean) / sqrt(m2 / count + 1e-8)
+    mean clipped to the bounds (``squash`` "tanh": low + (tanh(mean) + 1)(high - low)/2), on obs normalised as (obs - mean) / sqrt(m2 / count + 1e-8)
     clipped to +-obs_clip (in NumPy; no normalisation when obs_stats is None)."""
     env, policy, step = _reference_pieces(config)
     state = env.reset(jax.random.key(seed))
@@ -61,7 +61,9 @@ def reference_rollout(config, params, obs_stats, seed, max_steps):
             obs = np.clip((obs - np.asarray(obs_stats.mean)) / np.sqrt(var + 1e-8), -config.obs_clip, config.obs_clip)
         dist = policy(params, obs.astype(np.float32))
         if isinstance(env.action_space, Box):
-            action = np.clip(np.asarray(dist.mean), np.asarray(env.action_space.low), np.asarray(env.action_space.high))
+            low, high = np.asarray(env.action_space.low), np.asarray(env.action_space.high)
+            mean = np.asarray(dist.mean)
+            action = low + (np.tanh(mean) + 1) * 0.5 * (high - low) if squash == "tanh" else np.clip(mean, low, high)
         else:
             action = np.argmax(np.asarray(dist.logits), axis=-1)
         state = step(state, action)
@@ -106,6 +108,21 @@ def test_evaluate_equals_an_independent_rollout_with_the_saved_normaliser(traine
     else:
         assert 0 < lengths.min() < max_steps  # CartPole's episodes end, at different steps
         assert len(set(lengths.tolist())) > 1
+
+
+def test_evaluate_acts_through_the_squash_the_run_trained_with():
+    """A tanh-squashed run is evaluated through tanh, not clipped: at initialisation (the mean
+    near 0) tanh maps to about twice the clip's action on Pendulum's [-2, 2]."""
+    config = CONFIGS["pendulum"][0].replace(action_squash="tanh", normalize_obs=False)
+    trainer, hp = make_trainer(config), config.hparams()
+    state = jax.device_get(jax.vmap(lambda k: trainer.init(k, hp))(jax.random.split(jax.random.key(0), SEEDS)))
+    result = run_eval(config, state, episodes=EPISODES, seed=3, max_steps=30)
+    for i, got in enumerate(result["per_seed"]):
+        params = _seed(state.params, i)
+        squashed, _, _ = reference_rollout(config, params, None, 3, 30, squash="tanh")
+        np.testing.assert_allclose(got["returns"], squashed, rtol=1e-4, atol=1e-3)
+        clipped, _, _ = reference_rollout(config, params, None, 3, 30)
+        assert np.max(np.abs(clipped - squashed)) > 1e-2
 
 
 def test_evaluate_is_deterministic_per_seed_and_differs_across_seeds(trained):

@@ -48,6 +48,10 @@ def test_top_p_filter_keeps_the_nucleus():
     np.testing.assert_array_equal(kept, [[True, True, False, False], [False, False, True, True]])
     kept = np.isfinite(np.asarray(sampling.top_p_filter(logits, 0.1)))  # always at least the top token
     np.testing.assert_array_equal(kept.sum(1), [1, 1])
+    # A set whose mass reaches top_p exactly is the nucleus: uniform over 4 (0.25 each, exact in
+    # float32) at top_p 0.5 keeps 2 tokens, not the third that starts at 0.5.
+    for top_p, size in ((0.5, 2), (0.75, 3), (0.25, 1), (0.2500001, 2)):
+        assert int(np.isfinite(np.asarray(sampling.top_p_filter(jnp.zeros((1, 4)), top_p))).sum()) == size
 
 
 @pytest.fixture(scope="module")

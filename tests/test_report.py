@@ -51,3 +51,25 @@ def test_a_paper_point_before_the_first_update_ends_is_left_out():
 def test_a_title_of_several_lines_is_one_heading():
     text = report.markdown([_curve()], title="line1\nline2")
     assert text.splitlines()[:2] == ["# line1 line2", ""]
+
+
+def test_a_band_verdict_reads_our_mean_over_seeds():
+    """Against a paper band our mean decides (the seeds' median of 0 here would read below)."""
+    seeds = np.array([0.0, 0.0, 0.0, 10.0, 10.0])  # mean 4, median 0
+    assert report.verdict(seeds, 4.0, (3.0, 5.0)) == "inside the paper's band"
+    assert report.verdict(seeds, 6.0, (5.0, 7.0)) == "below the paper's band"
+    assert report.verdict(seeds, 2.0, (1.0, 3.0)) == "above the paper's band"
+    assert report.verdict(np.array([np.nan, 4.0]), 4.0, (3.0, 5.0)) == "inside the paper's band"  # a seed with no episode
+
+
+def test_isaaclabs_paper_values_are_in_iterations_of_the_runs_updates():
+    """The IsaacLab figures' x axis is learning iterations: the paper's 1,500 for Go1 is the run's
+    1,500th update (24 steps x 4,096 envs each), not 1,500 env steps."""
+    per_update = 24 * 4096
+    steps = np.arange(1, 1501) * float(per_update)
+    returns = np.linspace(0.0, 25.0, 1500)[None].repeat(2, 0)
+    c = curves.Curve(run_dir="x", env="isaaclab/Isaac-Velocity-Rough-Unitree-Go1-v0", algo="bpo",
+                     total_steps=int(steps[-1]), steps=steps, returns=returns, episodes=np.ones_like(returns))
+    (row,) = report.compare(c)
+    assert row.step == 1500 * per_update and row.paper == 24.1 and row.band == (22.9, 25.3)
+    np.testing.assert_allclose(row.values, returns[:, -150:].mean(1))  # the last 10% of updates

@@ -95,3 +95,33 @@ def test_final_return_text_says_what_it_averages():
     assert reporting.final_return_text(12.345, over_seeds=True) == \
         "12.35 (mean over seeds, episodes that ended in the last 10% of updates)"
     assert reporting.final_return_text(12.345, 1, explained=False) == "12.3"
+
+
+def test_tail_returns_is_the_mean_over_the_episodes_that_ended_in_the_last_tenth():
+    """Per seed, every episode of the last 10% of updates weighs alike: an update's mean return
+    counts as many times as episodes ended in it (NumPy over the episodes themselves)."""
+    import numpy as np
+
+    counts = np.zeros((3, 20), np.int32)
+    means = np.full((3, 20), np.nan)
+    counts[0, 18:], means[0, 18:] = (1, 3), (10.0, 30.0)  # episodes 10; 30, 30, 30
+    counts[1, :18], means[1, :18] = 2, 5.0  # none in the last two updates
+    counts[2, 19], means[2, 19] = 4, -2.0
+    counts[2, 17], means[2, 17] = 1, 1e6  # before the tail
+    got = reporting.tail_returns({"episodes": counts, "episode_return_mean": means})
+    np.testing.assert_allclose(got, [np.mean([10.0, 30.0, 30.0, 30.0]), np.nan, -2.0])
+
+
+def test_metrics_csv_numbers_updates_from_one_beside_their_env_steps(tmp_path):
+    import csv
+
+    import numpy as np
+
+    metrics = {"episode_return_mean": np.array([[1.5, 2.5, 3.5], [4.5, 5.5, 6.5]]),
+               "episodes": np.ones((2, 3), np.int32)}
+    path = tmp_path / "metrics.csv"
+    reporting.write_metrics(str(path), metrics, np.array([512, 1024, 1536]), np.array([10.0, 20.0, 30.0]))
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["update"], r["seed"], r["env_steps"], r["episode_return_mean"]) for r in rows] == [
+        ("1", "0", "512", "1.5"), ("2", "0", "1024", "2.5"), ("3", "0", "1536", "3.5"),
+        ("1", "1", "512", "4.5"), ("2", "1", "1024", "5.5"), ("3", "1", "1536", "6.5")]
