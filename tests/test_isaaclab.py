@@ -41,6 +41,11 @@ def test_both_observation_apis(cls):
     assert sym.obs_spec.shape == (4,) and asym.obs_spec.shape == (10,) and asym.policy_obs_dim == 4
     step = asym.step(jnp.zeros((8, 2)))
     assert step.obs.shape == (8, 10) and step.reward.shape == (8,) and step.terminated.dtype == jnp.bool_
+    # The policy group first (the actor reads the first policy_obs_dim columns), then the critic's.
+    observations = asym.env.get_observations()  # its policy group is noisy: one draw for both sides
+    groups = observation_groups(observations)
+    np.testing.assert_array_equal(asym._obs(observations).numpy(),
+                                  np.concatenate([groups["policy"].numpy(), groups["critic"].numpy()], -1))
 
 
 def test_time_outs_are_truncations_bootstrapped_from_s_t():
@@ -148,6 +153,9 @@ def test_checkpoint_and_resume_continue_the_learner_exactly(tmp_path):
     np.testing.assert_array_equal(resumed.metrics["loss"], straight.metrics["loss"])
     np.testing.assert_array_equal(resumed.metrics["loss"][:2], first.metrics["loss"])
     assert resumed.collection_seconds.shape == (4,) and len((out / "iterations.csv").read_text().splitlines()) == 5
+    # The first two iterations' timings are the first run's, each where it was measured.
+    np.testing.assert_allclose(resumed.collection_seconds[:2], first.collection_seconds)
+    np.testing.assert_allclose(resumed.learning_seconds[:2], first.learning_seconds)
     with pytest.raises(checkpoint.CheckpointError, match="already run 4 of 4"):
         host_loop.train(config, env, resume=str(out), quiet=True)
     with pytest.raises(checkpoint.CheckpointError, match="does not match"):
