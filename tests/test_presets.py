@@ -47,3 +47,82 @@ def test_a_mujoco_budget_other_than_the_sweep_files_says_so():
                     presets.source(name, algo), (name, algo)
     assert presets.source("paper/Humanoid-v4", "bpo").endswith("(its sweep files say 50M)")
     assert "budget" not in presets.source("paper/Hopper-v4", "ppo")
+
+
+# ------------------------------------------------------------------------------------------------
+# The paper presets against the reference digest's tables (section 6), typed here from the digest
+# and not from presets.py: an edit of a preset value shows as a difference from the paper.
+
+def _minibatches(n_envs, n_steps, batch):
+    return n_envs * n_steps // batch
+
+
+# env: n_envs, n_steps, batch, lr, epochs, eps, lambda, gamma, gae_lambda, other  (digest 6.1, BPO)
+MUJOCO_BPO = {
+    "Ant": (1, 2048, 256, 1e-4, 10, 0.3, 0.001, 0.99, 0.95, {}),
+    "Hopper": (4, 512, 32, 9.808e-5, 10, 0.25, 10.0, 0.999, 0.95, {}),
+    "Humanoid": (1, 512, 128, 1e-4, 5, 0.2, 0.001, 0.99, 0.95, {"max_grad_norm": 2.0}),
+    "Swimmer": (4, 1024, 256, 3e-4, 10, 0.1, 0.01, 0.9999, 0.98, {}),
+}
+# env: n_envs, n_steps, batch, lr, epochs, clip, vf_coef, ent_coef, gamma, gae_lambda, max_grad_norm  (6.1, PPO)
+MUJOCO_PPO = {
+    "Ant": (1, 512, 32, 1.90609e-5, 10, 0.1, 0.677239, 4.9646e-7, 0.98, 0.8, 0.6),
+    "Hopper": (1, 512, 32, 9.808e-5, 5, 0.2, 0.835671, 0.00229519, 0.999, 0.99, 0.7),
+    "Humanoid": (1, 512, 256, 3.56987e-5, 5, 0.3, 0.431892, 0.00238306, 0.98, 0.9, 2.0),
+    "Swimmer": (4, 1024, 256, 6e-4, 10, 0.1, 0.5, 0.0, 0.9999, 0.98, 0.5),
+}
+# task: (PPO clip, ent, epochs), (BPO eps, ent, epochs, online_adv)  (6.3)
+ISAACLAB = {
+    "Anymal-C-rough": ((0.2, 0.005, 5), (0.25, 0.0, 5, True)),
+    "G1-rough": ((0.2, 0.008, 5), (0.2, 0.0, 10, True)),
+    "Go1-rough": ((0.2, 0.01, 5), (0.3, 0.001, 10, False)),
+    "H1-rough": ((0.2, 0.01, 5), (0.2, 0.0, 5, False)),
+}
+
+
+def _assert_preset(name, algo, expected):
+    got = presets.resolve(name, algo)
+    wrong = {k: (got.get(k), v) for k, v in expected.items()
+             if not (got.get(k) == v or (isinstance(v, float) and got.get(k) == pytest.approx(v, rel=1e-9)))}
+    assert not wrong, f"{name} {algo}: (preset, digest) {wrong}"
+
+
+@pytest.mark.parametrize("env", sorted(MUJOCO_BPO))
+def test_the_mujoco_presets_are_the_digests(env):
+    name = f"paper/{env}-v4"
+    common = dict(hidden_sizes=(256, 256), activation="relu", init_std=1.0, normalize_obs=False,
+                  normalize_rewards=False, anneal_lr=False)
+    n_envs, n_steps, batch, lr, epochs, eps, lam, gamma, gae, other = MUJOCO_BPO[env]
+    _assert_preset(name, "bpo", dict(common, num_envs=n_envs, num_steps=n_steps,
+                                     num_minibatches=_minibatches(n_envs, n_steps, batch), lr=lr, num_epochs=epochs,
+                                     eps=eps, bpo_lambda=lam, gamma=gamma, gae_lambda=gae, ent_coef=0.0, vf_coef=0.5,
+                                     u_coef=0.5, use_median=True, value_clip=0.0,
+                                     max_grad_norm=other.get("max_grad_norm", 1.0)))
+    n_envs, n_steps, batch, lr, epochs, clip, vf, ent, gamma, gae, grad = MUJOCO_PPO[env]
+    _assert_preset(name, "ppo", dict(common, num_envs=n_envs, num_steps=n_steps,
+                                     num_minibatches=_minibatches(n_envs, n_steps, batch), lr=lr, num_epochs=epochs,
+                                     eps=clip, vf_coef=vf, ent_coef=ent, gamma=gamma, gae_lambda=gae,
+                                     max_grad_norm=grad, normalize_advantages=True, value_clip=0.0))
+
+
+@pytest.mark.parametrize("game", ["Pong", "Breakout", "Boxing", "Asterix"])
+def test_the_atari_presets_are_the_digests(game):
+    common = dict(num_envs=8, num_steps=128, num_minibatches=_minibatches(8, 128, 256), lr=2.5e-4, gamma=0.98,
+                  gae_lambda=0.95, vf_coef=0.5, anneal_lr=False)
+    _assert_preset(f"paper/{game}", "bpo", dict(common, num_epochs=5, eps=0.3, bpo_lambda=0.001, ent_coef=0.001,
+                                                 u_coef=0.5, max_grad_norm=1.0, use_median=True))
+    _assert_preset(f"paper/{game}", "ppo", dict(common, num_epochs=4, eps=0.1, ent_coef=0.01, max_grad_norm=0.5,
+                                                 normalize_advantages=True))
+
+
+@pytest.mark.parametrize("task", sorted(ISAACLAB))
+def test_the_isaaclab_presets_are_the_digests(task):
+    common = dict(num_envs=4096, num_steps=24, num_minibatches=4, hidden_sizes=(512, 256, 128), activation="elu",
+                  init_std=1.0, normalize_obs=False, gamma=0.99, gae_lambda=0.95, lr=1e-3, lr_schedule="adaptive",
+                  desired_kl=0.01, max_grad_norm=1.0, vf_coef=1.0)
+    (clip, ent, epochs), (eps, bpo_ent, bpo_epochs, online) = ISAACLAB[task]
+    name = f"paper/isaaclab/{task}"
+    _assert_preset(name, "ppo", dict(common, eps=clip, ent_coef=ent, num_epochs=epochs, value_clip=0.2,
+                                     normalize_advantages=True))
+    _assert_preset(name, "bpo", dict(common, eps=eps, ent_coef=bpo_ent, num_epochs=bpo_epochs, online_adv=online,
+                                     bpo_lambda=0.01, use_median=True, loss_type="adv_TV", u_coef=1.0, value_clip=0.0))
