@@ -37,6 +37,15 @@ def test_same_seed_same_result_on_cpu(tiny_vmapped):
                            s1.params["params"]["actor"]["Dense_0"]["kernel"][1])
 
 
+def test_seed_i_is_fold_in_of_the_seed_whatever_the_number_of_seeds():
+    """The documented derivation (runs published with a seed stay reproducible): seed i's key is
+    fold_in(key(seed), i), so seed 0 of a 1-seed run is seed 0 of a 10-seed run."""
+    for n in (1, 3, 10):
+        keys = np.asarray(jax.random.key_data(runner.seed_keys(5, n)))
+        want = np.stack([np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(5), i))) for i in range(n)])
+        np.testing.assert_array_equal(keys, want)
+
+
 def test_metrics_are_one_row_per_update(tiny_vmapped):
     _, m = tiny_vmapped(runner.seed_keys(0, 2))
     assert set(["episode_return_mean", "episodes", "policy_loss", "value_loss", "median_loss",
