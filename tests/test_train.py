@@ -245,9 +245,10 @@ def test_the_pure_api_names_wrong_arguments():
 
 @pytest.mark.parametrize("algo", ["ppo", "bpo"])
 def test_the_loss_differentiated_is_the_algorithms_sum(algo):
-    """loss = policy + vf_coef * value + u_coef * median - ent_coef * entropy (PPO's 0.5 is in
-    its vf_coef 0.25, SB3's 0.5 * MSE), per minibatch, so on the update's means as well.  An
-    entropy bonus large enough to show its sign."""
+    """loss = policy + vf_coef * value + u_coef * median - ent_coef * entropy, per minibatch, so
+    on the update's means as well (the CartPole PPO's vf_coef 0.25 is PureJaxRL's 0.5 times the
+    0.5 its value loss carries; BPO's 0.5 is the reference's).  An entropy bonus large enough to
+    show its sign."""
     config = TINY.replace(algo=algo, ent_coef=0.1, value_clip=0.2 if algo == "ppo" else None,
                           total_steps=TINY.batch_size * 2)
     _, m = compile_fast(make_train(config), jax.random.key(0))(jax.random.key(0))
