@@ -51,7 +51,8 @@ def test_a_mujoco_budget_other_than_the_sweep_files_says_so():
 
 # ------------------------------------------------------------------------------------------------
 # The paper presets against the reference digest's tables (section 6), typed here from the digest
-# and not from presets.py: an edit of a preset value shows as a difference from the paper.
+# and not from presets.py: an edit of a preset value shows as a difference from the paper.  Atari's
+# are tests/test_atari.py's test_paper_presets_have_the_digest_settings.
 
 def _minibatches(n_envs, n_steps, batch):
     return n_envs * n_steps // batch
@@ -103,16 +104,6 @@ def test_the_mujoco_presets_are_the_digests(env):
                                      num_minibatches=_minibatches(n_envs, n_steps, batch), lr=lr, num_epochs=epochs,
                                      eps=clip, vf_coef=vf, ent_coef=ent, gamma=gamma, gae_lambda=gae,
                                      max_grad_norm=grad, normalize_advantages=True, value_clip=0.0))
-
-
-@pytest.mark.parametrize("game", ["Pong", "Breakout", "Boxing", "Asterix"])
-def test_the_atari_presets_are_the_digests(game):
-    common = dict(num_envs=8, num_steps=128, num_minibatches=_minibatches(8, 128, 256), lr=2.5e-4, gamma=0.98,
-                  gae_lambda=0.95, vf_coef=0.5, anneal_lr=False)
-    _assert_preset(f"paper/{game}", "bpo", dict(common, num_epochs=5, eps=0.3, bpo_lambda=0.001, ent_coef=0.001,
-                                                 u_coef=0.5, max_grad_norm=1.0, use_median=True))
-    _assert_preset(f"paper/{game}", "ppo", dict(common, num_epochs=4, eps=0.1, ent_coef=0.01, max_grad_norm=0.5,
-                                                 normalize_advantages=True))
 
 
 @pytest.mark.parametrize("task", sorted(ISAACLAB))
