@@ -26,7 +26,7 @@ from flax import struct
 
 from bpo_jax import algorithms
 from bpo_jax.envs.base import ActionSpace, Discrete
-from bpo_jax.errors import PLUGIN_HINT, float32_problem, unknown_name
+from bpo_jax.errors import PLUGIN_HINT, float_settings_problem, unknown_name
 from bpo_jax.networks import SQUASHES
 
 ACTIVATIONS = ("tanh", "relu", "elu")
@@ -335,13 +335,8 @@ class Config:
         need(0 <= self.seed < 2**32, f"`seed` must be in [0, 2**32), got {self.seed}")
         algorithm = self.algorithm
         self._check_algorithm(algorithm)
-        for f in fields(self):  # inf passes the range checks below (nan fails them, with a less clear message)
-            value = getattr(self, f.name)
-            if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
-                need(math.isfinite(value), f"`{f.name}` must be finite, got {value}")
-            if isinstance(value, float) and math.isfinite(value):
-                problem = float32_problem(f"`{f.name}`", value)
-                need(problem is None, problem)
+        problem = float_settings_problem(self, _MAY_BE_INFINITE)  # before the range checks below
+        need(problem is None, problem)
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "total_steps"):
             need(getattr(self, name) > 0, f"`{name}` must be a positive integer, got {getattr(self, name)}")
         for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches"):  # loop bounds and shapes: int32

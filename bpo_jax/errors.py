@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import math
 import os
 import re
 import signal
 import sys
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 # The bpo-jax command's exit codes, every subcommand's.
 EXIT_USAGE = 2  # bad input, refused before anything is written
@@ -82,6 +84,22 @@ def float32_problem(name: str, value: float) -> Optional[str]:
         return f"{name} = {value:g} is past float32's range (±3.4e38), in which the programs compute"
     if value != 0 and abs(value) < FLOAT32_TINY:
         return f"{name} = {value:g} is below float32's smallest normal number (1.2e-38), which XLA flushes to 0"
+    return None
+
+
+def float_settings_problem(settings: Any, may_be_infinite: Collection[str] = ()) -> Optional[str]:
+    """The first float field of the dataclass ``settings`` that a run cannot use (None where
+    every one can): not finite (inf would pass range checks, nan fail them with a less clear
+    message), unless its name is in ``may_be_infinite`` (inf there switches a limit off), or
+    outside what float32 represents (:func:`float32_problem`)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if not isinstance(value, float):
+            continue
+        if f.name not in may_be_infinite and not math.isfinite(value):
+            return f"`{f.name}` must be finite, got {value}"
+        if math.isfinite(value) and (problem := float32_problem(f"`{f.name}`", value)) is not None:
+            return problem
     return None
 
 

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bpo_jax import shuffle, threefry_cpu
 from bpo_jax.config import plain_fields, type_error
-from bpo_jax.errors import float32_problem, what_stopped
+from bpo_jax.errors import float_settings_problem, what_stopped
 from bpo_jax.llm import groups, losses, rewards, task
 from bpo_jax.llm.model import ModelConfig, make_model
 from bpo_jax.llm.sampling import LanguageModel, SamplingConfig, generate, token_log_probs
@@ -195,13 +195,8 @@ class LLMConfig:
         for name, valid in (("algo", losses.ALGOS), ("kl_type", losses.KL_TYPES), ("agg_mode", losses.AGG_MODES),
                             ("matmul_precision", MATMUL_PRECISIONS)):
             need(getattr(self, name) in valid, unknown_name(f"`{name}`", getattr(self, name), valid))
-        for f in dataclasses.fields(self):  # inf and nan would pass some of the range checks below
-            value = getattr(self, f.name)
-            if isinstance(value, float) and f.name not in _MAY_BE_INFINITE:
-                need(math.isfinite(value), f"`{f.name}` must be finite, got {value}")
-            if isinstance(value, float) and math.isfinite(value):
-                problem = float32_problem(f"`{f.name}`", value)
-                need(problem is None, problem)
+        problem = float_settings_problem(self, _MAY_BE_INFINITE)  # before the range checks below
+        need(problem is None, problem)
         positive = ("epochs", "minibatches", "rl_steps", "prompts_per_step", "group_size", "ttrl_votes",
                     "ttrl_train", "eval_every", "num_eval", "num_train", "warm_batch", "warm_check_every",
                     "d_model", "num_layers", "num_heads")
