@@ -142,6 +142,8 @@ def test_cached_reset_restarts_only_from_the_pool():
     for obs in restarts:
         assert np.min(np.abs(pool_obs - obs).max(axis=1)) < 1e-6
     assert len({tuple(o.round(5)) for o in restarts}) > 1  # drawn at random, not one fixed state
+    used = {int(np.argmin(np.abs(pool_obs - obs).max(axis=1))) for obs in restarts}
+    assert used == {0, 1, 2}  # every pool entry: uniform over the whole pool (24 draws of 3)
     fresh = envs.make("gymnax/Pendulum-v1", num_envs=4, max_steps_in_episode=2)
     assert fresh.reset(jax.random.key(0)).reset_pool is None
 
@@ -183,6 +185,38 @@ def test_a_deterministic_step_draws_no_key_until_an_episode_ends():
     assert acrobot.step_uses_key is True
     keys = np.asarray(jax.random.key_data(traj.key))
     assert np.all(np.any(keys[1:] != keys[:-1], axis=-1))
+
+
+def test_no_key_that_drew_an_initial_state_is_carried_on():
+    """A key used twice correlates its draws (JAX: a draw and a split of one key hash the same
+    counters).  So the key each env carries on is never the one that drew its current episode's
+    first state, after ``reset`` or after an auto-reset: that key would draw the same state again."""
+    env = envs.make("gymnax/Pendulum-v1", num_envs=4, max_steps_in_episode=3)
+    state = env.reset(jax.random.key(0))
+    redraw = jax.jit(jax.vmap(lambda k: env._reset_one(k)[1]))
+    assert not np.any(np.all(np.isclose(redraw(state.key), state.obs), axis=1))
+    step = jax.jit(env.step)
+    for _ in range(3):
+        state = step(state, jnp.zeros((4, 1)))
+    assert np.asarray(state.done).all()  # every env restarted on this step
+    assert not np.any(np.all(np.isclose(redraw(state.key), state.obs), axis=1))
+
+
+def test_a_step_that_keeps_its_key_in_its_state_is_given_a_fresh_one():
+    """A task may store its step's key in its state to draw from later; it then reads the key
+    (as far as the key-saving rule goes) and gets a fresh key every step, not the env's own."""
+    class KeepsKey(envs.FunctionalEnv):
+        def _reset_one(self, key):
+            return key, jnp.zeros(1)
+
+        def _step_one(self, key, inner, action):
+            return key, jnp.zeros(1), 0.0, False, False
+
+    env = KeepsKey("test/keeps-key", 2, envs.ObsSpec((1,)), envs.Discrete(2))
+    state = env.step(env.reset(jax.random.key(0)), jnp.zeros(2, jnp.int32))
+    assert env.step_uses_key is True
+    carried, stored = (np.asarray(jax.random.key_data(k)) for k in (state.key, state.inner))
+    assert not np.any(np.all(carried == stored, axis=-1))
 
 
 def test_reset_pool_must_be_non_negative():
