@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bpo_jax.llm import trainer
+from bpo_jax.llm.sampling import token_log_probs
 
 # Measured 2026-12-01 on the 2-core CPU with this exact configuration (1-layer model, 32
 # evaluation problems, 15 RL steps, lr 1e-4): accuracy before -> after was 0.25 -> 0.59
@@ -38,6 +39,49 @@ def test_rl_raises_accuracy_after_warm_start(tmp_path):
     assert len(rows) == CFG.rl_steps + 1 and float(rows[-1]["accuracy"]) == pytest.approx(after)
     trainer.plot(str(tmp_path / "curves.png"), {"seed 0": hist})
     assert os.path.getsize(tmp_path / "curves.png") > 1000
+
+
+@pytest.mark.parametrize("ttrl", [False, True])
+def test_each_rl_step_groups_a_prompts_responses_and_keeps_the_start_as_kl_reference(monkeypatch, ttrl):
+    """What each RL step hands the update: group statistics over the responses of one prompt
+    (verifiable rewards: its G samples; TTRL: its M trained-on votes), one group per prompt; and
+    reference log-probs of the policy the RL phase started from (the KL penalty's anchor), not
+    of the policy that sampled the batch."""
+    per_prompt = dict(ttrl_votes=6, ttrl_train=4) if ttrl else dict(group_size=4)
+    cfg = trainer.LLMConfig(seed=0, d_model=16, num_layers=1, num_eval=8, num_train=64, rl_steps=2,
+                            prompts_per_step=4, ttrl=ttrl, lr=1e-2, fast_compile=True, **per_prompt)
+    seen, real = [], trainer.make_rl_functions
+
+    def spy(cfg, model, mesh):
+        sample, score, advantages, update, *rest = real(cfg, model, mesh)
+
+        def recorded_advantages(r, group_ids):
+            seen.append({"group_ids": np.asarray(group_ids)})
+            return advantages(r, group_ids)
+
+        def recorded_update(params, opt_state, batch, key):
+            seen[-1].update(jax.device_get({k: batch[k] for k in ("prompts", "tokens", "old_logp", "ref_logp")}))
+            return update(params, opt_state, batch, key)
+
+        return (sample, score, recorded_advantages, recorded_update, *rest)
+
+    monkeypatch.setattr(trainer, "make_rl_functions", spy)
+    model, init = trainer.make_model(cfg.model_config)
+    start = init(jax.random.key(0))
+    trainer.rl_train(cfg, start, trainer.make_problem_sets(cfg))
+    assert len(seen) == cfg.rl_steps
+    for step in seen:
+        groups = np.unique(step["group_ids"])
+        firsts = set()
+        for g in groups:
+            rows = step["prompts"][step["group_ids"] == g]
+            assert (rows == rows[0]).all(), "a group mixes the responses of several prompts"
+            firsts.add(tuple(rows[0]))
+        assert len(firsts) == len(groups) == cfg.prompts_per_step  # one group per prompt
+        reference = token_log_probs(model, start, jnp.asarray(step["prompts"]), jnp.asarray(step["tokens"]),
+                                    cfg.temperature)[0]
+        np.testing.assert_allclose(step["ref_logp"], reference, atol=1e-5)
+    assert np.abs(seen[-1]["old_logp"] - seen[-1]["ref_logp"]).max() > 1e-3  # the sampling policy had moved
 
 
 @pytest.mark.parametrize("argv,message", [
