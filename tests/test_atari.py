@@ -299,7 +299,8 @@ def tiny_pong(backend: str, updates: int = 2) -> Config:
                   total_steps=updates * 16, hidden_sizes=(16,), env_options=(f"backend={backend}", "noop_max=1"))
 
 
-@pytest.mark.parametrize("backend", ["envpool", "ale"])
+# ale's restart is in `-m extended`, which resumes an ale run twice (the restart, then its pool stepped on).
+@pytest.mark.parametrize("backend", ["envpool", pytest.param("ale", marks=pytest.mark.extended)])
 def test_restart_envs_starts_every_game_again_and_keeps_the_learner(backend):
     """What a resumed run does first: the emulators are in no checkpoint (host_state)."""
     config = tiny_pong(backend)
@@ -318,7 +319,7 @@ def test_restart_envs_starts_every_game_again_and_keeps_the_learner(backend):
 
 
 @pytest.mark.slow
-@pytest.mark.extended  # 33 s; the default suite restarts both backends' games in test_restart_envs_*
+@pytest.mark.extended  # 33 s; the default suite restarts EnvPool's games in test_restart_envs_*
 def test_an_interrupted_run_resumes_with_its_games_restarted_the_same_way_twice(tmp_path):
     """The ale backend refused to step a pool a resumed run had never reset ("send() called
     before reset()"); EnvPool stepped it on silently."""
