@@ -156,3 +156,31 @@ def test_a_session_stopped_by_a_broken_time_limit_does_not_offer_to_resume(tmp_p
     note = (tmp_path / "run" / "INCOMPLETE").read_text()
     assert "declared time_limit at update 1" in note and "no checkpoint was saved before it" in note
     assert "resume" not in note.lower()
+
+
+def test_no_slots_where_they_cost_as_much_as_every_final_obs():
+    """The slots pay only where T + 1 + k rows are fewer than the 2 T of evaluating every obs and
+    final_obs, k = ceil(T / L) the most truncations in T steps; otherwise None."""
+    for t in range(2, 30):
+        for limit in range(1, t + 3):
+            k = -(-t // limit)
+            assert bootstrap.truncation_slots(t, limit) == (k if t + 1 + k < 2 * t else None), (t, limit)
+
+
+def test_padding_rows_are_the_last_final_obs():
+    """An env with fewer than k truncations has its spare rows filled with its last step's
+    final_obs (a real observation: the critic sees no out-of-range gather, no NaN)."""
+    rng = np.random.default_rng(0)
+    t, b = 6, 3
+    obs = rng.normal(size=(t, b, 2)).astype(np.float32)
+    final = rng.normal(size=(t, b, 2)).astype(np.float32)
+    trunc = np.zeros((t, b), bool)
+    trunc[2, 0] = True  # env 0: one truncation; envs 1, 2: none
+    times = bootstrap.truncation_times(jnp.asarray(trunc), 2)
+    rows = np.asarray(bootstrap.critic_inputs(jnp.asarray(obs), jnp.asarray(final), times))
+    assert np.isfinite(rows).all()
+    np.testing.assert_array_equal(rows[:t], obs)
+    np.testing.assert_array_equal(rows[t], final[-1])
+    np.testing.assert_array_equal(rows[t + 1, 0], final[2, 0])
+    np.testing.assert_array_equal(rows[t + 2, 0], final[-1, 0])
+    np.testing.assert_array_equal(rows[t + 1:, 1:], np.broadcast_to(final[-1, 1:], (2, b - 1, 2)))

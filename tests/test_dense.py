@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jax import lax
+
 from bpo_jax import dense
 
 
@@ -99,3 +101,35 @@ def test_on_the_cpu_a_narrow_kernel_gradient_transposes_the_smaller_operand():
     assert not any("lhs_contracting_dims={0}" in d for d in _dots(hlo))
     assert any("f32[2,64]" in d for d in _dots(hlo))  # g^T x, the small operand transposed
     np.testing.assert_allclose(fn(x, w), np.asarray(x, np.float64).T @ np.asarray(g, np.float64), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows, fused", [(2, True), (8, True), (9, False)])
+def test_on_the_cpu_two_to_eight_rows_are_a_multiply_and_sum(rows, fused):
+    """The documented range of the fused product: 2 to 8 rows are one multiply-and-sum (no dot),
+    from 9 rows on the matmul; the value is x @ W either way (float64 NumPy)."""
+    x, w, _ = _data((rows, 16), 8)
+    hlo = jax.jit(dense.product).lower(x, w).compile().as_text()
+    assert (not _dots(hlo)) == fused
+    np.testing.assert_allclose(dense.product(x, w), np.asarray(x, np.float64) @ np.asarray(w, np.float64),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_dot_general_refuses_a_contraction_over_another_input_axis():
+    """Only ``x @ kernel`` (the input's last axis with the kernel's first) is computed: a
+    contraction over the input's first axis, which nn.Dense never asks for, is refused by name
+    rather than computed as something else or failing inside the matmul."""
+    x, _, _ = _data((4, 3), 2)  # contract x's axis 0 (size 4) with a [4, 2] kernel's axis 0
+    kernel = jnp.ones((4, 2))
+    with pytest.raises(NotImplementedError, match="only x @ kernel"):
+        dense.dot_general(x, kernel, (((0,), (0,)), ((), ())))
+
+
+def test_dot_general_refuses_a_precision_it_would_ignore():
+    """A requested precision (or accumulation type) is refused, not silently dropped."""
+    x, w, _ = _data((4, 3), 2)
+    with pytest.raises(NotImplementedError, match="precision"):
+        dense.dot_general(x, w, (((1,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    with pytest.raises(NotImplementedError, match="precision"):
+        dense.dot_general(x, w, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+
+

@@ -260,3 +260,71 @@ def test_a_session_traces_a_plugin_env_once(toy_suite, tmp_path, monkeypatch):
     assert traced == [4, 4]
     make_train(config, Walk(4))  # an env handed in is the caller's: checked each time
     assert traced == [4, 4, 4]
+
+
+class TruncatedPair(Walk):
+    """Walk whose one copy reports ``truncated`` as two flags instead of one."""
+
+    def _step_one(self, key, inner, action):
+        inner, obs, reward, terminated, truncated = super()._step_one(key, inner, action)
+        return inner, obs, reward, terminated, jnp.stack([truncated, truncated])
+
+
+def test_a_copy_s_truncated_that_is_no_scalar_is_named_at_step_one():
+    """One copy's truncated flag must be a scalar like its reward and terminated: the message names
+    ``_step_one`` (the user's method), not a broadcasting failure inside the batched step."""
+    with pytest.raises(EnvContractError) as e:
+        contract.check(TruncatedPair(4))
+    assert str(e.value).startswith("toy/Walk: _step_one returned truncated of shape (2,); one copy's truncated "
+                                   "is a scalar")
+
+
+class Batched:
+    """A protocol env (Walk underneath) whose states both from reset and step carry one planted
+    fault, so that reset and step agree with each other and only the field checks can see it."""
+
+    def __init__(self, num_envs, bug):
+        self.inner, self.bug = Walk(num_envs), bug
+        self.name, self.num_envs = "toy/Batched", num_envs
+        self.obs_spec, self.action_space = self.inner.obs_spec, self.inner.action_space
+
+    def _plant(self, state):
+        if self.bug == "int_truncated":
+            return state.replace(truncated=state.truncated.astype(jnp.int32))
+        if self.bug == "one_key":
+            return state.replace(key=state.key[:1])
+        return state
+
+    def reset(self, key):
+        return self._plant(self.inner.reset(key))
+
+    def step(self, state, action):
+        return self._plant(self.inner.step(state.replace(key=jnp.broadcast_to(state.key, (self.num_envs,))), action))
+
+
+@pytest.mark.parametrize("bug,message", [
+    ("int_truncated", "toy/Batched: reset returned truncated of dtype int32; expected bool"),
+    ("one_key", "toy/Batched: reset returned key of shape (1,); expected one per env (4, ...)"),
+])
+def test_field_faults_that_reset_and_step_share_are_named(bug, message):
+    """truncated must be bool (the trainer masks with it) and key one per env, in reset's state
+    already; a fault that step repeats is not caught by comparing step with reset."""
+    with pytest.raises(EnvContractError) as e:
+        contract.check(Batched(4, bug))
+    assert str(e.value) == message
+    contract.check(Batched(4, None))
+
+
+def test_time_limit_zero_is_refused():
+    """A declared time_limit is a number of steps >= 1 (the bootstrap divides by it)."""
+    env = Walk(2)
+    env.time_limit = 0
+    with pytest.raises(EnvContractError, match=r"^toy/Walk: time_limit must be None or an integer >= 1, got 0$"):
+        contract.check(env)
+    env.time_limit = 1
+    contract.check(env)
+
+
+def test_a_box_with_a_fixed_dimension_keeps_the_contract():
+    """low <= high everywhere, equality included: a dimension with low == high is a valid Box."""
+    contract.check(Walk(2, space=Box([-1.0, 0.0], [1.0, 0.0], (2,))))

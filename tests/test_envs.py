@@ -682,3 +682,62 @@ def test_dropping_lines_overlapping_out_of_order_leaves_stdout_as_it_was(capsys)
         assert capsys.readouterr().out == "a prompt> "
         sys.stdout.writelines(["x: gone\n", "kept\n"])
     assert capsys.readouterr().out == "kept\n"
+
+
+def _conds(env, action):
+    state = env.reset(jax.random.key(0))
+    return str(jax.make_jaxpr(env.step)(state, action)).count("cond[")
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the default skips idle resets on the CPU only")
+def test_on_the_cpu_a_step_skips_idle_resets_by_default():
+    """``skip_idle_resets=None`` means: on the CPU the reset sits in a ``lax.cond`` (a step where
+    no episode ended skips it), as with True; with False it has no cond of its own."""
+    counts = {}
+    for skip in (None, True, False):
+        env = envs.make("gymnax/CartPole-v1", num_envs=4)
+        env.skip_idle_resets = skip
+        counts[skip] = _conds(env, jnp.zeros(4, jnp.int32))
+    assert counts[None] == counts[True] == counts[False] + 1
+
+
+def test_a_functional_env_of_no_copies_is_refused():
+    """num_envs < 1 is refused by the env class itself (not only by ``envs.make``)."""
+    class Task(envs.FunctionalEnv):
+        def _reset_one(self, key):
+            return jnp.zeros(()), jnp.zeros(1)
+
+        def _step_one(self, key, inner, action):
+            return inner, jnp.zeros(1), 0.0, False, False
+
+    with pytest.raises(ValueError, match="num_envs must be >= 1"):
+        Task("test/none", 0, envs.ObsSpec((1,)), envs.Discrete(2))
+    assert Task("test/one", 1, envs.ObsSpec((1,)), envs.Discrete(2)).num_envs == 1
+
+
+
+def test_check_option_boundaries():
+    """The documented rules at their edges: ``inf`` is taken where the default is itself infinite;
+    a ``*_range`` with low == high is valid (low <= high); a time step must be > 0, so 0 is
+    refused; an array default of floats takes integers too, converted to its dtype."""
+    from bpo_jax.envs.options import check_option
+
+    inf = float("inf")
+    assert check_option("suite/Task", "limit", inf, inf) == inf
+    assert check_option("suite/Task", "healthy_z_range", (1.0, 1.0), (0.7, inf)) == (1.0, 1.0)
+    for option in ("dt", "ctrl_dt"):
+        assert check_option("suite/Task", option, 0.01, 0.02) == 0.01
+        with pytest.raises(ValueError, match=f"option {option} takes a time step > 0"):
+            check_option("suite/Task", option, 0.0, 0.02)
+    fitted = check_option("suite/Task", "torques", [1, 2], jnp.array([0.5, 1.5]))
+    assert fitted.dtype == jnp.float32 and fitted.tolist() == [1.0, 2.0]
+
+
+def test_host_state_is_declared_per_suite_and_false_for_unknown_ids():
+    """Only suites registered with ``host_state`` (the simulators outside JAX: atari, isaaclab)
+    say so; JAX suites and ids of no registered suite do not."""
+    from bpo_jax.envs import registry
+
+    assert registry.host_state("atari/Pong-v5") and registry.host_state("isaaclab/Isaac-Ant-v0")
+    assert not registry.host_state("gymnax/CartPole-v1")
+    assert not registry.host_state("nosuchsuite/Task") and not registry.host_state("")

@@ -431,3 +431,24 @@ def test_ctrl_c_pressed_again_while_the_run_stops_is_ignored(first, tmp_path):
     assert "Traceback" not in err and "Exception ignored" not in err and "KeyboardInterrupt" not in err, err
     assert err.splitlines()[-1].startswith("bpo-jax: error: interrupted (Ctrl-C)"), err
     assert sorted(os.listdir(out)) == ["INCOMPLETE", "config.json"] and "interrupted (Ctrl-C)" in (out / "INCOMPLETE").read_text()
+
+
+def test_the_last_seeds_below_2_to_the_32_are_valid():
+    """Seeds run cfg.seed .. cfg.seed + seeds - 1, each < 2**32: seeds 2**32 - 2 and 2**32 - 1 are
+    a valid pair, a third is not."""
+    trainer.check_seeds(trainer.LLMConfig(seed=2**32 - 2), 2)
+    trainer.check_seeds(trainer.LLMConfig(seed=2**32 - 1), 1)
+    with pytest.raises(ValueError, match=r"`seed` \+ `seeds` must be <= 2\*\*32"):
+        trainer.check_seeds(trainer.LLMConfig(seed=2**32 - 2), 3)
+
+
+def test_evaluation_and_training_problems_may_use_all_ten_thousand_additions():
+    """num_eval + num_train <= 10000 (the distinct two-digit additions): exactly 10000 is valid and
+    the two sets then split every problem between them; one more is refused."""
+    cfg = trainer.LLMConfig(num_eval=16, num_train=9984, prompts_per_step=16)
+    cfg.validate()
+    problems = trainer.make_problem_sets(cfg)
+    every = {tuple(p) for p in problems.eval_prompts} | {tuple(p) for p in problems.train_prompts}
+    assert len(every) == 10000
+    with pytest.raises(ValueError, match=r"^`num_eval` must be <= 16, got 17"):
+        trainer.LLMConfig(num_eval=17, num_train=9984, prompts_per_step=16).validate()

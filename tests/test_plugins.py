@@ -591,3 +591,21 @@ def test_the_resume_command_a_run_prints_carries_its_plugins():
     hint = cli._resume_command(argparse.Namespace(plugin=["./my {x}.py", "pkg.algos"]))
     assert hint.format(out="runs/a") == "bpo-jax train --resume runs/a --plugin './my {x}.py' --plugin pkg.algos"
     assert cli._resume_command(argparse.Namespace(plugin=None)).format(out="r") == "bpo-jax train --resume r"
+
+
+def test_only_bpo_jax_and_its_submodules_are_built_in():
+    """A plug-in package whose name merely starts with "bpo_jax" (bpo_jax_contrib) is a plug-in:
+    its runs must record where it came from."""
+    assert plugins.built_in("bpo_jax") and plugins.built_in("bpo_jax.envs.gymnax")
+    assert not plugins.built_in("bpo_jax_contrib") and not plugins.built_in("bpo_jaxx.algos")
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_any_value_of_the_autoload_switch_turns_installed_plugins_off(tmp_path, clean, monkeypatch, value):
+    """Installed plug-ins are not loaded wherever BPO_JAX_NO_PLUGIN_AUTOLOAD is set (to anything
+    non-empty): a broken installed one is then never imported."""
+    (tmp_path / "plug_z.py").write_text("raise RuntimeError('must not be imported')\n")
+    _install(tmp_path, "plug-z", "z = plug_z")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.AUTOLOAD_OFF, value)
+    assert plugins.load_installed() == []

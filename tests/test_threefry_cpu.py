@@ -102,3 +102,12 @@ def test_opt_out_keeps_jax_lowering():
     code = "import bpo_jax.threefry_cpu as t, bpo_jax.envs; print(t._installed)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_opt_out_set_to_zero_keeps_the_rule():
+    """``BPO_JAX_JAX_THREEFRY=0`` is documented as not opting out (anything but 0 does): the
+    rule is installed as without the variable."""
+    env = dict(os.environ, **{threefry_cpu.OPT_OUT: "0"})
+    code = "import bpo_jax.threefry_cpu as t, bpo_jax.envs; print(t._installed)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
