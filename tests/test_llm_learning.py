@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpo_jax.llm import trainer
+from bpo_jax.llm import rewards, task, trainer
 from bpo_jax.llm.sampling import token_log_probs
 
 # Measured 2026-12-01 on the 2-core CPU with this exact configuration (1-layer model, 32
@@ -44,33 +44,42 @@ def test_rl_raises_accuracy_after_warm_start(tmp_path):
 @pytest.mark.parametrize("ttrl", [False, True])
 def test_each_rl_step_groups_a_prompts_responses_and_keeps_the_start_as_kl_reference(monkeypatch, ttrl):
     """What each RL step hands the update: group statistics over the responses of one prompt
-    (verifiable rewards: its G samples; TTRL: its M trained-on votes), one group per prompt; and
-    reference log-probs of the policy the RL phase started from (the KL penalty's anchor), not
-    of the policy that sampled the batch."""
+    (verifiable rewards: its G samples; TTRL: the first M of its N votes), one group per prompt;
+    and reference log-probs of the policy the RL phase started from (the KL penalty's anchor),
+    not of the policy that sampled the batch.  TTRL, P = 8 prompts out of 8 evaluation problems:
+    each drawn once, and the step's label_accuracy is the fraction of prompts whose majority
+    vote over all N parsed answers is a + b, recomputed here from the sampled tokens.  The last
+    step is evaluated though eval_every does not divide rl_steps."""
     per_prompt = dict(ttrl_votes=6, ttrl_train=4) if ttrl else dict(group_size=4)
-    cfg = trainer.LLMConfig(seed=0, d_model=16, num_layers=1, num_eval=8, num_train=64, rl_steps=2,
-                            prompts_per_step=4, ttrl=ttrl, lr=1e-2, fast_compile=True, **per_prompt)
+    cfg = trainer.LLMConfig(seed=0, d_model=16, num_layers=1, num_eval=8, num_train=64, rl_steps=2, eval_every=5,
+                            prompts_per_step=8, ttrl=ttrl, lr=1e-2, fast_compile=True, **per_prompt)
     seen, real = [], trainer.make_rl_functions
 
     def spy(cfg, model, mesh):
         sample, score, advantages, update, *rest = real(cfg, model, mesh)
 
+        def recorded_sample(params, prompts, key):
+            out = sample(params, prompts, key)
+            seen.append({"sampled_prompts": np.asarray(prompts), "sampled_tokens": np.asarray(jax.device_get(out[0]))})
+            return out
+
         def recorded_advantages(r, group_ids):
-            seen.append({"group_ids": np.asarray(group_ids)})
+            seen[-1]["group_ids"] = np.asarray(group_ids)
             return advantages(r, group_ids)
 
         def recorded_update(params, opt_state, batch, key):
             seen[-1].update(jax.device_get({k: batch[k] for k in ("prompts", "tokens", "old_logp", "ref_logp")}))
             return update(params, opt_state, batch, key)
 
-        return (sample, score, recorded_advantages, recorded_update, *rest)
+        return (recorded_sample, score, recorded_advantages, recorded_update, *rest)
 
     monkeypatch.setattr(trainer, "make_rl_functions", spy)
     model, init = trainer.make_model(cfg.model_config)
     start = init(jax.random.key(0))
-    trainer.rl_train(cfg, start, trainer.make_problem_sets(cfg))
-    assert len(seen) == cfg.rl_steps
-    for step in seen:
+    problems = trainer.make_problem_sets(cfg)
+    _, hist = trainer.rl_train(cfg, start, problems)
+    assert len(seen) == cfg.rl_steps and "accuracy" in hist[0] and "accuracy" in hist[-1]
+    for step, row in zip(seen, hist[1:]):
         groups = np.unique(step["group_ids"])
         firsts = set()
         for g in groups:
@@ -81,6 +90,18 @@ def test_each_rl_step_groups_a_prompts_responses_and_keeps_the_start_as_kl_refer
         reference = token_log_probs(model, start, jnp.asarray(step["prompts"]), jnp.asarray(step["tokens"]),
                                     cfg.temperature)[0]
         np.testing.assert_allclose(step["ref_logp"], reference, atol=1e-5)
+        if ttrl:
+            p, n, m = cfg.prompts_per_step, cfg.ttrl_votes, cfg.ttrl_train
+            prompts, tokens = step["sampled_prompts"], step["sampled_tokens"]
+            assert prompts.shape[0] == tokens.shape[0] == p * n
+            assert sorted(map(tuple, prompts[::n])) == sorted(map(tuple, problems.eval_prompts))
+            keep = np.concatenate([np.arange(i * n, i * n + m) for i in range(p)])
+            np.testing.assert_array_equal(step["prompts"], prompts[keep])
+            np.testing.assert_array_equal(step["tokens"], tokens[keep])
+            labels = [rewards.majority_vote([task.extract_answer(t) for t in tokens[i * n:(i + 1) * n]])
+                      for i in range(p)]
+            truth = [task.true_answer(x) for x in prompts[::n]]
+            assert row["label_accuracy"] == np.mean([l == t for l, t in zip(labels, truth)])
     assert np.abs(seen[-1]["old_logp"] - seen[-1]["ref_logp"]).max() > 1e-3  # the sampling policy had moved
 
 
