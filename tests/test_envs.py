@@ -715,7 +715,6 @@ def test_a_functional_env_of_no_copies_is_refused():
     assert Task("test/one", 1, envs.ObsSpec((1,)), envs.Discrete(2)).num_envs == 1
 
 
-
 def test_check_option_boundaries():
     """The documented rules at their edges: ``inf`` is taken where the default is itself infinite;
     a ``*_range`` with low == high is valid (low <= high); a time step must be > 0, so 0 is

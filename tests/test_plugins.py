@@ -549,7 +549,6 @@ def test_installed_plugins_tried_again_after_one_failed_name_the_broken_one(tmp_
     assert "plug_ra" in registry.suites()
 
 
-
 def test_a_failed_plugin_keeps_what_a_plugin_it_loaded_registered(tmp_path, clean):
     """The take-back after a failure spares a plug-in that the failed one loaded in full: it stays
     loaded, and loading it again is a no-op."""
