@@ -49,7 +49,8 @@ def test_each_rl_step_groups_a_prompts_responses_and_keeps_the_start_as_kl_refer
     not of the policy that sampled the batch.  TTRL, P = 8 prompts out of 8 evaluation problems:
     each drawn once, and the step's label_accuracy is the fraction of prompts whose majority
     vote over all N parsed answers is a + b, recomputed here from the sampled tokens.  The last
-    step is evaluated though eval_every does not divide rl_steps."""
+    step is evaluated though eval_every does not divide rl_steps; a step's kl, entropy and pg_loss
+    are its update's last epoch (where the policy ended up)."""
     per_prompt = dict(ttrl_votes=6, ttrl_train=4) if ttrl else dict(group_size=4)
     cfg = trainer.LLMConfig(seed=0, d_model=16, num_layers=1, num_eval=8, num_train=64, rl_steps=2, eval_every=5,
                             prompts_per_step=8, ttrl=ttrl, lr=1e-2, fast_compile=True, **per_prompt)
@@ -68,8 +69,10 @@ def test_each_rl_step_groups_a_prompts_responses_and_keeps_the_start_as_kl_refer
             return advantages(r, group_ids)
 
         def recorded_update(params, opt_state, batch, key):
-            seen[-1].update(jax.device_get({k: batch[k] for k in ("prompts", "tokens", "old_logp", "ref_logp")}))
-            return update(params, opt_state, batch, key)
+            out = update(params, opt_state, batch, key)
+            seen[-1].update(jax.device_get({**{k: batch[k] for k in ("prompts", "tokens", "old_logp", "ref_logp")},
+                                            "metrics": out[2]}))
+            return out
 
         return (recorded_sample, score, recorded_advantages, recorded_update, *rest)
 
@@ -90,6 +93,8 @@ def test_each_rl_step_groups_a_prompts_responses_and_keeps_the_start_as_kl_refer
         reference = token_log_probs(model, start, jnp.asarray(step["prompts"]), jnp.asarray(step["tokens"]),
                                     cfg.temperature)[0]
         np.testing.assert_allclose(step["ref_logp"], reference, atol=1e-5)
+        for name in ("kl", "entropy", "pg_loss"):  # the history describes the update's last epoch, as written
+            assert row[name] == pytest.approx(float(np.mean(step["metrics"][name][-1])), rel=1e-6)
         if ttrl:
             p, n, m = cfg.prompts_per_step, cfg.ttrl_votes, cfg.ttrl_train
             prompts, tokens = step["sampled_prompts"], step["sampled_tokens"]
