@@ -703,16 +703,11 @@ def test_on_the_cpu_a_step_skips_idle_resets_by_default():
 
 def test_a_functional_env_of_no_copies_is_refused():
     """num_envs < 1 is refused by the env class itself (not only by ``envs.make``)."""
-    class Task(envs.FunctionalEnv):
-        def _reset_one(self, key):
-            return jnp.zeros(()), jnp.zeros(1)
-
-        def _step_one(self, key, inner, action):
-            return inner, jnp.zeros(1), 0.0, False, False
+    from tests.test_env_contract import Walk
 
     with pytest.raises(ValueError, match="num_envs must be >= 1"):
-        Task("test/none", 0, envs.ObsSpec((1,)), envs.Discrete(2))
-    assert Task("test/one", 1, envs.ObsSpec((1,)), envs.Discrete(2)).num_envs == 1
+        Walk(0)
+    assert Walk(1).num_envs == 1
 
 
 def test_check_option_boundaries():

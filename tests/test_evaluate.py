@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from bpo_jax import Config, checks, evaluate, make_trainer
+from bpo_jax import Config, make_trainer
 from bpo_jax.envs import Box, make as make_env
 from bpo_jax.evaluate import run_eval
 from bpo_jax.networks import make_network
@@ -278,24 +278,3 @@ def test_run_eval_refuses_a_state_that_is_not_finite(trained):
     with pytest.raises(ValueError, match=re.escape("state.obs_stats.m2 of seed 0 (and 1 more) holds NaN or Inf")):
         run_eval(config, state.replace(obs_stats=stats), episodes=EPISODES, max_steps=max_steps)
 
-
-def test_integer_arguments_take_their_bounds_inclusive():
-    """check_int's range [low, high] includes both ends: MAX_EPISODES episodes and INT32_MAX steps
-    are allowed, one more is refused by name."""
-    assert checks.check_int("episodes", evaluate.MAX_EPISODES, high=evaluate.MAX_EPISODES) == evaluate.MAX_EPISODES
-    assert checks.check_int("max_steps", 2**31 - 1) == 2**31 - 1
-    assert checks.check_int("episodes", 1) == 1
-    with pytest.raises(ValueError, match=r"^episodes must be <= 1,048,576, got 1,048,577$"):
-        checks.check_int("episodes", evaluate.MAX_EPISODES + 1, high=evaluate.MAX_EPISODES)
-    with pytest.raises(ValueError, match=r"^max_steps must be >= 1, got 0$"):
-        checks.check_int("max_steps", 0)
-
-
-def test_a_state_whose_arrays_disagree_on_the_seed_axis_is_no_run():
-    """A run's state has one leading seed axis S on every array; arrays batched over different
-    counts (3 seeds' parameters, 4 seeds' statistics) are neither one seed's nor a run's."""
-    expected = {"state.params['w']": (2, 5), "state.obs_stats['mean']": (2,)}
-    assert checks.match_shapes(expected, {k: (3, *v) for k, v in expected.items()}) == (3, None)
-    assert checks.match_shapes(expected, dict(expected)) == (None, None)
-    mixed = {"state.params['w']": (3, 2, 5), "state.obs_stats['mean']": (4, 2)}
-    assert checks.match_shapes(expected, mixed) == (None, "its arrays disagree on the leading seed axis")
