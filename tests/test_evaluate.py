@@ -277,4 +277,3 @@ def test_run_eval_refuses_a_state_that_is_not_finite(trained):
     stats = state.obs_stats.replace(m2=np.full_like(state.obs_stats.m2, np.inf))
     with pytest.raises(ValueError, match=re.escape("state.obs_stats.m2 of seed 0 (and 1 more) holds NaN or Inf")):
         run_eval(config, state.replace(obs_stats=stats), episodes=EPISODES, max_steps=max_steps)
-
